@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo`, `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export WRITEOFFS_DATA_DIR ?= $(CURDIR)/.data
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install demo test test-fast up lint bench clean
+
+install: $(STAMP)
+
+# The virtualenv is rebuilt when requirements.txt changes. include/ is put on sys.path with a .pth file so the
+# domain package imports as `writeoffs` everywhere (CLI, tests, Airflow tasks) without a build step.
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'ar_writeoffs.pth').write_text('$(CURDIR)/include\n')"
+	@touch $@
+
+demo: install
+	$(BIN)/python -m writeoffs demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+up: install
+	bash scripts/up.sh
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf .data .airflow

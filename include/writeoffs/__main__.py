@@ -1,0 +1,3 @@
+from writeoffs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Command line: ``python -m writeoffs <command>``. Errors print one clear line, not a stack trace."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from writeoffs.errors import WriteoffError
+
+log = logging.getLogger("writeoffs")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    from writeoffs.db.engine import make_engine
+
+    return make_engine(args.ledger_url)
+
+
+def cmd_init_db(args: argparse.Namespace) -> int:
+    from writeoffs.db.migrate import upgrade
+
+    engine = _engine(args)
+    upgrade(engine)
+    print(f"ledger ready at {engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from writeoffs.report import ledger_summary
+
+    print(ledger_summary(_engine(args)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from writeoffs.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m writeoffs", description=__doc__)
+    parser.add_argument("--ledger-url", help="SQLAlchemy URL of the ledger (default: $WRITEOFFS_LEDGER_URL or SQLite)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("init-db", help="create or upgrade the ledger schema").set_defaults(func=cmd_init_db)
+    sub.add_parser("summary", help="print a ledger summary").set_defaults(func=cmd_summary)
+    demo = sub.add_parser("demo", help="the main job end to end on the embedded default")
+    demo.add_argument("--invoices", type=int, default=20_000, help="sample size (default 20,000)")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=cmd_demo)
+    for register in _EXTENSIONS:
+        register(sub)
+    return parser
+
+
+#: Feature modules add their subcommands here (one line each), keeping this file the single entry point.
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except WriteoffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Alembic environment: uses the engine handed over by ``writeoffs.db.migrate`` or the configured URL."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from writeoffs.db.engine import make_engine
+from writeoffs.db.schema import metadata
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    engine = config.attributes.get("engine")
+    if engine is None:
+        url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+        engine = make_engine(url or None)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+run_migrations_online()

@@ -1,0 +1,85 @@
+"""Named domain errors.
+
+Every error a user can meet has a class here, so that DAGs, the CLI and tests can tell them apart and so that
+messages name the document, row and field at fault instead of surfacing a stack trace.
+"""
+
+from __future__ import annotations
+
+
+class WriteoffError(Exception):
+    """Base class of every error raised by this package on purpose."""
+
+
+class ConfigError(WriteoffError):
+    """A configuration or policy file is invalid (names the file and field)."""
+
+
+class InputError(WriteoffError):
+    """Bad input data. Carries where it was found so that the message can point at it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        file: str | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.source = source
+        self.file = file
+        self.row = row
+        self.field = field
+        where = ", ".join(
+            f"{k} {v}"
+            for k, v in (
+                ("source", source),
+                ("file", file),
+                ("row", row),
+                ("field", field),
+            )
+            if v is not None
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownCurrency(InputError):
+    """A currency code that is not in ISO 4217 (or not one we support)."""
+
+
+class InvalidAmount(InputError):
+    """An amount that is not a finite decimal number, or is negative where it must not be."""
+
+
+class LedgerError(WriteoffError):
+    """Base class of errors about the general ledger."""
+
+
+class UnbalancedEntry(LedgerError):
+    """Debits and credits of a journal entry differ in at least one currency."""
+
+
+class PostedEntryImmutable(LedgerError):
+    """A posted journal entry (or audit row) cannot be updated or deleted; post a reversal instead."""
+
+
+class ClosedPeriod(LedgerError):
+    """Posting into a closed (or missing) fiscal period is refused; the entry is never silently re-dated."""
+
+
+class AmountExceedsBalance(LedgerError):
+    """A write-off or recovery larger than what it may be (open balance, amount written off)."""
+
+
+class ApprovalError(WriteoffError):
+    """An approval is missing, invalid, or breaks segregation of duties."""
+
+
+class SegregationOfDuties(ApprovalError):
+    """The same person prepared and approved, or the approver is not entitled to the tier."""
+
+
+class AuditChainBroken(WriteoffError):
+    """The hash chain of the audit log does not verify: a row was edited, inserted or deleted."""

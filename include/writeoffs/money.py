@@ -1,0 +1,159 @@
+"""Money as ``Decimal``: one constructor, explicit rounding to the currency's minor unit.
+
+Never floating point in an accounting system: a float passed in is refused rather than converted, because
+``Decimal(0.1)`` silently carries binary noise into the books.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from writeoffs.errors import InvalidAmount, UnknownCurrency
+
+# ISO 4217 active codes with their minor units (number of decimals). Codes not listed are refused.
+MINOR_UNITS: dict[str, int] = {
+    **dict.fromkeys(
+        "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF "
+        "CNY COP CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG "
+        "HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MKD MMK MNT MOP MRU MUR "
+        "MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG "
+        "SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD UYU UZS VES WST "
+        "XCD YER ZAR ZMW ZWL".split(),
+        2,
+    ),
+    **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+}
+
+#: Rounding used everywhere money is quantised. Half-up is what invoices and most ERPs print; it is stated once.
+ROUNDING = ROUND_HALF_UP
+#: Scale of money columns in the database (NUMERIC(20, 4)): enough for every ISO minor unit.
+DB_SCALE = 4
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def check_currency(code: str) -> str:
+    """Return the upper-cased ISO code, or raise :class:`UnknownCurrency`."""
+    norm = (code or "").strip().upper()
+    if norm not in MINOR_UNITS:
+        raise UnknownCurrency(f"unknown currency {code!r} (expected an ISO 4217 code such as USD or EUR)")
+    return norm
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-MINOR_UNITS[check_currency(currency)])
+
+
+def to_decimal(value: object) -> Decimal:
+    """Strictly convert ``value`` to a finite Decimal. Floats are refused on purpose."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidAmount(f"amount {value!r} is a {type(value).__name__}; money must be Decimal, int or str")
+    if isinstance(value, Decimal):
+        dec = value
+    elif isinstance(value, int):
+        dec = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _NUMBER.match(text):
+            raise InvalidAmount(f"amount {value!r} is not a number")
+        dec = Decimal(text)
+    else:
+        raise InvalidAmount(f"amount {value!r} of type {type(value).__name__} is not a number")
+    if not dec.is_finite():
+        raise InvalidAmount(f"amount {value!r} is not finite")
+    return dec
+
+
+def round_money(value: object, currency: str) -> Decimal:
+    """Quantise to the currency's minor unit with :data:`ROUNDING`."""
+    return to_decimal(value).quantize(quantum(currency), rounding=ROUNDING)
+
+
+def parse_amount(text: str, *, decimal_sep: str = ".", thousands_sep: str = ",") -> Decimal:
+    """Parse an amount as printed by an ERP export (``1.234,56`` with ``decimal_sep=','``, ``thousands_sep='.'``).
+
+    Raises :class:`InvalidAmount` for anything that is not a plain finite number (``NaN``, ``1e5``, ``12abc``).
+    """
+    raw = (text or "").strip()
+    if not raw:
+        raise InvalidAmount("amount is empty")
+    neg = raw.startswith("(") and raw.endswith(")")  # accounting negatives: (123.45)
+    if neg:
+        raw = raw[1:-1]
+    if thousands_sep:
+        raw = raw.replace(thousands_sep, "")
+    if decimal_sep != ".":
+        if "." in raw:
+            raise InvalidAmount(f"amount {text!r} has '.' but the decimal separator is {decimal_sep!r}")
+        raw = raw.replace(decimal_sep, ".")
+    dec = to_decimal(raw)
+    return -dec if neg else dec
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in a currency, always quantised to the currency's minor unit."""
+
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        cur = check_currency(self.currency)
+        object.__setattr__(self, "currency", cur)
+        object.__setattr__(self, "amount", round_money(self.amount, cur))
+
+    @classmethod
+    def of(cls, amount: object, currency: str) -> Money:
+        return cls(to_decimal(amount), currency)
+
+    def _same(self, other: Money) -> None:
+        if not isinstance(other, Money) or other.currency != self.currency:
+            raise InvalidAmount(f"cannot combine {self.currency} with {getattr(other, 'currency', other)!r}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount < other.amount
+
+    def __le__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount <= other.amount
+
+    def is_zero(self) -> bool:
+        return self.amount == 0
+
+    def convert(self, rate: object, to_currency: str) -> Money:
+        """Convert at ``rate`` (units of ``to_currency`` per unit of this currency), rounded once at the end."""
+        r = to_decimal(rate)
+        if r <= 0:
+            raise InvalidAmount(f"FX rate {rate!r} must be positive")
+        return Money(self.amount * r, to_currency)
+
+    def __str__(self) -> str:
+        return f"{self.amount:,} {self.currency}"
+
+
+def money_str(value: Decimal) -> str:
+    """Decimal to a plain string for XCom/JSON (never a float)."""
+    return format(value, "f")
+
+
+def safe_decimal(value: object) -> Decimal | None:
+    """Best-effort conversion for reports; returns None instead of raising."""
+    try:
+        return to_decimal(value)
+    except (InvalidAmount, InvalidOperation):
+        return None
