@@ -1,0 +1,211 @@
+"""Small row builders for tests (row-wise on purpose: tests build a handful of rows, never bulk data).
+
+Every builder takes an open connection inside the caller's transaction and returns the new row's id.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from itertools import count
+
+from sqlalchemy import Connection, insert
+
+from writeoffs import ledger
+from writeoffs.db.schema import collection_activities, customers, holds, invoices, payment_allocations, payments
+
+_seq = count(1)
+
+
+def entity(
+    conn: Connection,
+    code: str = "US01",
+    currency: str = "USD",
+    method: str = "direct",
+    periods_from: date = date(2024, 1, 1),
+    periods_to: date = date(2027, 12, 31),
+) -> str:
+    ledger.bootstrap_entity(
+        conn,
+        code=code,
+        name=f"Entity {code}",
+        functional_currency=currency,
+        method=method,
+        periods_from=periods_from,
+        periods_to=periods_to,
+    )
+    return code
+
+
+def customer(
+    conn: Connection,
+    entity_code: str = "US01",
+    ref: str | None = None,
+    *,
+    parent_id: int | None = None,
+    segment: str = "default",
+    bankrupt: bool = False,
+    bankruptcy_date: date | None = None,
+    dissolved: bool = False,
+) -> int:
+    ref = ref or f"C{next(_seq):06d}"
+    return conn.execute(
+        insert(customers)
+        .values(
+            entity_code=entity_code,
+            customer_ref=ref,
+            name=f"Customer {ref}",
+            parent_id=parent_id,
+            segment=segment,
+            bankruptcy_flag=bankrupt,
+            bankruptcy_date=bankruptcy_date,
+            dissolved=dissolved,
+        )
+        .returning(customers.c.id)
+    ).scalar_one()
+
+
+def invoice(
+    conn: Connection,
+    customer_id: int,
+    *,
+    entity_code: str = "US01",
+    ref: str | None = None,
+    amount: str | Decimal = "1000.00",
+    open_balance: str | Decimal | None = None,
+    currency: str = "USD",
+    invoice_date: date | None = None,
+    due_date: date | None = None,
+    days_past_due: int | None = None,
+    as_of: date = date(2026, 11, 24),
+    fx_rate: str | Decimal = "1",
+    status: str = "open",
+    transferred_to_parent: bool = False,
+) -> int:
+    """An invoice; ``days_past_due`` (relative to ``as_of``) sets net-30 dates conveniently."""
+    if days_past_due is not None:
+        due_date = as_of - timedelta(days=days_past_due)
+        invoice_date = due_date - timedelta(days=30)
+    invoice_date = invoice_date or as_of - timedelta(days=10)
+    due_date = due_date or invoice_date + timedelta(days=30)
+    amount = Decimal(str(amount))
+    return conn.execute(
+        insert(invoices)
+        .values(
+            entity_code=entity_code,
+            invoice_ref=ref or f"INV{next(_seq):07d}",
+            customer_id=customer_id,
+            source="test",
+            invoice_date=invoice_date,
+            due_date=due_date,
+            currency=currency,
+            amount=amount,
+            open_balance=Decimal(str(open_balance)) if open_balance is not None else amount,
+            fx_rate=Decimal(str(fx_rate)),
+            status=status,
+            balance_transferred_to_parent=transferred_to_parent,
+        )
+        .returning(invoices.c.id)
+    ).scalar_one()
+
+
+def activity(
+    conn: Connection,
+    customer_id: int,
+    invoice_id: int | None,
+    activity_type: str,
+    activity_date: date,
+    end_date: date | None = None,
+    outcome: str | None = None,
+) -> int:
+    return conn.execute(
+        insert(collection_activities)
+        .values(
+            customer_id=customer_id,
+            invoice_id=invoice_id,
+            activity_type=activity_type,
+            activity_date=activity_date,
+            end_date=end_date,
+            outcome=outcome,
+            source="test",
+        )
+        .returning(collection_activities.c.id)
+    ).scalar_one()
+
+
+def hold(
+    conn: Connection,
+    customer_id: int,
+    invoice_id: int | None,
+    hold_type: str = "dispute",
+    start_date: date = date(2026, 1, 1),
+    end_date: date | None = None,
+    resolution: str | None = None,
+) -> int:
+    return conn.execute(
+        insert(holds)
+        .values(
+            customer_id=customer_id,
+            invoice_id=invoice_id,
+            hold_type=hold_type,
+            start_date=start_date,
+            end_date=end_date,
+            resolution=resolution,
+        )
+        .returning(holds.c.id)
+    ).scalar_one()
+
+
+def payment(
+    conn: Connection,
+    customer_id: int,
+    invoice_id: int,
+    amount: str | Decimal,
+    payment_date: date,
+    *,
+    entity_code: str = "US01",
+    currency: str = "USD",
+    kind: str = "regular",
+) -> int:
+    amount = Decimal(str(amount))
+    pid = conn.execute(
+        insert(payments)
+        .values(
+            entity_code=entity_code,
+            payment_ref=f"PAY{next(_seq):07d}",
+            customer_id=customer_id,
+            payment_date=payment_date,
+            currency=currency,
+            amount=amount,
+            source="test",
+        )
+        .returning(payments.c.id)
+    ).scalar_one()
+    conn.execute(
+        insert(payment_allocations).values(
+            payment_id=pid, invoice_id=invoice_id, amount=amount, allocated_on=payment_date, kind=kind
+        )
+    )
+    return pid
+
+
+def worked_example(conn: Connection, as_of: date = date(2026, 11, 24)) -> dict[str, int]:
+    """The brief's case: $45,000 consulting invoice 14 months old, 12 attempts, 3 letters, 90 days at an agency."""
+    entity(conn)
+    cid = customer(conn, ref="C-NORTHWIND", segment="it_services")
+    inv_date = date(as_of.year - 1, as_of.month - 2, 15) if as_of.month > 2 else date(as_of.year - 2, 12, 15)
+    iid = invoice(
+        conn,
+        cid,
+        ref="INV-WORKED-45000",
+        amount="45000.00",
+        invoice_date=inv_date,
+        due_date=inv_date + timedelta(days=30),
+    )
+    for i in range(12):
+        activity(conn, cid, iid, "contact_attempt", inv_date + timedelta(days=35 + 14 * i))
+    for i in range(3):
+        activity(conn, cid, iid, "demand_letter", inv_date + timedelta(days=60 + 30 * i))
+    placed = inv_date + timedelta(days=200)
+    activity(conn, cid, iid, "agency_placement", placed, placed + timedelta(days=90), outcome="unsuccessful")
+    return {"customer_id": cid, "invoice_id": iid}
