@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -56,13 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--invoices", type=int, default=20_000, help="sample size (default 20,000)")
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=cmd_demo)
-    for register in _EXTENSIONS:
-        register(sub)
+    for module in _EXTENSIONS:
+        importlib.import_module(module).register(sub)
     return parser
 
 
-#: Feature modules add their subcommands here (one line each), keeping this file the single entry point.
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
+#: Feature modules that add subcommands: each exposes ``register(subparsers)``. One line per module.
+_EXTENSIONS: list[str] = [
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,38 @@
+"""Resolve the ledger database for a task: Airflow connection ``writeoff_ledger``, else env, else SQLite.
+
+A PostgreSQL connection (``AIRFLOW_CONN_WRITEOFF_LEDGER='postgresql://user:pw@host:5432/ledger'``) is used as is;
+any connection may instead carry the full SQLAlchemy URL in its extra as ``{"sqlalchemy_url": "..."}``.
+Called inside tasks only (it touches the secrets backend / API), never at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+LEDGER_CONN_ID = os.environ.get("WRITEOFFS_LEDGER_CONN_ID", "writeoff_ledger")
+
+
+def ledger_url() -> str | None:
+    """The configured ledger URL, or None to let the domain default apply (env var or SQLite file)."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = Connection.get(LEDGER_CONN_ID)
+    except AirflowNotFoundException:
+        return None
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else json.loads(conn.extra or "{}")
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    return conn.get_uri()
+
+
+def ledger_engine() -> Engine:
+    from writeoffs.db.engine import make_engine
+
+    return make_engine(ledger_url())
