@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Feature modules that add subcommands: each exposes ``register(subparsers)``. One line per module.
 _EXTENSIONS: list[str] = [
+    "writeoffs.sample.cli",
+    "writeoffs.policy.cli",
 ]
 
 

@@ -41,13 +41,23 @@ class JournalLine:
         object.__setattr__(self, "credit", credit)
         fcur = check_currency(self.functional_currency or cur)
         object.__setattr__(self, "functional_currency", fcur)
-        # Functional amounts default to the transaction amounts (same currency, rate 1).
-        fd = debit if self.functional_debit is None and fcur == cur else self.functional_debit
-        fc = credit if self.functional_credit is None and fcur == cur else self.functional_credit
+        # Functional amounts default to the transaction amounts (same currency, rate 1); in FX the side that
+        # carries no transaction amount defaults to zero, the other must be given.
+        fd, fc = self.functional_debit, self.functional_credit
+        if fd is None:
+            fd = debit if fcur == cur or debit == 0 else None
+        if fc is None:
+            fc = credit if fcur == cur or credit == 0 else None
         if fd is None or fc is None:
             raise InvalidAmount(f"line on {self.account}: functional amounts are required for {cur}->{fcur}")
-        object.__setattr__(self, "functional_debit", round_money(fd, fcur))
-        object.__setattr__(self, "functional_credit", round_money(fc, fcur))
+        fd, fc = round_money(fd, fcur), round_money(fc, fcur)
+        # A debit stays a debit in functional currency: flipped or negative sides could balance while meaning nonsense.
+        if fd < 0 or fc < 0 or (debit == 0 and fd != 0) or (credit == 0 and fc != 0):
+            raise InvalidAmount(
+                f"line on {self.account}: functional amounts must be non-negative and on the transaction amount's side"
+            )
+        object.__setattr__(self, "functional_debit", fd)
+        object.__setattr__(self, "functional_credit", fc)
 
     @property
     def signed(self) -> Decimal:

@@ -82,8 +82,22 @@ def parse_amount(text: str, *, decimal_sep: str = ".", thousands_sep: str = ",")
         raise InvalidAmount("amount is empty")
     neg = raw.startswith("(") and raw.endswith(")")  # accounting negatives: (123.45)
     if neg:
-        raw = raw[1:-1]
-    if thousands_sep:
+        raw = raw[1:-1].strip()
+        if raw.startswith(("+", "-")):
+            raise InvalidAmount(f"amount {text!r} is signed inside accounting parentheses")
+    if thousands_sep and thousands_sep in raw:
+        # Grouping must sit between groups of three digits before the decimal separator: otherwise "1.234,56"
+        # read with US separators would silently become 1.23456 (a 1000x error) instead of being refused.
+        whole, _, frac = raw.partition(decimal_sep)
+        groups = whole.lstrip("+-").split(thousands_sep)
+        if (
+            thousands_sep in frac
+            or not (1 <= len(groups[0]) <= 3 and groups[0].isdigit())
+            or not all(len(g) == 3 and g.isdigit() for g in groups[1:])
+        ):
+            raise InvalidAmount(
+                f"amount {text!r}: thousands separator {thousands_sep!r} is not between groups of three digits"
+            )
         raw = raw.replace(thousands_sep, "")
     if decimal_sep != ".":
         if "." in raw:

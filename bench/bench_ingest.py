@@ -1,0 +1,166 @@
+"""Benchmark: ingest and age a 1,000,000-invoice ERP CSV into PostgreSQL; prints per-stage times and peak RSS.
+
+    .venv/bin/python bench/bench_ingest.py [--invoices 1000000] [--pg-url URL] [--keep]
+
+Generates a CONTRACT-shaped ``erp_export`` (BOM, quoted "45,000.00" amounts, %m/%d/%Y dates, Yes/No flags) in a
+temp dir (generation is not timed), migrates a fresh schema, then times: stage (read + validate + COPY), merge
+(customers, invoices, holds, AR sync entries), aging snapshot. Writes JSON under bench/out/. Target: total <= 15 s,
+peak RSS <= 1 GiB. The machine is shared: run it twice and report both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "include"))
+
+AS_OF = date(2026, 11, 24)
+
+
+def generate(out: Path, n: int, seed: int = 7) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    rng = np.random.default_rng(seed)
+    d = out / "erp_export"
+    d.mkdir(parents=True)
+    ent = rng.random(n) < 0.7
+    entity = np.where(ent, "US01", "EU01")
+    currency = np.where(ent, "USD", np.where(rng.random(n) < 0.5, "EUR", "GBP"))
+    fx = np.where(currency == "GBP", "1.1500", "")
+    cust = rng.integers(1, n // 20 + 2, n)
+    inv_days = rng.integers(0, 900, n)
+    base = np.datetime64(AS_OF.isoformat()) - inv_days.astype("timedelta64[D]")
+    due = base + np.timedelta64(30, "D")
+    cents = rng.integers(1_000, 10_000_000, n)
+    paid = np.where(rng.random(n) < 0.3, 0, np.where(rng.random(n) < 0.5, cents, cents // 2))
+
+    def fmt(c: np.ndarray) -> list[str]:
+        return [f"{v / 100:,.2f}" for v in c.tolist()]
+
+    def mdy(a: np.ndarray) -> pa.Array:
+        return pc.strftime(pa.array(a.astype("datetime64[s]")), format="%m/%d/%Y")
+
+    yes_no = lambda p: np.where(rng.random(n) < p, "Yes", "No")  # noqa: E731
+    table = pa.table(
+        {
+            "Company": entity,
+            "Invoice No": [f"INV{i:08d}" for i in range(n)],
+            "Customer No": [f"C{c:07d}" for c in cust.tolist()],
+            "Customer Name": [f"Customer {c}" for c in cust.tolist()],
+            "Parent Customer No": [""] * n,
+            "Segment": np.where(rng.random(n) < 0.5, "retail", "manufacturing"),
+            "Invoice Date": mdy(base),
+            "Due Date": mdy(due),
+            "Currency": currency,
+            "Amount": fmt(cents),
+            "Open Balance": fmt(paid),
+            "FX Rate": fx,
+            "Disputed": yes_no(0.02),
+            "Dispute Since": [""] * n,
+            "Payment Plan": yes_no(0.01),
+            "Bankrupt": ["No"] * n,
+            "Transferred To Parent": ["No"] * n,
+            "Description": ["services"] * n,
+        }
+    )
+    with (d / "invoices.csv").open("wb") as f:
+        f.write(b"\xef\xbb\xbf")
+        pcsv.write_csv(table, f, pcsv.WriteOptions(quoting_style="all_valid"))
+    (d / "payments.csv").write_text(
+        '"Company","Payment No","Customer No","Payment Date","Currency","Amount","Invoice No","Applied Amount"\n'
+    )
+    (d / "activities.csv").write_text('"Company","Customer No","Invoice No","Activity","Date","End Date","Outcome"\n')
+    (d / "control.json").write_text(json.dumps({"as_of": AS_OF.isoformat(), "invoices": {"rows": n}}))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--invoices", type=int, default=1_000_000)
+    ap.add_argument("--pg-url", default=os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    ap.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema afterwards")
+    args = ap.parse_args()
+
+    from sqlalchemy import text
+
+    from writeoffs.db.engine import make_engine
+    from writeoffs.db.migrate import upgrade
+    from writeoffs.ingest import config as source_config
+    from writeoffs.ingest.merge import merge
+    from writeoffs.ingest.pipeline import age
+    from writeoffs.ingest.sources import build_source
+    from writeoffs.ingest.staging import stage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        generate(Path(tmp), args.invoices)
+        gen_s = time.perf_counter() - t0
+        csv_bytes = (Path(tmp) / "erp_export" / "invoices.csv").stat().st_size
+        os.environ["WRITEOFFS_SOURCES_DIR"] = tmp
+        cfg = source_config.load()
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        admin = make_engine(args.pg_url)
+        with admin.begin() as c:
+            c.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = make_engine(args.pg_url, schema=schema)
+        try:
+            upgrade(engine)
+            times: dict[str, float] = {}
+            t = time.perf_counter()
+            staged = stage(engine, cfg, build_source(cfg.source("erp_csv")), AS_OF)
+            times["stage"] = time.perf_counter() - t
+            t = time.perf_counter()
+            merged = merge(engine, cfg, [staged["batch_id"]], AS_OF)
+            times["merge"] = time.perf_counter() - t
+            t = time.perf_counter()
+            aging = age(engine, cfg, AS_OF)
+            times["aging"] = time.perf_counter() - t
+        finally:
+            engine.dispose()
+            if not args.keep:
+                with admin.begin() as c:
+                    c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    total = sum(times.values())
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    result = {
+        "invoices": args.invoices,
+        "csv_mib": round(csv_bytes / 2**20, 1),
+        "generate_s (not timed)": round(gen_s, 2),
+        "stage_s": round(times["stage"], 2),
+        "merge_s": round(times["merge"], 2),
+        "aging_s": round(times["aging"], 2),
+        "total_s": round(total, 2),
+        "peak_rss_mib": round(peak_mib, 1),
+        "rows_accepted": staged["rows_accepted"],
+        "rows_quarantined": staged["rows_quarantined"],
+        "aged_invoices": aging["invoices"],
+        "ar_sync_entries": len(merged["batches"][0]["ar_sync"]),
+        "target": {"total_s": 15, "peak_rss_mib": 1024},
+        "ok": total <= 15 and peak_mib <= 1024,
+        "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench_ingest_{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    for k in ("stage_s", "merge_s", "aging_s", "total_s", "peak_rss_mib"):
+        print(f"{k:>14}: {result[k]}")
+    print(f"written {path}")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""### ledger_reconciliation
+
+Proves, the same day, that the books agree: sub-ledger open AR = GL AR control per entity and currency; every
+approved write-off is posted (with its journal entry) or skipped with a reason; every journal entry balances; each
+written-off invoice has exactly one active write-off entry; recoveries never exceed what was written off; the
+allowance account is explained by its entries.
+
+**Runs** after every posting (asset `writeoff_postings`) and daily at 18:30 UTC, whichever comes first.
+
+**Tasks**
+1. `run_checks`: runs the check registry (`writeoffs.reconcile.CHECKS`) on one database snapshot, stores the run and
+   its breaks in `recon_runs` / `recon_breaks`, writes
+   `$WRITEOFFS_DATA_DIR/reports/reconciliation/<as_of>-<run>.md`, returns a summary.
+2. `assert_no_breaks`: fails (red, no retry) when there is any break; the failure callbacks send the summary and a
+   link to the log to Slack (`writeoffs_slack`) and e-mail (`writeoffs_smtp`).
+
+**Params**: `as_of` (business date, default: the asset event's `as_of`, else the run date), `tolerance`
+(`USD=0.01,EUR=0.01`, default exact). Re-running a DAG run replaces its stored breaks (idempotent per run).
+See docs/reconciliation.md.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+
+from writeoffs_airflow.alerts import failure_callbacks
+from writeoffs_airflow.assets import POSTING
+
+#: Daily at 18:30 UTC: late enough for the day's postings, early enough for controllers to act the same day.
+DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
+
+
+@dag(
+    dag_id="ledger_reconciliation",
+    schedule=AssetOrTimeSchedule(timetable=DAILY, assets=POSTING),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "finance-data",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=5),
+        "on_failure_callback": failure_callbacks(),
+    },
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date", description="Business date (YYYY-MM-DD)"),
+        "tolerance": Param("", type="string", description="Per-currency tolerance, e.g. USD=0.01,default=0"),
+    },
+    tags=["writeoffs", "reconciliation", "ledger"],
+    doc_md=__doc__,
+)
+def ledger_reconciliation() -> None:
+    @task
+    def run_checks() -> dict:
+        from writeoffs.reconcile import Tolerances, reconcile
+        from writeoffs_airflow.alerts import business_date
+        from writeoffs_airflow.ledger import ledger_engine
+
+        context = get_current_context()
+        as_of = business_date(context)
+        if as_of is None:
+            raise ValueError("no business date: pass params.as_of")
+        ti = context["ti"]
+        result = reconcile(
+            ledger_engine(),
+            as_of,
+            run_key=f"{ti.dag_id}:{ti.run_id}",
+            tolerance=Tolerances.parse(context["params"].get("tolerance") or ""),
+        )
+        return result.summary()
+
+    @task
+    def assert_no_breaks(summary: dict) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        if summary["break_count"]:
+            # Fail at once, no retry: a break is a fact about the books, re-reading them will not change it.
+            raise AirflowFailException(summary["headline"])
+
+    assert_no_breaks(run_checks())
+
+
+ledger_reconciliation()

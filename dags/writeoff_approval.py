@@ -1,0 +1,113 @@
+"""
+### Write-off approval: human decision in the Airflow UI, then posting
+
+Runs when `writeoff_candidates` updates the **writeoff_candidates** asset (or manually with `as_of`).
+
+1. `open_batches` claims the *proposed* batches of the business date (status → `awaiting_approval`) and maps
+   one approval flow per batch (never per invoice). Small-balance batches of the `auto` tier are auto-approved
+   under the policy's tolerance and posted without a human decision (audited).
+2. Per batch (`batch` task group, mapped):
+   - `approve` — Human-in-the-loop request to the batch tier's approvers (`assigned_users`): Markdown summary
+     (count, total, by reason, by aging bucket, top items with evidence, link to the full CSV), params to
+     exclude invoices and add an internal comment. Timeout: expire, or escalate to the next tier (policy).
+   - `approve_escalated_1/2` — ask the next tier only if the batch was escalated; skipped otherwise.
+   - `confirm` — shows exactly what will be posted after exclusions; Confirm or Reject.
+   - `post` — posts the batch exactly once after re-checking the recorded approval (who, tier, limit, hash).
+3. Every decision (who, when, decision, comment, exclusions, policy version, batch hash) is recorded by
+   `writeoffs.approvals.record_decision` in the ledger's `approvals` table and the hash-chained audit log;
+   refused answers (self-approval, wrong tier) are audited and the request stays open for the right people.
+
+Answer in the UI (*Required actions*) or with `scripts/approve.py` (REST API); see docs/approvals.md.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task, task_group
+
+from writeoffs_airflow.assets import CANDIDATES, POSTING
+from writeoffs_airflow.hitl import BatchApprovalOperator, BatchConfirmOperator
+
+#: Approval attempts after the first one, for batches that escalate on timeout (three default tiers: two steps up).
+ESCALATION_STEPS = 2
+
+
+@task
+def business_date(**context) -> str:
+    """The business date: the `as_of` param, else the triggering asset event's `as_of`, else the run's date."""
+    from writeoffs_airflow.hitl import business_date_of
+
+    return business_date_of(context)
+
+
+@task
+def open_batches(as_of: str, **context) -> list[int]:
+    from writeoffs_airflow.hitl import claim_batches
+
+    return claim_batches(as_of, run_id=context["run_id"])
+
+
+@task(outlets=[POSTING])
+def post_auto_batches(as_of: str) -> list[dict[str, str]]:
+    from writeoffs_airflow.hitl import post_auto
+
+    return post_auto(as_of)
+
+
+@task(outlets=[POSTING])
+def post(batch_id: int) -> dict[str, str]:
+    from writeoffs_airflow.hitl import post_confirmed
+
+    return post_confirmed(int(batch_id))
+
+
+@task_group(group_id="batch")
+def batch_flow(batch_id: int) -> None:
+    approve = BatchApprovalOperator(task_id="approve", batch_id=batch_id)
+    # Each escalation attempt asks only if the batch is still open after the previous one; otherwise it skips,
+    # so confirm runs after whichever attempt decided (none failed, at least one succeeded).
+    escalated = [
+        BatchApprovalOperator(
+            task_id=f"approve_escalated_{n}",
+            batch_id=batch_id,
+            final=n == ESCALATION_STEPS,
+            trigger_rule="none_failed",
+        )
+        for n in range(1, ESCALATION_STEPS + 1)
+    ]
+    confirm = BatchConfirmOperator(task_id="confirm", batch_id=batch_id, trigger_rule="none_failed_min_one_success")
+    previous = approve
+    for step in escalated:
+        previous >> step
+        previous = step
+    [approve, *escalated] >> confirm >> post(batch_id)
+
+
+@dag(
+    dag_id="writeoff_approval",
+    schedule=[CANDIDATES],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "finance-data", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    params={
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Business date (YYYY-MM-DD) whose proposed batches to route; default: from the trigger.",
+        )
+    },
+    tags=["writeoffs", "approval", "hitl"],
+    doc_md=__doc__,
+)
+def writeoff_approval() -> None:
+    as_of = business_date()
+    batches = open_batches(as_of)
+    post_auto_batches(as_of)
+    batch_flow.expand(batch_id=batches)
+
+
+writeoff_approval()

@@ -1,0 +1,407 @@
+"""What an approver sees: the batch summary, the full candidate list, and the "what will be posted" text.
+
+Pure domain (no Airflow): the approval DAG's operators call these to fill the Human-in-the-loop subject and
+Markdown body, ``scripts/approve.py`` and tests call them directly. Amounts are Decimal throughout and are
+printed with the currency's minor unit; nothing here writes to the ledger.
+
+The digest (:func:`items_digest`) fingerprints exactly the rows shown to the approver (invoice, amount,
+reason). The operator stores it when the request is opened and compares it when the answer arrives, so an
+approval can never silently cover rows that changed in between.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+
+from writeoffs.approvals import batch_hash_of
+from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_of
+from writeoffs.db.schema import customers, invoices, writeoff_batches, writeoffs
+from writeoffs.errors import ApprovalError
+from writeoffs.money import quantum
+
+#: Item statuses that leave an item out of what will be posted.
+NOT_POSTED_STATUSES = frozenset({"excluded", "rejected", "expired", "skipped", "reversed"})
+#: Markdown tables beyond this many rows stop being readable in the approval form; the CSV has everything.
+DEFAULT_TOP_N = 10
+CONFIRM_LIST_MAX = 50
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    writeoff_id: int
+    invoice_ref: str
+    customer_ref: str
+    customer_name: str
+    amount: Decimal
+    reason_code: str
+    rule: str
+    days_past_due: int
+    bucket: str
+    status: str
+    evidence: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    batch_id: int
+    batch_key: str
+    entity_code: str
+    currency: str
+    tier: str
+    as_of_date: date
+    status: str
+    policy_version: str
+    policy_hash: str
+    batch_hash: str | None
+    prepared_by: str | None
+    items: tuple[BatchItem, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((i.amount for i in self.items), Decimal(0))
+
+    @property
+    def largest(self) -> Decimal:
+        return max((i.amount for i in self.items), default=Decimal(0))
+
+    def fmt(self, amount: Decimal) -> str:
+        return f"{amount.quantize(quantum(self.currency)):,} {self.currency}"
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def _evidence(raw: str | None) -> dict[str, object]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        # Evidence is informative only; an unreadable blob is shown as is rather than hiding the item.
+        return {"raw": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def load_batch_view(conn: Connection, batch_id: int, buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> BatchView:
+    """Read a batch and all its items (any status) from the ledger."""
+    b = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
+    if b is None:
+        raise ApprovalError(f"write-off batch {batch_id} does not exist")
+    rows = conn.execute(
+        select(
+            writeoffs.c.id,
+            writeoffs.c.amount,
+            writeoffs.c.reason_code,
+            writeoffs.c.rule,
+            writeoffs.c.evidence,
+            writeoffs.c.status,
+            invoices.c.invoice_ref,
+            invoices.c.due_date,
+            customers.c.customer_ref,
+            customers.c.name,
+        )
+        .select_from(
+            writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id).join(
+                customers, customers.c.id == invoices.c.customer_id
+            )
+        )
+        .where(writeoffs.c.batch_id == batch_id)
+        .order_by(writeoffs.c.amount.desc(), invoices.c.invoice_ref)
+    ).all()
+    items = []
+    for r in rows:
+        dpd = (b.as_of_date - r.due_date).days
+        items.append(
+            BatchItem(
+                writeoff_id=r.id,
+                invoice_ref=r.invoice_ref,
+                customer_ref=r.customer_ref,
+                customer_name=r.name,
+                amount=Decimal(r.amount),
+                reason_code=r.reason_code,
+                rule=r.rule,
+                days_past_due=dpd,
+                bucket=bucket_of(dpd, buckets),
+                status=r.status,
+                evidence=_evidence(r.evidence),
+            )
+        )
+    return BatchView(
+        batch_id=b.id,
+        batch_key=b.batch_key,
+        entity_code=b.entity_code,
+        currency=b.currency,
+        tier=b.tier,
+        as_of_date=b.as_of_date,
+        status=b.status,
+        policy_version=b.policy_version,
+        policy_hash=b.policy_hash,
+        batch_hash=b.batch_hash,
+        prepared_by=b.prepared_by,
+        items=tuple(items),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def items_digest(items: Iterable[BatchItem]) -> str:
+    """sha256 over (invoice, amount, reason) of the given items, order-independent.
+
+    The same definition as the approvals' batch hash, so the fingerprint an approver reads in the request is
+    the prefix of the hash recorded with their decision.
+    """
+    return batch_hash_of((i.invoice_ref, i.amount, i.reason_code) for i in items)
+
+
+def pending_items(view: BatchView) -> tuple[BatchItem, ...]:
+    """Items still in play (shown for approval): everything not already left out."""
+    return tuple(i for i in view.items if i.status not in NOT_POSTED_STATUSES)
+
+
+def parse_invoice_refs(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Invoice refs typed by an approver: comma, semicolon, space or newline separated; order kept, deduplicated."""
+    if text is None:
+        return ()
+    parts = re.split(r"[\s,;]+", text) if isinstance(text, str) else [str(p).strip() for p in text]
+    seen: dict[str, None] = {}
+    for p in parts:
+        if p:
+            seen.setdefault(p, None)
+    return tuple(seen)
+
+
+def check_exclusions(view: BatchView, refs: Sequence[str]) -> tuple[str, ...]:
+    """Refuse exclusions that name invoices outside the batch: a typo must not silently post the invoice."""
+    known = {i.invoice_ref for i in pending_items(view)}
+    unknown = [r for r in refs if r not in known]
+    if unknown:
+        raise ApprovalError(
+            f"batch {view.batch_id}: cannot exclude {unknown}: not pending items of this batch "
+            f"(invoice refs are case-sensitive)"
+        )
+    return tuple(refs)
+
+
+def to_post(view: BatchView, excluded_refs: Sequence[str] = ()) -> tuple[BatchItem, ...]:
+    excluded = set(excluded_refs)
+    return tuple(i for i in pending_items(view) if i.invoice_ref not in excluded)
+
+
+def breakdown(items: Iterable[BatchItem], key: str) -> list[tuple[str, int, Decimal]]:
+    """(label, count, total) per ``key`` ('reason_code' or 'bucket'), largest total first."""
+    acc: dict[str, tuple[int, Decimal]] = {}
+    for i in items:
+        label = str(getattr(i, key))
+        n, t = acc.get(label, (0, Decimal(0)))
+        acc[label] = (n + 1, t + i.amount)
+    return sorted(((k, n, t) for k, (n, t) in acc.items()), key=lambda r: (-r[2], r[0]))
+
+
+def _bucket_order(rows: list[tuple[str, int, Decimal]], buckets: Sequence[Bucket]) -> list[tuple[str, int, Decimal]]:
+    order = {b.label: n for n, b in enumerate(buckets)}
+    return sorted(rows, key=lambda r: order.get(r[0], len(order)))
+
+
+def _cell(text: object) -> str:
+    # Markdown table cells: a pipe or newline in customer data would break the table the approver relies on.
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _evidence_text(evidence: dict[str, object], limit: int = 6) -> str:
+    if not evidence:
+        return "-"
+    parts = [f"{k}={v}" for k, v in list(sorted(evidence.items()))[:limit]]
+    more = len(evidence) - limit
+    return ", ".join(parts) + (f", +{more} more" if more > 0 else "")
+
+
+# --------------------------------------------------------------------------------------------------- text
+
+
+def subject(view: BatchView, step: str = "approve") -> str:
+    items = pending_items(view)
+    total = sum((i.amount for i in items), Decimal(0))
+    what = "Confirm posting of" if step == "confirm" else "Approve"
+    return (
+        f"{what} write-off batch {view.batch_id}: {view.entity_code} {view.fmt(total)} "
+        f"({len(items)} invoices, tier {view.tier}, as of {view.as_of_date.isoformat()})"
+    )
+
+
+def summary_markdown(
+    view: BatchView,
+    *,
+    top_n: int = DEFAULT_TOP_N,
+    candidates_link: str | None = None,
+    buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
+    limit: Decimal | None = None,
+) -> str:
+    """The approval request body: totals, breakdowns by reason and aging bucket, top items with evidence."""
+    items = pending_items(view)
+    total = sum((i.amount for i in items), Decimal(0))
+    largest = max((i.amount for i in items), default=Decimal(0))
+    out = [
+        f"### Write-off batch {view.batch_id} — {view.entity_code} / {view.currency}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Business date | {view.as_of_date.isoformat()} |",
+        f"| Invoices | {len(items)} |",
+        f"| Total to write off | **{view.fmt(total)}** |",
+        f"| Largest item | {view.fmt(largest)} |",
+        f"| Approval tier | {view.tier}" + (f" (limit {view.fmt(limit)} per item)" if limit is not None else "") + " |",
+        f"| Prepared by | {_cell(view.prepared_by or 'scheduler')} |",
+        f"| Policy | {_cell(view.policy_version)} (`{view.policy_hash[:12]}`) |",
+        f"| Batch fingerprint | `{items_digest(items)[:16]}` |",
+        "",
+        "#### By reason",
+        "",
+        "| Reason | Invoices | Amount |",
+        "|---|---:|---:|",
+    ]
+    out += [f"| {_cell(k)} | {n} | {view.fmt(t)} |" for k, n, t in breakdown(items, "reason_code")]
+    out += ["", "#### By aging bucket (days past due)", "", "| Bucket | Invoices | Amount |", "|---|---:|---:|"]
+    out += [f"| {k} | {n} | {view.fmt(t)} |" for k, n, t in _bucket_order(breakdown(items, "bucket"), buckets)]
+    shown = items[:top_n]
+    out += [
+        "",
+        f"#### Top {len(shown)} of {len(items)} items by amount",
+        "",
+        "| Invoice | Customer | Amount | Days past due | Reason | Rule | Evidence |",
+        "|---|---|---:|---:|---|---|---|",
+    ]
+    out += [
+        f"| {_cell(i.invoice_ref)} | {_cell(i.customer_name)} ({_cell(i.customer_ref)}) | {view.fmt(i.amount)} | "
+        f"{i.days_past_due} | {_cell(i.reason_code)} | {_cell(i.rule)} | {_cell(_evidence_text(i.evidence))} |"
+        for i in shown
+    ]
+    out.append("")
+    if candidates_link:
+        out.append(f"Full candidate list ({len(items)} rows): {candidates_link}")
+        out.append("")
+    out += [
+        "**Approve** sends the batch to a confirmation step that shows exactly what will be posted; "
+        "**Reject** ends the batch with nothing posted.",
+        "To leave invoices out, list their invoice refs in *exclude_invoice_refs* (comma separated). "
+        "The *comment* is internal: it is stored with the approval and never shown to customers.",
+    ]
+    return "\n".join(out)
+
+
+def confirmation_markdown(
+    view: BatchView,
+    excluded_refs: Sequence[str] = (),
+    *,
+    approved_by: str | None = None,
+    debit_account: str | None = None,
+    credit_account: str | None = None,
+    candidates_link: str | None = None,
+    max_rows: int = CONFIRM_LIST_MAX,
+) -> str:
+    """The confirmation body: exactly the items that will be posted after exclusions, and the entry's totals."""
+    # After the approve step the excluded items carry status 'excluded'; before it only the refs say so.
+    excluded = [i for i in view.items if i.invoice_ref in set(excluded_refs) or i.status == "excluded"]
+    posting = to_post(view, excluded_refs)
+    total = sum((i.amount for i in posting), Decimal(0))
+    dr = debit_account or "Bad Debt Expense (or Allowance, by the entity's method)"
+    cr = credit_account or "Accounts Receivable"
+    out = [
+        f"### Confirm: post write-off batch {view.batch_id} — {view.entity_code} / {view.currency}",
+        "",
+        f"Approved by **{_cell(approved_by or '?')}** at tier {view.tier}. Confirming posts the entries below "
+        "to the ledger, dated the business date "
+        f"{view.as_of_date.isoformat()}; **Reject** ends the batch with nothing posted.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Invoices to write off | {len(posting)} |",
+        f"| Total | **{view.fmt(total)}** |",
+        f"| Excluded by the approver | {len(excluded)}"
+        + (f" ({view.fmt(sum((i.amount for i in excluded), Decimal(0)))})" if excluded else "")
+        + " |",
+        f"| Fingerprint of the posted set | `{items_digest(posting)[:16]}` |",
+        "",
+        f"Journal: Dr {dr} {view.fmt(total)} / Cr {cr} {view.fmt(total)} "
+        f"(one balanced entry per invoice, linked to it).",
+        "",
+        "| Invoice | Customer | Amount | Reason |",
+        "|---|---|---:|---|",
+    ]
+    out += [
+        f"| {_cell(i.invoice_ref)} | {_cell(i.customer_name)} | {view.fmt(i.amount)} | {_cell(i.reason_code)} |"
+        for i in posting[:max_rows]
+    ]
+    if len(posting) > max_rows:
+        out.append(f"| … {len(posting) - max_rows} more | | | |")
+    if excluded:
+        out += ["", "Excluded (not posted): " + ", ".join(_cell(i.invoice_ref) for i in excluded)]
+    if candidates_link:
+        out += ["", f"Full candidate list: {candidates_link}"]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------- CSV
+
+
+CSV_COLUMNS = (
+    "batch_id",
+    "invoice_ref",
+    "customer_ref",
+    "customer_name",
+    "currency",
+    "amount",
+    "days_past_due",
+    "bucket",
+    "reason_code",
+    "rule",
+    "status",
+    "evidence",
+)
+
+
+def candidates_csv_path(reports_dir: Path, view: BatchView) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", view.batch_key)
+    return reports_dir / "batches" / f"batch_{view.batch_id}_{safe}.csv"
+
+
+def write_candidates_csv(reports_dir: Path, view: BatchView) -> Path:
+    """Every item of the batch (including already-excluded ones, with their status); written atomically."""
+    path = candidates_csv_path(reports_dir, view)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for i in view.items:
+            w.writerow(
+                [
+                    view.batch_id,
+                    i.invoice_ref,
+                    i.customer_ref,
+                    i.customer_name,
+                    view.currency,
+                    format(i.amount, "f"),
+                    i.days_past_due,
+                    i.bucket,
+                    i.reason_code,
+                    i.rule,
+                    i.status,
+                    json.dumps(i.evidence, sort_keys=True, default=str),
+                ]
+            )
+    tmp.replace(path)
+    return path

@@ -1,0 +1,488 @@
+"""Approval records for write-off batches: segregation of duties enforced server-side, re-verified at posting.
+
+The approvals UI (a human-in-the-loop DAG) only *collects* decisions; this module decides whether a decision may
+be recorded, and :func:`verify_batch_approval` re-checks everything again when the batch is posted, so that a
+batch whose status was flipped by raw SQL, or whose items changed after approval, is never posted.
+
+Two steps per batch (the billing system's "review, then finalise"): ``approve`` (decision approved | rejected |
+expired | escalated) then ``confirm`` (confirmed | rejected | expired | escalated). Both are made by users entitled
+to the batch's tier, never by the batch's preparer (four eyes). ``escalated`` (approve step only) writes no row:
+it moves the batch to the next tier, whose approver then records the approve step. The same entitled person may approve and confirm:
+confirm is the finalisation of their own review, not a second approver. One ``approvals`` row per (batch, step).
+
+Batch hash: ``sha256`` over the sorted lines ``invoice_ref \\x1f amount \\x1f reason_code`` (amount at the
+ledger's scale of 4 decimals, e.g. ``45000.0000``), lines joined with ``\\n``; see :func:`batch_hash_of`. The policy
+computes it over all items at proposal (``writeoff_batches.batch_hash``); each approval row stores the hash over the
+items that remain after that step's exclusions; posting recomputes it from the items that are not ``excluded``.
+
+Refused attempts: the decision is not recorded, but the attempt is audited in a *separate* transaction on a
+separate connection, committed before the error is raised. The caller's transaction is usually rolled back by the
+exception; an auditor must still see that someone tried to approve their own batch. Consequence for callers: call
+:func:`record_decision` in a transaction of its own (``with engine.begin() as conn``) that has not written yet,
+otherwise on SQLite the audit connection waits for the caller's write lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.exc import IntegrityError
+
+from writeoffs import audit
+from writeoffs.db.schema import approvals, audit_log, invoices, writeoff_batches, writeoffs
+from writeoffs.errors import ApprovalError, ConfigError, SegregationOfDuties
+from writeoffs.tiers import AUTO_TIER, Tier, next_tier, tier_named
+
+STEPS = ("approve", "confirm")
+#: Decisions allowed per step.
+DECISIONS: dict[str, tuple[str, ...]] = {
+    "approve": ("approved", "rejected", "expired", "escalated"),
+    # Escalation re-routes the *approval* to the next tier; a confirm timeout simply expires the batch.
+    "confirm": ("confirmed", "rejected", "expired"),
+}
+#: Batch statuses in which a step may be decided.
+OPEN_FOR: dict[str, tuple[str, ...]] = {
+    "approve": ("proposed", "awaiting_approval"),
+    "confirm": ("approved",),
+}
+#: Decisions that grant something: only these are subject to entitlement and limit checks. ``expired`` and
+#: ``escalated`` are timeouts recorded by the system (the HITL DAG); they can only stop or re-route a batch.
+GRANTING = ("approved", "confirmed")
+HUMAN = ("approved", "confirmed", "rejected")
+_SCALE = Decimal("0.0001")
+
+
+def _amount_text(amount: object) -> str:
+    return format(Decimal(str(amount)).quantize(_SCALE), "f")
+
+
+def batch_hash_of(items: Iterable[tuple[str, object, str]]) -> str:
+    """The batch hash over ``(invoice_ref, amount, reason_code)`` items (order-independent)."""
+    lines = sorted(f"{ref}\x1f{_amount_text(amount)}\x1f{reason}" for ref, amount, reason in items)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def current_items(conn: Connection, batch_id: int) -> list[tuple[str, Decimal, str]]:
+    """The batch's items that are not excluded, as (invoice_ref, amount, reason_code)."""
+    rows = conn.execute(
+        select(invoices.c.invoice_ref, writeoffs.c.amount, writeoffs.c.reason_code)
+        .select_from(writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id))
+        .where(writeoffs.c.batch_id == batch_id, writeoffs.c.status != "excluded")
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _norm(user: str | None) -> str:
+    return (user or "").strip().casefold()
+
+
+def _lock_batch(conn: Connection, batch_id: int):
+    q = select(writeoff_batches).where(writeoff_batches.c.id == batch_id)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        raise ApprovalError(f"write-off batch {batch_id} does not exist")
+    return row
+
+
+def _tier(batch, tiers: Sequence[Tier]) -> Tier:
+    try:
+        return tier_named(batch.tier, tiers)
+    except ConfigError as exc:
+        raise ApprovalError(f"batch {batch.id}: {exc}") from exc
+
+
+def _entitlement_problems(user: str, batch, tier: Tier, role: str) -> list[str]:
+    problems = []
+    if _norm(user) == _norm(batch.prepared_by):
+        problems.append(f"{role} {user!r} prepared batch {batch.id}: nobody may approve their own batch")
+    if _norm(user) not in {_norm(a) for a in tier.approvers}:
+        problems.append(
+            f"{role} {user!r} is not an approver of tier {tier.name!r} (approvers: {', '.join(tier.approvers)})"
+        )
+    return problems
+
+
+def _limit_problem(tier: Tier, currency: str, max_item: Decimal | None) -> str | None:
+    if max_item is not None and not tier.covers(max_item, currency):
+        return (
+            f"largest item {_amount_text(max_item)} {currency} exceeds tier {tier.name!r} limit "
+            f"{tier.limit_for(currency)} {currency}; escalate to a higher tier"
+        )
+    return None
+
+
+def record_decision(
+    conn: Connection,
+    *,
+    batch_id: int,
+    step: str,
+    approver: str,
+    decision: str,
+    tiers: Sequence[Tier],
+    comment: str | None = None,
+    excluded_invoice_refs: Sequence[str] = (),
+    now: datetime | None = None,
+) -> None:
+    """Record one step's decision on a batch, or refuse it (and audit the refused attempt separately)."""
+    now = now or datetime.now(UTC)
+    try:
+        _record(conn, batch_id, step, approver, decision, tiers, comment, tuple(excluded_invoice_refs), now)
+    except ApprovalError as exc:
+        _audit_refusal(conn, batch_id, step, approver, decision, comment, excluded_invoice_refs, str(exc), now)
+        raise
+
+
+def _audit_refusal(
+    conn: Connection,
+    batch_id: int,
+    step: str,
+    approver: str,
+    decision: str,
+    comment: str | None,
+    excluded: Sequence[str],
+    reason: str,
+    now: datetime,
+) -> None:
+    # Own connection, own transaction: committed even though the caller's transaction will roll back.
+    with conn.engine.begin() as side:
+        audit.append(
+            side,
+            actor=approver or "unknown",
+            action="approval.refused",
+            object_type="writeoff_batch",
+            object_id=batch_id,
+            details={
+                "step": step,
+                "decision": decision,
+                "comment": comment,
+                "excluded_invoice_refs": list(excluded),
+                "reason": reason,
+            },
+            now=now,
+        )
+
+
+def _record(
+    conn: Connection,
+    batch_id: int,
+    step: str,
+    approver: str,
+    decision: str,
+    tiers: Sequence[Tier],
+    comment: str | None,
+    excluded: tuple[str, ...],
+    now: datetime,
+) -> None:
+    if step not in STEPS:
+        raise ApprovalError(f"unknown approval step {step!r}; expected one of {STEPS}")
+    if decision not in DECISIONS[step]:
+        raise ApprovalError(f"decision {decision!r} is not valid for step {step!r}; expected {DECISIONS[step]}")
+    if not (approver or "").strip():
+        raise ApprovalError("a decision needs a named approver")
+    batch = _lock_batch(conn, batch_id)
+
+    existing = conn.execute(
+        select(approvals).where(approvals.c.batch_id == batch_id, approvals.c.step == step)
+    ).first()
+    if existing is not None:
+        if _norm(existing.approver) == _norm(approver) and existing.decision == decision:
+            return  # idempotent replay of the same decision (e.g. a retried task): nothing to add
+        raise ApprovalError(
+            f"batch {batch_id} step {step!r} was already decided: {existing.decision} by {existing.approver} "
+            f"at {existing.decided_at}"
+        )
+    if batch.status not in OPEN_FOR[step]:
+        raise ApprovalError(
+            f"batch {batch_id} is {batch.status!r}; step {step!r} needs status {' or '.join(OPEN_FOR[step])}"
+        )
+    if batch.tier == AUTO_TIER:
+        raise ApprovalError(f"batch {batch_id} is in the auto tier (small-balance tolerance): no human decision")
+    tier = _tier(batch, tiers)
+
+    if decision in HUMAN:
+        problems = _entitlement_problems(approver, batch, tier, "approver")
+        if problems:
+            raise SegregationOfDuties("; ".join(problems))
+
+    items = conn.execute(
+        select(invoices.c.invoice_ref, writeoffs.c.amount, writeoffs.c.reason_code)
+        .select_from(writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id))
+        .where(writeoffs.c.batch_id == batch_id, writeoffs.c.status != "excluded")
+    ).all()
+    refs = {r.invoice_ref for r in items}
+    unknown = sorted(set(excluded) - refs)
+    if unknown:
+        raise ApprovalError(f"excluded invoices {unknown[:10]} are not (remaining) items of batch {batch_id}")
+
+    # The approver must decide on what was shown: the items may not have changed since the previous step.
+    shown = batch_hash_of((r.invoice_ref, r.amount, r.reason_code) for r in items)
+    if step == "approve":
+        expected = batch.batch_hash
+        since = "proposal"
+    else:
+        expected = conn.execute(
+            select(approvals.c.batch_hash).where(approvals.c.batch_id == batch_id, approvals.c.step == "approve")
+        ).scalar()
+        since = "approval"
+    if expected is not None and expected != shown:
+        raise ApprovalError(f"batch {batch_id} items changed since {since} (hash {shown[:12]} != {expected[:12]})")
+
+    remaining = [r for r in items if r.invoice_ref not in set(excluded)]
+    max_item = max((r.amount for r in remaining), default=None)
+    if decision in GRANTING:
+        if not remaining:
+            raise ApprovalError(f"batch {batch_id}: every item is excluded; reject the batch instead")
+        problem = _limit_problem(tier, batch.currency, max_item)
+        if problem:
+            raise ApprovalError(f"batch {batch_id}: {problem}")
+    approved_hash = batch_hash_of((r.invoice_ref, r.amount, r.reason_code) for r in remaining)
+
+    details = {
+        "step": step,
+        "decision": decision,
+        "tier": tier.name,
+        "comment": comment,
+        "excluded_invoice_refs": sorted(excluded),
+        "policy_version": batch.policy_version,
+        "batch_hash": approved_hash,
+        "limit_amount": tier.limit_for(batch.currency),
+        "max_item": max_item,
+        "prepared_by": batch.prepared_by,
+    }
+
+    if decision == "escalated":
+        # Escalation re-routes the batch to the next tier; the approve/confirm row is left free for that tier.
+        higher = next_tier(tier.name, [t for t in tiers if t.name != AUTO_TIER])
+        if higher is None:
+            raise ApprovalError(f"batch {batch_id}: tier {tier.name!r} is the top tier; nothing to escalate to")
+        conn.execute(
+            update(writeoff_batches)
+            .where(writeoff_batches.c.id == batch_id)
+            .values(tier=higher.name, status="awaiting_approval")
+        )
+        details["escalated_to"] = higher.name
+        audit.append(
+            conn, actor=approver, action="approval.escalated", object_type="writeoff_batch", object_id=batch_id,
+            details=details, now=now,
+        )
+        return
+
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                approvals.insert().values(
+                    batch_id=batch_id,
+                    step=step,
+                    tier=tier.name,
+                    approver=approver,
+                    decision=decision,
+                    comment=comment,
+                    excluded_invoice_refs=json.dumps(sorted(excluded)),
+                    limit_amount=tier.limit_for(batch.currency),
+                    policy_version=batch.policy_version,
+                    batch_hash=approved_hash,
+                    decided_at=now,
+                )
+            )
+    except IntegrityError as exc:
+        # A concurrent decision won the race for (batch, step): same decision = replay, otherwise refused.
+        other = conn.execute(
+            select(approvals).where(approvals.c.batch_id == batch_id, approvals.c.step == step)
+        ).first()
+        if other is not None and _norm(other.approver) == _norm(approver) and other.decision == decision:
+            return
+        raise ApprovalError(f"batch {batch_id} step {step!r} was decided concurrently by someone else") from exc
+
+    if excluded:
+        conn.execute(
+            update(writeoffs)
+            .where(
+                writeoffs.c.batch_id == batch_id,
+                writeoffs.c.invoice_id.in_(
+                    select(invoices.c.id).where(
+                        invoices.c.entity_code == batch.entity_code, invoices.c.invoice_ref.in_(excluded)
+                    )
+                ),
+            )
+            .values(status="excluded")
+        )
+    item_status = {"approved": "approved", "rejected": "rejected", "expired": "expired"}.get(decision)
+    if item_status:
+        conn.execute(
+            update(writeoffs)
+            .where(writeoffs.c.batch_id == batch_id, writeoffs.c.status.in_(("candidate", "approved")))
+            .values(status=item_status)
+        )
+    batch_status = {"approved": "approved", "confirmed": "confirmed", "rejected": "rejected", "expired": "expired"}
+    conn.execute(
+        update(writeoff_batches)
+        .where(writeoff_batches.c.id == batch_id)
+        .values(status=batch_status[decision], decided_at=now)
+    )
+    audit.append(
+        conn, actor=approver, action=f"approval.{decision}", object_type="writeoff_batch", object_id=batch_id,
+        details=details, now=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalSummary:
+    batch_id: int
+    tier: str
+    auto: bool
+    approver: str | None
+    confirmer: str | None
+    approve_id: int | None
+    confirm_id: int | None
+    limit_amount: Decimal | None
+    max_item: Decimal | None
+    item_count: int
+    batch_hash: str
+    policy_version: str
+
+
+def _auto_tier(tiers: Sequence[Tier]) -> Tier | None:
+    return next((t for t in tiers if t.name == AUTO_TIER), None)
+
+
+def _auto_problems(batch, tiers: Sequence[Tier], max_item: Decimal | None) -> list[str]:
+    # The tolerance must be explicit: without it, a batch whose tier was set to 'auto' by raw SQL would post
+    # any amount without a human ever looking at it.
+    auto = _auto_tier(tiers)
+    if auto is None or auto.limit_for(batch.currency) is None:
+        return [f"no small-balance tolerance configured for {batch.currency} (tier {AUTO_TIER!r} with a limit)"]
+    problem = _limit_problem(auto, batch.currency, max_item)
+    return [problem] if problem else []
+
+
+def auto_approve(conn: Connection, batch_id: int, tiers: Sequence[Tier], *, actor: str) -> bool:
+    """Move an auto-tier batch to ``confirmed`` (no human approval) and audit it; False if nothing to do."""
+    batch = _lock_batch(conn, batch_id)
+    if batch.tier != AUTO_TIER or batch.status not in OPEN_FOR["approve"]:
+        return False
+    items = current_items(conn, batch_id)
+    max_item = max((a for _, a, _ in items), default=None)
+    problems = _auto_problems(batch, tiers, max_item)
+    digest = batch_hash_of(items)
+    if batch.batch_hash is not None and batch.batch_hash != digest:
+        problems.append(f"items changed since proposal (hash {digest[:12]} != {batch.batch_hash[:12]})")
+    if not items:
+        problems.append("the batch has no items")
+    if problems:
+        raise ApprovalError(f"auto batch {batch_id} cannot be auto-approved: " + "; ".join(problems))
+    conn.execute(
+        update(writeoffs)
+        .where(writeoffs.c.batch_id == batch_id, writeoffs.c.status == "candidate")
+        .values(status="approved")
+    )
+    conn.execute(update(writeoff_batches).where(writeoff_batches.c.id == batch_id).values(status="confirmed"))
+    audit.append(
+        conn,
+        actor=actor,
+        action="approval.auto",
+        object_type="writeoff_batch",
+        object_id=batch_id,
+        details={
+            "message": "auto-approved under small-balance tolerance",
+            "tolerance": _auto_tier(tiers).limit_for(batch.currency),  # type: ignore[union-attr]
+            "max_item": max_item,
+            "item_count": len(items),
+            "batch_hash": digest,
+            "policy_version": batch.policy_version,
+        },
+    )
+    return True
+
+
+def _audited(conn: Connection, batch_id: int) -> dict[str, dict]:
+    """The audit log's record of granting decisions on a batch (the hash-chained witness of the approvals rows)."""
+    rows = conn.execute(
+        select(audit_log.c.action, audit_log.c.actor, audit_log.c.details).where(
+            audit_log.c.object_type == "writeoff_batch",
+            audit_log.c.object_id == str(batch_id),
+            audit_log.c.action.in_(("approval.approved", "approval.confirmed")),
+        )
+    ).all()
+    return {r.action.split(".", 1)[1]: {"actor": r.actor, **json.loads(r.details)} for r in rows}
+
+
+def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]) -> ApprovalSummary:
+    """Re-check, at posting time, that a batch is validly approved; raise ApprovalError listing every problem."""
+    batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
+    if batch is None:
+        raise ApprovalError(f"write-off batch {batch_id} does not exist")
+    items = current_items(conn, batch_id)
+    max_item = max((a for _, a, _ in items), default=None)
+    digest = batch_hash_of(items)
+    problems: list[str] = []
+    if batch.status != "confirmed":
+        problems.append(f"status is {batch.status!r}, not 'confirmed'")
+    if not items:
+        problems.append("the batch has no items to post")
+
+    if batch.tier == AUTO_TIER:
+        problems += _auto_problems(batch, tiers, max_item)
+        if batch.batch_hash is not None and batch.batch_hash != digest:
+            problems.append(f"items changed since proposal (hash {digest[:12]} != {batch.batch_hash[:12]})")
+        if problems:
+            raise ApprovalError(f"batch {batch_id} may not be posted: " + "; ".join(problems))
+        return ApprovalSummary(
+            batch_id, AUTO_TIER, True, None, None, None, None,
+            _auto_tier(tiers).limit_for(batch.currency), max_item, len(items), digest,  # type: ignore[union-attr]
+            batch.policy_version,
+        )
+
+    rows = {
+        r.step: r
+        for r in conn.execute(select(approvals).where(approvals.c.batch_id == batch_id)).all()
+    }
+    try:
+        tier = tier_named(batch.tier, tiers)
+    except ConfigError as exc:
+        raise ApprovalError(f"batch {batch_id} may not be posted: {exc}") from exc
+    witnessed = _audited(conn, batch_id)
+    for step, wanted in (("approve", "approved"), ("confirm", "confirmed")):
+        row = rows.get(step)
+        if row is None:
+            problems.append(f"no {step!r} decision recorded")
+            continue
+        if row.decision != wanted:
+            problems.append(f"{step!r} decision is {row.decision!r}, not {wanted!r}")
+        if row.tier != batch.tier:
+            problems.append(f"{step!r} was decided for tier {row.tier!r}, the batch is tier {batch.tier!r}")
+        problems += _entitlement_problems(row.approver, batch, tier, f"{step} decision by")
+        seen = witnessed.get(wanted)
+        if seen is None or _norm(seen["actor"]) != _norm(row.approver) or seen.get("batch_hash") != row.batch_hash:
+            problems.append(f"{step!r} decision has no matching record in the audit log (recorded outside the app?)")
+    problem = _limit_problem(tier, batch.currency, max_item)
+    if problem:
+        problems.append(problem)
+    confirm = rows.get("confirm")
+    if confirm is not None and confirm.batch_hash != digest:
+        problems.append(f"items changed since approval (hash {digest[:12]} != {confirm.batch_hash[:12]})")
+    if problems:
+        raise ApprovalError(f"batch {batch_id} may not be posted: " + "; ".join(problems))
+    approve = rows["approve"]
+    return ApprovalSummary(
+        batch_id=batch_id,
+        tier=tier.name,
+        auto=False,
+        approver=approve.approver,
+        confirmer=confirm.approver,  # type: ignore[union-attr]
+        approve_id=approve.id,
+        confirm_id=confirm.id,  # type: ignore[union-attr]
+        limit_amount=tier.limit_for(batch.currency),
+        max_item=max_item,
+        item_count=len(items),
+        batch_hash=digest,
+        policy_version=batch.policy_version,
+    )
+

@@ -1,0 +1,336 @@
+"""Map source columns onto canonical fields, type them and validate them, vectorised (pyarrow compute).
+
+One pass per chunk, whatever the source kind: every value is text as the source printed it, parsed according to
+the source config (date format, separators, yes/no words, vocabularies). Each row gets at most one reason — the
+first failing check in field order — so a quarantine record names exactly one field, and
+``accepted + quarantined == rows read`` holds by construction (a row is either in ``good`` or in ``bad``).
+
+Problems with the *shape* of the input (a mapped column missing, a required field nowhere) are not row problems:
+they raise :class:`~writeoffs.errors.InputError` and reject the batch whatever ``on_bad_rows`` says.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from writeoffs.errors import InputError
+from writeoffs.ingest.fields import ACTIVITY_TYPES, DATASETS, Field
+from writeoffs.ingest.sources import RawChunk
+from writeoffs.money import MINOR_UNITS
+
+if TYPE_CHECKING:
+    from writeoffs.ingest.config import SourceConfig
+
+MONEY_TYPE = pa.decimal128(24, 4)
+RATE_TYPE = pa.decimal128(30, 10)
+#: NUMERIC(20, 4): at most 16 integer digits and 4 decimals; more is refused rather than rounded away.
+_MONEY_RE = r"^[+-]?[0-9]{1,16}(\.[0-9]{1,4})?$"
+_RATE_RE = r"^[+-]?[0-9]{1,10}(\.[0-9]{1,10})?$"
+_DATE_PARTS = {"%Y": r"(?P<Y>[0-9]{4})", "%m": r"(?P<m>[0-9]{1,2})", "%d": r"(?P<d>[0-9]{1,2})"}
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    dataset: str
+    file: str
+    row: int | None
+    field: str | None
+    reason: str
+    message: str
+    raw: str  # the source record as JSON (source column names)
+
+
+@dataclass(slots=True)
+class Validated:
+    good: pa.Table  # canonical typed columns + source_row + source_file
+    bad: list[Quarantined]
+    read: int
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What validation needs to know beyond the chunk: entities and their functional currency."""
+
+    functional: dict[str, str]  # entity code -> functional currency (configured or already in the ledger)
+
+
+def arrow_type(f: Field) -> pa.DataType:
+    return {
+        "date": pa.date32(),
+        "money": MONEY_TYPE,
+        "rate": RATE_TYPE,
+        "flag": pa.bool_(),
+    }.get(f.kind, pa.string())
+
+
+def _date_regex(fmt: str) -> str | None:
+    """A full-match regex with named parts for formats built from %Y, %m, %d and literals; None otherwise."""
+    out, i = [], 0
+    while i < len(fmt):
+        tok = fmt[i : i + 2]
+        if tok in _DATE_PARTS:
+            out.append(_DATE_PARTS[tok])
+            i += 2
+        elif fmt[i] == "%":
+            return None
+        else:
+            out.append(re.escape(fmt[i]))
+            i += 1
+    return "^" + "".join(out) + "$"
+
+
+class _Rows:
+    """First-failure bookkeeping: one reason and field per row."""
+
+    def __init__(self, n: int) -> None:
+        self.bad = np.zeros(n, dtype=bool)
+        self.reason = np.empty(n, dtype=object)
+        self.field = np.empty(n, dtype=object)
+        self.message = np.empty(n, dtype=object)
+
+    def flag(self, mask: pa.Array | np.ndarray, field: str, reason: str, message: str) -> None:
+        m = mask if isinstance(mask, np.ndarray) else pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+        new = m & ~self.bad
+        if new.any():
+            self.reason[new] = reason
+            self.field[new] = field
+            self.message[new] = message
+            self.bad |= new
+
+
+def _clean(col: pa.Array) -> pa.Array:
+    """Trimmed text; empty becomes null (exports print null as an empty string)."""
+    s = pc.utf8_trim_whitespace(col.cast(pa.string()))
+    return pc.if_else(pc.equal(s, ""), pa.scalar(None, pa.string()), s)
+
+
+def _column(table: pa.Table, name: str, n: int) -> pa.Array:
+    if name in table.column_names:
+        return _clean(table[name].combine_chunks())
+    return pa.nulls(n, pa.string())
+
+
+def map_columns(chunk: RawChunk, cfg: SourceConfig) -> pa.Table:
+    """Rename source columns to canonical fields; refuse the batch if a mapped or required column is missing."""
+    ds = cfg.datasets[chunk.dataset]
+    fields = {f.name for f in DATASETS[chunk.dataset]}
+    have = chunk.table.column_names
+    if not have and chunk.table.num_rows == 0:
+        return chunk.table  # an empty page/result without columns: nothing to map
+    if ds.columns:
+        missing = [src for src in ds.columns if src not in have]
+        if missing:
+            hint = ""
+            if len(have) == 1 and any(d in have[0] for d in (";", "\t", "|", ",")):
+                hint = f" (the whole header is one column: is the delimiter {cfg.delimiter!r} right?)"
+            raise InputError(
+                f"column(s) {missing} missing (mapped to {[ds.columns[m] for m in missing]}); found {have[:20]}{hint}",
+                source=cfg.name,
+                file=chunk.file,
+                row=1 if cfg.kind == "file" else None,
+                field=ds.columns[missing[0]],
+            )
+        mapping = dict(ds.columns)
+    else:
+        mapping = {c: c for c in have if c in fields}
+    for c in have:  # identity for canonical names the mapping did not rename
+        if c in fields and c not in mapping and c not in mapping.values():
+            mapping[c] = c
+    table = pa.table({dst: chunk.table[src] for src, dst in mapping.items()})
+    constants = {"entity": cfg.entity, "currency": cfg.default_currency}
+    for f in DATASETS[chunk.dataset]:
+        if f.required and f.name not in table.column_names and not constants.get(f.name):
+            raise InputError(
+                f"required field {f.name!r} is not provided by any column; found {have[:20]}",
+                source=cfg.name,
+                file=chunk.file,
+                row=1 if cfg.kind == "file" else None,
+                field=f.name,
+            )
+    return table
+
+
+def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validated:
+    dataset = chunk.dataset
+    table = map_columns(chunk, cfg)
+    n = chunk.table.num_rows
+    rows = _Rows(n)
+    vocab = {k: {s.lower(): v for s, v in m.items()} for k, m in cfg.values.items()}
+    truthy = pa.array([v.lower() for v in cfg.true_values])
+    falsy = pa.array([v.lower() for v in cfg.false_values])
+    out: dict[str, pa.Array] = {}
+    for f in DATASETS[dataset]:
+        col = _column(table, f.name, n)
+        if f.name in vocab:
+            lowered = pc.utf8_lower(col)
+            keys = pa.array(list(vocab[f.name]))
+            idx = pc.index_in(lowered, value_set=keys)
+            mapped = pc.take(pa.array(list(vocab[f.name].values())), idx)
+            col = pc.if_else(pc.is_null(idx), col, mapped)
+        if f.name == "entity" and cfg.entity:
+            col = pc.fill_null(col, cfg.entity)
+        if f.name == "currency":
+            col = pc.utf8_upper(col)
+            if cfg.default_currency:
+                col = pc.fill_null(col, cfg.default_currency)
+        missing = pc.is_null(col)
+        if f.required:
+            rows.flag(missing, f.name, "missing_value", f"{f.name} is empty")
+        present = pc.invert(missing)
+        if f.kind in ("text", "entity", "currency", "activity"):
+            rows.flag(pc.greater(pc.utf8_length(col), f.max_len), f.name, "too_long", f"{f.name} longer than {f.max_len}")
+            if f.kind == "entity":
+                known = pa.array(sorted(ctx.functional))
+                rows.flag(
+                    pc.and_(present, pc.invert(pc.is_in(col, value_set=known))),
+                    f.name,
+                    "unknown_entity",
+                    f"entity is neither configured in sources.yaml nor in the ledger (known: {sorted(ctx.functional)})",
+                )
+            elif f.kind == "currency":
+                rows.flag(
+                    pc.and_(present, pc.invert(pc.is_in(col, value_set=pa.array(sorted(MINOR_UNITS))))),
+                    f.name,
+                    "unknown_currency",
+                    "currency is not an ISO 4217 code",
+                )
+            elif f.kind == "activity":
+                rows.flag(
+                    pc.and_(present, pc.invert(pc.is_in(col, value_set=pa.array(ACTIVITY_TYPES)))),
+                    f.name,
+                    "unknown_activity_type",
+                    f"activity type not in {list(ACTIVITY_TYPES)} after mapping (add it under values.activity_type)",
+                )
+            out[f.name] = col
+        elif f.kind == "date":
+            out[f.name] = _parse_dates(col, present, f.name, cfg.date_format, rows)
+        elif f.kind in ("money", "rate"):
+            out[f.name] = _parse_number(col, present, f, cfg, rows)
+        elif f.kind == "flag":
+            low = pc.utf8_lower(col)
+            is_true = pc.is_in(low, value_set=truthy)
+            is_false = pc.is_in(low, value_set=falsy)
+            rows.flag(
+                pc.and_(present, pc.invert(pc.or_(is_true, is_false))),
+                f.name,
+                "invalid_flag",
+                f"{f.name} is not one of {list(cfg.true_values)} / {list(cfg.false_values)}",
+            )
+            out[f.name] = pc.fill_null(is_true, False)  # an empty flag means "no"
+    _cross_checks(dataset, out, rows, ctx)
+    good_mask = pa.array(~rows.bad)
+    good = pa.table({**{k: v for k, v in out.items()}})
+    good = good.append_column("source_row", chunk.rows).append_column(
+        "source_file", pa.array([chunk.file] * n, pa.string()) if n else pa.array([], pa.string())
+    )
+    good = good.filter(good_mask)
+    bad = [
+        Quarantined(dataset, chunk.file, b.row, None, b.reason, b.message, json.dumps({"record": b.raw}))
+        for b in chunk.bad
+    ]
+    idx = np.flatnonzero(rows.bad)
+    if len(idx):
+        raw = chunk.table.take(pa.array(idx)).to_pylist()
+        nums = chunk.rows.take(pa.array(idx)).to_pylist()
+        for k, i in enumerate(idx):
+            fld = rows.field[i]
+            value = raw[k].get(_source_name(cfg, dataset, fld))
+            bad.append(
+                Quarantined(
+                    dataset,
+                    chunk.file,
+                    nums[k],
+                    fld,
+                    rows.reason[i],
+                    f"{rows.message[i]}: {value!r}" if value is not None else rows.message[i],
+                    json.dumps(raw[k], ensure_ascii=False, default=str),
+                )
+            )
+    return Validated(good, bad, n + len(chunk.bad))
+
+
+def _source_name(cfg: SourceConfig, dataset: str, canonical: str) -> str:
+    for src, dst in cfg.datasets[dataset].columns.items():
+        if dst == canonical:
+            return src
+    return canonical
+
+
+def _parse_dates(col: pa.Array, present: pa.Array, name: str, fmt: str, rows: _Rows) -> pa.Array:
+    parsed = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+    bad = pc.and_(present, pc.is_null(parsed))
+    pattern = _date_regex(fmt)
+    if pattern:
+        # strptime rolls 02/31 over into March; comparing the printed day with the parsed day catches it.
+        parts = pc.extract_regex(col, pattern)
+        bad = pc.or_(bad, pc.and_(present, pc.invert(pc.is_valid(parts))))
+        if "(?P<d>" in pattern:
+            printed = pc.if_else(pc.is_valid(parts), pc.struct_field(parts, "d"), pa.scalar(None, pa.string()))
+            day = pc.cast(printed, pa.int64())
+            bad = pc.or_(bad, pc.and_(present, pc.not_equal(day, pc.day(parsed))))
+    rows.flag(bad, name, "invalid_date", f"{name} is not a valid date in format {fmt}")
+    ok = pc.and_(pc.invert(pc.fill_null(bad, False)), present)
+    return pc.if_else(ok, pc.cast(parsed, pa.date32()), pa.scalar(None, pa.date32()))
+
+
+def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
+    text = col
+    if cfg.thousands_sep:
+        text = pc.replace_substring(text, cfg.thousands_sep, "")
+    if cfg.decimal_sep != ".":
+        dotted = pc.match_substring(text, ".")
+        rows.flag(pc.and_(present, dotted), f.name, "not_a_number", f"{f.name} has '.' but the decimal separator is {cfg.decimal_sep!r}")
+        text = pc.replace_substring(text, cfg.decimal_sep, ".")
+    typ = MONEY_TYPE if f.kind == "money" else RATE_TYPE
+    ok = pc.match_substring_regex(text, _MONEY_RE if f.kind == "money" else _RATE_RE)
+    bad = pc.and_(present, pc.invert(pc.fill_null(ok, False)))
+    rows.flag(bad, f.name, "not_a_number", f"{f.name} is not a decimal number (at most {'4' if f.kind == 'money' else '10'} decimals)")
+    good = pc.fill_null(ok, False)
+    value = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), typ)
+    negative = pc.less(value, pa.scalar(0, typ))
+    rows.flag(negative, f.name, "negative_amount" if f.kind == "money" else "invalid_fx_rate", f"{f.name} is negative")
+    return value
+
+
+def _cross_checks(dataset: str, out: dict[str, pa.Array], rows: _Rows, ctx: Context) -> None:
+    zero_m = pa.scalar(0, MONEY_TYPE)
+    if dataset == "invoices":
+        rows.flag(pc.greater(out["open_balance"], out["amount"]), "open_balance", "balance_above_amount", "open balance exceeds the invoice amount")
+        rows.flag(pc.less(out["due_date"], out["invoice_date"]), "due_date", "due_before_invoice", "due date is before the invoice date")
+        fx = out["fx_rate"]
+        rows.flag(pc.equal(fx, pa.scalar(0, RATE_TYPE)), "fx_rate", "invalid_fx_rate", "fx_rate must be positive")
+        # Invoices in the functional currency carry rate 1; a foreign-currency invoice must bring its booked rate.
+        ents = list(ctx.functional)
+        func_cur = pc.take(pa.array([ctx.functional[e] for e in ents], pa.string()), pc.index_in(out["entity"], value_set=pa.array(ents, pa.string())))
+        same = pc.fill_null(pc.equal(func_cur, out["currency"]), False)
+        rows.flag(pc.and_(pc.invert(same), pc.is_null(fx)), "fx_rate", "missing_fx_rate", "foreign-currency invoice without its booked fx_rate")
+        rows.flag(pc.and_(same, pc.fill_null(pc.not_equal(fx, pa.scalar(1, RATE_TYPE)), False)), "fx_rate", "invalid_fx_rate", "fx_rate must be 1 for an invoice in the functional currency")
+        out["fx_rate"] = pc.if_else(pc.is_null(fx), pa.scalar(1, RATE_TYPE), fx)
+    elif dataset == "payments":
+        rows.flag(pc.equal(out["amount"], zero_m), "amount", "non_positive_amount", "payment amount must be positive")
+        rows.flag(pc.greater(out["applied_amount"], out["amount"]), "applied_amount", "applied_above_amount", "applied amount exceeds the payment amount")
+        rows.flag(pc.and_(pc.is_valid(out["applied_amount"]), pc.is_null(out["invoice_ref"])), "invoice_ref", "missing_value", "applied amount without an invoice_ref")
+    elif dataset == "activities":
+        rows.flag(pc.less(out["end_date"], out["activity_date"]), "end_date", "end_before_start", "end date is before the activity date")
+
+
+def first_problem(bad: list[Quarantined], source: str) -> InputError:
+    b = min(bad, key=lambda q: (q.dataset, q.file, q.row or 0))
+    return InputError(
+        f"{len(bad)} bad row(s) and on_bad_rows is 'reject'; first: {b.reason}: {b.message}",
+        source=source,
+        file=b.file,
+        row=b.row,
+        field=b.field,
+    )
+
+
+def as_dicts(table: pa.Table) -> list[dict[str, Any]]:
+    return table.to_pylist()

@@ -1,0 +1,81 @@
+"""Charge-off: the earlier *declaration* that a receivable is unlikely to be collected.
+
+Distinct from the write-off on purpose: the invoice gets status ``charged_off`` and a ``charged_off_date``, but the
+receivable stays on the books (``open_balance`` unchanged) and no journal entry is made. One set-wise UPDATE per
+run, one audit row with the counts and totals, idempotent (already charged-off invoices are not touched again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, Date, and_, exists, func, select, update
+
+from writeoffs import audit
+from writeoffs.db.schema import customers, invoices
+from writeoffs.money import money_str
+from writeoffs.policy.schema import Policy
+from writeoffs.policy.selection import param_tables
+from writeoffs.policy.sqlx import days_between, typed
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeOffResult:
+    as_of: date
+    charged_off: int
+    #: (entity, currency) -> (count, open balance) of invoices charged off by this run.
+    totals: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"as_of": self.as_of.isoformat(), "charged_off": self.charged_off, "totals": self.totals}
+
+
+def charge_off(conn: Connection, policy: Policy, as_of: date, *, actor: str = "system") -> ChargeOffResult:
+    """Declare charged-off every open invoice at or past its (entity, segment) charge-off threshold."""
+    params, _ = param_tables(conn, policy)
+    d = typed(as_of, Date())
+    basis = invoices.c.due_date if policy.model.aging_basis == "due_date" else invoices.c.invoice_date
+    crossing = exists(
+        select(1)
+        .select_from(
+            customers.join(
+                params, and_(params.c.entity_code == customers.c.entity_code, params.c.segment == customers.c.segment)
+            )
+        )
+        .where(
+            customers.c.id == invoices.c.customer_id,
+            params.c.charge_off_days.is_not(None),
+            days_between(d, basis) >= params.c.charge_off_days,
+        )
+    )
+    result = conn.execute(
+        update(invoices)
+        .where(invoices.c.status == "open", invoices.c.open_balance > 0, crossing)
+        .values(status="charged_off", charged_off_date=as_of)
+    )
+    count = max(result.rowcount or 0, 0)
+    totals: dict[str, dict[str, str]] = {}
+    if count:
+        rows = conn.execute(
+            select(invoices.c.entity_code, invoices.c.currency, func.count(), func.sum(invoices.c.open_balance))
+            .where(invoices.c.status == "charged_off", invoices.c.charged_off_date == as_of)
+            .group_by(invoices.c.entity_code, invoices.c.currency)
+        ).all()
+        totals = {f"{e}:{cur}": {"count": str(n), "open_balance": money_str(s)} for e, cur, n, s in rows}
+    audit.append(
+        conn,
+        actor=actor,
+        action="policy.charge_off",
+        object_type="charge_off_run",
+        object_id=f"{as_of.isoformat()}:{policy.short_hash()}",
+        details={
+            "as_of": as_of,
+            "policy_version": policy.version,
+            "policy_hash": policy.content_hash,
+            "charged_off": count,
+            "totals": totals,
+        },
+    )
+    return ChargeOffResult(as_of, count, totals)

@@ -1,0 +1,402 @@
+"""The write-off policy file: typed schema, layered rules, loader.
+
+One YAML file holds every non-secret knob of the write-off process: thresholds, collection effort, exclusions,
+small-balance tolerances, the reason -> GL account map and the approval tiers. Rules are layered, most specific
+last: ``defaults`` < ``segments.<segment>`` < ``entities.<entity>`` < ``entities.<entity>.segments.<segment>``.
+Every layer is validated at load time against the full schema (merged with the layers below it), so a typo in an
+override is reported with its own path instead of surfacing months later when that customer segment ages.
+
+The content hash is sha256 over the canonical JSON of the *validated* policy: comments and formatting do not
+change it (so re-indenting the file does not create a new policy version), any change of meaning does.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from writeoffs.errors import ConfigError, InvalidAmount, UnknownCurrency
+from writeoffs.money import check_currency, to_decimal
+from writeoffs.tiers import AUTO_TIER, Tier
+
+#: Where the policy lives unless ``WRITEOFFS_POLICY_PATH`` or an explicit path says otherwise.
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "policy.yaml"
+POLICY_PATH_ENV = "WRITEOFFS_POLICY_PATH"
+
+
+class Reason(StrEnum):
+    """The fixed reason catalogue. Not user-extensible on purpose: reports and GL mapping rely on a closed set."""
+
+    UNCOLLECTIBLE = "uncollectible_after_collections"
+    BANKRUPTCY = "bankruptcy"
+    DISSOLVED = "customer_dissolved"
+    SMALL_BALANCE = "small_balance"
+    SETTLEMENT = "settlement_remainder"
+    DISPUTE_LOST = "dispute_lost"
+    STATUTE = "statute_expired"
+
+
+#: Default GL expense account per reason, matching ``writeoffs.ledger.DEFAULT_CHART``.
+DEFAULT_REASON_ACCOUNTS: dict[str, str] = {
+    Reason.UNCOLLECTIBLE: "6100",
+    Reason.BANKRUPTCY: "6110",
+    Reason.DISSOLVED: "6100",
+    Reason.SMALL_BALANCE: "6120",
+    Reason.SETTLEMENT: "6130",
+    Reason.DISPUTE_LOST: "6130",
+    Reason.STATUTE: "6100",
+}
+
+
+def _money(value: object) -> Decimal:
+    try:
+        dec = to_decimal(value)
+    except InvalidAmount as exc:
+        # YAML reads 50.00 as a float; money is never a float, so ask for a quoted string instead of guessing.
+        raise ValueError(f"{exc.reason} (write amounts as quoted strings in YAML, e.g. '50.00')") from None
+    if dec < 0:
+        raise ValueError(f"amount {value!r} must not be negative")
+    return dec
+
+
+Money = Annotated[Decimal, BeforeValidator(_money)]
+
+
+def _currency_map(value: object) -> object:
+    if not isinstance(value, Mapping):
+        return value
+    out = {}
+    for k, v in value.items():
+        try:
+            out[check_currency(str(k))] = v
+        except UnknownCurrency as exc:
+            raise ValueError(exc.reason) from None
+    return out
+
+
+CurrencyAmounts = Annotated[dict[str, Money], BeforeValidator(_currency_map)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Effort(_Strict):
+    """Collection effort that must be documented before an uncollectible write-off."""
+
+    min_contact_attempts: int = Field(6, ge=0)
+    min_demand_letters: int = Field(2, ge=0)
+    min_agency_days: int = Field(60, ge=0)
+    #: Balances above this (per currency) also need a legal action on file; currency absent = never required.
+    legal_action_required_above: CurrencyAmounts = Field(default_factory=dict)
+
+
+class Exclusions(_Strict):
+    open_dispute: bool = True
+    active_payment_plan: bool = True
+    #: A regular payment on the invoice within this many days blocks a write-off (the customer is still paying).
+    recent_payment_days: int | None = Field(90, ge=0)
+
+
+class SmallBalance(_Strict):
+    #: At or below this open balance (per currency) a write-off is auto-approved (tier ``auto``), still audited.
+    tolerance: CurrencyAmounts = Field(default_factory=dict)
+    #: ... and written off with reason ``small_balance`` once this many days past due, without collection effort.
+    min_days_past_due: int | None = Field(180, ge=0)
+
+
+class Partial(_Strict):
+    #: Write off the open balance of a partly paid invoice (amount < invoice amount)?
+    allowed: bool = True
+    #: Same question for settlement remainders (partial by nature); on by default.
+    settlements: bool = True
+
+
+class RouteDays(_Strict):
+    enabled: bool = True
+    min_days_past_due: int = Field(0, ge=0)
+
+
+class ParentChild(_Strict):
+    #: Child-account invoices are written off for their full invoice amount only, never partially.
+    child_full_only: bool = True
+    #: No write-off of a child invoice whose balance went to the parent if the parent paid any part of it.
+    exclude_if_parent_paid_transferred: bool = True
+
+
+class Rules(_Strict):
+    """The rule set that applies to one (entity, segment); every field has the documented default."""
+
+    charge_off_days: int | None = Field(120, ge=0)
+    writeoff_days: int = Field(365, ge=0)
+    effort: Effort = Effort()
+    exclusions: Exclusions = Exclusions()
+    small_balance: SmallBalance = SmallBalance()
+    partial: Partial = Partial()
+    bankruptcy: RouteDays = RouteDays()
+    dissolved: RouteDays = RouteDays(min_days_past_due=90)
+    dispute_lost: RouteDays = RouteDays()
+    settlement: RouteDays = RouteDays()
+    #: Days past due after which the claim is time-barred (statute of limitations); null disables the rule.
+    statute_days: int | None = Field(None, ge=1)
+    parent_child: ParentChild = ParentChild()
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> Rules:
+        if self.charge_off_days is not None and self.charge_off_days > self.writeoff_days:
+            raise ValueError(
+                f"charge_off_days ({self.charge_off_days}) must not exceed writeoff_days ({self.writeoff_days}): "
+                "charge-off is the earlier declaration"
+            )
+        return self
+
+
+class TierSpec(_Strict):
+    name: str = Field(min_length=1, max_length=24)
+    limits: CurrencyAmounts = Field(default_factory=dict)
+    approvers: list[str] = Field(min_length=1)
+    response_timeout_hours: float = Field(48, gt=0)
+    on_timeout: Literal["expire", "escalate"] = "expire"
+
+    @field_validator("name")
+    @classmethod
+    def _not_auto(cls, v: str) -> str:
+        if v == AUTO_TIER:
+            raise ValueError(f"{AUTO_TIER!r} is reserved for small balances under the tolerance")
+        return v
+
+
+class Approval(_Strict):
+    tiers: list[TierSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Approval:
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        if self.tiers[-1].limits:
+            raise ValueError(f"the top tier ({names[-1]}) must have no limits: every amount needs an approver")
+        if self.tiers[-1].on_timeout == "escalate":
+            raise ValueError(f"the top tier ({names[-1]}) cannot escalate: there is no higher tier")
+        for cur in {c for t in self.tiers for c in t.limits}:
+            seen = [t.limits[cur] for t in self.tiers if cur in t.limits]
+            if seen != sorted(seen):
+                raise ValueError(f"limits for {cur} must increase from lower to higher tiers, got {seen}")
+        return self
+
+
+class PolicyFile(_Strict):
+    version: str = Field(min_length=1, max_length=32)
+    aging_basis: Literal["due_date", "invoice_date"] = "due_date"
+    #: A collection activity with this outcome marks the invoice as settled: the remainder may be written off.
+    settlement_outcome: str = Field("settled", min_length=1, max_length=64)
+    reasons: dict[Reason, str] = Field(default_factory=lambda: dict(DEFAULT_REASON_ACCOUNTS))
+    approval: Approval
+    defaults: Rules = Rules()
+    #: Raw override layers; validated by :func:`_validate_layers` with their own paths in error messages.
+    segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    entities: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("reasons", mode="after")
+    @classmethod
+    def _all_reasons(cls, v: dict[Reason, str]) -> dict[Reason, str]:
+        merged = {**{Reason(k): a for k, a in DEFAULT_REASON_ACCOUNTS.items()}, **v}
+        for reason, account in merged.items():
+            if not str(account).strip():
+                raise ValueError(f"reason {reason.value} has an empty GL account")
+        return merged
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _has_path(layer: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = layer
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(file)"
+
+
+def _format_errors(exc: ValidationError, layers: list[tuple[str, Mapping[str, Any]]] | None = None) -> list[str]:
+    """``field.path: reason`` per error; for merged rule layers, attribute each error to the layer that set it."""
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        prefix = ""
+        if layers:
+            # The most specific layer that mentions the failing key is the one to fix.
+            for name, layer in reversed(layers):
+                if _has_path(layer, loc) or (name and not loc):
+                    prefix = name
+                    break
+        path = ".".join(p for p in (prefix, _fmt_loc(loc) if loc else "") if p)
+        out.append(f"{path or '(file)'}: {err['msg']}")
+    return out
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated, hashed policy. Cheap to query; rule sets per (entity, segment) are resolved once and cached."""
+
+    model: PolicyFile
+    text: str
+    content_hash: str
+    source: str = "<text>"
+    _cache: dict[tuple[str, str], Rules] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return tuple(
+            Tier(
+                name=t.name,
+                limits=dict(t.limits),
+                approvers=tuple(t.approvers),
+                response_timeout_hours=t.response_timeout_hours,
+                on_timeout=t.on_timeout,
+            )
+            for t in self.model.approval.tiers
+        )
+
+    def reason_account(self, reason: str) -> str:
+        try:
+            return self.model.reasons[Reason(reason)]
+        except ValueError:
+            raise ConfigError(
+                f"unknown write-off reason {reason!r}; the catalogue is {[r.value for r in Reason]}"
+            ) from None
+
+    def rules_for(self, entity: str, segment: str = "default") -> Rules:
+        key = (entity, segment)
+        if key not in self._cache:
+            self._cache[key] = _resolve(self.model, entity, segment)
+        return self._cache[key]
+
+    def small_balance_tolerance(self, currency: str, entity: str, segment: str = "default") -> Decimal | None:
+        return self.rules_for(entity, segment).small_balance.tolerance.get(check_currency(currency))
+
+    def short_hash(self) -> str:
+        return self.content_hash[:12]
+
+
+def _layers(model: PolicyFile, entity: str | None, segment: str | None) -> list[tuple[str, Mapping[str, Any]]]:
+    layers: list[tuple[str, Mapping[str, Any]]] = [("defaults", model.defaults.model_dump(mode="python"))]
+    if segment is not None and segment in model.segments:
+        layers.append((f"segments.{segment}", model.segments[segment]))
+    if entity is not None and entity in model.entities:
+        ent = {k: v for k, v in model.entities[entity].items() if k != "segments"}
+        layers.append((f"entities.{entity}", ent))
+        ent_segments = model.entities[entity].get("segments") or {}
+        if segment is not None and segment in ent_segments:
+            layers.append((f"entities.{entity}.segments.{segment}", ent_segments[segment]))
+    return layers
+
+
+def _merge_validate(layers: list[tuple[str, Mapping[str, Any]]]) -> Rules:
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        if not isinstance(layer, Mapping):
+            raise ConfigError(f"{layers[-1][0]}: must be a mapping of rule overrides")
+        merged = _deep_merge(merged, layer)
+    try:
+        return Rules.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_format_errors(exc, layers))) from None
+
+
+def _resolve(model: PolicyFile, entity: str, segment: str) -> Rules:
+    return _merge_validate(_layers(model, entity, segment))
+
+
+def _validate_layers(model: PolicyFile) -> None:
+    """Validate every declared combination now, so that a bad override fails the load, not a later run."""
+    errors: list[str] = []
+    combos: list[tuple[str | None, str | None]] = [(None, s) for s in model.segments]
+    for ent, body in model.entities.items():
+        if not isinstance(body, Mapping):
+            errors.append(f"entities.{ent}: must be a mapping of rule overrides")
+            continue
+        segs = body.get("segments") or {}
+        if not isinstance(segs, Mapping):
+            errors.append(f"entities.{ent}.segments: must be a mapping of segment -> overrides")
+            continue
+        combos.append((ent, None))
+        combos += [(ent, s) for s in segs]
+        combos += [(ent, s) for s in model.segments]
+    for ent, seg in combos:
+        try:
+            _merge_validate(_layers(model, ent, seg))
+        except ConfigError as exc:
+            for part in str(exc).split("; "):
+                if part not in errors:
+                    errors.append(part)
+    if errors:
+        raise ConfigError("; ".join(errors))
+
+
+def canonical_hash(model: PolicyFile) -> str:
+    payload = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def parse_policy(text: str, *, source: str = "<text>") -> Policy:
+    """Validate policy YAML text. Raises :class:`ConfigError` naming the source, each bad field and why."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"policy {source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"policy {source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        model = PolicyFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"policy {source}: " + "; ".join(_format_errors(exc))) from None
+    try:
+        _validate_layers(model)
+    except ConfigError as exc:
+        raise ConfigError(f"policy {source}: {exc}") from None
+    return Policy(model=model, text=text, content_hash=canonical_hash(model), source=source)
+
+
+def policy_path(path: str | os.PathLike[str] | None = None) -> Path:
+    if path:
+        return Path(path)
+    env = os.environ.get(POLICY_PATH_ENV)
+    return Path(env) if env else DEFAULT_POLICY_PATH
+
+
+def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
+    """Load and validate the policy file (argument, else ``$WRITEOFFS_POLICY_PATH``, else include/config)."""
+    p = policy_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"policy {p}: cannot read: {exc.strerror or exc}") from None
+    return parse_policy(text, source=str(p))

@@ -1,0 +1,123 @@
+"""Small portable SQL constructs the policy queries need (PostgreSQL and SQLite render them differently).
+
+- :class:`days_between`: whole days between two dates (PostgreSQL ``date - date``; SQLite ``julianday``).
+- :class:`json_obj`: a JSON object built in SQL, so evidence is produced set-wise with the selection itself
+  (PostgreSQL ``json_build_object``; SQLite ``json_object``).
+- :class:`json_bool`: a boolean that lands in JSON as ``true``/``false`` on both (SQLite has no boolean type).
+- :func:`rows_table`: a handful of literal rows as a subquery (resolved policy parameters), typed explicitly so
+  PostgreSQL never has to guess a parameter's type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Boolean, Integer, String, Subquery, Text, cast, literal, literal_column, null, select, union_all
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.types import TypeEngine
+
+
+class days_between(FunctionElement[int]):  # noqa: N801 - reads like the SQL function it renders
+    """``later - earlier`` in whole days."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "days_between"
+
+
+@compiles(days_between)
+def _days_pg(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return f"(CAST({compiler.process(later, **kw)} AS DATE) - CAST({compiler.process(earlier, **kw)} AS DATE))"
+
+
+@compiles(days_between, "sqlite")
+def _days_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return (
+        f"CAST(julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)}) AS INTEGER)"
+    )
+
+
+class json_obj(FunctionElement[str]):  # noqa: N801
+    """JSON object from alternating key/value clauses; ``as_text`` casts the PostgreSQL ``json`` to text."""
+
+    type = Text()
+    inherit_cache = False
+    name = "json_obj"
+
+    def __init__(self, pairs: Mapping[str, Any], *, as_text: bool = True) -> None:
+        args: list[Any] = []
+        for k, v in pairs.items():
+            # Keys are inlined: they are our own identifiers, and PostgreSQL cannot type a bound key parameter.
+            args += [literal_column("'" + k.replace("'", "''") + "'"), v]
+        self.as_text = as_text
+        super().__init__(*args)
+
+
+@compiles(json_obj)
+def _json_pg(element: json_obj, compiler: Any, **kw: Any) -> str:
+    body = f"json_build_object({compiler.process(element.clause_expr.element, **kw)})"
+    return f"CAST({body} AS TEXT)" if element.as_text else body
+
+
+@compiles(json_obj, "sqlite")
+def _json_sqlite(element: json_obj, compiler: Any, **kw: Any) -> str:
+    return f"json_object({compiler.process(element.clause_expr.element, **kw)})"
+
+
+class json_bool(FunctionElement[bool]):  # noqa: N801
+    type = Boolean()
+    inherit_cache = True
+    name = "json_bool"
+
+
+@compiles(json_bool)
+def _jb_pg(element: json_bool, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+@compiles(json_bool, "sqlite")
+def _jb_sqlite(element: json_bool, compiler: Any, **kw: Any) -> str:
+    inner = compiler.process(next(iter(element.clauses)), **kw)
+    return f"json(CASE WHEN {inner} THEN 'true' ELSE 'false' END)"
+
+
+class _pg_cast(FunctionElement[Any]):  # noqa: N801
+    inherit_cache = True
+    name = "pg_cast"
+
+    def __init__(self, inner: ColumnElement[Any], type_: TypeEngine[Any]) -> None:
+        super().__init__(inner)
+        self.type = type_
+
+
+@compiles(_pg_cast)
+def _pg_cast_pg(element: _pg_cast, compiler: Any, **kw: Any) -> str:
+    return compiler.process(cast(next(iter(element.clauses)), element.type), **kw)
+
+
+@compiles(_pg_cast, "sqlite")
+def _pg_cast_sqlite(element: _pg_cast, compiler: Any, **kw: Any) -> str:
+    # No CAST on SQLite: its type affinities would turn '2026-11-24' into 2026 (NUMERIC affinity of DATE).
+    return compiler.process(next(iter(element.clauses)), **kw)
+
+
+def typed(value: Any, type_: TypeEngine[Any]) -> ColumnElement[Any]:
+    """A literal with an explicit SQL type (``CAST(:p AS type)`` on PostgreSQL, which cannot always infer it)."""
+    inner = null() if value is None else literal(value, type_)
+    return _pg_cast(inner, type_=type_)
+
+
+def rows_table(name: str, columns: Sequence[tuple[str, TypeEngine[Any]]], rows: Sequence[Sequence[Any]]) -> Subquery:
+    """Literal rows as a subquery with typed columns; an empty ``rows`` yields an empty table of the same shape."""
+    if not rows:
+        empty = select(*[typed(None, t).label(c) for c, t in columns]).where(literal(1, Integer) == literal(0, Integer))
+        return empty.subquery(name)
+    selects = [select(*[typed(v, t).label(c) for (c, t), v in zip(columns, row, strict=True)]) for row in rows]
+    return (selects[0] if len(selects) == 1 else union_all(*selects)).subquery(name)
+
+
+__all__ = ["String", "days_between", "json_bool", "json_obj", "rows_table", "typed"]

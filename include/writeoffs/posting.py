@@ -1,0 +1,532 @@
+"""Post an approved write-off batch to the general ledger exactly once.
+
+Entries (one per write-off, linked to the invoice by its lines, to the batch by ``batch_id``, to the approvals via
+the batch and the description, to the policy by ``policy_version``):
+
+- direct method:    Dr Bad Debt Expense (account of the reason)   / Cr Accounts Receivable (control)
+- allowance method: Dr Allowance for Doubtful Accounts            / Cr Accounts Receivable (control)
+
+in the invoice currency, and in the entity's functional currency at the invoice's booked ``fx_rate``.
+
+Exactly once, by construction rather than by care:
+
+- every write-off has a unique ``idempotency_key``; its journal entry's key is ``wo:<idempotency_key>`` (unique in
+  ``journal_entries``), so the database refuses a second entry whatever the caller does;
+- the batch is posted in chunks, each chunk ONE transaction holding the batch row lock (``SELECT ... FOR UPDATE`` on
+  PostgreSQL, the single writer lock on SQLite): entries, invoice sub-ledger and write-off rows commit together or
+  not at all, and a concurrent run waits, then finds the chunk already posted;
+- a chunk only ever picks write-offs still ``approved``; a killed run leaves whole chunks only, a re-run continues.
+
+Before posting, every item is re-checked against the live sub-ledger (status, holds, payments after the as-of
+date, balance changes); an item that changed is not posted but marked ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Connection, Engine, and_, case, exists, func, literal, or_, select, update
+from sqlalchemy.sql import bindparam
+
+from writeoffs import approvals, audit, ledger
+from writeoffs.db.schema import (
+    accounts,
+    aging_snapshots,
+    holds,
+    invoices,
+    journal_entries,
+    legal_entities,
+    payment_allocations,
+    payments,
+    writeoff_batches,
+    writeoffs,
+)
+from writeoffs.errors import ApprovalError, LedgerError
+from writeoffs.journal import JournalEntry, JournalLine
+from writeoffs.money import money_str, round_money
+from writeoffs.tiers import AUTO_TIER, Tier
+
+#: Default reason -> bad-debt expense account (direct method). The policy's own map can be passed instead.
+DEFAULT_REASON_ACCOUNTS: dict[str, str] = {
+    "uncollectible_after_collections": "6100",
+    "bankruptcy": "6110",
+    "small_balance": "6120",
+    "settlement_remainder": "6130",
+    "dispute_lost": "6130",
+    "customer_dissolved": "6100",
+    "statute_expired": "6100",
+}
+ENTRY_PREFIX = "wo:"
+#: Invoice statuses from which a write-off may still be posted.
+POSTABLE_INVOICE_STATUSES = ("open", "charged_off", "reversed")
+_KEY_ROOM = 200 - len(ENTRY_PREFIX)
+
+ChunkHook = Callable[[str, int], None]
+
+
+def entry_key(writeoff_key: str) -> str:
+    return f"{ENTRY_PREFIX}{writeoff_key}"
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedItem:
+    writeoff_id: int
+    invoice_ref: str
+    reason: str
+
+
+@dataclass
+class PostingReport:
+    batch_id: int
+    status: str
+    posted: int = 0  # posted by this call
+    skipped: int = 0  # skipped by this call
+    already_posted: int = 0  # posted before this call (idempotent replay)
+    chunks: int = 0
+    amounts: dict[str, Decimal] = field(default_factory=dict)  # currency -> amount posted by this call
+    skipped_items: list[SkippedItem] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """JSON/XCom-safe summary (money as strings)."""
+        return {
+            "batch_id": self.batch_id,
+            "status": self.status,
+            "posted": self.posted,
+            "skipped": self.skipped,
+            "already_posted": self.already_posted,
+            "chunks": self.chunks,
+            "amounts": {k: money_str(v) for k, v in sorted(self.amounts.items())},
+            "skipped_items": [
+                {"writeoff_id": s.writeoff_id, "invoice_ref": s.invoice_ref, "reason": s.reason}
+                for s in self.skipped_items[:100]
+            ],
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    batch_id: int
+    batch_key: str
+    entity: str
+    method: str
+    functional_currency: str
+    as_of: date
+    posting_date: date
+    ar_account: str
+    allowance_account: str | None
+    reason_accounts: Mapping[str, str]
+    default_expense: str | None
+    approval_ref: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class _PeriodProbe:
+    """What :func:`ledger.check_periods_open` needs, before any entry exists."""
+
+    entity: str
+    posting_date: date
+
+
+def lock_batch(conn: Connection, batch_id: int):
+    """Serialise posters of one batch: row lock on PostgreSQL, the database write lock on SQLite."""
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(
+            select(writeoff_batches).where(writeoff_batches.c.id == batch_id).with_for_update()
+        ).first()
+    else:
+        # SQLite: a no-op write as the first statement takes the writer lock now (waiting on the busy timeout),
+        # instead of a read snapshot that would fail to upgrade later.
+        conn.execute(
+            update(writeoff_batches).where(writeoff_batches.c.id == batch_id).values(id=writeoff_batches.c.id)
+        )
+        row = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
+    if row is None:
+        raise LedgerError(f"write-off batch {batch_id} does not exist")
+    return row
+
+
+def build_entry(
+    *,
+    key: str,
+    entity: str,
+    posting_date: date,
+    invoice_id: int,
+    invoice_ref: str,
+    currency: str,
+    amount: Decimal,
+    fx_rate: Decimal,
+    functional_currency: str,
+    debit_account: str,
+    credit_account: str,
+    reason_code: str,
+    writeoff_id: int,
+    policy_version: str,
+    description: str,
+) -> JournalEntry:
+    """One write-off's entry: Dr ``debit_account`` / Cr ``credit_account``, both in transaction and functional."""
+    amt = round_money(amount, currency)
+    functional = round_money(amt * fx_rate, functional_currency)
+    memo = f"write-off {invoice_ref} {reason_code}"
+    return JournalEntry(
+        key=key,
+        entity=entity,
+        posting_date=posting_date,
+        lines=(
+            JournalLine(
+                account=debit_account, currency=currency, debit=amt, functional_currency=functional_currency,
+                functional_debit=functional, functional_credit=Decimal(0), invoice_id=invoice_id, memo=memo,
+            ),
+            JournalLine(
+                account=credit_account, currency=currency, credit=amt, functional_currency=functional_currency,
+                functional_debit=Decimal(0), functional_credit=functional, invoice_id=invoice_id, memo=memo,
+            ),
+        ),
+        description=description,
+        source_type="writeoff",
+        source_id=str(writeoff_id),
+        meta={"policy_version": policy_version},
+    )
+
+
+def _context(
+    conn: Connection,
+    batch,
+    summary: approvals.ApprovalSummary,
+    posting_date: date,
+    account_map: Mapping[str, str] | None,
+    actor: str,
+) -> _Context:
+    ent = conn.execute(select(legal_entities).where(legal_entities.c.code == batch.entity_code)).one()
+    chart = {
+        r.code: r.role
+        for r in conn.execute(
+            select(accounts.c.code, accounts.c.role).where(accounts.c.entity_code == batch.entity_code)
+        )
+    }
+    roles = {role: code for code, role in chart.items() if role}
+    if "ar_control" not in roles:
+        raise LedgerError(f"entity {batch.entity_code} has no AR control account (role ar_control)")
+    reason_accounts = dict(DEFAULT_REASON_ACCOUNTS if account_map is None else account_map)
+    allowance = roles.get("allowance")
+    if ent.writeoff_method == "allowance":
+        if allowance is None:
+            raise LedgerError(f"entity {batch.entity_code} uses the allowance method but has no allowance account")
+    else:
+        reasons = set(
+            conn.execute(select(writeoffs.c.reason_code).distinct().where(writeoffs.c.batch_id == batch.id)).scalars()
+        )
+        # A reason outside the map falls back to the entity's default bad-debt expense account (role).
+        wanted = {reason_accounts.get(r, roles.get("bad_debt_expense")) for r in reasons}
+        missing = sorted(str(a) for a in wanted if a not in chart)
+        if missing:
+            raise LedgerError(
+                f"entity {batch.entity_code}: expense accounts {missing} for reasons {sorted(reasons)} are not in "
+                "its chart of accounts"
+            )
+    too_long = conn.execute(
+        select(func.count())
+        .select_from(writeoffs)
+        .where(writeoffs.c.batch_id == batch.id, func.length(writeoffs.c.idempotency_key) > _KEY_ROOM)
+    ).scalar_one()
+    if too_long:
+        raise LedgerError(f"batch {batch.id}: {too_long} write-off idempotency keys exceed {_KEY_ROOM} characters")
+    approval_ref = (
+        f"auto-approved (tolerance {summary.limit_amount})"
+        if summary.auto
+        else f"approval #{summary.approve_id} by {summary.approver}, confirmation #{summary.confirm_id} by "
+        f"{summary.confirmer}"
+    )
+    return _Context(
+        batch_id=batch.id,
+        batch_key=batch.batch_key,
+        entity=batch.entity_code,
+        method=ent.writeoff_method,
+        functional_currency=ent.functional_currency,
+        as_of=batch.as_of_date,
+        posting_date=posting_date,
+        ar_account=roles["ar_control"],
+        allowance_account=allowance,
+        reason_accounts=reason_accounts,
+        default_expense=roles.get("bad_debt_expense"),
+        approval_ref=approval_ref,
+        actor=actor,
+    )
+
+
+def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
+    """The next chunk of approved items with everything needed to re-check them against the live sub-ledger."""
+    w, i = writeoffs, invoices
+    late_payment = exists(
+        select(1)
+        .select_from(payment_allocations.join(payments, payments.c.id == payment_allocations.c.payment_id))
+        .where(
+            payment_allocations.c.invoice_id == w.c.invoice_id,
+            payment_allocations.c.kind == "regular",
+            or_(payments.c.payment_date > w.c.as_of_date, payment_allocations.c.allocated_on > w.c.as_of_date),
+        )
+    )
+    on_hold = exists(
+        select(1).where(
+            or_(holds.c.invoice_id == w.c.invoice_id, and_(holds.c.invoice_id.is_(None), holds.c.customer_id == i.c.customer_id)),
+            or_(holds.c.end_date.is_(None), holds.c.end_date >= ctx.posting_date),
+        )
+    )
+    asof_balance = (
+        select(aging_snapshots.c.open_balance)
+        .where(aging_snapshots.c.as_of_date == w.c.as_of_date, aging_snapshots.c.invoice_id == w.c.invoice_id)
+        .scalar_subquery()
+    )
+    q = (
+        select(
+            w.c.id,
+            w.c.invoice_id,
+            w.c.amount,
+            w.c.currency,
+            w.c.reason_code,
+            w.c.idempotency_key,
+            w.c.policy_version,
+            i.c.invoice_ref,
+            i.c.open_balance,
+            i.c.status.label("invoice_status"),
+            i.c.currency.label("invoice_currency"),
+            i.c.entity_code,
+            i.c.fx_rate,
+            late_payment.label("late_payment"),
+            on_hold.label("on_hold"),
+            asof_balance.label("asof_balance"),
+        )
+        .select_from(w.join(i, i.c.id == w.c.invoice_id))
+        .where(w.c.batch_id == ctx.batch_id, w.c.status == "approved")
+        .order_by(w.c.id)
+        .limit(chunk_size)
+    )
+    if conn.dialect.name == "postgresql":
+        # Lock the invoices: a payment or another write-off touching them waits until this chunk commits.
+        q = q.with_for_update(of=i)
+    return conn.execute(q).all()
+
+
+def skip_reason(row, ctx: _Context) -> str | None:
+    """Why an approved item must not be posted now (None: post it). Order: the most fundamental reason first."""
+    if row.entity_code != ctx.entity:
+        return f"invoice belongs to entity {row.entity_code}, the batch to {ctx.entity}"
+    if row.invoice_currency != row.currency:
+        return f"write-off currency {row.currency} differs from invoice currency {row.invoice_currency}"
+    if row.invoice_status not in POSTABLE_INVOICE_STATUSES:
+        return f"invoice status is {row.invoice_status!r} since approval"
+    if row.on_hold:
+        return "invoice or customer is on a dispute/payment-plan hold"
+    if row.late_payment:
+        return f"payment received after the as-of date {ctx.as_of}"
+    if row.asof_balance is not None and row.asof_balance != row.open_balance:
+        return f"open balance changed since the as-of date ({money_str(row.asof_balance)} -> {money_str(row.open_balance)})"
+    if row.amount > row.open_balance:
+        return f"amount {money_str(row.amount)} exceeds the open balance {money_str(row.open_balance)}"
+    return None
+
+
+def _entries(rows, ctx: _Context) -> list[JournalEntry]:
+    out = []
+    for r in rows:
+        if ctx.method == "allowance":
+            debit = ctx.allowance_account
+        else:
+            debit = ctx.reason_accounts.get(r.reason_code, ctx.default_expense)
+        out.append(
+            build_entry(
+                key=entry_key(r.idempotency_key),
+                entity=ctx.entity,
+                posting_date=ctx.posting_date,
+                invoice_id=r.invoice_id,
+                invoice_ref=r.invoice_ref,
+                currency=r.currency,
+                amount=r.amount,
+                fx_rate=r.fx_rate,
+                functional_currency=ctx.functional_currency,
+                debit_account=debit,  # type: ignore[arg-type]
+                credit_account=ctx.ar_account,
+                reason_code=r.reason_code,
+                writeoff_id=r.id,
+                policy_version=r.policy_version,
+                description=(
+                    f"Write-off {r.invoice_ref} ({r.reason_code}, {ctx.method} method); batch {ctx.batch_key}; "
+                    f"{ctx.approval_ref}; policy {r.policy_version}"
+                ),
+            )
+        )
+    return out
+
+
+def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, now: datetime) -> None:
+    t0 = time.perf_counter()
+    skipped = [(r, reason) for r in rows if (reason := skip_reason(r, ctx)) is not None]
+    skipped_ids = {r.id for r, _ in skipped}
+    ok = [r for r in rows if r.id not in skipped_ids]
+    if skipped:
+        conn.execute(
+            update(writeoffs)
+            .where(writeoffs.c.id == bindparam("wid"), writeoffs.c.status == "approved")
+            .values(status="skipped", skip_reason=bindparam("reason")),
+            [{"wid": r.id, "reason": reason[:200]} for r, reason in skipped],
+        )
+    t1 = time.perf_counter()
+    entries = _entries(ok, ctx)
+    t2 = time.perf_counter()
+    ledger.post_entries(conn, entries, created_by=ctx.actor, batch_id=ctx.batch_id)
+    t3 = time.perf_counter()
+    if ok:
+        lo, hi = rows[0].id, rows[-1].id
+        w, i, je = writeoffs, invoices, journal_entries
+        in_chunk = and_(
+            w.c.batch_id == ctx.batch_id, w.c.id.between(lo, hi), w.c.status == "approved",
+            je.c.idempotency_key == literal(ENTRY_PREFIX) + w.c.idempotency_key, je.c.status == "posted",
+        )
+        new_balance = i.c.open_balance - w.c.amount
+        res = conn.execute(
+            update(i)
+            .where(w.c.invoice_id == i.c.id, in_chunk)
+            .values(
+                open_balance=new_balance,
+                written_off_amount=i.c.written_off_amount + w.c.amount,
+                written_off_date=ctx.posting_date,
+                status=case(
+                    (new_balance == 0, "written_off"),
+                    (i.c.status == "reversed", "open"),
+                    else_=i.c.status,
+                ),
+            )
+        )
+        if res.rowcount != len(ok):
+            raise LedgerError(f"batch {ctx.batch_id}: sub-ledger update touched {res.rowcount} of {len(ok)} invoices")
+        res = conn.execute(
+            update(w).where(in_chunk).values(status="posted", journal_entry_id=je.c.id, posted_at=now, skip_reason=None)
+        )
+        if res.rowcount != len(ok):
+            raise LedgerError(f"batch {ctx.batch_id}: linked {res.rowcount} of {len(ok)} write-offs to entries")
+    t4 = time.perf_counter()
+    amounts: dict[str, Decimal] = defaultdict(Decimal)
+    for r in ok:
+        amounts[r.currency] += r.amount
+    digest = hashlib.sha256(",".join(str(r.id) for r in ok).encode()).hexdigest()
+    audit.append(
+        conn,
+        actor=ctx.actor,
+        action="writeoff.post_chunk",
+        object_type="writeoff_batch",
+        object_id=ctx.batch_id,
+        details={
+            "chunk": report.chunks + 1,
+            "posted": len(ok),
+            "skipped": len(skipped),
+            "amounts": dict(amounts),
+            "posting_date": ctx.posting_date,
+            "writeoff_ids_sha256": digest,
+            "skip_reasons": dict(Counter(reason.split(" (")[0] for _, reason in skipped)),
+        },
+        now=now,
+    )
+    t5 = time.perf_counter()
+    report.posted += len(ok)
+    report.skipped += len(skipped)
+    report.chunks += 1
+    for cur, amt in amounts.items():
+        report.amounts[cur] = report.amounts.get(cur, Decimal(0)) + amt
+    report.skipped_items += [SkippedItem(r.id, r.invoice_ref, reason) for r, reason in skipped]
+    for name, dt in (("recheck", t1 - t0), ("build", t2 - t1), ("journal", t3 - t2), ("subledger", t4 - t3),
+                     ("audit", t5 - t4)):
+        report.timings[name] = report.timings.get(name, 0.0) + dt
+
+
+def _finish(conn: Connection, ctx: _Context, report: PostingReport, now: datetime) -> str:
+    counts = dict(
+        conn.execute(
+            select(writeoffs.c.status, func.count()).where(writeoffs.c.batch_id == ctx.batch_id).group_by(writeoffs.c.status)
+        ).all()
+    )
+    # 'posted': every item that was approved is in the GL; 'partially_posted': at least one was skipped.
+    status = "partially_posted" if counts.get("skipped", 0) else "posted"
+    conn.execute(update(writeoff_batches).where(writeoff_batches.c.id == ctx.batch_id).values(status=status))
+    audit.append(
+        conn,
+        actor=ctx.actor,
+        action=f"batch.{status}",
+        object_type="writeoff_batch",
+        object_id=ctx.batch_id,
+        details={"counts": counts, "posting_date": ctx.posting_date, "approval": ctx.approval_ref},
+        now=now,
+    )
+    return status
+
+
+def _already(conn: Connection, batch_id: int) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).where(writeoffs.c.batch_id == batch_id, writeoffs.c.status.in_(("posted", "reversed")))
+        ).scalar_one()
+    )
+
+
+def post_batch(
+    engine: Engine,
+    batch_id: int,
+    *,
+    actor: str,
+    tiers: Sequence[Tier],
+    posting_date: date,
+    chunk_size: int = 5000,
+    account_map: Mapping[str, str] | None = None,
+    on_chunk: ChunkHook | None = None,
+) -> PostingReport:
+    """Post every approved write-off of the batch; safe to retry, re-run or run concurrently.
+
+    ``on_chunk(stage, n)`` is called with ``("written", n)`` inside chunk n's transaction just before it commits,
+    and ``("committed", n)`` after; operational code passes nothing (tests use it to kill a run mid-chunk).
+    Raises :class:`ApprovalError` (approval missing/invalid) or :class:`ClosedPeriod` before posting anything.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        # Status check, auto-approval and the full approval re-check under the batch lock, so that a run racing
+        # a finishing run sees either "confirmed and valid" or "already posted", never a half state.
+        batch = lock_batch(conn, batch_id)
+        if batch.status in ("posted", "partially_posted"):
+            # Duplicate trigger or re-run after completion: nothing to do, report what is there.
+            return PostingReport(batch_id, batch.status, already_posted=_already(conn, batch_id))
+        if batch.tier == AUTO_TIER:
+            approvals.auto_approve(conn, batch_id, tiers, actor=actor)
+            batch = lock_batch(conn, batch_id)
+        summary = approvals.verify_batch_approval(conn, batch_id, tiers)
+        ledger.check_periods_open(conn, [_PeriodProbe(batch.entity_code, posting_date)])
+        ctx = _context(conn, batch, summary, posting_date, account_map, actor)
+        report = PostingReport(batch_id, batch.status, already_posted=_already(conn, batch_id))
+    report.timings["verify"] = time.perf_counter() - started
+    while True:
+        with engine.begin() as conn:
+            current = lock_batch(conn, batch_id)
+            if current.status in ("posted", "partially_posted"):
+                report.status = current.status  # a concurrent run finished the batch
+                break
+            if current.status != "confirmed":
+                raise ApprovalError(f"batch {batch_id} became {current.status!r} while posting; stopped")
+            rows = _recheck_rows(conn, ctx, chunk_size)
+            if not rows:
+                report.status = _finish(conn, ctx, report, now)
+                break
+            _post_chunk(conn, ctx, rows, report, now)
+            if on_chunk:
+                on_chunk("written", report.chunks)
+        if on_chunk:
+            on_chunk("committed", report.chunks)
+    report.timings["total"] = time.perf_counter() - started
+    return report

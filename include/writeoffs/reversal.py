@@ -1,0 +1,198 @@
+"""Undo a posted write-off: post the mirror entry, linked to the original, and reinstate the receivable.
+
+Nothing in the journal is ever updated or deleted: the original entry stays, the reversal entry (key
+``rev:<original entry id>``, ``reverses_entry_id`` = original) cancels it. ``journal_entries.reverses_entry_id`` is
+unique, so the database itself refuses a second reversal of the same entry.
+
+Status semantics after a reversal:
+
+- ``writeoffs.status = 'reversed'`` (terminal; ``journal_entry_id`` still points at the original entry);
+- ``invoices.status = 'reversed'``: the receivable is back on the books and collectable. For aging, reconciliation
+  and collections, 'reversed' counts as open (open_balance > 0); it stays distinguishable so that the policy does
+  not silently re-propose a write-off somebody deliberately undid. A later write-off posted on it sets it back to
+  'open' (partial) or 'written_off' (full);
+- ``open_balance`` goes back up and ``written_off_amount`` down by the reversed amount; ``written_off_date`` is
+  cleared when nothing remains written off.
+
+A write-off on an invoice with recoveries booked against it is not reversed (the recovery would then exceed what is
+written off): reverse the recovery first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Connection, case, select, update
+
+from writeoffs import audit, ledger
+from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoffs
+from writeoffs.errors import LedgerError
+from writeoffs.journal import JournalEntry, JournalLine
+from writeoffs.money import money_str
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalResult:
+    writeoff_id: int
+    invoice_ref: str
+    original_entry_id: int
+    reversal_entry_id: int
+    amount: Decimal
+    currency: str
+    replayed: bool = False  # True: this request had already been carried out (retried task)
+
+    def summary(self) -> dict:
+        return {
+            "writeoff_id": self.writeoff_id,
+            "invoice_ref": self.invoice_ref,
+            "original_entry_id": self.original_entry_id,
+            "reversal_entry_id": self.reversal_entry_id,
+            "amount": money_str(self.amount),
+            "currency": self.currency,
+            "replayed": self.replayed,
+        }
+
+
+def _request_ref(request_id: str | None) -> str | None:
+    if not request_id:
+        return None
+    return request_id if len(request_id) <= 64 else hashlib.sha256(request_id.encode()).hexdigest()
+
+
+def find_writeoff(conn: Connection, *, writeoff_id: int | None, invoice_ref: str | None, entity_code: str | None):
+    """The write-off to reverse, by id, or by invoice reference (the only posted or reversed one on it)."""
+    q = select(writeoffs, invoices.c.invoice_ref, invoices.c.entity_code).select_from(
+        writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id)
+    )
+    if writeoff_id is not None:
+        q = q.where(writeoffs.c.id == writeoff_id)
+    elif invoice_ref:
+        q = q.where(invoices.c.invoice_ref == invoice_ref, writeoffs.c.status.in_(("posted", "reversed")))
+        if entity_code:
+            q = q.where(invoices.c.entity_code == entity_code)
+    else:
+        raise LedgerError("name the write-off to reverse: a write-off id or an invoice reference")
+    rows = conn.execute(q.order_by(writeoffs.c.id)).all()
+    if not rows:
+        raise LedgerError(f"no posted write-off found for {writeoff_id or invoice_ref!r}")
+    posted = [r for r in rows if r.status == "posted"]
+    if len(posted) > 1:
+        raise LedgerError(
+            f"invoice {invoice_ref} has {len(posted)} posted write-offs {[r.id for r in posted]}; give the write-off id"
+        )
+    return posted[0] if posted else rows[-1]
+
+
+def reverse_writeoff(
+    conn: Connection,
+    *,
+    reason: str,
+    requested_by: str,
+    posting_date: date,
+    writeoff_id: int | None = None,
+    invoice_ref: str | None = None,
+    entity_code: str | None = None,
+    request_id: str | None = None,
+) -> ReversalResult:
+    """Reverse one posted write-off in the caller's transaction.
+
+    ``request_id`` (e.g. the DAG run id) makes a retried request return its earlier result instead of failing;
+    any other second reversal of the same write-off is refused.
+    """
+    if not (reason or "").strip() or not (requested_by or "").strip():
+        raise LedgerError("a reversal needs a reason and the name of who requested it")
+    found = find_writeoff(conn, writeoff_id=writeoff_id, invoice_ref=invoice_ref, entity_code=entity_code)
+    lock = select(writeoffs).where(writeoffs.c.id == found.id)
+    inv_lock = select(invoices).where(invoices.c.id == found.invoice_id)
+    if conn.dialect.name == "postgresql":
+        lock, inv_lock = lock.with_for_update(), inv_lock.with_for_update()
+    else:  # take SQLite's writer lock before reading what we will change
+        conn.execute(update(writeoffs).where(writeoffs.c.id == found.id).values(id=writeoffs.c.id))
+    wo = conn.execute(lock).one()
+    inv = conn.execute(inv_lock).one()
+    ref = _request_ref(request_id)
+
+    if wo.status == "reversed":
+        prior = conn.execute(
+            select(journal_entries.c.id, journal_entries.c.source_id).where(
+                journal_entries.c.reverses_entry_id == wo.journal_entry_id
+            )
+        ).first()
+        if prior is not None and ref is not None and prior.source_id == ref:
+            return ReversalResult(wo.id, inv.invoice_ref, wo.journal_entry_id, prior.id, wo.amount, wo.currency, True)
+        raise LedgerError(
+            f"write-off {wo.id} on {inv.invoice_ref} is already reversed (reversal entry {prior.id if prior else '?'})"
+        )
+    if wo.status != "posted" or wo.journal_entry_id is None:
+        raise LedgerError(f"write-off {wo.id} on {inv.invoice_ref} is {wo.status!r}: only posted write-offs reverse")
+    if inv.recovered_amount > inv.written_off_amount - wo.amount:
+        raise LedgerError(
+            f"invoice {inv.invoice_ref} has {money_str(inv.recovered_amount)} recovered against its write-off; "
+            "reverse the recovery first"
+        )
+
+    original = conn.execute(select(journal_entries).where(journal_entries.c.id == wo.journal_entry_id)).one()
+    lines = conn.execute(
+        select(journal_lines).where(journal_lines.c.entry_id == original.id).order_by(journal_lines.c.line_no)
+    ).all()
+    entry = JournalEntry(
+        key=original.idempotency_key,
+        entity=original.entity_code,
+        posting_date=original.posting_date,
+        lines=tuple(
+            JournalLine(
+                account=ln.account_code, currency=ln.currency, debit=ln.debit, credit=ln.credit,
+                functional_currency=ln.functional_currency, functional_debit=ln.functional_debit,
+                functional_credit=ln.functional_credit, invoice_id=ln.invoice_id, memo=ln.memo or "",
+            )
+            for ln in lines
+        ),
+        source_type=original.source_type,
+        source_id=original.source_id,
+    )
+    mirror = entry.reversal(
+        key=f"rev:{original.id}",
+        posting_date=posting_date,
+        description=f"Reversal of write-off {wo.id} on {inv.invoice_ref}: {reason} (requested by {requested_by})"[:400],
+    )
+    mirror = JournalEntry(
+        key=mirror.key, entity=mirror.entity, posting_date=mirror.posting_date, lines=mirror.lines,
+        description=mirror.description, source_type="reversal", source_id=ref or str(wo.id),
+        reverses_key=mirror.reverses_key, meta={"policy_version": original.policy_version},
+    )
+    posted = ledger.post_entries(conn, [mirror], created_by=requested_by, batch_id=original.batch_id)
+    reversal_id = {**posted.posted, **posted.already}[mirror.key]
+
+    remaining = invoices.c.written_off_amount - wo.amount
+    conn.execute(
+        update(invoices)
+        .where(invoices.c.id == inv.id)
+        .values(
+            open_balance=invoices.c.open_balance + wo.amount,
+            written_off_amount=remaining,
+            status="reversed",
+            written_off_date=case((remaining == 0, None), else_=invoices.c.written_off_date),
+        )
+    )
+    conn.execute(update(writeoffs).where(writeoffs.c.id == wo.id).values(status="reversed"))
+    audit.append(
+        conn,
+        actor=requested_by,
+        action="writeoff.reversed",
+        object_type="writeoff",
+        object_id=wo.id,
+        details={
+            "invoice_ref": inv.invoice_ref,
+            "amount": wo.amount,
+            "currency": wo.currency,
+            "reason": reason,
+            "original_entry_id": original.id,
+            "reversal_entry_id": reversal_id,
+            "posting_date": posting_date,
+            "request_id": request_id,
+        },
+    )
+    return ReversalResult(wo.id, inv.invoice_ref, original.id, reversal_id, wo.amount, wo.currency)

@@ -1,0 +1,195 @@
+"""Run the checks as Great Expectations 1.x suites against the ledger database and build the Data Docs.
+
+GX does the counting in the database (SQL datasource, one query asset per validated target), so nothing is pulled
+into Python but aggregates and a sample of offending values for the report. Each run gets its own ephemeral context
+and its own Data Docs site directory, so reports of different runs never overwrite each other and a run needs no
+GX project on disk. Imported inside tasks only (GX takes seconds to import).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from writeoffs.validation.checks import Check, Scope
+from writeoffs.validation.config import Severity
+from writeoffs.validation.rules import ColumnsPresent, ColumnTypes, Rule, expectations_of
+
+log = logging.getLogger(__name__)
+
+SITE = "writeoffs_validation"
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    check: Check
+    severity: Severity
+    rule: Rule
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectationOutcome:
+    check: str
+    severity: Severity
+    expectation: str  # GX expectation type, e.g. expect_column_values_to_be_between
+    success: bool
+    unexpected_count: int | None  # offending rows (row checks) / breaks (tie-out); None when not a count
+    observed: str | None  # what was seen, for the report (e.g. the row count)
+    error: str | None = None  # GX could not evaluate it (counts as failed: an unknown is not a pass)
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteOutcome:
+    scope: Scope
+    expectations: tuple[ExpectationOutcome, ...]
+    report_page: str | None  # the Data Docs page of this validation
+
+
+def slug(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", value).strip("_")[:120] or "run"
+
+
+def _datasource(context: Any, engine: Engine) -> Any:
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            search_path = conn.execute(text("SHOW search_path")).scalar_one()
+        # GX opens its own connections: give them the ledger's search_path so unqualified names resolve the same.
+        return context.data_sources.add_postgres(
+            "ledger", connection_string=url, kwargs={"connect_args": {"options": f"-csearch_path={search_path}"}}
+        )
+    if engine.dialect.name == "sqlite":
+        return context.data_sources.add_sqlite("ledger", connection_string=url)
+    raise ValueError(f"validation supports PostgreSQL and SQLite ledgers, not {engine.dialect.name}")
+
+
+def _error(info: Any) -> str | None:
+    """GX reports evaluation errors either flat or keyed by metric id; either way the expectation was not run."""
+    if not isinstance(info, dict) or not info:
+        return None
+    if "raised_exception" in info:
+        return str(info.get("exception_message")) if info["raised_exception"] else None
+    msgs = [str(v.get("exception_message")) for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+    return "; ".join(msgs) or None
+
+
+def _is_structural(rule: Rule) -> bool:
+    return isinstance(rule, (ColumnsPresent, ColumnTypes))
+
+
+def run_suites(
+    engine: Engine,
+    targets: list[tuple[Scope, str, list[Planned]]],
+    *,
+    run_name: str,
+    docs_dir: Path,
+) -> tuple[list[SuiteOutcome], Path]:
+    """Validate each (scope, suite name, planned checks); returns outcomes and the Data Docs index path.
+
+    Structural checks (columns, types) run on a table asset: GX reads column types from the table's reflected
+    definition, which a query asset does not have. Data checks run on a query asset holding exactly the batch.
+    """
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # GX logs every metric at INFO and draws progress bars: noise that would bury our summary in the task log.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    for site in list(context.get_site_names()):
+        context.delete_data_docs_site(site)  # the default site writes to a temp dir nobody reads
+    context.add_data_docs_site(
+        SITE,
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    datasource = _datasource(context, engine)
+    definitions = []
+    table_assets: dict[str, Any] = {}
+    parts: list[tuple[str, list[str]]] = []  # (target suite, its GX suite names)
+    for scope, suite_name, planned in targets:
+        groups = [
+            (f"{suite_name}__structure", [p for p in planned if _is_structural(p.rule)], "table"),
+            (suite_name, [p for p in planned if not _is_structural(p.rule)], "query"),
+        ]
+        names = []
+        for name, members, kind in groups:
+            if not members:
+                continue
+            if kind == "table":
+                if scope.table not in table_assets:
+                    table_assets[scope.table] = datasource.add_table_asset(
+                        f"table__{scope.table}", table_name=scope.table
+                    ).add_batch_definition_whole_table("table")
+                batch_definition = table_assets[scope.table]
+            else:
+                batch_definition = datasource.add_query_asset(
+                    suite_name, query=scope.batch_query()
+                ).add_batch_definition_whole_table("batch")
+            suite = context.suites.add(gx.ExpectationSuite(name=name))
+            for p in members:
+                meta = {"check": p.check.name, "severity": p.severity}
+                description = f"[{p.severity}] {p.check.name}: {p.check.description}"
+                for expectation in expectations_of(p.rule, description=description, meta=meta):
+                    suite.add_expectation(expectation)
+            definitions.append(
+                context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
+            )
+            names.append(name)
+        parts.append((suite_name, names))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="validation",
+            validation_definitions=definitions,
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[SITE])],
+            # SUMMARY: counts plus a sample of offending values for the report; offending rows themselves are
+            # selected by the SQL predicates at quarantine time, never shipped through GX.
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10},
+        )
+    )
+    result = checkpoint.run(run_id=RunIdentifier(run_name=run_name))
+    by_suite = {ident.expectation_suite_identifier.name: (ident, res) for ident, res in result.run_results.items()}
+
+    outcomes: list[SuiteOutcome] = []
+    for (scope, _, _), (suite_name, names) in zip(targets, parts, strict=True):
+        exps: list[ExpectationOutcome] = []
+        page = None
+        for name in names:
+            ident, res = by_suite[name]
+            exps.extend(_outcome(r) for r in res.results)
+            if name == suite_name or page is None:
+                urls = context.get_docs_sites_urls(resource_identifier=ident, site_names=[SITE], only_if_exists=True)
+                if urls and urls[0].get("site_url"):
+                    page = str(urls[0]["site_url"])
+        outcomes.append(SuiteOutcome(scope, tuple(exps), page))
+    return outcomes, docs_dir / "index.html"
+
+
+def _outcome(r: Any) -> ExpectationOutcome:
+    cfg = r.expectation_config
+    meta = cfg.meta or {}
+    error = _error(r.exception_info)
+    res = r.result or {}
+    unexpected = res.get("unexpected_count")
+    observed = res.get("observed_value")
+    if cfg.type == "unexpected_rows_expectation":
+        unexpected = observed  # the number of offending rows (or of tie-out breaks)
+    return ExpectationOutcome(
+        check=str(meta.get("check")),
+        severity=meta.get("severity", "blocking"),
+        expectation=cfg.type,
+        success=bool(r.success) and error is None,
+        unexpected_count=None if unexpected is None else int(unexpected),
+        observed=None if observed is None else str(observed),
+        error=error,
+    )

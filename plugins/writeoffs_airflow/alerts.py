@@ -1,0 +1,231 @@
+"""Failure alerts for every DAG of the project: Slack (incoming webhook) and e-mail (SMTP), through the providers.
+
+Usage (the lead wires this into every DAG)::
+
+    default_args = {"owner": "finance-data", "retries": 1, "on_failure_callback": failure_callbacks()}
+
+Each channel is an Airflow connection:
+
+- ``writeoffs_slack``: the Slack provider's webhook hook reads the webhook URL from the password (a full
+  ``https://hooks.slack.com/services/T/B/X`` URL) or builds it as ``host`` + ``/`` + password; connection type
+  ``slackwebhook`` or ``http``.
+- ``writeoffs_smtp``: SMTP host/port/login; extra ``from_email`` and ``to`` (comma-separated recipients; the
+  environment variable ``WRITEOFFS_ALERT_EMAIL_TO`` is the fallback), and the provider's ``disable_tls`` /
+  ``disable_ssl`` switches.
+
+``failure_callbacks()`` runs at DAG parse time, so it must not look anything up: it only builds the notifier
+objects. Whether a channel is configured is decided when a failure actually happens (in the task process);
+an unconfigured channel is skipped and logged once per process, so a deployment without Slack still e-mails.
+
+The message names the DAG, task, run, business date, the error (for reconciliation: the break summary) and a link
+to the task log in the Airflow UI (``[api] base_url``).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+log = logging.getLogger(__name__)
+
+SLACK_CONN_ID = "writeoffs_slack"
+SMTP_CONN_ID = "writeoffs_smtp"
+DEFAULT_FROM = "airflow-writeoffs@localhost"
+#: Slack renders up to ~40k characters, but a wall of text hides the point: the log link has the rest.
+MAX_ERROR_CHARS = 3000
+
+_warned: set[str] = set()
+
+
+def _connection(conn_id: str, channel: str) -> Any | None:
+    """The connection, or None (logged once per process) when it is not configured."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        if conn_id not in _warned:
+            _warned.add(conn_id)
+            log.warning("%s alerts are off: Airflow connection %r is not configured", channel, conn_id)
+        return None
+
+
+# --- the message ------------------------------------------------------------------------------------------------
+
+
+def _as_date(value: object) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def business_date(context: Any) -> date | None:
+    """The run's business date: ``params.as_of``, the run conf's ``as_of``, an ``as_of`` in the triggering asset
+    events' extra (latest), then the data interval end / logical date / run_after of the run.
+
+    Airflow 3 leaves ``logical_date`` None for manual and asset-triggered runs, so it cannot be the only source.
+    """
+    params = context.get("params") or {}
+    dag_run = context.get("dag_run")
+    conf = getattr(dag_run, "conf", None) or {}
+    for candidate in (params.get("as_of"), conf.get("as_of")):
+        if candidate:
+            return _as_date(candidate)
+    events = context.get("triggering_asset_events") or {}
+    found = [
+        _as_date(ev.extra["as_of"])
+        for evs in events.values()
+        for ev in evs
+        if isinstance(getattr(ev, "extra", None), dict) and ev.extra.get("as_of")
+    ]
+    if found:
+        return max(d for d in found if d is not None)
+    for key in ("data_interval_end", "logical_date"):
+        if context.get(key):
+            return _as_date(context[key])
+    return _as_date(getattr(dag_run, "run_after", None))
+
+
+def _log_url(context: Any, dag_id: str, run_id: str, task_id: str) -> str:
+    ti = context.get("ti") or context.get("task_instance")
+    url = getattr(ti, "log_url", None)
+    if url:
+        return str(url)
+    from urllib.parse import quote
+
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="http://localhost:8080/")
+    return f"{base.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id)}/tasks/{task_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureAlert:
+    dag_id: str
+    task_id: str
+    run_id: str
+    business_date: date | None
+    error: str
+    log_url: str
+    try_number: int | None
+
+    @classmethod
+    def from_context(cls, context: Any) -> FailureAlert:
+        ti = context.get("ti") or context.get("task_instance")
+        dag = context.get("dag")
+        dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", "?")
+        task_id = getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", "?")
+        run_id = getattr(ti, "run_id", None) or context.get("run_id") or "?"
+        exc = context.get("exception")
+        error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc or "unknown error")
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[:MAX_ERROR_CHARS] + " [...]"
+        return cls(
+            dag_id=str(dag_id),
+            task_id=str(task_id),
+            run_id=str(run_id),
+            business_date=business_date(context),
+            error=error,
+            log_url=_log_url(context, str(dag_id), str(run_id), str(task_id)),
+            try_number=getattr(ti, "try_number", None),
+        )
+
+    @property
+    def subject(self) -> str:
+        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        return f"[Airflow] {self.dag_id}.{self.task_id} failed (business date {bd})"
+
+    def slack_text(self) -> str:
+        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        return (
+            f":red_circle: *{self.dag_id}* task *{self.task_id}* failed\n"
+            f"*DAG:* {self.dag_id}  *Task:* {self.task_id}  *Run:* {self.run_id}  *Business date:* {bd}"
+            f"  *Try:* {self.try_number if self.try_number is not None else 'n/a'}\n"
+            f"*Error:* ```{self.error}```\n"
+            f"*Log:* <{self.log_url}|open the task log> {self.log_url}"
+        )
+
+    def html(self) -> str:
+        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        rows = (
+            ("DAG", self.dag_id),
+            ("Task", self.task_id),
+            ("Run", self.run_id),
+            ("Business date", bd),
+            ("Try", str(self.try_number) if self.try_number is not None else "n/a"),
+        )
+        cells = "".join(f"<tr><th align='left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        url = html.escape(self.log_url, quote=True)
+        return (
+            f"<p><b>{html.escape(self.dag_id)}.{html.escape(self.task_id)} failed.</b></p>"
+            f"<table>{cells}</table>"
+            f"<p><b>Error</b></p><pre>{html.escape(self.error)}</pre>"
+            f'<p>Task log: <a href="{url}">{url}</a></p>'
+        )
+
+
+# --- notifiers --------------------------------------------------------------------------------------------------
+
+
+class LedgerSlackNotifier(SlackWebhookNotifier):
+    """The provider's webhook notifier with the project's message, skipped when its connection is missing."""
+
+    def __init__(self, slack_webhook_conn_id: str = SLACK_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(slack_webhook_conn_id=slack_webhook_conn_id, text="", **kwargs)
+
+    def notify(self, context: Any) -> None:
+        if _connection(self.slack_webhook_conn_id, "Slack") is None:
+            return
+        alert = FailureAlert.from_context(context)
+        # Sent through the provider's hook (URL building, retries, response check), not a hand-rolled request.
+        self.hook.send(text=alert.slack_text(), unfurl_links=False)
+
+
+class LedgerEmailNotifier(SmtpNotifier):
+    """The provider's SMTP notifier with the project's message; recipients from the connection's extra ``to``."""
+
+    def __init__(self, smtp_conn_id: str = SMTP_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(to=[], smtp_conn_id=smtp_conn_id, subject="", html_content="", **kwargs)
+
+    def notify(self, context: Any) -> None:
+        conn = _connection(self.smtp_conn_id, "E-mail")
+        if conn is None:
+            return
+        extra = conn.extra_dejson or {}
+        to = [a.strip() for a in str(extra.get("to") or os.environ.get("WRITEOFFS_ALERT_EMAIL_TO", "")).split(",")]
+        to = [a for a in to if a]
+        if not to:
+            key = f"{self.smtp_conn_id}:to"
+            if key not in _warned:
+                _warned.add(key)
+                log.warning(
+                    "E-mail alerts are off: connection %r has no extra 'to' and WRITEOFFS_ALERT_EMAIL_TO is unset",
+                    self.smtp_conn_id,
+                )
+            return
+        alert = FailureAlert.from_context(context)
+        with self.hook as smtp:
+            smtp.send_email_smtp(
+                to=to,
+                from_email=smtp.from_email or DEFAULT_FROM,
+                subject=alert.subject,
+                html_content=alert.html(),
+                mime_charset="utf-8",
+            )
+
+
+def failure_callbacks() -> list[Any]:
+    """Notifiers for ``on_failure_callback``: Slack and e-mail. Safe at parse time (no lookups, no I/O)."""
+    return [LedgerSlackNotifier(), LedgerEmailNotifier()]

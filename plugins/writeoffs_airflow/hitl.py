@@ -1,0 +1,590 @@
+"""Human-in-the-loop operators for write-off batches (Airflow's standard-provider HITL, Airflow 3.3).
+
+One request per batch and step, never per invoice. The operators only *collect* answers: whether an answer may be
+recorded is decided by ``writeoffs.approvals.record_decision`` (segregation of duties, tier entitlement and limit,
+items unchanged), and posting re-checks the recorded approval again. Airflow's own ``assigned_users`` check
+(HTTP 403 for anyone else) is a first filter, not the control: it depends on the auth manager configuration
+(``simple_auth_manager_all_admins`` turns it off).
+
+Waiting is Airflow 3.3's ``awaiting_input`` state: no worker slot and no triggerer are held while a batch waits;
+the scheduler enforces ``response_timeout`` and resumes the task with a timeout event, which we record as
+``expired`` or ``escalated`` (per tier config), never as an approval.
+
+A refused answer (the preparer approving their own batch, a mistyped exclusion) is audited by
+``record_decision`` and the *same* request is re-opened for the remaining time: the deadline travels in the
+park kwargs, so refusals cannot extend the response window.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Param
+from airflow.sdk.bases.notifier import BaseNotifier
+from airflow.sdk.exceptions import AirflowSkipException, TaskAwaitingInput
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from writeoffs.approval_view import BatchView
+    from writeoffs.tiers import Tier
+
+log = logging.getLogger(__name__)
+
+APPROVE = "Approve"
+CONFIRM = "Confirm"
+REJECT = "Reject"
+#: Actor recorded for decisions the system makes (timeouts, routing a mis-tiered batch up): never a person.
+SYSTEM_ACTOR = "airflow:writeoff_approval"
+EXCLUDE_PARAM = "exclude_invoice_refs"
+COMMENT_PARAM = "comment"
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+def approval_tiers() -> tuple[Tier, ...]:
+    """The approval tiers of the current policy file (read at task run time, never at parse time)."""
+    from writeoffs.policy import load_policy
+
+    return load_policy().tiers
+
+
+def reports_dir() -> Path:
+    from writeoffs.db.engine import data_dir
+
+    return data_dir() / "reports"
+
+
+def candidates_link(path: Path) -> str:
+    """Where the approver finds the full list: ``$WRITEOFFS_REPORTS_URL/<relative path>`` if set, else a file URL."""
+    base = os.environ.get("WRITEOFFS_REPORTS_URL")
+    if base:
+        return f"{base.rstrip('/')}/{path.relative_to(reports_dir()).as_posix()}"
+    return path.resolve().as_uri()
+
+
+def hitl_users(names: Sequence[str]) -> list[dict[str, str]]:
+    # Tier approvers are Airflow usernames; SimpleAuthManager (and Keycloak with username ids) use the username
+    # as user id, which is what Airflow compares ``assigned_users`` against.
+    return [{"id": n, "name": n} for n in names]
+
+
+def approval_params() -> dict[str, Param]:
+    return {
+        EXCLUDE_PARAM: Param(
+            "",
+            type="string",
+            title="Exclude invoices",
+            description="Invoice refs to leave out of this write-off, comma separated (optional).",
+        ),
+        COMMENT_PARAM: Param(
+            "",
+            type="string",
+            title="Internal comment",
+            description="Stored with the decision in the ledger and audit log; never shown to customers.",
+        ),
+    }
+
+
+def confirm_params() -> dict[str, Param]:
+    return {COMMENT_PARAM: approval_params()[COMMENT_PARAM]}
+
+
+# ------------------------------------------------------------------------------------------------ notifier
+
+
+class ApproverNotifier(BaseNotifier):
+    """Tells the assigned approvers that a batch waits for them.
+
+    Uses the alerts notifiers (``writeoffs_airflow.alerts.approval_notifiers``) when that module provides them;
+    otherwise it logs the message, which the task log shows next to the request (see docs/approvals.md).
+    """
+
+    def notify(self, context: Any) -> None:
+        op = context["task"]
+        users = [u["name"] for u in (op.assigned_users or [])]
+        try:
+            link = op.generate_link_to_ui_from_context(context=context)
+        except ValueError:  # no [api] base_url configured: the message still names the batch and the DAG run
+            link = f"dag {context['dag'].dag_id}, run {context['run_id']}, task {op.task_id}"
+        message = f"Write-off decision waiting for {', '.join(users)}: {op.subject}. Answer in Airflow: {link}"
+        try:
+            from writeoffs_airflow.alerts import approval_notifiers  # type: ignore[attr-defined]
+        except ImportError:
+            log.warning("APPROVAL REQUEST (no alert channel configured): %s", message)
+            return
+        for notifier in approval_notifiers(recipients=users, subject=op.subject, message=message):
+            notifier(context)
+
+
+# ------------------------------------------------------------------------------------------------ operators
+
+
+def _engine() -> Engine:
+    from writeoffs_airflow.ledger import ledger_engine
+
+    return ledger_engine()
+
+
+def _load_view(engine: Engine, batch_id: int) -> BatchView:
+    from writeoffs.approval_view import load_batch_view
+
+    with engine.connect() as conn:
+        return load_batch_view(conn, batch_id)
+
+
+class BatchDecisionOperator(HITLOperator):
+    """Base: one HITL request for one batch and step; subclasses say when to ask and what to show."""
+
+    template_fields: Sequence[str] = (*HITLOperator.template_fields, "batch_id")
+    ui_color = "#f5e6c8"
+    step: ClassVar[str]
+    approve_option: ClassVar[str]
+    #: Batch statuses in which this step asks; any other status skips the task (decided, rejected, expired).
+    asks_when: ClassVar[tuple[str, ...]]
+
+    def __init__(self, *, batch_id: int | str | Any, **kwargs: Any) -> None:
+        kwargs.setdefault("subject", f"Write-off batch: {self.step}")
+        kwargs.setdefault("notifiers", [ApproverNotifier()])
+        super().__init__(options=[self.approve_option, REJECT], multiple=False, **kwargs)
+        self.batch_id = batch_id
+
+    # -- hooks for subclasses
+    def prepare(self, engine: Engine, view: BatchView, tiers: Sequence[Tier]) -> BatchView:
+        return view
+
+    def render(self, engine: Engine, view: BatchView, tier: Tier) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def decision_of(self, option: str) -> str:
+        return "rejected" if option == REJECT else {"approve": "approved", "confirm": "confirmed"}[self.step]
+
+    def timeout_decision(self, view: BatchView, tier: Tier, tiers: Sequence[Tier]) -> str:
+        return "expired"
+
+    # -- Airflow entry points
+    def execute(self, context: Any) -> Any:
+        from writeoffs import audit
+        from writeoffs.approval_view import items_digest, pending_items
+        from writeoffs.tiers import tier_named
+
+        engine = _engine()
+        tiers = approval_tiers()
+        batch_id = int(self.batch_id)
+        view = _load_view(engine, batch_id)
+        if view.status not in self.asks_when:
+            raise AirflowSkipException(f"batch {batch_id} is {view.status!r}: no {self.step} decision to ask for")
+        view = self.prepare(engine, view, tiers)
+        tier = tier_named(view.tier, tiers)
+        self.subject, self.body = self.render(engine, view, tier)
+        self.assigned_users = hitl_users(tier.approvers)  # type: ignore[assignment]
+        self.response_timeout = timedelta(hours=tier.response_timeout_hours)
+        deadline = datetime.now(UTC) + self.response_timeout
+        digest = items_digest(pending_items(view))
+        with engine.begin() as conn:
+            audit.append(
+                conn,
+                actor=SYSTEM_ACTOR,
+                action=f"approval.requested.{self.step}",
+                object_type="writeoff_batch",
+                object_id=batch_id,
+                details={
+                    "tier": tier.name,
+                    "assigned_users": list(tier.approvers),
+                    "deadline": deadline.isoformat(),
+                    "items_digest": digest,
+                    "dag_run_id": context["run_id"],
+                },
+            )
+        try:
+            return super().execute(context)
+        except TaskAwaitingInput as park:
+            # Carry what the approver was shown into the resume call: the deadline (refusals re-open the request
+            # for the remaining time only) and the tier the request went to.
+            park.kwargs = {"deadline": deadline.isoformat(), "tier": tier.name, "digest": digest}
+            raise
+
+    def execute_complete(
+        self,
+        context: Any,
+        event: dict[str, Any],
+        deadline: str | None = None,
+        tier: str | None = None,
+        digest: str | None = None,
+    ) -> dict[str, Any]:
+        from writeoffs.approvals import record_decision
+        from writeoffs.errors import ApprovalError, SegregationOfDuties
+
+        engine = _engine()
+        tiers = approval_tiers()
+        batch_id = int(self.batch_id)
+
+        if event.get("error_type") == "timeout":
+            return self._time_out(engine, batch_id, tiers)
+
+        ret = super().execute_complete(context=context, event=event)
+        user = ret["responded_by_user"] or {}
+        approver = str(user.get("name") or user.get("id") or "")
+        params = ret["params_input"] or {}
+        comment = (params.get(COMMENT_PARAM) or "").strip() or None
+        decision = self.decision_of(ret["chosen_options"][0])
+        excluded: tuple[str, ...] = ()
+        refused: Exception | None = None
+        try:
+            excluded = self.exclusions(engine, batch_id, params) if decision != "rejected" else ()
+            with engine.begin() as conn:
+                record_decision(
+                    conn,
+                    batch_id=batch_id,
+                    step=self.step,
+                    approver=approver,
+                    decision=decision,
+                    tiers=tiers,
+                    comment=comment,
+                    excluded_invoice_refs=excluded,
+                )
+        except (SegregationOfDuties, _AnswerRefused) as exc:
+            refused = exc
+        except ApprovalError as exc:
+            if not any(m in str(exc) for m in _CORRECTABLE):
+                raise  # e.g. items changed since they were shown: no answer can make this batch valid
+            refused = exc
+        if refused is not None:
+            # The answer is refused (and audited); someone entitled may still answer within the deadline.
+            self.log.error("Batch %s: answer by %r refused: %s", batch_id, approver, refused)
+            if isinstance(refused, _AnswerRefused):
+                self._audit_refused(engine, batch_id, approver, decision, str(refused))
+            self._reopen(context, deadline=deadline, tier=tier, digest=digest)
+            return self._time_out(engine, batch_id, tiers)
+        self.log.info("Batch %s: %s %s by %s", batch_id, self.step, decision, approver)
+        # The comment stays out of XCom: it is internal and lives in the ledger's approvals row.
+        return {
+            "batch_id": batch_id,
+            "step": self.step,
+            "decision": decision,
+            "approver": approver,
+            "excluded_invoice_refs": list(excluded),
+        }
+
+    def _time_out(self, engine: Engine, batch_id: int, tiers: Sequence[Tier]) -> dict[str, Any]:
+        from writeoffs.approvals import record_decision
+        from writeoffs.tiers import tier_named
+
+        view = _load_view(engine, batch_id)
+        decision = self.timeout_decision(view, tier_named(view.tier, tiers), tiers)
+        with engine.begin() as conn:
+            record_decision(
+                conn,
+                batch_id=batch_id,
+                step=self.step,
+                approver=SYSTEM_ACTOR,
+                decision=decision,
+                tiers=tiers,
+                comment=f"no valid response within the {view.tier} tier's response timeout",
+            )
+        self.log.warning("Batch %s: no valid %s response before the deadline: %s", batch_id, self.step, decision)
+        return {"batch_id": batch_id, "step": self.step, "decision": decision, "approver": SYSTEM_ACTOR}
+
+    @staticmethod
+    def _audit_refused(engine: Engine, batch_id: int, approver: str, decision: str, reason: str) -> None:
+        from writeoffs import audit
+
+        with engine.begin() as conn:
+            audit.append(
+                conn,
+                actor=approver or "unknown",
+                action="approval.refused",
+                object_type="writeoff_batch",
+                object_id=batch_id,
+                details={"decision": decision, "reason": reason},
+            )
+
+    def exclusions(self, engine: Engine, batch_id: int, params: dict[str, Any]) -> tuple[str, ...]:
+        return ()
+
+    def _reopen(self, context: Any, *, deadline: str | None, tier: str | None, digest: str | None) -> None:
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        remaining = (
+            datetime.fromisoformat(deadline) - datetime.now(UTC) if deadline else self.response_timeout
+        ) or timedelta(0)
+        if remaining <= timedelta(0):
+            return  # out of time: the caller times the step out like an unanswered request
+        # Upserting an answered request clears its response (Airflow keeps one request per task instance);
+        # subject, body and assigned users stay as first shown.
+        upsert_hitl_detail(
+            ti_id=context["task_instance"].id,
+            options=self.options,
+            subject=self.subject,
+            body=self.body,
+            defaults=self.defaults,
+            multiple=self.multiple,
+            params=self.serialized_params,
+            assigned_users=self.assigned_users,
+        )
+        raise TaskAwaitingInput(
+            method_name="execute_complete",
+            kwargs={"deadline": deadline, "tier": tier, "digest": digest},
+            timeout=remaining,
+        )
+
+
+#: Refusals a different (entitled, careful) answer can cure; the request is re-opened for them.
+_CORRECTABLE = ("exceeds tier", "every item is excluded", "not (remaining) items")
+
+
+class _AnswerRefused(Exception):
+    """An answer that cannot be recorded as given (e.g. exclusions naming invoices outside the batch)."""
+
+
+class BatchApprovalOperator(BatchDecisionOperator):
+    """Step 1: approve or reject the batch, optionally excluding invoices, with an internal comment.
+
+    Asks the approvers of the batch's tier. A batch whose tier does not cover its largest item is first routed
+    up (recorded as ``escalated`` by the system), so an approver never sees a decision above their limit.
+    On timeout the batch expires, or escalates when the tier says ``on_timeout: escalate``; the DAG places
+    further instances of this operator after the first to ask the higher tier.
+    """
+
+    step = "approve"
+    approve_option = APPROVE
+    asks_when = ("proposed", "awaiting_approval")
+
+    def __init__(self, *, final: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("params", approval_params())
+        super().__init__(**kwargs)
+        #: The last approval attempt in the DAG: a timeout expires the batch even if the tier says escalate.
+        self.final = final
+
+    def prepare(self, engine: Engine, view: BatchView, tiers: Sequence[Tier]) -> BatchView:
+        from writeoffs.approval_view import pending_items
+        from writeoffs.approvals import record_decision
+        from writeoffs.tiers import tier_named
+
+        largest = max((i.amount for i in pending_items(view)), default=None)
+        while largest is not None and not tier_named(view.tier, tiers).covers(largest, view.currency):
+            with engine.begin() as conn:
+                record_decision(
+                    conn,
+                    batch_id=view.batch_id,
+                    step="approve",
+                    approver=SYSTEM_ACTOR,
+                    decision="escalated",
+                    tiers=tiers,
+                    comment=f"largest item {largest} {view.currency} is above the {view.tier} tier's limit",
+                )
+            view = _load_view(engine, view.batch_id)
+        return view
+
+    def render(self, engine: Engine, view: BatchView, tier: Tier) -> tuple[str, str]:
+        from writeoffs.approval_view import subject, summary_markdown, write_candidates_csv
+
+        csv_path = write_candidates_csv(reports_dir(), view)
+        body = summary_markdown(view, candidates_link=candidates_link(csv_path), limit=tier.limit_for(view.currency))
+        return subject(view, "approve"), body
+
+    def timeout_decision(self, view: BatchView, tier: Tier, tiers: Sequence[Tier]) -> str:
+        from writeoffs.tiers import next_tier
+
+        if tier.on_timeout == "escalate" and not self.final and next_tier(tier.name, tiers) is not None:
+            return "escalated"
+        return "expired"
+
+    def exclusions(self, engine: Engine, batch_id: int, params: dict[str, Any]) -> tuple[str, ...]:
+        from writeoffs.approval_view import check_exclusions, parse_invoice_refs
+        from writeoffs.errors import ApprovalError
+
+        refs = parse_invoice_refs(params.get(EXCLUDE_PARAM))
+        try:
+            return check_exclusions(_load_view(engine, batch_id), refs)
+        except ApprovalError as exc:
+            raise _AnswerRefused(str(exc)) from exc
+
+
+class BatchConfirmOperator(BatchDecisionOperator):
+    """Step 2: show exactly what will be posted (after exclusions); Confirm posts, Reject ends the batch."""
+
+    step = "confirm"
+    approve_option = CONFIRM
+    asks_when = ("approved",)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("params", confirm_params())
+        super().__init__(**kwargs)
+
+    def render(self, engine: Engine, view: BatchView, tier: Tier) -> tuple[str, str]:
+        import json
+
+        from sqlalchemy import select
+
+        from writeoffs.approval_view import candidates_csv_path, confirmation_markdown, subject
+        from writeoffs.db.schema import approvals, legal_entities
+
+        with engine.connect() as conn:
+            row = conn.execute(
+                select(approvals.c.approver, approvals.c.excluded_invoice_refs).where(
+                    approvals.c.batch_id == view.batch_id, approvals.c.step == "approve"
+                )
+            ).first()
+            method = conn.execute(
+                select(legal_entities.c.writeoff_method).where(legal_entities.c.code == view.entity_code)
+            ).scalar()
+        excluded = json.loads(row.excluded_invoice_refs or "[]") if row else []
+        debit = "Allowance for Doubtful Accounts" if method == "allowance" else "Bad Debt Expense (account by reason)"
+        body = confirmation_markdown(
+            view,
+            excluded,
+            approved_by=row.approver if row else None,
+            debit_account=debit,
+            credit_account="Accounts Receivable (control)",
+            candidates_link=candidates_link(candidates_csv_path(reports_dir(), view)),
+        )
+        return subject(view, "confirm"), body
+
+
+# ------------------------------------------------------------------------------------------------ task bodies
+
+
+def business_date_of(context: Any) -> str:
+    """`as_of` param, else the newest triggering asset event's ``extra["as_of"]``, else the run's date.
+
+    Never ``logical_date``: it is None for manual and asset-triggered runs in Airflow 3.
+    """
+    from datetime import date
+
+    param = (context.get("params") or {}).get("as_of")
+    if param:
+        return date.fromisoformat(str(param)).isoformat()
+    events = context.get("triggering_asset_events") or {}
+    for asset_events in events.values():
+        for ev in reversed(list(asset_events)):
+            extra = getattr(ev, "extra", None) or {}
+            if extra.get("as_of"):
+                return date.fromisoformat(str(extra["as_of"])).isoformat()
+    return context["dag_run"].run_after.date().isoformat()
+
+
+def claim_batches(as_of: str, *, run_id: str) -> list[int]:
+    """Claim the proposed human-tier batches of ``as_of`` for this run (status -> awaiting_approval).
+
+    Idempotent: a retried task gets the batches it claimed before plus any newly proposed ones. Batches another
+    run claimed stay with that run (its requests are the ones approvers are answering).
+    """
+    from datetime import date
+
+    from sqlalchemy import or_, select, update
+
+    from writeoffs import audit
+    from writeoffs.db.schema import writeoff_batches as b
+    from writeoffs.tiers import AUTO_TIER
+
+    day = date.fromisoformat(as_of)
+    engine = _engine()
+    with engine.begin() as conn:
+        ids = list(
+            conn.execute(
+                select(b.c.id)
+                .where(
+                    b.c.as_of_date == day,
+                    b.c.tier != AUTO_TIER,
+                    or_(b.c.status == "proposed", (b.c.status == "awaiting_approval") & (b.c.dag_run_id == run_id)),
+                )
+                .order_by(b.c.id)
+            ).scalars()
+        )
+        if ids:
+            conn.execute(
+                update(b)
+                .where(b.c.id.in_(ids), b.c.status == "proposed")
+                .values(status="awaiting_approval", dag_run_id=run_id)
+            )
+            audit.append(
+                conn,
+                actor=SYSTEM_ACTOR,
+                action="approval.batches_opened",
+                object_type="approval_run",
+                object_id=run_id,
+                details={"as_of": as_of, "batch_ids": ids},
+            )
+    log.info("Routing %d batch(es) of %s for approval: %s", len(ids), as_of, ids)
+    return ids
+
+
+def _posting_date(engine: Engine, batch_id: int):
+    from sqlalchemy import select
+
+    from writeoffs.db.schema import writeoff_batches
+
+    with engine.connect() as conn:
+        return conn.execute(select(writeoff_batches.c.as_of_date).where(writeoff_batches.c.id == batch_id)).scalar_one()
+
+
+def _summary(result: object) -> dict[str, str]:
+    # The posting result type belongs to writeoffs.posting; XCom gets strings only (money never as float).
+    if isinstance(result, dict):
+        return {str(k): str(v) for k, v in result.items()}
+    fields = getattr(result, "__dataclass_fields__", None)
+    if fields:
+        return {k: str(getattr(result, k)) for k in fields}
+    return {"result": str(result)}
+
+
+def post_confirmed(batch_id: int) -> dict[str, str]:
+    """Post one batch after its confirmation; ``post_batch`` re-checks the recorded approval and posts once."""
+    from sqlalchemy import select
+
+    from writeoffs.db.schema import writeoff_batches
+    from writeoffs.posting import post_batch
+
+    engine = _engine()
+    with engine.connect() as conn:
+        status = conn.execute(select(writeoff_batches.c.status).where(writeoff_batches.c.id == batch_id)).scalar_one()
+    if status in ("rejected", "expired"):
+        raise AirflowSkipException(f"batch {batch_id} is {status}: nothing to post")
+    result = post_batch(
+        engine, batch_id, actor=SYSTEM_ACTOR, tiers=approval_tiers(), posting_date=_posting_date(engine, batch_id)
+    )
+    return {"batch_id": str(batch_id), **_summary(result)}
+
+
+def post_auto(as_of: str) -> list[dict[str, str]]:
+    """Auto-tier batches (under the small-balance tolerance): no human decision; ``post_batch`` auto-approves them
+    under the policy's tolerance (refusing anything above it), posts and audits."""
+    from datetime import date
+
+    from sqlalchemy import select
+
+    from writeoffs.db.schema import writeoff_batches as b
+    from writeoffs.posting import post_batch
+    from writeoffs.tiers import AUTO_TIER
+
+    engine = _engine()
+    tiers = approval_tiers()
+    with engine.connect() as conn:
+        ids = list(
+            conn.execute(
+                select(b.c.id).where(
+                    b.c.as_of_date == date.fromisoformat(as_of),
+                    b.c.tier == AUTO_TIER,
+                    b.c.status.in_(("proposed", "awaiting_approval", "confirmed")),
+                )
+            ).scalars()
+        )
+    return [
+        {
+            "batch_id": str(batch_id),
+            **_summary(
+                post_batch(
+                    engine, batch_id, actor=SYSTEM_ACTOR, tiers=tiers, posting_date=_posting_date(engine, batch_id)
+                )
+            ),
+        }
+        for batch_id in ids
+    ]

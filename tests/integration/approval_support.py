@@ -1,0 +1,125 @@
+"""Builders for the approval tests: a proposed batch with evidence, a test policy file, REST answer helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from itertools import count
+from pathlib import Path
+
+import httpx
+import yaml
+from sqlalchemy import Connection, insert
+
+from tests.factories import customer, invoice
+from writeoffs.approvals import batch_hash_of
+from writeoffs.db.schema import writeoff_batches, writeoffs
+from writeoffs.policy import DEFAULT_POLICY_PATH
+
+AS_OF = date(2026, 11, 24)
+REASON = "uncollectible_after_collections"
+_seq = count(1)
+
+#: Tiers for the tests: two quick ones (18 s response timeout) to see expiry and escalation without waiting hours,
+#: then the three business tiers. ``controller`` may also approve in the AR manager's tier (higher authority).
+TEST_TIERS = [
+    {"name": "quick_escalate", "limits": {"USD": "10"}, "approvers": ["ar_manager"],
+     "response_timeout_hours": 0.005, "on_timeout": "escalate"},
+    {"name": "quick", "limits": {"USD": "20"}, "approvers": ["ar_manager"],
+     "response_timeout_hours": 0.005, "on_timeout": "expire"},
+    {"name": "ar_manager", "limits": {"USD": "5000"}, "approvers": ["ar_manager", "controller"],
+     "response_timeout_hours": 1, "on_timeout": "expire"},
+    {"name": "controller", "limits": {"USD": "50000"}, "approvers": ["controller"],
+     "response_timeout_hours": 1, "on_timeout": "expire"},
+    {"name": "cfo", "approvers": ["cfo"], "response_timeout_hours": 1, "on_timeout": "expire"},
+]  # fmt: skip
+
+
+def write_policy(path: Path, tiers: Sequence[dict] = TEST_TIERS) -> Path:
+    """The shipped policy with the approval tiers replaced (everything else stays valid)."""
+    doc = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
+    doc["approval"] = {"tiers": list(tiers)}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def make_batch(
+    conn: Connection,
+    amounts: Sequence[str],
+    *,
+    tier: str,
+    prepared_by: str = "preparer",
+    as_of: date = AS_OF,
+    entity: str = "US01",
+    prefix: str | None = None,
+) -> tuple[int, list[str]]:
+    """A proposed batch (what writeoff_candidates writes) with one customer and one invoice per amount."""
+    n = next(_seq)
+    prefix = prefix or f"B{n}"
+    cid = customer(conn, entity, ref=f"C-{prefix}")
+    items = []
+    for k, amount in enumerate(amounts, 1):
+        ref = f"INV-{prefix}-{k}"
+        iid = invoice(conn, cid, entity_code=entity, ref=ref, amount=amount, days_past_due=400 + 10 * k, as_of=as_of)
+        items.append((iid, ref, Decimal(amount)))
+    batch_id = conn.execute(
+        insert(writeoff_batches)
+        .values(
+            batch_key=f"{as_of}:{entity}:USD:{tier}:{prefix}",
+            entity_code=entity,
+            currency="USD",
+            tier=tier,
+            as_of_date=as_of,
+            policy_version="test",
+            policy_hash=f"{n:064d}",
+            status="proposed",
+            item_count=len(items),
+            total_amount=sum((a for _, _, a in items), Decimal(0)),
+            batch_hash=batch_hash_of((ref, a, REASON) for _, ref, a in items),
+            prepared_by=prepared_by,
+        )
+        .returning(writeoff_batches.c.id)
+    ).scalar_one()
+    conn.execute(
+        insert(writeoffs),
+        [
+            {
+                "batch_id": batch_id,
+                "invoice_id": iid,
+                "as_of_date": as_of,
+                "currency": "USD",
+                "amount": a,
+                "reason_code": REASON,
+                "rule": "uncollectible_365",
+                "evidence": json.dumps({"contact_attempts": 12, "demand_letters": 3, "agency_days": 90}),
+                "tier": tier,
+                "policy_version": "test",
+                "policy_hash": f"{n:064d}",
+                "status": "candidate",
+                "idempotency_key": f"{as_of}:{prefix}:{iid}",
+            }
+            for iid, _, a in items
+        ],
+    )
+    return batch_id, [ref for _, ref, _ in items]
+
+
+def pending_requests(client: httpx.Client, dag_id: str, run_id: str) -> list[dict]:
+    r = client.get(f"/dags/{dag_id}/dagRuns/{run_id}/hitlDetails", params={"response_received": False, "limit": 100})
+    r.raise_for_status()
+    return [d for d in r.json()["hitl_details"] if d["task_instance"]["state"] == "awaiting_input"]
+
+
+def answer(
+    client: httpx.Client,
+    detail: dict,
+    option: str,
+    params_input: dict | None = None,
+) -> httpx.Response:
+    ti = detail["task_instance"]
+    return client.patch(
+        f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails",
+        json={"chosen_options": [option], "params_input": params_input or {}},
+    )

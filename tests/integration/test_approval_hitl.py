@@ -1,0 +1,352 @@
+"""The approval DAG on a real Airflow (api-server + scheduler + dag-processor), answered through the REST API.
+
+One Airflow instance and one DAG run serve every scenario: the run maps one approval flow per batch, and the
+tests answer each batch's requests like approvers would (``PATCH .../hitlDetails`` with their own token). The
+ledger is a PostgreSQL schema shared by the test process and the Airflow workers.
+
+Scenarios (batch -> what the approver does -> what must hold in the ledger):
+approve+confirm -> posted; reject -> nothing posted; exclusion -> excluded invoice not posted;
+preparer approves own batch -> refused by our check (Airflow accepts: they are assigned), request re-opened;
+non-assigned user -> refused by Airflow (403); over-limit batch -> routed up, the lower tier cannot answer;
+no answer -> expired; no answer on an escalating tier -> escalated, then expired; nothing posted for those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from tests.airflow_server import AirflowServer, start_airflow
+from tests.factories import entity
+from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
+from writeoffs.db.engine import make_engine
+from writeoffs.db.migrate import upgrade
+from writeoffs.db.schema import approvals, audit_log, invoices, journal_entries, writeoff_batches, writeoffs
+
+pytestmark = [pytest.mark.slow, pytest.mark.airflow]
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "writeoff_approval"
+PG_URL = os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+class Scenario:
+    """Shared state of the module: the server, the ledger, the run and the batch ids by scenario name."""
+
+    server: AirflowServer
+    ledger: Engine
+    run_id: str
+    batches: dict[str, int]
+    refs: dict[str, list[str]]
+    started: float
+    policy: Path
+
+
+@pytest.fixture(scope="module")
+def sc(tmp_path_factory, pg_admin) -> Scenario:
+    s = Scenario()
+    tmp = tmp_path_factory.mktemp("approval")
+    schema = f"wt_{uuid.uuid4().hex[:12]}"
+    with pg_admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    s.ledger = make_engine(url)
+    upgrade(s.ledger)
+    s.policy = write_policy(tmp / "policy.yaml")
+    s.batches, s.refs = {}, {}
+    with s.ledger.begin() as conn:
+        entity(conn)
+        for name, amounts, tier, preparer in [
+            ("approve", ["1200.00", "800.50"], "ar_manager", "preparer"),
+            ("reject", ["300.00"], "ar_manager", "preparer"),
+            ("exclude", ["100.00", "250.00", "75.25"], "ar_manager", "preparer"),
+            ("self", ["640.00"], "ar_manager", "ar_manager"),
+            ("over_limit", ["7000.00", "150.00"], "ar_manager", "preparer"),
+            ("timeout", ["15.00"], "quick", "preparer"),
+            ("escalate", ["5.00"], "quick_escalate", "preparer"),
+        ]:
+            s.batches[name], s.refs[name] = make_batch(conn, amounts, tier=tier, prepared_by=preparer, prefix=name)
+    s.server = start_airflow(
+        dag_files=[ROOT / "dags" / f"{DAG_ID}.py"],
+        env={
+            "WRITEOFFS_LEDGER_URL": url,
+            "WRITEOFFS_POLICY_PATH": str(s.policy),
+            "WRITEOFFS_DATA_DIR": str(tmp / "data"),
+        },
+    )
+    try:
+        s.run_id = f"test_{uuid.uuid4().hex[:8]}"
+        s.server.trigger(DAG_ID, s.run_id, {"as_of": AS_OF.isoformat()})
+        s.started = time.monotonic()
+        yield s
+    finally:
+        s.server.stop()
+        s.ledger.dispose()
+        with pg_admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+#: Seconds a request must have been seen waiting before a test answers it. Airflow 3.3.2 race: an answer that
+#: lands before the scheduler has processed the executor event of the park makes the scheduler see "finished
+#: with success, but the task is queued" and put the task up for retry (the answer is lost, nothing recorded).
+#: Humans never answer that fast; scripts/approve.py waits the same way.
+SETTLE = 3.0
+
+
+def request_for(sc: Scenario, name: str, step: str, user: str = "admin", timeout: float = 120) -> dict:
+    """Wait for the pending request of a batch and step (``approve`` matches the escalation attempts too)."""
+    batch_id = sc.batches[name]
+    seen: dict[str, float] = {}
+
+    def find():
+        with sc.server.client(user) as c:
+            for d in pending_requests(c, DAG_ID, sc.run_id):
+                tid = d["task_instance"]["task_id"]
+                if f"batch {batch_id}:" in d["subject"] and tid.split(".")[-1].startswith(step):
+                    first = seen.setdefault(d["task_instance"]["id"], time.monotonic())
+                    return d if time.monotonic() - first >= SETTLE else None
+        seen.clear()
+        return None
+
+    return sc.server.wait_for(find, timeout=timeout, what=f"{step} request of batch {name} ({batch_id})")
+
+
+def batch_status(sc: Scenario, name: str) -> str:
+    with sc.ledger.connect() as conn:
+        return conn.execute(
+            select(writeoff_batches.c.status).where(writeoff_batches.c.id == sc.batches[name])
+        ).scalar_one()
+
+
+def wait_status(sc: Scenario, name: str, wanted: set[str], timeout: float = 90, interval: float = 0.25) -> str:
+    return sc.server.wait_for(
+        lambda: (st := batch_status(sc, name)) in wanted and st,
+        timeout=timeout,
+        interval=interval,
+        what=f"batch {name} status in {wanted}",
+    )
+
+
+def entries_of(sc: Scenario, name: str) -> int:
+    with sc.ledger.connect() as conn:
+        return conn.execute(
+            select(func.count())
+            .select_from(journal_entries)
+            .where(journal_entries.c.batch_id == sc.batches[name], journal_entries.c.status == "posted")
+        ).scalar_one()
+
+
+def decisions(sc: Scenario, name: str) -> dict[str, object]:
+    with sc.ledger.connect() as conn:
+        return {r.step: r for r in conn.execute(select(approvals).where(approvals.c.batch_id == sc.batches[name]))}
+
+
+def audit_actions(sc: Scenario, name: str) -> list[tuple[str, str, dict]]:
+    with sc.ledger.connect() as conn:
+        rows = conn.execute(
+            select(audit_log.c.action, audit_log.c.actor, audit_log.c.details)
+            .where(audit_log.c.object_type == "writeoff_batch", audit_log.c.object_id == str(sc.batches[name]))
+            .order_by(audit_log.c.id)
+        ).all()
+    return [(r.action, r.actor, json.loads(r.details)) for r in rows]
+
+
+def ok(response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+NO_PARAMS = {"exclude_invoice_refs": "", "comment": ""}
+
+
+# ------------------------------------------------------------------------------------------------ scenarios
+
+
+def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
+    req = request_for(sc, "approve", "approve")
+    # What the approver sees: counts, total, breakdowns, evidence, link to the full list; assigned to the tier.
+    assert {u["id"] for u in req["assigned_users"]} == {"ar_manager", "controller"}
+    body = req["body"]
+    for expected in (
+        "| Invoices | 2 |",
+        "2,000.50 USD",
+        "By reason",
+        "uncollectible_after_collections",
+        "By aging bucket",
+        "365+",
+        "contact_attempts=12",
+        "Full candidate list (2 rows): file://",
+    ):
+        assert expected in body, expected
+    csv_path = Path(body.split("Full candidate list (2 rows): file://", 1)[1].split()[0])
+    assert csv_path.read_text().count("INV-approve-") == 2
+    with sc.server.client("ar_manager") as c:
+        ok(answer(c, req, "Approve", {"exclude_invoice_refs": "", "comment": "reviewed agency report"}))
+    conf = request_for(sc, "approve", "confirm")
+    assert "| Invoices to write off | 2 |" in conf["body"] and "2,000.50 USD" in conf["body"]
+    assert batch_status(sc, "approve") == "approved" and entries_of(sc, "approve") == 0
+
+    with sc.server.client("ar_manager") as c:
+        t0 = time.monotonic()
+        ok(answer(c, conf, "Confirm", {"comment": ""}))
+    wait_status(sc, "approve", {"posted"}, timeout=60, interval=0.05)
+    latency = time.monotonic() - t0
+    print(f"\nMEASURED answer->posted latency: {latency:.2f} s")
+    (Path(__file__).parent / ".approval_latency.txt").write_text(f"{latency:.3f}\n")
+    assert latency <= 10, f"confirm -> posted took {latency:.1f} s"
+    assert entries_of(sc, "approve") == 2
+    rows = decisions(sc, "approve")
+    assert rows["approve"].approver == "ar_manager" and rows["approve"].decision == "approved"
+    assert rows["approve"].comment == "reviewed agency report" and rows["approve"].tier == "ar_manager"
+    assert rows["confirm"].decision == "confirmed" and rows["approve"].policy_version == "test"
+    actions = [a for a, _, _ in audit_actions(sc, "approve")]
+    assert "approval.approved" in actions and "approval.confirmed" in actions
+
+
+def test_reject_posts_nothing(sc: Scenario) -> None:
+    req = request_for(sc, "reject", "approve")
+    with sc.server.client("ar_manager") as c:
+        ok(answer(c, req, "Reject", {"exclude_invoice_refs": "", "comment": "customer promised payment"}))
+    assert wait_status(sc, "reject", {"rejected"}) == "rejected"
+    sc.server.wait_for(
+        lambda: (
+            {
+                st
+                for (tid, mi), st in sc.server.task_states(DAG_ID, sc.run_id).items()
+                if tid in ("batch.confirm", "batch.post")
+                and mi == sorted(sc.batches.values()).index(sc.batches["reject"])
+            }
+            == {"skipped"}
+        ),
+        timeout=90,
+        what="confirm and post of the rejected batch to be skipped",
+    )
+    assert entries_of(sc, "reject") == 0
+    assert decisions(sc, "reject")["approve"].decision == "rejected"
+    with sc.ledger.connect() as conn:
+        assert (
+            conn.execute(select(invoices.c.status).where(invoices.c.invoice_ref == "INV-reject-1")).scalar() == "open"
+        )
+
+
+def test_exclusion_is_honoured(sc: Scenario) -> None:
+    req = request_for(sc, "exclude", "approve")
+    with sc.server.client("controller") as c:
+        # A typo in the exclusion list is refused (not silently posted) and the request stays open.
+        ok(answer(c, req, "Approve", {"exclude_invoice_refs": "INV-nope-9", "comment": ""}))
+    req = request_for(sc, "exclude", "approve")
+    assert batch_status(sc, "exclude") == "awaiting_approval"
+    with sc.server.client("controller") as c:
+        ok(answer(c, req, "Approve", {"exclude_invoice_refs": "INV-exclude-2", "comment": "INV-2 in dispute"}))
+    conf = request_for(sc, "exclude", "confirm")
+    assert "| Invoices to write off | 2 |" in conf["body"] and "175.25 USD" in conf["body"]
+    assert "Excluded (not posted): INV-exclude-2" in conf["body"]
+    with sc.server.client("controller") as c:
+        ok(answer(c, conf, "Confirm", {"comment": ""}))
+    wait_status(sc, "exclude", {"posted"})
+    assert entries_of(sc, "exclude") == 2
+    with sc.ledger.connect() as conn:
+        st = dict(
+            conn.execute(
+                select(invoices.c.invoice_ref, writeoffs.c.status)
+                .join(invoices, invoices.c.id == writeoffs.c.invoice_id)
+                .where(writeoffs.c.batch_id == sc.batches["exclude"])
+            ).all()
+        )
+        inv2 = conn.execute(select(invoices.c.status).where(invoices.c.invoice_ref == "INV-exclude-2")).scalar()
+    assert st["INV-exclude-2"] == "excluded" and inv2 == "open"
+    assert st["INV-exclude-1"] == st["INV-exclude-3"] == "posted"
+    assert json.loads(decisions(sc, "exclude")["approve"].excluded_invoice_refs) == ["INV-exclude-2"]
+    assert any(a == "approval.refused" for a, _, _ in audit_actions(sc, "exclude"))
+
+
+def test_self_approval_refused_and_request_stays_open(sc: Scenario) -> None:
+    req = request_for(sc, "self", "approve")
+    # ar_manager prepared this batch and is an assigned approver of its tier: Airflow accepts the answer ...
+    with sc.server.client("ar_manager") as c:
+        ok(answer(c, req, "Approve", NO_PARAMS))
+    # ... our check refuses it, audits the attempt, and re-opens the same request.
+    sc.server.wait_for(
+        lambda: any(a == "approval.refused" and actor == "ar_manager" for a, actor, _ in audit_actions(sc, "self")),
+        timeout=60,
+        what="refused self-approval in the audit log",
+    )
+    req2 = request_for(sc, "self", "approve")
+    assert req2["task_instance"]["task_id"] == req["task_instance"]["task_id"] and not req2["response_received"]
+    assert batch_status(sc, "self") == "awaiting_approval" and "approve" not in decisions(sc, "self")
+    refusal = next(d for a, _, d in audit_actions(sc, "self") if a == "approval.refused")
+    assert "own batch" in refusal["reason"]
+    # Another entitled approver can still decide.
+    with sc.server.client("controller") as c:
+        ok(answer(c, req2, "Approve", NO_PARAMS))
+        ok(answer(c, request_for(sc, "self", "confirm"), "Confirm", {"comment": ""}))
+    wait_status(sc, "self", {"posted"})
+    assert decisions(sc, "self")["approve"].approver == "controller"
+
+
+def test_non_assigned_user_is_refused_by_airflow(sc: Scenario) -> None:
+    req = request_for(sc, "over_limit", "approve")
+    with sc.server.client("outsider") as c:
+        r = answer(c, req, "Approve", NO_PARAMS)
+    # Airflow's own check (SimpleAuthManager, all_admins off): only assigned_users may answer.
+    assert r.status_code == 403, r.text
+    assert "not a respondent" in r.text
+    assert batch_status(sc, "over_limit") == "awaiting_approval"
+
+
+def test_over_limit_batch_goes_up_and_lower_tier_cannot_answer(sc: Scenario) -> None:
+    req = request_for(sc, "over_limit", "approve")
+    # The policy put it in ar_manager's tier, but its largest item (7,000) is above that tier's 5,000 limit:
+    # the request went to the controller tier instead, recorded as a system escalation.
+    assert {u["id"] for u in req["assigned_users"]} == {"controller"}
+    escal = [d for a, _, d in audit_actions(sc, "over_limit") if a == "approval.escalated"]
+    assert escal and escal[0]["escalated_to"] == "controller"
+    with sc.server.client("ar_manager") as c:
+        assert answer(c, req, "Approve", NO_PARAMS).status_code == 403
+    with sc.server.client("controller") as c:
+        ok(answer(c, req, "Approve", NO_PARAMS))
+        ok(answer(c, request_for(sc, "over_limit", "confirm"), "Confirm", {"comment": ""}))
+    wait_status(sc, "over_limit", {"posted"})
+    row = decisions(sc, "over_limit")["approve"]
+    assert row.tier == "controller" and row.limit_amount == Decimal("50000")
+
+
+def test_timeout_expires_and_posts_nothing(sc: Scenario) -> None:
+    # 18 s response timeout (tier "quick", on_timeout: expire): nobody answers.
+    assert wait_status(sc, "timeout", {"expired", "approved", "posted"}, timeout=120) == "expired"
+    row = decisions(sc, "timeout")["approve"]
+    assert row.decision == "expired" and row.approver == "airflow:writeoff_approval"
+    assert entries_of(sc, "timeout") == 0
+
+
+def test_timeout_on_escalating_tier_goes_to_next_tier_then_expires(sc: Scenario) -> None:
+    assert wait_status(sc, "escalate", {"expired", "approved", "posted"}, timeout=150) == "expired"
+    actions = audit_actions(sc, "escalate")
+    escal = [d for a, _, d in actions if a == "approval.escalated"]
+    assert escal and escal[0]["escalated_to"] == "quick"
+    requested = [d["tier"] for a, _, d in actions if a == "approval.requested.approve"]
+    assert requested == ["quick_escalate", "quick"]
+    assert decisions(sc, "escalate")["approve"].tier == "quick"
+    assert entries_of(sc, "escalate") == 0
+
+
+def test_run_finishes_and_every_decision_is_audited(sc: Scenario) -> None:
+    assert sc.server.wait_run(DAG_ID, sc.run_id, timeout=120) == "success"
+    with sc.ledger.connect() as conn:
+        from writeoffs import audit
+
+        assert audit.verify(conn) == []
+        posted = conn.execute(
+            select(func.count()).select_from(writeoff_batches).where(writeoff_batches.c.status == "posted")
+        ).scalar_one()
+    assert posted == 4  # approve, exclude, self (by controller), over_limit

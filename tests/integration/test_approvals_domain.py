@@ -1,0 +1,195 @@
+"""Approval records: segregation of duties server-side, refusals audited, replays idempotent, hashes checked."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, func, select, update
+
+from tests import factories as f
+from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
+from writeoffs import audit
+from writeoffs.approvals import batch_hash_of, record_decision, verify_batch_approval
+from writeoffs.db.schema import approvals, audit_log, writeoff_batches, writeoffs
+from writeoffs.errors import ApprovalError, SegregationOfDuties
+from writeoffs.posting import post_batch
+
+D = Decimal
+
+
+def decide(engine: Engine, batch: int, step: str, approver: str, decision: str, **kw) -> None:
+    with engine.begin() as conn:
+        record_decision(conn, batch_id=batch, step=step, approver=approver, decision=decision, tiers=TIERS, **kw)
+
+
+def simple_batch(engine: Engine, amounts=("1000.00", "250.00"), tier="controller", prepared_by="ar_clerk") -> int:
+    with engine.begin() as conn:
+        f.entity(conn)
+        cid = f.customer(conn)
+        items = [
+            (f.invoice(conn, cid, ref=f"INV-A{n}", amount=a, days_past_due=400), a, "uncollectible_after_collections")
+            for n, a in enumerate(amounts)
+        ]
+        return make_batch(conn, items, tier=tier, prepared_by=prepared_by)
+
+
+def state(engine: Engine, batch: int) -> tuple[str, int, list[str]]:
+    with engine.connect() as conn:
+        status = conn.execute(select(writeoff_batches.c.status).where(writeoff_batches.c.id == batch)).scalar_one()
+        n = conn.execute(select(func.count()).select_from(approvals)).scalar_one()
+        refused = [
+            json.loads(d)["reason"]
+            for d in conn.execute(select(audit_log.c.details).where(audit_log.c.action == "approval.refused")).scalars()
+        ]
+    return status, n, refused
+
+
+@pytest.mark.parametrize(
+    ("approver", "prepared_by", "error", "message"),
+    [
+        ("controller", "controller", SegregationOfDuties, "nobody may approve their own batch"),
+        ("CONTROLLER ", "controller", SegregationOfDuties, "nobody may approve their own batch"),  # no case games
+        ("ar_manager", "ar_clerk", SegregationOfDuties, "is not an approver of tier 'controller'"),
+        ("mallory", "ar_clerk", SegregationOfDuties, "is not an approver of tier 'controller'"),
+    ],
+)
+def test_unentitled_approver_is_refused_and_the_attempt_audited(
+    ledger: Engine, approver: str, prepared_by: str, error: type, message: str
+) -> None:
+    batch = simple_batch(ledger, prepared_by=prepared_by)
+
+    with pytest.raises(error, match=message):
+        decide(ledger, batch, "approve", approver, "approved")
+
+    status, n, refused = state(ledger, batch)
+    assert (status, n) == ("proposed", 0)  # nothing recorded ...
+    assert len(refused) == 1 and message in refused[0]  # ... except the refused attempt, committed on its own
+    with ledger.connect() as conn:
+        assert set(conn.execute(select(writeoffs.c.status)).scalars()) == {"candidate"}
+        assert audit.verify(conn) == []
+
+
+def test_over_limit_is_refused(ledger: Engine) -> None:
+    batch = simple_batch(ledger, amounts=("6000.00", "10.00"), tier="ar_manager")
+
+    with pytest.raises(ApprovalError, match=r"largest item 6000.0000 USD exceeds tier 'ar_manager' limit 5000"):
+        decide(ledger, batch, "approve", "ar_manager", "approved")
+    assert state(ledger, batch)[:2] == ("proposed", 0)
+
+
+def test_excluding_the_large_item_brings_the_batch_within_limit(ledger: Engine) -> None:
+    batch = simple_batch(ledger, amounts=("6000.00", "10.00"), tier="ar_manager")
+
+    decide(ledger, batch, "approve", "ar_manager", "approved", excluded_invoice_refs=["INV-A0"], comment="dispute?")
+    decide(ledger, batch, "confirm", "ar_manager", "confirmed")
+
+    with ledger.connect() as conn:
+        rows = dict(conn.execute(select(writeoffs.c.amount, writeoffs.c.status)).all())
+        appr = conn.execute(select(approvals).where(approvals.c.step == "approve")).one()
+        summary = verify_batch_approval(conn, batch, TIERS)
+    assert rows == {D("6000"): "excluded", D("10"): "approved"}
+    assert appr.limit_amount == D("5000") and json.loads(appr.excluded_invoice_refs) == ["INV-A0"]
+    assert appr.batch_hash == batch_hash_of([("INV-A1", D("10"), "uncollectible_after_collections")])
+    assert (summary.approver, summary.max_item, summary.item_count) == ("ar_manager", D("10"), 1)
+
+    report = post_batch(ledger, batch, actor="airflow", tiers=TIERS, posting_date=AS_OF)
+    assert (report.posted, report.amounts) == (1, {"USD": D("10")})
+
+
+def test_excluding_an_invoice_outside_the_batch_is_refused(ledger: Engine) -> None:
+    batch = simple_batch(ledger)
+    with pytest.raises(ApprovalError, match=r"excluded invoices \['INV-NOPE'\] are not"):
+        decide(ledger, batch, "approve", "controller", "approved", excluded_invoice_refs=["INV-NOPE"])
+    assert state(ledger, batch)[:2] == ("proposed", 0)
+
+
+def test_replaying_the_same_decision_is_idempotent_and_a_different_one_refused(ledger: Engine) -> None:
+    batch = simple_batch(ledger)
+    decide(ledger, batch, "approve", "controller", "approved")
+    with ledger.connect() as conn:
+        audits_before = audit.count(conn)
+
+    decide(ledger, batch, "approve", "controller", "approved")  # retried task
+    with pytest.raises(ApprovalError, match="already decided: approved by controller"):
+        decide(ledger, batch, "approve", "controller", "rejected")
+
+    status, n, refused = state(ledger, batch)
+    assert (status, n, len(refused)) == ("approved", 1, 1)
+    with ledger.connect() as conn:
+        assert audit.count(conn) == audits_before + 1  # only the refused attempt
+
+
+def test_confirm_needs_an_approval_first(ledger: Engine) -> None:
+    batch = simple_batch(ledger)
+    with pytest.raises(ApprovalError, match="step 'confirm' needs status approved"):
+        decide(ledger, batch, "confirm", "controller", "confirmed")
+
+
+def test_full_flow_statuses_and_audit_trail(ledger: Engine) -> None:
+    batch = simple_batch(ledger)
+    approve(ledger, batch, approver="controller")
+
+    with ledger.connect() as conn:
+        batch_row = conn.execute(select(writeoff_batches)).one()
+        acts = [
+            (r.actor, r.action, json.loads(r.details))
+            for r in conn.execute(select(audit_log).order_by(audit_log.c.id))
+        ]
+    assert batch_row.status == "confirmed" and batch_row.decided_at is not None
+    assert [(a, b) for a, b, _ in acts] == [("controller", "approval.approved"), ("controller", "approval.confirmed")]
+    details = acts[0][2]
+    assert details["policy_version"] == "2026.11-test" and details["comment"] == "reviewed evidence"
+    assert details["batch_hash"] == batch_row.batch_hash  # nothing excluded: what was approved is what was shown
+
+
+def test_rejection_stops_the_batch(ledger: Engine) -> None:
+    batch = simple_batch(ledger)
+    decide(ledger, batch, "approve", "controller", "rejected", comment="customer still trading")
+
+    with ledger.connect() as conn:
+        assert set(conn.execute(select(writeoffs.c.status)).scalars()) == {"rejected"}
+    assert state(ledger, batch)[0] == "rejected"
+    with pytest.raises(ApprovalError, match="status is 'rejected'"):
+        post_batch(ledger, batch, actor="airflow", tiers=TIERS, posting_date=AS_OF)
+
+
+def test_timeout_expires_or_escalates(ledger: Engine) -> None:
+    expiring = simple_batch(ledger)
+    decide(ledger, expiring, "approve", "system:hitl-timeout", "expired")
+    assert state(ledger, expiring)[0] == "expired"
+
+    with ledger.begin() as conn:
+        cid = f.customer(conn)
+        inv = f.invoice(conn, cid, amount="70.00", days_past_due=400)
+        escalating = make_batch(conn, [(inv, "70.00", "small_balance")], tier="ar_manager")
+    decide(ledger, escalating, "approve", "system:hitl-timeout", "escalated")
+    with ledger.connect() as conn:
+        row = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == escalating)).one()
+    assert (row.tier, row.status) == ("controller", "awaiting_approval")
+    with pytest.raises(SegregationOfDuties):  # the lower tier may no longer decide
+        decide(ledger, escalating, "approve", "ar_manager", "approved")
+    approve(ledger, escalating, approver="controller")
+
+
+def test_items_changed_since_proposal_are_refused(ledger: Engine) -> None:
+    batch = simple_batch(ledger)
+    with ledger.begin() as conn:
+        conn.execute(update(writeoffs).where(writeoffs.c.amount == D("250")).values(amount=D("2500")))
+    with pytest.raises(ApprovalError, match="items changed since proposal"):
+        decide(ledger, batch, "approve", "controller", "approved")
+
+
+def test_auto_tier_batches_take_no_human_decision(ledger: Engine) -> None:
+    batch = simple_batch(ledger, amounts=("5.00",), tier="auto")
+    with pytest.raises(ApprovalError, match="auto tier"):
+        decide(ledger, batch, "approve", "controller", "approved")
+
+
+def test_confirmer_must_also_be_entitled(ledger: Engine) -> None:
+    batch = simple_batch(ledger)
+    decide(ledger, batch, "approve", "controller", "approved")
+    with pytest.raises(SegregationOfDuties, match="'ar_clerk' prepared batch"):
+        decide(ledger, batch, "confirm", "ar_clerk", "confirmed")
+    assert state(ledger, batch)[:2] == ("approved", 1)
