@@ -90,8 +90,11 @@ def generate(out: Path, n: int, seed: int = 7) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--invoices", type=int, default=1_000_000)
-    ap.add_argument("--pg-url", default=os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    ap.add_argument(
+        "--pg-url", default=os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    )
     ap.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema afterwards")
+    ap.add_argument("--stage-only", action="store_true", help="stop after staging (for profiling the merge by hand)")
     args = ap.parse_args()
 
     from sqlalchemy import text
@@ -122,6 +125,9 @@ def main() -> int:
             t = time.perf_counter()
             staged = stage(engine, cfg, build_source(cfg.source("erp_csv")), AS_OF)
             times["stage"] = time.perf_counter() - t
+            if args.stage_only:
+                print(f"staged into schema {schema} in {times['stage']:.2f} s")
+                return 0
             t = time.perf_counter()
             merged = merge(engine, cfg, [staged["batch_id"]], AS_OF)
             times["merge"] = time.perf_counter() - t

@@ -49,11 +49,12 @@ SERIES_SQL = [
     """INSERT INTO invoices (id, entity_code, invoice_ref, customer_id, source, invoice_date, due_date, currency,
                              amount, open_balance, status, balance_transferred_to_parent)
        SELECT g, CASE WHEN c % 2 = 0 THEN 'US01' ELSE 'DE01' END, 'INV' || g, c, 'bench',
-              CAST(:as_of AS DATE) - dpd - 30, CAST(:as_of AS DATE) - dpd, CASE WHEN c % 2 = 0 THEN 'USD' ELSE 'EUR' END,
+              CAST(:as_of AS DATE) - dpd - 30, CAST(:as_of AS DATE) - dpd,
+              CASE WHEN c % 2 = 0 THEN 'USD' ELSE 'EUR' END,
               amt, CASE WHEN g % 7 = 0 THEN round(amt * 0.6, 2) ELSE amt END, 'open', c % 50 = 0 AND g % 3 = 0
        FROM (SELECT g, (g % :customers) + 1 AS c, ((g * 7919) % 1000) - 100 AS dpd,
                     round(((g * 31) % 500000) / 100.0 + 10, 2) AS amt
-             FROM generate_series(1, :invoices) g) s""",
+             FROM generate_series(1::bigint, :invoices) g) s""",
     # Effort grows with age: one contact attempt per 45 days (max 12), a letter per 150 days (max 3),
     # one agency placement for invoices over 200 days, lasting (dpd - 150) days capped at 120.
     """INSERT INTO collection_activities (customer_id, invoice_id, activity_type, activity_date, source)
@@ -75,7 +76,8 @@ SERIES_SQL = [
               CASE WHEN i.id % 300 = 0 THEN 'lost' END
        FROM invoices i WHERE i.id % 100 = 0 AND i.due_date < CAST(:as_of AS DATE) - 20""",
     """INSERT INTO payments (id, entity_code, payment_ref, customer_id, payment_date, currency, amount, source)
-       SELECT i.id, i.entity_code, 'PAY' || i.id, i.customer_id, LEAST(i.due_date + 20, CAST(:as_of AS DATE)), i.currency,
+       SELECT i.id, i.entity_code, 'PAY' || i.id, i.customer_id, LEAST(i.due_date + 20, CAST(:as_of AS DATE)),
+              i.currency,
               i.amount - i.open_balance, 'bench'
        FROM invoices i WHERE i.open_balance < i.amount""",
     """INSERT INTO payment_allocations (payment_id, invoice_id, amount, allocated_on, kind)
@@ -132,7 +134,8 @@ def main() -> int:
         times = build_series(engine, args.invoices) if args.data == "series" else build_sample(engine, args.invoices)
         with engine.begin() as conn:
             t = time.perf_counter()
-            conn.execute(text("ANALYZE"))
+            for tb in ("customers", "invoices", "collection_activities", "holds", "payments", "payment_allocations"):
+                conn.execute(text(f"ANALYZE {tb}"))
             times["analyze"] = time.perf_counter() - t
             counts = {
                 tb: conn.execute(text(f"SELECT count(*) FROM {tb}")).scalar_one()

@@ -22,6 +22,7 @@ Answer in the UI (*Required actions*) or with `scripts/approve.py` (REST API); s
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pendulum
@@ -66,23 +67,24 @@ def post(batch_id: int) -> dict[str, str]:
 @task_group(group_id="batch")
 def batch_flow(batch_id: int) -> None:
     approve = BatchApprovalOperator(task_id="approve", batch_id=batch_id)
-    # Each escalation attempt asks only if the batch is still open after the previous one; otherwise it skips,
-    # so confirm runs after whichever attempt decided (none failed, at least one succeeded).
-    escalated = [
-        BatchApprovalOperator(
-            task_id=f"approve_escalated_{n}",
-            batch_id=batch_id,
-            final=n == ESCALATION_STEPS,
-            trigger_rule="none_failed",
+    # A straight chain on purpose: each escalation attempt asks only if the batch is still open after the previous
+    # one and skips otherwise; "none_failed" lets the chain continue past those skips. (With several upstreams
+    # inside a mapped task group, Airflow 3.3 only expands the downstream task once *every* batch's upstreams are
+    # done, which would make one batch's confirmation wait for all other batches' approvals.)
+    chain = [approve]
+    for n in range(1, ESCALATION_STEPS + 1):
+        chain.append(
+            BatchApprovalOperator(
+                task_id=f"approve_escalated_{n}",
+                batch_id=batch_id,
+                final=n == ESCALATION_STEPS,
+                trigger_rule="none_failed",
+            )
         )
-        for n in range(1, ESCALATION_STEPS + 1)
-    ]
-    confirm = BatchConfirmOperator(task_id="confirm", batch_id=batch_id, trigger_rule="none_failed_min_one_success")
-    previous = approve
-    for step in escalated:
-        previous >> step
-        previous = step
-    [approve, *escalated] >> confirm >> post(batch_id)
+    chain.append(BatchConfirmOperator(task_id="confirm", batch_id=batch_id, trigger_rule="none_failed"))
+    for upstream, downstream in itertools.pairwise(chain):
+        upstream >> downstream
+    chain[-1] >> post(batch_id)
 
 
 @dag(

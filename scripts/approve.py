@@ -31,9 +31,9 @@ import httpx
 
 DAG_ID = "writeoff_approval"
 OPTION = {"approve": "Approve", "confirm": "Confirm", "reject": "Reject"}
-#: Airflow 3.3.2 race: an answer within ~1 s of the task parking can be lost (task put up for retry). Requests
+#: Airflow 3.3.2 race: an answer within seconds of the task parking can be lost (task put up for retry). Requests
 #: younger than this are waited for; see docs/approvals.md.
-SETTLE_SECONDS = 3.0
+SETTLE_SECONDS = 8.0
 _BATCH = re.compile(r"batch (\d+):")
 
 

@@ -50,43 +50,15 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="${AIRFLOW__CORE__SIMPL
 
 mkdir -p "$AIRFLOW_HOME" "$WRITEOFFS_DATA_DIR"
 
-# Airflow generates random passwords for users missing from the file; pre-writing the file makes them known
-# (password = username, demo only). Existing entries are kept, so a changed password survives restarts.
-python - <<'PY'
-import json
-import os
-from pathlib import Path
-
-path = Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
-users = [u.split(":")[0] for u in os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",") if u]
-current = json.loads(path.read_text() or "{}") if path.exists() else {}
-merged = {**{u: u for u in users}, **current}
-if merged != current:
-    path.write_text(json.dumps(merged, indent=1) + "\n")
-    path.chmod(0o600)
-PY
-
 if [[ "${WRITEOFFS_SKIP_LEDGER_INIT:-0}" != 1 ]]; then
   python -m writeoffs init-db
 fi
 
-python - <<'PY'
-import json
-import os
-
-port = os.environ["AIRFLOW__API__PORT"]
-path = os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
-roles = dict(u.split(":")[:2] for u in os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",") if u)
-passwords = json.load(open(path))
-print("=" * 72)
-print(f"Airflow UI:  http://localhost:{port}    (API: http://localhost:{port}/api/v2)")
-print(f"Logins (from {path}):")
-for user, role in roles.items():
-    print(f"  {user:12} / {passwords.get(user, '?'):12} role {role}")
-print(f"Ledger:      {os.environ['WRITEOFFS_LEDGER_URL']}")
-print("Stop with Ctrl-C.")
-print("=" * 72, flush=True)
-PY
+# Known logins: Airflow would otherwise generate random passwords for users missing from the file.
+python "$ROOT/scripts/demo_users.py" --print-url "http://localhost:$PORT"
+echo "Ledger:      $WRITEOFFS_LEDGER_URL"
+echo "Stop with Ctrl-C."
+echo "========================================================================"
 
 # Ctrl-C must stop every component exactly once: see scripts/supervise.py for why it is not a plain exec.
 exec python "$ROOT/scripts/supervise.py" airflow standalone

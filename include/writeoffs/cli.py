@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSIONS: list[str] = [
     "writeoffs.sample.cli",
     "writeoffs.policy.cli",
+    "writeoffs.reconcile",
+    "writeoffs.ingest.cli",
 ]
 
 

@@ -142,7 +142,8 @@ class Tolerances:
         items = dict(spec)
         default = items.pop("default", items.pop("DEFAULT", "0"))
         try:
-            return cls(to_decimal(str(default)), {k: to_decimal(str(v)) for k, v in items.items()})
+            # to_decimal refuses floats: a float tolerance is a config error, never silently binary noise.
+            return cls(to_decimal(default), {k: to_decimal(v) for k, v in items.items()})
         except ConfigError:
             raise
         except Exception as exc:  # InputError subclasses and friends: re-raised as a config problem

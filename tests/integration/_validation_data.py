@@ -129,7 +129,11 @@ def stage(
             names = [c for c in ["batch_id", *rows[0]] if c in have]
             conn.execute(
                 text(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + c for c in names)})"),
-                [{**r, "batch_id": batch_id} for r in rows],
+                # raw text() has no column types: amounts go as exact strings (sqlite3 cannot bind Decimal)
+                [
+                    {k: str(v) if isinstance(v, Decimal) else v for k, v in {**r, "batch_id": batch_id}.items()}
+                    for r in rows
+                ],
             )
     return batch_id
 

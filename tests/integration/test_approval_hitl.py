@@ -100,7 +100,7 @@ def sc(tmp_path_factory, pg_admin) -> Scenario:
 #: lands before the scheduler has processed the executor event of the park makes the scheduler see "finished
 #: with success, but the task is queued" and put the task up for retry (the answer is lost, nothing recorded).
 #: Humans never answer that fast; scripts/approve.py waits the same way.
-SETTLE = 3.0
+SETTLE = 8.0
 
 
 def request_for(sc: Scenario, name: str, step: str, user: str = "admin", timeout: float = 120) -> dict:
@@ -202,7 +202,6 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
     wait_status(sc, "approve", {"posted"}, timeout=60, interval=0.05)
     latency = time.monotonic() - t0
     print(f"\nMEASURED answer->posted latency: {latency:.2f} s")
-    (Path(__file__).parent / ".approval_latency.txt").write_text(f"{latency:.3f}\n")
     assert latency <= 10, f"confirm -> posted took {latency:.1f} s"
     assert entries_of(sc, "approve") == 2
     rows = decisions(sc, "approve")

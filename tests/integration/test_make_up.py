@@ -98,87 +98,151 @@ def stop(proc: subprocess.Popen, airflow_home: Path) -> float:
     return time.monotonic() - started
 
 
-def test_make_up_serves_the_project(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "WRITEOFFS_"))}
-    env.update(
-        # what the Makefile's `up` target exports
-        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-        AIRFLOW_HOME=str(tmp_path / "airflow"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        WRITEOFFS_DATA_DIR=str(tmp_path / "data"),
-        PORT=str(port),
-    )
-    log_path = tmp_path / "up.log"
-    started = time.monotonic()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            ["bash", "scripts/up.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+class Up:
+    """scripts/up.sh started the way `make up` starts it, on a free port and a throw-away AIRFLOW_HOME."""
+
+    def __init__(self, tmp_path: Path, dags_folder: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.home = tmp_path / "airflow"
+        self.log_path = tmp_path / "up.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "WRITEOFFS_"))}
+        env.update(
+            # what the Makefile's `up` target exports
+            PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            AIRFLOW_HOME=str(self.home),
+            AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+            AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            WRITEOFFS_DATA_DIR=str(tmp_path / "data"),
+            PORT=str(self.port),
         )
-    airflow_home = tmp_path / "airflow"
+        self.env = env
+        self.started = time.monotonic()
+        self.stop_seconds: float | None = None
 
-    def log_tail() -> str:
-        return log_path.read_text(errors="replace")[-4000:]
+    def __enter__(self) -> Up:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                ["bash", "scripts/up.sh"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
 
-    try:
-        ready_after = None
-        while time.monotonic() - started < STARTUP_BUDGET_S:
-            if proc.poll() is not None:
-                pytest.fail(f"scripts/up.sh exited with {proc.returncode}:\n{log_tail()}")
+    def __exit__(self, *exc: object) -> None:
+        self.stop_seconds = stop(self.proc, self.home)
+        print(f"[make up] stopped {self.stop_seconds:.1f}s after Ctrl-C")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self) -> float:
+        while time.monotonic() - self.started < STARTUP_BUDGET_S:
+            if self.proc.poll() is not None:
+                pytest.fail(f"scripts/up.sh exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
-                status, version = http("GET", f"{base}/api/v2/version")
+                status, version = http("GET", f"{self.base}/api/v2/version")
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 status = 0
             if status == 200:
-                ready_after = time.monotonic() - started
-                break
+                assert version["version"].startswith("3.")
+                ready = time.monotonic() - self.started
+                print(f"\n[make up] /api/v2/version answered 200 after {ready:.1f}s")
+                return ready
             time.sleep(1)
-        assert ready_after is not None, f"/api/v2/version not 200 within {STARTUP_BUDGET_S}s:\n{log_tail()}"
-        assert version["version"].startswith("3.")
-        print(f"\n[make up] /api/v2/version answered 200 after {ready_after:.1f}s")
+        pytest.fail(f"/api/v2/version not 200 within {STARTUP_BUDGET_S}s:\n{self.log()[-4000:]}")
 
-        # The documented logins (password = username) work; a wrong password does not.
-        passwords = json.loads((tmp_path / "airflow" / "demo_passwords.json").read_text())
-        assert set(passwords) == DEMO_USERS and all(passwords[u] == u for u in DEMO_USERS)
-        status, body = http("POST", f"{base}/auth/token", body={"username": "admin", "password": "admin"})
-        assert status == 201, status
-        token = body["access_token"]
-        assert http("POST", f"{base}/auth/token", body={"username": "admin", "password": "nope"})[0] == 401
-        status, body = http("POST", f"{base}/auth/token", body={"username": "controller", "password": "controller"})
-        assert status == 201
-        approver = body["access_token"]
-        # Approvers have the USER role: DAGs yes, connections (OP and above) no.
-        assert http("GET", f"{base}/api/v2/dags", token=approver)[0] == 200
-        assert http("GET", f"{base}/api/v2/connections", token=approver)[0] == 403
-        assert http("GET", f"{base}/api/v2/connections", token=token)[0] == 200
-        banner = log_path.read_text(errors="replace")
-        assert f"Airflow UI:  http://localhost:{port}" in banner and "controller   / controller" in banner
+    def token(self, user: str, password: str | None = None) -> str:
+        status, body = http("POST", f"{self.base}/auth/token", body={"username": user, "password": password or user})
+        assert status == 201, f"login {user}: HTTP {status}"
+        return body["access_token"]
 
-        expected = expected_dag_ids()
-        if not expected:
-            pytest.skip(
-                f"API up after {ready_after:.1f}s and logins OK; no DAG files in dags/ yet, listing not checked"
-            )
+    def wait_for_dags(self, token: str, expected: set[str], timeout: float = 120) -> set[str]:
         listed: set[str] = set()
-        deadline = time.monotonic() + 120  # the DAG processor parses files after startup, one process on 2 cores
+        deadline = time.monotonic() + timeout  # the DAG processor parses after startup, one process on 2 cores
         while time.monotonic() < deadline:
-            status, body = http("GET", f"{base}/api/v2/dags?limit=1000", token=token)
+            status, body = http("GET", f"{self.base}/api/v2/dags?limit=1000", token=token)
             assert status == 200
             listed = {d["dag_id"] for d in body["dags"]}
             if expected <= listed:
                 break
             time.sleep(2)
-        assert expected <= listed, f"DAGs not listed: {sorted(expected - listed)}\n{log_tail()}"
+        return listed
+
+    def assert_stopped_cleanly(self) -> None:
+        assert self.proc.returncode == 0, f"up.sh exit status {self.proc.returncode} after Ctrl-C"
+        assert processes_of(self.home) == [], "processes left behind after shutdown"
+        assert self.stop_seconds is not None and self.stop_seconds < 60, "Ctrl-C alone did not stop Airflow"
+
+
+def test_make_up_serves_the_project(tmp_path):
+    expected = expected_dag_ids()
+    with Up(tmp_path, ROOT / "dags") as up:
+        ready_after = up.wait_ready()
+        # The documented logins (password = username) work; a wrong password does not.
+        passwords = json.loads((up.home / "demo_passwords.json").read_text())
+        assert set(passwords) == DEMO_USERS and all(passwords[u] == u for u in DEMO_USERS)
+        admin = up.token("admin")
+        assert http("POST", f"{up.base}/auth/token", body={"username": "admin", "password": "nope"})[0] == 401
+        approver = up.token("controller")
+        # Approvers have the USER role: DAGs yes, connections (OP and above) no.
+        assert http("GET", f"{up.base}/api/v2/dags", token=approver)[0] == 200
+        assert http("GET", f"{up.base}/api/v2/connections", token=approver)[0] == 403
+        assert http("GET", f"{up.base}/api/v2/connections", token=admin)[0] == 200
+        banner = up.log()
+        assert f"Airflow UI:  http://localhost:{up.port}" in banner and "controller   / controller" in banner
         if expected:
-            print(f"[make up] {len(expected)} DAGs listed after {time.monotonic() - started:.1f}s: {sorted(expected)}")
-    finally:
-        stop_seconds = stop(proc, airflow_home)
-        print(f"[make up] stopped {stop_seconds:.1f}s after Ctrl-C")
-    assert proc.returncode == 0, f"up.sh exit status {proc.returncode} after Ctrl-C:\n{log_tail()}"
-    assert processes_of(airflow_home) == [], "processes left behind after shutdown"
-    assert stop_seconds < 60, "Ctrl-C alone did not stop Airflow (needed SIGTERM/SIGKILL)"
+            listed = up.wait_for_dags(admin, expected)
+            assert expected <= listed, f"DAGs not listed: {sorted(expected - listed)}\n{up.log()[-4000:]}"
+            print(f"[make up] {len(expected)} DAGs listed after {time.monotonic() - up.started:.1f}s")
+    up.assert_stopped_cleanly()
     if not expected:
         pytest.skip(f"API up after {ready_after:.1f}s, logins and shutdown OK; no DAG files in dags/ yet to look for")
+
+
+_PROBE_DAG = '''"""Probe: one task that imports the domain package and returns a rounded amount."""
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, doc_md=__doc__)
+def up_probe():
+    @task
+    def round_it() -> str:
+        from writeoffs.money import money_str, round_money
+
+        return money_str(round_money("1.005", "USD"))
+
+    round_it()
+
+
+up_probe()
+'''
+
+
+def test_make_up_runs_a_task_on_a_non_default_port(tmp_path):
+    """A task reports to the execution API: with PORT moved off 8080 that only works if up.sh moved it too."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "up_probe.py").write_text(_PROBE_DAG)
+    with Up(tmp_path, dags) as up:
+        assert up.port != 8080
+        up.wait_ready()
+        token = up.token("admin")
+        assert "up_probe" in up.wait_for_dags(token, {"up_probe"})
+        api = f"{up.base}/api/v2/dags/up_probe"
+        assert http("PATCH", api, token=token, body={"is_paused": False})[0] == 200
+        status, _ = http("POST", f"{api}/dagRuns", token=token, body={"dag_run_id": "probe", "logical_date": None})
+        assert status == 200, status
+        state, deadline = None, time.monotonic() + 120
+        while time.monotonic() < deadline and state not in {"success", "failed"}:
+            time.sleep(2)
+            state = http("GET", f"{api}/dagRuns/probe", token=token)[1].get("state")
+        assert state == "success", f"run state {state}\n{up.log()[-4000:]}"
+        status, xcom = http("GET", f"{api}/dagRuns/probe/taskInstances/round_it/xcomEntries/return_value", token=token)
+        assert status == 200 and xcom["value"] == "1.01"  # PYTHONPATH reached the task: writeoffs imported
+    up.assert_stopped_cleanly()

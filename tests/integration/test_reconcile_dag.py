@@ -114,7 +114,11 @@ INJECTIONS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(INJECTIONS))
+@pytest.mark.parametrize(
+    "case",
+    # One injection always runs; the other three (~20 s of Airflow each) are marked slow (CI runs them).
+    [c if c == "double_posting" else pytest.param(c, marks=pytest.mark.slow) for c in sorted(INJECTIONS)],
+)
 def test_break_fails_the_task_and_alerts_both_channels(
     airflow_env: dict[str, str], pg_ledger: Engine, tmp_path: Path, case: str
 ) -> None:

@@ -14,12 +14,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import factories as f
 import pytest
 import yaml
+from conftest import AS_OF
 from sqlalchemy import Connection, Engine
 
-import factories as f
-from conftest import AS_OF
 from writeoffs.policy.schema import DEFAULT_POLICY_PATH, Policy, _deep_merge, parse_policy
 from writeoffs.policy.selection import decisions
 

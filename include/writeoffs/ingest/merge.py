@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -52,10 +53,15 @@ def _sql(conn: Connection, statement: str, params: dict[str, Any]) -> int:
     stmt = text(statement)
     if ":d" in statement:
         stmt = stmt.bindparams(bindparam("d", type_=Date))
-    return conn.execute(stmt, params).rowcount or 0
+    t0 = time.perf_counter()
+    n = conn.execute(stmt, params).rowcount or 0
+    log.debug("%.2fs %d rows: %s", time.perf_counter() - t0, n, " ".join(statement.split())[:90])
+    return n
 
 
-def merge(engine: Engine, config: SourcesConfig, batch_ids: list[int], as_of: date, *, actor: str = "ingest") -> dict[str, Any]:
+def merge(
+    engine: Engine, config: SourcesConfig, batch_ids: list[int], as_of: date, *, actor: str = "ingest"
+) -> dict[str, Any]:
     """Merge the given staged batches (ids from the staging step); idempotent per batch load."""
     results = []
     with engine.begin() as conn:
@@ -92,6 +98,11 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
     counts: dict[str, int] = {}
     counts.update(_merge_customers(conn, p))
     counts.update(_merge_invoices(conn, p))
+    if conn.dialect.name == "postgresql" and counts["invoices_inserted_or_changed"] > 10_000:
+        # The statements below (and the aging) join the invoices just written; stale statistics would plan them
+        # as if the table were still small.
+        conn.execute(text("ANALYZE invoices"))
+        conn.execute(text("ANALYZE customers"))
     counts.update(_merge_holds(conn, p))
     counts.update(_merge_payments(conn, p))
     counts.update(_merge_activities(conn, p))
@@ -130,14 +141,20 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
 def _ensure_entities(conn: Connection, config: SourcesConfig, batch_id: int, as_of: date) -> list[str]:
     wanted = set()
     for t in STAGING.values():
-        wanted |= set(conn.execute(text(f"SELECT DISTINCT entity FROM {t.name} WHERE batch_id = :b"), {"b": batch_id}).scalars())
+        wanted |= set(
+            conn.execute(text(f"SELECT DISTINCT entity FROM {t.name} WHERE batch_id = :b"), {"b": batch_id}).scalars()
+        )
     known = set(conn.execute(select(legal_entities.c.code)).scalars())
     for code in sorted(wanted - known):
         ent = config.entities.get(code)
         if ent is None or config.unknown_entities == "refuse":
             raise ConfigError(
                 f"entity {code} is not in the ledger"
-                + (" and unknown_entities is 'refuse'" if ent else " and not configured under entities: in sources.yaml")
+                + (
+                    " and unknown_entities is 'refuse'"
+                    if ent
+                    else " and not configured under entities: in sources.yaml"
+                )
             )
         # Periods two years back and one forward: enough for the AR sync entries and for write-offs of old debt.
         ledger.bootstrap_entity(
@@ -221,42 +238,45 @@ def _merge_customers(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
 
 def _merge_invoices(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     distinct = "IS DISTINCT FROM" if conn.dialect.name == "postgresql" else "IS NOT"
-    changed = " OR ".join(
-        f"invoices.{c} {distinct} excluded.{c}"
-        for c in (
-            "customer_id",
-            "invoice_date",
-            "due_date",
-            "currency",
-            "amount",
-            "open_balance",
-            "fx_rate",
-            "status",
-            "balance_transferred_to_parent",
-            "description",
-        )
-    )
-    n = _sql(
+    values = {
+        "customer_id": "c.id",
+        "invoice_date": "s.invoice_date",
+        "due_date": "s.due_date",
+        "currency": "s.currency",
+        "amount": "s.amount",
+        "open_balance": "s.open_balance",
+        "fx_rate": "s.fx_rate",
+        "status": "CASE WHEN s.open_balance = 0 THEN 'paid' ELSE 'open' END",
+        "balance_transferred_to_parent": "s.transferred_to_parent",
+        "description": "s.description",
+    }
+    # Update first, then insert what is new: a plain INSERT with an anti-join is markedly cheaper than
+    # INSERT ... ON CONFLICT for a million new rows, and the table lock (PostgreSQL) / single writer (SQLite)
+    # means no other transaction can insert the same key in between. Unchanged rows are not rewritten.
+    updated = _sql(
         conn,
         f"""
-        INSERT INTO invoices (entity_code, invoice_ref, customer_id, source, invoice_date, due_date, currency, amount,
-                              open_balance, fx_rate, status, balance_transferred_to_parent, description)
-        SELECT s.entity, s.invoice_ref, c.id, :src, s.invoice_date, s.due_date, s.currency, s.amount, s.open_balance,
-               s.fx_rate, CASE WHEN s.open_balance = 0 THEN 'paid' ELSE 'open' END, s.transferred_to_parent,
-               s.description
-        FROM stg_invoices s
-        JOIN customers c ON c.entity_code = s.entity AND c.customer_ref = s.customer_ref
-        WHERE s.batch_id = :b
-        ON CONFLICT (entity_code, invoice_ref) DO UPDATE SET
-            customer_id = excluded.customer_id, source = excluded.source, invoice_date = excluded.invoice_date,
-            due_date = excluded.due_date, currency = excluded.currency, amount = excluded.amount,
-            open_balance = excluded.open_balance, fx_rate = excluded.fx_rate, status = excluded.status,
-            balance_transferred_to_parent = excluded.balance_transferred_to_parent,
-            description = excluded.description
-        WHERE invoices.status NOT IN {_PROTECTED_SQL} AND ({changed})
+        UPDATE invoices SET {", ".join(f"{col} = {expr}" for col, expr in values.items())}, source = :src
+        FROM stg_invoices s JOIN customers c ON c.entity_code = s.entity AND c.customer_ref = s.customer_ref
+        WHERE s.batch_id = :b AND invoices.entity_code = s.entity AND invoices.invoice_ref = s.invoice_ref
+          AND invoices.status NOT IN {_PROTECTED_SQL}
+          AND ({" OR ".join(f"invoices.{col} {distinct} {expr}" for col, expr in values.items())})
         """,
         p,
     )
+    inserted = _sql(
+        conn,
+        f"""
+        INSERT INTO invoices (entity_code, invoice_ref, source, {", ".join(values)})
+        SELECT s.entity, s.invoice_ref, :src, {", ".join(values.values())}
+        FROM stg_invoices s
+        JOIN customers c ON c.entity_code = s.entity AND c.customer_ref = s.customer_ref
+        WHERE s.batch_id = :b
+          AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref)
+        """,
+        p,
+    )
+    n = updated + inserted
     protected = conn.execute(
         text(
             f"SELECT COUNT(*) FROM stg_invoices s JOIN invoices i ON i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref "
@@ -264,13 +284,21 @@ def _merge_invoices(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         ),
         {"b": p["b"]},
     ).scalar_one()
-    return {"invoices_inserted_or_changed": n, "invoices_protected_by_ledger_state": protected}
+    return {
+        "invoices_inserted": inserted,
+        "invoices_updated": updated,
+        "invoices_inserted_or_changed": n,
+        "invoices_protected_by_ledger_state": protected,
+    }
 
 
 def _merge_holds(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     out = {}
     note = f"ingest:{p['src']}"
-    for hold_type, flag, since in (("dispute", "disputed", "s.dispute_since"), ("payment_plan", "payment_plan", "NULL")):
+    for hold_type, flag, since in (
+        ("dispute", "disputed", "s.dispute_since"),
+        ("payment_plan", "payment_plan", "NULL"),
+    ):
         out[f"{hold_type}_holds_opened"] = _sql(
             conn,
             f"""
@@ -283,14 +311,23 @@ def _merge_holds(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
             {**p, "ht": hold_type, "note": note},
         )
         # Only holds this ingestion opened are closed by it; holds set by people stay until people end them.
+        open_ingest_holds = conn.execute(
+            text("SELECT COUNT(*) FROM holds WHERE hold_type = :ht AND end_date IS NULL AND note = :note"),
+            {"ht": hold_type, "note": note},
+        ).scalar_one()
+        if not open_ingest_holds:
+            out[f"{hold_type}_holds_closed"] = 0
+            continue
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE holds"))  # a few rows against a million: the planner must know it
         out[f"{hold_type}_holds_closed"] = _sql(
             conn,
             f"""
-            UPDATE holds SET end_date = CASE WHEN start_date > :d THEN start_date ELSE :d END
-            WHERE hold_type = :ht AND end_date IS NULL AND note = :note
-              AND invoice_id IN (SELECT i.id FROM stg_invoices s
-                                 JOIN invoices i ON i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref
-                                 WHERE s.batch_id = :b AND NOT s.{flag})
+            UPDATE holds SET end_date = CASE WHEN holds.start_date > :d THEN holds.start_date ELSE :d END
+            FROM invoices i, stg_invoices s
+            WHERE holds.invoice_id = i.id AND s.entity = i.entity_code AND s.invoice_ref = i.invoice_ref
+              AND s.batch_id = :b AND NOT s.{flag}
+              AND holds.hold_type = :ht AND holds.end_date IS NULL AND holds.note = :note
             """,
             {**p, "ht": hold_type, "note": note},
         )
@@ -380,7 +417,7 @@ def _merge_activities(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         f"""
         INSERT INTO collection_activities (customer_id, invoice_id, activity_type, activity_date, end_date, outcome,
                                            source, source_ref)
-        SELECT r.customer_id, r.invoice_id, r.activity_type, r.activity_date, r.end_date, r.outcome, :src, r.occurrence
+        SELECT r.customer_id, r.invoice_id, r.activity_type, r.activity_date, r.end_date, r.outcome, CAST(:src AS VARCHAR(64)), r.occurrence
         FROM ({ranked}) AS r
         WHERE NOT EXISTS (SELECT 1 FROM collection_activities a WHERE {same})
         """,
@@ -429,12 +466,26 @@ def _post_ar_sync(
         amt, famt = abs(d_txn), abs(d_fun)
         up = d_txn > 0  # AR grew: Dr AR control / Cr suspense; shrank: the reverse
         lines = (
-            JournalLine(ar, currency, debit=amt if up else Decimal(0), credit=Decimal(0) if up else amt,
-                        functional_currency=fcur, functional_debit=famt if up else Decimal(0),
-                        functional_credit=Decimal(0) if up else famt, memo=f"AR sync {source}"),
-            JournalLine(suspense, currency, debit=Decimal(0) if up else amt, credit=amt if up else Decimal(0),
-                        functional_currency=fcur, functional_debit=Decimal(0) if up else famt,
-                        functional_credit=famt if up else Decimal(0), memo=f"AR sync {source}"),
+            JournalLine(
+                ar,
+                currency,
+                debit=amt if up else Decimal(0),
+                credit=Decimal(0) if up else amt,
+                functional_currency=fcur,
+                functional_debit=famt if up else Decimal(0),
+                functional_credit=Decimal(0) if up else famt,
+                memo=f"AR sync {source}",
+            ),
+            JournalLine(
+                suspense,
+                currency,
+                debit=Decimal(0) if up else amt,
+                credit=amt if up else Decimal(0),
+                functional_currency=fcur,
+                functional_debit=Decimal(0) if up else famt,
+                functional_credit=famt if up else Decimal(0),
+                memo=f"AR sync {source}",
+            ),
         )
         entries.append(
             JournalEntry(
@@ -449,9 +500,13 @@ def _post_ar_sync(
         )
     result = ledger.post_entries(conn, entries, created_by=actor)
     posted = [
-        {"key": e.key, "entity": e.entity, "currency": e.lines[0].currency,
-         "net_change": money_str(e.lines[0].debit - e.lines[0].credit),
-         "entry_id": str(result.posted.get(e.key) or result.already.get(e.key))}
+        {
+            "key": e.key,
+            "entity": e.entity,
+            "currency": e.lines[0].currency,
+            "net_change": money_str(e.lines[0].debit - e.lines[0].credit),
+            "entry_id": str(result.posted.get(e.key) or result.already.get(e.key)),
+        }
         for e in entries
     ]
     return posted, notes

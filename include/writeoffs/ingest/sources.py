@@ -237,9 +237,7 @@ class FileSource:
                     next_row = numbers[-1] + 1
                 yield RawChunk(dataset, path.name, pa.Table.from_batches([batch]), pa.array(numbers, pa.int64()), fresh)
             if len(bad) > reported:
-                yield RawChunk(
-                    dataset, path.name, _strings_table(header, []), pa.array([], pa.int64()), bad[reported:]
-                )
+                yield RawChunk(dataset, path.name, _strings_table(header, []), pa.array([], pa.int64()), bad[reported:])
         except pa.ArrowInvalid as exc:
             msg = str(exc)
             m = re.search(r"Row #(\d+)", msg)
@@ -258,7 +256,9 @@ class FileSource:
             with path.open(encoding=cfg.encoding if cfg.encoding.lower() != "utf-8" else "utf-8-sig", newline="") as f:
                 header = next(csv.reader(f, delimiter=cfg.delimiter, quotechar=cfg.quotechar), None)
         except UnicodeDecodeError:
-            raise _err(cfg, f"header is not valid {cfg.encoding} text (wrong encoding?)", file=path.name, row=1) from None
+            raise _err(
+                cfg, f"header is not valid {cfg.encoding} text (wrong encoding?)", file=path.name, row=1
+            ) from None
         if not header or all(not h.strip() for h in header):
             raise _err(cfg, "file has no header row", file=path.name, row=1)
         return [h.strip() for h in header]
@@ -287,7 +287,9 @@ class FileSource:
             for number, values in enumerate(rows, start=2):
                 if all(v is None or v == "" for v in values):
                     continue  # Excel keeps formatted-but-empty rows; they are not records
-                buf.append([_text(v, cfg.date_format) for v in values[: len(header)]] + [None] * (len(header) - len(values)))
+                buf.append(
+                    [_text(v, cfg.date_format) for v in values[: len(header)]] + [None] * (len(header) - len(values))
+                )
                 nums.append(number)
                 if len(buf) >= cfg.chunk_rows:
                     yield RawChunk(dataset, path.name, _strings_table(header, buf), pa.array(nums, pa.int64()))
@@ -365,7 +367,9 @@ class SqlSource:
                 for part in result.partitions(cfg.chunk_rows):
                     rows = [[_text(v, cfg.date_format) for v in r] for r in part]
                     n = len(rows)
-                    yield RawChunk(dataset, where, _strings_table(columns, rows), pa.array(range(start, start + n), pa.int64()))
+                    yield RawChunk(
+                        dataset, where, _strings_table(columns, rows), pa.array(range(start, start + n), pa.int64())
+                    )
                     start += n
                 if start == 1:
                     yield RawChunk(dataset, where, _strings_table(columns, []), pa.array([], pa.int64()))
@@ -458,7 +462,9 @@ class HttpSource:
                 try:
                     doc = json.loads(body, parse_float=Decimal)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise _err(cfg, f"response is not valid JSON ({exc.__class__.__name__}: {exc})", file=page) from None
+                    raise _err(
+                        cfg, f"response is not valid JSON ({exc.__class__.__name__}: {exc})", file=page
+                    ) from None
                 if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
                     raise _err(cfg, 'response has no "data" list', file=page, fld="data")
                 records = doc["data"]
@@ -468,7 +474,14 @@ class HttpSource:
                 nums: list[int] = []
                 for i, rec in enumerate(records):
                     if not isinstance(rec, dict):
-                        bad.append(BadRecord(start + i, "not_an_object", "record is not a JSON object", json.dumps(rec, default=str)[:500]))
+                        bad.append(
+                            BadRecord(
+                                start + i,
+                                "not_an_object",
+                                "record is not a JSON object",
+                                json.dumps(rec, default=str)[:500],
+                            )
+                        )
                         continue
                     for k in rec:
                         if k not in columns:
@@ -482,8 +495,10 @@ class HttpSource:
                 page_no += 1
                 if cfg.page_param:
                     total = doc.get("total_pages")
-                    url = None if not records or (isinstance(total, int) and page_no > total) else (
-                        re.sub(rf"{cfg.page_param}=\d+", f"{cfg.page_param}={page_no}", url)
+                    url = (
+                        None
+                        if not records or (isinstance(total, int) and page_no > total)
+                        else (re.sub(rf"{cfg.page_param}=\d+", f"{cfg.page_param}={page_no}", url))
                     )
                 else:
                     nxt = doc.get("next")
@@ -527,7 +542,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def build_source(config: SourceConfig, *, url: str | None = None, auth: HttpAuth | None = None, location: str | None = None) -> Source:
+def build_source(
+    config: SourceConfig, *, url: str | None = None, auth: HttpAuth | None = None, location: str | None = None
+) -> Source:
     """The connector for a configured source. ``url``/``auth`` come from the Airflow connection in the DAG."""
     if config.kind == "file":
         return FileSource(config, location=location)

@@ -55,7 +55,9 @@ def context(conn: Connection, config: SourcesConfig) -> Context:
     return Context(functional=functional)
 
 
-def stage(engine: Engine, config: SourcesConfig, source: Source, as_of: date, *, actor: str = "ingest") -> dict[str, Any]:
+def stage(
+    engine: Engine, config: SourcesConfig, source: Source, as_of: date, *, actor: str = "ingest"
+) -> dict[str, Any]:
     """Stage ``source`` for ``as_of``; returns a JSON-serialisable summary (the batch id is what merge takes)."""
     cfg = source.config
     try:
@@ -136,6 +138,11 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
             counts[dataset].accepted -= n
             counts[dataset].quarantined += n
             reasons[reason] += n
+    if conn.dialect.name == "postgresql":
+        # Fresh statistics: without them the planner takes a million-row staging table for empty and picks
+        # nested loops for the duplicate checks and the merge.
+        for table in STAGING.values():
+            conn.execute(text(f"ANALYZE {table.name}"))
     if any(t for t in totals.values()):
         totals = _accepted_totals(conn, batch_id, totals)
     _check_invariant(conn, batch_id, counts)
@@ -290,8 +297,10 @@ def _quarantine_set_checks(conn: Connection, source: str, mode: str, dataset: st
         groups = f"SELECT {keys} FROM {table} WHERE batch_id = :b GROUP BY {keys} HAVING {having}"
         hit = f"({keys}) IN ({groups})"
         first = conn.execute(
-            text(f"SELECT source_file, source_row, {NATURAL_KEYS.get(dataset, ('entity', 'payment_ref'))[1]} AS ref "
-                 f"FROM {table} WHERE batch_id = :b AND {hit} ORDER BY source_file, source_row LIMIT 1"),
+            text(
+                f"SELECT source_file, source_row, {NATURAL_KEYS.get(dataset, ('entity', 'payment_ref'))[1]} AS ref "
+                f"FROM {table} WHERE batch_id = :b AND {hit} ORDER BY source_file, source_row LIMIT 1"
+            ),
             b,
         ).first()
         if first is None:
@@ -301,7 +310,13 @@ def _quarantine_set_checks(conn: Connection, source: str, mode: str, dataset: st
             "inconsistent_payment": "rows of this payment disagree on customer, date, currency or amount, or allocate more than the payment",
         }[reason]
         if mode == "reject":
-            raise InputError(f"{reason}: {message}: {first.ref!r}", source=source, file=first.source_file, row=first.source_row, field=fld)
+            raise InputError(
+                f"{reason}: {message}: {first.ref!r}",
+                source=source,
+                file=first.source_file,
+                row=first.source_row,
+                field=fld,
+            )
         n = conn.execute(
             text(
                 f"INSERT INTO ingest_quarantine (batch_id, dataset, source_file, source_row, field, reason, message, raw) "
@@ -315,7 +330,9 @@ def _quarantine_set_checks(conn: Connection, source: str, mode: str, dataset: st
     return moved
 
 
-def _accepted_totals(conn: Connection, batch_id: int, totals: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, Decimal]]:
+def _accepted_totals(
+    conn: Connection, batch_id: int, totals: dict[str, dict[str, Decimal]]
+) -> dict[str, dict[str, Decimal]]:
     """Totals of what finally stayed staged (after the set-wise checks), by dataset."""
     out: dict[str, dict[str, Decimal]] = {}
     for dataset, cols in totals.items():

@@ -185,7 +185,9 @@ def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validate
             rows.flag(missing, f.name, "missing_value", f"{f.name} is empty")
         present = pc.invert(missing)
         if f.kind in ("text", "entity", "currency", "activity"):
-            rows.flag(pc.greater(pc.utf8_length(col), f.max_len), f.name, "too_long", f"{f.name} longer than {f.max_len}")
+            rows.flag(
+                pc.greater(pc.utf8_length(col), f.max_len), f.name, "too_long", f"{f.name} longer than {f.max_len}"
+            )
             if f.kind == "entity":
                 known = pa.array(sorted(ctx.functional))
                 rows.flag(
@@ -286,12 +288,22 @@ def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig,
         text = pc.replace_substring(text, cfg.thousands_sep, "")
     if cfg.decimal_sep != ".":
         dotted = pc.match_substring(text, ".")
-        rows.flag(pc.and_(present, dotted), f.name, "not_a_number", f"{f.name} has '.' but the decimal separator is {cfg.decimal_sep!r}")
+        rows.flag(
+            pc.and_(present, dotted),
+            f.name,
+            "not_a_number",
+            f"{f.name} has '.' but the decimal separator is {cfg.decimal_sep!r}",
+        )
         text = pc.replace_substring(text, cfg.decimal_sep, ".")
     typ = MONEY_TYPE if f.kind == "money" else RATE_TYPE
     ok = pc.match_substring_regex(text, _MONEY_RE if f.kind == "money" else _RATE_RE)
     bad = pc.and_(present, pc.invert(pc.fill_null(ok, False)))
-    rows.flag(bad, f.name, "not_a_number", f"{f.name} is not a decimal number (at most {'4' if f.kind == 'money' else '10'} decimals)")
+    rows.flag(
+        bad,
+        f.name,
+        "not_a_number",
+        f"{f.name} is not a decimal number (at most {'4' if f.kind == 'money' else '10'} decimals)",
+    )
     good = pc.fill_null(ok, False)
     value = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), typ)
     negative = pc.less(value, pa.scalar(0, typ))
@@ -302,23 +314,61 @@ def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig,
 def _cross_checks(dataset: str, out: dict[str, pa.Array], rows: _Rows, ctx: Context) -> None:
     zero_m = pa.scalar(0, MONEY_TYPE)
     if dataset == "invoices":
-        rows.flag(pc.greater(out["open_balance"], out["amount"]), "open_balance", "balance_above_amount", "open balance exceeds the invoice amount")
-        rows.flag(pc.less(out["due_date"], out["invoice_date"]), "due_date", "due_before_invoice", "due date is before the invoice date")
+        rows.flag(
+            pc.greater(out["open_balance"], out["amount"]),
+            "open_balance",
+            "balance_above_amount",
+            "open balance exceeds the invoice amount",
+        )
+        rows.flag(
+            pc.less(out["due_date"], out["invoice_date"]),
+            "due_date",
+            "due_before_invoice",
+            "due date is before the invoice date",
+        )
         fx = out["fx_rate"]
         rows.flag(pc.equal(fx, pa.scalar(0, RATE_TYPE)), "fx_rate", "invalid_fx_rate", "fx_rate must be positive")
         # Invoices in the functional currency carry rate 1; a foreign-currency invoice must bring its booked rate.
         ents = list(ctx.functional)
-        func_cur = pc.take(pa.array([ctx.functional[e] for e in ents], pa.string()), pc.index_in(out["entity"], value_set=pa.array(ents, pa.string())))
+        func_cur = pc.take(
+            pa.array([ctx.functional[e] for e in ents], pa.string()),
+            pc.index_in(out["entity"], value_set=pa.array(ents, pa.string())),
+        )
         same = pc.fill_null(pc.equal(func_cur, out["currency"]), False)
-        rows.flag(pc.and_(pc.invert(same), pc.is_null(fx)), "fx_rate", "missing_fx_rate", "foreign-currency invoice without its booked fx_rate")
-        rows.flag(pc.and_(same, pc.fill_null(pc.not_equal(fx, pa.scalar(1, RATE_TYPE)), False)), "fx_rate", "invalid_fx_rate", "fx_rate must be 1 for an invoice in the functional currency")
+        rows.flag(
+            pc.and_(pc.invert(same), pc.is_null(fx)),
+            "fx_rate",
+            "missing_fx_rate",
+            "foreign-currency invoice without its booked fx_rate",
+        )
+        rows.flag(
+            pc.and_(same, pc.fill_null(pc.not_equal(fx, pa.scalar(1, RATE_TYPE)), False)),
+            "fx_rate",
+            "invalid_fx_rate",
+            "fx_rate must be 1 for an invoice in the functional currency",
+        )
         out["fx_rate"] = pc.if_else(pc.is_null(fx), pa.scalar(1, RATE_TYPE), fx)
     elif dataset == "payments":
         rows.flag(pc.equal(out["amount"], zero_m), "amount", "non_positive_amount", "payment amount must be positive")
-        rows.flag(pc.greater(out["applied_amount"], out["amount"]), "applied_amount", "applied_above_amount", "applied amount exceeds the payment amount")
-        rows.flag(pc.and_(pc.is_valid(out["applied_amount"]), pc.is_null(out["invoice_ref"])), "invoice_ref", "missing_value", "applied amount without an invoice_ref")
+        rows.flag(
+            pc.greater(out["applied_amount"], out["amount"]),
+            "applied_amount",
+            "applied_above_amount",
+            "applied amount exceeds the payment amount",
+        )
+        rows.flag(
+            pc.and_(pc.is_valid(out["applied_amount"]), pc.is_null(out["invoice_ref"])),
+            "invoice_ref",
+            "missing_value",
+            "applied amount without an invoice_ref",
+        )
     elif dataset == "activities":
-        rows.flag(pc.less(out["end_date"], out["activity_date"]), "end_date", "end_before_start", "end date is before the activity date")
+        rows.flag(
+            pc.less(out["end_date"], out["activity_date"]),
+            "end_date",
+            "end_before_start",
+            "end date is before the activity date",
+        )
 
 
 def first_problem(bad: list[Quarantined], source: str) -> InputError:

@@ -6,8 +6,8 @@ them (see :func:`items_digest`); approval and posting recompute it with :func:`b
 was not changed after approval.
 
 A batch that has left ``proposed`` (being approved, approved, posted, ...) is never changed: a candidate that would
-join it (new data on a re-run of the same date) is marked ``skipped`` instead, with the reason, and will be
-picked up by the next as-of date.
+join it (new data on a re-run of the same date) is written ``skipped`` instead, with the reason; the next as-of
+date selects the invoice again.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Date, String, and_, func, literal, select, text, update
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy import BigInteger, Boolean, Connection, String, and_, delete, exists, func, select, text, update
 
 from writeoffs.db.schema import invoices, writeoff_batches, writeoffs
+from writeoffs.ledger import upsert_ignore
 from writeoffs.money import money_str
 from writeoffs.policy.schema import Policy
-from writeoffs.policy.sqlx import typed
+from writeoffs.policy.selection import LIVE_STATUSES
+from writeoffs.policy.sqlx import rows_table
+from writeoffs.tiers import AUTO_TIER
 
 _Q4 = Decimal("0.0001")
 
@@ -88,103 +89,86 @@ def _hash_batches_python(conn: Connection, ids: list[int]) -> None:
 @dataclass(frozen=True, slots=True)
 class BatchingResult:
     batches: int
-    assigned: int
     skipped: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batches": self.batches, "assigned": self.assigned, "skipped": self.skipped}
+        return {"batches": self.batches, "skipped": self.skipped}
 
 
-def build_batches(
+_MAP_COLUMNS = (
+    ("entity_code", String(16)),
+    ("currency", String(3)),
+    ("tier", String(24)),
+    ("batch_id", BigInteger()),
+    ("is_open", Boolean()),
+)
+
+
+def open_batches(
     conn: Connection,
     policy: Policy,
     as_of: date,
     *,
     prepared_by: str = "system",
     dag_run_id: str | None = None,
-) -> BatchingResult:
-    """Create/complete the ``proposed`` batches of (as_of, policy) and attach unbatched candidates to them."""
-    w, i, b = writeoffs, invoices, writeoff_batches
-    mine = and_(w.c.as_of_date == as_of, w.c.policy_hash == policy.content_hash)
-    key = (
-        literal(f"{as_of.isoformat()}:", String())
-        + i.c.entity_code
-        + literal(":", String())
-        + w.c.currency
-        + literal(":", String())
-        + w.c.tier
-        + literal(f":{policy.short_hash()}", String())
-    )
-    groups = (
-        select(
-            key.label("batch_key"),
-            i.c.entity_code,
-            w.c.currency,
-            w.c.tier,
-            typed(as_of, Date()).label("as_of_date"),
-            literal(policy.version, String()).label("policy_version"),
-            literal(policy.content_hash, String()).label("policy_hash"),
-            literal("proposed", String()).label("status"),
-            literal(prepared_by, String()).label("prepared_by"),
-            literal(dag_run_id, String()).label("dag_run_id"),
-        )
-        .select_from(w.join(i, i.c.id == w.c.invoice_id))
-        .where(mine, w.c.batch_id.is_(None), w.c.status == "candidate")
-        .group_by(i.c.entity_code, w.c.currency, w.c.tier)
-    )
-    cols = [
-        "batch_key",
-        "entity_code",
-        "currency",
-        "tier",
-        "as_of_date",
-        "policy_version",
-        "policy_hash",
-        "status",
-        "prepared_by",
-        "dag_run_id",
-    ]
-    ins = (pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert)(b)
-    conn.execute(ins.from_select(cols, groups).on_conflict_do_nothing())
+) -> Any:
+    """Ensure a batch exists for every (entity, currency, tier) that could receive candidates; return the map.
 
-    target = and_(
-        b.c.as_of_date == as_of,
-        b.c.policy_hash == policy.content_hash,
-        b.c.entity_code == i.c.entity_code,
-        b.c.currency == w.c.currency,
-        b.c.tier == w.c.tier,
-        i.c.id == w.c.invoice_id,
-    )
-    unbatched = and_(mine, w.c.batch_id.is_(None), w.c.status == "candidate")
-    assigned = conn.execute(
-        update(w).where(unbatched, target, b.c.status == "proposed").values(batch_id=b.c.id)
-    ).rowcount
-    # The batch was already decided: changing it now would change what the approver approved.
-    skipped = conn.execute(
-        update(w)
-        .where(unbatched, target, b.c.status != "proposed")
-        .values(status="skipped", skip_reason="batch already decided; re-selected on a later as-of date")
-    ).rowcount
-
-    open_batches = [
-        r.id
-        for r in conn.execute(
-            select(b.c.id).where(
-                b.c.as_of_date == as_of, b.c.policy_hash == policy.content_hash, b.c.status == "proposed"
-            )
-        )
+    The combinations are few (entities x currencies x tiers), so creating them up front lets the candidate INSERT
+    attach each row to its batch directly; :func:`finish_batches` drops the ones that stayed empty.
+    """
+    b = writeoff_batches
+    pairs = conn.execute(
+        select(invoices.c.entity_code, invoices.c.currency).where(invoices.c.status.in_(LIVE_STATUSES)).distinct()
+    ).all()
+    tiers = [AUTO_TIER, *(t.name for t in policy.tiers)]
+    rows = [
+        {
+            "batch_key": batch_key(as_of, e, cur, t, policy.content_hash),
+            "entity_code": e,
+            "currency": cur,
+            "tier": t,
+            "as_of_date": as_of,
+            "policy_version": policy.version,
+            "policy_hash": policy.content_hash,
+            "status": "proposed",
+            "prepared_by": prepared_by,
+            "dag_run_id": dag_run_id,
+        }
+        for e, cur in sorted(pairs)
+        for t in tiers
     ]
-    if open_batches:
+    upsert_ignore(conn, b, rows, ["batch_key"])
+    existing = conn.execute(
+        select(b.c.entity_code, b.c.currency, b.c.tier, b.c.id, b.c.status).where(
+            b.c.as_of_date == as_of, b.c.policy_hash == policy.content_hash
+        )
+    ).all()
+    return rows_table(
+        "batch_map", _MAP_COLUMNS, [(e, cur, t, bid, st == "proposed") for e, cur, t, bid, st in existing]
+    )
+
+
+def finish_batches(conn: Connection, policy: Policy, as_of: date) -> BatchingResult:
+    """Drop empty proposed batches, then set count, total and hash of the proposed ones (set-wise)."""
+    w, b = writeoffs, writeoff_batches
+    mine = and_(b.c.as_of_date == as_of, b.c.policy_hash == policy.content_hash, b.c.status == "proposed")
+    conn.execute(delete(b).where(mine, ~exists().where(w.c.batch_id == b.c.id)))
+    ids = [r.id for r in conn.execute(select(b.c.id).where(mine))]
+    if ids:
         count_q = select(func.count()).where(w.c.batch_id == b.c.id).scalar_subquery()
         total_q = select(func.coalesce(func.sum(w.c.amount), 0)).where(w.c.batch_id == b.c.id).scalar_subquery()
-        conn.execute(
-            update(b).where(b.c.id.in_(open_batches)).values(item_count=count_q, total_amount=total_q)
-        )
+        conn.execute(update(b).where(b.c.id.in_(ids)).values(item_count=count_q, total_amount=total_q))
         if conn.dialect.name == "postgresql":
-            _hash_batches_pg(conn, open_batches)
+            _hash_batches_pg(conn, ids)
         else:
-            _hash_batches_python(conn, open_batches)
-    return BatchingResult(len(open_batches), max(assigned or 0, 0), max(skipped or 0, 0))
+            _hash_batches_python(conn, ids)
+    skipped = conn.execute(
+        select(func.count()).where(
+            w.c.as_of_date == as_of, w.c.policy_hash == policy.content_hash, w.c.status == "skipped"
+        )
+    ).scalar_one()
+    return BatchingResult(len(ids), int(skipped))
 
 
 def batch_table(conn: Connection, policy_hash: str, as_of: date) -> list[dict[str, Any]]:

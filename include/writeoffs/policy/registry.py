@@ -91,7 +91,9 @@ def resolve_for_run(
     try:
         policy = load_policy(path)
     except ConfigError as exc:
-        audit.append(conn, actor=actor, action=REJECT, object_type="policy", object_id=None, details={"error": str(exc)})
+        audit.append(
+            conn, actor=actor, action=REJECT, object_type="policy", object_id=None, details={"error": str(exc)}
+        )
         previous = active_policy(conn)
         if previous is None:
             raise

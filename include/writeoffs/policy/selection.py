@@ -59,6 +59,7 @@ LIVE_STATUSES = ("open", "charged_off", "reversed")
 #: Write-off statuses that mean "already in flight": an invoice in another run's pending batch is not re-selected.
 IN_FLIGHT = ("candidate", "approved")
 
+SKIP_DECIDED = "batch already decided; re-selected on a later as-of date"
 #: Routes in evaluation order: (rule name, reason). The first route whose conditions hold decides the reason.
 ROUTES: tuple[tuple[str, Reason], ...] = (
     ("dispute_resolved_lost", Reason.DISPUTE_LOST),
@@ -404,7 +405,9 @@ def decision_query(conn: Connection, policy: Policy, scope: Scope) -> Select[Any
         (b.agency_days < b.min_agency_days, literal("insufficient_agency_days")),
         else_=literal("legal_action_required"),
     )
-    reason = case(*[(cond, literal(r.value)) for (name, r), cond in zip(ROUTES, route_conditions.values(), strict=True)])
+    reason = case(
+        *[(cond, literal(r.value)) for (name, r), cond in zip(ROUTES, route_conditions.values(), strict=True)]
+    )
 
     routed = select(base, route.label("route"), shortfall.label("shortfall"), reason.label("reason_code")).cte("routed")
     r = routed.c
@@ -520,27 +523,18 @@ def idempotency_prefix(as_of: date, policy: Policy) -> str:
     return f"wo:{as_of.isoformat()}:{policy.content_hash}:"
 
 
-def insert_candidates(conn: Connection, policy: Policy, as_of: date, *, actor: str = "system") -> SelectionResult:
-    """Write the candidates for ``as_of`` (status ``candidate``, no batch yet) in the caller's transaction.
+def insert_candidates(
+    conn: Connection, policy: Policy, as_of: date, *, actor: str = "system", batch_map: Any = None
+) -> SelectionResult:
+    """Write the candidates for ``as_of`` in the caller's transaction, each attached to its batch.
 
+    ``batch_map`` (from :func:`writeoffs.policy.batching.open_batches`) maps (entity, currency, tier) to the batch id
+    and whether that batch is still open; the batch is assigned in the INSERT itself (no second pass over the
+    rows). A candidate whose batch was already decided is written ``skipped`` with the reason instead.
     Idempotent: the idempotency key is unique per (as_of, policy hash, invoice), so a re-run inserts nothing.
     """
     decided = decision_query(conn, policy, Scope(as_of)).subquery("decided")
     dc = decided.c
-    src = select(
-        dc.invoice_id,
-        typed(as_of, Date()).label("as_of_date"),
-        dc.currency,
-        dc.amount,
-        dc.reason_code,
-        dc.rule,
-        dc.evidence,
-        dc.tier,
-        literal(policy.version, String()).label("policy_version"),
-        literal(policy.content_hash, String()).label("policy_hash"),
-        literal("candidate", String()).label("status"),
-        (literal(idempotency_prefix(as_of, policy), String()) + func.cast(dc.invoice_id, String())).label("key"),
-    ).where(dc.outcome == "candidate")
     cols = [
         "invoice_id",
         "as_of_date",
@@ -554,7 +548,41 @@ def insert_candidates(conn: Connection, policy: Policy, as_of: date, *, actor: s
         "policy_hash",
         "status",
         "idempotency_key",
+        "batch_id",
+        "skip_reason",
     ]
+    source: Any = decided
+    if batch_map is not None:
+        bm = batch_map
+        source = decided.outerjoin(
+            bm, and_(bm.c.entity_code == dc.entity_code, bm.c.currency == dc.currency, bm.c.tier == dc.tier)
+        )
+        is_open = bm.c.is_open == true()
+        batch_id = case((is_open, bm.c.batch_id), else_=literal(None, Integer()))
+        status = case((is_open, literal("candidate")), else_=literal("skipped"))
+        skip = case((is_open, literal(None, String())), else_=literal(SKIP_DECIDED))
+    else:
+        batch_id, status, skip = literal(None, Integer()), literal("candidate"), literal(None, String())
+    src = (
+        select(
+            dc.invoice_id,
+            typed(as_of, Date()).label("as_of_date"),
+            dc.currency,
+            dc.amount,
+            dc.reason_code,
+            dc.rule,
+            dc.evidence,
+            dc.tier,
+            literal(policy.version, String()).label("policy_version"),
+            literal(policy.content_hash, String()).label("policy_hash"),
+            status.label("status"),
+            (literal(idempotency_prefix(as_of, policy), String()) + func.cast(dc.invoice_id, String())).label("key"),
+            batch_id.label("batch_id"),
+            skip.label("skip_reason"),
+        )
+        .select_from(source)
+        .where(dc.outcome == "candidate")
+    )
     ins = (pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert)(writeoffs)
     # Counted, not taken from rowcount: Python's sqlite3 reports -1 for a statement that starts with WITH.
     mine = select(func.count()).where(writeoffs.c.as_of_date == as_of, writeoffs.c.policy_hash == policy.content_hash)

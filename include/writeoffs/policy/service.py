@@ -10,13 +10,15 @@ from typing import Any
 from sqlalchemy import Engine
 
 from writeoffs.policy import registry
-from writeoffs.policy.batching import BatchingResult, batch_table, build_batches
+from writeoffs.policy.batching import BatchingResult, batch_table, finish_batches, open_batches
 from writeoffs.policy.chargeoff import ChargeOffResult, charge_off
 from writeoffs.policy.schema import Policy
 from writeoffs.policy.selection import SelectionResult, insert_candidates
 
 
-def resolve(engine: Engine, path: str | os.PathLike[str] | None = None, *, actor: str = "system") -> registry.Resolution:
+def resolve(
+    engine: Engine, path: str | os.PathLike[str] | None = None, *, actor: str = "system"
+) -> registry.Resolution:
     with engine.begin() as conn:
         return registry.resolve_for_run(conn, path, actor=actor)
 
@@ -65,8 +67,9 @@ def select_and_batch(
 ) -> Prepared:
     """Candidates and their batches in ONE transaction: no candidate is ever visible without its batch."""
     with engine.begin() as conn:
-        sel = insert_candidates(conn, policy, as_of, actor=prepared_by)
-        bat = build_batches(conn, policy, as_of, prepared_by=prepared_by, dag_run_id=dag_run_id)
+        batch_map = open_batches(conn, policy, as_of, prepared_by=prepared_by, dag_run_id=dag_run_id)
+        sel = insert_candidates(conn, policy, as_of, actor=prepared_by, batch_map=batch_map)
+        bat = finish_batches(conn, policy, as_of)
     return Prepared(sel, bat)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from sqlalchemy.types import TypeEngine
 
 
-class days_between(FunctionElement[int]):  # noqa: N801 - reads like the SQL function it renders
+class days_between(FunctionElement[int]):
     """``later - earlier`` in whole days."""
 
     type = Integer()
@@ -36,12 +36,10 @@ def _days_pg(element: days_between, compiler: Any, **kw: Any) -> str:
 @compiles(days_between, "sqlite")
 def _days_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
     later, earlier = list(element.clauses)
-    return (
-        f"CAST(julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)}) AS INTEGER)"
-    )
+    return f"CAST(julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)}) AS INTEGER)"
 
 
-class json_obj(FunctionElement[str]):  # noqa: N801
+class json_obj(FunctionElement[str]):
     """JSON object from alternating key/value clauses; ``as_text`` casts the PostgreSQL ``json`` to text."""
 
     type = Text()
@@ -68,7 +66,7 @@ def _json_sqlite(element: json_obj, compiler: Any, **kw: Any) -> str:
     return f"json_object({compiler.process(element.clause_expr.element, **kw)})"
 
 
-class json_bool(FunctionElement[bool]):  # noqa: N801
+class json_bool(FunctionElement[bool]):
     type = Boolean()
     inherit_cache = True
     name = "json_bool"
@@ -85,7 +83,7 @@ def _jb_sqlite(element: json_bool, compiler: Any, **kw: Any) -> str:
     return f"json(CASE WHEN {inner} THEN 'true' ELSE 'false' END)"
 
 
-class _pg_cast(FunctionElement[Any]):  # noqa: N801
+class _pg_cast(FunctionElement[Any]):
     inherit_cache = True
     name = "pg_cast"
 

@@ -31,6 +31,7 @@ from writeoffs.sample.render import (
     PAYMENT_HEADERS,
     SQLITE,
     Renderer,
+    Style,
     cents_str,
 )
 
@@ -218,5 +219,5 @@ def write_sample(
     return GenerateResult(spec, out, formats, totals, time.perf_counter() - started)
 
 
-def _canonical(r: Renderer, c: Chunk, style: object) -> dict[str, list[list[object]]]:
+def _canonical(r: Renderer, c: Chunk, style: Style) -> dict[str, list[list[object]]]:
     return {"invoices": r.invoices(c, style), "payments": r.payments(c, style), "activities": r.activities(c, style)}

@@ -216,32 +216,11 @@ class Universe:
     inv_count: np.ndarray  # invoices per customer (sum = spec.invoices)
     gbp_rate_by_month: np.ndarray  # GBP->EUR rate in 1/10,000, indexed by month number since base
     chunks: list[tuple[int, int]]  # customer index ranges [start, stop)
+    month_of_day: np.ndarray  # ordinal - base_ord -> months since base_ord's month (FX table index)
 
     @property
     def n_customers(self) -> int:
         return len(self.cust_ref)
-
-    def month_index(self, ordinals: np.ndarray) -> np.ndarray:
-        base = date.fromordinal(self.base_ord)
-        first = base.year * 12 + base.month - 1
-        return _MONTH_KEY_CACHE.get(self)[ordinals - self.base_ord] - first
-
-
-class _MonthKeys:
-    """ordinal -> year*12 + month-1, as a lookup array per universe (dates span only a few thousand days)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[int, int], np.ndarray] = {}
-
-    def get(self, u: Universe) -> np.ndarray:
-        key = (u.base_ord, u.as_of_ord)
-        if key not in self._cache:
-            days = [date.fromordinal(o) for o in range(u.base_ord, u.as_of_ord + 1)]
-            self._cache[key] = np.array([d.year * 12 + d.month - 1 for d in days], dtype=np.int64)
-        return self._cache[key]
-
-
-_MONTH_KEY_CACHE = _MonthKeys()
 
 
 def _pick_distinct(rnd: random.Random, population: range, k: int) -> list[int]:
@@ -311,8 +290,14 @@ def build_universe(spec: SampleSpec) -> Universe:
     counts += np_rng.multinomial(extra, w / w.sum())
 
     # GBP->EUR booked rate per month: a bounded random walk around 1.15.
-    months = (spec.as_of.year * 12 + spec.as_of.month) - (
-        date.fromordinal(base_ord).year * 12 + date.fromordinal(base_ord).month
+    base = date.fromordinal(base_ord)
+    months = (spec.as_of.year * 12 + spec.as_of.month) - (base.year * 12 + base.month)
+    month_of_day = np.array(
+        [
+            (d.year - base.year) * 12 + d.month - base.month
+            for d in map(date.fromordinal, range(base_ord, as_of_ord + 1))
+        ],
+        dtype=np.int64,
     )
     rate = 11_500
     rates = []
@@ -343,6 +328,7 @@ def build_universe(spec: SampleSpec) -> Universe:
         inv_count=counts,
         gbp_rate_by_month=np.array(rates, dtype=np.int64),
         chunks=chunks,
+        month_of_day=month_of_day,
     )
 
 
@@ -464,7 +450,7 @@ def generate_chunk(u: Universe, k: int, ids: _Counters) -> Chunk:
     amount = np.where(whole, np.maximum(amount // 10_000, 1) * 10_000, amount)
 
     cur = u.currency[cust]
-    fx = np.where(cur == 2, u.gbp_rate_by_month[u.month_index(inv)], ONE_E4)
+    fx = np.where(cur == 2, u.gbp_rate_by_month[u.month_of_day[inv - u.base_ord]], ONE_E4)
 
     # Payment state.
     r = rng.random(n)

@@ -267,9 +267,11 @@ def _prior_seed(conn: Connection, spec: SampleSpec) -> dict[str, object] | None:
         if details.get("spec") == spec.as_dict():
             return details
     if earlier:
+        had = earlier[-1]["spec"]
         raise SampleAlreadySeeded(
-            f"the ledger already holds a sample seeded with {earlier[-1]['spec']}; refusing to add "
-            f"{spec.as_dict()} on top. Use a fresh ledger (for the demo: `make clean`)."
+            f"the ledger already holds a sample ({had['invoices']:,} invoices, seed {had['seed']}, as of "
+            f"{had['as_of']}); refusing to add another ({spec.invoices:,} invoices, seed {spec.seed}, as of "
+            f"{spec.as_of.isoformat()}) on top. Use a fresh ledger (for the demo: `make clean`)."
         )
     raise SampleAlreadySeeded(
         f"the ledger already holds {n_cust:,} customers and {n_inv:,} invoices from another source; "

@@ -35,7 +35,7 @@ class TieOutConfig(_Model):
     def _no_float(cls, v: object) -> object:
         # YAML turns 0.01 into a float; money thresholds must be written as strings (or ints).
         if isinstance(v, float):
-            raise ValueError("write the tolerance as a quoted string, e.g. \"0.01\" (money is never a float)")
+            raise ValueError('write the tolerance as a quoted string, e.g. "0.01" (money is never a float)')
         return v
 
     @field_validator("tolerance")

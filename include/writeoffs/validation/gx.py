@@ -143,7 +143,9 @@ def run_suites(
                 for expectation in expectations_of(p.rule, description=description, meta=meta):
                     suite.add_expectation(expectation)
             definitions.append(
-                context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
+                context.validation_definitions.add(
+                    gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
+                )
             )
             names.append(name)
         parts.append((suite_name, names))
@@ -152,9 +154,10 @@ def run_suites(
             name="validation",
             validation_definitions=definitions,
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[SITE])],
-            # SUMMARY: counts plus a sample of offending values for the report; offending rows themselves are
+            # BASIC: counts plus a sample of offending values for the report (SUMMARY adds a GROUP BY of the
+            # offending values per expectation: measurably slower at 1M rows). Offending rows themselves are
             # selected by the SQL predicates at quarantine time, never shipped through GX.
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10},
+            result_format={"result_format": "BASIC", "partial_unexpected_count": 10},
         )
     )
     result = checkpoint.run(run_id=RunIdentifier(run_name=run_name))

@@ -167,7 +167,7 @@ class UniqueKey:
     """No two rows of the batch share the key; every copy of a repeated key offends (none of them is "the" right one).
 
     ``scope_sql`` restricts the duplicate search to the batch (the same filter as the GX query asset's), written
-    with ``{a}`` for the alias; ``row_id`` tells two rows apart (the source row number).
+    with ``{a}`` for the alias; ``row_key`` tells two rows apart (source file and row number).
     Rows with a missing key column are ignored by both renderings (``any_value_is_missing``): a missing key is the
     ``not_null`` check's finding, and SQL equality cannot match NULLs anyway.
     """
@@ -175,16 +175,17 @@ class UniqueKey:
     columns: tuple[str, ...]
     table: str
     scope_sql: str
-    row_id: str
+    row_key: tuple[str, ...]
     scope: Literal["row"] = "row"
 
     def predicate(self, alias: str = ROW) -> str:
         present = " AND ".join(f"{col(c, alias)} IS NOT NULL" for c in self.columns)
         same = " AND ".join(f"d.{c} = {col(c, alias)}" for c in self.columns)
+        other = " AND ".join(f"d.{c} = {col(c, alias)}" for c in self.row_key)
         # EXISTS on another row with the same key: a semi-join the planner runs as one hash join, not a row loop.
         return (
             f"{present} AND EXISTS (SELECT 1 FROM {self.table} d WHERE {self.scope_sql.format(a='d')} "
-            f"AND {same} AND d.{self.row_id} <> {col(self.row_id, alias)})"
+            f"AND {same} AND NOT ({other}))"
         )
 
     def expectation(self, *, description: str, meta: dict[str, Any]) -> Any:

@@ -39,9 +39,9 @@ def _staging(name: str, *columns: sa.Column) -> None:
         *_lineage(),
         *columns,
         sa.ForeignKeyConstraint(["batch_id"], ["ingest_batches.id"], name=op.f(f"fk_{name}_batch_id_ingest_batches")),
-        sa.PrimaryKeyConstraint("batch_id", "source_file", "source_row", name=op.f(f"pk_{name}")),
         prefixes=prefixes,
     )
+    op.create_index(f"ix_{name}_batch_id", name, ["batch_id"])
 
 
 def upgrade() -> None:
@@ -59,7 +59,9 @@ def upgrade() -> None:
         sa.Column("details", sa.Text(), nullable=False),
         sa.Column("files", sa.Text(), nullable=False),
         sa.Column("control", sa.Text(), nullable=True),
-        sa.Column("staged_at", sa.DateTime(timezone=True), server_default=sa.text("(CURRENT_TIMESTAMP)"), nullable=False),
+        sa.Column(
+            "staged_at", sa.DateTime(timezone=True), server_default=sa.text("(CURRENT_TIMESTAMP)"), nullable=False
+        ),
         sa.Column("merged_load_no", sa.Integer(), nullable=True),
         sa.Column("merged_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("merge_summary", sa.Text(), nullable=True),
@@ -129,5 +131,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_ingest_quarantine_batch_id", table_name="ingest_quarantine")
+    for name in ("stg_activities", "stg_payments", "stg_invoices"):
+        op.drop_index(f"ix_{name}_batch_id", table_name=name)
     for name in ("ingest_quarantine", "stg_activities", "stg_payments", "stg_invoices", "ingest_batches"):
         op.drop_table(name)

@@ -1,0 +1,117 @@
+"""
+### AR aging ingest: sources → staging (with lineage) → sub-ledger merge → aging snapshot
+
+Daily (cron in `WRITEOFFS_INGEST_SCHEDULE`, default 05:30 UTC), or manually with `as_of`.
+
+1. `business_date` — the `as_of` param, else the end of the data interval (never "now").
+2. `list_sources` — source names from `include/config/sources.yaml` (or the `sources` param).
+3. `stage` — **one mapped task per source** (`.expand()`): read (file / SQL / HTTP), validate, COPY into staging,
+   quarantine bad rows (or reject the batch, per source `on_bad_rows`). Idempotent per (source, as-of): a re-run
+   replaces the batch. Returns a JSON summary with the `batch_id`.
+4. *(slot)* — a validation step (Great Expectations) goes between `stage` and `merge`: it takes the summaries and
+   passes on the batch ids it accepts.
+5. `merge` — upserts customers, invoices, holds, payments, activities set-wise; posts one AR sync journal entry
+   per entity and currency so the GL AR control account keeps tying to the sub-ledger.
+6. `aging` — recomputes the aging snapshot of the business date and updates the **ar_aging_snapshot** asset
+   that `writeoff_candidates` is scheduled on.
+
+See docs/ingestion.md for onboarding a source.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from writeoffs_airflow.assets import AGING
+
+SCHEDULE = os.environ.get("WRITEOFFS_INGEST_SCHEDULE", "30 5 * * *")
+
+
+@task
+def business_date(**context) -> str:
+    """``as_of`` param, else the data interval's end date (logical_date can be None in Airflow 3)."""
+    as_of = (context.get("params") or {}).get("as_of")
+    if as_of:
+        return pendulum.parse(str(as_of)).date().isoformat()
+    end = context.get("data_interval_end") or context.get("dag_run").run_after
+    return end.date().isoformat()
+
+
+@task
+def list_sources(**context) -> list[str]:
+    from writeoffs.ingest import config as source_config
+
+    cfg = source_config.load()
+    wanted = (context.get("params") or {}).get("sources") or list(cfg.sources)
+    for name in wanted:
+        cfg.source(name)  # fails the run early, naming an unknown source
+    return list(wanted)
+
+
+@task(retries=2, retry_delay=timedelta(minutes=2), max_active_tis_per_dag=4)
+def stage(source: str, as_of: str) -> dict:
+    from datetime import date
+
+    from writeoffs.ingest import config as source_config
+    from writeoffs.ingest.staging import stage as stage_source
+    from writeoffs_airflow.ledger import ledger_engine
+    from writeoffs_airflow.sources import source_for
+
+    cfg = source_config.load()
+    return stage_source(ledger_engine(), cfg, source_for(cfg.source(source)), date.fromisoformat(as_of))
+
+
+@task
+def merge(summaries: list[dict], as_of: str) -> dict:
+    from datetime import date
+
+    from writeoffs.ingest import config as source_config
+    from writeoffs.ingest.merge import merge as merge_batches
+    from writeoffs_airflow.ledger import ledger_engine
+
+    batch_ids = [int(s["batch_id"]) for s in summaries]
+    return merge_batches(ledger_engine(), source_config.load(), batch_ids, date.fromisoformat(as_of))
+
+
+@task(outlets=[AGING])
+def aging(as_of: str, merged: dict, **context) -> dict:
+    from datetime import date
+
+    from writeoffs.ingest import config as source_config
+    from writeoffs.ingest.pipeline import age
+    from writeoffs_airflow.ledger import ledger_engine
+
+    result = age(ledger_engine(), source_config.load(), date.fromisoformat(as_of))
+    # Downstream DAGs read the business date from the asset event instead of guessing it.
+    context["outlet_events"][AGING].extra = {"as_of": as_of, "invoices": result["invoices"]}
+    return result
+
+
+@dag(
+    dag_id="ar_aging_ingest",
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "finance-data", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    tags=["writeoffs", "ingest", "aging"],
+    doc_md=__doc__,
+    params={
+        "as_of": Param(
+            None, type=["null", "string"], format="date", description="business date (default: data interval end)"
+        ),
+        "sources": Param(None, type=["null", "array"], description="source names to ingest (default: all configured)"),
+    },
+)
+def ar_aging_ingest() -> None:
+    as_of = business_date()
+    staged = stage.partial(as_of=as_of).expand(source=list_sources())
+    merged = merge(staged, as_of)
+    aging(as_of, merged)
+
+
+ar_aging_ingest()

@@ -1,0 +1,234 @@
+"""docker-compose.yaml is consistent with the repository (no Docker engine needed: the YAML is checked statically).
+
+What would otherwise only fail on someone's first `docker compose up`: a missing file or mount source, a service
+without a healthcheck, a dependency on a service of an inactive profile, an image that is not the Airflow version
+the tests ran against, a ledger connection that points at a database nobody creates.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yaml"
+REQUIRED = {
+    "postgres",
+    "redis",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
+ONE_SHOT = {"airflow-init"}
+LONG_RUNNING_AIRFLOW = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())  # SafeLoader resolves the `<<: *anchor` merge keys
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def interpolate(value: str) -> str:
+    """Compose's `${VAR:-default}` with an empty environment; `$$` is a literal dollar for the container shell."""
+
+    def sub(m: re.Match) -> str:
+        if m.group(2) is None:
+            raise AssertionError(f"${{{m.group(1)}}} has no default: `docker compose up` would need a .env")
+        return m.group(2)
+
+    return _VAR.sub(sub, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def env_of(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: interpolate(str(v)) for k, v in env.items()}
+
+
+def airflow_services(services: dict) -> dict:
+    return {name: s for name, s in services.items() if name.startswith("airflow-")}
+
+
+def requirements_airflow_version() -> str:
+    pins = dict(line.split("==", 1) for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
+    return pins["apache-airflow"]
+
+
+def mounts(service: dict) -> list[tuple[str, str]]:
+    out = []
+    for vol in service.get("volumes", []):
+        if isinstance(vol, dict):
+            out.append((vol["source"], vol["target"]))
+        else:
+            source, target = str(vol).split(":")[:2]
+            out.append((source, target))
+    return out
+
+
+def test_required_services_exist(services):
+    assert REQUIRED <= set(services)
+
+
+def test_every_service_has_a_healthcheck(services):
+    for name, svc in services.items():
+        if name in ONE_SHOT:
+            continue
+        check = svc.get("healthcheck") or {}
+        assert check.get("test") and not check.get("disable"), f"{name}: no healthcheck"
+        assert check["test"][0] in {"CMD", "CMD-SHELL"}, f"{name}: healthcheck test must be CMD or CMD-SHELL"
+
+
+def test_bind_mount_sources_and_named_volumes_exist(compose, services):
+    named = set(compose.get("volumes") or {})
+    for name, svc in services.items():
+        for source, target in mounts(svc):
+            assert target.startswith("/"), f"{name}: mount target {target} must be absolute"
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: bind mount source {source} does not exist"
+            else:
+                assert source in named, f"{name}: named volume {source} is not declared under volumes:"
+
+
+def test_build_files_exist_and_image_matches_requirements(services):
+    version = requirements_airflow_version()
+    for name, svc in airflow_services(services).items():
+        build = svc["build"]
+        dockerfile = ROOT / build["context"] / build["dockerfile"]
+        assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
+        assert str(build["args"]["AIRFLOW_VERSION"]) == version
+        assert interpolate(svc["image"]).endswith(f":{version}"), f"{name}: image tag is not {version}"
+    text = dockerfile.read_text()
+    assert re.search(rf"^ARG AIRFLOW_VERSION={re.escape(version)}$", text, re.M)
+    assert re.search(r"^FROM apache/airflow:\$\{AIRFLOW_VERSION\}", text, re.M)
+    for copied in re.findall(r"^COPY\s+(\S+)\s", text, re.M):
+        assert (ROOT / build["context"] / copied).exists(), f"Dockerfile copies missing {copied}"
+    assert "requirements.txt" in text
+
+
+def test_postgres_init_creates_the_ledger_database(services):
+    init_dirs = [s for s, t in mounts(services["postgres"]) if t == "/docker-entrypoint-initdb.d"]
+    assert init_dirs, "postgres: no init scripts mounted"
+    scripts = sorted((ROOT / init_dirs[0]).glob("*.sql"))
+    assert scripts, "no *.sql init script"
+    sql = "\n".join(p.read_text() for p in scripts)
+    assert re.search(r"CREATE DATABASE ledger\b", sql)
+    # the connection every Airflow service gets points at that database
+    url = env_of(services["airflow-scheduler"])["AIRFLOW_CONN_WRITEOFF_LEDGER"]
+    assert re.fullmatch(r"postgresql://(\w+):\w+@postgres:5432/ledger", url)
+    role = re.match(r"postgresql://(\w+):", url).group(1)
+    assert re.search(rf"CREATE ROLE {role} LOGIN", sql)
+
+
+def test_ledger_connection_and_paths_on_every_airflow_service(services):
+    from writeoffs_airflow.ledger import LEDGER_CONN_ID
+
+    var = f"AIRFLOW_CONN_{LEDGER_CONN_ID.upper()}"
+    assert var == "AIRFLOW_CONN_WRITEOFF_LEDGER"
+    for name, svc in airflow_services(services).items():
+        env = env_of(svc)
+        assert env.get(var), f"{name}: {var} not set"
+        assert env["WRITEOFFS_LEDGER_URL"] == env[var]
+        targets = {host.lstrip("./"): target for host, target in mounts(svc) if host.startswith(".")}
+        for folder in ("dags", "plugins", "include"):
+            assert folder in targets, f"{name}: ./{folder} not mounted"
+        assert targets["include"] in env["PYTHONPATH"].split(":"), f"{name}: include/ not on PYTHONPATH"
+        assert targets["dags"] == "/opt/airflow/dags" and targets["plugins"] == "/opt/airflow/plugins"
+
+
+def test_files_named_in_commands_exist_in_the_repo(services):
+    """Container paths in commands (e.g. the demo users script) resolve through the bind mounts to real files."""
+    for name, svc in services.items():
+        command = svc.get("command") or ""
+        text = " ".join(command) if isinstance(command, list) else command
+        for path in re.findall(r"(/opt/airflow/\S+\.(?:py|sh|sql))", text):
+            for source, target in mounts(svc):
+                if path.startswith(target + "/") and source.startswith("."):
+                    assert (ROOT / source / path[len(target) + 1 :]).is_file(), f"{name}: {path} missing"
+                    break
+            else:
+                pytest.fail(f"{name}: {path} is not inside a bind mount")
+
+
+def test_local_executor_by_default_and_celery_profile(services):
+    for name, svc in airflow_services(services).items():
+        assert env_of(svc)["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor", name
+        assert "${AIRFLOW_EXECUTOR:-LocalExecutor}" in str(svc["environment"]["AIRFLOW__CORE__EXECUTOR"])
+    assert services["redis"]["profiles"] == ["celery"]
+    assert services["airflow-worker"]["profiles"] == ["celery"]
+    assert "celery worker" in services["airflow-worker"]["command"]
+    for name in {"postgres", "airflow-init"} | LONG_RUNNING_AIRFLOW:
+        assert not services[name].get("profiles"), f"{name} must start without a profile"
+    env = env_of(services["airflow-worker"])
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+
+
+def test_depends_on_uses_conditions_and_respects_profiles(services):
+    for name, svc in services.items():
+        deps = svc.get("depends_on") or {}
+        assert isinstance(deps, dict), f"{name}: depends_on must be the long form with conditions"
+        for dep, spec in deps.items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            assert spec.get("condition") in {
+                "service_healthy",
+                "service_completed_successfully",
+            }, f"{name} -> {dep}: condition {spec.get('condition')}"
+            if spec["condition"] == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy; it has no check"
+            # A dependency on a service that is off by default must be optional, or `docker compose up` fails.
+            dep_profiles = set(services[dep].get("profiles") or [])
+            if dep_profiles and not dep_profiles & set(svc.get("profiles") or []):
+                assert spec.get("required") is False, f"{name} needs {dep}, which only runs with {dep_profiles}"
+    for name in LONG_RUNNING_AIRFLOW | {"airflow-worker"}:
+        deps = services[name]["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy", name
+        assert deps["airflow-init"]["condition"] == "service_completed_successfully", name
+    assert services["airflow-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_components_agree_on_secrets_and_execution_api(services):
+    envs = {name: env_of(svc) for name, svc in airflow_services(services).items()}
+    for key in (
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+    ):
+        values = {env.get(key) for env in envs.values()}
+        assert len(values) == 1 and None not in values, f"{key} differs between services: {values}"
+    url = envs["airflow-apiserver"]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+    assert url == "http://airflow-apiserver:8080/execution/"
+    api = services["airflow-apiserver"]
+    assert any(interpolate(str(p)).endswith(":8080") for p in api["ports"])
+    assert "localhost:8080/api/v2/version" in " ".join(api["healthcheck"]["test"])
+    users = envs["airflow-apiserver"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
+    assert {u.split(":")[0] for u in users.split(",")} == {"admin", "preparer", "ar_manager", "controller", "cfo"}
+
+
+def test_no_variable_needs_a_dotenv(services):
+    """Every ${VAR} has a default, so `docker compose up` works on a fresh clone (interpolate() raises if not)."""
+
+    def strings(node: object) -> list[str]:
+        if isinstance(node, dict):
+            return [s for k, v in node.items() for s in strings(k) + strings(v)]
+        if isinstance(node, list):
+            return [s for v in node for s in strings(v)]
+        return [node] if isinstance(node, str) else []
+
+    found = [value for value in strings(services) if "$" in value]
+    assert found, "expected interpolated values (e.g. ${AIRFLOW_EXECUTOR:-LocalExecutor})"
+    for value in found:
+        interpolate(value)

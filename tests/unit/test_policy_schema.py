@@ -1,0 +1,113 @@
+"""The policy file: defaults, layering, hashing and clear errors naming the field (Airflow- and DB-free)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from writeoffs.errors import ConfigError
+from writeoffs.policy.schema import DEFAULT_POLICY_PATH, POLICY_PATH_ENV, _deep_merge, load_policy, parse_policy
+from writeoffs.tiers import AUTO_TIER, DEFAULT_TIERS, tier_for
+
+TEXT = Path(DEFAULT_POLICY_PATH).read_text()
+
+
+def variant(over: dict[str, Any]) -> str:
+    return yaml.safe_dump(_deep_merge(yaml.safe_load(TEXT), over))
+
+
+def test_default_policy_matches_the_brief() -> None:
+    p = parse_policy(TEXT)
+    r = p.rules_for("US01", "default")
+    assert (r.charge_off_days, r.writeoff_days) == (120, 365)
+    assert p.tiers == DEFAULT_TIERS[:0] + p.tiers and [t.name for t in p.tiers] == ["ar_manager", "controller", "cfo"]
+    assert tier_for(Decimal("45000"), "USD", p.tiers).name == "controller"
+    assert {t.name: dict(t.limits) for t in p.tiers} == {t.name: dict(t.limits) for t in DEFAULT_TIERS}
+    assert p.reason_account("bankruptcy") == "6110" and p.reason_account("small_balance") == "6120"
+    assert p.reason_account("settlement_remainder") == "6130" and p.reason_account("dispute_lost") == "6130"
+    assert p.small_balance_tolerance("usd", "US01") == Decimal("50.00")
+
+
+def test_layers_most_specific_wins() -> None:
+    p = parse_policy(
+        variant({"entities": {"US01": {"writeoff_days": 400, "segments": {"small_business": {"writeoff_days": 200}}}}})
+    )
+    assert p.rules_for("DE01", "default").writeoff_days == 365
+    assert p.rules_for("DE01", "small_business").writeoff_days == 270  # global segment layer
+    assert p.rules_for("US01", "default").writeoff_days == 400
+    assert p.rules_for("US01", "small_business").writeoff_days == 200
+    assert p.rules_for("US01", "small_business").effort.min_agency_days == 30  # inherited from the segment layer
+
+
+def test_hash_ignores_comments_and_layout_but_not_meaning() -> None:
+    a = parse_policy(TEXT)
+    b = parse_policy("# reformatted\n" + yaml.safe_dump(yaml.safe_load(TEXT), default_flow_style=False))
+    c = parse_policy(variant({"defaults": {"writeoff_days": 366}}))
+    assert a.content_hash == b.content_hash != c.content_hash
+    assert len(a.content_hash) == 64
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"defaults": {"writeoff_days": -1}}, "defaults.writeoff_days"),
+        ({"defaults": {"charge_off_days": 400}}, "defaults"),
+        ({"defaults": {"effort": {"min_letters": 2}}}, "defaults.effort.min_letters"),
+        ({"defaults": {"small_balance": {"tolerance": {"USD": 50.5}}}}, "defaults.small_balance.tolerance.USD"),
+        ({"defaults": {"small_balance": {"tolerance": {"XXX": "1"}}}}, "defaults.small_balance.tolerance"),
+        ({"reasons": {"goodwill": "6100"}}, "reasons.goodwill"),
+        ({"segments": {"retail": {"writeoff_days": "soon"}}}, "segments.retail.writeoff_days"),
+        ({"entities": {"US01": {"segments": {"x": {"exclusions": {"recent_payment_days": -3}}}}}},
+         "entities.US01.segments.x.exclusions.recent_payment_days"),
+        ({"version": ""}, "version"),
+    ],
+)  # fmt: skip
+def test_invalid_policy_names_the_field(over: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_policy(variant(over))
+    assert f"{field}" in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("tiers", "message"),
+    [
+        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}}], "top tier"),
+        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}}, {"name": "a", "approvers": ["y"]}], "unique"),
+        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}},
+          {"name": "b", "approvers": ["x"], "limits": {"USD": "5"}}, {"name": "c", "approvers": ["z"]}], "increase"),
+        ([{"name": AUTO_TIER, "approvers": ["x"]}], "reserved"),
+        ([{"name": "a", "approvers": []}], "approval.tiers.0.approvers"),
+        ([{"name": "a", "approvers": ["x"], "on_timeout": "escalate"}], "cannot escalate"),
+    ],
+)  # fmt: skip
+def test_invalid_tiers(tiers: list[dict[str, Any]], message: str) -> None:
+    raw = yaml.safe_load(TEXT)
+    raw["approval"]["tiers"] = tiers
+    with pytest.raises(ConfigError, match=message):
+        parse_policy(yaml.safe_dump(raw))
+
+
+def test_unknown_reason_is_refused() -> None:
+    with pytest.raises(ConfigError, match="catalogue"):
+        parse_policy(TEXT).reason_account("goodwill")
+
+
+def test_not_yaml_and_not_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_policy("version: [unclosed")
+    with pytest.raises(ConfigError, match="mapping"):
+        parse_policy("- a list")
+
+
+def test_path_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text(variant({"version": "from-env"}))
+    monkeypatch.setenv(POLICY_PATH_ENV, str(f))
+    assert load_policy().version == "from-env"
+    monkeypatch.setenv(POLICY_PATH_ENV, str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_policy()

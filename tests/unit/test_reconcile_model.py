@@ -1,0 +1,99 @@
+"""Reconciliation value objects, tolerances, report paths and rendering: no database, no Airflow."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from writeoffs.errors import ConfigError
+from writeoffs.reconcile import CHECKS, Break, CheckOutcome, ReconResult, Tolerances, render_report, report_path_for
+
+D = Decimal
+
+
+@pytest.mark.parametrize(
+    ("spec", "default", "per"),
+    [
+        (None, D(0), {}),
+        ("", D(0), {}),
+        ("USD=0.01", D(0), {"USD": D("0.01")}),
+        ("usd=0.01, EUR=0.02 ,default=0.5", D("0.5"), {"USD": D("0.01"), "EUR": D("0.02")}),
+        ({"default": "1", "JPY": 1}, D(1), {"JPY": D(1)}),
+    ],
+)
+def test_tolerance_parsing(spec: object, default: Decimal, per: dict) -> None:
+    tol = Tolerances.parse(spec)  # type: ignore[arg-type]
+    assert (tol.default, dict(tol.per_currency)) == (default, per)
+    assert tol.for_currency("GBP") == default
+    for cur, amount in per.items():
+        assert tol.for_currency(cur) == amount
+
+
+@pytest.mark.parametrize("spec", ["USD", "USD=abc", "XXX=0.01", "USD=-0.01", "default=-1", {"USD": 0.01}])
+def test_bad_tolerances_are_refused(spec: object) -> None:
+    with pytest.raises(ConfigError):
+        Tolerances.parse(spec)  # type: ignore[arg-type]
+
+
+def test_break_difference_and_json() -> None:
+    b = Break("subledger_vs_gl", "m", "US01", "USD", "1100", D("3000.0000"), D("8000.0000"), ({"id": 1},))
+    assert b.difference == D("5000.0000")
+    assert b.as_dict() == {
+        "check": "subledger_vs_gl",
+        "entity": "US01",
+        "currency": "USD",
+        "account": "1100",
+        "expected": "3000.0000",
+        "actual": "8000.0000",
+        "difference": "5000.0000",
+        "documents": [{"id": 1}],
+        "message": "m",
+    }
+    assert Break("x", "no amounts").difference is None
+
+
+def test_report_path_is_file_name_safe(tmp_path: Path) -> None:
+    p = report_path_for(date(2026, 11, 24), "ledger_reconciliation:manual__2026-11-24T18:30:00+00:00", tmp_path)
+    assert (
+        p == tmp_path / "reports/reconciliation/2026-11-24-ledger_reconciliation_manual__2026-11-24T18_30_00_00_00.md"
+    )
+    assert report_path_for(date(2026, 11, 24), "///", tmp_path).name == "2026-11-24-run.md"
+
+
+def _result(breaks: tuple[Break, ...]) -> ReconResult:
+    outcomes = tuple(CheckOutcome(c, breaks if c.name == "recoveries" else (), 0.01) for c in CHECKS)
+    return ReconResult(7, "k:1", date(2026, 11, 24), outcomes, Tolerances.parse("USD=0.01"), None, 0.5)
+
+
+def test_report_and_headline_for_breaks() -> None:
+    b = Break(
+        "recoveries",
+        "1 invoice(s) of US01 recovered more | than written off",
+        "US01",
+        "USD",
+        None,
+        D("45000.0000"),
+        D("50000.0000"),
+        ({"ref": "INV-WORKED-45000"},),
+    )
+    r = _result((b,))
+    text = render_report(r)
+    assert "**1 BREAK(S)**" in text and "| `recoveries` |" in text
+    assert "| US01 | USD |  | 45000.0000 | 50000.0000 | 5000.0000 |" in text
+    assert '"ref": "INV-WORKED-45000"' in text
+    assert r.headline().startswith("Reconciliation 2026-11-24: 1 break(s) (recoveries 1).")
+    s = r.summary()
+    assert (s["break_count"], s["breaks_by_check"]["recoveries"], s["tolerance"]) == (
+        1,
+        1,
+        {"default": "0", "USD": "0.01"},
+    )
+
+
+def test_report_for_a_clean_run() -> None:
+    r = _result(())
+    assert "**CLEAN**" in render_report(r) and "## Breaks" not in render_report(r)
+    assert r.headline() == "Reconciliation 2026-11-24: all 6 checks clean (run k:1)"
