@@ -82,7 +82,8 @@ def build(engine, n: int) -> int:
                 "INSERT INTO writeoffs (batch_id, invoice_id, as_of_date, currency, amount, reason_code, rule, tier,"
                 " policy_version, policy_hash, status, idempotency_key) "
                 "SELECT :b, i.id, :d, i.currency, i.open_balance, "
-                "  (ARRAY['uncollectible_after_collections','bankruptcy','small_balance','dispute_lost'])[1 + i.id % 4],"
+                "  (ARRAY['uncollectible_after_collections', 'bankruptcy', 'small_balance', 'dispute_lost'])"
+                "  [1 + i.id % 4],"
                 "  'bench', 'cfo', 'bench', :h, 'candidate', 'bench:' || i.id FROM invoices i"
             ),
             {"b": batch_id, "d": AS_OF, "h": "b" * 64},

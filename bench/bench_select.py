@@ -52,7 +52,7 @@ SERIES_SQL = [
               CAST(:as_of AS DATE) - dpd - 30, CAST(:as_of AS DATE) - dpd,
               CASE WHEN c % 2 = 0 THEN 'USD' ELSE 'EUR' END,
               amt, CASE WHEN g % 7 = 0 THEN round(amt * 0.6, 2) ELSE amt END, 'open', c % 50 = 0 AND g % 3 = 0
-       FROM (SELECT g, (g % :customers) + 1 AS c, ((g * 7919) % 1000) - 100 AS dpd,
+       FROM (SELECT g, (g % :customers) + 1 AS c, CAST(((g * 7919) % 1000) - 100 AS INTEGER) AS dpd,
                     round(((g * 31) % 500000) / 100.0 + 10, 2) AS amt
              FROM generate_series(1::bigint, :invoices) g) s""",
     # Effort grows with age: one contact attempt per 45 days (max 12), a letter per 150 days (max 3),

@@ -7,8 +7,9 @@ batch whose status was flipped by raw SQL, or whose items changed after approval
 Two steps per batch (the billing system's "review, then finalise"): ``approve`` (decision approved | rejected |
 expired | escalated) then ``confirm`` (confirmed | rejected | expired | escalated). Both are made by users entitled
 to the batch's tier, never by the batch's preparer (four eyes). ``escalated`` (approve step only) writes no row:
-it moves the batch to the next tier, whose approver then records the approve step. The same entitled person may approve and confirm:
-confirm is the finalisation of their own review, not a second approver. One ``approvals`` row per (batch, step).
+it moves the batch to the next tier, whose approver then records the approve step. The same entitled person may
+approve and confirm: confirm is the finalisation of their own review, not a second approver. One ``approvals``
+row per (batch, step).
 
 Batch hash: ``sha256`` over the sorted lines ``invoice_ref \\x1f amount \\x1f reason_code`` (amount at the
 ledger's scale of 4 decimals, e.g. ``45000.0000``), lines joined with ``\\n``; see :func:`batch_hash_of`. The policy
@@ -189,9 +190,7 @@ def _record(
         raise ApprovalError("a decision needs a named approver")
     batch = _lock_batch(conn, batch_id)
 
-    existing = conn.execute(
-        select(approvals).where(approvals.c.batch_id == batch_id, approvals.c.step == step)
-    ).first()
+    existing = conn.execute(select(approvals).where(approvals.c.batch_id == batch_id, approvals.c.step == step)).first()
     if existing is not None:
         if _norm(existing.approver) == _norm(approver) and existing.decision == decision:
             return  # idempotent replay of the same decision (e.g. a retried task): nothing to add
@@ -270,8 +269,13 @@ def _record(
         )
         details["escalated_to"] = higher.name
         audit.append(
-            conn, actor=approver, action="approval.escalated", object_type="writeoff_batch", object_id=batch_id,
-            details=details, now=now,
+            conn,
+            actor=approver,
+            action="approval.escalated",
+            object_type="writeoff_batch",
+            object_id=batch_id,
+            details=details,
+            now=now,
         )
         return
 
@@ -328,8 +332,13 @@ def _record(
         .values(status=batch_status[decision], decided_at=now)
     )
     audit.append(
-        conn, actor=approver, action=f"approval.{decision}", object_type="writeoff_batch", object_id=batch_id,
-        details=details, now=now,
+        conn,
+        actor=approver,
+        action=f"approval.{decision}",
+        object_type="writeoff_batch",
+        object_id=batch_id,
+        details=details,
+        now=now,
     )
 
 
@@ -435,15 +444,21 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
         if problems:
             raise ApprovalError(f"batch {batch_id} may not be posted: " + "; ".join(problems))
         return ApprovalSummary(
-            batch_id, AUTO_TIER, True, None, None, None, None,
-            _auto_tier(tiers).limit_for(batch.currency), max_item, len(items), digest,  # type: ignore[union-attr]
+            batch_id,
+            AUTO_TIER,
+            True,
+            None,
+            None,
+            None,
+            None,
+            _auto_tier(tiers).limit_for(batch.currency),
+            max_item,
+            len(items),
+            digest,  # type: ignore[union-attr]
             batch.policy_version,
         )
 
-    rows = {
-        r.step: r
-        for r in conn.execute(select(approvals).where(approvals.c.batch_id == batch_id)).all()
-    }
+    rows = {r.step: r for r in conn.execute(select(approvals).where(approvals.c.batch_id == batch_id)).all()}
     try:
         tier = tier_named(batch.tier, tiers)
     except ConfigError as exc:
@@ -485,4 +500,3 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
         batch_hash=digest,
         policy_version=batch.policy_version,
     )
-

@@ -168,12 +168,8 @@ def _write_with_checksum(path: Path, data: bytes) -> str:
 
 def export_batch(conn: Connection, batch_id: int, out_dir: str | os.PathLike[str]) -> PublishResult:
     """Write ``<batch_key-safe>.csv`` and its ``.sha256`` for the batch's posted write-off entries."""
-    batch_key = conn.execute(
-        select(writeoff_batches.c.batch_key).where(writeoff_batches.c.id == batch_id)
-    ).scalar_one()
-    rows = _rows(
-        conn, (journal_entries.c.batch_id == batch_id) & (journal_entries.c.source_type == "writeoff")
-    )
+    batch_key = conn.execute(select(writeoff_batches.c.batch_key).where(writeoff_batches.c.id == batch_id)).scalar_one()
+    rows = _rows(conn, (journal_entries.c.batch_id == batch_id) & (journal_entries.c.source_type == "writeoff"))
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in batch_key)
     path = Path(out_dir) / f"writeoffs_batch_{batch_id}_{safe}.csv"
     digest = _write_with_checksum(path, render_csv(rows))

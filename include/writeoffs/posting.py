@@ -139,15 +139,11 @@ class _PeriodProbe:
 def lock_batch(conn: Connection, batch_id: int):
     """Serialise posters of one batch: row lock on PostgreSQL, the database write lock on SQLite."""
     if conn.dialect.name == "postgresql":
-        row = conn.execute(
-            select(writeoff_batches).where(writeoff_batches.c.id == batch_id).with_for_update()
-        ).first()
+        row = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id).with_for_update()).first()
     else:
         # SQLite: a no-op write as the first statement takes the writer lock now (waiting on the busy timeout),
         # instead of a read snapshot that would fail to upgrade later.
-        conn.execute(
-            update(writeoff_batches).where(writeoff_batches.c.id == batch_id).values(id=writeoff_batches.c.id)
-        )
+        conn.execute(update(writeoff_batches).where(writeoff_batches.c.id == batch_id).values(id=writeoff_batches.c.id))
         row = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
     if row is None:
         raise LedgerError(f"write-off batch {batch_id} does not exist")
@@ -182,12 +178,24 @@ def build_entry(
         posting_date=posting_date,
         lines=(
             JournalLine(
-                account=debit_account, currency=currency, debit=amt, functional_currency=functional_currency,
-                functional_debit=functional, functional_credit=Decimal(0), invoice_id=invoice_id, memo=memo,
+                account=debit_account,
+                currency=currency,
+                debit=amt,
+                functional_currency=functional_currency,
+                functional_debit=functional,
+                functional_credit=Decimal(0),
+                invoice_id=invoice_id,
+                memo=memo,
             ),
             JournalLine(
-                account=credit_account, currency=currency, credit=amt, functional_currency=functional_currency,
-                functional_debit=Decimal(0), functional_credit=functional, invoice_id=invoice_id, memo=memo,
+                account=credit_account,
+                currency=currency,
+                credit=amt,
+                functional_currency=functional_currency,
+                functional_debit=Decimal(0),
+                functional_credit=functional,
+                invoice_id=invoice_id,
+                memo=memo,
             ),
         ),
         description=description,
@@ -276,7 +284,10 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
     )
     on_hold = exists(
         select(1).where(
-            or_(holds.c.invoice_id == w.c.invoice_id, and_(holds.c.invoice_id.is_(None), holds.c.customer_id == i.c.customer_id)),
+            or_(
+                holds.c.invoice_id == w.c.invoice_id,
+                and_(holds.c.invoice_id.is_(None), holds.c.customer_id == i.c.customer_id),
+            ),
             or_(holds.c.end_date.is_(None), holds.c.end_date >= ctx.posting_date),
         )
     )
@@ -328,7 +339,8 @@ def skip_reason(row, ctx: _Context) -> str | None:
     if row.late_payment:
         return f"payment received after the as-of date {ctx.as_of}"
     if row.asof_balance is not None and row.asof_balance != row.open_balance:
-        return f"open balance changed since the as-of date ({money_str(row.asof_balance)} -> {money_str(row.open_balance)})"
+        was, now = money_str(row.asof_balance), money_str(row.open_balance)
+        return f"open balance changed since the as-of date ({was} -> {now})"
     if row.amount > row.open_balance:
         return f"amount {money_str(row.amount)} exceeds the open balance {money_str(row.open_balance)}"
     return None
@@ -387,8 +399,11 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
         lo, hi = rows[0].id, rows[-1].id
         w, i, je = writeoffs, invoices, journal_entries
         in_chunk = and_(
-            w.c.batch_id == ctx.batch_id, w.c.id.between(lo, hi), w.c.status == "approved",
-            je.c.idempotency_key == literal(ENTRY_PREFIX) + w.c.idempotency_key, je.c.status == "posted",
+            w.c.batch_id == ctx.batch_id,
+            w.c.id.between(lo, hi),
+            w.c.status == "approved",
+            je.c.idempotency_key == literal(ENTRY_PREFIX) + w.c.idempotency_key,
+            je.c.status == "posted",
         )
         new_balance = i.c.open_balance - w.c.amount
         res = conn.execute(
@@ -441,15 +456,22 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
     for cur, amt in amounts.items():
         report.amounts[cur] = report.amounts.get(cur, Decimal(0)) + amt
     report.skipped_items += [SkippedItem(r.id, r.invoice_ref, reason) for r, reason in skipped]
-    for name, dt in (("recheck", t1 - t0), ("build", t2 - t1), ("journal", t3 - t2), ("subledger", t4 - t3),
-                     ("audit", t5 - t4)):
+    for name, dt in (
+        ("recheck", t1 - t0),
+        ("build", t2 - t1),
+        ("journal", t3 - t2),
+        ("subledger", t4 - t3),
+        ("audit", t5 - t4),
+    ):
         report.timings[name] = report.timings.get(name, 0.0) + dt
 
 
 def _finish(conn: Connection, ctx: _Context, report: PostingReport, now: datetime) -> str:
     counts = dict(
         conn.execute(
-            select(writeoffs.c.status, func.count()).where(writeoffs.c.batch_id == ctx.batch_id).group_by(writeoffs.c.status)
+            select(writeoffs.c.status, func.count())
+            .where(writeoffs.c.batch_id == ctx.batch_id)
+            .group_by(writeoffs.c.status)
         ).all()
     )
     # 'posted': every item that was approved is in the GL; 'partially_posted': at least one was skipped.

@@ -74,8 +74,14 @@ def book_recovery(
                 f"{inv.invoice_ref}, not {money_str(amt)}"
             )
         return RecoveryResult(
-            prior.id, prior.journal_entry_id, inv.invoice_ref, prior.amount, prior.currency,
-            inv.recovered_amount, inv.status, True,
+            prior.id,
+            prior.journal_entry_id,
+            inv.invoice_ref,
+            prior.amount,
+            prior.currency,
+            inv.recovered_amount,
+            inv.status,
+            True,
         )
 
     recoverable = inv.written_off_amount - inv.recovered_amount
@@ -92,12 +98,28 @@ def book_recovery(
     memo = f"recovery {inv.invoice_ref} payment {payment_ref}"
 
     def dr(account: str) -> JournalLine:
-        return JournalLine(account=account, currency=inv.currency, debit=amt, functional_currency=fc,
-                           functional_debit=famt, functional_credit=Decimal(0), invoice_id=inv.id, memo=memo)
+        return JournalLine(
+            account=account,
+            currency=inv.currency,
+            debit=amt,
+            functional_currency=fc,
+            functional_debit=famt,
+            functional_credit=Decimal(0),
+            invoice_id=inv.id,
+            memo=memo,
+        )
 
     def cr(account: str) -> JournalLine:
-        return JournalLine(account=account, currency=inv.currency, credit=amt, functional_currency=fc,
-                           functional_debit=Decimal(0), functional_credit=famt, invoice_id=inv.id, memo=memo)
+        return JournalLine(
+            account=account,
+            currency=inv.currency,
+            credit=amt,
+            functional_currency=fc,
+            functional_debit=Decimal(0),
+            functional_credit=famt,
+            invoice_id=inv.id,
+            memo=memo,
+        )
 
     if ent.writeoff_method == "allowance":
         ar = ledger.account_for_role(conn, inv.entity_code, "ar_control")
@@ -123,8 +145,13 @@ def book_recovery(
     recovery_id = conn.execute(
         insert(recoveries)
         .values(
-            invoice_id=inv.id, payment_id=payment_id, recovery_date=recovery_date, currency=inv.currency,
-            amount=amt, idempotency_key=key, journal_entry_id=entry_id,
+            invoice_id=inv.id,
+            payment_id=payment_id,
+            recovery_date=recovery_date,
+            currency=inv.currency,
+            amount=amt,
+            idempotency_key=key,
+            journal_entry_id=entry_id,
         )
         .returning(recoveries.c.id)
     ).scalar_one()
@@ -138,8 +165,13 @@ def book_recovery(
         object_type="invoice",
         object_id=inv.id,
         details={
-            "invoice_ref": inv.invoice_ref, "amount": amt, "currency": inv.currency, "payment_ref": payment_ref,
-            "recovery_date": recovery_date, "journal_entry_id": entry_id, "recovered_total": total,
+            "invoice_ref": inv.invoice_ref,
+            "amount": amt,
+            "currency": inv.currency,
+            "payment_ref": payment_ref,
+            "recovery_date": recovery_date,
+            "journal_entry_id": entry_id,
+            "recovered_total": total,
             "method": ent.writeoff_method,
         },
     )

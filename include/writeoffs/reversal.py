@@ -144,9 +144,15 @@ def reverse_writeoff(
         posting_date=original.posting_date,
         lines=tuple(
             JournalLine(
-                account=ln.account_code, currency=ln.currency, debit=ln.debit, credit=ln.credit,
-                functional_currency=ln.functional_currency, functional_debit=ln.functional_debit,
-                functional_credit=ln.functional_credit, invoice_id=ln.invoice_id, memo=ln.memo or "",
+                account=ln.account_code,
+                currency=ln.currency,
+                debit=ln.debit,
+                credit=ln.credit,
+                functional_currency=ln.functional_currency,
+                functional_debit=ln.functional_debit,
+                functional_credit=ln.functional_credit,
+                invoice_id=ln.invoice_id,
+                memo=ln.memo or "",
             )
             for ln in lines
         ),
@@ -159,9 +165,15 @@ def reverse_writeoff(
         description=f"Reversal of write-off {wo.id} on {inv.invoice_ref}: {reason} (requested by {requested_by})"[:400],
     )
     mirror = JournalEntry(
-        key=mirror.key, entity=mirror.entity, posting_date=mirror.posting_date, lines=mirror.lines,
-        description=mirror.description, source_type="reversal", source_id=ref or str(wo.id),
-        reverses_key=mirror.reverses_key, meta={"policy_version": original.policy_version},
+        key=mirror.key,
+        entity=mirror.entity,
+        posting_date=mirror.posting_date,
+        lines=mirror.lines,
+        description=mirror.description,
+        source_type="reversal",
+        source_id=ref or str(wo.id),
+        reverses_key=mirror.reverses_key,
+        meta={"policy_version": original.policy_version},
     )
     posted = ledger.post_entries(conn, [mirror], created_by=requested_by, batch_id=original.batch_id)
     reversal_id = {**posted.posted, **posted.already}[mirror.key]

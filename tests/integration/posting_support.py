@@ -99,10 +99,21 @@ def approve(
     """Both steps, each in its own transaction, the way the approvals DAG records them."""
     with engine.begin() as conn:
         record_decision(
-            conn, batch_id=batch_id, step="approve", approver=approver, decision="approved", tiers=tiers,
-            comment="reviewed evidence", excluded_invoice_refs=excluded,
+            conn,
+            batch_id=batch_id,
+            step="approve",
+            approver=approver,
+            decision="approved",
+            tiers=tiers,
+            comment="reviewed evidence",
+            excluded_invoice_refs=excluded,
         )
     with engine.begin() as conn:
         record_decision(
-            conn, batch_id=batch_id, step="confirm", approver=confirmer or approver, decision="confirmed", tiers=tiers,
+            conn,
+            batch_id=batch_id,
+            step="confirm",
+            approver=confirmer or approver,
+            decision="confirmed",
+            tiers=tiers,
         )

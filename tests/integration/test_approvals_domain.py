@@ -134,8 +134,7 @@ def test_full_flow_statuses_and_audit_trail(ledger: Engine) -> None:
     with ledger.connect() as conn:
         batch_row = conn.execute(select(writeoff_batches)).one()
         acts = [
-            (r.actor, r.action, json.loads(r.details))
-            for r in conn.execute(select(audit_log).order_by(audit_log.c.id))
+            (r.actor, r.action, json.loads(r.details)) for r in conn.execute(select(audit_log).order_by(audit_log.c.id))
         ]
     assert batch_row.status == "confirmed" and batch_row.decided_at is not None
     assert [(a, b) for a, b, _ in acts] == [("controller", "approval.approved"), ("controller", "approval.confirmed")]

@@ -65,7 +65,11 @@ def spawn(engine: Engine, batch: int, pause_at: int = 0, chunk: int = 10) -> sub
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins"), str(ROOT)])}
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, url, schema, str(batch), str(pause_at), str(chunk)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -87,8 +91,14 @@ def ledger_state(engine: Engine) -> dict[str, object]:
 
 def consistent(n: int) -> dict[str, object]:
     return {
-        "entries": n, "pending": 0, "lines": 2 * n, "posted_writeoffs": n, "linked": n, "written_off_invoices": n,
-        "written_off_total": Decimal(10 * n), "audit_ok": True,
+        "entries": n,
+        "pending": 0,
+        "lines": 2 * n,
+        "posted_writeoffs": n,
+        "linked": n,
+        "written_off_invoices": n,
+        "written_off_total": Decimal(10 * n),
+        "audit_ok": True,
     }
 
 
@@ -101,7 +111,7 @@ def test_two_concurrent_threads_post_each_writeoff_once(pg_ledger: Engine) -> No
         start.wait()
         try:
             reports.append(post_batch(pg_ledger, batch, actor="t", tiers=TIERS, posting_date=AS_OF, chunk_size=5))
-        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(2)]

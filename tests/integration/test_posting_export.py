@@ -19,7 +19,9 @@ def posted_batch(engine: Engine) -> int:
     with engine.begin() as conn:
         f.entity(conn)
         cid = f.customer(conn)
-        eur = f.invoice(conn, cid, ref="INV-EUR,1", currency="EUR", amount="100.01", fx_rate="1.08333", days_past_due=400)
+        eur = f.invoice(
+            conn, cid, ref="INV-EUR,1", currency="EUR", amount="100.01", fx_rate="1.08333", days_past_due=400
+        )
         usd = f.invoice(conn, cid, ref="INV-USD-2", amount="250.00", days_past_due=400)
         batch = make_batch(conn, [(eur, "100.01", "bankruptcy")], currency="EUR")
         other = make_batch(conn, [(usd, "250.00", "uncollectible_after_collections")])
@@ -45,8 +47,19 @@ def test_export_layout_checksum_and_reproducibility(ledger: Engine, tmp_path) ->
     rows = list(csv.reader(io.StringIO(data.decode())))
     assert tuple(rows[0]) == COLUMNS
     body = [dict(zip(COLUMNS, r, strict=True)) for r in rows[1:]]
-    assert [(r["line_no"], r["account"], r["currency"], r["debit"], r["credit"], r["functional_currency"],
-             r["functional_debit"], r["functional_credit"]) for r in body] == [
+    assert [
+        (
+            r["line_no"],
+            r["account"],
+            r["currency"],
+            r["debit"],
+            r["credit"],
+            r["functional_currency"],
+            r["functional_debit"],
+            r["functional_credit"],
+        )
+        for r in body
+    ] == [
         ("1", "6110", "EUR", "100.01", "0.00", "USD", "108.34", "0.00"),
         ("2", "1100", "EUR", "0.00", "100.01", "USD", "0.00", "108.34"),
     ]

@@ -75,12 +75,18 @@ def test_worked_example_posts_exactly_bad_debt_45000(ledger: Engine) -> None:
         ]
         entry = conn.execute(select(journal_entries)).one()
         assert (entry.status, entry.source_type, entry.batch_id, entry.policy_version) == (
-            "posted", "writeoff", batch, "2026.11-test"
+            "posted",
+            "writeoff",
+            batch,
+            "2026.11-test",
         )
         assert "approval #" in entry.description and "INV-WORKED-45000" in entry.description
         inv = conn.execute(select(invoices).where(invoices.c.id == ids["invoice_id"])).one()
         assert (inv.status, inv.open_balance, inv.written_off_amount, inv.written_off_date) == (
-            "written_off", D("0"), D("45000"), AS_OF
+            "written_off",
+            D("0"),
+            D("45000"),
+            AS_OF,
         )
         wo = conn.execute(select(writeoffs)).one()
         assert (wo.status, wo.journal_entry_id) == ("posted", entry.id)
@@ -178,7 +184,10 @@ def test_partial_writeoff_leaves_the_rest_open(ledger: Engine) -> None:
     with ledger.connect() as conn:
         row = conn.execute(select(invoices)).one()
     assert (row.status, row.open_balance, row.written_off_amount, row.written_off_date) == (
-        "open", D("600"), D("400"), AS_OF
+        "open",
+        D("600"),
+        D("400"),
+        AS_OF,
     )
 
 
@@ -194,7 +203,10 @@ def test_items_that_changed_since_approval_are_skipped_with_a_reason(ledger: Eng
         held_account = f.invoice(conn, other, amount="100.00", days_past_due=400)
         batch = make_batch(
             conn,
-            [(i, "100.00", "uncollectible_after_collections") for i in (fine, paid_late, disputed, shrunk, held_account)],
+            [
+                (i, "100.00", "uncollectible_after_collections")
+                for i in (fine, paid_late, disputed, shrunk, held_account)
+            ],
         )
     approve(ledger, batch)
     with ledger.begin() as conn:  # the world moves on between approval and posting
@@ -211,8 +223,13 @@ def test_items_that_changed_since_approval_are_skipped_with_a_reason(ledger: Eng
         got = dict(conn.execute(select(writeoffs.c.invoice_id, writeoffs.c.skip_reason)).all())
         statuses = dict(conn.execute(select(writeoffs.c.invoice_id, writeoffs.c.status)).all())
         balances = dict(conn.execute(select(invoices.c.id, invoices.c.open_balance)).all())
-    assert statuses == {fine: "posted", paid_late: "skipped", disputed: "skipped", shrunk: "skipped",
-                        held_account: "skipped"}
+    assert statuses == {
+        fine: "posted",
+        paid_late: "skipped",
+        disputed: "skipped",
+        shrunk: "skipped",
+        held_account: "skipped",
+    }
     assert got[fine] is None
     assert "payment received after the as-of date" in got[paid_late]
     assert "hold" in got[disputed] and "hold" in got[held_account]
@@ -281,8 +298,13 @@ def test_approval_rows_forged_by_raw_sql_are_refused(ledger: Engine) -> None:
         for step, decision in (("approve", "approved"), ("confirm", "confirmed")):
             conn.execute(
                 insert(approvals).values(
-                    batch_id=batch, step=step, tier="controller", approver="controller", decision=decision,
-                    policy_version="2026.11-test", batch_hash=digest,
+                    batch_id=batch,
+                    step=step,
+                    tier="controller",
+                    approver="controller",
+                    decision=decision,
+                    policy_version="2026.11-test",
+                    batch_hash=digest,
                 )
             )
         conn.execute(update(writeoff_batches).values(status="confirmed"))

@@ -57,11 +57,17 @@ def test_reversal_restores_balances_and_links_the_mirror_entry(ledger: Engine) -
         balances = [ledger_balance(conn, a) for a in ("1100", "6100")]
         original = conn.execute(select(journal_entries).where(journal_entries.c.id == result.original_entry_id)).one()
     assert (inv.open_balance, inv.written_off_amount, inv.status, inv.written_off_date) == (
-        D("45000"), D("0"), "reversed", None
+        D("45000"),
+        D("0"),
+        "reversed",
+        None,
     )
     assert (wo.status, wo.journal_entry_id) == ("reversed", result.original_entry_id)
     assert (rev.reverses_entry_id, rev.source_type, rev.posting_date, rev.period) == (
-        result.original_entry_id, "reversal", LATER, "2026-12"
+        result.original_entry_id,
+        "reversal",
+        LATER,
+        "2026-12",
     )
     assert [tuple(r) for r in rev_lines] == [("6100", D("0"), D("45000")), ("1100", D("45000"), D("0"))]
     assert balances == [D("0"), D("0")]

@@ -56,11 +56,20 @@ def run(env: dict[str, str], engine: Engine, conf: dict) -> str:
     with engine.connect() as conn:
         schema = conn.execute(text("SELECT current_schema()")).scalar_one()
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    run_env = env | {"AIRFLOW_CONN_WRITEOFF_LEDGER": json.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": url}})}
+    run_env = env | {
+        "AIRFLOW_CONN_WRITEOFF_LEDGER": json.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": url}})
+    }
     proc = subprocess.run(
-        [sys.executable, str(Path(env["AIRFLOW_HOME"]) / "runner.py"), env["AIRFLOW__CORE__DAGS_FOLDER"],
-         json.dumps(conf)],
-        env=run_env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(Path(env["AIRFLOW_HOME"]) / "runner.py"),
+            env["AIRFLOW__CORE__DAGS_FOLDER"],
+            json.dumps(conf),
+        ],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     result = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert result, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -73,8 +82,12 @@ def test_reversal_dag_reverses_once(airflow_env: dict[str, str], pg_ledger: Engi
         batch = make_batch(conn, [(ids["invoice_id"], "45000.00", "uncollectible_after_collections")])
     approve(pg_ledger, batch)
     post_batch(pg_ledger, batch, actor="airflow", tiers=TIERS, posting_date=AS_OF)
-    conf = {"invoice_ref": "INV-WORKED-45000", "reason": "posted in error", "requested_by": "controller",
-            "posting_date": "2026-12-01"}
+    conf = {
+        "invoice_ref": "INV-WORKED-45000",
+        "reason": "posted in error",
+        "requested_by": "controller",
+        "posting_date": "2026-12-01",
+    }
 
     assert run(airflow_env, pg_ledger, conf) == "success"
     assert run(airflow_env, pg_ledger, conf) == "failed"  # a second reversal is refused

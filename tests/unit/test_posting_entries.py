@@ -16,10 +16,21 @@ D = Decimal
 
 def entry(amount: str, rate: str, currency: str = "USD", functional: str = "USD", debit: str = "6100"):
     return build_entry(
-        key="wo:k", entity="US01", posting_date=date(2026, 11, 24), invoice_id=1, invoice_ref="INV-1",
-        currency=currency, amount=D(amount), fx_rate=D(rate), functional_currency=functional,
-        debit_account=debit, credit_account="1100", reason_code="bankruptcy", writeoff_id=7,
-        policy_version="v1", description="d",
+        key="wo:k",
+        entity="US01",
+        posting_date=date(2026, 11, 24),
+        invoice_id=1,
+        invoice_ref="INV-1",
+        currency=currency,
+        amount=D(amount),
+        fx_rate=D(rate),
+        functional_currency=functional,
+        debit_account=debit,
+        credit_account="1100",
+        reason_code="bankruptcy",
+        writeoff_id=7,
+        policy_version="v1",
+        description="d",
     )
 
 
@@ -61,12 +72,31 @@ def test_batch_hash_is_order_independent_and_sensitive_to_each_field() -> None:
 
 
 CTX = _Context(
-    batch_id=1, batch_key="b", entity="US01", method="direct", functional_currency="USD", as_of=date(2026, 11, 24),
-    posting_date=date(2026, 11, 26), ar_account="1100", allowance_account="1190", reason_accounts={},
-    default_expense="6100", approval_ref="", actor="t",
+    batch_id=1,
+    batch_key="b",
+    entity="US01",
+    method="direct",
+    functional_currency="USD",
+    as_of=date(2026, 11, 24),
+    posting_date=date(2026, 11, 26),
+    ar_account="1100",
+    allowance_account="1190",
+    reason_accounts={},
+    default_expense="6100",
+    approval_ref="",
+    actor="t",
 )
-OK = dict(entity_code="US01", currency="USD", invoice_currency="USD", invoice_status="open", on_hold=False,
-          late_payment=False, asof_balance=None, open_balance=D("100"), amount=D("100"))
+OK = dict(
+    entity_code="US01",
+    currency="USD",
+    invoice_currency="USD",
+    invoice_status="open",
+    on_hold=False,
+    late_payment=False,
+    asof_balance=None,
+    open_balance=D("100"),
+    amount=D("100"),
+)
 
 
 @pytest.mark.parametrize(

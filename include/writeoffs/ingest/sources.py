@@ -252,13 +252,14 @@ class FileSource:
 
     def _csv_header(self, path: Path) -> list[str]:
         cfg = self.config
+        enc = "utf-8-sig" if cfg.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else cfg.encoding
+        with path.open("rb") as f:
+            first = f.readline(1 << 20)  # only the header line: a bad byte further down belongs to its own row
         try:
-            with path.open(encoding=cfg.encoding if cfg.encoding.lower() != "utf-8" else "utf-8-sig", newline="") as f:
-                header = next(csv.reader(f, delimiter=cfg.delimiter, quotechar=cfg.quotechar), None)
+            line = first.decode(enc)
         except UnicodeDecodeError:
-            raise _err(
-                cfg, f"header is not valid {cfg.encoding} text (wrong encoding?)", file=path.name, row=1
-            ) from None
+            raise _err(cfg, f"header is not valid {cfg.encoding} text (wrong encoding?)", file=path.name, row=1) from None
+        header = next(csv.reader([line], delimiter=cfg.delimiter, quotechar=cfg.quotechar), None)
         if not header or all(not h.strip() for h in header):
             raise _err(cfg, "file has no header row", file=path.name, row=1)
         return [h.strip() for h in header]
