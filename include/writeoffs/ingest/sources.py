@@ -246,7 +246,7 @@ class FileSource:
                     cfg,
                     f"not valid {cfg.encoding} text (wrong encoding? set `encoding` in the source config)",
                     file=path.name,
-                    row=int(m.group(1)) if m else None,
+                    row=int(m.group(1)) if m else _first_undecodable_line(path),
                 ) from None
             raise _err(cfg, f"unreadable CSV: {msg.splitlines()[0]}", file=path.name) from None
 
@@ -533,6 +533,17 @@ def _row_numbers(first: int, n: int, skipped: list[int]) -> list[int]:
         out.extend(range(nxt, nxt + span))
         nxt += span
     return out
+
+
+def _first_undecodable_line(path: Path) -> int | None:
+    """Line number of the first line that is not UTF-8 (error path only: the fast reader does not say)."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def _sha256(path: Path) -> str:

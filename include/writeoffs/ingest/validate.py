@@ -191,21 +191,21 @@ def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validate
             if f.kind == "entity":
                 known = pa.array(sorted(ctx.functional))
                 rows.flag(
-                    pc.and_(present, pc.invert(pc.is_in(col, value_set=known))),
+                    pc.and_kleene(present, pc.invert(pc.is_in(col, value_set=known))),
                     f.name,
                     "unknown_entity",
                     f"entity is neither configured in sources.yaml nor in the ledger (known: {sorted(ctx.functional)})",
                 )
             elif f.kind == "currency":
                 rows.flag(
-                    pc.and_(present, pc.invert(pc.is_in(col, value_set=pa.array(sorted(MINOR_UNITS))))),
+                    pc.and_kleene(present, pc.invert(pc.is_in(col, value_set=pa.array(sorted(MINOR_UNITS))))),
                     f.name,
                     "unknown_currency",
                     "currency is not an ISO 4217 code",
                 )
             elif f.kind == "activity":
                 rows.flag(
-                    pc.and_(present, pc.invert(pc.is_in(col, value_set=pa.array(ACTIVITY_TYPES)))),
+                    pc.and_kleene(present, pc.invert(pc.is_in(col, value_set=pa.array(ACTIVITY_TYPES)))),
                     f.name,
                     "unknown_activity_type",
                     f"activity type not in {list(ACTIVITY_TYPES)} after mapping (add it under values.activity_type)",
@@ -220,7 +220,7 @@ def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validate
             is_true = pc.is_in(low, value_set=truthy)
             is_false = pc.is_in(low, value_set=falsy)
             rows.flag(
-                pc.and_(present, pc.invert(pc.or_(is_true, is_false))),
+                pc.and_kleene(present, pc.invert(pc.or_kleene(is_true, is_false))),
                 f.name,
                 "invalid_flag",
                 f"{f.name} is not one of {list(cfg.true_values)} / {list(cfg.false_values)}",
@@ -267,18 +267,18 @@ def _source_name(cfg: SourceConfig, dataset: str, canonical: str) -> str:
 
 def _parse_dates(col: pa.Array, present: pa.Array, name: str, fmt: str, rows: _Rows) -> pa.Array:
     parsed = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
-    bad = pc.and_(present, pc.is_null(parsed))
+    bad = pc.and_kleene(present, pc.is_null(parsed))
     pattern = _date_regex(fmt)
     if pattern:
         # strptime rolls 02/31 over into March; comparing the printed day with the parsed day catches it.
         parts = pc.extract_regex(col, pattern)
-        bad = pc.or_(bad, pc.and_(present, pc.invert(pc.is_valid(parts))))
+        bad = pc.or_kleene(bad, pc.and_kleene(present, pc.invert(pc.is_valid(parts))))
         if "(?P<d>" in pattern:
             printed = pc.if_else(pc.is_valid(parts), pc.struct_field(parts, "d"), pa.scalar(None, pa.string()))
             day = pc.cast(printed, pa.int64())
-            bad = pc.or_(bad, pc.and_(present, pc.not_equal(day, pc.day(parsed))))
+            bad = pc.or_kleene(bad, pc.and_kleene(present, pc.not_equal(day, pc.day(parsed))))
     rows.flag(bad, name, "invalid_date", f"{name} is not a valid date in format {fmt}")
-    ok = pc.and_(pc.invert(pc.fill_null(bad, False)), present)
+    ok = pc.and_kleene(pc.invert(pc.fill_null(bad, False)), present)
     return pc.if_else(ok, pc.cast(parsed, pa.date32()), pa.scalar(None, pa.date32()))
 
 
@@ -289,7 +289,7 @@ def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig,
     if cfg.decimal_sep != ".":
         dotted = pc.match_substring(text, ".")
         rows.flag(
-            pc.and_(present, dotted),
+            pc.and_kleene(present, dotted),
             f.name,
             "not_a_number",
             f"{f.name} has '.' but the decimal separator is {cfg.decimal_sep!r}",
@@ -297,7 +297,7 @@ def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig,
         text = pc.replace_substring(text, cfg.decimal_sep, ".")
     typ = MONEY_TYPE if f.kind == "money" else RATE_TYPE
     ok = pc.match_substring_regex(text, _MONEY_RE if f.kind == "money" else _RATE_RE)
-    bad = pc.and_(present, pc.invert(pc.fill_null(ok, False)))
+    bad = pc.and_kleene(present, pc.invert(pc.fill_null(ok, False)))
     rows.flag(
         bad,
         f.name,
@@ -336,13 +336,13 @@ def _cross_checks(dataset: str, out: dict[str, pa.Array], rows: _Rows, ctx: Cont
         )
         same = pc.fill_null(pc.equal(func_cur, out["currency"]), False)
         rows.flag(
-            pc.and_(pc.invert(same), pc.is_null(fx)),
+            pc.and_kleene(pc.invert(same), pc.is_null(fx)),
             "fx_rate",
             "missing_fx_rate",
             "foreign-currency invoice without its booked fx_rate",
         )
         rows.flag(
-            pc.and_(same, pc.fill_null(pc.not_equal(fx, pa.scalar(1, RATE_TYPE)), False)),
+            pc.and_kleene(same, pc.fill_null(pc.not_equal(fx, pa.scalar(1, RATE_TYPE)), False)),
             "fx_rate",
             "invalid_fx_rate",
             "fx_rate must be 1 for an invoice in the functional currency",
@@ -357,7 +357,7 @@ def _cross_checks(dataset: str, out: dict[str, pa.Array], rows: _Rows, ctx: Cont
             "applied amount exceeds the payment amount",
         )
         rows.flag(
-            pc.and_(pc.is_valid(out["applied_amount"]), pc.is_null(out["invoice_ref"])),
+            pc.and_kleene(pc.is_valid(out["applied_amount"]), pc.is_null(out["invoice_ref"])),
             "invoice_ref",
             "missing_value",
             "applied amount without an invoice_ref",
