@@ -209,7 +209,7 @@ class FileSource:
             reader = pcsv.open_csv(
                 path,
                 read_options=pcsv.ReadOptions(
-                    use_threads=True,
+                    use_threads=False,  # bad records then carry their line number (see on_invalid)
                     column_names=header,
                     skip_rows=1,
                     block_size=8 << 20,
