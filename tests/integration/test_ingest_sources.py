@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - inline SQL fixtures and JSON rows read better unwrapped
 """Connectors against real local services, and the whole ingest on both ledger databases.
 
 Files in tmp_path, a real SQLite and a real PostgreSQL source database, and a real HTTP server on 127.0.0.1.
@@ -15,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import AS_OF, PG_URL
 from sqlalchemy import func, select, text
 
-from conftest import AS_OF, PG_URL
 from writeoffs import ledger
 from writeoffs.db.schema import invoices, journal_entries
 from writeoffs.errors import InputError
@@ -52,8 +53,12 @@ def erp_dir(tmp_path: Path) -> Path:
     d = tmp_path / "erp_export"
     d.mkdir()
     (d / "invoices.csv").write_bytes((CORPUS / "good_invoices.csv").read_bytes())
-    (d / "payments.csv").write_text('"Company","Payment No","Customer No","Payment Date","Currency","Amount","Invoice No","Applied Amount"\n"US01","P-9","C-001","11/01/2026","USD","1,000.00","INV-0001","1,000.00"\n')
-    (d / "activities.csv").write_text('"Company","Customer No","Invoice No","Activity","Date","End Date","Outcome"\n"US01","C-001","INV-0001","Call","01/10/2026","",""\n"US01","C-001","INV-0001","Call","01/10/2026","",""\n')
+    (d / "payments.csv").write_text(
+        '"Company","Payment No","Customer No","Payment Date","Currency","Amount","Invoice No","Applied Amount"\n"US01","P-9","C-001","11/01/2026","USD","1,000.00","INV-0001","1,000.00"\n'
+    )
+    (d / "activities.csv").write_text(
+        '"Company","Customer No","Invoice No","Activity","Date","End Date","Outcome"\n"US01","C-001","INV-0001","Call","01/10/2026","",""\n"US01","C-001","INV-0001","Call","01/10/2026","",""\n'
+    )
     (d / "control.json").write_text(json.dumps({"as_of": AS_OF.isoformat(), "invoices": {"rows": 2}}))
     return d
 
@@ -72,7 +77,7 @@ def gl_ties(engine) -> None:
             assert ledger.account_balance(conn, entity, ar, currency) == Decimal(str(total)).quantize(Decimal("0.0001"))
 
 
-def test_erp_csv_end_to_end_and_rerun_is_idempotent(ledger, tmp_path) -> None:  # noqa: F811 - fixture name
+def test_erp_csv_end_to_end_and_rerun_is_idempotent(ledger, tmp_path) -> None:
     engine = ledger
     config = cfg()
     src = lambda: build_source(config.source("erp_csv"), location=str(erp_dir_cached))  # noqa: E731
@@ -97,7 +102,14 @@ def test_erp_csv_end_to_end_and_rerun_is_idempotent(ledger, tmp_path) -> None:  
         assert conn.execute(select(func.count()).select_from(journal_entries)).scalar_one() == 1
     # A payment reduced one invoice in the source: the change (and only it) is posted, GL still ties.
     d = erp_dir_cached
-    (d / "invoices.csv").write_text((d / "invoices.csv").read_text().replace('"INV-0002","C-001","Northwind","","it_services","09/15/2025","10/15/2025","USD","45,000.00","45,000.00"', '"INV-0002","C-001","Northwind","","it_services","09/15/2025","10/15/2025","USD","45,000.00","0.00"'))
+    (d / "invoices.csv").write_text(
+        (d / "invoices.csv")
+        .read_text()
+        .replace(
+            '"INV-0002","C-001","Northwind","","it_services","09/15/2025","10/15/2025","USD","45,000.00","45,000.00"',
+            '"INV-0002","C-001","Northwind","","it_services","09/15/2025","10/15/2025","USD","45,000.00","0.00"',
+        )
+    )
     s3 = stage(engine, config, src(), AS_OF)
     m3 = merge(engine, config, [s3["batch_id"]], AS_OF)
     assert [e["net_change"] for e in m3["batches"][0]["ar_sync"]] == ["-45000.00"]
@@ -112,12 +124,19 @@ def test_written_off_invoice_is_not_overwritten(ledger, tmp_path) -> None:
     s = stage(ledger, config, build_source(config.source("erp_csv"), location=str(d)), AS_OF)
     merge(ledger, config, [s["batch_id"]], AS_OF)
     with ledger.begin() as conn:
-        conn.execute(text("UPDATE invoices SET status = 'written_off', open_balance = 0, written_off_amount = amount WHERE invoice_ref = 'INV-0001'"))
+        conn.execute(
+            text(
+                "UPDATE invoices SET status = 'written_off', open_balance = 0, written_off_amount = amount WHERE invoice_ref = 'INV-0001'"
+            )
+        )
     s = stage(ledger, config, build_source(config.source("erp_csv"), location=str(d)), AS_OF)
     out = merge(ledger, config, [s["batch_id"]], AS_OF)["batches"][0]["counts"]
     assert out["invoices_protected_by_ledger_state"] == 1
     with ledger.connect() as conn:
-        assert conn.execute(text("SELECT status, open_balance FROM invoices WHERE invoice_ref = 'INV-0001'")).one()[0] == "written_off"
+        assert (
+            conn.execute(text("SELECT status, open_balance FROM invoices WHERE invoice_ref = 'INV-0001'")).one()[0]
+            == "written_off"
+        )
 
 
 def _billing_rows(conn_exec) -> None:
@@ -150,16 +169,37 @@ def test_sql_source_postgres_with_typed_columns(pg_admin, ledger) -> None:
     schema = f"src_{uuid.uuid4().hex[:8]}"
     with pg_admin.begin() as c:
         c.execute(text(f'CREATE SCHEMA "{schema}"'))
-        c.execute(text(f'CREATE TABLE "{schema}".ar_invoices (entity text, invoice_ref text, customer_ref text, customer_name text, parent_customer_ref text, segment text, invoice_date date, due_date date, currency text, amount numeric(20,2), open_balance numeric(20,2), fx_rate numeric, disputed boolean, dispute_since date, payment_plan boolean, bankrupt boolean, transferred_to_parent boolean, description text)'))
-        c.execute(text(f'CREATE TABLE "{schema}".ar_payments (entity text, payment_ref text, customer_ref text, payment_date date, currency text, amount numeric, invoice_ref text, applied_amount numeric)'))
-        c.execute(text(f'CREATE TABLE "{schema}".ar_activities (entity text, customer_ref text, invoice_ref text, activity_type text, activity_date date, end_date date, outcome text)'))
-        c.execute(text(f"""INSERT INTO "{schema}".ar_invoices VALUES ('US01','INV-1','C1','N',NULL,'x','2025-09-15','2025-10-15','USD',45000.00,45000.00,NULL,false,NULL,false,false,false,NULL), ('US01','INV-LATE','C1','N',NULL,'x','2026-12-01','2026-12-31','USD',5,5,NULL,false,NULL,false,false,false,NULL)"""))
+        c.execute(
+            text(
+                f'CREATE TABLE "{schema}".ar_invoices (entity text, invoice_ref text, customer_ref text, customer_name text, parent_customer_ref text, segment text, invoice_date date, due_date date, currency text, amount numeric(20,2), open_balance numeric(20,2), fx_rate numeric, disputed boolean, dispute_since date, payment_plan boolean, bankrupt boolean, transferred_to_parent boolean, description text)'
+            )
+        )
+        c.execute(
+            text(
+                f'CREATE TABLE "{schema}".ar_payments (entity text, payment_ref text, customer_ref text, payment_date date, currency text, amount numeric, invoice_ref text, applied_amount numeric)'
+            )
+        )
+        c.execute(
+            text(
+                f'CREATE TABLE "{schema}".ar_activities (entity text, customer_ref text, invoice_ref text, activity_type text, activity_date date, end_date date, outcome text)'
+            )
+        )
+        c.execute(
+            text(
+                f"""INSERT INTO "{schema}".ar_invoices VALUES ('US01','INV-1','C1','N',NULL,'x','2025-09-15','2025-10-15','USD',45000.00,45000.00,NULL,false,NULL,false,false,false,NULL), ('US01','INV-LATE','C1','N',NULL,'x','2026-12-01','2026-12-31','USD',5,5,NULL,false,NULL,false,false,false,NULL)"""
+            )
+        )
     try:
         config = cfg()
         url = f"{PG_URL}?options=-csearch_path%3D{schema}"
         s = stage(ledger, config, build_source(config.source("billing_db"), url=url), AS_OF)
         # The parameterised query (invoice_date <= :as_of) left the future invoice out.
-        assert s["datasets"]["invoices"] == {"read": 1, "accepted": 1, "quarantined": 0, "totals": {"amount": "45000.0000", "open_balance": "45000.0000"}}
+        assert s["datasets"]["invoices"] == {
+            "read": 1,
+            "accepted": 1,
+            "quarantined": 0,
+            "totals": {"amount": "45000.0000", "open_balance": "45000.0000"},
+        }
     finally:
         with pg_admin.begin() as c:
             c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -182,7 +222,7 @@ class _Api:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 path = self.path.lstrip("/")
                 api.hits.append((path, self.headers.get("Authorization")))
                 if api.delay:
@@ -215,7 +255,9 @@ def _pages(dataset: str, rows: list[dict], per_page: int) -> dict[str, bytes]:
     out = {}
     for k, chunk in enumerate(chunks, start=1):
         nxt = f"page-{k + 1:04d}.json" if k < len(chunks) else None
-        out[f"{dataset}/page-{k:04d}.json"] = json.dumps({"data": chunk, "page": k, "total_pages": len(chunks), "total": len(rows), "next": nxt}).encode()
+        out[f"{dataset}/page-{k:04d}.json"] = json.dumps(
+            {"data": chunk, "page": k, "total_pages": len(chunks), "total": len(rows), "next": nxt}
+        ).encode()
     return out
 
 
@@ -223,7 +265,13 @@ def _http_cfg(retries: int = 2, timeout: float = 5.0):
     base = cfg()
     body = base.source("billing_api").model_dump(exclude={"name"})
     body.update(retries=retries, backoff_s=0.01, timeout_s=timeout)
-    return source_config.parse({"version": "t", "entities": {k: v.model_dump() for k, v in base.entities.items()}, "sources": {"billing_api": body}})
+    return source_config.parse(
+        {
+            "version": "t",
+            "entities": {k: v.model_dump() for k, v in base.entities.items()},
+            "sources": {"billing_api": body},
+        }
+    )
 
 
 def test_http_source_paginates_retries_and_sends_auth(ledger) -> None:
@@ -235,7 +283,9 @@ def test_http_source_paginates_retries_and_sends_auth(ledger) -> None:
         src = build_source(config.source("billing_api"), url=api.url, auth=HttpAuth("svc", "pw"))
         s = stage(ledger, config, src, AS_OF)
         assert s["datasets"]["invoices"]["accepted"] == 5
-        assert [f["name"] for f in s["files"] if f["dataset"] == "invoices"] == [f"invoices/page-000{k}.json" for k in (1, 2, 3)]
+        assert [f["name"] for f in s["files"] if f["dataset"] == "invoices"] == [
+            f"invoices/page-000{k}.json" for k in (1, 2, 3)
+        ]
         assert sum(1 for p, _ in api.hits if p == "invoices/page-0002.json") == 3  # 503, 429, then 200
         assert all(a and a.startswith("Basic ") for _, a in api.hits)
     finally:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import AS_OF
 from sqlalchemy import func, select
 
-from conftest import AS_OF
 from writeoffs.errors import InputError
 from writeoffs.ingest import config as source_config
 from writeoffs.ingest.sources import build_source

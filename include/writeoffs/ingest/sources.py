@@ -258,7 +258,9 @@ class FileSource:
         try:
             line = first.decode(enc)
         except UnicodeDecodeError:
-            raise _err(cfg, f"header is not valid {cfg.encoding} text (wrong encoding?)", file=path.name, row=1) from None
+            raise _err(
+                cfg, f"header is not valid {cfg.encoding} text (wrong encoding?)", file=path.name, row=1
+            ) from None
         header = next(csv.reader([line], delimiter=cfg.delimiter, quotechar=cfg.quotechar), None)
         if not header or all(not h.strip() for h in header):
             raise _err(cfg, "file has no header row", file=path.name, row=1)
@@ -272,7 +274,7 @@ class FileSource:
         cfg = self.config
         try:
             wb = load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a corrupt workbook
+        except Exception as exc:
             raise _err(cfg, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})", file=path.name) from None
         try:
             sheet_name = cfg.datasets[dataset].sheet

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - inline SQL fixtures and JSON rows read better unwrapped
 """Regenerate the bad-input corpus: ``python tests/data/bad_inputs/make_corpus.py``.
 
 Each file is small and hand-shaped to break exactly one thing; the expected outcome of each is in
@@ -15,7 +16,16 @@ INV_HEADER = [
     "Due Date", "Currency", "Amount", "Open Balance", "FX Rate", "Disputed", "Dispute Since", "Payment Plan",
     "Bankrupt", "Transferred To Parent", "Description",
 ]  # fmt: skip
-PAY_HEADER = ["Company", "Payment No", "Customer No", "Payment Date", "Currency", "Amount", "Invoice No", "Applied Amount"]
+PAY_HEADER = [
+    "Company",
+    "Payment No",
+    "Customer No",
+    "Payment Date",
+    "Currency",
+    "Amount",
+    "Invoice No",
+    "Applied Amount",
+]
 ACT_HEADER = ["Company", "Customer No", "Invoice No", "Activity", "Date", "End Date", "Outcome"]
 
 
@@ -99,7 +109,9 @@ def main() -> None:
     (HERE / "payment_inconsistent_rows.csv").write_text(
         csv_text(PAY_HEADER, [pay, {**pay, "Invoice No": "INV-0002", "Amount": "90.00", "Applied Amount": "10.00"}])
     )
-    (HERE / "payment_zero_amount.csv").write_text(csv_text(PAY_HEADER, [{**pay, "Amount": "0.00", "Applied Amount": ""}]))
+    (HERE / "payment_zero_amount.csv").write_text(
+        csv_text(PAY_HEADER, [{**pay, "Amount": "0.00", "Applied Amount": ""}])
+    )
     act = {"Company": "US01", "Customer No": "C-001", "Invoice No": "INV-0001", "Activity": "Call", "Date": "01/10/2026",
            "End Date": "", "Outcome": ""}  # fmt: skip
     (HERE / "activity_unknown_type.csv").write_text(csv_text(ACT_HEADER, [act, {**act, "Activity": "Fax"}]))
