@@ -28,6 +28,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task, task_group
 
+from writeoffs_airflow.alerts import failure_callbacks
 from writeoffs_airflow.assets import CANDIDATES, POSTING
 from writeoffs_airflow.hitl import BatchApprovalOperator, BatchConfirmOperator
 
@@ -93,7 +94,12 @@ def batch_flow(batch_id: int) -> None:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "finance-data", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "finance-data",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": failure_callbacks(),
+    },
     params={
         "as_of": Param(
             None,

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from writeoffs_airflow.alerts import failure_callbacks
 from writeoffs_airflow.assets import POSTING
 
 
@@ -52,7 +53,12 @@ def reverse(**context) -> dict:
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "finance-data", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args={
+        "owner": "finance-data",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=1),
+        "on_failure_callback": failure_callbacks(),
+    },
     tags=["writeoffs", "gl", "reversal"],
     doc_md=__doc__,
     params={

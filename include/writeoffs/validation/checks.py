@@ -201,7 +201,7 @@ def bucket_case_sql(column: str, buckets: tuple[Bucket, ...]) -> str:
 
 
 def _bucket_consistent(s: Scope) -> Rule:
-    return Unexpected("{a}.bucket <> " + bucket_case_sql("{a}.days_past_due", s.buckets))
+    return Unexpected("{a}.bucket <> " + bucket_case_sql("{a}.days_past_due", s.buckets), set_wise=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,10 @@ def col(name: str, alias: str = ROW) -> str:
 class Rule(Protocol):
     #: "row": offending rows can be named (and quarantined); "batch": the batch as a whole passes or fails.
     scope: Literal["row", "batch"]
+    #: The predicate reads other rows (a semi- or anti-join): it must stand at the top of a WHERE clause, where the
+    #: planner turns it into a hash join. Row-local predicates are evaluated together in one scan
+    #: (``writeoffs.validation.sqlpass``), where an EXISTS would become a per-row sub-plan.
+    set_wise: bool
 
     def predicate(self, alias: str = ROW) -> str:
         """SQL condition, true for an offending row (row rules) — batch rules raise NotImplementedError."""
@@ -61,14 +65,25 @@ class Rule(Protocol):
         """The GX 1.x expectation object."""
         ...
 
+    def considered(self, alias: str = ROW) -> str | None:
+        """SQL condition for a row the rule looks at (GX's non-missing rows), None when every row is; row rules only.
+
+        Only for the report's percentages; the offending rows are the predicate's business.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class NotNull:
     column: str
     scope: Literal["row"] = "row"
+    set_wise: bool = False
 
     def predicate(self, alias: str = ROW) -> str:
         return f"{col(self.column, alias)} IS NULL"
+
+    def considered(self, alias: str = ROW) -> str | None:
+        return None
 
     def expectation(self, *, description: str, meta: dict[str, Any]) -> Any:
         import great_expectations.expectations as gxe
@@ -84,6 +99,10 @@ class Between:
     min_value: Literal_ | None = None
     max_value: Literal_ | None = None
     scope: Literal["row"] = "row"
+    set_wise: bool = False
+
+    def considered(self, alias: str = ROW) -> str | None:
+        return f"{col(self.column, alias)} IS NOT NULL"
 
     def predicate(self, alias: str = ROW) -> str:
         c = col(self.column, alias)
@@ -124,6 +143,10 @@ class AtLeast:
     column_a: str
     column_b: str
     scope: Literal["row"] = "row"
+    set_wise: bool = False
+
+    def considered(self, alias: str = ROW) -> str | None:
+        return f"{col(self.column_a, alias)} IS NOT NULL AND {col(self.column_b, alias)} IS NOT NULL"
 
     def predicate(self, alias: str = ROW) -> str:
         a, b = col(self.column_a, alias), col(self.column_b, alias)
@@ -147,6 +170,10 @@ class InSet:
     column: str
     values: tuple[str, ...]
     scope: Literal["row"] = "row"
+    set_wise: bool = False
+
+    def considered(self, alias: str = ROW) -> str | None:
+        return f"{col(self.column, alias)} IS NOT NULL"
 
     def predicate(self, alias: str = ROW) -> str:
         c = col(self.column, alias)
@@ -177,6 +204,10 @@ class UniqueKey:
     scope_sql: str
     row_key: tuple[str, ...]
     scope: Literal["row"] = "row"
+    set_wise: bool = True
+
+    def considered(self, alias: str = ROW) -> str | None:
+        return " AND ".join(f"{col(c, alias)} IS NOT NULL" for c in self.columns)
 
     def predicate(self, alias: str = ROW) -> str:
         present = " AND ".join(f"{col(c, alias)} IS NOT NULL" for c in self.columns)
@@ -209,6 +240,12 @@ class Unexpected:
 
     condition: str  # refers to the row as ``{a}``
     scope: Literal["row"] = "row"
+    #: True unless the condition reads the row alone (a subquery, a join): the safe default, since a row-local
+    #: condition evaluated on its own costs one extra scan, a set-wise one inside an expression a scan per row.
+    set_wise: bool = True
+
+    def considered(self, alias: str = ROW) -> str | None:
+        return None
 
     def predicate(self, alias: str = ROW) -> str:
         return self.condition.format(a=alias)
@@ -226,6 +263,7 @@ class Unexpected:
 class ColumnsPresent:
     columns: tuple[str, ...]
     scope: Literal["batch"] = "batch"
+    set_wise: bool = False
 
     def predicate(self, alias: str = ROW) -> str:
         raise NotImplementedError("a batch-level rule names no rows")
@@ -244,6 +282,7 @@ class ColumnTypes:
 
     types: tuple[tuple[str, tuple[str, ...]], ...]
     scope: Literal["batch"] = "batch"
+    set_wise: bool = False
 
     def predicate(self, alias: str = ROW) -> str:
         raise NotImplementedError("a batch-level rule names no rows")
@@ -266,6 +305,7 @@ class ColumnTypes:
 class RowCountEquals:
     expected: int
     scope: Literal["batch"] = "batch"
+    set_wise: bool = False
 
     def predicate(self, alias: str = ROW) -> str:
         raise NotImplementedError("a batch-level rule names no rows")
@@ -287,6 +327,7 @@ class SumEquals:
     column: str
     expected: Decimal
     scope: Literal["batch"] = "batch"
+    set_wise: bool = False
 
     def predicate(self, alias: str = ROW) -> str:
         raise NotImplementedError("a batch-level rule names no rows")
