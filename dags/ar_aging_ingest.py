@@ -8,12 +8,15 @@ Daily (cron in `WRITEOFFS_INGEST_SCHEDULE`, default 05:30 UTC), or manually with
 3. `stage` — **one mapped task per source** (`.expand()`): read (file / SQL / HTTP), validate, COPY into staging,
    quarantine bad rows (or reject the batch, per source `on_bad_rows`). Idempotent per (source, as-of): a re-run
    replaces the batch. Returns a JSON summary with the `batch_id`.
-4. *(slot)* — a validation step (Great Expectations) goes between `stage` and `merge`: it takes the summaries and
-   passes on the batch ids it accepts.
+4. `validate` — Great Expectations suites on the staged batches (docs/validation.md): a failed **blocking**
+   check fails the task (no retry: bad data does not improve) so nothing is merged and an alert goes out;
+   **warning** checks quarantine exactly the offending rows with the check's name, and the run goes on.
 5. `merge` — upserts customers, invoices, holds, payments, activities set-wise; posts one AR sync journal entry
    per entity and currency so the GL AR control account keeps tying to the sub-ledger.
-6. `aging` — recomputes the aging snapshot of the business date and updates the **ar_aging_snapshot** asset
-   that `writeoff_candidates` is scheduled on.
+6. `aging` — recomputes the aging snapshot of the business date.
+7. `validate_aging` — bucket consistency and the tie-out of the aging total to the GL AR control account per
+   entity and currency; only when it passes is the **ar_aging_snapshot** asset updated, which
+   `writeoff_candidates` is scheduled on (so a break blocks candidate selection).
 
 See docs/ingestion.md for onboarding a source.
 """
@@ -26,6 +29,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from writeoffs_airflow.alerts import failure_callbacks
 from writeoffs_airflow.assets import AGING
 
 SCHEDULE = os.environ.get("WRITEOFFS_INGEST_SCHEDULE", "30 5 * * *")
@@ -65,6 +69,28 @@ def stage(source: str, as_of: str) -> dict:
     return stage_source(ledger_engine(), cfg, source_for(cfg.source(source)), date.fromisoformat(as_of))
 
 
+@task(retries=0)  # a blocked batch does not get better on retry
+def validate(summaries: list[dict], as_of: str, **context) -> list[dict]:
+    from datetime import date
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from writeoffs.validation.run import ValidationBlocked, validate_batches
+    from writeoffs_airflow.ledger import ledger_engine
+
+    summaries = list(summaries)
+    try:
+        validate_batches(
+            ledger_engine(),
+            [int(s["batch_id"]) for s in summaries],
+            as_of=date.fromisoformat(as_of),
+            run_key=context["run_id"],
+        )
+    except ValidationBlocked as exc:
+        raise AirflowFailException(str(exc)) from exc
+    return summaries
+
+
 @task
 def merge(summaries: list[dict], as_of: str) -> dict:
     from datetime import date
@@ -77,18 +103,34 @@ def merge(summaries: list[dict], as_of: str) -> dict:
     return merge_batches(ledger_engine(), source_config.load(), batch_ids, date.fromisoformat(as_of))
 
 
-@task(outlets=[AGING])
-def aging(as_of: str, merged: dict, **context) -> dict:
+@task
+def aging(as_of: str, merged: dict) -> dict:
     from datetime import date
 
     from writeoffs.ingest import config as source_config
     from writeoffs.ingest.pipeline import age
     from writeoffs_airflow.ledger import ledger_engine
 
-    result = age(ledger_engine(), source_config.load(), date.fromisoformat(as_of))
+    return age(ledger_engine(), source_config.load(), date.fromisoformat(as_of))
+
+
+@task(retries=0, outlets=[AGING])
+def validate_aging(as_of: str, aged: dict, **context) -> dict:
+    from datetime import date
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from writeoffs.validation.run import ValidationBlocked
+    from writeoffs.validation.run import validate_aging as check_aging
+    from writeoffs_airflow.ledger import ledger_engine
+
+    try:
+        check_aging(ledger_engine(), as_of=date.fromisoformat(as_of), run_key=context["run_id"])
+    except ValidationBlocked as exc:
+        raise AirflowFailException(str(exc)) from exc
     # Downstream DAGs read the business date from the asset event instead of guessing it.
-    context["outlet_events"][AGING].extra = {"as_of": as_of, "invoices": result["invoices"]}
-    return result
+    context["outlet_events"][AGING].extra = {"as_of": as_of, "invoices": aged["invoices"]}
+    return aged
 
 
 @dag(
@@ -97,7 +139,12 @@ def aging(as_of: str, merged: dict, **context) -> dict:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "finance-data", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "finance-data",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=5),
+        "on_failure_callback": failure_callbacks(),
+    },
     tags=["writeoffs", "ingest", "aging"],
     doc_md=__doc__,
     params={
@@ -110,8 +157,8 @@ def aging(as_of: str, merged: dict, **context) -> dict:
 def ar_aging_ingest() -> None:
     as_of = business_date()
     staged = stage.partial(as_of=as_of).expand(source=list_sources())
-    merged = merge(staged, as_of)
-    aging(as_of, merged)
+    merged = merge(validate(staged, as_of), as_of)
+    validate_aging(as_of, aging(as_of, merged))
 
 
 ar_aging_ingest()

@@ -25,7 +25,6 @@ otherwise on SQLite the audit connection waits for the caller's write lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,9 +63,14 @@ def _amount_text(amount: object) -> str:
 
 
 def batch_hash_of(items: Iterable[tuple[str, object, str]]) -> str:
-    """The batch hash over ``(invoice_ref, amount, reason_code)`` items (order-independent)."""
-    lines = sorted(f"{ref}\x1f{_amount_text(amount)}\x1f{reason}" for ref, amount, reason in items)
-    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+    """The batch hash over ``(invoice_ref, amount, reason_code)`` items (order-independent).
+
+    One definition for the whole pipeline: the policy computes it when proposing a batch (set-wise on PostgreSQL),
+    approval and posting recompute it here; a second formula would refuse every approval.
+    """
+    from writeoffs.policy.batching import items_digest
+
+    return items_digest((ref, Decimal(str(amount)), reason) for ref, amount, reason in items)
 
 
 def current_items(conn: Connection, batch_id: int) -> list[tuple[str, Decimal, str]]:

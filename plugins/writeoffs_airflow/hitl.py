@@ -50,10 +50,10 @@ COMMENT_PARAM = "comment"
 
 
 def approval_tiers() -> tuple[Tier, ...]:
-    """The approval tiers of the current policy file (read at task run time, never at parse time)."""
+    """The tiers of the current policy file, ``auto`` first (read at task run time, never at parse time)."""
     from writeoffs.policy import load_policy
 
-    return load_policy().tiers
+    return load_policy().all_tiers
 
 
 def reports_dir() -> Path:

@@ -285,6 +285,23 @@ class Policy:
             for t in self.model.approval.tiers
         )
 
+    @property
+    def auto_tier(self) -> Tier:
+        """The small-balance tier (no human approver). Its limit per currency is the largest tolerance any entity or
+        segment allows: posting refuses an ``auto`` batch holding anything above it (e.g. a tier flipped by raw
+        SQL), while selection applies each invoice's own, possibly smaller, tolerance."""
+        limits: dict[str, Decimal] = {}
+        for entity in [*self.model.entities, "*"]:
+            for segment in [*self.model.segments, "default"]:
+                for cur, tol in self.rules_for(entity, segment).small_balance.tolerance.items():
+                    limits[cur] = max(limits.get(cur, tol), tol)
+        return Tier(name=AUTO_TIER, limits=limits, approvers=())
+
+    @property
+    def all_tiers(self) -> tuple[Tier, ...]:
+        """``auto`` followed by the human tiers: what approval and posting check batches against."""
+        return (self.auto_tier, *self.tiers)
+
     def reason_account(self, reason: str) -> str:
         try:
             return self.model.reasons[Reason(reason)]

@@ -71,6 +71,9 @@ class ValidationConfig(_Model):
     max_quarantined_fraction: Decimal = Decimal("0.05")
     tie_out: TieOutConfig = TieOutConfig()
     reports_dir: str = "${WRITEOFFS_DATA_DIR:-.data}/reports/validation"
+    #: Targets with at least this many rows have their row-level checks counted by one SQL pass (GX still checks
+    #: structure and control totals and renders every result); smaller ones are counted by GX itself. 0: always SQL.
+    fast_path_min_rows: int = Field(default=50_000, ge=0)
     content_hash: str = ""
 
     @field_validator("max_quarantined_fraction", mode="before")

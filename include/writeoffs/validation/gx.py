@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy import Engine, text
 from writeoffs.validation.checks import Check, Scope
 from writeoffs.validation.config import Severity
 from writeoffs.validation.rules import ColumnsPresent, ColumnTypes, Rule, expectations_of
+from writeoffs.validation.sqlpass import RowCounts
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +175,95 @@ def run_suites(
         ident, res = by_suite[name]
         _add_sql_results(context, ident, res, suite, by_sql, counts)
     # One build for the whole run (GX's UpdateDataDocsAction rebuilds the index once per suite result).
+    idents = [ident for ident, _ in by_suite.values()]
     context.build_data_docs(
-        site_names=[SITE],
-        resource_identifiers=[
-            *by_suite[name][0:1] for name in by_suite  # noqa: placeholder
-        ],
+        site_names=[SITE], resource_identifiers=[*idents, *(i.expectation_suite_identifier for i in idents)]
     )
+
+    outcomes: list[SuiteOutcome] = []
+    for (scope, _, _, _), (suite_name, names) in zip(targets, parts, strict=True):
+        exps: list[ExpectationOutcome] = []
+        page = None
+        for name in names:
+            ident, res = by_suite[name]
+            exps.extend(_outcome(r) for r in res.results)
+            if name == suite_name or page is None:
+                urls = context.get_docs_sites_urls(resource_identifier=ident, site_names=[SITE], only_if_exists=True)
+                if urls and urls[0].get("site_url"):
+                    page = str(urls[0]["site_url"])
+        outcomes.append(SuiteOutcome(scope, tuple(exps), page))
+    return outcomes, docs_dir / "index.html"
+
+
+def _expectations(p: Planned) -> Sequence[Any]:
+    meta = {"check": p.check.name, "severity": p.severity}
+    description = f"[{p.severity}] {p.check.name}: {p.check.description}"
+    return expectations_of(p.rule, description=description, meta=meta)
+
+
+def _add_sql_results(context: Any, ident: Any, res: Any, suite: Any, by_sql: list[Planned], counts: RowCounts) -> None:
+    """Append the SQL-counted row-level results to a GX suite result, in GX's own result shapes, and store it.
+
+    The expectations are added to the suite only now (after GX ran it), so the suite page lists every check while
+    GX evaluated none of them twice. Success is GX's rule for these expectations (no ``mostly``): no offending row.
+    """
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+
+    for p in by_sql:
+        name = p.check.name
+        bad = counts.offending[name]
+        for expectation in _expectations(p):
+            expectation = suite.add_expectation(expectation)
+            if expectation.expectation_type == "unexpected_rows_expectation":
+                result: dict[str, Any] = {"observed_value": bad}
+            else:
+                result = _map_result(counts.rows, counts.considered.get(name), bad, counts.samples.get(name))
+            res.results.append(
+                ExpectationValidationResult(
+                    success=bad == 0,
+                    expectation_config=expectation.configuration,
+                    result=result,
+                    exception_info={"raised_exception": False, "exception_message": None, "exception_traceback": None},
+                )
+            )
+    n_ok = sum(1 for r in res.results if r.success)
+    res.success = n_ok == len(res.results)
+    res.statistics = {
+        "evaluated_expectations": len(res.results),
+        "successful_expectations": n_ok,
+        "unsuccessful_expectations": len(res.results) - n_ok,
+        "success_percent": 100.0 * n_ok / len(res.results) if res.results else None,
+    }
+    res.meta["row_checks_counted_by"] = "sql"
+    context.validation_results_store.store_validation_results(
+        suite_validation_result=res,
+        suite_validation_result_identifier=ident,
+        expectation_suite_identifier=ident.expectation_suite_identifier,
+    )
+
+
+def _map_result(rows: int, considered: int | None, bad: int, sample: list[Any] | None) -> dict[str, Any]:
+    """GX's BASIC result of a map expectation (``_format_map_output``); percentages are report-only floats."""
+    out: dict[str, Any] = {
+        "element_count": rows,
+        "unexpected_count": bad,
+        "unexpected_percent": None,
+        "partial_unexpected_list": list(sample or []),
+    }
+    total = bad / rows * 100 if rows else None
+    if considered is None:
+        out["unexpected_percent"] = total
+        return out
+    out["unexpected_percent"] = bad / considered * 100 if considered else None
+    out.update(
+        missing_count=rows - considered,
+        missing_percent=(rows - considered) / rows * 100 if rows else None,
+        unexpected_percent_total=total,
+        unexpected_percent_nonmissing=out["unexpected_percent"],
+    )
+    return out
+
+
 def _outcome(r: Any) -> ExpectationOutcome:
     cfg = r.expectation_config
     meta = cfg.meta or {}

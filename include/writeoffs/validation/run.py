@@ -1,14 +1,19 @@
 """Validate staged ingest batches and the aging snapshot: evaluate, gate, quarantine, record.
 
 Order of work, and why:
-1. GX evaluates every applicable check of every target in the database (counts + Data Docs).
+1. The rows offending each row-level check are found set-wise in SQL, once, into a temporary table
+   (:mod:`writeoffs.validation.sqlpass`: one scan per dataset for the row-local predicates, one hash join per
+   set-wise one). GX then evaluates the checks in the database and writes the Data Docs: every check for a small
+   target; for a target of ``fast_path_min_rows`` rows or more only the structural and batch-level ones, the
+   row-level results being built from the SQL counts (one scan instead of one per expectation).
 2. Any failed ``blocking`` check: the run is recorded in ``validation_runs`` and :class:`ValidationBlocked` is
    raised; nothing is quarantined (the batch is rejected as a whole, its rows stay staged for inspection).
-3. Otherwise the rows offending ``warning`` checks are moved, set-wise, from staging to ``ingest_quarantine`` with
-   the check's rule name as ``reason`` (INSERT ... SELECT with the very predicate the GX expectation was built
-   from), and the batch's accepted/quarantined counts are adjusted so the merge's staged-row check still holds.
-   If that would remove more than ``max_quarantined_fraction`` of a batch's rows, the run blocks instead.
-Steps 2–3 run in one transaction with the ``validation_runs`` rows, so a retried task never half-quarantines.
+3. Otherwise the rows offending ``warning`` checks are copied from the temporary table to ``ingest_quarantine``
+   with the check's rule name as ``reason`` (the rows the very predicate the GX expectation was built from
+   selected), deleted from staging, and the batch's accepted/quarantined counts are adjusted so the merge's
+   staged-row check still holds. If that would remove more than ``max_quarantined_fraction`` of a batch's rows,
+   the run blocks instead.
+Steps 1–3 run in one transaction with the ``validation_runs`` rows, so a retried task never half-quarantines.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from writeoffs.errors import ConfigError, WriteoffError
 from writeoffs.validation.checks import STAGED, Check, Scope, Tables, TieOut, checks_for
 from writeoffs.validation.config import Severity, ValidationConfig
 from writeoffs.validation.config import load as load_config
-from writeoffs.validation.rules import ROW
+from writeoffs.validation.sqlpass import BadRows, RowCounts, analyze_if_stale
 
 log = logging.getLogger(__name__)
 
@@ -258,98 +263,31 @@ def _findings(outcomes: Sequence[Any]) -> list[Finding]:
 # quarantine
 
 
-def _raw_json(conn: Connection, table: str) -> str:
-    if conn.dialect.name == "postgresql":
-        return f"CAST(row_to_json({ROW}) AS TEXT)"
-    cols = [r[1] for r in conn.execute(text(f"PRAGMA table_info({table})"))]
-    return "json_object(" + ", ".join(f"'{c}', {ROW}.{c}" for c in cols) + ")"
-
-
-def _quarantine(conn: Connection, scope: Scope, warnings: list[tuple[Check, Any]]) -> dict[str, int]:
-    """Move the rows offending ``warnings`` from staging to ``ingest_quarantine``; returns rows per reason.
-
-    Set-wise: one INSERT ... SELECT per failed check. The rows leave staging later (:func:`_remove_quarantined`),
-    once every target has been quarantined: the predicates were evaluated by GX on the batch as staged, and
-    ``customer_known`` looks at the batch's invoices, so deleting invoices first would change what payments see.
-    """
-    table, b = scope.table, {"b": scope.batch_id}
-    where = scope.filter_sql(ROW)
-    raw = _raw_json(conn, table)
-    per_reason: dict[str, int] = {}
-    for check, rule in warnings:
-        n = conn.execute(
-            text(
-                "INSERT INTO ingest_quarantine"
-                " (batch_id, dataset, source_file, source_row, field, reason, message, raw)"
-                f" SELECT {ROW}.batch_id, :ds, {ROW}.source_file, {ROW}.source_row, :fld, :reason, :msg, {raw}"
-                f" FROM {table} {ROW} WHERE {where} AND ({rule.predicate(ROW)})"
-            ),
-            {
-                **b,
-                "ds": scope.dataset,
-                "fld": check.column,
-                "reason": check.rule_name,
-                "msg": f"validation warning {check.name}: {check.description}",
-            },
-        ).rowcount
-        per_reason[check.rule_name] = n or 0
-    return per_reason
-
-
-def _remove_quarantined(conn: Connection, scope: Scope, warnings: list[tuple[Check, Any]]) -> None:
-    """Delete the batch's staged rows that :func:`_quarantine` recorded (one set-wise DELETE)."""
-    table = scope.table
-    reasons = ", ".join(f"'{c.rule_name}'" for c, _ in warnings)
-    conn.execute(
-        text(
-            f"DELETE FROM {table} WHERE batch_id = :b AND EXISTS (SELECT 1 FROM ingest_quarantine q"
-            f" WHERE q.batch_id = {table}.batch_id AND q.dataset = :ds AND q.reason IN ({reasons})"
-            f" AND q.source_file = {table}.source_file AND q.source_row = {table}.source_row)"
-        ),
-        {"b": scope.batch_id, "ds": scope.dataset},
-    )
-
-
-def _offending_rows(conn: Connection, scope: Scope, warnings: list[tuple[Check, Any]]) -> tuple[int, int]:
-    """(distinct offending rows, rows in the batch): a row failing two checks counts once.
-
-    A UNION of one SELECT per check, not ``CASE WHEN p1 OR p2``: an EXISTS inside an expression is a per-row
-    sub-plan, while at the top of a WHERE clause the planner turns it into a hash (anti-)join.
-    """
-    where = scope.filter_sql(ROW)
-    union = " UNION ".join(
-        f"SELECT {ROW}.source_file, {ROW}.source_row FROM {scope.table} {ROW} WHERE {where} AND ({r.predicate(ROW)})"
-        for _, r in warnings
-    )
-    bad = conn.execute(text(f"SELECT COUNT(*) FROM ({union}) u")).scalar_one()
-    total = conn.execute(text(f"SELECT COUNT(*) FROM {scope.table} {ROW} WHERE {where}")).scalar_one()
-    return int(bad), int(total)
-
-
 def _adjust_batch_counts(conn: Connection, batch_id: int, moved: dict[str, int]) -> None:
     """Keep ``ingest_batches`` consistent (accepted + quarantined == read) after rows left staging."""
     from writeoffs.ingest.tables import STAGING
 
-    row = conn.execute(text("SELECT details FROM ingest_batches WHERE id = :b"), {"b": batch_id}).one()
-    details = json.loads(row.details or "{}", parse_float=Decimal)
+    details = json.loads(
+        conn.execute(text("SELECT details FROM ingest_batches WHERE id = :b"), {"b": batch_id}).scalar_one() or "{}",
+        parse_float=Decimal,
+    )
     total_moved = 0
     for dataset, n in moved.items():
         if not n:
             continue
         total_moved += n
         d = details.setdefault(dataset, {})
-        staged = conn.execute(
-            text(f"SELECT COUNT(*) FROM {STAGING[dataset].name} WHERE batch_id = :b"), {"b": batch_id}
-        ).scalar_one()
-        d["accepted"] = int(staged)
-        d["quarantined"] = int(d.get("quarantined", 0)) + n
         totals = d.get("totals") or {}
-        for col in list(totals):
-            s = conn.execute(
-                text(f"SELECT COALESCE(SUM({col}), 0) FROM {STAGING[dataset].name} WHERE batch_id = :b"),
-                {"b": batch_id},
-            ).scalar_one()
-            totals[col] = Decimal(str(s)).quantize(Decimal("0.0001"))
+        cols = list(totals)
+        # One scan per dataset: the staged count and every recorded total.
+        sums = "".join(f", COALESCE(SUM({c}), 0)" for c in cols)
+        row = conn.execute(
+            text(f"SELECT COUNT(*){sums} FROM {STAGING[dataset].name} WHERE batch_id = :b"), {"b": batch_id}
+        ).one()
+        d["accepted"] = int(row[0])
+        d["quarantined"] = int(d.get("quarantined", 0)) + n
+        for i, c in enumerate(cols):
+            totals[c] = Decimal(str(row[i + 1])).quantize(Decimal("0.0001"))
     if total_moved:
         conn.execute(
             text(
@@ -417,88 +355,136 @@ def validate_batches(
     from writeoffs.validation.gx import run_suites
 
     cfg = config or load_config()
-    targets: list[tuple[Scope, str, list[Any]]] = []
-    meta: list[tuple[Scope, str, dict[str, str], list[Any]]] = []
-    with engine.connect() as conn:
-        for batch_id in sorted(set(batch_ids)):
+    ids = sorted(set(batch_ids))
+    with engine.begin() as conn:
+        # Its own short transaction: ANALYZE holds a lock on the table until commit.
+        analyzed = analyze_if_stale(conn, [tables.of(ds) for ds in STAGED] if ids else [])
+    if analyzed:
+        log.info("analyzed %s (statistics older than most of their rows)", ", ".join(analyzed))
+    with engine.begin() as conn:
+        targets: list[_Target] = []
+        for batch_id in ids:
             source, scopes = _batch_scopes(conn, batch_id, as_of, cfg, tables)
             for scope, notes in scopes:
                 planned, skipped = _plan(scope, cfg, notes)
-                suite = f"{scope.dataset}__{source}__b{batch_id}"
-                targets.append((scope, suite, planned))
-                meta.append((scope, source, skipped, planned))
-    docs = _docs_dir(cfg, as_of, run_key)
-    started = time.perf_counter()
-    outcomes, index = run_suites(engine, targets, run_name=run_key, docs_dir=docs) if targets else ([], None)
-    log.info("GX evaluated %d target(s) in %.2f s", len(targets), time.perf_counter() - started)
-    results = []
-    for (scope, source, skipped, _planned), outcome in zip(meta, outcomes, strict=True):
-        results.append(
-            TargetResult(
-                suite=scope.dataset,
-                run_key=f"{run_key}:{source}",
-                source=source,
-                batch_id=scope.batch_id,
-                findings=_findings(outcome.expectations),
-                skipped=skipped,
-                report_path=outcome.report_page,
-            )
+                targets.append(
+                    _Target(len(targets), scope, source, f"{scope.dataset}__{source}__b{batch_id}", planned, skipped)
+                )
+        started = time.perf_counter()
+        bad = BadRows(conn)
+        for t in targets:
+            bad.collect(t.no, t.scope, t.row_checks)
+            t.counts = bad.counts(t.no, t.scope, t.row_checks)
+        log.info(
+            "row-level checks of %d target(s) counted in SQL in %.2f s", len(targets), time.perf_counter() - started
         )
-    report = ValidationReport(run_key, as_of, results, str(index) if index else None)
-    started = time.perf_counter()
-    with engine.begin() as conn:
+
+        started = time.perf_counter()
+        gx_targets = [
+            (t.scope, t.suite, t.planned, t.counts if t.counts.rows >= cfg.fast_path_min_rows else None)
+            for t in targets
+        ]
+        docs = _docs_dir(cfg, as_of, run_key)
+        outcomes, index = run_suites(engine, gx_targets, run_name=run_key, docs_dir=docs) if targets else ([], None)
+        log.info("GX evaluated %d target(s) in %.2f s", len(targets), time.perf_counter() - started)
+        results = []
+        for t, outcome in zip(targets, outcomes, strict=True):
+            findings = _findings(outcome.expectations)
+            _check_agreement(t, findings)
+            results.append(
+                TargetResult(
+                    suite=t.scope.dataset,
+                    run_key=f"{run_key}:{t.source}",
+                    source=t.source,
+                    batch_id=t.scope.batch_id,
+                    findings=findings,
+                    skipped=t.skipped,
+                    report_path=outcome.report_page,
+                )
+            )
+        report = ValidationReport(run_key, as_of, results, str(index) if index else None)
+        started = time.perf_counter()
         if not report.blocking:
-            _quarantine_warnings(conn, report, meta, cfg)
+            _quarantine_warnings(conn, bad, report, targets, cfg)
         _record(conn, report)
-    log.info("quarantine and bookkeeping in %.2f s", time.perf_counter() - started)
+        bad.drop()
+        log.info("quarantine and bookkeeping in %.2f s", time.perf_counter() - started)
     _log(report)
     if report.blocking:
         raise ValidationBlocked(report)
     return report
 
 
+@dataclass(slots=True)
+class _Target:
+    no: int  # the target's number in the run (the temporary table's ``target``)
+    scope: Scope
+    source: str
+    suite: str
+    planned: list[Any]
+    skipped: dict[str, str]
+    counts: RowCounts | None = None
+
+    @property
+    def row_checks(self) -> list[tuple[Check, Any]]:
+        return [(p.check, p.rule) for p in self.planned if p.rule.scope == "row"]
+
+
+def _check_agreement(t: _Target, findings: list[Finding]) -> None:
+    """GX's count (small targets) and the predicate's rows must agree, or the quarantine would not match the report.
+
+    They are built from one rule and tested to agree; a disagreement here is a bug (a rule rendered differently by
+    GX on some data), and the run refuses to quarantine by a count it cannot explain.
+    """
+    assert t.counts is not None
+    for f in findings:
+        sql = t.counts.offending.get(f.check)
+        if sql is not None and f.error is None and f.unexpected_count is not None and f.unexpected_count != sql:
+            raise WriteoffError(
+                f"validation {f.check}: GX counted {f.unexpected_count} offending rows, its SQL predicate selects {sql}"
+            )
+
+
 def _quarantine_warnings(
-    conn: Connection,
-    report: ValidationReport,
-    meta: list[tuple[Scope, str, dict[str, str], list[Any]]],
-    cfg: ValidationConfig,
+    conn: Connection, bad: BadRows, report: ValidationReport, targets: list[_Target], cfg: ValidationConfig
 ) -> None:
     # Pass 1 measures every target before anything moves: if one batch trips the share guard the whole run is
     # rejected and no batch is half-quarantined.
     work = []
-    for target, (scope, _, _, planned) in zip(report.targets, meta, strict=True):
-        failed = {f.check for f in target.findings if not f.success and f.severity == "warning"}
-        warnings = [(p.check, p.rule) for p in planned if p.check.name in failed and p.rule.scope == "row"]
+    for result, t in zip(report.targets, targets, strict=True):
+        failed = {f.check for f in result.findings if not f.success and f.severity == "warning"}
+        warnings = [c for c, _ in t.row_checks if c.name in failed]
         if not warnings:
             continue
-        bad, total = _offending_rows(conn, scope, warnings)
-        if total and Decimal(bad) / Decimal(total) > cfg.max_quarantined_fraction:
-            target.findings.append(
+        n_bad = bad.distinct_rows(t.no, [c.rule_name for c in warnings])
+        total = t.counts.rows if t.counts is not None else 0
+        if total and Decimal(n_bad) / Decimal(total) > cfg.max_quarantined_fraction:
+            result.findings.append(
                 Finding(
-                    check=f"{scope.dataset}.quarantine_share",
+                    check=f"{t.scope.dataset}.quarantine_share",
                     severity="blocking",
                     success=False,
                     evaluated=1,
                     failed=1,
-                    unexpected_count=bad,
-                    observed=f"{bad} of {total} rows offend warning checks (limit {cfg.max_quarantined_fraction})",
+                    unexpected_count=n_bad,
+                    observed=f"{n_bad} of {total} rows offend warning checks (limit {cfg.max_quarantined_fraction})",
                 )
             )
-        work.append((target, scope, warnings, bad))
+        work.append((result, t, warnings, n_bad))
     if report.blocking:
         return
     moved_by_batch: dict[int, dict[str, int]] = defaultdict(dict)
-    for target, scope, warnings, bad in work:
-        per_reason = _quarantine(conn, scope, warnings)
-        target.findings = [
+    for result, t, warnings, n_bad in work:
+        per_reason = bad.quarantine(t.no, t.scope, warnings)
+        result.findings = [
             Finding(**{**f.as_dict(), "quarantined": per_reason.get(f.check.split(".", 1)[1], 0)})
-            for f in target.findings
+            for f in result.findings
         ]
-        target.rows_quarantined = bad
-        assert scope.batch_id is not None
-        moved_by_batch[scope.batch_id][scope.dataset] = bad
-    for _, scope, warnings, _ in work:
-        _remove_quarantined(conn, scope, warnings)
+        result.rows_quarantined = n_bad
+        assert t.scope.batch_id is not None
+        moved_by_batch[t.scope.batch_id][t.scope.dataset] = n_bad
+    for _, t, warnings, _ in work:
+        bad.remove(t.no, t.scope, [c.rule_name for c in warnings])
     for batch_id, moved in moved_by_batch.items():
         _adjust_batch_counts(conn, batch_id, moved)
 
@@ -555,7 +541,7 @@ def validate_aging(
     scope = Scope("aging", as_of, tables, buckets=buckets, tolerance=cfg.tie_out.tolerance)
     planned, skipped = _plan(scope, cfg, {})
     outcomes, index = run_suites(
-        engine, [(scope, "aging", planned)], run_name=run_key, docs_dir=_docs_dir(cfg, as_of, run_key)
+        engine, [(scope, "aging", planned, None)], run_name=run_key, docs_dir=_docs_dir(cfg, as_of, run_key)
     )
     target = TargetResult(
         suite="aging",

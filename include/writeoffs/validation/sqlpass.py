@@ -104,7 +104,9 @@ class BadRows:
         insert = f"INSERT INTO {self.table} (target, reason, source_file, source_row, raw)"
         local = [(c, r) for c, r in checks if r.scope == "row" and not r.set_wise]
         if local:
-            flags = ", ".join(f"CASE WHEN {r.predicate(ROW)} THEN 1 ELSE 0 END AS f{i}" for i, (_, r) in enumerate(local))
+            flags = ", ".join(
+                f"CASE WHEN {r.predicate(ROW)} THEN 1 ELSE 0 END AS f{i}" for i, (_, r) in enumerate(local)
+            )
             any_bad = " OR ".join(f"({r.predicate(ROW)})" for _, r in local)
             # A CTE read once per check: materialised (PostgreSQL does so for a CTE used more than once), so the
             # staging table is scanned once whatever the number of checks.
