@@ -17,13 +17,17 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Date, Integer, cast, delete, func, insert, literal, select
+from sqlalchemy import Connection, Date, Integer, cast, delete, func, insert, literal, select, text
 
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case
+from writeoffs.db import bulk
 from writeoffs.db.schema import aging_runs, aging_snapshots, invoices
 from writeoffs.money import money_str
 
 Basis = Literal["due_date", "invoice_date"]
+
+#: Smallest ledger (invoices) for which a PostgreSQL snapshot is written in bulk mode (writeoffs.db.bulk).
+BULK_MIN_ROWS = 100_000
 
 
 def days_since(conn: Connection, as_of: date, column: Any) -> Any:
@@ -46,6 +50,7 @@ def compute_aging(
     dpd = days_since(conn, as_of, invoices.c[basis])
     conn.execute(delete(aging_snapshots).where(aging_snapshots.c.as_of_date == as_of))
     conn.execute(delete(aging_runs).where(aging_runs.c.as_of_date == as_of))
+    mode = _enter_bulk(conn)
     source = select(
         literal(as_of, Date),
         invoices.c.id,
@@ -71,6 +76,16 @@ def compute_aging(
             source,
         )
     ).rowcount
+    if mode is not None:
+        # Only this date's rows were written with the FK trigger off; invoices is locked as a whole (SHARE) rather
+        # than row by row for the check to hold until commit.
+        bulk.leave(
+            conn,
+            mode,
+            context=f"aging snapshot {as_of}",
+            where={"aging_snapshots": f"c.as_of_date = DATE '{as_of.isoformat()}'"},
+            table_locks=frozenset({"invoices"}),
+        )
     spec = [{"label": b.label, "low": b.low, "high": b.high} for b in buckets]
     conn.execute(
         insert(aging_runs).values(
@@ -78,6 +93,24 @@ def compute_aging(
         )
     )
     return summary(conn, as_of, buckets)
+
+
+def _enter_bulk(conn: Connection) -> bulk.BulkMode | None:
+    """PostgreSQL, a big ledger: the snapshot goes in with the per-row FK trigger off (checked set-wise after).
+
+    The snapshot index is dropped and rebuilt only while the table holds no more than about one snapshot of this
+    size (the first days): later, rebuilding it over every kept date would cost more than maintaining it.
+    """
+    if conn.dialect.name != "postgresql":
+        return None
+    bulk.set_local_work_mem(conn)
+    n = conn.execute(text("SELECT count(*) FROM invoices")).scalar_one()
+    if n < BULK_MIN_ROWS:
+        return None
+    kept = conn.execute(
+        text("SELECT count(*) FROM (SELECT 1 FROM aging_snapshots LIMIT :cap) AS a"), {"cap": n + 1}
+    ).scalar_one()
+    return bulk.enter(conn, {"aging_snapshots": aging_snapshots}, drop_indexes=kept <= n)
 
 
 def summary(conn: Connection, as_of: date, buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> dict[str, Any]:

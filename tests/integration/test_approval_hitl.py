@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from tests.airflow_server import AirflowServer, start_airflow
+from scripts.airflow_local import AirflowServer, start_airflow
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
 from writeoffs.db.engine import make_engine

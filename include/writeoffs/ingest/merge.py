@@ -31,7 +31,8 @@ from typing import Any
 from sqlalchemy import Connection, Date, Engine, bindparam, select, text, update
 
 from writeoffs import audit, ledger
-from writeoffs.db.schema import legal_entities
+from writeoffs.db import bulk
+from writeoffs.db.schema import customers, invoices, legal_entities
 from writeoffs.errors import ConfigError, WriteoffError
 from writeoffs.ingest.config import SourcesConfig
 from writeoffs.ingest.tables import STAGING, ingest_batches
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 #: Statuses the ledger owns: a source never overwrites them.
 PROTECTED = ("charged_off", "written_off", "partially_recovered", "recovered")
 _PROTECTED_SQL = "(" + ", ".join(f"'{s}'" for s in PROTECTED) + ")"
+
+
+#: Smallest load (staged invoices) for which the PostgreSQL bulk path is considered.
+BULK_MIN_ROWS = 100_000
 
 
 class StagingLost(WriteoffError):
@@ -69,6 +74,8 @@ def merge(
             # Writers of invoices (write-off posting, recoveries) wait for the merge: the before/after totals that
             # drive the AR sync entry must measure this merge only.
             conn.execute(text("LOCK TABLE invoices IN SHARE ROW EXCLUSIVE MODE"))
+            # The customer aggregation and the invoice joins hash a million rows: in memory, not in temp files.
+            bulk.set_local_work_mem(conn)
         for batch_id in sorted(set(batch_ids)):
             results.append(_merge_batch(conn, config, batch_id, as_of, actor))
     return {"as_of": as_of.isoformat(), "batches": results}
@@ -96,8 +103,17 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
     entities = _ensure_entities(conn, config, batch_id, as_of)
     before = _open_ar(conn, entities)
     counts: dict[str, int] = {}
+    mode = None
+    if _bulk_worthy(conn, details.get("invoices", {}).get("accepted", 0)):
+        # A first load (or one at least as big as what is there): FK triggers off and the non-unique indexes of
+        # customers and invoices rebuilt afterwards, the keys validated set-wise before anything else runs
+        # (writeoffs.db.bulk). Every customer the new invoices reference was upserted - hence row-locked - just
+        # above them in this transaction, which is what the FK trigger's KEY SHARE lock would have ensured.
+        mode = bulk.enter(conn, {"customers": customers, "invoices": invoices})
     counts.update(_merge_customers(conn, p))
     counts.update(_merge_invoices(conn, p))
+    if mode is not None:
+        bulk.leave(conn, mode, context=f"merge of batch {batch_id} ({src} {as_of})")
     if conn.dialect.name == "postgresql" and counts["invoices_inserted_or_changed"] > 10_000:
         # The statements below (and the aging) join the invoices just written; stale statistics would plan them
         # as if the table were still small.
@@ -114,6 +130,7 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
         "as_of": b.as_of_date.isoformat() if isinstance(b.as_of_date, date) else str(b.as_of_date),
         "load_no": b.load_no,
         "counts": counts,
+        "bulk_mode": mode is not None,
         "ar_sync": posted,
         "notes": notes,
     }
@@ -136,6 +153,17 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
         details=summary,
     )
     return json.loads(audit.canonical_json(summary))
+
+
+def _bulk_worthy(conn: Connection, staged_invoices: int) -> bool:
+    """Bulk mode pays off when the load is big and at least as big as the table (index rebuilds and the FK
+    validation then cost no more than the load itself); a daily load over a full table takes the normal path."""
+    if conn.dialect.name != "postgresql" or staged_invoices < BULK_MIN_ROWS:
+        return False
+    existing = conn.execute(
+        text("SELECT count(*) FROM (SELECT 1 FROM invoices LIMIT :cap) AS i"), {"cap": staged_invoices + 1}
+    ).scalar_one()
+    return existing <= staged_invoices
 
 
 def _ensure_entities(conn: Connection, config: SourcesConfig, batch_id: int, as_of: date) -> list[str]:
@@ -299,6 +327,12 @@ def _merge_holds(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         ("dispute", "disputed", "s.dispute_since"),
         ("payment_plan", "payment_plan", "NULL"),
     ):
+        # Only holds this ingestion opened are closed by it; holds set by people stay until people end them.
+        # Counted before the insert below: the holds it opens are on flagged invoices, never the ones to close.
+        open_ingest_holds = conn.execute(
+            text("SELECT COUNT(*) FROM holds WHERE hold_type = :ht AND end_date IS NULL AND note = :note"),
+            {"ht": hold_type, "note": note},
+        ).scalar_one()
         out[f"{hold_type}_holds_opened"] = _sql(
             conn,
             f"""
@@ -306,15 +340,11 @@ def _merge_holds(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
             SELECT i.customer_id, i.id, CAST(:ht AS VARCHAR(16)), COALESCE({since}, :d), :note
             FROM stg_invoices s JOIN invoices i ON i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref
             WHERE s.batch_id = :b AND s.{flag}
-              AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.invoice_id = i.id AND h.hold_type = :ht AND h.end_date IS NULL)
+              AND NOT EXISTS (SELECT 1 FROM holds h
+                              WHERE h.invoice_id = i.id AND h.hold_type = :ht AND h.end_date IS NULL)
             """,
             {**p, "ht": hold_type, "note": note},
         )
-        # Only holds this ingestion opened are closed by it; holds set by people stay until people end them.
-        open_ingest_holds = conn.execute(
-            text("SELECT COUNT(*) FROM holds WHERE hold_type = :ht AND end_date IS NULL AND note = :note"),
-            {"ht": hold_type, "note": note},
-        ).scalar_one()
         if not open_ingest_holds:
             out[f"{hold_type}_holds_closed"] = 0
             continue
@@ -442,6 +472,7 @@ def _post_ar_sync(
     after: dict[tuple[str, str], tuple[Decimal, Decimal]],
     actor: str,
 ) -> tuple[list[dict[str, str]], list[str]]:
+    bulk.require_origin(conn)  # the ledger's own triggers must see the AR sync entry
     functional = dict(conn.execute(select(legal_entities.c.code, legal_entities.c.functional_currency)).all())
     entries: list[JournalEntry] = []
     notes: list[str] = []

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, text, update
 
 from writeoffs import audit
+from writeoffs.db import bulk
 from writeoffs.db.schema import legal_entities
 from writeoffs.errors import InputError, WriteoffError
 from writeoffs.ingest.config import SourcesConfig
@@ -97,34 +98,32 @@ def stage(
 
 def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date, actor: str) -> dict[str, Any]:
     cfg = source.config
+    bulk.set_local_work_mem(conn)  # the duplicate-key check groups a million keys
     ctx = context(conn, config)
     batch_id, load_no = _open_batch(conn, cfg.name, as_of)
     control = source.control(as_of)
     counts: dict[str, _Counts] = {}
-    totals: dict[str, dict[str, Decimal]] = {}
     reasons: Counter[str] = Counter()
+    # PostgreSQL: the staging rows go in with FK triggers off (one per row on batch_id, most of the COPY's time);
+    # bulk.leave() checks the same keys set-wise for this batch before anything else happens. Nothing in this
+    # window writes a journal entry or an audit row.
+    staging_tables = {**{t.name: t for t in STAGING.values()}, ingest_quarantine.name: ingest_quarantine}
+    mode = bulk.enter(conn, staging_tables, drop_indexes=False)
     for dataset, ds_cfg in cfg.datasets.items():
         c = counts[dataset] = _Counts()
-        tot = totals[dataset] = c.totals_template(dataset)
         last_file = ""
-        for chunk in source.read(dataset, as_of):
-            last_file = chunk.file or last_file
-            v = validate_chunk(chunk, cfg, ctx)
-            if v.bad and cfg.on_bad_rows == "reject":
-                raise first_problem(v.bad, cfg.name)
-            write_good(conn, dataset, batch_id, v.good)
-            write_bad(conn, batch_id, v.bad)
-            c.read += v.read
-            c.accepted += v.good.num_rows
-            c.quarantined += len(v.bad)
-            reasons.update(q.reason for q in v.bad)
-            for col in tot:
-                s = v.good[col].combine_chunks() if v.good.num_rows else None
-                if s is not None:
-                    import pyarrow.compute as pc
-
-                    val = pc.sum(s).as_py()
-                    tot[col] += val if val is not None else Decimal(0)
+        with _GoodRows(conn, dataset, batch_id) as good_rows:
+            for chunk in source.read(dataset, as_of):
+                last_file = chunk.file or last_file
+                v = validate_chunk(chunk, cfg, ctx)
+                if v.bad and cfg.on_bad_rows == "reject":
+                    raise first_problem(v.bad, cfg.name)
+                good_rows.write(v.good)
+                good_rows.quarantine(v.bad)
+                c.read += v.read
+                c.accepted += v.good.num_rows
+                c.quarantined += len(v.bad)
+                reasons.update(q.reason for q in v.bad)
         if c.read == 0 and not ds_cfg.allow_empty and (last_file or not ds_cfg.optional):
             raise InputError(
                 "no data rows (header only or empty result); set allow_empty if that can be right",
@@ -132,6 +131,9 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
                 file=last_file or ds_cfg.file or ds_cfg.endpoint or f"{dataset} query",
                 row=2 if cfg.kind == "file" else None,
             )
+    if mode is not None:
+        where = dict.fromkeys(staging_tables, f"c.batch_id = {int(batch_id)}")
+        bulk.leave(conn, mode, context=f"staging {cfg.name} {as_of}", where=where)
     for dataset in cfg.datasets:
         moved = _quarantine_set_checks(conn, cfg.name, cfg.on_bad_rows, dataset, batch_id)
         for reason, n in moved.items():
@@ -143,8 +145,7 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
         # nested loops for the duplicate checks and the merge.
         for table in STAGING.values():
             conn.execute(text(f"ANALYZE {table.name}"))
-    if any(t for t in totals.values()):
-        totals = _accepted_totals(conn, batch_id, totals)
+    totals = _accepted_totals(conn, batch_id, {ds: c.totals_template(ds) for ds, c in counts.items()})
     _check_invariant(conn, batch_id, counts)
     files = [dataclasses.asdict(a) for a in source.artifacts()]
     details = {
@@ -226,27 +227,82 @@ def _open_batch(conn: Connection, source: str, as_of: date) -> tuple[int, int]:
     return row.id, row.load_no + 1
 
 
-def write_good(conn: Connection, dataset: str, batch_id: int, good: Any) -> None:
-    import pyarrow as pa
+class _GoodRows:
+    """Accepted rows of one dataset into its staging table; rejected ones into the quarantine.
 
-    if good.num_rows == 0:
-        return
-    table = STAGING[dataset]
-    good = good.append_column("batch_id", pa.array([batch_id] * good.num_rows, pa.int64()))
-    if conn.dialect.name == "postgresql":
+    PostgreSQL: ONE streaming ``COPY`` per dataset, fed chunk after chunk (CSV from pyarrow's C++ writer, never a
+    Python loop over rows) through a writer thread, so the server parses chunk *k* while Python validates chunk
+    *k + 1*. Quarantined rows cannot be inserted while the COPY is open on the connection: they are buffered and
+    flushed between COPYs once ``QUARANTINE_BUFFER`` accumulate, which bounds memory for a mostly-bad file.
+    SQLite (the embedded demo path, up to ~50k rows): plain bulk inserts.
+    """
+
+    QUARANTINE_BUFFER = 50_000
+
+    def __init__(self, conn: Connection, dataset: str, batch_id: int) -> None:
+        self.conn, self.dataset, self.batch_id = conn, dataset, batch_id
+        self.pg = conn.dialect.name == "postgresql"
+        self._copy_cm: Any = None
+        self._copy: Any = None
+        self._cursor: Any = None
+        self._bad: list[Quarantined] = []
+
+    def __enter__(self) -> _GoodRows:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._end_copy(exc_type, exc, tb)
+        if exc_type is None:
+            write_bad(self.conn, self.batch_id, self._bad)
+        self._bad = []
+
+    def write(self, good: Any) -> None:
+        import pyarrow as pa
+
+        if good.num_rows == 0:
+            return
+        good = good.append_column("batch_id", pa.array([self.batch_id] * good.num_rows, pa.int64()))
+        if not self.pg:
+            self.conn.execute(insert(STAGING[self.dataset]), good.to_pylist())
+            return
         import pyarrow.csv as pcsv
-        from psycopg import sql
 
         buf = io.BytesIO()
         pcsv.write_csv(good, buf, pcsv.WriteOptions(include_header=False))
+        if self._copy is None:
+            self._begin_copy(good.column_names)
+        self._copy.write(buf.getbuffer())
+
+    def quarantine(self, bad: list[Quarantined]) -> None:
+        if not self.pg:
+            write_bad(self.conn, self.batch_id, bad)
+            return
+        self._bad.extend(bad)
+        if len(self._bad) >= self.QUARANTINE_BUFFER:
+            self._end_copy(None, None, None)
+            write_bad(self.conn, self.batch_id, self._bad)
+            self._bad = []
+
+    def _begin_copy(self, columns: list[str]) -> None:
+        from psycopg import sql
+        from psycopg.copy import QueuedLibpqWriter
+
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-            sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c) for c in good.column_names)
+            sql.Identifier(STAGING[self.dataset].name), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         )
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(stmt) as copy:
-            copy.write(buf.getbuffer())
-        return
-    conn.execute(insert(table), good.to_pylist())
+        self._cursor = self.conn.connection.driver_connection.cursor()
+        self._copy_cm = self._cursor.copy(stmt, writer=QueuedLibpqWriter(self._cursor))
+        self._copy = self._copy_cm.__enter__()
+
+    def _end_copy(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._copy_cm is None:
+            return
+        cm, cursor = self._copy_cm, self._cursor
+        self._copy_cm = self._copy = self._cursor = None
+        try:
+            cm.__exit__(exc_type, exc, tb)
+        finally:
+            cursor.close()
 
 
 def write_bad(conn: Connection, batch_id: int, bad: list[Quarantined]) -> None:
@@ -306,8 +362,10 @@ def _quarantine_set_checks(conn: Connection, source: str, mode: str, dataset: st
         if first is None:
             continue
         message = {
-            "duplicate_key": f"{fld} appears more than once in this batch for the same key ({', '.join(NATURAL_KEYS.get(dataset, ()))})",
-            "inconsistent_payment": "rows of this payment disagree on customer, date, currency or amount, or allocate more than the payment",
+            "duplicate_key": f"{fld} appears more than once in this batch for the same key "
+            f"({', '.join(NATURAL_KEYS.get(dataset, ()))})",
+            "inconsistent_payment": "rows of this payment disagree on customer, date, currency or amount, "
+            "or allocate more than the payment",
         }[reason]
         if mode == "reject":
             raise InputError(
@@ -319,7 +377,8 @@ def _quarantine_set_checks(conn: Connection, source: str, mode: str, dataset: st
             )
         n = conn.execute(
             text(
-                f"INSERT INTO ingest_quarantine (batch_id, dataset, source_file, source_row, field, reason, message, raw) "
+                "INSERT INTO ingest_quarantine"
+                " (batch_id, dataset, source_file, source_row, field, reason, message, raw) "
                 f"SELECT batch_id, :ds, source_file, source_row, :fld, :reason, :msg || ': ' || {fld}, NULL "
                 f"FROM {table} WHERE batch_id = :b AND {hit}"
             ),

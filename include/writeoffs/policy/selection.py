@@ -13,7 +13,7 @@ the exclusion) or ``not_eligible`` (no route fired; rule = the closest shortfall
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -50,14 +50,17 @@ from writeoffs.db.schema import (
     payments,
     writeoffs,
 )
-from writeoffs.policy.schema import Policy, Reason
-from writeoffs.policy.sqlx import days_between, json_bool, json_obj, rows_table, typed
+from writeoffs.policy.schema import Policy, Reason, Rules
+from writeoffs.policy.sqlx import days_between, drop_temp, json_bool, json_obj, rows_table, temp_table, typed
 from writeoffs.tiers import AUTO_TIER
 
 #: Invoice statuses that are still receivables in a live run (charged-off invoices stay on the books).
 LIVE_STATUSES = ("open", "charged_off", "reversed")
 #: Write-off statuses that mean "already in flight": an invoice in another run's pending batch is not re-selected.
 IN_FLIGHT = ("candidate", "approved")
+
+#: Session-temporary tables of a live run (dropped at the end of the step; on PostgreSQL also ON COMMIT).
+_POP, _EFFORT = "wo_pop", "wo_effort"
 
 SKIP_DECIDED = "batch already decided; re-selected on a later as-of date"
 #: Routes in evaluation order: (rule name, reason). The first route whose conditions hold decides the reason.
@@ -118,12 +121,18 @@ def _route_days(route: Any) -> int | None:
     return route.min_days_past_due if route.enabled else None
 
 
-def param_tables(conn: Connection, policy: Policy) -> tuple[Any, Any]:
-    """The policy resolved for every (entity, segment) present in the ledger, as two small literal tables."""
+def resolved_layers(conn: Connection, policy: Policy) -> list[tuple[str, str, Rules]]:
+    """The policy resolved for every (entity, segment) present in the ledger."""
     pairs = conn.execute(select(customers.c.entity_code, customers.c.segment).distinct()).all()
+    return [(entity, segment, policy.rules_for(entity, segment)) for entity, segment in sorted(pairs)]
+
+
+def param_tables(
+    conn: Connection, policy: Policy, layers: list[tuple[str, str, Rules]] | None = None
+) -> tuple[Any, Any]:
+    """The resolved policy (:func:`resolved_layers`) as two small literal tables."""
     rows, cur_rows = [], []
-    for entity, segment in sorted(pairs):
-        r = policy.rules_for(entity, segment)
+    for entity, segment, r in resolved_layers(conn, policy) if layers is None else layers:
         rows.append(
             (
                 entity,
@@ -175,141 +184,58 @@ class Scope:
     point_in_time: bool = False
 
 
-def decision_query(conn: Connection, policy: Policy, scope: Scope) -> Select[Any]:
-    """One row per evaluated invoice with its outcome, rule, reason, amount, tier and evidence (JSON text)."""
-    as_of = scope.as_of
-    d = typed(as_of, Date())
-    params, cur_params = param_tables(conn, policy)
-    i, c = invoices, customers
-    ca, h, pa = collection_activities, holds, payment_allocations
-    hash_ = policy.content_hash
+class _Plan:
+    """The decision, built in three steps that can each be a CTE (one statement) or a temporary table.
 
-    # -- collection effort up to the business date: per invoice and account-level (invoice_id NULL) ------------
-    agency_end = case((or_(ca.c.end_date.is_(None), ca.c.end_date > d), d), else_=ca.c.end_date)
+    1. :meth:`population`: one row per invoice in scope with its customer, resolved policy and balance, optionally
+       *screened* to the invoices that can reach some route (:meth:`reachable`);
+    2. :meth:`effort`: collection effort per invoice, aggregated only over the population (a join on the indexed
+       ``collection_activities.invoice_id``, not a GROUP BY over every activity in the ledger);
+    3. :meth:`decide`: holds, payments and parent/child facts for the population, then route, exclusion, amount,
+       tier and evidence.
+    """
 
-    def effort_cols() -> list[Any]:
-        def n(kind: str) -> Any:
-            return func.sum(case((ca.c.activity_type == kind, 1), else_=0))
+    def __init__(self, conn: Connection, policy: Policy, scope: Scope) -> None:
+        self.policy, self.scope = policy, scope
+        self.d = typed(scope.as_of, Date())
+        self.layers = resolved_layers(conn, policy)
+        self.params, self.cur_params = param_tables(conn, policy, self.layers)
 
-        return [
-            n("contact_attempt").label("attempts"),
-            n("demand_letter").label("letters"),
-            func.sum(
-                case((ca.c.activity_type == "agency_placement", days_between(agency_end, ca.c.activity_date)), else_=0)
-            ).label("agency_days"),
-            n("legal_action").label("legal"),
-            func.max(case((ca.c.outcome == policy.model.settlement_outcome, 1), else_=0)).label("settled"),
-        ]
-
-    acts_inv = (
-        select(ca.c.invoice_id.label("key"), *effort_cols())
-        .where(ca.c.invoice_id.is_not(None), ca.c.activity_date <= d)
-        .group_by(ca.c.invoice_id)
-        .cte("acts_inv")
-    )
-    acts_cust = (
-        select(ca.c.customer_id.label("key"), *effort_cols())
-        .where(ca.c.invoice_id.is_(None), ca.c.activity_date <= d)
-        .group_by(ca.c.customer_id)
-        .cte("acts_cust")
-    )
-
-    # -- holds as of the business date ----------------------------------------------------------------------
-    started = h.c.start_date <= d
-    active = and_(started, or_(h.c.end_date.is_(None), h.c.end_date > d))
-
-    def hold_cols() -> list[Any]:
-        def flag(cond: Any) -> Any:
-            return func.max(case((cond, 1), else_=0))
-
-        def cnt(cond: Any) -> Any:
-            return func.sum(case((cond, 1), else_=0))
-
-        dispute = h.c.hold_type == "dispute"
-        return [
-            flag(and_(active, dispute)).label("open_dispute"),
-            flag(and_(active, h.c.hold_type == "payment_plan")).label("active_plan"),
-            cnt(and_(started, dispute)).label("disputes"),
-            cnt(and_(dispute, h.c.end_date <= d, h.c.resolution == "lost")).label("disputes_lost"),
-        ]
-
-    holds_inv = (
-        select(h.c.invoice_id.label("key"), *hold_cols())
-        .where(h.c.invoice_id.is_not(None))
-        .group_by(h.c.invoice_id)
-        .cte("holds_inv")
-    )
-    holds_cust = (
-        select(h.c.customer_id.label("key"), *hold_cols())
-        .where(h.c.invoice_id.is_(None))
-        .group_by(h.c.customer_id)
-        .cte("holds_cust")
-    )
-
-    # -- payments on the invoice: last one up to the date; what arrived later (for point-in-time balances) ------
-    pays = (
-        select(
-            pa.c.invoice_id.label("key"),
-            func.max(case((pa.c.allocated_on <= d, pa.c.allocated_on))).label("last_payment"),
-            func.sum(case((pa.c.allocated_on > d, pa.c.amount), else_=0)).label("later_paid"),
+    # -- step 1 -----------------------------------------------------------------------------------------------
+    def population(self, screen: bool | None = None) -> Select[Any]:
+        """Invoices in scope; ``screen`` True keeps only reachable ones, False only the others, None all."""
+        d, policy = self.d, self.policy
+        i, c, pa = invoices, customers, payment_allocations
+        params, cur_params = self.params, self.cur_params
+        # Regular payments allocated after the date: rebuild a past balance (what-if) and report "later paid".
+        later = (
+            select(pa.c.invoice_id.label("key"), func.sum(pa.c.amount).label("later_paid"))
+            .where(pa.c.kind == "regular", pa.c.allocated_on > d)
+            .group_by(pa.c.invoice_id)
+            .subquery("later")
         )
-        .where(pa.c.kind == "regular")
-        .group_by(pa.c.invoice_id)
-        .cte("pays")
-    )
-    # Child invoices whose balance went to the parent, on which the parent (as payer) paid anything.
-    child, pay = customers.alias("child"), payments.alias("pay")
-    inv2 = invoices.alias("inv2")
-    parent_paid = (
-        select(pa.c.invoice_id.label("key"))
-        .select_from(
-            pa.join(pay, pay.c.id == pa.c.payment_id)
-            .join(inv2, inv2.c.id == pa.c.invoice_id)
-            .join(child, child.c.id == inv2.c.customer_id)
-        )
-        .where(
-            pa.c.kind == "regular",
-            pa.c.allocated_on <= d,
-            inv2.c.balance_transferred_to_parent == true(),
-            pay.c.customer_id == child.c.parent_id,
-        )
-        .distinct()
-        .cte("parent_paid")
-    )
-
-    # -- the population -------------------------------------------------------------------------------------
-    basis_date = i.c.due_date if policy.model.aging_basis == "due_date" else i.c.invoice_date
-    dpd = days_between(d, basis_date)
-    if scope.point_in_time:
-        # Balance on the date = today's balance + what was paid or written off since (never above the amount).
-        rebuilt = (
-            i.c.open_balance
-            + func.coalesce(pays.c.later_paid, 0)
-            + case((i.c.written_off_date >= d, i.c.written_off_amount), else_=0)
-        )
-        balance = case((rebuilt > i.c.amount, i.c.amount), else_=rebuilt)
-        population = [i.c.invoice_date <= d, balance > 0]
-    else:
-        balance = i.c.open_balance
-        other = writeoffs.alias("other")
-        in_flight = exists().where(
-            other.c.invoice_id == i.c.id,
-            other.c.status.in_(IN_FLIGHT),
-            not_(and_(other.c.as_of_date == d, other.c.policy_hash == hash_)),
-        )
-        population = [i.c.status.in_(LIVE_STATUSES), i.c.open_balance > 0, ~in_flight]
-
-    def add(a: Any, b: Any) -> Any:
-        return func.coalesce(a, 0) + func.coalesce(b, 0)
-
-    def either(a: Any, b: Any) -> Any:
-        return case((or_(func.coalesce(a, 0) > 0, func.coalesce(b, 0) > 0), 1), else_=0)
-
-    ai, ac, hi, hc = acts_inv, acts_cust, holds_inv, holds_cust
-    base = (
-        select(
+        later_paid = func.coalesce(later.c.later_paid, 0)
+        basis_date = i.c.due_date if policy.model.aging_basis == "due_date" else i.c.invoice_date
+        dpd = days_between(d, basis_date)
+        if self.scope.point_in_time:
+            # Balance on the date = today's balance + what was paid or written off since (never above the amount).
+            rebuilt = i.c.open_balance + later_paid + case((i.c.written_off_date >= d, i.c.written_off_amount), else_=0)
+            balance = case((rebuilt > i.c.amount, i.c.amount), else_=rebuilt)
+            in_scope = [i.c.invoice_date <= d, balance > 0]
+        else:
+            balance = i.c.open_balance
+            other = writeoffs.alias("other")
+            in_flight = exists().where(
+                other.c.invoice_id == i.c.id,
+                other.c.status.in_(IN_FLIGHT),
+                not_(and_(other.c.as_of_date == d, other.c.policy_hash == policy.content_hash)),
+            )
+            in_scope = [i.c.status.in_(LIVE_STATUSES), i.c.open_balance > 0, ~in_flight]
+        p = params.c
+        cols = [
             i.c.id.label("invoice_id"),
             i.c.invoice_ref,
+            i.c.customer_id,
             i.c.entity_code,
             i.c.currency,
             i.c.amount.label("invoice_amount"),
@@ -322,185 +248,366 @@ def decision_query(conn: Connection, policy: Policy, scope: Scope) -> Select[Any
             c.c.parent_id,
             i.c.balance_transferred_to_parent.label("transferred"),
             balance.label("balance"),
+            later_paid.label("later_paid"),
             dpd.label("dpd"),
-            add(ai.c.attempts, ac.c.attempts).label("attempts"),
-            add(ai.c.letters, ac.c.letters).label("letters"),
-            add(ai.c.agency_days, ac.c.agency_days).label("agency_days"),
-            add(ai.c.legal, ac.c.legal).label("legal"),
-            func.coalesce(ai.c.settled, 0).label("settled"),
-            either(hi.c.open_dispute, hc.c.open_dispute).label("open_dispute"),
-            either(hi.c.active_plan, hc.c.active_plan).label("active_plan"),
-            add(hi.c.disputes, hc.c.disputes).label("disputes"),
-            func.coalesce(hi.c.disputes_lost, 0).label("disputes_lost"),
-            pays.c.last_payment,
-            func.coalesce(pays.c.later_paid, 0).label("later_paid"),
-            case((parent_paid.c.key.is_not(None), 1), else_=0).label("parent_paid"),
-            params.c.writeoff_days,
-            params.c.min_attempts,
-            params.c.min_letters,
-            params.c.min_agency_days,
-            params.c.excl_dispute,
-            params.c.excl_plan,
-            params.c.recent_days,
-            params.c.small_days,
-            params.c.partial_allowed,
-            params.c.partial_settlements,
-            params.c.bk_days,
-            params.c.dis_days,
-            params.c.dl_days,
-            params.c.st_days,
-            params.c.statute_days,
-            params.c.child_full,
-            params.c.parent_paid_excl,
+            *[getattr(p, name) for name, _ in _PARAM_COLUMNS[2:]],
             cur_params.c.tolerance,
             cur_params.c.legal_above,
-        )
-        .select_from(
-            i.join(c, c.c.id == i.c.customer_id)
-            .join(params, and_(params.c.entity_code == c.c.entity_code, params.c.segment == c.c.segment))
-            .outerjoin(
-                cur_params,
-                and_(
-                    cur_params.c.entity_code == c.c.entity_code,
-                    cur_params.c.segment == c.c.segment,
-                    cur_params.c.currency == i.c.currency,
-                ),
-            )
-            .outerjoin(ai, ai.c.key == i.c.id)
-            .outerjoin(ac, ac.c.key == i.c.customer_id)
-            .outerjoin(hi, hi.c.key == i.c.id)
-            .outerjoin(hc, hc.c.key == i.c.customer_id)
-            .outerjoin(pays, pays.c.key == i.c.id)
-            .outerjoin(parent_paid, parent_paid.c.key == i.c.id)
-        )
-        .where(*population)
-        .cte("base")
-    )
-    b = base.c
-
-    bankrupt_on_date = and_(b.bankruptcy_flag == true(), or_(b.bankruptcy_date.is_(None), b.bankruptcy_date <= d))
-    legal_needed = and_(b.legal_above.is_not(None), b.balance > b.legal_above)
-    effort_ok = and_(
-        b.attempts >= b.min_attempts,
-        b.letters >= b.min_letters,
-        b.agency_days >= b.min_agency_days,
-        or_(not_(legal_needed), b.legal > 0),
-    )
-    route_conditions = {
-        "dispute_resolved_lost": and_(b.dl_days.is_not(None), b.disputes_lost > 0, b.dpd >= b.dl_days),
-        "settlement_remainder": and_(b.st_days.is_not(None), b.settled > 0, b.dpd >= b.st_days),
-        "customer_bankrupt": and_(b.bk_days.is_not(None), bankrupt_on_date, b.dpd >= b.bk_days),
-        "customer_dissolved": and_(b.dis_days.is_not(None), b.dissolved == true(), b.dpd >= b.dis_days),
-        "statute_days_exceeded": and_(b.statute_days.is_not(None), b.dpd >= b.statute_days),
-        "small_balance_aged": and_(
-            b.tolerance.is_not(None), b.balance <= b.tolerance, b.small_days.is_not(None), b.dpd >= b.small_days
-        ),
-        "aged_and_collections_exhausted": and_(b.dpd >= b.writeoff_days, effort_ok),
-    }
-    route = case(*[(cond, literal(name)) for name, cond in route_conditions.items()], else_=literal(None, String()))
-    shortfall = case(
-        (b.dpd < b.writeoff_days, literal("under_threshold")),
-        (b.attempts < b.min_attempts, literal("insufficient_attempts")),
-        (b.letters < b.min_letters, literal("insufficient_letters")),
-        (b.agency_days < b.min_agency_days, literal("insufficient_agency_days")),
-        else_=literal("legal_action_required"),
-    )
-    reason = case(
-        *[(cond, literal(r.value)) for (name, r), cond in zip(ROUTES, route_conditions.values(), strict=True)]
-    )
-
-    routed = select(base, route.label("route"), shortfall.label("shortfall"), reason.label("reason_code")).cte("routed")
-    r = routed.c
-    is_child = r.parent_id.is_not(None)
-    partial = r.balance < r.invoice_amount
-    exclusion = case(
-        (and_(r.excl_dispute == true(), r.open_dispute > 0), literal("open_dispute")),
-        (and_(r.excl_plan == true(), r.active_plan > 0), literal("active_payment_plan")),
-        (
-            and_(r.parent_paid_excl == true(), is_child, r.transferred == true(), r.parent_paid > 0),
-            literal("parent_paid_transferred"),
-        ),
-        (and_(r.child_full == true(), is_child, partial), literal("child_partial")),
-        (
-            and_(
-                partial,
-                case(
-                    (r.route == "settlement_remainder", r.partial_settlements),
-                    else_=r.partial_allowed,
+        ]
+        q = (
+            select(*cols)
+            .select_from(
+                i.join(c, c.c.id == i.c.customer_id)
+                .join(params, and_(p.entity_code == c.c.entity_code, p.segment == c.c.segment))
+                .outerjoin(
+                    cur_params,
+                    and_(
+                        cur_params.c.entity_code == c.c.entity_code,
+                        cur_params.c.segment == c.c.segment,
+                        cur_params.c.currency == i.c.currency,
+                    ),
                 )
-                == false(),
+                .outerjoin(later, later.c.key == i.c.id)
+            )
+            .where(*in_scope)
+        )
+        if screen is not None:
+            # CASE, not the bare predicate: a NULL must land on exactly one side of the screen.
+            flag = case((self.reachable(basis_date, balance, i.c.id), 1), else_=0)
+            q = q.where(flag == (1 if screen else 0))
+        return q
+
+    def reachable(self, basis_date: Any, balance: Any, invoice_id: Any) -> Any:
+        """True for every invoice on which some route *could* fire (a superset: it may let more through).
+
+        Each route's condition is widened to the loosest value any (entity, segment) layer in the ledger has, so the
+        test needs no join to the policy tables and compares the aging date with a constant (``due_date <= as_of -
+        N``) in the parallel scan of ``invoices``; the two routes that need aggregated facts (a lost dispute, a
+        settlement) become membership in the small set of invoices that have one. An invoice outside is therefore
+        decided already: no route fires, and being under every ``writeoff_days`` its decision is ``not_eligible``
+        / ``under_threshold`` (what :meth:`screened_out` reports for it). ``_route`` must keep implying this.
+        """
+        d, h, ca, c = self.d, holds, collection_activities, customers.c
+        rules = [r for _, _, r in self.layers]
+        if not rules:
+            return false()
+        as_of = self.scope.as_of
+
+        def aged(days: int) -> Any:
+            return basis_date <= typed(as_of - timedelta(days=days), Date())
+
+        # writeoff_days is never NULL; a statute is never looser than the loosest write-off threshold it undercuts.
+        general = min([r.writeoff_days for r in rules] + [r.statute_days for r in rules if r.statute_days])
+        terms = [aged(general)]
+        small_days = [r.small_balance.min_days_past_due for r in rules if r.small_balance.tolerance]
+        tolerances = [t for r in rules for t in r.small_balance.tolerance.values()]
+        small_days = [n for n in small_days if n is not None]
+        if small_days and tolerances:
+            terms.append(and_(aged(min(small_days)), balance <= typed(max(tolerances), MONEY)))
+        terms += [c.bankruptcy_flag == true(), c.dissolved == true()]
+        lost = select(h.c.invoice_id).where(
+            h.c.invoice_id.is_not(None), h.c.hold_type == "dispute", h.c.end_date <= d, h.c.resolution == "lost"
+        )
+        settled = select(ca.c.invoice_id).where(
+            ca.c.invoice_id.is_not(None),
+            ca.c.outcome == self.policy.model.settlement_outcome,
+            ca.c.activity_date <= d,
+        )
+        terms.append(invoice_id.in_(lost.union(settled)))
+        return or_(*terms)
+
+    # -- step 2 -----------------------------------------------------------------------------------------------
+    def effort(self, pop: Any) -> Select[Any]:
+        """Effort per invoice of ``pop`` up to the date: one pass over its activities, one FILTER per kind."""
+        return self._effort_cols(
+            select(collection_activities.c.invoice_id.label("key"))
+            .select_from(collection_activities.join(pop, pop.c.invoice_id == collection_activities.c.invoice_id))
+            .group_by(collection_activities.c.invoice_id)
+        )
+
+    def _effort_cols(self, q: Select[Any]) -> Select[Any]:
+        ca, d = collection_activities, self.d
+        agency_end = case((or_(ca.c.end_date.is_(None), ca.c.end_date > d), d), else_=ca.c.end_date)
+
+        def n(kind: str) -> Any:
+            return func.count().filter(ca.c.activity_type == kind)
+
+        return q.add_columns(
+            n("contact_attempt").label("attempts"),
+            n("demand_letter").label("letters"),
+            func.sum(days_between(agency_end, ca.c.activity_date))
+            .filter(ca.c.activity_type == "agency_placement")
+            .label("agency_days"),
+            n("legal_action").label("legal"),
+            func.count().filter(ca.c.outcome == self.policy.model.settlement_outcome).label("settled"),
+        ).where(ca.c.activity_date <= d)
+
+    # -- step 3 -----------------------------------------------------------------------------------------------
+    def decide(self, pop: Any, effort: Any) -> Select[Any]:
+        """One row per invoice of ``pop`` with its outcome, rule, reason, amount, tier and evidence (JSON text)."""
+        d, policy = self.d, self.policy
+        ca, h, pa = collection_activities, holds, payment_allocations
+        pop_customers = select(pop.c.customer_id)
+
+        # Account-level activities and holds (invoice_id NULL) count for every invoice of the account.
+        acts_cust = self._effort_cols(
+            select(ca.c.customer_id.label("key"))
+            .where(ca.c.invoice_id.is_(None), ca.c.customer_id.in_(pop_customers))
+            .group_by(ca.c.customer_id)
+        ).cte("acts_cust")
+
+        started = h.c.start_date <= d
+        active = and_(started, or_(h.c.end_date.is_(None), h.c.end_date > d))
+        dispute = h.c.hold_type == "dispute"
+        hold_cols = [
+            func.count().filter(and_(active, dispute)).label("open_dispute"),
+            func.count().filter(and_(active, h.c.hold_type == "payment_plan")).label("active_plan"),
+            func.count().filter(and_(started, dispute)).label("disputes"),
+            func.count().filter(and_(dispute, h.c.end_date <= d, h.c.resolution == "lost")).label("disputes_lost"),
+        ]
+        holds_inv = (
+            select(h.c.invoice_id.label("key"), *hold_cols)
+            .select_from(h.join(pop, pop.c.invoice_id == h.c.invoice_id))
+            .group_by(h.c.invoice_id)
+            .cte("holds_inv")
+        )
+        holds_cust = (
+            select(h.c.customer_id.label("key"), *hold_cols)
+            .where(h.c.invoice_id.is_(None), h.c.customer_id.in_(pop_customers))
+            .group_by(h.c.customer_id)
+            .cte("holds_cust")
+        )
+        # Last regular payment on the invoice up to the date.
+        pays = (
+            select(pa.c.invoice_id.label("key"), func.max(pa.c.allocated_on).label("last_payment"))
+            .select_from(pa.join(pop, pop.c.invoice_id == pa.c.invoice_id))
+            .where(pa.c.kind == "regular", pa.c.allocated_on <= d)
+            .group_by(pa.c.invoice_id)
+            .cte("pays")
+        )
+        # Child invoices whose balance went to the parent, on which the parent (as payer) paid anything.
+        pay = payments.alias("pay")
+        parent_paid = (
+            select(pa.c.invoice_id.label("key"))
+            .select_from(pa.join(pop, pop.c.invoice_id == pa.c.invoice_id).join(pay, pay.c.id == pa.c.payment_id))
+            .where(
+                pa.c.kind == "regular",
+                pa.c.allocated_on <= d,
+                pop.c.transferred == true(),
+                pay.c.customer_id == pop.c.parent_id,
+            )
+            .distinct()
+            .cte("parent_paid")
+        )
+
+        def add(a: Any, b: Any) -> Any:
+            return func.coalesce(a, 0) + func.coalesce(b, 0)
+
+        def either(a: Any, b: Any) -> Any:
+            return case((or_(func.coalesce(a, 0) > 0, func.coalesce(b, 0) > 0), 1), else_=0)
+
+        ai, ac, hi, hc = effort, acts_cust, holds_inv, holds_cust
+        base = (
+            select(
+                *[col for col in pop.c if col.name != "customer_id"],
+                add(ai.c.attempts, ac.c.attempts).label("attempts"),
+                add(ai.c.letters, ac.c.letters).label("letters"),
+                add(ai.c.agency_days, ac.c.agency_days).label("agency_days"),
+                add(ai.c.legal, ac.c.legal).label("legal"),
+                func.coalesce(ai.c.settled, 0).label("settled"),
+                either(hi.c.open_dispute, hc.c.open_dispute).label("open_dispute"),
+                either(hi.c.active_plan, hc.c.active_plan).label("active_plan"),
+                add(hi.c.disputes, hc.c.disputes).label("disputes"),
+                func.coalesce(hi.c.disputes_lost, 0).label("disputes_lost"),
+                pays.c.last_payment,
+                case((parent_paid.c.key.is_not(None), 1), else_=0).label("parent_paid"),
+            )
+            .select_from(
+                pop.outerjoin(ai, ai.c.key == pop.c.invoice_id)
+                .outerjoin(ac, ac.c.key == pop.c.customer_id)
+                .outerjoin(hi, hi.c.key == pop.c.invoice_id)
+                .outerjoin(hc, hc.c.key == pop.c.customer_id)
+                .outerjoin(pays, pays.c.key == pop.c.invoice_id)
+                .outerjoin(parent_paid, parent_paid.c.key == pop.c.invoice_id)
+            )
+            .cte("base")
+        )
+        return self._route(base, d, policy)
+
+    def _route(self, base: Any, d: Any, policy: Policy) -> Select[Any]:
+        b = base.c
+        bankrupt_on_date = and_(b.bankruptcy_flag == true(), or_(b.bankruptcy_date.is_(None), b.bankruptcy_date <= d))
+        legal_needed = and_(b.legal_above.is_not(None), b.balance > b.legal_above)
+        effort_ok = and_(
+            b.attempts >= b.min_attempts,
+            b.letters >= b.min_letters,
+            b.agency_days >= b.min_agency_days,
+            or_(not_(legal_needed), b.legal > 0),
+        )
+        # Keep in step with :meth:`reachable`: every condition here must imply it.
+        route_conditions = {
+            "dispute_resolved_lost": and_(b.dl_days.is_not(None), b.disputes_lost > 0, b.dpd >= b.dl_days),
+            "settlement_remainder": and_(b.st_days.is_not(None), b.settled > 0, b.dpd >= b.st_days),
+            "customer_bankrupt": and_(b.bk_days.is_not(None), bankrupt_on_date, b.dpd >= b.bk_days),
+            "customer_dissolved": and_(b.dis_days.is_not(None), b.dissolved == true(), b.dpd >= b.dis_days),
+            "statute_days_exceeded": and_(b.statute_days.is_not(None), b.dpd >= b.statute_days),
+            "small_balance_aged": and_(
+                b.tolerance.is_not(None), b.balance <= b.tolerance, b.small_days.is_not(None), b.dpd >= b.small_days
             ),
-            literal("partial_not_allowed"),
-        ),
-        (
-            and_(
-                r.recent_days.is_not(None),
-                r.last_payment.is_not(None),
-                days_between(d, r.last_payment) < r.recent_days,
-                r.route.not_in(_RECENT_PAYMENT_EXEMPT),
-            ),
-            literal("recent_payment"),
-        ),
-        else_=literal(None, String()),
-    )
-    outcome = case(
-        (r.route.is_(None), literal("not_eligible")),
-        (exclusion.is_not(None), literal("excluded")),
-        else_=literal("candidate"),
-    )
-    rule = case((r.route.is_(None), r.shortfall), (exclusion.is_not(None), exclusion), else_=r.route)
-    evidence = json_obj(
-        {
-            "days_past_due": r.dpd,
-            "aging_basis": literal(policy.model.aging_basis),
-            "contact_attempts": r.attempts,
-            "demand_letters": r.letters,
-            "agency_days": r.agency_days,
-            "legal_actions": r.legal,
-            "last_payment_date": r.last_payment,
-            "disputes": r.disputes,
-            "disputes_lost": r.disputes_lost,
-            "open_dispute": json_bool(r.open_dispute > 0),
-            "active_payment_plan": json_bool(r.active_plan > 0),
-            "bankrupt": json_bool(r.bankruptcy_flag == true()),
-            "bankruptcy_date": r.bankruptcy_date,
-            "dissolved": json_bool(r.dissolved == true()),
-            "segment": r.segment,
-            "child_account": json_bool(is_child),
-            "balance_transferred_to_parent": json_bool(r.transferred == true()),
-            "partial": json_bool(partial),
-            "required": json_obj(
-                {
-                    "writeoff_days": r.writeoff_days,
-                    "min_contact_attempts": r.min_attempts,
-                    "min_demand_letters": r.min_letters,
-                    "min_agency_days": r.min_agency_days,
-                    "recent_payment_days": r.recent_days,
-                },
-                as_text=False,
-            ),
+            "aged_and_collections_exhausted": and_(b.dpd >= b.writeoff_days, effort_ok),
         }
-    )
-    return select(
-        r.invoice_id,
-        r.invoice_ref,
-        r.entity_code,
-        r.currency,
-        r.segment,
-        r.invoice_amount,
-        r.balance,
-        r.dpd,
-        bucket_case(r.dpd).label("bucket"),
-        r.later_paid,
-        r.recovered_amount,
-        r.written_off_amount,
-        outcome.label("outcome"),
-        rule.label("rule"),
-        r.reason_code,
-        r.balance.label("amount"),  # never above the open balance: it *is* the open balance (full or remainder)
-        _tier_case(r.balance, r.currency, r.tolerance, policy).label("tier"),
-        evidence.label("evidence"),
-    )
+        route = case(*[(cond, literal(name)) for name, cond in route_conditions.items()], else_=literal(None, String()))
+        shortfall = case(
+            (b.dpd < b.writeoff_days, literal("under_threshold")),
+            (b.attempts < b.min_attempts, literal("insufficient_attempts")),
+            (b.letters < b.min_letters, literal("insufficient_letters")),
+            (b.agency_days < b.min_agency_days, literal("insufficient_agency_days")),
+            else_=literal("legal_action_required"),
+        )
+        reason = case(
+            *[(cond, literal(r.value)) for (name, r), cond in zip(ROUTES, route_conditions.values(), strict=True)]
+        )
+
+        routed = select(base, route.label("route"), shortfall.label("shortfall"), reason.label("reason_code")).cte(
+            "routed"
+        )
+        r = routed.c
+        is_child = r.parent_id.is_not(None)
+        partial = r.balance < r.invoice_amount
+        exclusion = case(
+            (and_(r.excl_dispute == true(), r.open_dispute > 0), literal("open_dispute")),
+            (and_(r.excl_plan == true(), r.active_plan > 0), literal("active_payment_plan")),
+            (
+                and_(r.parent_paid_excl == true(), is_child, r.transferred == true(), r.parent_paid > 0),
+                literal("parent_paid_transferred"),
+            ),
+            (and_(r.child_full == true(), is_child, partial), literal("child_partial")),
+            (
+                and_(
+                    partial,
+                    case(
+                        (r.route == "settlement_remainder", r.partial_settlements),
+                        else_=r.partial_allowed,
+                    )
+                    == false(),
+                ),
+                literal("partial_not_allowed"),
+            ),
+            (
+                and_(
+                    r.recent_days.is_not(None),
+                    r.last_payment.is_not(None),
+                    days_between(d, r.last_payment) < r.recent_days,
+                    r.route.not_in(_RECENT_PAYMENT_EXEMPT),
+                ),
+                literal("recent_payment"),
+            ),
+            else_=literal(None, String()),
+        )
+        outcome = case(
+            (r.route.is_(None), literal("not_eligible")),
+            (exclusion.is_not(None), literal("excluded")),
+            else_=literal("candidate"),
+        )
+        rule = case((r.route.is_(None), r.shortfall), (exclusion.is_not(None), exclusion), else_=r.route)
+        evidence = json_obj(
+            {
+                "days_past_due": r.dpd,
+                "aging_basis": literal(policy.model.aging_basis),
+                "contact_attempts": r.attempts,
+                "demand_letters": r.letters,
+                "agency_days": r.agency_days,
+                "legal_actions": r.legal,
+                "last_payment_date": r.last_payment,
+                "disputes": r.disputes,
+                "disputes_lost": r.disputes_lost,
+                "open_dispute": json_bool(r.open_dispute > 0),
+                "active_payment_plan": json_bool(r.active_plan > 0),
+                "bankrupt": json_bool(r.bankruptcy_flag == true()),
+                "bankruptcy_date": r.bankruptcy_date,
+                "dissolved": json_bool(r.dissolved == true()),
+                "segment": r.segment,
+                "child_account": json_bool(is_child),
+                "balance_transferred_to_parent": json_bool(r.transferred == true()),
+                "partial": json_bool(partial),
+                "required": json_obj(
+                    {
+                        "writeoff_days": r.writeoff_days,
+                        "min_contact_attempts": r.min_attempts,
+                        "min_demand_letters": r.min_letters,
+                        "min_agency_days": r.min_agency_days,
+                        "recent_payment_days": r.recent_days,
+                    },
+                    as_text=False,
+                ),
+            }
+        )
+        return select(
+            r.invoice_id,
+            r.invoice_ref,
+            r.entity_code,
+            r.currency,
+            r.segment,
+            r.invoice_amount,
+            r.balance,
+            r.dpd,
+            bucket_case(r.dpd).label("bucket"),
+            r.later_paid,
+            r.recovered_amount,
+            r.written_off_amount,
+            outcome.label("outcome"),
+            rule.label("rule"),
+            r.reason_code,
+            r.balance.label("amount"),  # never above the open balance: it *is* the open balance (full or remainder)
+            _tier_case(r.balance, r.currency, r.tolerance, self.policy).label("tier"),
+            evidence.label("evidence"),
+        )
+
+    def screened_out(self) -> Select[Any]:
+        """The decisions of the invoices the screen left out, without aggregating anything for them.
+
+        Same columns as :meth:`decide`; no route can fire (the screen holds every route condition) and days past
+        due are under ``writeoff_days`` (the screen's first condition), so the shortfall is ``under_threshold``.
+        Evidence is NULL: these rows feed counts and sums (what-if), never a write-off.
+        """
+        s = self.population(screen=False).subquery("screened_out")
+        return select(
+            s.c.invoice_id,
+            s.c.invoice_ref,
+            s.c.entity_code,
+            s.c.currency,
+            s.c.segment,
+            s.c.invoice_amount,
+            s.c.balance,
+            s.c.dpd,
+            bucket_case(s.c.dpd).label("bucket"),
+            s.c.later_paid,
+            s.c.recovered_amount,
+            s.c.written_off_amount,
+            literal("not_eligible", String()).label("outcome"),
+            literal("under_threshold", String()).label("rule"),
+            literal(None, String()).label("reason_code"),
+            s.c.balance.label("amount"),
+            _tier_case(s.c.balance, s.c.currency, s.c.tolerance, self.policy).label("tier"),
+            literal(None, String()).label("evidence"),
+        )
+
+
+def decision_query(conn: Connection, policy: Policy, scope: Scope, *, screen: bool = False) -> Select[Any]:
+    """One row per evaluated invoice with its outcome, rule, reason, amount, tier and evidence (JSON text).
+
+    One statement of CTEs. ``screen`` evaluates only the invoices that can reach a route (the live run and the
+    what-if use it; :meth:`_Plan.screened_out` gives the rest); without it every invoice in scope gets its full
+    decision and evidence (explanations, tests, small ledgers).
+    """
+    plan = _Plan(conn, policy, scope)
+    pop = plan.population(screen=True if screen else None).cte("pop")
+    return plan.decide(pop, plan.effort(pop).cte("effort"))
+
+
+def screened_out_query(conn: Connection, policy: Policy, scope: Scope) -> Select[Any]:
+    """The decisions ``decision_query(..., screen=True)`` leaves out (all ``not_eligible`` / ``under_threshold``)."""
+    return _Plan(conn, policy, scope).screened_out()
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,7 +640,12 @@ def insert_candidates(
     rows). A candidate whose batch was already decided is written ``skipped`` with the reason instead.
     Idempotent: the idempotency key is unique per (as_of, policy hash, invoice), so a re-run inserts nothing.
     """
-    decided = decision_query(conn, policy, Scope(as_of)).subquery("decided")
+    # The screened population and its effort are materialised (see ``sqlx.temp_table`` for why); the rest of the
+    # decision runs inside the INSERT over those two small, analysed tables.
+    plan = _Plan(conn, policy, Scope(as_of))
+    pop = temp_table(conn, _POP, plan.population(screen=True))
+    effort = temp_table(conn, _EFFORT, plan.effort(pop))
+    decided = plan.decide(pop, effort).subquery("decided")
     dc = decided.c
     cols = [
         "invoice_id",
@@ -589,6 +701,8 @@ def insert_candidates(
     before = conn.execute(mine).scalar_one()
     conn.execute(ins.from_select(cols, src).on_conflict_do_nothing())
     inserted = conn.execute(mine).scalar_one() - before
+    drop_temp(conn, _EFFORT)
+    drop_temp(conn, _POP)
     audit.append(
         conn,
         actor=actor,

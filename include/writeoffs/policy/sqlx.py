@@ -6,6 +6,8 @@
 - :class:`json_bool`: a boolean that lands in JSON as ``true``/``false`` on both (SQLite has no boolean type).
 - :func:`rows_table`: a handful of literal rows as a subquery (resolved policy parameters), typed explicitly so
   PostgreSQL never has to guess a parameter's type.
+- :func:`temp_table`: a query materialised as a session-temporary table (``CREATE TEMPORARY TABLE ... AS``),
+  analysed, and returned as a :class:`~sqlalchemy.Table` to build further queries on; :func:`drop_temp` removes it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Subquery, Text, cast, literal, literal_column, null, select, union_all
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Subquery,
+    Table,
+    Text,
+    cast,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.expression import ClauseElement, ColumnElement, FunctionElement
 from sqlalchemy.types import TypeEngine
 
 
@@ -118,4 +138,55 @@ def rows_table(name: str, columns: Sequence[tuple[str, TypeEngine[Any]]], rows: 
     return (selects[0] if len(selects) == 1 else union_all(*selects)).subquery(name)
 
 
-__all__ = ["String", "days_between", "json_bool", "json_obj", "rows_table", "typed"]
+class _CreateTempAs(Executable, ClauseElement):
+    inherit_cache = False
+
+    def __init__(self, name: str, query: Select[Any]) -> None:
+        self.name = name
+        self.query = query
+
+
+@compiles(_CreateTempAs)
+def _cta_pg(element: _CreateTempAs, compiler: Any, **kw: Any) -> str:
+    # ON COMMIT DROP: the table never outlives the transaction that computed it, whatever happens in between.
+    body = compiler.process(element.query, **kw)
+    return f"CREATE TEMPORARY TABLE {element.name} ON COMMIT DROP AS {body}"
+
+
+@compiles(_CreateTempAs, "sqlite")
+def _cta_sqlite(element: _CreateTempAs, compiler: Any, **kw: Any) -> str:
+    return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.query, **kw)}"
+
+
+def _temp_name(conn: Connection, name: str) -> str:
+    # Qualified, so a DROP can only ever hit the session's own temporary table, never a real one of that name.
+    return f"pg_temp.{name}" if conn.dialect.name == "postgresql" else f"temp.{name}"
+
+
+def drop_temp(conn: Connection, name: str) -> None:
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_temp_name(conn, name)}")
+
+
+def temp_table(conn: Connection, name: str, query: Select[Any]) -> Table:
+    """Materialise ``query`` as temporary table ``name`` in the caller's transaction and analyse it.
+
+    Why: PostgreSQL runs ``CREATE TABLE ... AS SELECT`` with parallel workers (an ``INSERT ... SELECT`` never is,
+    up to PG 15 at least), and the fresh statistics give the planner true row counts for every later join instead
+    of a CTE's guess. The returned table carries the query's column names and types.
+    """
+    drop_temp(conn, name)
+    conn.execute(_CreateTempAs(name, query))
+    conn.exec_driver_sql(f"ANALYZE {_temp_name(conn, name)}")
+    return Table(name, MetaData(), *[Column(c.name, c.type) for c in query.selected_columns])
+
+
+__all__ = [
+    "String",
+    "days_between",
+    "drop_temp",
+    "json_bool",
+    "json_obj",
+    "rows_table",
+    "temp_table",
+    "typed",
+]

@@ -21,6 +21,7 @@ of the loaded tables is validated set-wise (one anti-join each); a single orphan
 back, so the guarantee is the one the triggers give, checked once per key instead of once per row. The parents
 we did not load (entities, currencies) are locked ``FOR KEY SHARE`` first, as the triggers would. Otherwise the
 load simply keeps the triggers on (slower, same result). Primary keys, unique and CHECK constraints always stay on.
+The mechanics live in :mod:`writeoffs.db.bulk`, shared with the ingestion's merge and aging.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from decimal import Decimal
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, func, select, text
-from sqlalchemy.exc import DBAPIError
 
 from writeoffs import audit, ledger
+from writeoffs.db import bulk
 from writeoffs.db.schema import (
     audit_log,
     collection_activities,
@@ -308,68 +309,14 @@ def _tie_out(conn: Connection, totals: Totals) -> None:
         raise LedgerError(f"sample seed: sub-ledger {loaded} does not match the generated totals {expected_open}")
 
 
-def _bulk_begin(conn: Connection) -> list[str] | None:
-    """Enter PostgreSQL bulk mode if it is safe; returns the saved index definitions (None: not entered)."""
-    params = {"tables": list(_TABLES)}
-    user_triggers = conn.execute(
-        text(
-            "SELECT count(*) FROM pg_trigger tg JOIN pg_class t ON t.oid = tg.tgrelid "
-            "WHERE t.relname = ANY(:tables) AND t.relnamespace = current_schema()::regnamespace "
-            "AND NOT tg.tgisinternal"
-        ),
-        params,
-    ).scalar_one()
-    if user_triggers:
-        return None  # someone's trigger on these tables must see every row: keep the normal path
-    try:
-        with conn.begin_nested():
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-    except DBAPIError:
-        return None  # not permitted for this role: normal path
-    rows = conn.execute(
-        text(
-            "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS ddl "
-            "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
-            "WHERE t.relname = ANY(:tables) AND t.relnamespace = current_schema()::regnamespace "
-            "AND NOT i.indisunique AND NOT i.indisprimary "
-            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1"
-        ),
-        params,
-    ).all()
-    for name, _ddl in rows:
-        conn.execute(text(f"DROP INDEX {name}"))
-    return [ddl for _name, ddl in rows]
+def _bulk_begin(conn: Connection) -> bulk.BulkMode | None:
+    """Enter PostgreSQL bulk mode for the sample's tables if it is safe (None: not entered); see writeoffs.db.bulk."""
+    return bulk.enter(conn, _TABLE_OBJECTS)
 
 
-def _bulk_end(conn: Connection, index_ddl: list[str]) -> None:
+def _bulk_end(conn: Connection, mode: bulk.BulkMode) -> None:
     """Leave bulk mode: triggers back on, indexes rebuilt, every foreign key of the loaded tables validated."""
-    conn.execute(text("SET LOCAL session_replication_role = origin"))
-    for ddl in index_ddl:
-        conn.execute(text(ddl))
-    loaded = {t: _TABLE_OBJECTS[t] for t in _TABLES}
-    outside = sorted(
-        {fk.referred_table.name for t in loaded.values() for fk in t.foreign_key_constraints} - set(loaded)
-    )
-    for parent in outside:
-        # What the FK triggers would have done: nobody may delete a referenced entity or currency before we commit.
-        conn.execute(text(f"SELECT count(*) FROM (SELECT 1 FROM {parent} FOR KEY SHARE) AS locked"))
-    for name, table in loaded.items():
-        for fk in table.foreign_key_constraints:
-            child_cols = [c.name for c in fk.columns]
-            parent_cols = [e.column.name for e in fk.elements]
-            present = " AND ".join(f"c.{col} IS NOT NULL" for col in child_cols)
-            match = " AND ".join(f"p.{pc} = c.{cc}" for pc, cc in zip(parent_cols, child_cols, strict=True))
-            orphans = conn.execute(
-                text(
-                    f"SELECT count(*) FROM {name} c WHERE {present} "
-                    f"AND NOT EXISTS (SELECT 1 FROM {fk.referred_table.name} p WHERE {match})"
-                )
-            ).scalar_one()
-            if orphans:
-                raise LedgerError(
-                    f"sample seed: {orphans:,} rows of {name} reference a missing {fk.referred_table.name} "
-                    f"({', '.join(child_cols)}); nothing was loaded"
-                )
+    bulk.leave(conn, mode, context="sample seed")
 
 
 def _payload(values: list[list[object]], pg: bool) -> object:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,25 @@ class SuiteOutcome:
     scope: Scope
     expectations: tuple[ExpectationOutcome, ...]
     report_page: str | None  # the Data Docs page of this validation
+
+
+def prewarm() -> threading.Thread:
+    """Import GX in a background thread while the caller runs its SQL; ``run_suites`` then finds it imported.
+
+    The import costs 2–3 s of Python; the SQL pass as long of database time, on the other core. psycopg releases
+    the GIL while a statement runs, so the two overlap instead of adding up. If the import fails here, nothing is
+    lost: ``run_suites`` imports again, in the caller's thread, and raises the error where it belongs.
+    """
+
+    def load() -> None:
+        try:
+            import great_expectations.expectations  # noqa: F401
+        except ImportError:
+            log.debug("GX pre-import failed; run_suites imports it again", exc_info=True)
+
+    thread = threading.Thread(target=load, name="gx-import", daemon=True)
+    thread.start()
+    return thread
 
 
 def slug(value: str) -> str:
@@ -122,7 +142,8 @@ def run_suites(
     definitions = []
     table_assets: dict[str, Any] = {}
     parts: list[tuple[str, list[str]]] = []  # (target suite, its GX suite names)
-    deferred: dict[str, tuple[Any, list[Planned], RowCounts]] = {}  # suite -> (suite, SQL-counted checks, counts)
+    # suite name -> (GX suite, SQL-counted checks, their counts, the registry's order of the target's checks)
+    deferred: dict[str, tuple[Any, list[Planned], RowCounts, dict[str, int]]] = {}
     for scope, suite_name, planned, counts in targets:
         data = [p for p in planned if not _is_structural(p.rule)]
         by_sql = [p for p in data if p.rule.scope == "row"] if counts is not None else []
@@ -156,7 +177,7 @@ def run_suites(
             names.append(name)
             if name == suite_name and by_sql:
                 assert counts is not None
-                deferred[name] = (suite, by_sql, counts)
+                deferred[name] = (suite, by_sql, counts, {p.check.name: i for i, p in enumerate(planned)})
         parts.append((suite_name, names))
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
@@ -171,9 +192,9 @@ def run_suites(
     run_id = RunIdentifier(run_name=run_name)
     result = checkpoint.run(run_id=run_id)
     by_suite = {ident.expectation_suite_identifier.name: (ident, res) for ident, res in result.run_results.items()}
-    for name, (suite, by_sql, counts) in deferred.items():
+    for name, (suite, by_sql, counts, order) in deferred.items():
         ident, res = by_suite[name]
-        _add_sql_results(context, ident, res, suite, by_sql, counts)
+        _add_sql_results(context, ident, res, suite, by_sql, counts, order)
     # One build for the whole run (GX's UpdateDataDocsAction rebuilds the index once per suite result).
     idents = [ident for ident, _ in by_suite.values()]
     context.build_data_docs(
@@ -201,7 +222,9 @@ def _expectations(p: Planned) -> Sequence[Any]:
     return expectations_of(p.rule, description=description, meta=meta)
 
 
-def _add_sql_results(context: Any, ident: Any, res: Any, suite: Any, by_sql: list[Planned], counts: RowCounts) -> None:
+def _add_sql_results(
+    context: Any, ident: Any, res: Any, suite: Any, by_sql: list[Planned], counts: RowCounts, order: dict[str, int]
+) -> None:
     """Append the SQL-counted row-level results to a GX suite result, in GX's own result shapes, and store it.
 
     The expectations are added to the suite only now (after GX ran it), so the suite page lists every check while
@@ -226,6 +249,8 @@ def _add_sql_results(context: Any, ident: Any, res: Any, suite: Any, by_sql: lis
                     exception_info={"raised_exception": False, "exception_message": None, "exception_traceback": None},
                 )
             )
+    # The registry's order, as in a suite GX evaluated whole (the page and validation_runs read the same either way).
+    res.results.sort(key=lambda r: order.get((r.expectation_config.meta or {}).get("check"), len(order)))
     n_ok = sum(1 for r in res.results if r.success)
     res.success = n_ok == len(res.results)
     res.statistics = {

@@ -20,11 +20,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from writeoffs.validation.checks import Check, Scope
 from writeoffs.validation.rules import ROW, Between, InSet, NotNull, Rule, sql_literal
@@ -96,9 +98,25 @@ class BadRows:
     def drop(self) -> None:
         self.conn.execute(text(f"DROP TABLE IF EXISTS {self.table}"))
 
-    def collect(self, target: int, scope: Scope, checks: Sequence[tuple[Check, Rule]]) -> None:
+    def collect(self, target: int, scope: Scope, checks: Sequence[tuple[Check, Rule]]) -> str | None:
         """Record every row of ``scope`` offending one of the row-level ``checks`` (all of them, whatever their
-        outcome elsewhere): one scan for the row-local predicates, one statement per set-wise one."""
+        outcome elsewhere): one scan for the row-local predicates, one statement per set-wise one.
+
+        Returns None, or why the predicates cannot run on this table (a missing column, a wrong type): then nothing
+        is recorded for the target, and the structural checks, which GX evaluates, say what is wrong with it.
+        """
+        # A savepoint on PostgreSQL, where a failed statement aborts the transaction; SQLite fails such a statement
+        # when preparing it, and undoes a statement that fails half-way by itself.
+        guard = self.conn.begin_nested() if self.postgres else nullcontext()
+        try:
+            with guard:
+                self._collect(target, scope, checks)
+        except DBAPIError as exc:
+            self.conn.execute(text(f"DELETE FROM {self.table} WHERE target = :t"), {"t": target})
+            return str(exc.orig).splitlines()[0]
+        return None
+
+    def _collect(self, target: int, scope: Scope, checks: Sequence[tuple[Check, Rule]]) -> None:
         table, where = scope.table, scope.filter_sql(ROW)
         raw = raw_json(self.conn, table)
         insert = f"INSERT INTO {self.table} (target, reason, source_file, source_row, raw)"
