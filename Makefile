@@ -25,7 +25,7 @@ $(STAMP): requirements.txt
 	@touch $@
 
 demo: install
-	$(BIN)/python -m writeoffs demo
+	$(BIN)/python scripts/demo_cycle.py
 
 test: install
 	$(BIN)/python -m pytest -q

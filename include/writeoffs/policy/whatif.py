@@ -1,9 +1,10 @@
 """What-if: evaluate a draft policy against any past as-of date, read-only, and compare with what really happened.
 
-The draft runs through the same decision query as production (:mod:`writeoffs.policy.selection`) in
-point-in-time mode: balances are rebuilt as they stood on the date (today's balance plus what was paid or written
-off since), activities, holds and payments are counted up to the date. Nothing is written: the transaction is
-read-only (PostgreSQL ``SET TRANSACTION READ ONLY``; SQLite ``PRAGMA query_only``) and rolled back.
+The draft runs through the same decision query as production (:mod:`writeoffs.policy.selection`, with the same
+screen as the live run) in point-in-time mode: balances are rebuilt as they stood on the date (today's balance plus
+what was paid or written off since), activities, holds and payments are counted up to the date. Nothing is
+written: the transaction is read-only (PostgreSQL ``SET TRANSACTION READ ONLY``; SQLite ``PRAGMA query_only``) and
+rolled back.
 
 The comparison answers the controller's questions about a draft:
 - *selected*: what the draft would have written off on that date, by reason and aging bucket;
@@ -21,12 +22,12 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, select, text
+from sqlalchemy import Connection, Engine, case, func, select, text, union_all
 
 from writeoffs.db.schema import writeoffs
 from writeoffs.money import money_str
 from writeoffs.policy.schema import Policy
-from writeoffs.policy.selection import Scope, decision_query
+from writeoffs.policy.selection import Scope, decision_query, screened_out_query
 
 _Q4 = Decimal("0.0001")
 
@@ -106,79 +107,95 @@ def whatif(engine: Engine, draft: Policy, as_of: date) -> WhatIfReport:
 
 
 def whatif_on(conn: Connection, draft: Policy, as_of: date) -> WhatIfReport:
-    dq = decision_query(conn, draft, Scope(as_of, point_in_time=True)).cte("decided")
-    d = dq.c
+    """One read-only statement: the screened decision (:func:`~writeoffs.policy.selection.decision_query` with
+    ``screen=True``) plus the screened-out invoices (``not_eligible`` / ``under_threshold`` without aggregating
+    anything for them), joined with what was really written off and grouped once; the three views of the report
+    are sums over those few groups. No temporary tables: the transaction is read-only."""
+    scope = Scope(as_of, point_in_time=True)
+    decided = union_all(
+        decision_query(conn, draft, scope, screen=True), screened_out_query(conn, draft, scope)
+    ).subquery("decided")
+    d = decided.c
     w = writeoffs
     actual = (
         select(w.c.invoice_id, func.sum(w.c.amount).label("actual_amount"))
         .where(w.c.status == "posted", w.c.as_of_date >= as_of)
         .group_by(w.c.invoice_id)
-        .cte("actual")
+        .subquery("actual")
     )
     a = actual.c
-
-    selected = conn.execute(
-        select(d.currency, d.reason_code, d.bucket, func.count(), func.sum(d.amount))
-        .where(d.outcome == "candidate")
-        .group_by(d.currency, d.reason_code, d.bucket)
-        .order_by(d.currency, d.reason_code, d.bucket)
-    ).all()
-    outcomes = conn.execute(
-        select(d.outcome, d.rule, func.count()).group_by(d.outcome, d.rule).order_by(d.outcome, d.rule)
-    ).all()
-
-    sel = d.outcome == "candidate"
-    act = a.invoice_id.is_not(None)
-
-    def n(cond: Any) -> Any:
-        return func.sum(case((cond, 1), else_=0))
-
-    def s(cond: Any, value: Any) -> Any:
-        return func.sum(case((cond, value), else_=0))
-
-    both, draft_only, actual_only = and_(sel, act), and_(sel, ~act), and_(~sel, act)
-    comp_rows = conn.execute(
+    act = case((a.invoice_id.is_not(None), 1), else_=0)
+    groups = conn.execute(
         select(
             d.currency,
-            n(sel),
-            s(sel, d.amount),
-            n(both),
-            s(both, a.actual_amount),
-            s(both, d.recovered_amount),
-            n(draft_only),
-            s(draft_only, d.amount),
-            s(draft_only, d.later_paid),
-            n(actual_only),
-            s(actual_only, a.actual_amount),
-            s(actual_only, d.recovered_amount),
+            d.outcome,
+            d.rule,
+            d.reason_code,
+            d.bucket,
+            act.label("act"),
+            func.count(),
+            func.sum(d.amount),
+            func.sum(func.coalesce(a.actual_amount, 0)),
+            func.sum(func.coalesce(d.recovered_amount, 0)),
+            func.sum(func.coalesce(d.later_paid, 0)),
         )
-        .select_from(dq.outerjoin(actual, a.invoice_id == d.invoice_id))
-        .group_by(d.currency)
-        .order_by(d.currency)
+        .select_from(decided.outerjoin(actual, a.invoice_id == d.invoice_id))
+        .group_by(d.currency, d.outcome, d.rule, d.reason_code, d.bucket, act)
     ).all()
-    keys = (
-        "selected_count",
-        "selected_amount",
-        "both_count",
-        "both_actual_amount",
-        "both_recovered",
-        "draft_only_count",
-        "draft_only_amount",
-        "draft_only_later_paid",
-        "actual_only_count",
-        "actual_only_amount",
-        "actual_only_recovered",
-    )
+
+    selected: dict[tuple[str, str, str], list[Any]] = {}
+    outcomes: dict[tuple[str, str], int] = {}
+    metrics: dict[str, dict[str, Any]] = {}
+    for cur, outcome, rule, reason, bucket, actual_flag, n, amount, actual_amount, recovered, later_paid in groups:
+        n, amount, actual_amount = int(n), Decimal(str(amount or 0)), Decimal(str(actual_amount or 0))
+        recovered, later_paid = Decimal(str(recovered or 0)), Decimal(str(later_paid or 0))
+        outcomes[(outcome, rule)] = outcomes.get((outcome, rule), 0) + n
+        m = metrics.setdefault(cur, dict.fromkeys(_KEYS, 0))
+        sel, act_ = outcome == "candidate", bool(actual_flag)
+        if sel:
+            acc = selected.setdefault((cur, reason, bucket), [0, Decimal(0)])
+            acc[0] += n
+            acc[1] += amount
+            m["selected_count"] += n
+            m["selected_amount"] += amount
+        if sel and act_:
+            m["both_count"] += n
+            m["both_actual_amount"] += actual_amount
+            m["both_recovered"] += recovered
+        elif sel:
+            m["draft_only_count"] += n
+            m["draft_only_amount"] += amount
+            m["draft_only_later_paid"] += later_paid
+        elif act_:
+            m["actual_only_count"] += n
+            m["actual_only_amount"] += actual_amount
+            m["actual_only_recovered"] += recovered
     comparison = {
-        r[0]: {k: (int(v or 0) if k.endswith("_count") else _m(v)) for k, v in zip(keys, r[1:], strict=True)}
-        for r in comp_rows
+        cur: {k: (int(v) if k.endswith("_count") else _m(v)) for k, v in m.items()}
+        for cur, m in sorted(metrics.items())
     }
     return WhatIfReport(
         as_of=as_of,
         policy_version=draft.version,
         policy_hash=draft.content_hash,
-        evaluated=sum(int(r[2]) for r in outcomes),
-        selected=[(r[0], r[1], r[2], int(r[3]), _m(r[4])) for r in selected],
-        outcomes=[(r[0], r[1], int(r[2])) for r in outcomes],
+        evaluated=sum(outcomes.values()),
+        selected=[(c, r, b, int(v[0]), _m(v[1])) for (c, r, b), v in sorted(selected.items())],
+        outcomes=[(o, r, n) for (o, r), n in sorted(outcomes.items())],
         comparison=comparison,
     )
+
+
+#: Comparison metrics per currency, in report order.
+_KEYS = (
+    "selected_count",
+    "selected_amount",
+    "both_count",
+    "both_actual_amount",
+    "both_recovered",
+    "draft_only_count",
+    "draft_only_amount",
+    "draft_only_later_paid",
+    "actual_only_count",
+    "actual_only_amount",
+    "actual_only_recovered",
+)
