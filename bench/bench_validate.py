@@ -63,7 +63,7 @@ def stage(conn, n: int) -> int:
                     for ds, k in (("invoices", n), ("payments", n // 5), ("activities", n // 10))
                 }
             ),
-            "c": json.dumps({"invoices": n, "payment_allocations": n // 5, "activities": n // 10}),
+            "c": json.dumps({"invoices": {"rows": n}, "payments": {"rows": n // 5}, "activities": {"rows": n // 10}}),
         },
     ).scalar_one()
     # Every 1000th row carries a fault, so the warning path (count, quarantine, delete) is part of the timing.

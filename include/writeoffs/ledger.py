@@ -8,20 +8,18 @@ period on that flip). A retried call posts nothing twice: the unique key, not Py
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     Connection,
-    String,
-    Table,
-    TextClause,
+    Selectable,
+    TextualSelect,
     any_,
-    false,
+    column,
     func,
     insert,
     literal,
@@ -178,23 +176,21 @@ class PostResult:
     already: dict[str, int]  # keys that were posted before (idempotent replay)
 
 
-#: Columns written by :func:`post_entries`, with the PostgreSQL array type each is shipped as.
-_ENTRY_COLUMNS: dict[str, str] = {
+#: Columns an entry source provides to :func:`post_selected` (and their PostgreSQL types, for unnest arrays).
+ENTRY_SOURCE_COLUMNS: dict[str, str] = {
     "idempotency_key": "varchar",
     "entity_code": "varchar",
     "posting_date": "date",
     "period": "varchar",
-    "status": "varchar",
     "description": "varchar",
     "source_type": "varchar",
     "source_id": "varchar",
     "reverses_entry_id": "bigint",
-    "batch_id": "bigint",
     "policy_version": "varchar",
-    "created_by": "varchar",
 }
-_LINE_COLUMNS: dict[str, str] = {
-    "entry_id": "bigint",
+#: Columns a line source provides: the entry's idempotency key, then journal_lines' own columns.
+LINE_SOURCE_COLUMNS: dict[str, str] = {
+    "idempotency_key": "varchar",
     "line_no": "integer",
     "entity_code": "varchar",
     "account_code": "varchar",
@@ -209,40 +205,24 @@ _LINE_COLUMNS: dict[str, str] = {
 }
 
 
-def _unnest_insert(table: str, columns: Mapping[str, str], on_conflict: str = "") -> TextClause:
-    """``INSERT INTO table (cols) SELECT * FROM unnest(:col1::type[], ...)``: one statement for any row count.
+def _refusals_translated(fn: Callable[[], PostResult]) -> PostResult:
+    """Run a posting step; the database's refusals (``ledger:`` trigger messages) become named domain errors."""
+    try:
+        return fn()
+    except (IntegrityError, DBAPIError) as exc:
+        if "ledger:" in str(exc):
+            raise translate(exc) from exc
+        raise
 
-    One statement matters twice on PostgreSQL: the per-row cost of an executemany (psycopg runs it as one statement
-    per parameter set) is gone, and the statement-level integrity triggers of migration 0002 fire once and see a
-    whole chunk, so an entry's lines never straddle two statements (which would queue a re-check at COMMIT).
-    """
-    cols = ", ".join(columns)
+
+def _unnest(columns: Mapping[str, str], data: Mapping[str, list]) -> TextualSelect:
+    """``SELECT * FROM unnest(CAST(:col AS type[]), ...)``: column-wise Python data as rows, one parameter a column."""
     arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in columns.items())
-    return text(f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({arrays}) {on_conflict}")
-
-
-def _bulk_insert(
-    conn: Connection, table: Table, columns: Mapping[str, str], data: Mapping[str, list], keys: Sequence[str] = ()
-) -> None:
-    """Insert column-wise ``data`` (column -> values): unnest arrays on PostgreSQL, executemany on SQLite."""
-    if not data[next(iter(columns))]:
-        return
-    if conn.dialect.name == "postgresql":
-        conflict = f"ON CONFLICT ({', '.join(keys)}) DO NOTHING" if keys else ""
-        conn.execute(_unnest_insert(table.name, columns, conflict), dict(data))
-        return
-    rows = [dict(zip(columns, values, strict=True)) for values in zip(*(data[c] for c in columns), strict=True)]
-    if keys:
-        upsert_ignore(conn, table, rows, keys)
-    else:
-        conn.execute(insert(table), rows)
-
-
-def _among(column, values: Sequence, type_) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL ``= ANY(array)``: one parameter instead of one per value."""
-    if not values:
-        return false()
-    return column == any_(literal(list(values), ARRAY(type_)))
+    return (
+        text(f"SELECT * FROM unnest({arrays}) AS u({', '.join(columns)})")
+        .bindparams(**{c: data[c] for c in columns})
+        .columns(*(column(c) for c in columns))
+    )
 
 
 def post_entries(
@@ -251,9 +231,8 @@ def post_entries(
     """Post entries in the caller's transaction. Idempotent per ``entry.key``.
 
     The caller owns the transaction: on any error nothing of the chunk stays (no half-posted batch).
-    Four set-wise statements whatever the number of entries: insert entries ``pending`` (``ON CONFLICT DO
-    NOTHING`` on the key), read back ids and statuses, insert the lines, flip to ``posted`` (the database checks
-    balance, line count and period on that flip).
+    On PostgreSQL the entries travel as one array per column into :func:`post_selected` (a constant number of
+    statements whatever the count); SQLite inserts them row-wise with the same protocol.
     """
     if not entries:
         return PostResult({}, {})
@@ -261,11 +240,6 @@ def post_entries(
     keys = [e.key for e in entries]
     if len(set(keys)) != len(keys):
         raise LedgerError("duplicate idempotency keys within one posting call")
-    pg = conn.dialect.name == "postgresql"
-
-    def among(column, values: Sequence, type_) -> ColumnElement[bool]:
-        return _among(column, values, type_) if pg else column.in_(values)
-
     reverses = {e.reverses_key for e in entries if e.reverses_key}
     reverse_ids: dict[str, int] = {}
     if reverses:
@@ -279,74 +253,179 @@ def post_entries(
         missing = reverses - reverse_ids.keys()
         if missing:
             raise LedgerError(f"cannot reverse entries that are not posted: {sorted(missing)[:5]}")
-    try:
-        _bulk_insert(
+    entry_data: dict[str, list] = {
+        "idempotency_key": keys,
+        "entity_code": [e.entity for e in entries],
+        "posting_date": [e.posting_date for e in entries],
+        "period": [period_of(e.posting_date) for e in entries],
+        "description": [e.description[:400] for e in entries],
+        "source_type": [e.source_type for e in entries],
+        "source_id": [e.source_id for e in entries],
+        "reverses_entry_id": [reverse_ids.get(e.reverses_key) if e.reverses_key else None for e in entries],
+        "policy_version": [e.meta.get("policy_version") for e in entries],
+    }
+    line_data: dict[str, list] = {c: [] for c in LINE_SOURCE_COLUMNS}
+    for e in entries:
+        for n, ln in enumerate(e.lines, start=1):
+            line_data["idempotency_key"].append(e.key)
+            line_data["line_no"].append(n)
+            line_data["entity_code"].append(e.entity)
+            line_data["account_code"].append(ln.account)
+            line_data["currency"].append(ln.currency)
+            line_data["debit"].append(ln.debit)
+            line_data["credit"].append(ln.credit)
+            line_data["functional_currency"].append(ln.functional_currency)
+            line_data["functional_debit"].append(ln.functional_debit)
+            line_data["functional_credit"].append(ln.functional_credit)
+            line_data["invoice_id"].append(ln.invoice_id)
+            line_data["memo"].append(ln.memo[:200] if ln.memo else None)
+    if conn.dialect.name == "postgresql":
+        return post_selected(
             conn,
-            journal_entries,
-            _ENTRY_COLUMNS,
-            {
-                "idempotency_key": keys,
-                "entity_code": [e.entity for e in entries],
-                "posting_date": [e.posting_date for e in entries],
-                "period": [period_of(e.posting_date) for e in entries],
-                "status": ["pending"] * len(entries),
-                "description": [e.description[:400] for e in entries],
-                "source_type": [e.source_type for e in entries],
-                "source_id": [e.source_id for e in entries],
-                "reverses_entry_id": [reverse_ids.get(e.reverses_key) if e.reverses_key else None for e in entries],
-                "batch_id": [batch_id] * len(entries),
-                "policy_version": [e.meta.get("policy_version") for e in entries],
-                "created_by": [created_by] * len(entries),
-            },
-            ["idempotency_key"],
+            _unnest(ENTRY_SOURCE_COLUMNS, entry_data),
+            _unnest(LINE_SOURCE_COLUMNS, line_data),
+            created_by=created_by,
+            batch_id=batch_id,
         )
-        rows = conn.execute(
-            select(journal_entries.c.idempotency_key, journal_entries.c.id, journal_entries.c.status).where(
-                among(journal_entries.c.idempotency_key, keys, String)
-            )
-        ).all()
-        ids = {r.idempotency_key: r.id for r in rows}
-        already = {r.idempotency_key: r.id for r in rows if r.status == "posted"}
-        # A pending leftover (a crashed earlier attempt cannot leave one: it rolled back) is completed here.
-        fresh = [e for e in entries if e.key not in already]
-        if fresh:
-            fresh_ids = [ids[e.key] for e in fresh]
-            have_lines = set(
-                conn.execute(
-                    select(journal_lines.c.entry_id)
-                    .distinct()
-                    .where(among(journal_lines.c.entry_id, fresh_ids, BigInteger))
-                ).scalars()
-            )
-            lines: dict[str, list] = {c: [] for c in _LINE_COLUMNS}
-            for e in fresh:
-                eid = ids[e.key]
-                if eid in have_lines:
-                    continue
-                for n, ln in enumerate(e.lines, start=1):
-                    lines["entry_id"].append(eid)
-                    lines["line_no"].append(n)
-                    lines["entity_code"].append(e.entity)
-                    lines["account_code"].append(ln.account)
-                    lines["currency"].append(ln.currency)
-                    lines["debit"].append(ln.debit)
-                    lines["credit"].append(ln.credit)
-                    lines["functional_currency"].append(ln.functional_currency)
-                    lines["functional_debit"].append(ln.functional_debit)
-                    lines["functional_credit"].append(ln.functional_credit)
-                    lines["invoice_id"].append(ln.invoice_id)
-                    lines["memo"].append(ln.memo[:200] if ln.memo else None)
-            _bulk_insert(conn, journal_lines, _LINE_COLUMNS, lines)
+    return _refusals_translated(lambda: _post_rowwise(conn, entry_data, line_data, created_by, batch_id))
+
+
+def _post_rowwise(
+    conn: Connection, entry_data: Mapping[str, list], line_data: Mapping[str, list], created_by: str, batch_id
+) -> PostResult:
+    """The posting protocol with executemany (SQLite: no arrays, and its executemany is cheap in-process)."""
+    keys = entry_data["idempotency_key"]
+    n = len(keys)
+    upsert_ignore(
+        conn,
+        journal_entries,
+        [
+            {
+                **{c: entry_data[c][i] for c in ENTRY_SOURCE_COLUMNS},
+                "status": "pending",
+                "batch_id": batch_id,
+                "created_by": created_by,
+            }
+            for i in range(n)
+        ],
+        ["idempotency_key"],
+    )
+    rows = conn.execute(
+        select(journal_entries.c.idempotency_key, journal_entries.c.id, journal_entries.c.status).where(
+            journal_entries.c.idempotency_key.in_(keys)
+        )
+    ).all()
+    ids = {r.idempotency_key: r.id for r in rows}
+    already = {r.idempotency_key: r.id for r in rows if r.status == "posted"}
+    # A pending leftover (a crashed earlier attempt cannot leave one: it rolled back) is completed here.
+    fresh = [ids[k] for k in keys if k not in already]
+    if fresh:
+        have_lines = set(
             conn.execute(
-                update(journal_entries)
-                .where(among(journal_entries.c.id, fresh_ids, BigInteger), journal_entries.c.status == "pending")
-                .values(status="posted", posted_at=datetime.now(UTC))
+                select(journal_lines.c.entry_id).distinct().where(journal_lines.c.entry_id.in_(fresh))
+            ).scalars()
+        )
+        line_rows = [
+            {
+                "entry_id": ids[key],
+                **{c: line_data[c][i] for c in LINE_SOURCE_COLUMNS if c != "idempotency_key"},
+            }
+            for i, key in enumerate(line_data["idempotency_key"])
+            if key not in already and ids[key] not in have_lines
+        ]
+        if line_rows:
+            conn.execute(insert(journal_lines), line_rows)
+        _flip(conn, fresh)
+    return PostResult({k: ids[k] for k in keys if k not in already}, already)
+
+
+def _flip(conn: Connection, entry_ids: Sequence[int]) -> None:
+    """pending -> posted in ONE statement: the database checks balance, line count and period of them all at once."""
+    je = journal_entries
+    among = (
+        je.c.id == any_(literal(list(entry_ids), ARRAY(BigInteger)))
+        if conn.dialect.name == "postgresql"
+        else (je.c.id.in_(entry_ids))
+    )
+    conn.execute(update(je).where(among, je.c.status == "pending").values(status="posted", posted_at=datetime.now(UTC)))
+
+
+def post_selected(
+    conn: Connection, entries: Selectable, lines: Selectable, *, created_by: str, batch_id: int | None = None
+) -> PostResult:
+    """Set-wise posting on PostgreSQL: the entry and line rows come from SELECTs evaluated by the database.
+
+    ``entries`` yields one row per entry with the :data:`ENTRY_SOURCE_COLUMNS`; ``lines`` yields the
+    :data:`LINE_SOURCE_COLUMNS`, tied to their entry by ``idempotency_key``. Same protocol and guarantees as
+    :func:`post_entries` (which uses it with unnest arrays): entries are inserted ``pending`` with ``ON CONFLICT
+    (idempotency_key) DO NOTHING``, lines are inserted for the pending ones that have none yet, then ONE UPDATE flips
+    them to ``posted`` and the database checks balance, line count and open period. Nothing is rounded or checked
+    for balance here: the source owns its amounts (see ``posting._journal_sources``); the database refuses an
+    unbalanced result. A closed period is refused by the database too; callers check it first for a clearer message.
+    """
+    return _refusals_translated(lambda: _post_selected(conn, entries, lines, created_by, batch_id))
+
+
+def _post_selected(conn: Connection, entries, lines, created_by: str, batch_id: int | None) -> PostResult:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    je = journal_entries
+    src = entries.cte("entry_source")
+    cols = list(ENTRY_SOURCE_COLUMNS)
+    inserted = (
+        pg_insert(je)
+        .from_select(
+            [*cols, "status", "batch_id", "created_by"],
+            select(
+                *(src.c[c] for c in cols),
+                literal("pending"),
+                literal(batch_id, BigInteger),
+                literal(created_by),
+            ),
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(je.c.idempotency_key, je.c.id, je.c.status)
+        .cte("inserted")
+    )
+    # One statement: the rows this INSERT wrote, plus the ones that were there before (the same snapshot does not
+    # see the new rows, so nothing is listed twice).
+    rows = conn.execute(
+        select(inserted.c.idempotency_key, inserted.c.id, inserted.c.status, literal(True).label("new")).union_all(
+            select(je.c.idempotency_key, je.c.id, je.c.status, literal(False)).join(
+                src, src.c.idempotency_key == je.c.idempotency_key
             )
-    except (IntegrityError, DBAPIError) as exc:
-        if "ledger:" in str(exc):
-            raise translate(exc) from exc
-        raise
-    return PostResult({e.key: ids[e.key] for e in fresh}, already)
+        )
+    ).all()
+    already = {r.idempotency_key: r.id for r in rows if r.status == "posted"}
+    fresh = {r.idempotency_key: r.id for r in rows if r.status != "posted"}
+    if not fresh:
+        return PostResult({}, already)
+    # A pending leftover (a crashed attempt cannot leave one: it rolled back) keeps the lines it has.
+    leftovers = [r.id for r in rows if not r.new and r.status != "posted"]
+    has_lines = set()
+    if leftovers:
+        has_lines = set(
+            conn.execute(
+                select(journal_lines.c.entry_id)
+                .distinct()
+                .where(journal_lines.c.entry_id == any_(literal(leftovers, ARRAY(BigInteger))))
+            ).scalars()
+        )
+    need_lines = [i for i in fresh.values() if i not in has_lines]
+    if need_lines:
+        ln = lines.subquery("line_source")
+        target = je.alias("target")
+        line_cols = [c for c in LINE_SOURCE_COLUMNS if c != "idempotency_key"]
+        conn.execute(
+            insert(journal_lines).from_select(
+                ["entry_id", *line_cols],
+                select(target.c.id, *(ln.c[c] for c in line_cols))
+                .select_from(ln.join(target, target.c.idempotency_key == ln.c.idempotency_key))
+                .where(target.c.id == any_(literal(need_lines, ARRAY(BigInteger)))),
+            )
+        )
+    _flip(conn, list(fresh.values()))
+    return PostResult(fresh, already)
 
 
 def account_balance(

@@ -31,13 +31,36 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, and_, case, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Date,
+    Engine,
+    Integer,
+    Select,
+    String,
+    and_,
+    any_,
+    case,
+    cast,
+    column,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+    values,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import bindparam
 
 from writeoffs import approvals, audit, ledger
 from writeoffs.db.schema import (
     accounts,
     aging_snapshots,
+    currencies,
     holds,
     invoices,
     journal_entries,
@@ -378,6 +401,82 @@ def _entries(rows, ctx: _Context) -> list[JournalEntry]:
     return out
 
 
+def _journal_sources(ctx: _Context, writeoff_ids: Sequence[int]) -> tuple[Select, Select]:
+    """The chunk's entries and lines as SELECTs over writeoffs/invoices (PostgreSQL's set-wise posting path).
+
+    Column for column what :func:`_entries` / :func:`build_entry` produce, computed by the database: the rows
+    never travel through Python, which at 50,000 write-offs costs more than writing them. Amounts are rounded like
+    ``money.round_money``: ``ROUND(numeric, minor_unit)`` rounds half away from zero, which is half-up for the
+    positive amounts of a write-off (``amount > 0`` is a CHECK on writeoffs); minor units come from ``currencies``,
+    seeded from ``money.MINOR_UNITS``; the functional amount is rounded once, from the rounded transaction amount.
+    Not for SQLite, whose ROUND works in binary floating point. tests/integration/test_posting_setwise.py proves
+    the rows equal the Python path's.
+    """
+    w, i = writeoffs, invoices
+    cur, fcur = currencies.alias("cur"), currencies.alias("fcur")
+    side = values(column("line_no", Integer), name="side").data([(1,), (2,)])
+    amount = func.round(w.c.amount, cur.c.minor_unit)
+    functional = func.round(amount * i.c.fx_rate, fcur.c.minor_unit)
+    if ctx.method == "allowance":
+        debit_account = literal(ctx.allowance_account, String)
+    elif ctx.reason_accounts:
+        debit_account = case(dict(ctx.reason_accounts), value=w.c.reason_code, else_=literal(ctx.default_expense))
+    else:
+        debit_account = literal(ctx.default_expense, String)
+    source = (
+        w.join(i, i.c.id == w.c.invoice_id)
+        .join(cur, cur.c.code == w.c.currency)
+        .join(fcur, fcur.c.code == literal(ctx.functional_currency))
+    )
+    in_chunk = w.c.id == any_(literal(list(writeoff_ids), ARRAY(BigInteger)))
+    key = (literal(ENTRY_PREFIX) + w.c.idempotency_key).label("idempotency_key")
+    description = (
+        literal("Write-off ")
+        + i.c.invoice_ref
+        + literal(" (")
+        + w.c.reason_code
+        + literal(f", {ctx.method} method); batch {ctx.batch_key}; {ctx.approval_ref}; policy ")
+        + w.c.policy_version
+    )
+    entries = (
+        select(
+            key,
+            literal(ctx.entity).label("entity_code"),
+            literal(ctx.posting_date, Date).label("posting_date"),
+            literal(ledger.period_of(ctx.posting_date)).label("period"),
+            func.left(description, 400).label("description"),
+            literal("writeoff").label("source_type"),
+            cast(w.c.id, String).label("source_id"),
+            cast(null(), BigInteger).label("reverses_entry_id"),
+            w.c.policy_version.label("policy_version"),
+        )
+        .select_from(source)
+        .where(in_chunk)
+        .order_by(w.c.id)
+    )
+    debit_side = side.c.line_no == 1
+    lines = (
+        select(
+            key,
+            side.c.line_no,
+            literal(ctx.entity).label("entity_code"),
+            case((debit_side, debit_account), else_=literal(ctx.ar_account)).label("account_code"),
+            w.c.currency.label("currency"),
+            case((debit_side, amount), else_=0).label("debit"),
+            case((debit_side, 0), else_=amount).label("credit"),
+            literal(ctx.functional_currency).label("functional_currency"),
+            case((debit_side, functional), else_=0).label("functional_debit"),
+            case((debit_side, 0), else_=functional).label("functional_credit"),
+            w.c.invoice_id.label("invoice_id"),
+            func.left(literal("write-off ") + i.c.invoice_ref + literal(" ") + w.c.reason_code, 200).label("memo"),
+        )
+        .select_from(source.join(side, literal(True)))
+        .where(in_chunk)
+        .order_by(w.c.id, side.c.line_no)
+    )
+    return entries, lines
+
+
 def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, now: datetime) -> None:
     t0 = time.perf_counter()
     skipped = [(r, reason) for r in rows if (reason := skip_reason(r, ctx)) is not None]
@@ -391,9 +490,16 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
             [{"wid": r.id, "reason": reason[:200]} for r, reason in skipped],
         )
     t1 = time.perf_counter()
-    entries = _entries(ok, ctx)
-    t2 = time.perf_counter()
-    ledger.post_entries(conn, entries, created_by=ctx.actor, batch_id=ctx.batch_id)
+    if not ok:
+        t2 = t1
+    elif conn.dialect.name == "postgresql":
+        sources = _journal_sources(ctx, [r.id for r in ok])
+        t2 = time.perf_counter()
+        ledger.post_selected(conn, *sources, created_by=ctx.actor, batch_id=ctx.batch_id)
+    else:
+        entries = _entries(ok, ctx)
+        t2 = time.perf_counter()
+        ledger.post_entries(conn, entries, created_by=ctx.actor, batch_id=ctx.batch_id)
     t3 = time.perf_counter()
     if ok:
         lo, hi = rows[0].id, rows[-1].id

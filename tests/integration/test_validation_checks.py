@@ -149,13 +149,17 @@ def _clean(conn, control: dict | None = None) -> int:
     return stage(conn, invoices=inv, payments=pay, activities=act, control=control)
 
 
+#: Shaped like the sample ERP export's control.json (nested per dataset, see docs/sample-data.md).
 CONTROL = {
-    "invoices": 5,
-    "invoice_amount": "515.00",
-    "payment_allocations": 3,
-    "payment_amount": "60.00",
-    "activities": 2,
+    "invoices": {"rows": 5, "amount_total": "515.00"},
+    "payments": {"rows": 3, "amount_total": "60.00"},
+    "activities": {"rows": 2},
 }
+
+
+def control_with(dataset: str, key: str, value: object) -> dict:
+    """CONTROL with one reported total changed."""
+    return {**CONTROL, dataset: {**CONTROL[dataset], key: value}}
 
 
 def test_clean_batch_passes_every_check(ledger: Engine) -> None:
@@ -179,11 +183,11 @@ def test_clean_batch_passes_every_check(ledger: Engine) -> None:
 @pytest.mark.parametrize(
     ("control", "failing"),
     [
-        ({**CONTROL, "invoices": 6}, "invoices.control_row_count"),
-        ({**CONTROL, "invoice_amount": "515.01"}, "invoices.control_amount_total"),
-        ({**CONTROL, "payment_allocations": 2}, "payments.control_row_count"),
-        ({**CONTROL, "payment_amount": "59.99"}, "payments.control_amount_total"),
-        ({**CONTROL, "activities": 3}, "activities.control_row_count"),
+        (control_with("invoices", "rows", 6), "invoices.control_row_count"),
+        (control_with("invoices", "amount_total", "515.01"), "invoices.control_amount_total"),
+        (control_with("payments", "rows", 2), "payments.control_row_count"),
+        (control_with("payments", "amount_total", "59.99"), "payments.control_amount_total"),
+        (control_with("activities", "rows", 3), "activities.control_row_count"),
     ],
 )
 def test_control_total_mismatch_blocks(ledger: Engine, control: dict, failing: str) -> None:
@@ -201,7 +205,7 @@ def test_control_total_mismatch_blocks(ledger: Engine, control: dict, failing: s
 
 def test_control_checks_skipped_when_not_reported(ledger: Engine) -> None:
     with ledger.begin() as conn:
-        batch = _clean(conn, {"invoices": 5})  # only the invoice count is reported
+        batch = _clean(conn, {"invoices": {"rows": 5}})  # only the invoice count is reported
     report = validate_batches(ledger, [batch], as_of=AS_OF, run_key="t4", config=LENIENT)
     inv = next(t for t in report.targets if t.suite == "invoices")
     assert "invoices.control_row_count" in {f.check for f in inv.findings}
@@ -211,7 +215,7 @@ def test_control_checks_skipped_when_not_reported(ledger: Engine) -> None:
 def test_blocking_failure_quarantines_nothing(ledger: Engine) -> None:
     with ledger.begin() as conn:
         batch = _faulty(conn)
-        conn.execute(text("UPDATE ingest_batches SET control = :c"), {"c": json.dumps({"invoices": 99})})
+        conn.execute(text("UPDATE ingest_batches SET control = :c"), {"c": json.dumps({"invoices": {"rows": 99}})})
     with pytest.raises(ValidationBlocked):
         validate_batches(ledger, [batch], as_of=AS_OF, run_key="t5", config=LENIENT)
     assert quarantined(ledger, batch) == []

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.integration._validation_data import AS_OF, quarantined, staged_rows
-from tests.integration.test_validation_checks import CONTROL, EXPECTED, _clean, _faulty
+from tests.integration.test_validation_checks import CONTROL, EXPECTED, _clean, _faulty, control_with
 from writeoffs.validation.config import parse
 from writeoffs.validation.run import ValidationBlocked, ValidationReport, validate_batches
 
@@ -111,8 +111,12 @@ def test_fast_path_quarantines_exactly_what_the_gx_path_does(make_ledger, dialec
     ("build", "settings", "blocking"),
     [
         (lambda c: _clean(c, CONTROL), {}, []),
-        (lambda c: _clean(c, {**CONTROL, "invoices": 6}), {}, ["invoices.control_row_count"]),
-        (lambda c: _clean(c, {**CONTROL, "payment_amount": "59.99"}), {}, ["payments.control_amount_total"]),
+        (lambda c: _clean(c, control_with("invoices", "rows", 6)), {}, ["invoices.control_row_count"]),
+        (
+            lambda c: _clean(c, control_with("payments", "amount_total", "59.99")),
+            {},
+            ["payments.control_amount_total"],
+        ),
         (
             _faulty,
             {"severity": {"*.currency_iso4217": "blocking"}},

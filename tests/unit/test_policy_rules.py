@@ -445,3 +445,44 @@ def test_route_order_first_applicable_wins(ledger: Engine) -> None:
         _, iid = aged(conn, dpd=2300, bankrupt=True)
         row = next(r for r in decisions(conn, policy_with(), AS_OF) if r["invoice_id"] == iid)
     assert row["reason_code"] == "bankruptcy"
+
+
+SCREEN_POLICIES = [
+    None,
+    {"defaults": {"statute_days": None, "bankruptcy": {"enabled": False}, "writeoff_days": 500}},
+    {
+        "segments": {"small_business": {"writeoff_days": 90, "charge_off_days": 60}},
+        "defaults": {"small_balance": {"min_days_past_due": 20}},
+    },
+]
+
+
+@pytest.mark.parametrize("overrides", SCREEN_POLICIES, ids=["default", "strict", "loose"])
+def test_screen_loses_no_decision(ledger: Engine, overrides: dict[str, Any] | None) -> None:
+    """The screen that keeps the live run and the what-if small is exact: the screened decisions plus the
+    screened-out ones (decided without aggregating anything) equal the full decision of every invoice, row by row,
+    on today's date and point in time."""
+    from sqlalchemy import union_all
+
+    from writeoffs.policy.selection import Scope, decision_query, screened_out_query
+
+    policy = policy_with(overrides)
+    with ledger.begin() as conn:
+        for case in CASES:
+            case.build(conn)
+        cid = f.customer(conn, segment="small_business")
+        for dpd in (-30, 0, 25, 95, 185, 280):
+            f.invoice(conn, cid, amount="30.00", days_past_due=dpd)
+        for scope in (Scope(AS_OF), Scope(AS_OF - timedelta(days=100), point_in_time=True)):
+            full = {r.invoice_id: r._asdict() for r in conn.execute(decision_query(conn, policy, scope))}
+            kept = {r.invoice_id: r._asdict() for r in conn.execute(decision_query(conn, policy, scope, screen=True))}
+            out = {r.invoice_id: r._asdict() for r in conn.execute(screened_out_query(conn, policy, scope))}
+            both = conn.execute(
+                union_all(decision_query(conn, policy, scope, screen=True), screened_out_query(conn, policy, scope))
+            ).all()
+            assert kept and out, "the fixture must exercise both sides of the screen"
+            assert not set(kept) & set(out) and set(kept) | set(out) == set(full) and len(both) == len(full)
+            assert all(kept[i] == full[i] for i in kept)
+            for i, row in out.items():
+                assert (row["outcome"], row["rule"]) == ("not_eligible", "under_threshold")
+                assert {**full[i], "evidence": None} == row

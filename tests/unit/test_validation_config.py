@@ -47,6 +47,7 @@ def test_severity_resolution(severity: dict, check: str, expected: str) -> None:
         ({"tie_out": {"tolerance": 0.01}}, "quoted string"),
         ({"max_quarantined_fraction": "1.5"}, "between 0 and 1"),
         ({"unknown_key": 1}, "unknown_key"),
+        ({"fast_path_min_rows": -1}, "fast_path_min_rows"),
     ],
 )
 def test_bad_config_is_refused(data: dict, message: str) -> None:

@@ -170,6 +170,7 @@ invoices = Table(
     CheckConstraint(_in("status", INVOICE_STATUSES), name="status"),
     Index("ix_invoices_customer_id", "customer_id"),
     Index("ix_invoices_entity_status", "entity_code", "status"),
+    Index("ix_invoices_status_due_date", "status", "due_date"),
 )
 
 payments = Table(

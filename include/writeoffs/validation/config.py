@@ -58,9 +58,10 @@ class ControlKeys(_Model):
 
 def _default_control_keys() -> dict[str, ControlKeys]:
     return {
-        "invoices": ControlKeys(rows="invoices", amount="invoice_amount"),
-        "payments": ControlKeys(rows="payment_allocations", amount="payment_amount"),
-        "activities": ControlKeys(rows="activities"),
+        # The control.json layout of the sample ERP export (docs/sample-data.md).
+        "invoices": ControlKeys(rows="invoices.rows", amount="invoices.amount_total"),
+        "payments": ControlKeys(rows="payments.rows", amount="payments.amount_total"),
+        "activities": ControlKeys(rows="activities.rows"),
     }
 
 
