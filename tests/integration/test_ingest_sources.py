@@ -7,6 +7,7 @@ Files in tmp_path, a real SQLite and a real PostgreSQL source database, and a re
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -139,6 +140,39 @@ def test_written_off_invoice_is_not_overwritten(ledger, tmp_path) -> None:
         )
 
 
+def test_holds_follow_the_flags_and_only_ingestion_holds_are_closed(ledger, tmp_path) -> None:
+    config = cfg()
+    d = erp_dir(tmp_path)
+    flagged = (d / "invoices.csv").read_text().replace('"No","","No"', '"Yes","11/01/2026","Yes"')
+    (d / "invoices.csv").write_text(flagged)
+    src = lambda: build_source(config.source("erp_csv"), location=str(d))  # noqa: E731
+    counts = merge(ledger, config, [stage(ledger, config, src(), AS_OF)["batch_id"]], AS_OF)["batches"][0]["counts"]
+    assert (counts["dispute_holds_opened"], counts["payment_plan_holds_opened"]) == (2, 2)
+    with ledger.begin() as conn:  # a person puts their own dispute hold on INV-0001 as well
+        conn.execute(
+            text(
+                "INSERT INTO holds (customer_id, invoice_id, hold_type, start_date, note) SELECT customer_id, id, 'dispute', '2026-11-02', 'collector' FROM invoices WHERE invoice_ref = 'INV-0001'"
+            )
+        )
+    again = merge(ledger, config, [stage(ledger, config, src(), AS_OF)["batch_id"]], AS_OF)["batches"][0]["counts"]
+    assert (again["dispute_holds_opened"], again["dispute_holds_closed"]) == (0, 0)
+    (d / "invoices.csv").write_text(flagged.replace('"Yes","11/01/2026","Yes"', '"No","","No"', 1))  # INV-0001 clears
+    cleared = merge(ledger, config, [stage(ledger, config, src(), AS_OF)["batch_id"]], AS_OF)["batches"][0]["counts"]
+    assert (cleared["dispute_holds_closed"], cleared["payment_plan_holds_closed"]) == (1, 1)
+    assert (cleared["dispute_holds_opened"], cleared["payment_plan_holds_opened"]) == (0, 0)
+    with ledger.connect() as conn:
+        open_holds = conn.execute(
+            text(
+                "SELECT i.invoice_ref, h.hold_type, h.note FROM holds h JOIN invoices i ON i.id = h.invoice_id WHERE h.end_date IS NULL ORDER BY 1, 2, 3"
+            )
+        ).all()
+    assert [tuple(r) for r in open_holds] == [
+        ("INV-0001", "dispute", "collector"),
+        ("INV-0002", "dispute", "ingest:erp_csv"),
+        ("INV-0002", "payment_plan", "ingest:erp_csv"),
+    ]
+
+
 def _billing_rows(conn_exec) -> None:
     conn_exec("CREATE TABLE ar_invoices (" + ", ".join(f"{k} TEXT" for k in INV) + ")")
     conn_exec("CREATE TABLE ar_payments (" + ", ".join(f"{k} TEXT" for k in PAY) + ")")
@@ -208,7 +242,7 @@ def test_sql_source_postgres_with_typed_columns(pg_admin, ledger) -> None:
 def test_sql_source_down_is_a_named_error(ledger) -> None:
     config = cfg()
     src = build_source(config.source("billing_db"), url="postgresql://nobody@127.0.0.1:1/none")
-    with pytest.raises(InputError, match="source database .* failed") as err:
+    with pytest.raises(InputError, match=r"source database .* failed") as err:
         stage(ledger, config, src, AS_OF)
     assert err.value.source == "billing_db" and err.value.file == "invoices query"
 
@@ -318,7 +352,7 @@ def test_http_timeout_is_retried_then_named(make_ledger) -> None:
     api = _Api({"invoices/page-0001.json": b'{"data": [], "next": null}'}, delay=0.5)
     try:
         config = _http_cfg(retries=1, timeout=0.1)
-        with pytest.raises(InputError, match="timed out after 0.1 s after 2 attempt"):
+        with pytest.raises(InputError, match=re.escape("timed out after 0.1 s after 2 attempt")):
             stage(engine, config, build_source(config.source("billing_api"), url=api.url), AS_OF)
     finally:
         api.close()

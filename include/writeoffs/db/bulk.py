@@ -10,7 +10,7 @@ non-unique indexes were most of the time of a large ``INSERT``/``COPY``. Bulk mo
 2. the caller loads its rows.
 3. :func:`leave` - ``session_replication_role`` back to ``origin``, indexes recreated from the saved definitions,
    the parents the load did not write locked ``FOR KEY SHARE`` (what the triggers would have done) and *every*
-   foreign key of the loaded tables validated with one anti-join each. An orphan raises :class:`OrphanRows` and the
+   foreign key of the loaded tables validated set-wise, one pass per table. An orphan raises :class:`OrphanRows` and the
    caller's transaction rolls everything back: the guarantee is the triggers', checked once per key instead of once
    per row.
 
@@ -140,24 +140,30 @@ def lock_parents(conn: Connection, tables: Mapping[str, Table], *, table_locks: 
 def verify_foreign_keys(
     conn: Connection, tables: Mapping[str, Table], *, context: str, where: Mapping[str, str] | None = None
 ) -> None:
-    """One anti-join per foreign key of ``tables``; raises :class:`OrphanRows` naming the first one that fails."""
+    """Every foreign key of ``tables`` checked set-wise; raises :class:`OrphanRows` naming the first one that fails.
+
+    One pass over each child table: a LEFT JOIN per foreign key (its parent columns are unique, so no row is
+    duplicated) and one orphan count per key, instead of one scan per key.
+    """
     for name, table in tables.items():
-        extra = f" AND ({where[name]})" if where and name in where else ""
-        for fk in sorted(table.foreign_key_constraints, key=lambda k: k.referred_table.name):
+        fks = sorted(table.foreign_key_constraints, key=lambda k: (k.referred_table.name, [c.name for c in k.columns]))
+        if not fks:
+            continue
+        joins, counts = [], []
+        for k, fk in enumerate(fks):
             child_cols = [c.name for c in fk.columns]
             parent_cols = [e.column.name for e in fk.elements]
+            match = " AND ".join(f"p{k}.{pc} = c.{cc}" for pc, cc in zip(parent_cols, child_cols, strict=True))
+            joins.append(f"LEFT JOIN {fk.referred_table.name} p{k} ON {match}")
             present = " AND ".join(f"c.{col} IS NOT NULL" for col in child_cols)
-            match = " AND ".join(f"p.{pc} = c.{cc}" for pc, cc in zip(parent_cols, child_cols, strict=True))
-            orphans = conn.execute(
-                text(
-                    f"SELECT count(*) FROM {name} c WHERE {present}{extra} "
-                    f"AND NOT EXISTS (SELECT 1 FROM {fk.referred_table.name} p WHERE {match})"
-                )
-            ).scalar_one()
-            if orphans:
+            counts.append(f"count(*) FILTER (WHERE {present} AND p{k}.{parent_cols[0]} IS NULL)")
+        extra = f" WHERE {where[name]}" if where and name in where else ""
+        orphans = conn.execute(text(f"SELECT {', '.join(counts)} FROM {name} c {' '.join(joins)}{extra}")).one()
+        for fk, n in zip(fks, orphans, strict=True):
+            if n:
                 raise OrphanRows(
-                    f"{context}: {orphans:,} rows of {name} reference a missing {fk.referred_table.name} "
-                    f"({', '.join(child_cols)}); nothing was loaded"
+                    f"{context}: {n:,} rows of {name} reference a missing {fk.referred_table.name} "
+                    f"({', '.join(c.name for c in fk.columns)}); nothing was loaded"
                 )
 
 

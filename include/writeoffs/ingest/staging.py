@@ -2,8 +2,10 @@
 
 Idempotent per (source, as-of date): the batch row is reused and its previous staged and quarantined rows are
 replaced, so a re-run never duplicates; a failure rolls everything back, leaving the previous good load of that
-(source, as-of) exactly as it was. Good rows are COPYed on PostgreSQL (CSV produced by pyarrow's C++ writer,
-never a Python loop over rows) and bulk-inserted on SQLite (the embedded demo path, up to ~50k rows).
+(source, as-of) exactly as it was. Good rows are COPYed on PostgreSQL (one streaming COPY per dataset, CSV
+produced by pyarrow's C++ writer, never a Python loop over rows; FK triggers off for the batch and the keys checked
+set-wise before commit, see :mod:`writeoffs.db.bulk`) and bulk-inserted on SQLite (the embedded demo path, up to
+~50k rows).
 """
 
 from __future__ import annotations

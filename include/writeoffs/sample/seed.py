@@ -17,7 +17,7 @@ PostgreSQL bulk mode (measured: per-row foreign-key triggers and incremental sec
 tables carry no triggers other than the internal FK ones, the load runs with FK triggers off and without the
 non-unique secondary indexes (their exact definitions are saved first), like ``pg_restore --disable-triggers``.
 Before commit, in the same transaction, the indexes are rebuilt from the saved definitions and *every* foreign key
-of the loaded tables is validated set-wise (one anti-join each); a single orphan raises and rolls everything
+of the loaded tables is validated set-wise (one pass per table); a single orphan raises and rolls everything
 back, so the guarantee is the one the triggers give, checked once per key instead of once per row. The parents
 we did not load (entities, currencies) are locked ``FOR KEY SHARE`` first, as the triggers would. Otherwise the
 load simply keeps the triggers on (slower, same result). Primary keys, unique and CHECK constraints always stay on.
