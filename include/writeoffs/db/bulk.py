@@ -87,8 +87,18 @@ def drop_secondary_indexes(conn: Connection, tables: list[str]) -> list[str]:
     return [ddl for _name, ddl in rows]
 
 
-def enter(conn: Connection, tables: Mapping[str, Table], *, drop_indexes: bool = True) -> BulkMode | None:
-    """Enter bulk mode for ``tables`` if it is safe; None means: load the normal way (slower, same result)."""
+def enter(
+    conn: Connection,
+    tables: Mapping[str, Table],
+    *,
+    drop_indexes: bool = True,
+    keep_indexes: frozenset[str] = frozenset(),
+) -> BulkMode | None:
+    """Enter bulk mode for ``tables`` if it is safe; None means: load the normal way (slower, same result).
+
+    ``keep_indexes`` names tables whose indexes stay (small tables whose indexes later statements of the load
+    use: rebuilding them saves nothing).
+    """
     if conn.dialect.name != "postgresql":
         return None
     names = list(tables)
@@ -97,7 +107,7 @@ def enter(conn: Connection, tables: Mapping[str, Table], *, drop_indexes: bool =
     conn.execute(text("SET LOCAL session_replication_role = replica"))
     # Sorting for the index rebuilds in memory rather than in temp files; for this transaction only.
     conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
-    ddl = drop_secondary_indexes(conn, names) if drop_indexes else []
+    ddl = drop_secondary_indexes(conn, [n for n in names if n not in keep_indexes]) if drop_indexes else []
     return BulkMode(dict(tables), ddl)
 
 
