@@ -68,6 +68,7 @@ _EXTENSIONS: list[str] = [
     "writeoffs.policy.cli",
     "writeoffs.reconcile",
     "writeoffs.ingest.cli",
+    "writeoffs.kpi_cli",
 ]
 
 

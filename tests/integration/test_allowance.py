@@ -27,7 +27,8 @@ from sqlalchemy import Engine, func, select, update
 from tests import factories as f
 from tests.integration import recon_support as rs
 from tests.integration.posting_support import TIERS, approve, make_batch
-from writeoffs import audit, ledger, reconcile
+from writeoffs import audit, reconcile
+from writeoffs import ledger as gl
 from writeoffs.aging import compute_aging
 from writeoffs.allowance import default_config, entry_key, estimate_allowance, parse_config
 from writeoffs.db.schema import allowance_estimates, audit_log, invoices, journal_entries, journal_lines
@@ -100,7 +101,7 @@ def run(engine: Engine, as_of: date, config=CONFIG):
 
 def balance(engine: Engine, currency: str | None) -> Decimal:
     with engine.connect() as conn:
-        return -ledger.account_balance(conn, "EU01", "1190", currency)  # credit balance
+        return -gl.account_balance(conn, "EU01", "1190", currency)  # credit balance
 
 
 def test_estimate_is_exact_per_bucket_and_posts_the_increase(ledger: Engine) -> None:
@@ -170,10 +171,7 @@ def test_second_date_releases_only_the_delta_and_reruns_post_nothing(ledger: Eng
 def test_closed_period_is_refused_and_nothing_is_stored(ledger: Engine) -> None:
     build_aging(ledger)
     with ledger.begin() as conn:
-        ledger_close = ledger  # noqa: F841 - keep the engine name readable below
-        from writeoffs.ledger import close_period
-
-        close_period(conn, "EU01", "2026-11", actor="controller")
+        gl.close_period(conn, "EU01", "2026-11", actor="controller")
 
     with pytest.raises(ClosedPeriod, match=r"fiscal period 2026-11 of entity EU01 is closed"):
         run(ledger, AS_OF)
@@ -205,8 +203,19 @@ def test_per_entity_rates_override_the_defaults(ledger: Engine) -> None:
     cfg = parse_config(
         {
             "version": "2026.11-eu",
-            "loss_rates": {b: v for b, v in (("current", "0.5%"), ("1-30", "2%"), ("31-60", "5%"), ("61-90", "10%"),
-                                             ("91-120", "20%"), ("121-180", "35%"), ("181-365", "60%"), ("365+", "90%"))},
+            "loss_rates": {
+                b: v
+                for b, v in (
+                    ("current", "0.5%"),
+                    ("1-30", "2%"),
+                    ("31-60", "5%"),
+                    ("61-90", "10%"),
+                    ("91-120", "20%"),
+                    ("121-180", "35%"),
+                    ("181-365", "60%"),
+                    ("365+", "90%"),
+                )
+            },
             "entities": {"EU01": {"loss_rates": {"365+": "100%"}}},
         }
     )
