@@ -14,10 +14,9 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
-
-import pytest
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +84,7 @@ def pg_admin() -> Iterator[Engine]:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - turn a connection failure into a clear test error
+    except Exception as exc:
         pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc}. Start it (see .ci/run).")
     yield engine
     engine.dispose()

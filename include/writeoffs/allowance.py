@@ -338,11 +338,6 @@ def estimate_allowance(
     dialect = conn.dialect.name
     if dialect == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    if conn.execute(select(aging_runs.c.as_of_date).where(aging_runs.c.as_of_date == as_of)).first() is None:
-        raise LedgerError(
-            f"no aging snapshot for {as_of}: the allowance is estimated from it (run ar_aging_ingest or "
-            "writeoffs.aging.compute_aging for that date first)"
-        )
     q = select(legal_entities.c.code, legal_entities.c.functional_currency).where(
         legal_entities.c.writeoff_method == "allowance"
     )
@@ -351,6 +346,11 @@ def estimate_allowance(
     functional = dict(conn.execute(q.order_by(legal_entities.c.code)).all())
     if not functional:
         return AllowanceResult(as_of, config.version, ())
+    if conn.execute(select(aging_runs.c.as_of_date).where(aging_runs.c.as_of_date == as_of)).first() is None:
+        raise LedgerError(
+            f"no aging snapshot for {as_of}: the allowance is estimated from it (run ar_aging_ingest or "
+            "writeoffs.aging.compute_aging for that date first)"
+        )
     rates = {e: config.rates_for(e) for e in functional}
     _check_rates_cover_snapshot(conn, as_of, rates, config)
 

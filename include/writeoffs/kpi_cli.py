@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import date
 from typing import Any
 
@@ -38,7 +39,7 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     from writeoffs.kpi import headline, run_kpis
 
     if args.end < args.start:
-        print(f"error: --to {args.end} is before --from {args.start}")
+        print(f"error: --to {args.end} is before --from {args.start}", file=sys.stderr)
         return 2
     report, files = run_kpis(make_engine(args.ledger_url), args.start, args.end, previous=args.previous)
     print(headline(report))

@@ -36,7 +36,9 @@ class Tier:
 
 DEFAULT_TIERS: tuple[Tier, ...] = (
     Tier("ar_manager", {"USD": Decimal("5000"), "EUR": Decimal("5000"), "GBP": Decimal("4000")}, ("ar_manager",), 48),
-    Tier("controller", {"USD": Decimal("50000"), "EUR": Decimal("50000"), "GBP": Decimal("40000")}, ("controller",), 72),
+    Tier(
+        "controller", {"USD": Decimal("50000"), "EUR": Decimal("50000"), "GBP": Decimal("40000")}, ("controller",), 72
+    ),
     Tier("cfo", {}, ("cfo",), 120),
 )
 

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, inspect, select, text
 
 from writeoffs.db import migrate
 from writeoffs.db.engine import make_engine
+from writeoffs.db.migrate import include_object
 from writeoffs.db.schema import currencies
 from writeoffs.money import MINOR_UNITS
 
@@ -115,7 +116,7 @@ def objects(engine: Engine) -> dict[str, set[str]]:
 
 def metadata_diff(engine: Engine) -> list:
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object})
         return compare_metadata(ctx, METADATA)
 
 

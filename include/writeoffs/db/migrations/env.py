@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from writeoffs.db.engine import make_engine
-from writeoffs.db.migrate import full_metadata
+from writeoffs.db.migrate import full_metadata, include_object
 
 config = context.config
 
@@ -16,7 +16,12 @@ def run_migrations_online() -> None:
         url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
         engine = make_engine(url or None)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=full_metadata(), render_as_batch=True)
+        context.configure(
+            connection=connection,
+            target_metadata=full_metadata(),
+            render_as_batch=True,
+            include_object=include_object,
+        )
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
