@@ -80,11 +80,17 @@ def answer(
     params: dict[str, str] = {"comment": comment}
     if "exclude_invoice_refs" in (detail.get("params") or {}):
         params["exclude_invoice_refs"] = exclude
-    r = client.patch(
+    url = (
         f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}"
-        "/hitlDetails",
-        json={"chosen_options": [option], "params_input": params},
+        "/hitlDetails"
     )
+    for attempt in range(1, 6):
+        r = client.patch(url, json={"chosen_options": [option], "params_input": params})
+        # 5xx: on the SQLite metadata DB of `make up`/the demo a busy database can refuse the write ("database is
+        # locked"); nothing was recorded, so answering again is safe. Anything else is final.
+        if r.status_code < 500:
+            break
+        time.sleep(2 * attempt)
     if r.status_code != 200:
         sys.exit(f"answer refused by Airflow: HTTP {r.status_code} {r.text}")
     return dict(r.json())
