@@ -104,6 +104,12 @@ def summarise(run: dict[str, str | None], selected: dict) -> list[dict]:
 
 
 def _actor(context) -> str:
+    """Who prepared the batches. A person who triggered the run is recorded as such and can never be overridden by
+    the ``prepared_by`` param (segregation of duties: the preparer may not approve); the param only names the
+    preparer of runs no person triggered (scheduled or asset-triggered runs, default ``system``)."""
+    user = getattr(context["dag_run"], "triggering_user_name", None)
+    if user and user != "dag_test":
+        return str(user)
     return str(context["params"].get("prepared_by") or "system")
 
 

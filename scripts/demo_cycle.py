@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     run_cli("summary", env=env)
+    print("\nThe brief's worked example, as an auditor would trace it:")
+    run_cli("trail", "INV-WORKED-45000", env=env)
     reports = base / "reports"
     print(f"\nReports (validation Data Docs, batch candidate lists, reconciliation): {reports}")
     print(f"Airflow home with task logs: {server.home}")

@@ -39,6 +39,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trail(args: argparse.Namespace) -> int:
+    from writeoffs.report import invoice_trail
+
+    print(invoice_trail(_engine(args), args.invoice_ref, args.entity))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from writeoffs.demo import run_demo
 
@@ -53,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("init-db", help="create or upgrade the ledger schema").set_defaults(func=cmd_init_db)
     sub.add_parser("summary", help="print a ledger summary").set_defaults(func=cmd_summary)
+    trail = sub.add_parser("trail", help="an invoice's write-off trail: evidence, approvals, journal, recoveries")
+    trail.add_argument("invoice_ref")
+    trail.add_argument("--entity")
+    trail.set_defaults(func=cmd_trail)
     demo = sub.add_parser("demo", help="the main job end to end on the embedded default")
     demo.add_argument("--invoices", type=int, default=20_000, help="sample size (default 20,000)")
     demo.add_argument("--seed", type=int, default=42)

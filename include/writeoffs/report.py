@@ -80,3 +80,69 @@ def ledger_summary(engine: Engine) -> str:
             + ("intact" if not findings else f"BROKEN ({len(findings)} findings)")
         )
     return "\n".join(lines)
+
+
+def invoice_trail(engine: Engine, invoice_ref: str, entity: str | None = None) -> str:
+    """Everything the ledger knows about one invoice's write-off, in the order an auditor asks for it: the invoice,
+    the candidate with its rule, reason and evidence, the batch and the recorded decisions, the journal lines, and
+    recoveries. Read-only."""
+    import json
+
+    from writeoffs.db.schema import approvals, recoveries, writeoff_batches
+
+    out: list[str] = []
+    with engine.connect() as conn:
+        q = select(invoices).where(invoices.c.invoice_ref == invoice_ref)
+        if entity:
+            q = q.where(invoices.c.entity_code == entity)
+        inv = conn.execute(q).first()
+        if inv is None:
+            return f"no invoice {invoice_ref!r}" + (f" in entity {entity}" if entity else "")
+        out.append(
+            f"Invoice {inv.invoice_ref} ({inv.entity_code}): {_fmt(inv.amount)} {inv.currency}, invoiced "
+            f"{inv.invoice_date}, due {inv.due_date}, status {inv.status}, open {_fmt(inv.open_balance)}, "
+            f"written off {_fmt(inv.written_off_amount)}, recovered {_fmt(inv.recovered_amount)}"
+        )
+        for w in conn.execute(select(writeoffs).where(writeoffs.c.invoice_id == inv.id).order_by(writeoffs.c.id)):
+            out.append(
+                f"  write-off #{w.id}: {_fmt(w.amount)} {w.currency}, reason {w.reason_code}, rule {w.rule}, "
+                f"tier {w.tier}, status {w.status}, policy {w.policy_version} ({w.policy_hash[:12]})"
+            )
+            if w.skip_reason:
+                out.append(f"    skipped: {w.skip_reason}")
+            if w.evidence:
+                ev = json.loads(w.evidence)
+                shown = {k: v for k, v in ev.items() if k != "required"}
+                out.append(f"    evidence: {json.dumps(shown, sort_keys=True)}")
+                if "required" in ev:
+                    out.append(f"    policy required: {json.dumps(ev['required'], sort_keys=True)}")
+            if w.batch_id is not None:
+                b = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == w.batch_id)).one()
+                out.append(
+                    f"    batch {b.batch_key}: {b.item_count} items, {_fmt(b.total_amount)} {b.currency}, status "
+                    f"{b.status}, prepared by {b.prepared_by}, fingerprint {(b.batch_hash or '')[:12]}"
+                )
+                for a in conn.execute(
+                    select(approvals).where(approvals.c.batch_id == b.id).order_by(approvals.c.decided_at)
+                ):
+                    out.append(
+                        f"    {a.step:<8} {a.decision:<10} by {a.approver} (tier {a.tier}, limit "
+                        f"{_fmt(a.limit_amount) if a.limit_amount is not None else 'none'}) at {a.decided_at}"
+                        + (f" - {a.comment}" if a.comment else "")
+                    )
+        lines = conn.execute(
+            select(journal_entries.c.idempotency_key, journal_entries.c.posting_date, journal_lines)
+            .select_from(journal_lines.join(journal_entries, journal_entries.c.id == journal_lines.c.entry_id))
+            .where(journal_lines.c.invoice_id == inv.id, journal_entries.c.status == "posted")
+            .order_by(journal_entries.c.id, journal_lines.c.line_no)
+        ).all()
+        if lines:
+            out.append("  journal:")
+        for ln in lines:
+            side = f"Dr {_fmt(ln.debit)}" if ln.debit else f"Cr {_fmt(ln.credit)}"
+            out.append(
+                f"    {ln.posting_date} {ln.idempotency_key[:40]:<40} {ln.account_code:<6} {side:>18} {ln.currency}"
+            )
+        for r in conn.execute(select(recoveries).where(recoveries.c.invoice_id == inv.id)):
+            out.append(f"  recovery {r.recovery_date}: {_fmt(r.amount)} {r.currency} (entry {r.journal_entry_id})")
+    return "\n".join(out)
