@@ -2,7 +2,9 @@
 
 Builds a fresh schema set-wise (INSERT ... SELECT over generate_series), records the two approvals through the
 domain (so posting's full re-verification runs), times ``post_batch`` and prints per-stage times. Results go to
-``bench/out/bench_post_<timestamp>.json``. The target is <= 10 s for 50,000 write-offs.
+``bench/out/bench_post_<timestamp>.json``, with the 1-minute load average before and after: on a shared machine
+the same run varies by 2x with the load, so a number without it means little. The target is <= 10 s for 50,000
+write-offs.
 
     .venv/bin/python bench/bench_post.py [--n 50000] [--chunk-size 5000] [--url postgresql://...] [--keep]
 """
@@ -112,6 +114,7 @@ def main() -> int:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine = make_engine(args.url, schema=schema)
     stages: dict[str, float] = {}
+    load_before = os.getloadavg()[0]
     try:
         t = time.perf_counter()
         upgrade(engine)
@@ -161,6 +164,7 @@ def main() -> int:
         "consistent": ok,
         "postgres": version,
         "cpus": os.cpu_count(),
+        "load_avg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "python": platform.python_version(),
         "schema_kept": schema if args.keep else None,
     }
@@ -173,7 +177,8 @@ def main() -> int:
     print("post_batch breakdown: " + ", ".join(f"{k} {v:.3f}s" for k, v in report.timings.items()))
     print(
         f"{args.n:,} write-offs posted in {stages['post_batch']:.2f} s ({result['writeoffs_per_s']:,}/s); "
-        f"consistent={ok}; written {path.relative_to(ROOT)}"
+        f"consistent={ok}; load {result['load_avg_1m']['before']} -> {result['load_avg_1m']['after']}; "
+        f"written {path.relative_to(ROOT)}"
     )
     return 0 if ok else 1
 

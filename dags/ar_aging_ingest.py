@@ -13,8 +13,10 @@ Daily (cron in `WRITEOFFS_INGEST_SCHEDULE`, default 05:30 UTC), or manually with
    **warning** checks quarantine exactly the offending rows with the check's name, and the run goes on.
 5. `merge` — upserts customers, invoices, holds, payments, activities set-wise; posts one AR sync journal entry
    per entity and currency so the GL AR control account keeps tying to the sub-ledger.
-6. `aging` — recomputes the aging snapshot of the business date.
-7. `validate_aging` — bucket consistency and the tie-out of the aging total to the GL AR control account per
+6. `recoveries` — books the cash that arrived for written-off invoices ('recovery' allocations of the merge) as
+   recovery income, capped at what is still written off; the excess is reported (docs/posting.md, Recoveries).
+7. `aging` — recomputes the aging snapshot of the business date.
+8. `validate_aging` — bucket consistency and the tie-out of the aging total to the GL AR control account per
    entity and currency; only when it passes is the **ar_aging_snapshot** asset updated, which
    `writeoff_candidates` is scheduled on (so a break blocks candidate selection).
 
@@ -105,6 +107,16 @@ def merge(summaries: list[dict], as_of: str) -> dict:
 
 
 @task
+def recoveries(as_of: str, merged: dict) -> dict:
+    from datetime import date
+
+    from writeoffs.recoveries_pending import book_pending_recoveries
+    from writeoffs_airflow.ledger import ledger_engine
+
+    return book_pending_recoveries(ledger_engine(), date.fromisoformat(as_of), actor="ingest")
+
+
+@task
 def aging(as_of: str, merged: dict) -> dict:
     from datetime import date
 
@@ -159,7 +171,9 @@ def ar_aging_ingest() -> None:
     as_of = business_date()
     staged = stage.partial(as_of=as_of).expand(source=list_sources())
     merged = merge(validate(staged, as_of), as_of)
-    validate_aging(as_of, aging(as_of, merged))
+    aged = aging(as_of, merged)
+    recoveries(as_of, merged) >> aged
+    validate_aging(as_of, aged)
 
 
 ar_aging_ingest()

@@ -67,7 +67,11 @@ def append(
 ) -> str:
     """Append one audit row inside the caller's transaction; returns its hash."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        # One lock per ledger (schema), not per server: ledgers in other schemas of the same database must not wait.
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:k AS integer), hashtext(current_schema()))"),
+            {"k": _LOCK_KEY},
+        )
     last = conn.execute(select(audit_log.c.id, audit_log.c.row_hash).order_by(audit_log.c.id.desc()).limit(1)).first()
     prev = last.row_hash if last else GENESIS
     # The id is part of the hash, so we choose it (max + 1) under the lock instead of letting the DB assign it.

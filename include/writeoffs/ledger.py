@@ -3,6 +3,10 @@
 Posting is set-wise and idempotent: entries are inserted ``pending`` with ``ON CONFLICT (idempotency_key) DO
 NOTHING``, their lines bulk-inserted, then flipped to ``posted`` in one UPDATE (the database checks balance and
 period on that flip). A retried call posts nothing twice: the unique key, not Python, guarantees it.
+
+On PostgreSQL each step is ONE statement whatever the number of entries (:func:`post_selected`; rows come from
+``unnest`` arrays or from the caller's SELECT), because the integrity triggers run per statement: one statement is
+one check, and an entry whose lines all arrive in one statement needs no re-check at COMMIT (migration 0002).
 """
 
 from __future__ import annotations
@@ -345,7 +349,7 @@ def _flip(conn: Connection, entry_ids: Sequence[int]) -> None:
     among = (
         je.c.id == any_(literal(list(entry_ids), ARRAY(BigInteger)))
         if conn.dialect.name == "postgresql"
-        else (je.c.id.in_(entry_ids))
+        else je.c.id.in_(entry_ids)
     )
     conn.execute(update(je).where(among, je.c.status == "pending").values(status="posted", posted_at=datetime.now(UTC)))
 
@@ -363,6 +367,8 @@ def post_selected(
     for balance here: the source owns its amounts (see ``posting._journal_sources``); the database refuses an
     unbalanced result. A closed period is refused by the database too; callers check it first for a clearer message.
     """
+    if conn.dialect.name != "postgresql":
+        raise LedgerError("post_selected needs PostgreSQL; use post_entries")
     return _refusals_translated(lambda: _post_selected(conn, entries, lines, created_by, batch_id))
 
 

@@ -6,8 +6,10 @@ upserted on their natural keys with INSERT ... SELECT / UPDATE ... FROM statemen
 
 Rules that protect the ledger's own state:
 - the ledger is authoritative for write-off state: an invoice that is charged_off, written_off,
-  partially_recovered or recovered is never updated from a source (its payments are still recorded, unallocated,
-  for the recovery feature);
+  partially_recovered or recovered is never updated from a source. Its payments are still recorded; cash on what
+  was written off becomes a 'recovery' allocation (booked as recovery income by
+  :func:`writeoffs.recoveries_pending.book_pending_recoveries`, never applied to the open balance), see
+  :func:`_merge_allocations` for the split on partly written-off invoices;
 - the source's open balance is authoritative for every other invoice (payments are history, not re-applied);
   an open balance of zero makes the invoice ``paid``;
 - GL tie-out: the net change of sub-ledger open AR per entity and currency is posted as one "AR sync" entry
@@ -427,19 +429,7 @@ def _merge_payments(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         """,
         p,
     )
-    allocs = _sql(
-        conn,
-        f"""
-        INSERT INTO payment_allocations (payment_id, invoice_id, amount, allocated_on, kind)
-        SELECT pm.id, i.id, COALESCE(s.applied_amount, s.amount), s.payment_date, 'regular'
-        FROM stg_payments s
-        JOIN payments pm ON pm.entity_code = s.entity AND pm.payment_ref = s.payment_ref
-        JOIN invoices i ON i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref
-        WHERE s.batch_id = :b AND COALESCE(s.applied_amount, s.amount) > 0 AND i.status NOT IN {_PROTECTED_SQL}
-        ON CONFLICT (payment_id, invoice_id, kind) DO NOTHING
-        """,
-        p,
-    )
+    inserted = _merge_allocations(conn, p)
     unmatched, on_protected = conn.execute(
         text(
             f"""
@@ -454,10 +444,98 @@ def _merge_payments(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     ).one()
     return {
         "payments_inserted": pays,
-        "allocations_inserted": allocs,
+        "allocations_inserted": inserted["regular"] + inserted["recovery"],
+        "allocations_regular_inserted": inserted["regular"],
+        "allocations_recovery_inserted": inserted["recovery"],
         "allocations_unmatched_invoice": int(unmatched),
         "payments_on_written_off_invoices": int(on_protected),
     }
+
+
+#: Statuses in which nothing of the invoice is open any more and what was written off is still owed: cash that
+#: arrives for it is a recovery, never a payment of the (zero) open balance.
+RECOVERY_STATUSES = ("written_off", "partially_recovered", "recovered")
+_RECOVERY_SQL = "(" + ", ".join(f"'{s}'" for s in RECOVERY_STATUSES) + ")"
+
+
+def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
+    """Staged (payment, invoice, applied amount) rows become allocations, split into 'regular' and 'recovery'.
+
+    - Invoice written off (status written_off / partially_recovered / recovered): all of it is 'recovery'.
+    - Invoice partly written off and still (partly) on the books: the part that was never written off takes the
+      cash first - room = amount - written_off_amount - regular allocations already recorded on the invoice,
+      consumed by this load's new payments in (payment date, payment ref) order - and only the excess is
+      'recovery'. The room is derived from the allocation history, not from ``open_balance``: the source's open
+      balance is authoritative and has already been merged, i.e. it may already reflect this very payment.
+    - Any other invoice: 'regular' (charged_off invoices stay unallocated, as before: the ledger owns them).
+
+    Neither kind touches ``open_balance`` (the source's balance is authoritative for open invoices; a recovery is
+    booked by :mod:`writeoffs.recoveries_pending`, which moves ``recovered_amount``).
+
+    Only (payment, invoice) pairs with no allocation yet are classified: sources resend their payment history
+    every day, and a payment recorded as 'regular' before the invoice was written off must not turn into recovery
+    income when it shows up again afterwards. Re-runs insert nothing (and the unique key (payment_id, invoice_id,
+    kind) would refuse a duplicate anyway).
+    """
+    # ROUND(.., 4): SQLite computes NUMERIC in floating point; the ledger keeps 4 decimals.
+    ctes = f"""
+        staged AS (
+            SELECT pm.id AS payment_id, pm.payment_ref, i.id AS invoice_id, MIN(s.payment_date) AS paid_on,
+                   SUM(COALESCE(s.applied_amount, s.amount)) AS applied
+            FROM stg_payments s
+            JOIN payments pm ON pm.entity_code = s.entity AND pm.payment_ref = s.payment_ref
+            JOIN invoices i ON i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref
+            WHERE s.batch_id = :b
+            GROUP BY pm.id, pm.payment_ref, i.id
+        ),
+        fresh AS (
+            SELECT st.* FROM staged st
+            WHERE st.applied > 0
+              AND NOT EXISTS (SELECT 1 FROM payment_allocations a
+                              WHERE a.payment_id = st.payment_id AND a.invoice_id = st.invoice_id)
+        ),
+        roomy AS (
+            SELECT f.payment_id, f.invoice_id, f.paid_on, f.applied, i.status,
+                   CASE WHEN i.status IN {_RECOVERY_SQL} THEN 0
+                        WHEN i.written_off_amount = 0 THEN f.applied
+                        ELSE ROUND(i.amount - i.written_off_amount
+                             - COALESCE((SELECT SUM(a.amount) FROM payment_allocations a
+                                         WHERE a.invoice_id = f.invoice_id AND a.kind = 'regular'), 0)
+                             - COALESCE(SUM(f.applied) OVER (PARTITION BY f.invoice_id
+                                                             ORDER BY f.paid_on, f.payment_ref, f.payment_id
+                                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 4)
+                   END AS room
+            FROM fresh f JOIN invoices i ON i.id = f.invoice_id
+        ),
+        split AS (
+            SELECT payment_id, invoice_id, paid_on, status, applied,
+                   CASE WHEN room <= 0 THEN 0 WHEN room >= applied THEN applied ELSE room END AS regular
+            FROM roomy
+        )
+    """
+    rows = f"""
+        SELECT payment_id, invoice_id, regular, paid_on, 'regular' FROM split
+        WHERE regular > 0 AND status NOT IN {_PROTECTED_SQL}
+        UNION ALL
+        SELECT payment_id, invoice_id, ROUND(applied - regular, 4), paid_on, 'recovery' FROM split
+        WHERE ROUND(applied - regular, 4) > 0
+    """
+    insert = "INSERT INTO payment_allocations (payment_id, invoice_id, amount, allocated_on, kind)"
+    conflict = "ON CONFLICT (payment_id, invoice_id, kind) DO NOTHING RETURNING kind"
+    t0 = time.perf_counter()
+    if conn.dialect.name == "postgresql":
+        # Counted in the database: a first load can insert a million allocations.
+        got = conn.execute(
+            text(f"WITH {ctes}, ins AS ({insert} {rows} {conflict}) SELECT kind, COUNT(*) FROM ins GROUP BY kind"),
+            {"b": p["b"]},
+        ).all()
+        counts = {kind: int(n) for kind, n in got}
+    else:
+        counts = {}
+        for kind in conn.execute(text(f"WITH {ctes} {insert} {rows} {conflict}"), {"b": p["b"]}).scalars():
+            counts[kind] = counts.get(kind, 0) + 1
+    log.debug("%.2fs allocations %s", time.perf_counter() - t0, counts)
+    return {"regular": counts.get("regular", 0), "recovery": counts.get("recovery", 0)}
 
 
 def _merge_activities(conn: Connection, p: dict[str, Any]) -> dict[str, int]:

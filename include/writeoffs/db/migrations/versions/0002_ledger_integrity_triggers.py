@@ -12,6 +12,10 @@ Why triggers: the invariants auditors rely on must hold even against raw SQL, no
 - PostgreSQL additionally checks at COMMIT (deferred constraint trigger) that no transaction leaves an
   entry's lines unbalanced, pending or not.
 Both dialects raise an integrity error whose message starts with ``ledger:``.
+
+SQLite checks row by row (it has no statement-level triggers; it is the embedded, small-volume database).
+PostgreSQL checks the same invariants once per statement over transition tables: see the comment above PG_UP for
+why that is as strict and what it costs (posting 50,000 write-offs went from ~20 s to a few seconds).
 """
 
 from __future__ import annotations
