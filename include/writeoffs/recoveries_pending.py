@@ -236,5 +236,5 @@ def _unapplied(conn: Connection, as_of: date) -> dict[str, Decimal]:
         ).bindparams(bindparam("as_of", type_=Date)),
         {"as_of": as_of},
     ).all()
-    out = {cur: _dec(v) for cur, v in rows if v is not None}
+    out = {cur: round_money(_dec(v), cur) for cur, v in rows if v is not None}
     return {cur: v for cur, v in out.items() if v != 0}
