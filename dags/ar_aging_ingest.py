@@ -31,8 +31,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from writeoffs_airflow.alerts import failure_callbacks
 from writeoffs_airflow.assets import AGING
+from writeoffs_airflow.defaults import default_args
 
 # An empty value makes the DAG manual-only (the demo triggers it itself).
 SCHEDULE = os.environ.get("WRITEOFFS_INGEST_SCHEDULE", "30 5 * * *") or None
@@ -152,12 +152,7 @@ def validate_aging(as_of: str, aged: dict, **context) -> dict:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "finance-data",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=5),
-        "on_failure_callback": failure_callbacks(),
-    },
+    default_args=default_args(),
     tags=["writeoffs", "ingest", "aging"],
     doc_md=__doc__,
     params={

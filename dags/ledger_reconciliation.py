@@ -21,13 +21,11 @@ See docs/reconciliation.md.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
-from writeoffs_airflow.alerts import failure_callbacks
 from writeoffs_airflow.assets import POSTING
+from writeoffs_airflow.defaults import default_args
 
 #: Daily at 18:30 UTC: late enough for the day's postings, early enough for controllers to act the same day.
 DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
@@ -39,12 +37,7 @@ DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "finance-data",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=5),
-        "on_failure_callback": failure_callbacks(),
-    },
+    default_args=default_args(),
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Business date (YYYY-MM-DD)"),
         "tolerance": Param("", type="string", description="Per-currency tolerance, e.g. USD=0.01,default=0"),

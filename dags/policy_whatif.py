@@ -13,7 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from writeoffs_airflow.alerts import failure_callbacks
+from writeoffs_airflow.defaults import default_args
 
 
 @task
@@ -43,7 +43,7 @@ def run_whatif(**context) -> dict:
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    default_args={"owner": "finance-data", "retries": 1, "on_failure_callback": failure_callbacks()},
+    default_args=default_args(),
     tags=["writeoffs", "policy", "what-if"],
     doc_md=__doc__,
     params={

@@ -28,8 +28,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task, task_group
 
-from writeoffs_airflow.alerts import failure_callbacks
 from writeoffs_airflow.assets import CANDIDATES, POSTING
+from writeoffs_airflow.defaults import default_args
 from writeoffs_airflow.hitl import BatchApprovalOperator, BatchConfirmOperator
 
 #: Approval attempts after the first one, for batches that escalate on timeout (three default tiers: two steps up).
@@ -94,12 +94,7 @@ def batch_flow(batch_id: int) -> None:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "finance-data",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=2),
-        "on_failure_callback": failure_callbacks(),
-    },
+    default_args=default_args(retry_delay=timedelta(minutes=2)),
     params={
         "as_of": Param(
             None,

@@ -23,8 +23,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from writeoffs_airflow.alerts import failure_callbacks
 from writeoffs_airflow.assets import AGING, CANDIDATES
+from writeoffs_airflow.defaults import default_args
 
 
 @task
@@ -119,12 +119,7 @@ def _actor(context) -> str:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "finance-data",
-        "retries": 2,
-        "retry_delay": pendulum.duration(minutes=5),
-        "on_failure_callback": failure_callbacks(),
-    },
+    default_args=default_args(retries=2),
     tags=["writeoffs", "policy"],
     doc_md=__doc__,
     params={

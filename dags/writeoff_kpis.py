@@ -26,7 +26,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
-from writeoffs_airflow.alerts import failure_callbacks
+from writeoffs_airflow.defaults import default_args
 
 #: 07:00 UTC on the 1st: after the month-end aging (ar_aging_ingest runs daily at 05:30 UTC).
 MONTHLY = CronTriggerTimetable("0 7 1 * *", timezone="UTC")
@@ -38,12 +38,7 @@ MONTHLY = CronTriggerTimetable("0 7 1 * *", timezone="UTC")
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "finance-data",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=5),
-        "on_failure_callback": failure_callbacks(),
-    },
+    default_args=default_args(),
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Month-end date (YYYY-MM-DD)"),
         "period": Param(

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from writeoffs_airflow.alerts import failure_callbacks
 from writeoffs_airflow.assets import POSTING
+from writeoffs_airflow.defaults import default_args
 
 
 @task(outlets=[POSTING])
@@ -53,12 +53,7 @@ def reverse(**context) -> dict:
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "finance-data",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=1),
-        "on_failure_callback": failure_callbacks(),
-    },
+    default_args=default_args(retry_delay=timedelta(minutes=1)),
     tags=["writeoffs", "gl", "reversal"],
     doc_md=__doc__,
     params={
