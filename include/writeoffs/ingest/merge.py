@@ -477,7 +477,9 @@ def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     income when it shows up again afterwards. Re-runs insert nothing (and the unique key (payment_id, invoice_id,
     kind) would refuse a duplicate anyway).
     """
-    # ROUND(.., 4): SQLite computes NUMERIC in floating point; the ledger keeps 4 decimals.
+    # ROUND(.., 4): SQLite computes NUMERIC in floating point; the ledger keeps 4 decimals. The regular allocations
+    # already recorded are aggregated once (prior), not looked up per row: the statement inserts into the table it
+    # reads, and a per-row subquery would rescan the rows it has just added (quadratic on a first load).
     ctes = f"""
         staged AS (
             SELECT pm.id AS payment_id, pm.payment_ref, i.id AS invoice_id, MIN(s.payment_date) AS paid_on,
@@ -494,18 +496,21 @@ def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
               AND NOT EXISTS (SELECT 1 FROM payment_allocations a
                               WHERE a.payment_id = st.payment_id AND a.invoice_id = st.invoice_id)
         ),
+        prior AS (
+            SELECT a.invoice_id, SUM(a.amount) AS paid FROM payment_allocations a
+            WHERE a.kind = 'regular' AND a.invoice_id IN (SELECT invoice_id FROM fresh)
+            GROUP BY a.invoice_id
+        ),
         roomy AS (
             SELECT f.payment_id, f.invoice_id, f.paid_on, f.applied, i.status,
                    CASE WHEN i.status IN {_RECOVERY_SQL} THEN 0
                         WHEN i.written_off_amount = 0 THEN f.applied
-                        ELSE ROUND(i.amount - i.written_off_amount
-                             - COALESCE((SELECT SUM(a.amount) FROM payment_allocations a
-                                         WHERE a.invoice_id = f.invoice_id AND a.kind = 'regular'), 0)
+                        ELSE ROUND(i.amount - i.written_off_amount - COALESCE(pr.paid, 0)
                              - COALESCE(SUM(f.applied) OVER (PARTITION BY f.invoice_id
                                                              ORDER BY f.paid_on, f.payment_ref, f.payment_id
                                                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 4)
                    END AS room
-            FROM fresh f JOIN invoices i ON i.id = f.invoice_id
+            FROM fresh f JOIN invoices i ON i.id = f.invoice_id LEFT JOIN prior pr ON pr.invoice_id = f.invoice_id
         ),
         split AS (
             SELECT payment_id, invoice_id, paid_on, status, applied,
