@@ -328,3 +328,18 @@ def test_cash_for_a_closed_period_is_booked_on_the_business_date(ledger: Engine,
     assert (summary["booked"], summary["booked_on_business_date"]) == (1, 1)
     with ledger.connect() as conn:
         assert conn.execute(select(recoveries.c.recovery_date)).scalar_one() == SIX_MONTHS_LATER
+
+
+def test_reingesting_a_partly_written_off_invoice_keeps_the_write_off(ledger: Engine, tmp_path: Path) -> None:
+    # The ERP does not know our write-off: the next export still shows 900 open. The sub-ledger must keep
+    # 900 - 500 = 400, or the write-off's reduction is undone and the GL AR control no longer ties.
+    row = invoice_row("INV-PART2", "1,000.00", "900.00")
+    early = payment_row("P-EARLY2", date(2026, 10, 1), "100.00", "INV-PART2")
+    ingest(ledger, tmp_path, AS_OF, [row], [early])
+    iid = write_off(ledger, "INV-PART2", "500.00")
+    ingest(ledger, tmp_path, SIX_MONTHS_LATER, [row], [early])
+    assert invoice_state(ledger, iid) == (D("400"), D("500"), D("0"), "open")
+    # A later export with 150 paid on it nets to 250 open.
+    ingest(ledger, tmp_path, SIX_MONTHS_LATER, [invoice_row("INV-PART2", "1,000.00", "750.00")], [early])
+    assert invoice_state(ledger, iid) == (D("250"), D("500"), D("0"), "open")
+    assert_reconciles(ledger, tmp_path, "recoveries:reingest")

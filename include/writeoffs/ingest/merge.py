@@ -304,14 +304,26 @@ def _merge_invoices(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     # Update first, then insert what is new: a plain INSERT with an anti-join is markedly cheaper than
     # INSERT ... ON CONFLICT for a million new rows, and the table lock (PostgreSQL) / single writer (SQLite)
     # means no other transaction can insert the same key in between. Unchanged rows are not rewritten.
+    # A partly written-off invoice is still open here, but the source does not know our write-off (this ledger is
+    # the book of record for write-offs): its open balance is the source's minus what we wrote off, or the
+    # write-off's reduction would be undone and the sub-ledger would no longer tie to the GL.
+    net_open = (
+        "CASE WHEN s.open_balance > invoices.written_off_amount"
+        " THEN s.open_balance - invoices.written_off_amount ELSE 0 END"
+    )
+    updates = {
+        **values,
+        "open_balance": net_open,
+        "status": f"CASE WHEN ({net_open}) = 0 THEN 'paid' ELSE 'open' END",
+    }
     updated = _sql(
         conn,
         f"""
-        UPDATE invoices SET {", ".join(f"{col} = {expr}" for col, expr in values.items())}, source = :src
+        UPDATE invoices SET {", ".join(f"{col} = {expr}" for col, expr in updates.items())}, source = :src
         FROM stg_invoices s JOIN customers c ON c.entity_code = s.entity AND c.customer_ref = s.customer_ref
         WHERE s.batch_id = :b AND invoices.entity_code = s.entity AND invoices.invoice_ref = s.invoice_ref
           AND invoices.status NOT IN {_PROTECTED_SQL}
-          AND ({" OR ".join(f"invoices.{col} {distinct} {expr}" for col, expr in values.items())})
+          AND ({" OR ".join(f"invoices.{col} {distinct} {expr}" for col, expr in updates.items())})
         """,
         p,
     )

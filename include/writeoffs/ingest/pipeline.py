@@ -46,7 +46,13 @@ def run(
     t0 = time.perf_counter()
     merged = merge(engine, config, [s["batch_id"] for s in staged], as_of, actor=actor)
     timings["merge"] = round(time.perf_counter() - t0, 3)
+    # Same order as the DAG: cash that arrived for written-off invoices is booked as recovery before aging.
+    from writeoffs.recoveries_pending import book_pending_recoveries
+
+    t0 = time.perf_counter()
+    recovered = book_pending_recoveries(engine, as_of, actor)
+    timings["recoveries"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     aging = age(engine, config, as_of)
     timings["aging"] = round(time.perf_counter() - t0, 3)
-    return {"staged": staged, "merged": merged, "aging": aging, "timings_s": timings}
+    return {"staged": staged, "merged": merged, "recoveries": recovered, "aging": aging, "timings_s": timings}
