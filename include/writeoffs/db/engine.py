@@ -60,7 +60,3 @@ def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: 
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
     return create_engine(full, connect_args=connect_args, pool_pre_ping=True, **kwargs)
-
-
-def is_postgres(engine_or_conn: object) -> bool:
-    return getattr(getattr(engine_or_conn, "dialect", None), "name", "") == "postgresql"
