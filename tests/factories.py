@@ -209,3 +209,49 @@ def worked_example(conn: Connection, as_of: date = date(2026, 11, 24)) -> dict[s
     placed = inv_date + timedelta(days=200)
     activity(conn, cid, iid, "agency_placement", placed, placed + timedelta(days=90), outcome="unsuccessful")
     return {"customer_id": cid, "invoice_id": iid}
+
+
+def record_policy(
+    conn: Connection, tag: str, *, version: str | None = None, reasons: dict[str, str] | None = None, **top: object
+):
+    """Record (in ``policy_versions``) the shipped policy with optional overrides; returns it.
+
+    Posting reads accounts from the policy recorded on the batch, so test batches record a real policy. Each ``tag``
+    gives a distinct content hash (an empty segment layer named after it, which no customer has): tests rely on
+    distinct hashes per batch for the per-(date, policy, invoice) key.
+    """
+    import yaml
+
+    from writeoffs.policy import registry
+    from writeoffs.policy.schema import DEFAULT_POLICY_PATH, parse_policy
+
+    raw = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
+    raw["version"] = (version or tag)[:32]
+    raw["segments"] = {**(raw.get("segments") or {}), f"_test_{tag}": {}}
+    if reasons:
+        raw["reasons"] = {**raw.get("reasons", {}), **reasons}
+    raw.update(top)
+    policy = parse_policy(yaml.safe_dump(raw, sort_keys=False), source=f"test:{tag}")
+    registry.record(conn, policy)
+    return policy
+
+
+def fund_allowance(conn: Connection, entity: str, currency: str, amount: str, day: date = date(2026, 10, 31)) -> int:
+    """Fund the entity's allowance (``Dr Bad Debt Expense / Cr Allowance``) as an estimate would; returns the entry id."""
+    from writeoffs.accounting import entries
+    from writeoffs.accounting.chart import resolve_accounts
+
+    accts = resolve_accounts(conn, entity)
+    amt = Decimal(amount)
+    entry = entries.allowance_adjustment(
+        accts,
+        key=f"alw:{entity}:{currency}:{day.isoformat()}:test",
+        posting_date=day,
+        currency=currency,
+        change=amt,
+        functional_change=amt if currency == accts.functional_currency else Decimal(0),
+        description=f"test funding of the allowance {entity} {currency}",
+        memo="test funding",
+    )
+    result = ledger.post_entries(conn, [entry], created_by="test")
+    return {**result.posted, **result.already}[entry.key]

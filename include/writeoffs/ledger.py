@@ -34,23 +34,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from writeoffs.accounting.chart import DEFAULT_CHART
 from writeoffs.db.schema import accounts, fiscal_periods, journal_entries, journal_lines, legal_entities
 from writeoffs.errors import ClosedPeriod, LedgerError, PostedEntryImmutable, UnbalancedEntry
 from writeoffs.journal import JournalEntry
 from writeoffs.money import check_currency
-
-#: Default chart of accounts created for a new entity: (code, name, type, role).
-DEFAULT_CHART: tuple[tuple[str, str, str, str | None], ...] = (
-    ("1000", "Cash", "asset", "cash"),
-    ("1100", "Accounts Receivable (control)", "asset", "ar_control"),
-    ("1190", "Allowance for Doubtful Accounts", "contra_asset", "allowance"),
-    ("2990", "Suspense", "liability", "suspense"),
-    ("4900", "Bad Debt Recovery Income", "income", "recovery_income"),
-    ("6100", "Bad Debt Expense", "expense", "bad_debt_expense"),
-    ("6110", "Bad Debt Expense - Bankruptcy", "expense", None),
-    ("6120", "Bad Debt Expense - Small Balances", "expense", None),
-    ("6130", "Bad Debt Expense - Settlements and Disputes", "expense", None),
-)
 
 
 def period_of(day: date) -> str:
@@ -122,12 +110,10 @@ def bootstrap_entity(
 
 
 def account_for_role(conn: Connection, entity: str, role: str) -> str:
-    code = conn.execute(
-        select(accounts.c.code).where(accounts.c.entity_code == entity, accounts.c.role == role)
-    ).scalar()
-    if code is None:
-        raise LedgerError(f"entity {entity} has no account with role {role!r} in its chart of accounts")
-    return code
+    """The account playing ``role`` for ``entity`` (:mod:`writeoffs.accounting.chart`); refused when there is none."""
+    from writeoffs.accounting.chart import resolve_accounts
+
+    return resolve_accounts(conn, entity).role(role)
 
 
 def close_period(conn: Connection, entity: str, period: str, *, actor: str) -> None:

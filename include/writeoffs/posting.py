@@ -10,15 +10,23 @@ in the invoice currency, and in the entity's functional currency at the invoice'
 
 Exactly once, by construction rather than by care:
 
-- every write-off has a unique ``idempotency_key``; its journal entry's key is ``wo:<idempotency_key>`` (unique in
-  ``journal_entries``), so the database refuses a second entry whatever the caller does;
+- every write-off has a unique ``idempotency_key`` (``wo:<as_of>:<policy_hash>:<invoice_id>``) and its journal entry
+  carries the same key (:func:`writeoffs.accounting.keys.writeoff_entry`, unique in ``journal_entries``), so the
+  database refuses a second entry whatever the caller does;
 - the batch is posted in chunks, each chunk ONE transaction holding the batch row lock (``SELECT ... FOR UPDATE`` on
   PostgreSQL, the single writer lock on SQLite): entries, invoice sub-ledger and write-off rows commit together or
   not at all, and a concurrent run waits, then finds the chunk already posted;
 - a chunk only ever picks write-offs still ``approved``; a killed run leaves whole chunks only, a re-run continues.
 
-Before posting, every item is re-checked against the live sub-ledger (status, holds, payments after the as-of
-date, balance changes); an item that changed is not posted but marked ``skipped`` with the reason.
+Before posting, inside the chunk's transaction (invoices locked), every item is re-checked against the live
+sub-ledger: status, holds, payments after the as-of date, balance changes, another write-off of the same invoice
+posted since selection (or twice in one batch), and the parent/child rule (a child invoice whose transferred balance
+the parent paid in part). An item that changed is not posted but marked ``skipped`` with the reason.
+
+Accounts come from the policy version recorded on the batch (:func:`writeoffs.accounting.chart.accounts_for_batch`),
+never from the policy file in force at posting time. Allowance method: a chunk whose write-offs exceed the
+allowance's credit balance is refused, or the shortfall is funded first, as that policy's ``allowance_shortfall``
+says (an allowance never goes into a debit balance).
 """
 
 from __future__ import annotations
@@ -26,10 +34,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -57,44 +66,28 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import bindparam
 
 from writeoffs import approvals, audit, ledger
+from writeoffs.accounting import entries, keys
+from writeoffs.accounting.chart import Accounts, Role, accounts_for_batch, batch_policy
+from writeoffs.accounting.status import POSTABLE_INVOICE_STATUSES
 from writeoffs.db.schema import (
-    accounts,
     aging_snapshots,
     currencies,
+    customers,
     holds,
     invoices,
     journal_entries,
-    legal_entities,
+    journal_lines,
     payment_allocations,
     payments,
     writeoff_batches,
     writeoffs,
 )
 from writeoffs.errors import ApprovalError, LedgerError
-from writeoffs.journal import JournalEntry, JournalLine
+from writeoffs.journal import JournalEntry
 from writeoffs.money import money_str, round_money
 from writeoffs.tiers import AUTO_TIER, Tier
 
-#: Default reason -> bad-debt expense account (direct method). The policy's own map can be passed instead.
-DEFAULT_REASON_ACCOUNTS: dict[str, str] = {
-    "uncollectible_after_collections": "6100",
-    "bankruptcy": "6110",
-    "small_balance": "6120",
-    "settlement_remainder": "6130",
-    "dispute_lost": "6130",
-    "customer_dissolved": "6100",
-    "statute_expired": "6100",
-}
-ENTRY_PREFIX = "wo:"
-#: Invoice statuses from which a write-off may still be posted.
-POSTABLE_INVOICE_STATUSES = ("open", "charged_off", "reversed")
-_KEY_ROOM = 200 - len(ENTRY_PREFIX)
-
 ChunkHook = Callable[[str, int], None]
-
-
-def entry_key(writeoff_key: str) -> str:
-    return f"{ENTRY_PREFIX}{writeoff_key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +136,15 @@ class _Context:
     functional_currency: str
     as_of: date
     posting_date: date
-    ar_account: str
-    allowance_account: str | None
-    reason_accounts: Mapping[str, str]
-    default_expense: str | None
+    accts: Accounts
     approval_ref: str
     actor: str
+    allowance_shortfall: str = "refuse"  # the batch policy's switch (allowance method only)
+    policy: Any = None  # the batch's recorded policy (parent/child rules at posting)
+
+    @property
+    def ar_account(self) -> str:
+        return self.accts.role(Role.AR_CONTROL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,103 +169,40 @@ def lock_batch(conn: Connection, batch_id: int):
     return row
 
 
-def build_entry(
-    *,
-    key: str,
-    entity: str,
-    posting_date: date,
-    invoice_id: int,
-    invoice_ref: str,
-    currency: str,
-    amount: Decimal,
-    fx_rate: Decimal,
-    functional_currency: str,
-    debit_account: str,
-    credit_account: str,
-    reason_code: str,
-    writeoff_id: int,
-    policy_version: str,
-    description: str,
-) -> JournalEntry:
-    """One write-off's entry: Dr ``debit_account`` / Cr ``credit_account``, both in transaction and functional."""
-    amt = round_money(amount, currency)
-    functional = round_money(amt * fx_rate, functional_currency)
-    memo = f"write-off {invoice_ref} {reason_code}"
-    return JournalEntry(
-        key=key,
-        entity=entity,
-        posting_date=posting_date,
-        lines=(
-            JournalLine(
-                account=debit_account,
-                currency=currency,
-                debit=amt,
-                functional_currency=functional_currency,
-                functional_debit=functional,
-                functional_credit=Decimal(0),
-                invoice_id=invoice_id,
-                memo=memo,
-            ),
-            JournalLine(
-                account=credit_account,
-                currency=currency,
-                credit=amt,
-                functional_currency=functional_currency,
-                functional_debit=Decimal(0),
-                functional_credit=functional,
-                invoice_id=invoice_id,
-                memo=memo,
-            ),
-        ),
-        description=description,
-        source_type="writeoff",
-        source_id=str(writeoff_id),
-        meta={"policy_version": policy_version},
-    )
-
-
 def _context(
     conn: Connection,
     batch,
     summary: approvals.ApprovalSummary,
     posting_date: date,
-    account_map: Mapping[str, str] | None,
     actor: str,
 ) -> _Context:
-    ent = conn.execute(select(legal_entities).where(legal_entities.c.code == batch.entity_code)).one()
-    chart = {
-        r.code: r.role
-        for r in conn.execute(
-            select(accounts.c.code, accounts.c.role).where(accounts.c.entity_code == batch.entity_code)
-        )
-    }
-    roles = {role: code for code, role in chart.items() if role}
-    if "ar_control" not in roles:
-        raise LedgerError(f"entity {batch.entity_code} has no AR control account (role ar_control)")
-    reason_accounts = dict(DEFAULT_REASON_ACCOUNTS if account_map is None else account_map)
-    allowance = roles.get("allowance")
-    if ent.writeoff_method == "allowance":
-        if allowance is None:
-            raise LedgerError(f"entity {batch.entity_code} uses the allowance method but has no allowance account")
-    else:
-        reasons = set(
-            conn.execute(select(writeoffs.c.reason_code).distinct().where(writeoffs.c.batch_id == batch.id)).scalars()
-        )
-        # A reason outside the map falls back to the entity's default bad-debt expense account (role).
-        wanted = {reason_accounts.get(r, roles.get("bad_debt_expense")) for r in reasons}
-        missing = sorted(str(a) for a in wanted if a not in chart)
-        if missing:
-            raise LedgerError(
-                f"entity {batch.entity_code}: expense accounts {missing} for reasons {sorted(reasons)} are not in "
-                "its chart of accounts"
-            )
-    too_long = conn.execute(
+    """Everything a chunk needs, resolved once under the batch lock; refuses what cannot post (fail closed)."""
+    policy = batch_policy(conn, batch)
+    accts = accounts_for_batch(conn, batch, policy)
+    accts.role(Role.AR_CONTROL)
+    if accts.method == "allowance":
+        accts.role(Role.ALLOWANCE)
+    reasons = set(
+        conn.execute(select(writeoffs.c.reason_code).distinct().where(writeoffs.c.batch_id == batch.id)).scalars()
+    )
+    for reason in sorted(reasons):
+        accts.writeoff_debit(reason)  # raises for a reason the batch's policy does not map
+    bad_keys = conn.execute(
         select(func.count())
         .select_from(writeoffs)
-        .where(writeoffs.c.batch_id == batch.id, func.length(writeoffs.c.idempotency_key) > _KEY_ROOM)
+        .where(
+            writeoffs.c.batch_id == batch.id,
+            or_(
+                ~writeoffs.c.idempotency_key.startswith(keys.WRITEOFF_PREFIX),
+                func.length(writeoffs.c.idempotency_key) > 200,
+            ),
+        )
     ).scalar_one()
-    if too_long:
-        raise LedgerError(f"batch {batch.id}: {too_long} write-off idempotency keys exceed {_KEY_ROOM} characters")
+    if bad_keys:
+        raise LedgerError(
+            f"batch {batch.id}: {bad_keys} write-off keys do not follow the scheme "
+            f"{keys.WRITEOFF_PREFIX}<as_of>:<policy>:<invoice> (or exceed 200 characters); posting refused"
+        )
     approval_ref = (
         f"auto-approved (tolerance {summary.limit_amount})"
         if summary.auto
@@ -280,16 +213,15 @@ def _context(
         batch_id=batch.id,
         batch_key=batch.batch_key,
         entity=batch.entity_code,
-        method=ent.writeoff_method,
-        functional_currency=ent.functional_currency,
+        method=accts.method,
+        functional_currency=accts.functional_currency,
         as_of=batch.as_of_date,
         posting_date=posting_date,
-        ar_account=roles["ar_control"],
-        allowance_account=allowance,
-        reason_accounts=reason_accounts,
-        default_expense=roles.get("bad_debt_expense"),
+        accts=accts,
         approval_ref=approval_ref,
         actor=actor,
+        allowance_shortfall=policy.model.allowance_shortfall,
+        policy=policy,
     )
 
 
@@ -319,6 +251,22 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
         .where(aging_snapshots.c.as_of_date == w.c.as_of_date, aging_snapshots.c.invoice_id == w.c.invoice_id)
         .scalar_subquery()
     )
+    other = writeoffs.alias("other")
+    other_posted_at = (
+        select(func.max(other.c.posted_at))
+        .where(other.c.invoice_id == w.c.invoice_id, other.c.id != w.c.id, other.c.status == "posted")
+        .scalar_subquery()
+    )
+    payer = payments.alias("payer")
+    parent_paid = exists(
+        select(1)
+        .select_from(payment_allocations.join(payer, payer.c.id == payment_allocations.c.payment_id))
+        .where(
+            payment_allocations.c.invoice_id == w.c.invoice_id,
+            payment_allocations.c.kind == "regular",
+            payer.c.customer_id == customers.c.parent_id,
+        )
+    )
     q = (
         select(
             w.c.id,
@@ -334,11 +282,18 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
             i.c.currency.label("invoice_currency"),
             i.c.entity_code,
             i.c.fx_rate,
+            i.c.amount.label("invoice_amount"),
+            i.c.balance_transferred_to_parent.label("transferred"),
+            customers.c.parent_id,
+            customers.c.segment,
+            w.c.created_at,
             late_payment.label("late_payment"),
             on_hold.label("on_hold"),
             asof_balance.label("asof_balance"),
+            other_posted_at.label("other_posted_at"),
+            parent_paid.label("parent_paid"),
         )
-        .select_from(w.join(i, i.c.id == w.c.invoice_id))
+        .select_from(w.join(i, i.c.id == w.c.invoice_id).join(customers, customers.c.id == i.c.customer_id))
         .where(w.c.batch_id == ctx.batch_id, w.c.status == "approved")
         .order_by(w.c.id)
         .limit(chunk_size)
@@ -349,8 +304,18 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
     return conn.execute(q).all()
 
 
+def _naive_utc(value):
+    """A timestamp as naive UTC (PostgreSQL returns aware values, SQLite naive ones; both are stored in UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+    return datetime.fromisoformat(str(value))
+
+
 def skip_reason(row, ctx: _Context) -> str | None:
-    """Why an approved item must not be posted now (None: post it). Order: the most fundamental reason first."""
+    """Why an approved item must not be posted now (None: post it). Order: the most fundamental reason first.
+
+    Runs inside the chunk's transaction with the invoices locked (PostgreSQL) or the single writer lock (SQLite).
+    """
     if row.entity_code != ctx.entity:
         return f"invoice belongs to entity {row.entity_code}, the batch to {ctx.entity}"
     if row.invoice_currency != row.currency:
@@ -366,45 +331,59 @@ def skip_reason(row, ctx: _Context) -> str | None:
         return f"open balance changed since the as-of date ({was} -> {now})"
     if row.amount > row.open_balance:
         return f"amount {money_str(row.amount)} exceeds the open balance {money_str(row.open_balance)}"
+    if row.other_posted_at is not None and (
+        row.created_at is None or _naive_utc(row.other_posted_at) >= _naive_utc(row.created_at)
+    ):
+        return "another write-off of this invoice was posted since selection"
+    if row.parent_id is not None and ctx.policy is not None:
+        rules = ctx.policy.rules_for(row.entity_code, row.segment).parent_child
+        if rules.exclude_if_parent_paid_transferred and row.transferred and row.parent_paid:
+            return "child invoice whose balance went to the parent, and the parent has paid part of it"
+        if rules.child_full_only and (row.amount != row.invoice_amount):
+            return "child-account invoices are written off for their full invoice amount only"
     return None
 
 
-def _entries(rows, ctx: _Context) -> list[JournalEntry]:
+def _skips(rows, ctx: _Context) -> list[tuple[object, str]]:
+    """Per-row reasons plus the batch-level one: two items of the same invoice in one posting, the later skipped."""
+    seen: set[int] = set()
     out = []
     for r in rows:
-        if ctx.method == "allowance":
-            debit = ctx.allowance_account
+        reason = skip_reason(r, ctx)
+        if reason is None and r.invoice_id in seen:
+            reason = "another write-off of this invoice is in the same posting"
+        if reason is None:
+            seen.add(r.invoice_id)
         else:
-            debit = ctx.reason_accounts.get(r.reason_code, ctx.default_expense)
-        out.append(
-            build_entry(
-                key=entry_key(r.idempotency_key),
-                entity=ctx.entity,
-                posting_date=ctx.posting_date,
-                invoice_id=r.invoice_id,
-                invoice_ref=r.invoice_ref,
-                currency=r.currency,
-                amount=r.amount,
-                fx_rate=r.fx_rate,
-                functional_currency=ctx.functional_currency,
-                debit_account=debit,  # type: ignore[arg-type]
-                credit_account=ctx.ar_account,
-                reason_code=r.reason_code,
-                writeoff_id=r.id,
-                policy_version=r.policy_version,
-                description=(
-                    f"Write-off {r.invoice_ref} ({r.reason_code}, {ctx.method} method); batch {ctx.batch_key}; "
-                    f"{ctx.approval_ref}; policy {r.policy_version}"
-                ),
-            )
-        )
+            out.append((r, reason))
     return out
+
+
+def _entries(rows, ctx: _Context) -> list[JournalEntry]:
+    return [
+        entries.writeoff(
+            ctx.accts,
+            writeoff_key=r.idempotency_key,
+            writeoff_id=r.id,
+            posting_date=ctx.posting_date,
+            invoice_id=r.invoice_id,
+            invoice_ref=r.invoice_ref,
+            currency=r.currency,
+            amount=r.amount,
+            fx_rate=r.fx_rate,
+            reason_code=r.reason_code,
+            policy_version=r.policy_version,
+            batch_key=ctx.batch_key,
+            approval_ref=ctx.approval_ref,
+        )
+        for r in rows
+    ]
 
 
 def _journal_sources(ctx: _Context, writeoff_ids: Sequence[int]) -> tuple[Select, Select]:
     """The chunk's entries and lines as SELECTs over writeoffs/invoices (PostgreSQL's set-wise posting path).
 
-    Column for column what :func:`_entries` / :func:`build_entry` produce, computed by the database: the rows
+    Column for column what :func:`writeoffs.accounting.entries.writeoff` produces, computed by the database: the rows
     never travel through Python, which at 50,000 write-offs costs more than writing them. Amounts are rounded like
     ``money.round_money``: ``ROUND(numeric, minor_unit)`` rounds half away from zero, which is half-up for the
     positive amounts of a write-off (``amount > 0`` is a CHECK on writeoffs); minor units come from ``currencies``,
@@ -418,18 +397,17 @@ def _journal_sources(ctx: _Context, writeoff_ids: Sequence[int]) -> tuple[Select
     amount = func.round(w.c.amount, cur.c.minor_unit)
     functional = func.round(amount * i.c.fx_rate, fcur.c.minor_unit)
     if ctx.method == "allowance":
-        debit_account = literal(ctx.allowance_account, String)
-    elif ctx.reason_accounts:
-        debit_account = case(dict(ctx.reason_accounts), value=w.c.reason_code, else_=literal(ctx.default_expense))
+        debit_account = literal(ctx.accts.role(Role.ALLOWANCE), String)
     else:
-        debit_account = literal(ctx.default_expense, String)
+        # _context refused any reason of the batch that the policy does not map; NULL would fail NOT NULL anyway.
+        debit_account = case(dict(ctx.accts.reasons), value=w.c.reason_code, else_=null())
     source = (
         w.join(i, i.c.id == w.c.invoice_id)
         .join(cur, cur.c.code == w.c.currency)
         .join(fcur, fcur.c.code == literal(ctx.functional_currency))
     )
     in_chunk = w.c.id == any_(literal(list(writeoff_ids), ARRAY(BigInteger)))
-    key = (literal(ENTRY_PREFIX) + w.c.idempotency_key).label("idempotency_key")
+    key = w.c.idempotency_key.label("idempotency_key")  # keys.writeoff_entry: already wo:-prefixed (_context)
     description = (
         literal("Write-off ")
         + i.c.invoice_ref
@@ -477,9 +455,77 @@ def _journal_sources(ctx: _Context, writeoff_ids: Sequence[int]) -> tuple[Select
     return entries, lines
 
 
+def allowance_balance(conn: Connection, accts: Accounts, currency: str) -> tuple[Decimal, Decimal]:
+    """Credit balance (credit - debit) of the entity's allowance account in ``currency``: (transaction, functional)."""
+    jl, je = journal_lines, journal_entries
+    row = conn.execute(
+        select(
+            func.coalesce(func.sum(jl.c.credit - jl.c.debit), 0),
+            func.coalesce(func.sum(jl.c.functional_credit - jl.c.functional_debit), 0),
+        )
+        .select_from(jl.join(je, je.c.id == jl.c.entry_id))
+        .where(
+            je.c.status == "posted",
+            jl.c.entity_code == accts.entity,
+            jl.c.account_code == accts.role(Role.ALLOWANCE),
+            jl.c.currency == currency,
+        )
+    ).one()
+    return (
+        round_money(Decimal(str(row[0])), currency),
+        round_money(Decimal(str(row[1])), accts.functional_currency),
+    )
+
+
+def _cover_allowance(conn: Connection, ctx: _Context, rows) -> None:
+    """An allowance-method chunk never takes the allowance into a debit balance: refuse, or fund the shortfall.
+
+    Which of the two is the batch policy's ``allowance_shortfall``. Funding posts ``Dr Bad Debt Expense / Cr
+    Allowance`` for exactly the shortfall, in the chunk's transaction, before the write-offs.
+    """
+    currency = rows[0].currency
+    fc = ctx.functional_currency
+    need = sum((round_money(r.amount, currency) for r in rows), Decimal(0))
+    need_f = sum((entries.functional(round_money(r.amount, currency), r.fx_rate, fc) for r in rows), Decimal(0))
+    have, have_f = allowance_balance(conn, ctx.accts, currency)
+    if need <= have:
+        return
+    short, short_f = need - have, max(need_f - have_f, Decimal(0))
+    if ctx.allowance_shortfall != "fund":
+        raise LedgerError(
+            f"batch {ctx.batch_id}: the allowance of {ctx.entity} holds {money_str(have)} {currency}, these write-offs "
+            f"need {money_str(need)}; posting refused (estimate the allowance first, or set allowance_shortfall: fund "
+            "in the policy)"
+        )
+    entry = entries.allowance_adjustment(
+        ctx.accts,
+        key=keys.allowance_funding(ctx.batch_id, rows[0].id),
+        posting_date=ctx.posting_date,
+        currency=currency,
+        change=short,
+        functional_change=short_f,
+        description=(
+            f"Allowance funded before write-offs of batch {ctx.batch_key}: held {money_str(have)}, needed "
+            f"{money_str(need)} {currency}"
+        ),
+        memo=f"allowance funding batch {ctx.batch_id}",
+        source_type="allowance",
+        source_id=f"batch:{ctx.batch_id}",
+    )
+    ledger.post_entries(conn, [entry], created_by=ctx.actor, batch_id=ctx.batch_id)
+    audit.append(
+        conn,
+        actor=ctx.actor,
+        action="allowance.funded",
+        object_type="writeoff_batch",
+        object_id=ctx.batch_id,
+        details={"currency": currency, "held": have, "needed": need, "funded": short, "entry_key": entry.key},
+    )
+
+
 def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, now: datetime) -> None:
     t0 = time.perf_counter()
-    skipped = [(r, reason) for r in rows if (reason := skip_reason(r, ctx)) is not None]
+    skipped = _skips(rows, ctx)
     skipped_ids = {r.id for r, _ in skipped}
     ok = [r for r in rows if r.id not in skipped_ids]
     if skipped:
@@ -489,6 +535,8 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
             .values(status="skipped", skip_reason=bindparam("reason")),
             [{"wid": r.id, "reason": reason[:200]} for r, reason in skipped],
         )
+    if ok and ctx.method == "allowance":
+        _cover_allowance(conn, ctx, ok)
     t1 = time.perf_counter()
     if not ok:
         t2 = t1
@@ -497,9 +545,9 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
         t2 = time.perf_counter()
         ledger.post_selected(conn, *sources, created_by=ctx.actor, batch_id=ctx.batch_id)
     else:
-        entries = _entries(ok, ctx)
+        built = _entries(ok, ctx)
         t2 = time.perf_counter()
-        ledger.post_entries(conn, entries, created_by=ctx.actor, batch_id=ctx.batch_id)
+        ledger.post_entries(conn, built, created_by=ctx.actor, batch_id=ctx.batch_id)
     t3 = time.perf_counter()
     if ok:
         lo, hi = rows[0].id, rows[-1].id
@@ -508,7 +556,7 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
             w.c.batch_id == ctx.batch_id,
             w.c.id.between(lo, hi),
             w.c.status == "approved",
-            je.c.idempotency_key == literal(ENTRY_PREFIX) + w.c.idempotency_key,
+            je.c.idempotency_key == w.c.idempotency_key,  # keys.writeoff_entry
             je.c.status == "posted",
         )
         new_balance = i.c.open_balance - w.c.amount
@@ -611,7 +659,6 @@ def post_batch(
     tiers: Sequence[Tier],
     posting_date: date,
     chunk_size: int = 5000,
-    account_map: Mapping[str, str] | None = None,
     on_chunk: ChunkHook | None = None,
 ) -> PostingReport:
     """Post every approved write-off of the batch; safe to retry, re-run or run concurrently.
@@ -636,7 +683,7 @@ def post_batch(
             batch = lock_batch(conn, batch_id)
         summary = approvals.verify_batch_approval(conn, batch_id, tiers)
         ledger.check_periods_open(conn, [_PeriodProbe(batch.entity_code, posting_date)])
-        ctx = _context(conn, batch, summary, posting_date, account_map, actor)
+        ctx = _context(conn, batch, summary, posting_date, actor)
         report = PostingReport(batch_id, batch.status, already_posted=_already(conn, batch_id))
     report.timings["verify"] = time.perf_counter() - started
     while True:

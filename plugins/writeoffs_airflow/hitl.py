@@ -56,15 +56,6 @@ def approval_tiers() -> tuple[Tier, ...]:
     return load_policy().all_tiers
 
 
-def reason_accounts() -> dict[str, str]:
-    """The policy's reason -> bad-debt expense account map, handed to posting (the policy file is authoritative)."""
-    from writeoffs.policy import load_policy
-    from writeoffs.policy.schema import Reason
-
-    policy = load_policy()
-    return {r.value: policy.reason_account(r.value) for r in Reason}
-
-
 def reports_dir() -> Path:
     from writeoffs.db.engine import data_dir
 
@@ -563,7 +554,6 @@ def post_confirmed(batch_id: int) -> dict[str, str]:
         actor=SYSTEM_ACTOR,
         tiers=approval_tiers(),
         posting_date=_posting_date(engine, batch_id),
-        account_map=reason_accounts(),
     )
     return {"batch_id": str(batch_id), **_summary(result)}
 
@@ -581,7 +571,6 @@ def post_auto(as_of: str) -> list[dict[str, str]]:
 
     engine = _engine()
     tiers = approval_tiers()
-    accounts = reason_accounts()
     with engine.connect() as conn:
         ids = list(
             conn.execute(
@@ -602,7 +591,6 @@ def post_auto(as_of: str) -> list[dict[str, str]]:
                     actor=SYSTEM_ACTOR,
                     tiers=tiers,
                     posting_date=_posting_date(engine, batch_id),
-                    account_map=accounts,
                 )
             ),
         }

@@ -13,7 +13,7 @@ import httpx
 import yaml
 from sqlalchemy import Connection, insert
 
-from tests.factories import customer, invoice
+from tests.factories import customer, invoice, record_policy
 from writeoffs.approvals import batch_hash_of
 from writeoffs.db.schema import writeoff_batches, writeoffs
 from writeoffs.policy import DEFAULT_POLICY_PATH
@@ -58,6 +58,7 @@ def make_batch(
     """A proposed batch (what writeoff_candidates writes) with one customer and one invoice per amount."""
     n = next(_seq)
     prefix = prefix or f"B{n}"
+    policy = record_policy(conn, f"{prefix}-{n}", version="test")
     cid = customer(conn, entity, ref=f"C-{prefix}")
     items = []
     for k, amount in enumerate(amounts, 1):
@@ -72,8 +73,8 @@ def make_batch(
             currency="USD",
             tier=tier,
             as_of_date=as_of,
-            policy_version="test",
-            policy_hash=f"{n:064d}",
+            policy_version=policy.version,
+            policy_hash=policy.content_hash,
             status="proposed",
             item_count=len(items),
             total_amount=sum((a for _, _, a in items), Decimal(0)),
@@ -95,10 +96,10 @@ def make_batch(
                 "rule": "uncollectible_365",
                 "evidence": json.dumps({"contact_attempts": 12, "demand_letters": 3, "agency_days": 90}),
                 "tier": tier,
-                "policy_version": "test",
-                "policy_hash": f"{n:064d}",
+                "policy_version": policy.version,
+                "policy_hash": policy.content_hash,
                 "status": "candidate",
-                "idempotency_key": f"{as_of}:{prefix}:{iid}",
+                "idempotency_key": f"wo:{as_of}:{policy.content_hash}:{iid}",
             }
             for iid, _, a in items
         ],

@@ -17,6 +17,8 @@ from writeoffs.approvals import batch_hash_of, record_decision
 from writeoffs.db.schema import invoices, writeoff_batches, writeoffs
 from writeoffs.tiers import AUTO_TIER, DEFAULT_TIERS, Tier
 
+from tests.factories import record_policy
+
 #: The default tiers plus a small-balance tolerance (auto tier) of 100 per currency.
 TIERS: tuple[Tier, ...] = (Tier(AUTO_TIER, {"USD": Decimal("100"), "EUR": Decimal("100")}, ()), *DEFAULT_TIERS)
 POLICY_VERSION = "2026.11-test"
@@ -36,9 +38,13 @@ def make_batch(
     prepared_by: str = "ar_clerk",
     as_of: date = AS_OF,
     status: str = "proposed",
+    reasons: dict[str, str] | None = None,
+    **policy_top: object,
 ) -> int:
-    """A batch with items ``(invoice_id, amount, reason_code)`` in status 'candidate'."""
+    """A batch with items ``(invoice_id, amount, reason_code)`` in status 'candidate', under a recorded policy
+    (the shipped one, version ``test-<n>``, with ``reasons`` / top-level overrides such as allowance_shortfall)."""
     n = next(_seq)
+    policy = record_policy(conn, f"{POLICY_VERSION}-{n}", version=POLICY_VERSION, reasons=reasons, **policy_top)
     refs = dict(
         conn.execute(
             select(invoices.c.id, invoices.c.invoice_ref).where(invoices.c.id.in_([i for i, _, _ in items]))
@@ -53,8 +59,8 @@ def make_batch(
             currency=currency,
             tier=tier,
             as_of_date=as_of,
-            policy_version=POLICY_VERSION,
-            policy_hash=f"{n:064d}",
+            policy_version=policy.version,
+            policy_hash=policy.content_hash,
             status=status,
             item_count=len(items),
             total_amount=sum((Decimal(str(a)) for _, a, _ in items), Decimal(0)),
@@ -76,10 +82,10 @@ def make_batch(
                 "rule": f"rule_{reason}",
                 "evidence": "{}",
                 "tier": tier,
-                "policy_version": POLICY_VERSION,
-                "policy_hash": f"{n:064d}",
+                "policy_version": policy.version,
+                "policy_hash": policy.content_hash,
                 "status": "candidate",
-                "idempotency_key": f"{as_of}:{n}:{inv}",
+                "idempotency_key": f"wo:{as_of}:{policy.content_hash}:{inv}",
             }
             for inv, amount, reason in items
         ],

@@ -244,20 +244,25 @@ def test_reconciliation_stays_clean_after_estimates_and_an_allowance_write_off(l
         )
         rs.post(conn, rs._invoice_entry("EU01", iid, "INV-EU-700", "EUR", "700.00", "EUR"))
         compute_aging(conn, AS_OF)
-        batch = make_batch(conn, [(iid, "700.00", "uncollectible_after_collections")], entity="EU01", currency="EUR")
+        batch = make_batch(
+            conn,
+            [(iid, "700.00", "uncollectible_after_collections")],
+            entity="EU01",
+            currency="EUR",
+            allowance_shortfall="fund",
+        )
     approve(ledger, batch)
     report = post_batch(ledger, batch, actor="airflow", tiers=TIERS, posting_date=AS_OF)
     assert report.posted == 1
-    assert balance(ledger, "EUR") == D("-700.00")  # the reserve ran dry: the next estimate must top it up
+    # The reserve held nothing: the policy says fund first (700 Dr Bad Debt / Cr Allowance), never a debit balance.
+    assert balance(ledger, "EUR") == D("0.00")
     assert _breaks(ledger, tmp_path, "after-writeoff") == []
 
     with ledger.begin() as conn:
         compute_aging(conn, LATER)
     second = run(ledger, LATER)
-    assert {(p.currency, p.status, p.adjustment) for p in second.pairs} == {
-        ("EUR", "posted", D("700.00")),
-        ("GBP", "no_change", D("0.00")),
-    }
+    # EUR: nothing open and a zero reserve, out of scope; GBP unchanged.
+    assert {(p.currency, p.status, p.adjustment) for p in second.pairs} == {("GBP", "no_change", D("0.00"))}
     assert balance(ledger, "EUR") == D("0.00")
     assert _breaks(ledger, tmp_path, "after-second-estimate") == []
     assert s.gbp_open  # the GBP invoice is the one carrying the GBP reserve

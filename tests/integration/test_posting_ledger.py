@@ -21,7 +21,7 @@ from writeoffs.db.schema import (
     writeoff_batches,
     writeoffs,
 )
-from writeoffs.errors import ApprovalError, ClosedPeriod
+from writeoffs.errors import ApprovalError, ClosedPeriod, ConfigError, LedgerError
 from writeoffs.ledger import close_period
 from writeoffs.posting import post_batch
 
@@ -115,21 +115,41 @@ def test_retry_and_duplicate_trigger_post_nothing_twice(ledger: Engine) -> None:
         assert conn.execute(select(invoices.c.open_balance)).scalar_one() == D("0")
 
 
-def test_allowance_method_hits_the_allowance(ledger: Engine) -> None:
+def _allowance_batch(ledger: Engine, **policy_top) -> int:
     with ledger.begin() as conn:
         f.entity(conn, "DE01", "EUR", method="allowance")
         cid = f.customer(conn, "DE01")
         inv = f.invoice(conn, cid, entity_code="DE01", currency="EUR", amount="1200.00", days_past_due=400)
-        batch = make_batch(conn, [(inv, "1200.00", "bankruptcy")], entity="DE01", currency="EUR")
+        batch = make_batch(conn, [(inv, "1200.00", "bankruptcy")], entity="DE01", currency="EUR", **policy_top)
     approve(ledger, batch)
+    return batch
+
+
+def test_allowance_method_refuses_an_unfunded_allowance(ledger: Engine) -> None:
+    """The attack: write off 1,200 against an allowance that holds nothing (it would carry a debit balance)."""
+    batch = _allowance_batch(ledger)
+
+    with pytest.raises(LedgerError, match=r"allowance of DE01 holds 0.00 EUR, these write-offs need 1200.00"):
+        post(ledger, batch)
+
+    with ledger.connect() as conn:
+        assert lines_of(conn, batch) == []
+        assert conn.execute(select(writeoffs.c.status).where(writeoffs.c.batch_id == batch)).scalar_one() == "approved"
+
+
+def test_allowance_method_hits_the_allowance_funded_first_by_policy(ledger: Engine) -> None:
+    batch = _allowance_batch(ledger, allowance_shortfall="fund")
 
     post(ledger, batch)
 
     with ledger.connect() as conn:
         assert [(a, d, c) for a, _, d, c, *_ in lines_of(conn, batch)] == [
-            ("1190", D("1200"), D("0")),
+            ("6100", D("1200"), D("0")),  # funding: Dr Bad Debt Expense / Cr Allowance, for exactly the shortfall
+            ("1190", D("0"), D("1200")),
+            ("1190", D("1200"), D("0")),  # the write-off: Dr Allowance / Cr AR
             ("1100", D("0"), D("1200")),
         ]
+        assert gl.account_balance(conn, "DE01", "1190", "EUR") == D("0")
 
 
 def test_foreign_currency_posts_functional_amounts_at_the_booked_rate(ledger: Engine) -> None:
@@ -150,25 +170,49 @@ def test_foreign_currency_posts_functional_amounts_at_the_booked_rate(ledger: En
         ]
 
 
-def test_reason_accounts_default_and_policy_map(ledger: Engine) -> None:
+def test_reason_accounts_come_from_the_policy_recorded_on_the_batch(ledger: Engine) -> None:
+    with ledger.begin() as conn:
+        f.entity(conn)
+        cid = f.customer(conn)
+        a = f.invoice(conn, cid, amount="10.00", days_past_due=400)
+        c = f.invoice(conn, cid, amount="30.00", days_past_due=400)
+        first = make_batch(conn, [(a, "10.00", "bankruptcy")])
+        second = make_batch(conn, [(c, "30.00", "bankruptcy")], reasons={"bankruptcy": "6130"})
+    approve(ledger, first)
+    approve(ledger, second)
+
+    post(ledger, first)
+    post(ledger, second)
+
+    with ledger.connect() as conn:
+        debits = [(acc, d) for acc, _, d, *_ in lines_of(conn, first) + lines_of(conn, second) if d]
+    assert debits == [("6110", D("10")), ("6130", D("30"))]
+
+
+def test_unknown_reason_or_unrecorded_policy_is_refused(ledger: Engine) -> None:
+    """Fail closed: a reason outside the batch policy's map has no account; a batch whose policy is not recorded (or
+    whose recorded text was edited) has no accounts at all. Nothing falls back to a default expense account."""
     with ledger.begin() as conn:
         f.entity(conn)
         cid = f.customer(conn)
         a = f.invoice(conn, cid, amount="10.00", days_past_due=400)
         b = f.invoice(conn, cid, amount="20.00", days_past_due=400)
-        c = f.invoice(conn, cid, amount="30.00", days_past_due=400)
-        first = make_batch(conn, [(a, "10.00", "bankruptcy"), (b, "20.00", "some_new_reason")])
-        second = make_batch(conn, [(c, "30.00", "bankruptcy")])
-    approve(ledger, first)
-    approve(ledger, second)
-
-    post(ledger, first)
-    post(ledger, second, account_map={"bankruptcy": "6130"})
-
+        unknown = make_batch(conn, [(a, "10.00", "some_new_reason")])
+        edited = make_batch(conn, [(b, "20.00", "bankruptcy")])
+    approve(ledger, unknown)
+    approve(ledger, edited)
+    with pytest.raises(LedgerError, match="reason 'some_new_reason' has no expense account"):
+        post(ledger, unknown)
+    with ledger.begin() as conn:
+        h = conn.execute(select(writeoff_batches.c.policy_hash).where(writeoff_batches.c.id == edited)).scalar_one()
+        conn.execute(
+            text("UPDATE policy_versions SET content = replace(content, '6110', '6100') WHERE content_hash = :h"),
+            {"h": h},
+        )
+    with pytest.raises(ConfigError, match="hashes to"):
+        post(ledger, edited)
     with ledger.connect() as conn:
-        debits = [(acc, d) for acc, _, d, *_ in lines_of(conn, first) + lines_of(conn, second) if d]
-    # Unknown reasons fall back to the entity's bad-debt expense role account (6100).
-    assert debits == [("6110", D("10")), ("6100", D("20")), ("6130", D("30"))]
+        assert lines_of(conn, unknown) == lines_of(conn, edited) == []
 
 
 def test_partial_writeoff_leaves_the_rest_open(ledger: Engine) -> None:

@@ -74,7 +74,14 @@ def ingest(engine: Engine, tmp_path: Path, as_of: date, inv_rows: list[str], pay
 def write_off(engine: Engine, invoice_ref: str, amount: str, *, entity: str = "US01", currency: str = "USD") -> int:
     with engine.begin() as conn:
         iid = conn.execute(select(invoices.c.id).where(invoices.c.invoice_ref == invoice_ref)).scalar_one()
-        batch = make_batch(conn, [(iid, amount, "uncollectible_after_collections")], entity=entity, currency=currency)
+        # An allowance-method entity funds its reserve first when it holds too little (never a debit balance).
+        batch = make_batch(
+            conn,
+            [(iid, amount, "uncollectible_after_collections")],
+            entity=entity,
+            currency=currency,
+            allowance_shortfall="fund",
+        )
     approve(engine, batch)
     report = post_batch(engine, batch, actor="airflow", tiers=TIERS, posting_date=AS_OF)
     assert report.status == "posted", report

@@ -26,6 +26,7 @@ def written_off(engine: Engine, *, method: str = "direct") -> int:
             iid = f.worked_example(conn)["invoice_id"]
         else:
             f.entity(conn, method="allowance")
+            f.fund_allowance(conn, "US01", "USD", "45000.00")
             iid = f.invoice(conn, f.customer(conn), ref="INV-WORKED-45000", amount="45000.00", days_past_due=400)
         batch = make_batch(conn, [(iid, "45000.00", "uncollectible_after_collections")])
     approve(engine, batch)

@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
 
+from writeoffs.accounting import entries
+from writeoffs.accounting.chart import DEFAULT_REASON_ACCOUNTS, Accounts
 from writeoffs.approvals import batch_hash_of
-from writeoffs.posting import _Context, build_entry, skip_reason
+from writeoffs.policy import load_policy
+from writeoffs.posting import _Context, _skips, skip_reason
 
 D = Decimal
 
 
-def entry(amount: str, rate: str, currency: str = "USD", functional: str = "USD", debit: str = "6100"):
-    return build_entry(
-        key="wo:k",
-        entity="US01",
+ROLES = {"ar_control": "1100", "allowance": "1190", "bad_debt_expense": "6100", "cash": "1000"}
+
+
+def accts(method: str = "direct", functional: str = "USD") -> Accounts:
+    return Accounts("US01", method, functional, ROLES, {**DEFAULT_REASON_ACCOUNTS, "bankruptcy": "6100"})
+
+
+def entry(amount: str, rate: str, currency: str = "USD", functional: str = "USD", method: str = "direct"):
+    return entries.writeoff(
+        accts(method, functional),
+        writeoff_key="wo:k",
+        writeoff_id=7,
         posting_date=date(2026, 11, 24),
         invoice_id=1,
         invoice_ref="INV-1",
         currency=currency,
         amount=D(amount),
         fx_rate=D(rate),
-        functional_currency=functional,
-        debit_account=debit,
-        credit_account="1100",
         reason_code="bankruptcy",
-        writeoff_id=7,
         policy_version="v1",
-        description="d",
+        batch_key="b",
+        approval_ref="a",
     )
 
 
@@ -50,11 +58,21 @@ def test_entry_balances_in_both_currencies(amount, rate, currency, functional, e
     assert (dr.account, cr.account) == ("6100", "1100")
     assert dr.debit == cr.credit and dr.credit == cr.debit == 0
     assert dr.functional_debit == cr.functional_credit == expected
-    assert (e.source_type, e.source_id, e.meta) == ("writeoff", "7", {"policy_version": "v1"})
+    assert (e.key, e.source_type, e.source_id, e.meta) == ("wo:k", "writeoff", "7", {"policy_version": "v1"})
 
 
 def test_allowance_entry_debits_the_allowance() -> None:
-    assert [ln.account for ln in entry("10", "1", debit="1190").lines] == ["1190", "1100"]
+    assert [ln.account for ln in entry("10", "1", method="allowance").lines] == ["1190", "1100"]
+
+
+def test_unmapped_role_or_reason_is_refused() -> None:
+    from writeoffs.errors import LedgerError
+
+    bare = Accounts("US01", "direct", "USD", {"ar_control": "1100"}, {})
+    with pytest.raises(LedgerError, match="reason 'bankruptcy' has no expense account"):
+        bare.writeoff_debit("bankruptcy")
+    with pytest.raises(LedgerError, match="no account for role 'unapplied_cash'"):
+        bare.role("unapplied_cash")
 
 
 def test_batch_hash_is_order_independent_and_sensitive_to_each_field() -> None:
@@ -79,12 +97,10 @@ CTX = _Context(
     functional_currency="USD",
     as_of=date(2026, 11, 24),
     posting_date=date(2026, 11, 26),
-    ar_account="1100",
-    allowance_account="1190",
-    reason_accounts={},
-    default_expense="6100",
+    accts=accts(),
     approval_ref="",
     actor="t",
+    policy=load_policy(),
 )
 OK = dict(
     entity_code="US01",
@@ -96,6 +112,14 @@ OK = dict(
     asof_balance=None,
     open_balance=D("100"),
     amount=D("100"),
+    invoice_amount=D("100"),
+    invoice_id=1,
+    created_at=datetime(2026, 11, 24, 6, 0),
+    other_posted_at=None,
+    parent_id=None,
+    segment="default",
+    transferred=False,
+    parent_paid=False,
 )
 
 
@@ -113,7 +137,23 @@ OK = dict(
         ({"amount": D("100.01")}, "amount 100.01 exceeds the open balance 100"),
         ({"entity_code": "DE01"}, "invoice belongs to entity DE01, the batch to US01"),
         ({"currency": "EUR"}, "write-off currency EUR differs from invoice currency USD"),
+        ({"other_posted_at": datetime(2026, 11, 25, 9, 0)}, "another write-off of this invoice was posted since selection"),
+        ({"other_posted_at": datetime(2026, 11, 23, 9, 0)}, None),  # posted before selection: selection saw it
+        (
+            {"parent_id": 5, "transferred": True, "parent_paid": True, "amount": D("100")},
+            "child invoice whose balance went to the parent, and the parent has paid part of it",
+        ),
+        ({"parent_id": 5, "transferred": True, "parent_paid": False}, None),
+        (
+            {"parent_id": 5, "amount": D("40")},
+            "child-account invoices are written off for their full invoice amount only",
+        ),
     ],
 )
 def test_skip_reasons(change, reason) -> None:
     assert skip_reason(SimpleNamespace(**{**OK, **change}), CTX) == reason
+
+
+def test_two_items_of_one_invoice_in_one_posting_post_once() -> None:
+    rows = [SimpleNamespace(**{**OK, "amount": D("40")}), SimpleNamespace(**{**OK, "amount": D("40")})]
+    assert [reason for _, reason in _skips(rows, CTX)] == ["another write-off of this invoice is in the same posting"]

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from writeoffs.accounting.chart import DEFAULT_REASON_ACCOUNTS as _CORE_REASON_ACCOUNTS
 from writeoffs.errors import ConfigError, InvalidAmount, UnknownCurrency
 from writeoffs.money import check_currency, to_decimal
 from writeoffs.tiers import AUTO_TIER, Tier
@@ -47,16 +48,8 @@ class Reason(StrEnum):
     STATUTE = "statute_expired"
 
 
-#: Default GL expense account per reason, matching ``writeoffs.ledger.DEFAULT_CHART``.
-DEFAULT_REASON_ACCOUNTS: dict[str, str] = {
-    Reason.UNCOLLECTIBLE: "6100",
-    Reason.BANKRUPTCY: "6110",
-    Reason.DISSOLVED: "6100",
-    Reason.SMALL_BALANCE: "6120",
-    Reason.SETTLEMENT: "6130",
-    Reason.DISPUTE_LOST: "6130",
-    Reason.STATUTE: "6100",
-}
+#: Default GL expense account per reason: the accounting core's map (one home), keyed by the enum here.
+DEFAULT_REASON_ACCOUNTS: dict[str, str] = {Reason(k): v for k, v in _CORE_REASON_ACCOUNTS.items()}
 
 
 def _money(value: object) -> Decimal:
@@ -151,6 +144,9 @@ class Rules(_Strict):
     #: Days past due after which the claim is time-barred (statute of limitations); null disables the rule.
     statute_days: int | None = Field(None, ge=1)
     parent_child: ParentChild = ParentChild()
+    #: A write-off that was reversed puts its invoice on hold: it is not proposed again until a person clears it
+    #: (``python -m writeoffs clear-reversal``) or, when set, this many days after the reversal's posting date.
+    reversal_cooling_days: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _thresholds(self) -> Rules:
@@ -203,6 +199,9 @@ class PolicyFile(_Strict):
     settlement_outcome: str = Field("settled", min_length=1, max_length=64)
     reasons: dict[Reason, str] = Field(default_factory=lambda: dict(DEFAULT_REASON_ACCOUNTS))
     approval: Approval
+    #: Allowance-method posting when a chunk's write-offs exceed the allowance's credit balance: ``refuse`` the
+    #: chunk (default), or ``fund`` the shortfall first (``Dr Bad Debt Expense / Cr Allowance``, audited).
+    allowance_shortfall: Literal["refuse", "fund"] = "refuse"
     defaults: Rules = Rules()
     #: Raw override layers; validated by :func:`_validate_layers` with their own paths in error messages.
     segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -378,8 +377,23 @@ def _validate_layers(model: PolicyFile) -> None:
         raise ConfigError("; ".join(errors))
 
 
+#: Fields added after policies were first recorded: left out of the hash while they hold their default, so that a
+#: recorded policy keeps the hash it was recorded (and decided) under. Paths into ``model_dump``.
+_HASH_OMITTED_AT_DEFAULT: tuple[tuple[tuple[str, ...], object], ...] = (
+    (("allowance_shortfall",), "refuse"),
+    (("defaults", "reversal_cooling_days"), None),
+)
+
+
 def canonical_hash(model: PolicyFile) -> str:
-    payload = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    dumped = model.model_dump(mode="json")
+    for path, default in _HASH_OMITTED_AT_DEFAULT:
+        node = dumped
+        for part in path[:-1]:
+            node = node.get(part, {})
+        if path[-1] in node and node[path[-1]] == default:
+            del node[path[-1]]
+    payload = json.dumps(dumped, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

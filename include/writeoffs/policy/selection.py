@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     literal,
     not_,
+    null,
     or_,
     select,
     true,
@@ -39,6 +40,8 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from writeoffs import audit
+from writeoffs.accounting.keys import writeoff_candidate_prefix
+from writeoffs.accounting.status import InvoiceStatus
 from writeoffs.buckets import bucket_case
 from writeoffs.db.schema import (
     MONEY,
@@ -46,6 +49,7 @@ from writeoffs.db.schema import (
     customers,
     holds,
     invoices,
+    journal_entries,
     payment_allocations,
     payments,
     writeoffs,
@@ -75,6 +79,7 @@ ROUTES: tuple[tuple[str, Reason], ...] = (
 )
 #: Exclusions in evaluation order (the first that applies is reported).
 EXCLUSIONS = (
+    "reversed_hold",
     "open_dispute",
     "active_payment_plan",
     "parent_paid_transferred",
@@ -107,6 +112,7 @@ _PARAM_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("statute_days", Integer()),
     ("child_full", Boolean()),
     ("parent_paid_excl", Boolean()),
+    ("cooling_days", Integer()),  # NULL: a reversed invoice waits for a person to clear it
 )
 _CURRENCY_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("entity_code", String(16)),
@@ -155,6 +161,7 @@ def param_tables(
                 r.statute_days,
                 r.parent_child.child_full_only,
                 r.parent_child.exclude_if_parent_paid_transferred,
+                r.reversal_cooling_days,
             )
         )
         tol, legal = r.small_balance.tolerance, r.effort.legal_action_required_above
@@ -232,6 +239,17 @@ class _Plan:
             )
             in_scope = [i.c.status.in_(LIVE_STATUSES), i.c.open_balance > 0, ~in_flight]
         p = params.c
+        je, w_rev = journal_entries.alias("rev_entry"), writeoffs.alias("rev_wo")
+        reversed_on = case(
+            (
+                i.c.status == InvoiceStatus.REVERSED,
+                select(func.max(je.c.posting_date))
+                .select_from(je.join(w_rev, w_rev.c.journal_entry_id == je.c.reverses_entry_id))
+                .where(w_rev.c.invoice_id == i.c.id, w_rev.c.status == "reversed", je.c.status == "posted")
+                .scalar_subquery(),
+            ),
+            else_=null(),
+        )
         cols = [
             i.c.id.label("invoice_id"),
             i.c.invoice_ref,
@@ -250,6 +268,8 @@ class _Plan:
             balance.label("balance"),
             later_paid.label("later_paid"),
             dpd.label("dpd"),
+            i.c.status.label("invoice_status"),
+            reversed_on.label("reversed_on"),
             *[getattr(p, name) for name, _ in _PARAM_COLUMNS[2:]],
             cur_params.c.tolerance,
             cur_params.c.legal_above,
@@ -475,6 +495,18 @@ class _Plan:
         is_child = r.parent_id.is_not(None)
         partial = r.balance < r.invoice_amount
         exclusion = case(
+            # A write-off somebody deliberately undid is not proposed again automatically (accounting.status).
+            (
+                and_(
+                    r.invoice_status == InvoiceStatus.REVERSED,
+                    or_(
+                        r.cooling_days.is_(None),
+                        r.reversed_on.is_(None),
+                        days_between(d, r.reversed_on) < r.cooling_days,
+                    ),
+                ),
+                literal("reversed_hold"),
+            ),
             (and_(r.excl_dispute == true(), r.open_dispute > 0), literal("open_dispute")),
             (and_(r.excl_plan == true(), r.active_plan > 0), literal("active_payment_plan")),
             (
@@ -530,6 +562,8 @@ class _Plan:
                 "child_account": json_bool(is_child),
                 "balance_transferred_to_parent": json_bool(r.transferred == true()),
                 "partial": json_bool(partial),
+                "reversed_on": r.reversed_on,
+                "reversal_cooling_days": r.cooling_days,
                 "required": json_obj(
                     {
                         "writeoff_days": r.writeoff_days,
@@ -627,7 +661,7 @@ class SelectionResult:
 
 
 def idempotency_prefix(as_of: date, policy: Policy) -> str:
-    return f"wo:{as_of.isoformat()}:{policy.content_hash}:"
+    return writeoff_candidate_prefix(as_of, policy.content_hash)
 
 
 def insert_candidates(
