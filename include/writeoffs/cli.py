@@ -52,6 +52,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _date(text: str):
+    from datetime import date
+
+    return date.fromisoformat(text)
+
+
+def cmd_export_beancount(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from writeoffs.beancount_export import bean_check, write_exports
+
+    written = write_exports(_engine(args), Path(args.out), as_of=args.as_of)
+    failed = 0
+    for path, exp in written:
+        print(f"{exp.view} view: {exp.entries} entries, {exp.assertions} balance assertions -> {path}")
+        if args.check:
+            result = bean_check(path)
+            if result.returncode:
+                failed += 1
+                print(result.stdout + result.stderr, file=sys.stderr)
+            else:
+                print("  bean-check: OK")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m writeoffs", description=__doc__)
     parser.add_argument("--ledger-url", help="SQLAlchemy URL of the ledger (default: $WRITEOFFS_LEDGER_URL or SQLite)")
@@ -68,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--invoices", type=int, default=20_000, help="sample size (default 20,000)")
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=cmd_demo)
+    bean = sub.add_parser("export-beancount", help="posted GL as beancount files (transaction + functional view)")
+    bean.add_argument("--out", required=True, help="beancount file; the functional view is written beside it")
+    bean.add_argument("--as-of", type=_date, help="balance assertions the day after (default: last posting)")
+    bean.add_argument("--check", action="store_true", help="run bean-check on both files (exit 1 if it fails)")
+    bean.set_defaults(func=cmd_export_beancount)
     for module in _EXTENSIONS:
         importlib.import_module(module).register(sub)
     return parser
