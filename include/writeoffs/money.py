@@ -31,6 +31,8 @@ MINOR_UNITS: dict[str, int] = {
 ROUNDING = ROUND_HALF_UP
 #: Scale of money columns in the database (NUMERIC(20, 4)): enough for every ISO minor unit.
 DB_SCALE = 4
+#: Largest absolute amount the ledger accepts (both databases; SQLite stores money as int64 at scale 4).
+MAX_AMOUNT = Decimal("99999999999999.99")
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
@@ -65,6 +67,46 @@ def to_decimal(value: object) -> Decimal:
     if not dec.is_finite():
         raise InvalidAmount(f"amount {value!r} is not finite")
     return dec
+
+
+def decimal_places(amount: Decimal) -> int:
+    """Decimals ``amount`` needs: trailing zeros are not decimals (``1234.500`` needs 1, ``100`` and ``1E+2`` 0).
+
+    Exact whatever the length (no ``normalize()``, which rounds to the context's 28 digits).
+    """
+    _, digits, exp = amount.as_tuple()
+    if not isinstance(exp, int) or exp >= 0 or not any(digits):
+        return 0
+    places = -exp
+    for d in reversed(digits):
+        if d or not places:
+            break
+        places -= 1
+    return places
+
+
+def check_minor_units(amount: object, currency: str) -> None:
+    """Refuse an amount with more decimals than its currency's minor unit allows; never round it.
+
+    ``USD 1234.567`` or ``JPY 556.25`` is not an amount in that currency: rounding would book a different number
+    and re-labelling would book another currency, so both are refused (:class:`InvalidAmount`, one line). Zero
+    padding is not a decimal: ``USD 1234.5000`` (a NUMERIC(18, 4) column) is 1234.50 exactly and passes. This is
+    the rule's one home; the ingest applies it to every money field of every row (see
+    :func:`writeoffs.ingest.validate.validate_chunk`), vectorised, with the messages from here.
+    """
+    cur = check_currency(currency)
+    dec = to_decimal(amount)  # floats refused: a float's binary noise is not the source's amount
+    places, allowed = decimal_places(dec), MINOR_UNITS[cur]
+    if places > allowed:
+        shown = format(dec, "f").rstrip("0")  # only zero padding goes: a non-zero decimal follows the point
+        raise InvalidAmount(f"{shown} has {places} decimal{'s' if places != 1 else ''}; {cur} allows {allowed}")
+
+
+def check_max_amount(amount: object) -> None:
+    """Refuse an amount whose absolute value is above :data:`MAX_AMOUNT` (:class:`InvalidAmount`, one line)."""
+    dec = to_decimal(amount)
+    if abs(dec) > MAX_AMOUNT:
+        raise InvalidAmount(f"{format(dec, 'f')} is beyond the largest amount the ledger accepts ({MAX_AMOUNT})")
 
 
 def round_money(value: object, currency: str) -> Decimal:

@@ -7,13 +7,28 @@ first failing check in field order — so a quarantine record names exactly one 
 
 Problems with the *shape* of the input (a mapped column missing, a required field nowhere) are not row problems:
 they raise :class:`~writeoffs.errors.InputError` and reject the batch whatever ``on_bad_rows`` says.
+
+Currency minor units and :data:`~writeoffs.money.MAX_AMOUNT` are enforced here, on every money field (invoice
+amount and open balance, payment amount and applied amount, any money field added to
+:mod:`writeoffs.ingest.fields`), for every source kind, because this is the one place where the row, the field,
+the value *as the source printed it* and the row's currency are all known, before anything is stored. The rule
+itself lives in :mod:`writeoffs.money` (:func:`~writeoffs.money.check_minor_units`,
+:func:`~writeoffs.money.check_max_amount`): this pass applies it vectorised (decimals counted on the text, zero
+padding excluded, against :data:`~writeoffs.money.MINOR_UNITS`) and takes each refused row's message from those
+functions, which must agree (a unit test pins the two value by value). It is deliberately not a declarative check
+of :mod:`writeoffs.validation.checks`: those run on rows already staged in NUMERIC(20, 4) columns, with a
+configurable severity, whereas an amount its currency cannot hold must never be stored nor depend on a setting.
+A refused amount is never rounded: the row is quarantined (``too_many_decimals``, ``amount_too_large``) or, with
+``on_bad_rows: reject``, fails the batch naming source, file, row and field.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,15 +38,17 @@ import pyarrow.compute as pc
 from writeoffs.errors import InputError
 from writeoffs.ingest.fields import ACTIVITY_TYPES, DATASETS, Field
 from writeoffs.ingest.sources import RawChunk
-from writeoffs.money import MINOR_UNITS
+from writeoffs.money import DB_SCALE, MAX_AMOUNT, MINOR_UNITS, check_max_amount, check_minor_units
 
 if TYPE_CHECKING:
     from writeoffs.ingest.config import SourceConfig
 
 MONEY_TYPE = pa.decimal128(24, 4)
 RATE_TYPE = pa.decimal128(30, 10)
-#: NUMERIC(20, 4): at most 16 integer digits and 4 decimals; more is refused rather than rounded away.
-_MONEY_RE = r"^[+-]?[0-9]{1,16}(\.[0-9]{1,4})?$"
+#: A plain decimal number (no exponent, no NaN, a digit on both sides of the point).
+_NUMBER_RE = r"^[+-]?[0-9]+(\.[0-9]+)?$"
+#: NUMERIC(20, 4) holds 16 integer digits; MAX_AMOUNT (checked on the value) is below that.
+_MONEY_INT_DIGITS = 16
 _RATE_RE = r"^[+-]?[0-9]{1,10}(\.[0-9]{1,10})?$"
 _DATE_PARTS = {"%Y": r"(?P<Y>[0-9]{4})", "%m": r"(?P<m>[0-9]{1,2})", "%d": r"(?P<d>[0-9]{1,2})"}
 
@@ -95,13 +112,25 @@ class _Rows:
         self.field = np.empty(n, dtype=object)
         self.message = np.empty(n, dtype=object)
 
-    def flag(self, mask: pa.Array | np.ndarray, field: str, reason: str, message: str) -> None:
+    def flag(
+        self,
+        mask: pa.Array | np.ndarray,
+        field: str,
+        reason: str,
+        message: str | Callable[[np.ndarray], list[str]],
+    ) -> None:
+        """Flag rows not flagged yet; ``message`` is one text, or a function of the new rows' indices giving one
+        text per row (called only for those rows, so a per-row message costs nothing on clean data)."""
         m = mask if isinstance(mask, np.ndarray) else pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
         new = m & ~self.bad
         if new.any():
             self.reason[new] = reason
             self.field[new] = field
-            self.message[new] = message
+            if callable(message):
+                idx = np.flatnonzero(new)
+                self.message[idx] = np.array(message(idx), dtype=object)
+            else:
+                self.message[new] = message
             self.bad |= new
 
 
@@ -213,7 +242,11 @@ def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validate
             out[f.name] = col
         elif f.kind == "date":
             out[f.name] = _parse_dates(col, present, f.name, cfg.date_format, rows)
-        elif f.kind in ("money", "rate"):
+        elif f.kind == "money":
+            if "currency" not in out:  # a code bug, not a data problem: fields.py lists currency before money
+                raise RuntimeError(f"{dataset}.{f.name}: a money field must come after currency in fields.py")
+            out[f.name] = _parse_money(col, present, f, cfg, rows, out["currency"])
+        elif f.kind == "rate":
             out[f.name] = _parse_number(col, present, f, cfg, rows)
         elif f.kind == "flag":
             low = pc.utf8_lower(col)
@@ -282,9 +315,26 @@ def _parse_dates(col: pa.Array, present: pa.Array, name: str, fmt: str, rows: _R
     return pc.if_else(ok, pc.cast(parsed, pa.date32()), pa.scalar(None, pa.date32()))
 
 
-def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
+def _plain_number_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
+    """The number as text with ``.`` as the decimal point and no grouping.
+
+    Grouping must sit between groups of three digits before the decimal separator (as in
+    :func:`writeoffs.money.parse_amount`): otherwise ``45.000,00`` read with US separators would silently become
+    45.00000, i.e. 45, a 1000x error, now that zero padding is not counted as decimals.
+    """
     text = col
     if cfg.thousands_sep:
+        sep, point = re.escape(cfg.thousands_sep), re.escape(cfg.decimal_sep)
+        grouped = f"^[+-]?([0-9]+|[0-9]{{1,3}}({sep}[0-9]{{3}})+)({point}[0-9]+)?$"
+        rows.flag(
+            pc.and_kleene(
+                pc.match_substring(text, cfg.thousands_sep),
+                pc.invert(pc.fill_null(pc.match_substring_regex(text, grouped), False)),
+            ),
+            f.name,
+            "not_a_number",
+            f"{f.name}: thousands separator {cfg.thousands_sep!r} is not between groups of three digits",
+        )
         text = pc.replace_substring(text, cfg.thousands_sep, "")
     if cfg.decimal_sep != ".":
         dotted = pc.match_substring(text, ".")
@@ -295,19 +345,81 @@ def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig,
             f"{f.name} has '.' but the decimal separator is {cfg.decimal_sep!r}",
         )
         text = pc.replace_substring(text, cfg.decimal_sep, ".")
-    typ = MONEY_TYPE if f.kind == "money" else RATE_TYPE
-    ok = pc.match_substring_regex(text, _MONEY_RE if f.kind == "money" else _RATE_RE)
+    return text
+
+
+def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
+    """A rate (``fx_rate``): at most 10 integer digits and 10 decimals; more is refused rather than rounded."""
+    text = _plain_number_text(col, present, f, cfg, rows)
+    ok = pc.match_substring_regex(text, _RATE_RE)
     bad = pc.and_kleene(present, pc.invert(pc.fill_null(ok, False)))
-    rows.flag(
-        bad,
-        f.name,
-        "not_a_number",
-        f"{f.name} is not a decimal number (at most {'4' if f.kind == 'money' else '10'} decimals)",
-    )
+    rows.flag(bad, f.name, "not_a_number", f"{f.name} is not a decimal number (at most 10 decimals)")
     good = pc.fill_null(ok, False)
-    value = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), typ)
-    negative = pc.less(value, pa.scalar(0, typ))
-    rows.flag(negative, f.name, "negative_amount" if f.kind == "money" else "invalid_fx_rate", f"{f.name} is negative")
+    value = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), RATE_TYPE)
+    rows.flag(pc.less(value, pa.scalar(0, RATE_TYPE)), f.name, "invalid_fx_rate", f"{f.name} is negative")
+    return value
+
+
+def _parse_money(
+    col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows, currency: pa.Array
+) -> pa.Array:
+    """An amount in the row's ``currency``: a plain number within MAX_AMOUNT and the currency's minor unit.
+
+    Decimals are counted on the text without zero padding (``1234.5000`` is 1234.5: a NUMERIC(18, 4) source
+    column or a Parquet decimal prints zeros that are not decimals), so the verdict is the value's, exactly as
+    :func:`writeoffs.money.check_minor_units` decides it on a Decimal; nothing is rounded. A float handed over by
+    a source reaches this point as its shortest round-trip text (:func:`writeoffs.ingest.sources._text`), so binary
+    noise (``0.30000000000000004``) shows up as decimals and is refused, never rounded away.
+    """
+    text = _plain_number_text(col, present, f, cfg, rows)
+    shape = pc.fill_null(pc.match_substring_regex(text, _NUMBER_RE), False)
+    rows.flag(pc.and_kleene(present, pc.invert(shape)), f.name, "not_a_number", f"{f.name} is not a decimal number")
+    # Zero padding off (1234.5000 -> 1234.5, 100.00 -> 100), then decimals and integer digits counted on the text:
+    # string kernels only, no regex capture (this runs on every money field of every row).
+    number = pc.if_else(shape, text, pa.scalar(None, pa.string()))
+    point = pc.find_substring(number, ".")
+    has_point = pc.greater_equal(point, 0)
+    canonical = pc.if_else(has_point, pc.utf8_rtrim(pc.utf8_rtrim(number, "0"), "."), number)
+    places = pc.fill_null(
+        pc.if_else(has_point, pc.max_element_wise(pc.subtract(pc.utf8_length(canonical), pc.add(point, 1)), 0), 0), 0
+    )
+    body = pc.utf8_ltrim(pc.utf8_ltrim(canonical, "+-"), "0")  # integer digits that count: no sign, no leading 0
+    body_point = pc.find_substring(body, ".")
+    int_digits = pc.if_else(pc.greater_equal(body_point, 0), body_point, pc.utf8_length(body))
+    fits = pc.and_kleene(
+        shape, pc.and_kleene(pc.less_equal(int_digits, _MONEY_INT_DIGITS), pc.less_equal(places, DB_SCALE))
+    )
+    value = pc.cast(pc.if_else(fits, canonical, pa.scalar(None, pa.string())), MONEY_TYPE)
+
+    def messages(rule: Any, *args: pa.Array) -> Callable[[np.ndarray], list[str]]:
+        def build(idx: np.ndarray) -> list[str]:
+            take = pa.array(idx)
+            out = []
+            for vals in zip(*(a.take(take).to_pylist() for a in (canonical, *args)), strict=True):
+                try:
+                    rule(Decimal(vals[0]), *vals[1:])
+                except InputError as exc:
+                    out.append(f"{f.name} {exc.reason}")
+                    continue
+                raise RuntimeError(f"{f.name} {vals}: the ingest and writeoffs.money disagree (a bug)")
+            return out
+
+        return build
+
+    too_large = pc.and_kleene(
+        shape,
+        pc.or_kleene(
+            pc.greater(int_digits, _MONEY_INT_DIGITS),
+            pc.greater(pc.abs(value), pa.scalar(MAX_AMOUNT, MONEY_TYPE)),
+        ),
+    )
+    rows.flag(too_large, f.name, "amount_too_large", messages(check_max_amount))
+    units = pc.index_in(currency, value_set=pa.array(list(MINOR_UNITS), pa.string()))
+    allowed = pc.take(pa.array(list(MINOR_UNITS.values()), pa.int32()), units)
+    # An unknown or missing currency already failed its own field; DB_SCALE keeps even such a row from being cut.
+    too_many = pc.and_kleene(shape, pc.greater(places, pc.fill_null(allowed, DB_SCALE)))
+    rows.flag(too_many, f.name, "too_many_decimals", messages(check_minor_units, currency))
+    rows.flag(pc.less(value, pa.scalar(0, MONEY_TYPE)), f.name, "negative_amount", f"{f.name} is negative")
     return value
 
 

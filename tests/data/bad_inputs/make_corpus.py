@@ -85,6 +85,15 @@ def main() -> None:
     inv("zero_fx_rate.csv", [good(1), good(2, Company="EU01", Currency="GBP", **{"FX Rate": "0"})])
     inv("fx_rate_on_functional_currency.csv", [good(1), good(2, **{"FX Rate": "1.2"})])
     inv("too_many_decimals.csv", [good(1), good(2, Amount="45000.12345")])
+    # Currency minor units and the ledger's largest amount: refused, never rounded (writeoffs.money)
+    inv("usd_three_decimals.csv", [good(1), good(2, Amount="1,234.567", **{"Open Balance": "1,234.567"})])
+    jpy = {"Company": "US01", "Currency": "JPY", "FX Rate": "0.0067"}
+    inv("jpy_with_decimals.csv", [good(1), good(2, Amount="556", **jpy, **{"Open Balance": "556.25"})])
+    inv(
+        "kwd_three_decimals_ok.csv",
+        [good(1), good(2, Amount="1.234", **{"Currency": "KWD", "FX Rate": "3.25", "Open Balance": "1.234"})],
+    )
+    inv("amount_above_max.csv", [good(1), good(2, Amount="100,000,000,000,000.00", **{"Open Balance": "0.00"})])
     inv("european_number_format.csv", [good(1), good(2, Amount="45.000,00", **{"Open Balance": "45.000,00"})])
     inv("invoice_no_too_long.csv", [good(1), good(2, **{"Invoice No": "X" * 80})])
     inv("text_in_fx_rate.csv", [good(1), good(2, Company="EU01", Currency="GBP", **{"FX Rate": "n/a"})])
@@ -108,6 +117,9 @@ def main() -> None:
     (HERE / "payment_applied_above_amount.csv").write_text(csv_text(PAY_HEADER, [{**pay, "Applied Amount": "150.00"}]))
     (HERE / "payment_inconsistent_rows.csv").write_text(
         csv_text(PAY_HEADER, [pay, {**pay, "Invoice No": "INV-0002", "Amount": "90.00", "Applied Amount": "10.00"}])
+    )
+    (HERE / "payment_applied_too_many_decimals.csv").write_text(
+        csv_text(PAY_HEADER, [{**pay, "Applied Amount": "10.005"}])
     )
     (HERE / "payment_zero_amount.csv").write_text(
         csv_text(PAY_HEADER, [{**pay, "Amount": "0.00", "Applied Amount": ""}])
