@@ -10,8 +10,9 @@ The merge (:mod:`writeoffs.ingest.merge`) records cash that arrives for a writte
   id or by the recovery's idempotency key ``rec:<entity>:<payment_ref>:<invoice_id>``, so a recovery booked by
   hand for the same payment is not booked again.
 - **Cap**: a recovery never exceeds what is written off minus what is already recovered (DOMAIN). An allocation
-  above that is booked up to the cap; the excess is unapplied cash, reported in the summary and audited
-  (``recovery.excess``), never income.
+  above that is booked up to the cap; the excess is **unapplied cash**, never income: booked ``Dr Cash / Cr Unapplied
+  Cash`` (:func:`writeoffs.accounting.entries.unapplied_cash`, a liability to apply or refund), reported in the
+  summary and audited (``recovery.excess``). So the GL's cash always equals the cash received.
 - **Posting date**: the payment date when its fiscal period is open; late cash for a closed period is booked on the
   business date (a new entry dated into an open period, nothing re-dated), and counted in the summary.
 - **Exactly once**: invoices are processed in chunks of ``chunk_size`` invoices, all allocations of an invoice in
@@ -34,6 +35,8 @@ from typing import Any
 from sqlalchemy import Connection, Date, Engine, bindparam, select, text
 
 from writeoffs import audit, ledger
+from writeoffs.accounting import entries
+from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.db.schema import fiscal_periods
 from writeoffs.money import money_str, round_money
 from writeoffs.recovery import book_recovery
@@ -41,18 +44,23 @@ from writeoffs.recovery import book_recovery
 #: Excess allocations listed one by one in the summary (the totals always cover all of them).
 MAX_LISTED = 50
 
+#: A 'recovery' allocation is pending until it has a recoveries row (booked, possibly with its excess as unapplied
+#: cash in the same transaction) or an unapplied-cash entry (nothing was left to recover).
 _PENDING = """
     FROM payment_allocations pa
     JOIN payments pm ON pm.id = pa.payment_id
     JOIN invoices i ON i.id = pa.invoice_id
     WHERE pa.kind = 'recovery' AND pa.allocated_on <= :as_of
-      AND i.written_off_amount > i.recovered_amount
       AND NOT EXISTS (
           SELECT 1 FROM recoveries r
           WHERE r.invoice_id = pa.invoice_id
             AND (r.payment_id = pa.payment_id
                  OR r.idempotency_key = 'rec:' || pm.entity_code || ':' || pm.payment_ref || ':'
                                         || CAST(pa.invoice_id AS VARCHAR(20))))
+      AND NOT EXISTS (
+          SELECT 1 FROM journal_entries u
+          WHERE u.idempotency_key = 'unapplied:' || pm.entity_code || ':' || pm.payment_ref || ':'
+                                    || CAST(pa.invoice_id AS VARCHAR(20)))
 """
 
 
@@ -149,7 +157,7 @@ def _book_chunk(conn: Connection, invoice_ids: list[int], run: PendingRecoveries
         text(
             f"""
             SELECT pa.invoice_id, pa.amount, pa.allocated_on, pm.payment_ref, i.invoice_ref, i.entity_code,
-                   i.currency, i.written_off_amount - i.recovered_amount AS recoverable
+                   i.currency, i.fx_rate, i.written_off_amount - i.recovered_amount AS recoverable
             {_PENDING} AND pa.invoice_id IN :ids
             ORDER BY pa.invoice_id, pa.allocated_on, pm.payment_ref
             """
@@ -190,6 +198,21 @@ def _book_chunk(conn: Connection, invoice_ids: list[int], run: PendingRecoveries
             run.excess_by_currency[r.currency] += excess
             if len(run.excess) < MAX_LISTED:
                 run.excess.append(doc)
+            posting_date = paid_on
+            if (r.entity_code, ledger.period_of(paid_on)) not in open_periods:
+                posting_date = run.as_of
+            entry = entries.unapplied_cash(
+                resolve_accounts(conn, r.entity_code),
+                posting_date=posting_date,
+                invoice_id=r.invoice_id,
+                invoice_ref=r.invoice_ref,
+                currency=r.currency,
+                amount=excess,
+                fx_rate=_rate(r.fx_rate),
+                payment_ref=r.payment_ref,
+            )
+            ledger.post_entries(conn, [entry], created_by=actor)
+            doc = {**doc, "entry_key": entry.key}
             # Unapplied cash: never income beyond what was written off (DOMAIN). Audited once: afterwards the
             # allocation has its recoveries row, or the invoice has nothing left to recover.
             audit.append(
@@ -200,6 +223,10 @@ def _book_chunk(conn: Connection, invoice_ids: list[int], run: PendingRecoveries
                 object_id=r.invoice_id,
                 details={**doc, "payment_date": paid_on},
             )
+
+
+def _rate(value: object) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.0000000001"))
 
 
 def _day(value: object) -> date:

@@ -6,7 +6,10 @@
   balance does not move, exactly as in the sub-ledger.
 
 A recovery never exceeds what was written off on the invoice minus what was already recovered
-(:class:`AmountExceedsBalance`). Functional amounts use the invoice's booked ``fx_rate``: realised FX gains or
+(:class:`AmountExceedsBalance`), and is never dated before the write-off it recovers (cash dated earlier is booked
+on the write-off date). Entries are built by :func:`writeoffs.accounting.entries.recovery`.
+
+Functional amounts use the invoice's booked ``fx_rate``: realised FX gains or
 losses on late cash are out of scope here (the cash account is then translated at the booked rate).
 
 Idempotent per ``rec:<entity>:<payment_ref>:<invoice_id>``: booking the same payment on the same invoice twice
@@ -22,9 +25,11 @@ from decimal import Decimal
 from sqlalchemy import Connection, insert, select, update
 
 from writeoffs import audit, ledger
-from writeoffs.db.schema import invoices, legal_entities, payments, recoveries
+from writeoffs.accounting import entries, keys
+from writeoffs.accounting.chart import resolve_accounts
+from writeoffs.accounting.status import check as check_status
+from writeoffs.db.schema import invoices, payments, recoveries
 from writeoffs.errors import AmountExceedsBalance, InvalidAmount, LedgerError
-from writeoffs.journal import JournalEntry, JournalLine
 from writeoffs.money import money_str, round_money, to_decimal
 
 
@@ -41,7 +46,7 @@ class RecoveryResult:
 
 
 def recovery_key(entity: str, payment_ref: str, invoice_id: int) -> str:
-    return f"rec:{entity}:{payment_ref}:{invoice_id}"
+    return keys.recovery(entity, payment_ref, invoice_id)
 
 
 def book_recovery(
@@ -91,51 +96,23 @@ def book_recovery(
             f"yet recovered ({money_str(recoverable)} = written off {money_str(inv.written_off_amount)} - recovered "
             f"{money_str(inv.recovered_amount)})"
         )
-    ent = conn.execute(select(legal_entities).where(legal_entities.c.code == inv.entity_code)).one()
-    fc = ent.functional_currency
-    famt = round_money(amt * inv.fx_rate, fc)
-    cash = ledger.account_for_role(conn, inv.entity_code, "cash")
-    memo = f"recovery {inv.invoice_ref} payment {payment_ref}"
-
-    def dr(account: str) -> JournalLine:
-        return JournalLine(
-            account=account,
-            currency=inv.currency,
-            debit=amt,
-            functional_currency=fc,
-            functional_debit=famt,
-            functional_credit=Decimal(0),
-            invoice_id=inv.id,
-            memo=memo,
-        )
-
-    def cr(account: str) -> JournalLine:
-        return JournalLine(
-            account=account,
-            currency=inv.currency,
-            credit=amt,
-            functional_currency=fc,
-            functional_debit=Decimal(0),
-            functional_credit=famt,
-            invoice_id=inv.id,
-            memo=memo,
-        )
-
-    if ent.writeoff_method == "allowance":
-        ar = ledger.account_for_role(conn, inv.entity_code, "ar_control")
-        allowance = ledger.account_for_role(conn, inv.entity_code, "allowance")
-        lines = (dr(ar), cr(allowance), dr(cash), cr(ar))
-    else:
-        lines = (dr(cash), cr(ledger.account_for_role(conn, inv.entity_code, "recovery_income")))
-    entry = JournalEntry(
-        key=key,
-        entity=inv.entity_code,
+    if inv.written_off_date is not None and recovery_date < inv.written_off_date:
+        # Cash dated before the write-off it would recover is not a recovery of it: a recovery can never precede
+        # the write-off (DOMAIN). Booked on the write-off date instead, a new entry into an open period.
+        recovery_date = inv.written_off_date
+    accts = resolve_accounts(conn, inv.entity_code)
+    entry = entries.recovery(
+        accts,
         posting_date=recovery_date,
-        lines=lines,
-        description=f"Recovery of written-off {inv.invoice_ref} ({ent.writeoff_method} method), payment {payment_ref}",
-        source_type="recovery",
-        source_id=str(inv.id),
+        invoice_id=inv.id,
+        invoice_ref=inv.invoice_ref,
+        currency=inv.currency,
+        amount=amt,
+        fx_rate=inv.fx_rate,
+        payment_ref=payment_ref,
     )
+    if entry.key != key:
+        raise LedgerError(f"recovery key scheme mismatch: {entry.key} != {key}")
     posted = ledger.post_entries(conn, [entry], created_by=actor)
     entry_id = {**posted.posted, **posted.already}[key]
 
@@ -157,6 +134,7 @@ def book_recovery(
     ).scalar_one()
     total = inv.recovered_amount + amt
     status = "recovered" if total == inv.written_off_amount else "partially_recovered"
+    check_status("invoice", inv.status, status)
     conn.execute(update(invoices).where(invoices.c.id == inv.id).values(recovered_amount=total, status=status))
     audit.append(
         conn,
@@ -172,7 +150,7 @@ def book_recovery(
             "recovery_date": recovery_date,
             "journal_entry_id": entry_id,
             "recovered_total": total,
-            "method": ent.writeoff_method,
+            "method": accts.method,
         },
     )
     return RecoveryResult(recovery_id, entry_id, inv.invoice_ref, amt, inv.currency, total, status)

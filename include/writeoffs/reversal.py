@@ -28,6 +28,9 @@ from decimal import Decimal
 from sqlalchemy import Connection, case, select, update
 
 from writeoffs import audit, ledger
+from writeoffs.accounting import entries
+from writeoffs.accounting.status import InvoiceStatus, WriteoffStatus
+from writeoffs.accounting.status import check as check_status
 from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoffs
 from writeoffs.errors import LedgerError
 from writeoffs.journal import JournalEntry, JournalLine
@@ -159,25 +162,19 @@ def reverse_writeoff(
         source_type=original.source_type,
         source_id=original.source_id,
     )
-    mirror = entry.reversal(
-        key=f"rev:{original.id}",
+    mirror = entries.reversal(
+        entry,
+        original_entry_id=original.id,
         posting_date=posting_date,
-        description=f"Reversal of write-off {wo.id} on {inv.invoice_ref}: {reason} (requested by {requested_by})"[:400],
-    )
-    mirror = JournalEntry(
-        key=mirror.key,
-        entity=mirror.entity,
-        posting_date=mirror.posting_date,
-        lines=mirror.lines,
-        description=mirror.description,
-        source_type="reversal",
+        description=f"Reversal of write-off {wo.id} on {inv.invoice_ref}: {reason} (requested by {requested_by})",
         source_id=ref or str(wo.id),
-        reverses_key=mirror.reverses_key,
-        meta={"policy_version": original.policy_version},
+        policy_version=original.policy_version,
     )
     posted = ledger.post_entries(conn, [mirror], created_by=requested_by, batch_id=original.batch_id)
     reversal_id = {**posted.posted, **posted.already}[mirror.key]
 
+    check_status("invoice", inv.status, InvoiceStatus.REVERSED)
+    check_status("writeoff", wo.status, WriteoffStatus.REVERSED)
     remaining = invoices.c.written_off_amount - wo.amount
     conn.execute(
         update(invoices)
@@ -208,3 +205,33 @@ def reverse_writeoff(
         },
     )
     return ReversalResult(wo.id, inv.invoice_ref, original.id, reversal_id, wo.amount, wo.currency)
+
+
+def clear_reversal(conn: Connection, *, invoice_ref: str, entity_code: str, reason: str, actor: str) -> None:
+    """A person clears a reversed invoice: it becomes ``open`` and the policy may propose it again.
+
+    Until then (or until the policy's ``reversal_cooling_days`` have passed) selection excludes it as
+    ``reversed_hold``. Audited with who and why.
+    """
+    if not (reason or "").strip():
+        raise LedgerError("clearing a reversal needs a reason")
+    q = select(invoices).where(invoices.c.invoice_ref == invoice_ref, invoices.c.entity_code == entity_code)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    else:
+        conn.execute(update(invoices).where(invoices.c.invoice_ref == invoice_ref).values(id=invoices.c.id))
+    inv = conn.execute(q).first()
+    if inv is None:
+        raise LedgerError(f"invoice {invoice_ref} of entity {entity_code} does not exist")
+    if inv.status != InvoiceStatus.REVERSED:
+        raise LedgerError(f"invoice {invoice_ref} is {inv.status!r}, not 'reversed': nothing to clear")
+    check_status("invoice", inv.status, InvoiceStatus.OPEN)
+    conn.execute(update(invoices).where(invoices.c.id == inv.id).values(status=InvoiceStatus.OPEN.value))
+    audit.append(
+        conn,
+        actor=actor,
+        action="invoice.reversal_cleared",
+        object_type="invoice",
+        object_id=inv.id,
+        details={"invoice_ref": invoice_ref, "entity": entity_code, "reason": reason},
+    )

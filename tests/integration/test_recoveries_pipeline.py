@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select, text
 
 from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
+from writeoffs import ledger as gl
 from writeoffs import reconcile
 from writeoffs.db.schema import audit_log, invoices, journal_entries, journal_lines, payment_allocations, recoveries
 from writeoffs.ingest import config as source_config
@@ -235,20 +236,29 @@ def test_cash_above_what_remains_written_off_is_capped_and_the_excess_reported(l
     assert excess_audit == 1
     assert invoice_state(ledger, iid) == (D("0"), D("45000"), D("45000"), "recovered")
 
-    # More cash on the fully recovered invoice: recorded as a recovery allocation, never income.
+    # The excess is cash received: it reaches the GL as unapplied cash (a liability), never income.
+    with ledger.connect() as conn:
+        assert gl.account_balance(conn, "US01", "2100", "USD") == D("-5000")
+        assert gl.account_balance(conn, "US01", "1000", "USD") == D("50000")  # cash booked = cash received
+
+    # More cash on the fully recovered invoice: nothing left to recover, all of it unapplied cash, booked once.
     late = payment_row("P-3", date(2027, 5, 19), "700.00", "INV-WORKED-45000")
     ingest(ledger, tmp_path, SIX_MONTHS_LATER, [worked], [*pays, late])
-    before = counts(ledger)
     rerun = book_pending_recoveries(ledger, SIX_MONTHS_LATER, "ingest")
-    assert (rerun["booked"], rerun["excess_count"]) == (0, 0)
+    assert (rerun["booked"], rerun["excess_count"], rerun["excess_by_currency"]) == (0, 1, {"USD": "700.00"})
     assert rerun["unapplied_recovery_cash_by_currency"] == {"USD": "5700.00"}
+    before = counts(ledger)
+    again = book_pending_recoveries(ledger, SIX_MONTHS_LATER, "ingest")
+    assert (again["booked"], again["excess_count"]) == (0, 0)
     assert counts(ledger) == before
     with ledger.connect() as conn:
+        assert gl.account_balance(conn, "US01", "2100", "USD") == D("-5700")
+        assert gl.account_balance(conn, "US01", "1000", "USD") == D("50700")
         assert (
             conn.execute(
                 select(func.count()).select_from(audit_log).where(audit_log.c.action == "recovery.excess")
             ).scalar_one()
-            == 1
+            == 2
         )
     assert_reconciles(ledger, tmp_path, "recoveries:capped")
 

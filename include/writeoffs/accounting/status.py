@@ -47,12 +47,14 @@ class WriteoffStatus(StrEnum):
 
 I = InvoiceStatus  # noqa: E741 - table shorthand
 INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
-    # a partial write-off or a partial payment leaves an open invoice open
-    I.OPEN: frozenset({I.OPEN, I.PAID, I.CHARGED_OFF, I.WRITTEN_OFF}),
+    # a partial write-off or a partial payment leaves an open invoice open; cash on the written-off part of a
+    # partly written-off invoice is a recovery (its open part takes cash first)
+    # (a partial write-off of it can be reversed too: the invoice is then 'reversed')
+    I.OPEN: frozenset({I.OPEN, I.PAID, I.CHARGED_OFF, I.WRITTEN_OFF, I.PARTIALLY_RECOVERED, I.RECOVERED, I.REVERSED}),
     # the source may reopen a paid invoice (a bounced payment): its balance is authoritative
-    I.PAID: frozenset({I.PAID, I.OPEN}),
+    I.PAID: frozenset({I.PAID, I.OPEN, I.PARTIALLY_RECOVERED, I.RECOVERED, I.REVERSED}),
     # cash on a charged-off invoice reduces it; paid in full undoes the charge-off
-    I.CHARGED_OFF: frozenset({I.CHARGED_OFF, I.PAID, I.WRITTEN_OFF}),
+    I.CHARGED_OFF: frozenset({I.CHARGED_OFF, I.PAID, I.WRITTEN_OFF, I.REVERSED}),
     I.WRITTEN_OFF: frozenset({I.WRITTEN_OFF, I.PARTIALLY_RECOVERED, I.RECOVERED, I.REVERSED}),
     I.PARTIALLY_RECOVERED: frozenset({I.PARTIALLY_RECOVERED, I.RECOVERED}),
     I.RECOVERED: frozenset({I.RECOVERED}),
@@ -104,9 +106,9 @@ def check(kind: str, old: str, new: str) -> None:
         allowed = table[enum(old)]
         target = enum(new)
     except ValueError:
-        raise LedgerError(f"{kind} status move {old!r} -> {new!r}: unknown status") from None
+        raise LedgerError(f"{kind} status move {str(old)!r} -> {str(new)!r}: unknown status") from None
     if target not in allowed:
-        raise LedgerError(f"{kind} status move {old!r} -> {new!r} is not allowed")
+        raise LedgerError(f"{kind} status move {str(old)!r} -> {str(new)!r} is not allowed")
 
 
 def sql_list(statuses: tuple[str, ...]) -> str:
