@@ -6,10 +6,13 @@
    project's DAGs, plugins and demo users.
 3. Triggers ``ar_aging_ingest`` for the business date; the asset chain then runs ``writeoff_candidates`` and
    ``writeoff_approval`` by itself.
-4. Answers every approval request through Airflow's REST API as the approver Airflow assigned to it (the demo's
+4. Books the allowance for doubtful accounts of the allowance-method entity (EU01) from the day's aging, as the
+   month-end run would: the policy refuses a write-off that would drive the allowance into a debit balance
+   (``allowance_shortfall: refuse``), so the reserve is funded before any write-off draws on it.
+5. Answers every approval request through Airflow's REST API as the approver Airflow assigned to it (the demo's
    stand-in for a person clicking in the UI: the answer goes through the same Human-in-the-loop machinery), then
    confirms what will be posted.
-5. Waits for the posting and for ``ledger_reconciliation`` (triggered by the posting asset), prints the ledger
+6. Waits for the posting and for ``ledger_reconciliation`` (triggered by the posting asset), prints the ledger
    summary and where the reports are, and stops Airflow.
 
 Everything lives under ``$WRITEOFFS_DATA_DIR/demo`` (default ``.data/demo``) and is rebuilt on every run.
@@ -38,7 +41,7 @@ PIPELINE = ("ar_aging_ingest", "writeoff_candidates", "writeoff_approval", "ledg
 
 
 def step(n: int, text: str) -> None:
-    log.info("[%d/6] %s", n, text)
+    log.info("[%d/7] %s", n, text)
 
 
 def run_cli(*args: str, env: dict[str, str]) -> None:
@@ -160,13 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         step(4, "writeoff_candidates (on the aging asset): charge-off, policy selection, batches per tier")
         wait_finished(server, "writeoff_candidates", timeout=300)
 
-        step(5, "writeoff_approval: answering each request through the REST API as its assigned approver")
+        step(5, "allowance: EU01 (allowance method) reserves for its aging before any write-off draws on it")
+        run_cli("allowance", "--as-of", args.as_of, "--actor", "demo", env=env)
+
+        step(6, "writeoff_approval: answering each request through the REST API as its assigned approver")
         run = server.wait_for(lambda: latest_run(server, "writeoff_approval"), timeout=120, what="the approval run")
         answered = answer_all(server, run["dag_run_id"], timeout=900)
         log.info("    %d answers given", answered)
         wait_finished(server, "writeoff_approval", timeout=60)
 
-        step(6, "ledger_reconciliation (on the posting asset): sub-ledger vs GL, approved vs posted")
+        step(7, "ledger_reconciliation (on the posting asset): sub-ledger vs GL, approved vs posted")
         # Its daily timetable may also have started a run when it was unpaused: wait for the posting's run.
         wait_finished(server, "ledger_reconciliation", timeout=300, run_type="asset_triggered")
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -47,6 +47,7 @@ def compute_aging(
     """(Re)compute the snapshot for ``as_of`` inside the caller's transaction; returns a JSON-safe summary."""
     if basis not in ("due_date", "invoice_date"):
         raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
+    taken_at = datetime.now(UTC)  # the snapshot's cut-off (allowance estimates compare write-offs posted after it)
     dpd = days_since(conn, as_of, invoices.c[basis])
     conn.execute(delete(aging_snapshots).where(aging_snapshots.c.as_of_date == as_of))
     conn.execute(delete(aging_runs).where(aging_runs.c.as_of_date == as_of))
@@ -89,7 +90,11 @@ def compute_aging(
     spec = [{"label": b.label, "low": b.low, "high": b.high} for b in buckets]
     conn.execute(
         insert(aging_runs).values(
-            as_of_date=as_of, basis=basis, bucket_spec=json.dumps(spec), invoice_count=int(count or 0)
+            as_of_date=as_of,
+            basis=basis,
+            bucket_spec=json.dumps(spec),
+            invoice_count=int(count or 0),
+            computed_at=taken_at,
         )
     )
     return summary(conn, as_of, buckets)

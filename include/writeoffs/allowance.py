@@ -23,6 +23,11 @@ Exactly once: the entry's idempotency key is ``alw:<entity>:<currency>:<as_of>``
 with ``ON CONFLICT DO NOTHING``; both commit in the caller's transaction, so a re-run of a date finds its estimate
 stored and posts nothing, and the next date posts only the difference to what the books already hold.
 
+**Cut-off**: an estimate covers the AR of its date's aging snapshot less what was written off after the snapshot
+was taken (``aging_runs.computed_at``) and dated on or before the estimate's date: a month-end run posts its
+write-offs after the ingest's aging, and counting those invoices again would over-reserve. The rows stored in
+``allowance_estimates`` hold the open balances at that cut-off.
+
 Estimates are booked in date order: a date before an estimate that is already booked is refused (its adjustment
 would silently invalidate the later one). A closed (or missing) fiscal period is refused before anything is written.
 
@@ -40,29 +45,32 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Date, bindparam, select, text
+from sqlalchemy import Connection, Date, DateTime, bindparam, select, text
 
 from writeoffs import audit, ledger
+from writeoffs.accounting import entries, keys
+from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.buckets import DEFAULT_BUCKETS
 from writeoffs.db.schema import aging_runs, allowance_estimates, journal_entries, legal_entities
 from writeoffs.errors import ConfigError, LedgerError
-from writeoffs.journal import JournalEntry, JournalLine
+from writeoffs.journal import JournalEntry
 from writeoffs.money import money_str, round_money
 
 #: Where the configuration lives unless ``WRITEOFFS_ALLOWANCE_PATH`` or an explicit path says otherwise.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "allowance.yaml"
 CONFIG_PATH_ENV = "WRITEOFFS_ALLOWANCE_PATH"
-ENTRY_PREFIX = "alw:"
+ENTRY_PREFIX = keys.ALLOWANCE_PREFIX
 SOURCE_TYPE = "allowance"
 #: ``allowance_estimates.loss_rate`` is NUMERIC(9, 6): a fraction with 6 decimals = a percentage with 4.
 RATE_DECIMALS = 6
 _LOCK_KEY = 7_311_007  # advisory lock id for allowance estimates (PostgreSQL)
 _Q4 = Decimal("0.0001")
+_SNAP_TYPE = DateTime(timezone=True)
 _HUNDRED = Decimal(100)
 
 
@@ -272,7 +280,7 @@ class AllowanceResult:
 
 
 def entry_key(entity: str, currency: str, as_of: date) -> str:
-    return f"{ENTRY_PREFIX}{entity}:{currency}:{as_of.isoformat()}"
+    return keys.allowance(entity, currency, as_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,11 +316,32 @@ def _union_rows(prefix: str, columns: Sequence[tuple[str, str]], rows: Sequence[
     return " UNION ALL ".join(parts), params
 
 
+#: The cut-off (one home): the AR an estimate covers is its date's aging snapshot less what was written off after
+#: the snapshot was taken and dated on or before the estimate's date (a month-end run posts write-offs after the
+#: ingest's aging; those invoices have left AR and the write-off itself used their reserve). Reversed write-offs
+#: are not subtracted (the invoice is back in AR). Other movements after the snapshot belong to the next estimate.
+_WRITTEN_OFF_SINCE_SNAPSHOT = """
+    wo_after AS (
+        SELECT w.invoice_id, SUM(w.amount) AS amount
+        FROM writeoffs w JOIN journal_entries e ON e.id = w.journal_entry_id AND e.status = 'posted'
+        WHERE w.status = 'posted' AND e.posting_date <= :d AND w.posted_at > :snap_at
+        GROUP BY w.invoice_id
+    )
+"""
+_OPEN_AT_CUTOFF = "(s.open_balance - COALESCE(wo_after.amount, 0))"
+_CUTOFF_JOIN = "LEFT JOIN wo_after ON wo_after.invoice_id = s.invoice_id"
+
+
 def _open_sum(dialect: str) -> str:
-    """SUM(open_balance) exactly: NUMERIC on PostgreSQL; integer ten-thousandths on SQLite (REAL storage)."""
+    """SUM of the open balance at the cut-off, exactly: NUMERIC on PostgreSQL; integer ten-thousandths on SQLite."""
     if dialect == "postgresql":
-        return "SUM(s.open_balance)"
-    return "SUM(CAST(ROUND(s.open_balance * 10000) AS INTEGER))"
+        return f"SUM({_OPEN_AT_CUTOFF})"
+    return f"SUM(CAST(ROUND({_OPEN_AT_CUTOFF} * 10000) AS INTEGER))"
+
+
+def _snapshot_at(conn: Connection, as_of: date) -> datetime:
+    """When the aging snapshot of ``as_of`` was taken (the estimate's cut-off)."""
+    return conn.execute(select(aging_runs.c.computed_at).where(aging_runs.c.as_of_date == as_of)).scalar_one()
 
 
 def _from_open_sum(dialect: str, value: object) -> Decimal:
@@ -544,11 +573,12 @@ def _store_estimates(
     dialect = conn.dialect.name
     rates_sql, params = _rates_table(rates, (e for e, _ in todo))
     pairs_sql, p2 = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
-    params |= p2 | {"d": as_of}
+    params |= p2 | {"d": as_of, "snap_at": _snapshot_at(conn, as_of)}
     select_sql = f"""
         WITH rt AS ({rates_sql}), pr AS ({pairs_sql}),
+        {_WRITTEN_OFF_SINCE_SNAPSHOT},
         ag AS (SELECT s.entity_code, s.currency, s.bucket, {_open_sum(dialect)} AS open_sum
-               FROM aging_snapshots s WHERE s.as_of_date = :d
+               FROM aging_snapshots s {_CUTOFF_JOIN} WHERE s.as_of_date = :d
                GROUP BY s.entity_code, s.currency, s.bucket)
         SELECT pr.entity_code, pr.currency, rt.bucket, rt.rate, c.minor_unit, ag.open_sum
         FROM pr
@@ -568,11 +598,13 @@ def _store_estimates(
                 FROM ({select_sql}) x
                 ON CONFLICT (as_of_date, entity_code, currency, bucket) DO NOTHING
                 """
-            ).bindparams(bindparam("d", type_=Date)),
+            ).bindparams(bindparam("d", type_=Date), bindparam("snap_at", type_=_SNAP_TYPE)),
             params,
         )
         return
-    rows = conn.execute(text(select_sql).bindparams(bindparam("d", type_=Date)), params).all()
+    rows = conn.execute(
+        text(select_sql).bindparams(bindparam("d", type_=Date), bindparam("snap_at", type_=_SNAP_TYPE)), params
+    ).all()
     out = []
     for r in rows:
         open_sum = _from_open_sum(dialect, r.open_sum)
@@ -628,18 +660,20 @@ def _functional_required(
     dialect = conn.dialect.name
     pairs_sql, params = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
     params["d"] = as_of
+    params["snap_at"] = _snapshot_at(conn, as_of)
     rows = conn.execute(
         text(
             f"""
-            WITH pr AS ({pairs_sql})
+            WITH pr AS ({pairs_sql}), {_WRITTEN_OFF_SINCE_SNAPSHOT}
             SELECT s.entity_code, s.currency, s.bucket, i.fx_rate, {_open_sum(dialect)} AS open_sum
             FROM aging_snapshots s
             JOIN pr ON pr.entity_code = s.entity_code AND pr.currency = s.currency
             JOIN invoices i ON i.id = s.invoice_id
+            {_CUTOFF_JOIN}
             WHERE s.as_of_date = :d
             GROUP BY s.entity_code, s.currency, s.bucket, i.fx_rate
             """
-        ).bindparams(bindparam("d", type_=Date)),
+        ).bindparams(bindparam("d", type_=Date), bindparam("snap_at", type_=_SNAP_TYPE)),
         params,
     ).all()
     per_bucket: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
@@ -698,48 +732,24 @@ def _adjustment_entry(
     same_side = (df > 0) == (dt > 0) or df == 0
     fam = abs(df) if same_side else Decimal(0)
     unadjusted = Decimal(0) if same_side else df
-    expense = ledger.account_for_role(conn, entity, "bad_debt_expense")
-    allowance = ledger.account_for_role(conn, entity, "allowance")
-    debit, credit = (expense, allowance) if dt > 0 else (allowance, expense)
-    amt = abs(dt)
-    memo = f"allowance estimate {as_of.isoformat()}"
-    lines = (
-        JournalLine(
-            debit,
-            currency,
-            debit=amt,
-            functional_currency=functional_currency,
-            functional_debit=fam,
-            functional_credit=Decimal(0),
-            memo=memo,
-        ),
-        JournalLine(
-            credit,
-            currency,
-            credit=amt,
-            functional_currency=functional_currency,
-            functional_debit=Decimal(0),
-            functional_credit=fam,
-            memo=memo,
-        ),
-    )
     direction = "increase" if dt > 0 else "release"
-    return (
-        JournalEntry(
-            key=key,
-            entity=entity,
-            posting_date=as_of,
-            lines=lines,
-            description=(
-                f"Allowance for doubtful accounts {entity} {currency} as of {as_of}: required {money_str(required)}, "
-                f"balance {money_str(balance)}, {direction} {money_str(amt)} (loss rates {config.version})"
-            ),
-            source_type=SOURCE_TYPE,
-            source_id=f"{entity}:{currency}:{as_of.isoformat()}",
-            meta={"policy_version": config.version[:32]},
+    entry = entries.allowance_adjustment(
+        resolve_accounts(conn, entity),
+        key=key,
+        posting_date=as_of,
+        currency=currency,
+        change=dt,
+        functional_change=fam,
+        description=(
+            f"Allowance for doubtful accounts {entity} {currency} as of {as_of}: required {money_str(required)}, "
+            f"balance {money_str(balance)}, {direction} {money_str(abs(dt))} (loss rates {config.version})"
         ),
-        unadjusted,
+        memo=f"allowance estimate {as_of.isoformat()}",
+        source_type=SOURCE_TYPE,
+        source_id=f"{entity}:{currency}:{as_of.isoformat()}",
+        policy_version=config.version[:32],
     )
+    return entry, unadjusted
 
 
 def run_allowance(engine: Any, as_of: date, *, config: AllowanceConfig | None = None, actor: str) -> AllowanceResult:

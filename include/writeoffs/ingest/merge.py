@@ -5,13 +5,16 @@ derived from the dispute / payment-plan flags, payments with their allocations, 
 upserted on their natural keys with INSERT ... SELECT / UPDATE ... FROM statements (no Python loop over rows).
 
 Rules that protect the ledger's own state:
-- the ledger is authoritative for write-off state: an invoice that is charged_off, written_off,
-  partially_recovered or recovered is never updated from a source. Its payments are still recorded; cash on what
-  was written off becomes a 'recovery' allocation (booked as recovery income by
+- the ledger is authoritative for write-off state: an invoice that is written_off, partially_recovered or recovered
+  (:data:`writeoffs.accounting.status.LEDGER_OWNED_STATUSES`) is never updated from a source. Its payments are
+  still recorded; cash on what was written off becomes a 'recovery' allocation (booked as recovery income by
   :func:`writeoffs.recoveries_pending.book_pending_recoveries`, never applied to the open balance), see
   :func:`_merge_allocations` for the split on partly written-off invoices;
 - the source's open balance is authoritative for every other invoice (payments are history, not re-applied);
-  an open balance of zero makes the invoice ``paid``;
+  an open balance of zero makes the invoice ``paid``. That includes a *charged-off* invoice: charge-off is a
+  declaration, the receivable is still on the books, so its payments are 'regular' allocations and reduce its
+  balance (it stays charged_off until paid). A *reversed* invoice keeps its status too (it is not re-proposed
+  until a person clears it or the policy's cooling period ends) unless it is paid;
 - GL tie-out: the net change of sub-ledger open AR per entity and currency is posted as one "AR sync" entry
   (Dr/Cr AR control against suspense) through :func:`writeoffs.ledger.post_entries`, keyed per
   (source, as-of, entity, currency, load). PostgreSQL takes a table lock on ``invoices`` for the merge so that
@@ -36,19 +39,24 @@ from typing import Any
 from sqlalchemy import Connection, Date, Engine, bindparam, select, text, update
 
 from writeoffs import audit, ledger
+from writeoffs.accounting import entries as entry_rules
+from writeoffs.accounting.chart import resolve_accounts
+from writeoffs.accounting.status import LEDGER_OWNED_STATUSES, RECOVERY_STATUSES, InvoiceStatus, sql_list
 from writeoffs.db import bulk
 from writeoffs.db.schema import customers, holds, invoices, legal_entities
 from writeoffs.errors import ConfigError, WriteoffError
 from writeoffs.ingest.config import SourcesConfig
 from writeoffs.ingest.tables import STAGING, ingest_batches
-from writeoffs.journal import JournalEntry, JournalLine
-from writeoffs.money import MINOR_UNITS, money_str
+from writeoffs.journal import JournalEntry
+from writeoffs.money import MINOR_UNITS, money_str, round_money, to_decimal
 
 log = logging.getLogger(__name__)
 
-#: Statuses the ledger owns: a source never overwrites them.
-PROTECTED = ("charged_off", "written_off", "partially_recovered", "recovered")
-_PROTECTED_SQL = "(" + ", ".join(f"'{s}'" for s in PROTECTED) + ")"
+#: Statuses the ledger owns: a source never overwrites them (one home: writeoffs.accounting.status).
+PROTECTED = LEDGER_OWNED_STATUSES
+_PROTECTED_SQL = sql_list(PROTECTED)
+#: Statuses a source update keeps while the invoice still has an open balance (the ledger declared them).
+_KEPT_WHILE_OPEN_SQL = sql_list((InvoiceStatus.CHARGED_OFF, InvoiceStatus.REVERSED))
 
 
 #: Smallest load (staged invoices) for which the PostgreSQL bulk path is considered.
@@ -211,16 +219,56 @@ def _ensure_entities(conn: Connection, config: SourcesConfig, batch_id: int, as_
 
 
 def _open_ar(conn: Connection, entities: list[str]) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+    """Open AR per (entity, currency): the document total and the functional total.
+
+    The functional total is the sum of each invoice's open balance at its booked rate *rounded per invoice*
+    (:func:`writeoffs.accounting.entries.functional`, half-up), because that is how every entry that moves one
+    invoice books it: the AR sync delta is then exactly what the write-offs, recoveries and reversals of the same
+    invoices move, and a fully written-off currency leaves no functional residue on AR control.
+    """
     if not entities:
         return {}
-    rows = conn.execute(
-        text(
-            "SELECT entity_code, currency, COALESCE(SUM(open_balance), 0), COALESCE(SUM(open_balance * fx_rate), 0) "
-            "FROM invoices WHERE entity_code IN :ents GROUP BY entity_code, currency"
-        ).bindparams(bindparam("ents", expanding=True)),
-        {"ents": entities},
-    ).all()
-    return {(r[0], r[1]): (Decimal(str(r[2])), Decimal(str(r[3]))) for r in rows}
+    functional = dict(
+        conn.execute(
+            select(legal_entities.c.code, legal_entities.c.functional_currency).where(
+                legal_entities.c.code.in_(entities)
+            )
+        ).all()
+    )
+    out: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    if conn.dialect.name == "postgresql":
+        # Exact NUMERIC arithmetic; ROUND(numeric, n) rounds half away from zero = ROUND_HALF_UP (tested against
+        # entries.functional in tests/unit/test_posting_entries.py-style checks of the merge).
+        minor = (
+            "CASE "
+            + " ".join(
+                f"WHEN entity_code = '{code}' THEN {MINOR_UNITS.get(cur, 2)}"
+                for code, cur in sorted(functional.items())
+            )
+            + " ELSE 2 END"
+        )
+        rows = conn.execute(
+            text(
+                "SELECT entity_code, currency, COALESCE(SUM(open_balance), 0), "
+                f"COALESCE(SUM(ROUND(open_balance * fx_rate, {minor})), 0) "
+                "FROM invoices WHERE entity_code IN :ents AND open_balance <> 0 GROUP BY entity_code, currency"
+            ).bindparams(bindparam("ents", expanding=True)),
+            {"ents": entities},
+        ).all()
+        for r in rows:
+            out[(r[0], r[1])] = (to_decimal(r[2]), to_decimal(r[3]))
+        return out
+    # SQLite has no exact decimal arithmetic: the typed columns come back as Decimal and are summed here.
+    totals: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    q = select(invoices.c.entity_code, invoices.c.currency, invoices.c.open_balance, invoices.c.fx_rate).where(
+        invoices.c.entity_code.in_(entities), invoices.c.open_balance != 0
+    )
+    for ent, cur, bal, rate in conn.execute(q):
+        t = totals[(ent, cur)]
+        bal = to_decimal(bal)
+        t[0] += bal
+        t[1] += entry_rules.functional(bal, rate, functional[ent])
+    return {k: (v[0], v[1]) for k, v in totals.items()}
 
 
 def _merge_customers(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
@@ -314,7 +362,10 @@ def _merge_invoices(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     updates = {
         **values,
         "open_balance": net_open,
-        "status": f"CASE WHEN ({net_open}) = 0 THEN 'paid' ELSE 'open' END",
+        "status": (
+            f"CASE WHEN ({net_open}) = 0 THEN 'paid' "
+            f"WHEN invoices.status IN {_KEPT_WHILE_OPEN_SQL} THEN invoices.status ELSE 'open' END"
+        ),
     }
     updated = _sql(
         conn,
@@ -464,10 +515,7 @@ def _merge_payments(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     }
 
 
-#: Statuses in which nothing of the invoice is open any more and what was written off is still owed: cash that
-#: arrives for it is a recovery, never a payment of the (zero) open balance.
-RECOVERY_STATUSES = ("written_off", "partially_recovered", "recovered")
-_RECOVERY_SQL = "(" + ", ".join(f"'{s}'" for s in RECOVERY_STATUSES) + ")"
+_RECOVERY_SQL = sql_list(RECOVERY_STATUSES)
 
 
 def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
@@ -479,7 +527,8 @@ def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
       consumed by this load's new payments in (payment date, payment ref) order - and only the excess is
       'recovery'. The room is derived from the allocation history, not from ``open_balance``: the source's open
       balance is authoritative and has already been merged, i.e. it may already reflect this very payment.
-    - Any other invoice: 'regular' (charged_off invoices stay unallocated, as before: the ledger owns them).
+    - Any other invoice (open, paid, charged_off, reversed): 'regular'. A charged-off invoice is still a receivable:
+      its cash is a payment (the source's open balance shows it), never recovery income.
 
     Neither kind touches ``open_balance`` (the source's balance is authoritative for open invoices; a recovery is
     booked by :mod:`writeoffs.recoveries_pending`, which moves ``recovered_amount``).
@@ -620,18 +669,16 @@ def _post_ar_sync(
     actor: str,
 ) -> tuple[list[dict[str, str]], list[str]]:
     bulk.require_origin(conn)  # the ledger's own triggers must see the AR sync entry
-    functional = dict(conn.execute(select(legal_entities.c.code, legal_entities.c.functional_currency)).all())
     entries: list[JournalEntry] = []
     notes: list[str] = []
-    deltas: dict[tuple[str, str], tuple[Decimal, Decimal]] = defaultdict(lambda: (Decimal(0), Decimal(0)))
-    for key in set(before) | set(after):
-        b_txn, b_fun = before.get(key, (Decimal(0), Decimal(0)))
-        a_txn, a_fun = after.get(key, (Decimal(0), Decimal(0)))
-        deltas[key] = (a_txn - b_txn, a_fun - b_fun)
-    for (entity, currency), (d_txn, d_fun) in sorted(deltas.items()):
-        fcur = functional[entity]
-        q = Decimal(1).scaleb(-MINOR_UNITS.get(fcur, 2))
-        d_fun = d_fun.quantize(q)
+    accts: dict[str, Any] = {}
+    for entity, currency in sorted(set(before) | set(after)):
+        b_txn, b_fun = before.get((entity, currency), (Decimal(0), Decimal(0)))
+        a_txn, a_fun = after.get((entity, currency), (Decimal(0), Decimal(0)))
+        if entity not in accts:
+            accts[entity] = resolve_accounts(conn, entity)
+        d_txn = round_money(a_txn - b_txn, currency)
+        d_fun = round_money(a_fun - b_fun, accts[entity].functional_currency)
         if d_txn == 0 and d_fun == 0:
             continue
         if d_txn == 0 or (d_fun != 0 and (d_txn > 0) != (d_fun > 0)):
@@ -639,50 +686,27 @@ def _post_ar_sync(
             # revaluation entry, which is not this feature's to post. Reported so reconciliation can explain it.
             notes.append(f"{entity} {currency}: functional AR moved {d_fun} without a matching {currency} change")
             continue
-        ar = ledger.account_for_role(conn, entity, "ar_control")
-        suspense = ledger.account_for_role(conn, entity, "suspense")
-        amt, famt = abs(d_txn), abs(d_fun)
-        up = d_txn > 0  # AR grew: Dr AR control / Cr suspense; shrank: the reverse
-        lines = (
-            JournalLine(
-                ar,
-                currency,
-                debit=amt if up else Decimal(0),
-                credit=Decimal(0) if up else amt,
-                functional_currency=fcur,
-                functional_debit=famt if up else Decimal(0),
-                functional_credit=Decimal(0) if up else famt,
-                memo=f"AR sync {source}",
-            ),
-            JournalLine(
-                suspense,
-                currency,
-                debit=Decimal(0) if up else amt,
-                credit=amt if up else Decimal(0),
-                functional_currency=fcur,
-                functional_debit=Decimal(0) if up else famt,
-                functional_credit=famt if up else Decimal(0),
-                memo=f"AR sync {source}",
-            ),
-        )
         entries.append(
-            JournalEntry(
-                key=f"ar-sync:{source}:{as_of.isoformat()}:{entity}:{currency}:{load_no}",
-                entity=entity,
-                posting_date=as_of,
-                lines=lines,
-                description=f"AR sub-ledger sync from {source} as of {as_of} (load {load_no})",
-                source_type="ar_sync",
-                source_id=f"{source}:{as_of.isoformat()}",
+            entry_rules.ar_sync(
+                accts[entity],
+                source=source,
+                as_of=as_of,
+                load_no=load_no,
+                currency=currency,
+                change=d_txn,
+                functional_change=d_fun,
             )
         )
     result = ledger.post_entries(conn, entries, created_by=actor)
+    ar = {entity: a.role("ar_control") for entity, a in accts.items()}
     posted = [
         {
             "key": e.key,
             "entity": e.entity,
             "currency": e.lines[0].currency,
-            "net_change": money_str(e.lines[0].debit - e.lines[0].credit),
+            "net_change": money_str(
+                sum((ln.debit - ln.credit for ln in e.lines if ln.account == ar[e.entity]), Decimal(0))
+            ),
             "entry_id": str(result.posted.get(e.key) or result.already.get(e.key)),
         }
         for e in entries

@@ -38,6 +38,8 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, func, select, text
 
 from writeoffs import audit, ledger
+from writeoffs.accounting import entries
+from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.db import bulk
 from writeoffs.db.schema import (
     audit_log,
@@ -49,7 +51,7 @@ from writeoffs.db.schema import (
     payments,
 )
 from writeoffs.errors import LedgerError, WriteoffError
-from writeoffs.journal import JournalEntry, JournalLine
+from writeoffs.journal import JournalEntry
 from writeoffs.sample.generator import (
     ENTITIES,
     GENERATOR_VERSION,
@@ -189,8 +191,8 @@ def seed_ledger(
         stages["check"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        entries = opening_entries(conn, spec, totals)
-        posted = ledger.post_entries(conn, entries, created_by=actor)
+        opening = opening_entries(conn, spec, totals)
+        posted = ledger.post_entries(conn, opening, created_by=actor)
         details: dict[str, object] = {
             "spec": spec.as_dict(),
             "generator_version": GENERATOR_VERSION,
@@ -215,38 +217,20 @@ def opening_entries(conn: Connection, spec: SampleSpec, totals: Totals) -> list[
     Functional amounts are the sum of each invoice's open balance at its booked rate, rounded per invoice (each
     invoice was booked in functional currency on its own), so the GL matches a per-invoice revaluation exactly.
     """
-    functional = {code: cur for code, _name, cur, _method in ENTITIES}
     out: list[JournalEntry] = []
     for (entity, currency), (_n, cents, func_cents) in sorted(totals.by_currency.items()):
         if cents == 0:
             continue
-        amount = Decimal(cents).scaleb(-2)
-        f_amount = Decimal(func_cents).scaleb(-2)
-        fcur = functional[entity]
-        ar = ledger.account_for_role(conn, entity, "ar_control")
-        suspense = ledger.account_for_role(conn, entity, "suspense")
-        memo = f"opening AR balance, sample seed {spec.seed}"
         out.append(
-            JournalEntry(
-                key=f"opening:{entity}:{currency}:{spec.as_of.isoformat()}",
-                entity=entity,
-                posting_date=spec.as_of,
-                lines=(
-                    JournalLine(
-                        ar, currency, debit=amount, functional_currency=fcur, functional_debit=f_amount, memo=memo
-                    ),
-                    JournalLine(
-                        suspense,
-                        currency,
-                        credit=amount,
-                        functional_currency=fcur,
-                        functional_credit=f_amount,
-                        memo=memo,
-                    ),
-                ),
-                description=f"Opening AR balance {entity} {currency} as of {spec.as_of.isoformat()} (sample data)",
-                source_type="opening_balance",
+            entries.opening_balance(
+                resolve_accounts(conn, entity),
+                as_of=spec.as_of,
+                currency=currency,
+                amount=Decimal(cents).scaleb(-2),
+                functional_amount=Decimal(func_cents).scaleb(-2),
                 source_id=f"sample:{spec.seed}",
+                memo=f"opening AR balance, sample seed {spec.seed}",
+                description=f"Opening AR balance {entity} {currency} as of {spec.as_of.isoformat()} (sample data)",
             )
         )
     return out
