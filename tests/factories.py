@@ -237,7 +237,8 @@ def record_policy(
 
 
 def fund_allowance(conn: Connection, entity: str, currency: str, amount: str, day: date = date(2026, 10, 31)) -> int:
-    """Fund the entity's allowance (``Dr Bad Debt Expense / Cr Allowance``) as an estimate would; returns the entry id."""
+    """Fund the entity's allowance (``Dr Bad Debt Expense / Cr Allowance``) as an estimate would; returns the entry
+    id."""
     from writeoffs.accounting import entries
     from writeoffs.accounting.chart import resolve_accounts
 
@@ -253,5 +254,29 @@ def fund_allowance(conn: Connection, entity: str, currency: str, amount: str, da
         description=f"test funding of the allowance {entity} {currency}",
         memo="test funding",
     )
+    result = ledger.post_entries(conn, [entry], created_by="test")
+    return {**result.posted, **result.already}[entry.key]
+
+
+def opening_ar(conn: Connection, entity: str, currency: str, amount: str, day: date, *, key: str = "") -> int:
+    """Opening AR in the GL (``Dr AR control / Cr Suspense``) for invoices a test inserted directly; returns the entry
+    id. Functional amount at rate 1 (tests use it for functional-currency invoices)."""
+    import dataclasses
+
+    from writeoffs.accounting import entries
+    from writeoffs.accounting.chart import resolve_accounts
+
+    entry = entries.opening_balance(
+        resolve_accounts(conn, entity),
+        as_of=day,
+        currency=currency,
+        amount=Decimal(amount),
+        functional_amount=Decimal(amount),
+        source_id="test",
+        memo="test opening AR",
+        description=f"test opening AR {entity} {currency}",
+    )
+    if key:
+        entry = dataclasses.replace(entry, key=f"{entry.key}:{key}")
     result = ledger.post_entries(conn, [entry], created_by="test")
     return {**result.posted, **result.already}[entry.key]

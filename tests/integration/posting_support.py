@@ -13,11 +13,10 @@ from itertools import count
 
 from sqlalchemy import Connection, Engine, insert, select
 
+from tests.factories import record_policy
 from writeoffs.approvals import batch_hash_of, record_decision
 from writeoffs.db.schema import invoices, writeoff_batches, writeoffs
 from writeoffs.tiers import AUTO_TIER, DEFAULT_TIERS, Tier
-
-from tests.factories import record_policy
 
 #: The default tiers plus a small-balance tolerance (auto tier) of 100 per currency.
 TIERS: tuple[Tier, ...] = (Tier(AUTO_TIER, {"USD": Decimal("100"), "EUR": Decimal("100")}, ()), *DEFAULT_TIERS)

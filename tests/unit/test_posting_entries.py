@@ -137,7 +137,10 @@ OK = dict(
         ({"amount": D("100.01")}, "amount 100.01 exceeds the open balance 100"),
         ({"entity_code": "DE01"}, "invoice belongs to entity DE01, the batch to US01"),
         ({"currency": "EUR"}, "write-off currency EUR differs from invoice currency USD"),
-        ({"other_posted_at": datetime(2026, 11, 25, 9, 0)}, "another write-off of this invoice was posted since selection"),
+        (
+            {"other_posted_at": datetime(2026, 11, 25, 9, 0)},
+            "another write-off of this invoice was posted since selection",
+        ),
         ({"other_posted_at": datetime(2026, 11, 23, 9, 0)}, None),  # posted before selection: selection saw it
         (
             {"parent_id": 5, "transferred": True, "parent_paid": True, "amount": D("100")},
