@@ -52,6 +52,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_clear_reversal(args: argparse.Namespace) -> int:
+    """A person clears a reversed invoice so the policy may propose it again. The actor is the OS account running
+    the command (never a parameter); the reason is required and audited."""
+    import getpass
+
+    from writeoffs.reversal import clear_reversal
+
+    actor = f"os:{getpass.getuser()}"
+    with _engine(args).begin() as conn:
+        clear_reversal(conn, invoice_ref=args.invoice_ref, entity_code=args.entity, reason=args.reason, actor=actor)
+    print(f"{args.invoice_ref} ({args.entity}) cleared by {actor}: open again, selection may propose it")
+    return 0
+
+
 def _date(text: str):
     from datetime import date
 
@@ -98,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     bean.add_argument("--as-of", type=_date, help="balance assertions the day after (default: last posting)")
     bean.add_argument("--check", action="store_true", help="run bean-check on both files (exit 1 if it fails)")
     bean.set_defaults(func=cmd_export_beancount)
+    clear = sub.add_parser(
+        "clear-reversal", help="a reversed invoice may be proposed again (audited; actor = the OS user)"
+    )
+    clear.add_argument("invoice_ref")
+    clear.add_argument("--entity", required=True)
+    clear.add_argument("--reason", required=True, help="why the hold is lifted (recorded in the audit log)")
+    clear.set_defaults(func=cmd_clear_reversal)
     for module in _EXTENSIONS:
         importlib.import_module(module).register(sub)
     return parser

@@ -343,3 +343,34 @@ SCENARIOS: list[Callable[[Engine, Path], None]] = [
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
 def test_money_path(ledger: Engine, tmp_path: Path, scenario: Callable[[Engine, Path], None]) -> None:
     scenario(ledger, tmp_path)
+
+
+def test_clear_reversal_cli_records_the_os_user_and_refuses_an_invoice_that_is_not_reversed(
+    make_ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import getpass
+
+    from tests.conftest import ledger_url_of
+    from writeoffs.cli import main
+
+    engine = make_ledger("sqlite")
+    ingest(engine, tmp_path, AS_OF, [row("INV-R", "800.00", "800.00", bankrupt=True)])
+    url = ledger_url_of(engine)
+    args = ["--ledger-url", url, "clear-reversal", "INV-R", "--entity", "US01", "--reason", "trustee confirmed"]
+    assert main(args) == 2  # open, not reversed: nothing to clear
+    assert "not 'reversed'" in capsys.readouterr().err
+    assert post(engine, batch_of(engine, "INV-R", "800.00")).posted == 1
+    with engine.begin() as conn:
+        reverse_writeoff(
+            conn,
+            reason="emerged",
+            requested_by="controller",
+            posting_date=AS_OF,
+            invoice_ref="INV-R",
+            entity_code="US01",
+        )
+    assert main(args) == 0
+    assert state(engine, "INV-R")[0] == "open"
+    with engine.connect() as conn:
+        actor = conn.execute(text("SELECT actor FROM audit_log WHERE action = 'invoice.reversal_cleared'")).scalar_one()
+    assert actor == f"os:{getpass.getuser()}"
