@@ -27,10 +27,13 @@ sys.path[:0] = [str(ROOT / "include")]
 from sqlalchemy import func, select, text  # noqa: E402
 
 from writeoffs import ledger  # noqa: E402
+from writeoffs.accounting import keys  # noqa: E402
 from writeoffs.approvals import batch_hash_of, current_items, record_decision  # noqa: E402
 from writeoffs.db.engine import make_engine  # noqa: E402
 from writeoffs.db.migrate import upgrade  # noqa: E402
 from writeoffs.db.schema import invoices, journal_entries, writeoff_batches  # noqa: E402
+from writeoffs.policy import registry  # noqa: E402
+from writeoffs.policy.schema import parse_policy  # noqa: E402
 from writeoffs.posting import post_batch  # noqa: E402
 from writeoffs.tiers import DEFAULT_TIERS  # noqa: E402
 
@@ -39,7 +42,10 @@ DEFAULT_URL = os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://post
 
 
 def build(engine, n: int) -> int:
+    # Posting reads accounts from the policy recorded on the batch: the shipped policy, recorded like a real run.
+    policy = parse_policy((ROOT / "include" / "config" / "policy.yaml").read_text())
     with engine.begin() as conn:
+        registry.record(conn, policy)
         ledger.bootstrap_entity(
             conn,
             code="US01",
@@ -72,8 +78,8 @@ def build(engine, n: int) -> int:
                 currency="USD",
                 tier="cfo",
                 as_of_date=AS_OF,
-                policy_version="bench",
-                policy_hash="b" * 64,
+                policy_version=policy.version,
+                policy_hash=policy.content_hash,
                 status="proposed",
                 prepared_by="ar_clerk",
             )
@@ -86,9 +92,15 @@ def build(engine, n: int) -> int:
                 "SELECT :b, i.id, :d, i.currency, i.open_balance, "
                 "  (ARRAY['uncollectible_after_collections', 'bankruptcy', 'small_balance', 'dispute_lost'])"
                 "  [1 + i.id % 4],"
-                "  'bench', 'cfo', 'bench', :h, 'candidate', 'bench:' || i.id FROM invoices i"
+                "  'bench', 'cfo', :v, :h, 'candidate', :prefix || CAST(i.id AS TEXT) FROM invoices i"
             ),
-            {"b": batch_id, "d": AS_OF, "h": "b" * 64},
+            {
+                "b": batch_id,
+                "d": AS_OF,
+                "v": policy.version,
+                "h": policy.content_hash,
+                "prefix": keys.writeoff_candidate_prefix(AS_OF, policy.content_hash),
+            },
         )
         items = current_items(conn, batch_id)
         conn.execute(

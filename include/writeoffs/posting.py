@@ -257,6 +257,12 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
         .where(other.c.invoice_id == w.c.invoice_id, other.c.id != w.c.id, other.c.status == "posted")
         .scalar_subquery()
     )
+    # The customer's columns by primary-key lookups, not a join: right after approval the planner's statistics still
+    # see every item as 'candidate' and, estimating one row, would nested-loop a sequential scan of customers
+    # (measured: 0.9 s per 5,000-item chunk instead of 0.05 s).
+    cust = customers.alias("cust")
+    parent_id = select(cust.c.parent_id).where(cust.c.id == i.c.customer_id).correlate_except(cust).scalar_subquery()
+    segment = select(cust.c.segment).where(cust.c.id == i.c.customer_id).correlate_except(cust).scalar_subquery()
     payer = payments.alias("payer")
     parent_paid = exists(
         select(1)
@@ -264,7 +270,7 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
         .where(
             payment_allocations.c.invoice_id == w.c.invoice_id,
             payment_allocations.c.kind == "regular",
-            payer.c.customer_id == customers.c.parent_id,
+            payer.c.customer_id == parent_id,
         )
     )
     q = (
@@ -284,8 +290,8 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
             i.c.fx_rate,
             i.c.amount.label("invoice_amount"),
             i.c.balance_transferred_to_parent.label("transferred"),
-            customers.c.parent_id,
-            customers.c.segment,
+            parent_id.label("parent_id"),
+            segment.label("segment"),
             w.c.created_at,
             late_payment.label("late_payment"),
             on_hold.label("on_hold"),
@@ -293,7 +299,7 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
             other_posted_at.label("other_posted_at"),
             parent_paid.label("parent_paid"),
         )
-        .select_from(w.join(i, i.c.id == w.c.invoice_id).join(customers, customers.c.id == i.c.customer_id))
+        .select_from(w.join(i, i.c.id == w.c.invoice_id))
         .where(w.c.batch_id == ctx.batch_id, w.c.status == "approved")
         .order_by(w.c.id)
         .limit(chunk_size)
@@ -694,7 +700,9 @@ def post_batch(
                 break
             if current.status != "confirmed":
                 raise ApprovalError(f"batch {batch_id} became {current.status!r} while posting; stopped")
+            t_fetch = time.perf_counter()
             rows = _recheck_rows(conn, ctx, chunk_size)
+            report.timings["fetch"] = report.timings.get("fetch", 0.0) + time.perf_counter() - t_fetch
             if not rows:
                 report.status = _finish(conn, ctx, report, now)
                 break
