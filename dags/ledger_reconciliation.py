@@ -15,8 +15,8 @@ allowance account is explained by its entries.
    link to the log to Slack (`writeoffs_slack`) and e-mail (`writeoffs_smtp`).
 
 **Params**: `as_of` (business date, default: the asset event's `as_of`, else the run date), `tolerance`
-(`USD=0.01,EUR=0.01`, default exact). Re-running a DAG run replaces its stored breaks (idempotent per run).
-See docs/reconciliation.md.
+(`USD=0.001`: may only tighten the configured `WRITEOFFS_RECON_TOLERANCE`, default exact; a wider one fails the
+run). Re-running a DAG run replaces its stored breaks (idempotent per run). See docs/reconciliation.md.
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
     default_args=default_args(),
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Business date (YYYY-MM-DD)"),
-        "tolerance": Param("", type="string", description="Per-currency tolerance, e.g. USD=0.01,default=0"),
+        "tolerance": Param(
+            "",
+            type="string",
+            description="Stricter per-currency tolerance for this run, e.g. USD=0.001 (never wider than configured)",
+        ),
     },
     tags=["writeoffs", "reconciliation", "ledger"],
     doc_md=__doc__,
@@ -61,7 +65,8 @@ def ledger_reconciliation() -> None:
             ledger_engine(),
             as_of,
             run_key=f"{ti.dag_id}:{ti.run_id}",
-            tolerance=Tolerances.parse(context["params"].get("tolerance") or ""),
+            # The param can only tighten the configured tolerances (a wider one is refused, the run fails).
+            tolerance=Tolerances.configured().tightened_by(Tolerances.parse(context["params"].get("tolerance") or "")),
         )
         return result.summary()
 

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from writeoffs import audit
 from writeoffs.db.schema import approvals, audit_log, invoices, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError, ConfigError, SegregationOfDuties
-from writeoffs.tiers import AUTO_TIER, Tier, next_tier, tier_named
+from writeoffs.tiers import AUTO_TIER, SYSTEM_ACTOR, Tier, next_tier, tier_named
 
 STEPS = ("approve", "confirm")
 #: Decisions allowed per step.
@@ -115,13 +115,8 @@ def _entitlement_problems(user: str, batch, tier: Tier, role: str) -> list[str]:
     return problems
 
 
-def _limit_problem(tier: Tier, currency: str, max_item: Decimal | None) -> str | None:
-    if max_item is not None and not tier.covers(max_item, currency):
-        return (
-            f"largest item {_amount_text(max_item)} {currency} exceeds tier {tier.name!r} limit "
-            f"{tier.limit_for(currency)} {currency}; escalate to a higher tier"
-        )
-    return None
+def _limit_problem(tier: Tier, currency: str, max_item: Decimal | None, total: Decimal | None) -> str | None:
+    return tier.problem(currency, max_item, total)
 
 
 def record_decision(
@@ -192,6 +187,13 @@ def _record(
         raise ApprovalError(f"decision {decision!r} is not valid for step {step!r}; expected {DECISIONS[step]}")
     if not (approver or "").strip():
         raise ApprovalError("a decision needs a named approver")
+    # Timeouts and escalations are the machinery's, decisions are people's: neither may pose as the other.
+    if decision not in HUMAN and _norm(approver) != _norm(SYSTEM_ACTOR):
+        raise SegregationOfDuties(
+            f"{decision!r} can only be recorded by the approval system ({SYSTEM_ACTOR}), not by {approver!r}"
+        )
+    if decision in HUMAN and _norm(approver) == _norm(SYSTEM_ACTOR):
+        raise SegregationOfDuties(f"the approval system cannot record a person's decision ({decision!r})")
     batch = _lock_batch(conn, batch_id)
 
     existing = conn.execute(select(approvals).where(approvals.c.batch_id == batch_id, approvals.c.step == step)).first()
@@ -240,10 +242,11 @@ def _record(
 
     remaining = [r for r in items if r.invoice_ref not in set(excluded)]
     max_item = max((r.amount for r in remaining), default=None)
+    total = sum((r.amount for r in remaining), Decimal(0)) if remaining else None
     if decision in GRANTING:
         if not remaining:
             raise ApprovalError(f"batch {batch_id}: every item is excluded; reject the batch instead")
-        problem = _limit_problem(tier, batch.currency, max_item)
+        problem = _limit_problem(tier, batch.currency, max_item, total)
         if problem:
             raise ApprovalError(f"batch {batch_id}: {problem}")
     approved_hash = batch_hash_of((r.invoice_ref, r.amount, r.reason_code) for r in remaining)
@@ -257,7 +260,9 @@ def _record(
         "policy_version": batch.policy_version,
         "batch_hash": approved_hash,
         "limit_amount": tier.limit_for(batch.currency),
+        "batch_limit": tier.batch_limit_for(batch.currency),
         "max_item": max_item,
+        "total": total,
         "prepared_by": batch.prepared_by,
     }
 
@@ -362,17 +367,51 @@ class ApprovalSummary:
     policy_version: str
 
 
+def _total(items) -> Decimal | None:
+    """The sum of a batch's (ref, amount, reason) items; None when there are none."""
+    return sum((a for _, a, _ in items), Decimal(0)) if items else None
+
+
+def route_to_entitled_tier(engine: Engine, batch_id: int, tiers: Sequence[Tier]) -> str:
+    """Escalate (as the system) a batch whose items exceed its tier's item or batch limit, one tier at a time, until
+    a tier may approve it; return that tier. Nobody is asked to approve what they may not: a batch above every
+    tier (e.g. a currency the policy sets no limit for) is refused here. Batches are moved up, never split."""
+    human = [t for t in tiers if t.name != AUTO_TIER]
+    while True:
+        with engine.connect() as conn:
+            batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
+            if batch is None:
+                raise ApprovalError(f"write-off batch {batch_id} does not exist")
+            items = current_items(conn, batch_id)
+        tier = _tier(batch, tiers)
+        problem = tier.problem(batch.currency, max((a for _, a, _ in items), default=None), _total(items))
+        if problem is None or batch.status not in OPEN_FOR["approve"]:
+            return tier.name
+        if next_tier(tier.name, human) is None:
+            raise ApprovalError(f"batch {batch_id} cannot be approved by anyone: {problem}")
+        with engine.begin() as conn:
+            record_decision(
+                conn,
+                batch_id=batch_id,
+                step="approve",
+                approver=SYSTEM_ACTOR,
+                decision="escalated",
+                tiers=tiers,
+                comment=problem,
+            )
+
+
 def _auto_tier(tiers: Sequence[Tier]) -> Tier | None:
     return next((t for t in tiers if t.name == AUTO_TIER), None)
 
 
-def _auto_problems(batch, tiers: Sequence[Tier], max_item: Decimal | None) -> list[str]:
+def _auto_problems(batch, tiers: Sequence[Tier], max_item: Decimal | None, total: Decimal | None) -> list[str]:
     # The tolerance must be explicit: without it, a batch whose tier was set to 'auto' by raw SQL would post
     # any amount without a human ever looking at it.
     auto = _auto_tier(tiers)
     if auto is None or auto.limit_for(batch.currency) is None:
         return [f"no small-balance tolerance configured for {batch.currency} (tier {AUTO_TIER!r} with a limit)"]
-    problem = _limit_problem(auto, batch.currency, max_item)
+    problem = _limit_problem(auto, batch.currency, max_item, total)
     return [problem] if problem else []
 
 
@@ -383,7 +422,7 @@ def auto_approve(conn: Connection, batch_id: int, tiers: Sequence[Tier], *, acto
         return False
     items = current_items(conn, batch_id)
     max_item = max((a for _, a, _ in items), default=None)
-    problems = _auto_problems(batch, tiers, max_item)
+    problems = _auto_problems(batch, tiers, max_item, _total(items))
     digest = batch_hash_of(items)
     if batch.batch_hash is not None and batch.batch_hash != digest:
         problems.append(f"items changed since proposal (hash {digest[:12]} != {batch.batch_hash[:12]})")
@@ -442,7 +481,7 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
         problems.append("the batch has no items to post")
 
     if batch.tier == AUTO_TIER:
-        problems += _auto_problems(batch, tiers, max_item)
+        problems += _auto_problems(batch, tiers, max_item, _total(items))
         if batch.batch_hash is not None and batch.batch_hash != digest:
             problems.append(f"items changed since proposal (hash {digest[:12]} != {batch.batch_hash[:12]})")
         if problems:
@@ -481,7 +520,7 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
         seen = witnessed.get(wanted)
         if seen is None or _norm(seen["actor"]) != _norm(row.approver) or seen.get("batch_hash") != row.batch_hash:
             problems.append(f"{step!r} decision has no matching record in the audit log (recorded outside the app?)")
-    problem = _limit_problem(tier, batch.currency, max_item)
+    problem = _limit_problem(tier, batch.currency, max_item, _total(items))
     if problem:
         problems.append(problem)
     confirm = rows.get("confirm")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections import defaultdict
@@ -151,6 +152,36 @@ class Tolerances:
 
     def as_dict(self) -> dict[str, str]:
         return {"default": money_str(self.default), **{k: money_str(v) for k, v in sorted(self.per_currency.items())}}
+
+    def tightened_by(self, requested: Tolerances) -> Tolerances:
+        """``requested`` (a run's param) applied to these configured tolerances: it may only make them stricter.
+
+        A param that would accept a larger difference than the configuration for any currency is refused: whoever
+        may trigger a run must not be able to hide an amount break by widening the tolerance."""
+        looser = [
+            f"{cur} {money_str(v)} > {money_str(self.for_currency(cur))}"
+            for cur, v in sorted(requested.per_currency.items())
+            if v > self.for_currency(cur)
+        ]
+        if requested.default > self.default:
+            looser.append(f"default {money_str(requested.default)} > {money_str(self.default)}")
+        if looser:
+            raise ConfigError(
+                "a run may only tighten reconciliation tolerances, never loosen them "
+                f"({', '.join(looser)}; configured: {WRITEOFFS_RECON_TOLERANCE_ENV})"
+            )
+        currencies = set(self.per_currency) | set(requested.per_currency)
+        per = {c: min(self.for_currency(c), requested.for_currency(c)) for c in currencies}
+        return Tolerances(min(self.default, requested.default), per)
+
+    @classmethod
+    def configured(cls) -> Tolerances:
+        """The deployment's tolerances (``$WRITEOFFS_RECON_TOLERANCE``, syntax of :meth:`parse`); exact if unset."""
+        return cls.parse(os.environ.get(WRITEOFFS_RECON_TOLERANCE_ENV, ""))
+
+
+#: Environment variable holding the configured reconciliation tolerances (set by whoever deploys, not per run).
+WRITEOFFS_RECON_TOLERANCE_ENV = "WRITEOFFS_RECON_TOLERANCE"
 
 
 CheckFn = Callable[[Connection, date, Tolerances], list[Break]]

@@ -29,6 +29,8 @@ from airflow.sdk import Param
 from airflow.sdk.bases.notifier import BaseNotifier
 from airflow.sdk.exceptions import AirflowSkipException, TaskAwaitingInput
 
+from writeoffs.tiers import SYSTEM_ACTOR  # a constant; the module imports nothing heavy
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
@@ -41,7 +43,6 @@ APPROVE = "Approve"
 CONFIRM = "Confirm"
 REJECT = "Reject"
 #: Actor recorded for decisions the system makes (timeouts, routing a mis-tiered batch up): never a person.
-SYSTEM_ACTOR = "airflow:writeoff_approval"
 EXCLUDE_PARAM = "exclude_invoice_refs"
 COMMENT_PARAM = "comment"
 
@@ -364,22 +365,10 @@ class BatchApprovalOperator(BatchDecisionOperator):
         self.final = final
 
     def prepare(self, engine: Engine, view: BatchView, tiers: Sequence[Tier]) -> BatchView:
-        from writeoffs.approval_view import pending_items
-        from writeoffs.approvals import record_decision
-        from writeoffs.tiers import tier_named
+        from writeoffs.approvals import route_to_entitled_tier
 
-        largest = max((i.amount for i in pending_items(view)), default=None)
-        while largest is not None and not tier_named(view.tier, tiers).covers(largest, view.currency):
-            with engine.begin() as conn:
-                record_decision(
-                    conn,
-                    batch_id=view.batch_id,
-                    step="approve",
-                    approver=SYSTEM_ACTOR,
-                    decision="escalated",
-                    tiers=tiers,
-                    comment=f"largest item {largest} {view.currency} is above the {view.tier} tier's limit",
-                )
+        # A batch above its tier's item or batch limit goes up a tier before anyone is asked (never split).
+        if route_to_entitled_tier(engine, view.batch_id, tiers) != view.tier:
             view = _load_view(engine, view.batch_id)
         return view
 

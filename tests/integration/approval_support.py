@@ -25,13 +25,15 @@ _seq = count(1)
 #: Tiers for the tests: two quick ones (18 s response timeout) to see expiry and escalation without waiting hours,
 #: then the three business tiers. ``controller`` may also approve in the AR manager's tier (higher authority).
 TEST_TIERS = [
-    {"name": "quick_escalate", "limits": {"USD": "10"}, "approvers": ["ar_manager"],
+    {"name": "quick_escalate", "limits": {"USD": "10"}, "batch_limits": {"USD": "100"}, "approvers": ["ar_manager"],
      "response_timeout_hours": 0.005, "on_timeout": "escalate"},
-    {"name": "quick", "limits": {"USD": "20"}, "approvers": ["ar_manager"],
+    {"name": "quick", "limits": {"USD": "20"}, "batch_limits": {"USD": "200"}, "approvers": ["ar_manager"],
      "response_timeout_hours": 0.005, "on_timeout": "expire"},
-    {"name": "ar_manager", "limits": {"USD": "5000"}, "approvers": ["ar_manager", "controller"],
+    {"name": "ar_manager", "limits": {"USD": "5000"}, "batch_limits": {"USD": "25000"},
+     "approvers": ["ar_manager", "controller"],
      "response_timeout_hours": 1, "on_timeout": "expire"},
-    {"name": "controller", "limits": {"USD": "50000"}, "approvers": ["controller"],
+    {"name": "controller", "limits": {"USD": "50000"}, "batch_limits": {"USD": "250000"},
+     "approvers": ["controller"],
      "response_timeout_hours": 1, "on_timeout": "expire"},
     {"name": "cfo", "approvers": ["cfo"], "response_timeout_hours": 1, "on_timeout": "expire"},
 ]  # fmt: skip

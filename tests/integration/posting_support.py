@@ -19,7 +19,8 @@ from writeoffs.db.schema import invoices, writeoff_batches, writeoffs
 from writeoffs.tiers import AUTO_TIER, DEFAULT_TIERS, Tier
 
 #: The default tiers plus a small-balance tolerance (auto tier) of 100 per currency.
-TIERS: tuple[Tier, ...] = (Tier(AUTO_TIER, {"USD": Decimal("100"), "EUR": Decimal("100")}, ()), *DEFAULT_TIERS)
+_AUTO_LIMITS = {"USD": Decimal("100"), "EUR": Decimal("100")}
+TIERS: tuple[Tier, ...] = (Tier(AUTO_TIER, _AUTO_LIMITS, (), batch_limits=dict.fromkeys(_AUTO_LIMITS)), *DEFAULT_TIERS)
 POLICY_VERSION = "2026.11-test"
 POLICY_HASH = "p" * 64
 _seq = count(1)

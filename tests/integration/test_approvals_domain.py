@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -11,10 +12,11 @@ from sqlalchemy import Engine, func, select, update
 from tests import factories as f
 from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
 from writeoffs import audit
-from writeoffs.approvals import batch_hash_of, record_decision, verify_batch_approval
+from writeoffs.approvals import batch_hash_of, record_decision, route_to_entitled_tier, verify_batch_approval
 from writeoffs.db.schema import approvals, audit_log, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError, SegregationOfDuties
 from writeoffs.posting import post_batch
+from writeoffs.tiers import SYSTEM_ACTOR
 
 D = Decimal
 
@@ -74,9 +76,49 @@ def test_unentitled_approver_is_refused_and_the_attempt_audited(
 def test_over_limit_is_refused(ledger: Engine) -> None:
     batch = simple_batch(ledger, amounts=("6000.00", "10.00"), tier="ar_manager")
 
-    with pytest.raises(ApprovalError, match=r"largest item 6000.0000 USD exceeds tier 'ar_manager' limit 5000"):
+    with pytest.raises(ApprovalError, match=r"largest item 6,000.00 USD exceeds tier 'ar_manager' item limit 5,000"):
         decide(ledger, batch, "approve", "ar_manager", "approved")
     assert state(ledger, batch)[:2] == ("proposed", 0)
+
+
+def test_batch_total_over_the_tier_batch_limit_is_refused(ledger: Engine) -> None:
+    """Many items under the per-item limit do not add up to a free pass: the batch limit binds the total."""
+    batch = simple_batch(ledger, amounts=("4500.00",) * 6, tier="ar_manager")  # 27,000 > 25,000
+
+    with pytest.raises(ApprovalError, match=r"batch total 27,000.00 USD exceeds tier 'ar_manager' batch limit 25,000"):
+        decide(ledger, batch, "approve", "ar_manager", "approved")
+    assert state(ledger, batch)[:2] == ("proposed", 0)
+    # Excluding one item brings the total to 22,500: within both limits.
+    decide(ledger, batch, "approve", "ar_manager", "approved", excluded_invoice_refs=["INV-A0"])
+
+
+def test_posting_rechecks_the_batch_limit_of_the_tiers_it_is_given(ledger: Engine) -> None:
+    """Approved under looser limits (e.g. a policy edited in between), posting re-checks and refuses."""
+    batch = simple_batch(ledger, amounts=("4500.00",) * 6, tier="ar_manager")
+    loose = [replace(t, batch_limits={"USD": D("1000000")}) if t.name == "ar_manager" else t for t in TIERS]
+    approve(ledger, batch, approver="ar_manager", tiers=loose)
+
+    with pytest.raises(ApprovalError, match=r"batch total 27,000.00 USD exceeds tier 'ar_manager' batch limit"):
+        post_batch(ledger, batch, actor="system", tiers=TIERS, posting_date=AS_OF)
+    with ledger.connect() as conn:
+        assert set(conn.execute(select(writeoffs.c.status)).scalars()) == {"approved"}
+
+
+def test_a_currency_without_a_limit_cannot_be_approved_by_anyone(ledger: Engine) -> None:
+    """The attack: 10,000,000 CHF under tiers that name no CHF limit. Missing = refused, even for the top tier."""
+    with ledger.begin() as conn:
+        f.entity(conn, code="CH01", currency="CHF")
+        cid = f.customer(conn, entity_code="CH01")
+        inv = f.invoice(conn, cid, entity_code="CH01", ref="INV-CHF", amount="10000000.00", currency="CHF",
+                        days_past_due=400)  # fmt: skip
+        items = [(inv, "10000000.00", "uncollectible_after_collections")]
+        low = make_batch(conn, items, tier="ar_manager", currency="CHF", entity="CH01")
+    for tier, who in (("ar_manager", "ar_manager"), ("cfo", "cfo")):
+        with ledger.begin() as conn:
+            conn.execute(update(writeoff_batches).where(writeoff_batches.c.id == low).values(tier=tier))
+        with pytest.raises(ApprovalError, match=f"tier '{tier}' has no limit configured for CHF"):
+            decide(ledger, low, "approve", who, "approved")
+    assert state(ledger, low)[:2] == ("proposed", 0)
 
 
 def test_excluding_the_large_item_brings_the_batch_within_limit(ledger: Engine) -> None:
@@ -154,16 +196,35 @@ def test_rejection_stops_the_batch(ledger: Engine) -> None:
         post_batch(ledger, batch, actor="airflow", tiers=TIERS, posting_date=AS_OF)
 
 
+@pytest.mark.parametrize(
+    ("actor", "decision", "message"),
+    [
+        ("cfo", "escalated", "can only be recorded by the approval system"),
+        ("controller", "expired", "can only be recorded by the approval system"),
+        ("system:hitl-timeout", "expired", "can only be recorded by the approval system"),
+        (SYSTEM_ACTOR, "approved", "cannot record a person's decision"),
+        (SYSTEM_ACTOR, "rejected", "cannot record a person's decision"),
+    ],
+)
+def test_system_only_transitions(ledger: Engine, actor: str, decision: str, message: str) -> None:
+    """The attack: through the Python API, a person records an escalation or an expiry (or the system approves)."""
+    batch = simple_batch(ledger)
+    with pytest.raises(SegregationOfDuties, match=message):
+        decide(ledger, batch, "approve", actor, decision)
+    status, n, refused = state(ledger, batch)
+    assert (status, n) == ("proposed", 0) and len(refused) == 1 and message in refused[0]
+
+
 def test_timeout_expires_or_escalates(ledger: Engine) -> None:
     expiring = simple_batch(ledger)
-    decide(ledger, expiring, "approve", "system:hitl-timeout", "expired")
+    decide(ledger, expiring, "approve", SYSTEM_ACTOR, "expired")
     assert state(ledger, expiring)[0] == "expired"
 
     with ledger.begin() as conn:
         cid = f.customer(conn)
         inv = f.invoice(conn, cid, amount="70.00", days_past_due=400)
         escalating = make_batch(conn, [(inv, "70.00", "small_balance")], tier="ar_manager")
-    decide(ledger, escalating, "approve", "system:hitl-timeout", "escalated")
+    decide(ledger, escalating, "approve", SYSTEM_ACTOR, "escalated")
     with ledger.connect() as conn:
         row = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == escalating)).one()
     assert (row.tier, row.status) == ("controller", "awaiting_approval")
@@ -192,3 +253,31 @@ def test_confirmer_must_also_be_entitled(ledger: Engine) -> None:
     with pytest.raises(SegregationOfDuties, match="'ar_clerk' prepared batch"):
         decide(ledger, batch, "confirm", "ar_clerk", "confirmed")
     assert state(ledger, batch)[:2] == ("approved", 1)
+
+
+def test_a_batch_above_its_tiers_batch_limit_goes_up_before_anyone_is_asked(ledger: Engine) -> None:
+    batch = simple_batch(ledger, amounts=("4500.00",) * 6, tier="ar_manager")  # 27,000 > ar_manager's 25,000
+
+    assert route_to_entitled_tier(ledger, batch, TIERS) == "controller"
+    with ledger.connect() as conn:
+        row = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch)).one()
+        escalations = conn.execute(
+            select(audit_log.c.actor, audit_log.c.details).where(audit_log.c.action == "approval.escalated")
+        ).all()
+    assert (row.tier, row.status) == ("controller", "awaiting_approval")
+    assert [a for a, _ in escalations] == [SYSTEM_ACTOR]
+    assert "batch total 27,000.00 USD exceeds tier 'ar_manager' batch limit" in json.loads(escalations[0][1])["comment"]
+    assert route_to_entitled_tier(ledger, batch, TIERS) == "controller"  # idempotent: nothing more to do
+    approve(ledger, batch, approver="controller")
+
+
+def test_routing_refuses_a_batch_nobody_may_approve(ledger: Engine) -> None:
+    with ledger.begin() as conn:
+        f.entity(conn, code="CH01", currency="CHF")
+        cid = f.customer(conn, entity_code="CH01")
+        inv = f.invoice(conn, cid, entity_code="CH01", ref="INV-CHF", amount="10000000.00", currency="CHF",
+                        days_past_due=400)  # fmt: skip
+        batch = make_batch(conn, [(inv, "10000000.00", "uncollectible_after_collections")], tier="ar_manager",
+                           currency="CHF", entity="CH01")  # fmt: skip
+    with pytest.raises(ApprovalError, match="cannot be approved by anyone: tier 'cfo' has no limit configured for CHF"):
+        route_to_entitled_tier(ledger, batch, TIERS)

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select, text
 
 from writeoffs import ledger as gl
 from writeoffs.allowance import run_allowance
-from writeoffs.approvals import record_decision
+from writeoffs.approvals import record_decision, route_to_entitled_tier
 from writeoffs.beancount_export import (
     BeancountExportError,
     bean_check,
@@ -70,6 +70,7 @@ def _approve_and_post(engine: Engine) -> list[str]:
     statuses = []
     for batch_id, tier, prepared_by in batches:
         if tier != AUTO_TIER:
+            tier = route_to_entitled_tier(engine, batch_id, tiers)  # as the approvals DAG does before asking
             approver = next(t for t in tiers if t.name == tier).approvers[0]
             assert approver != prepared_by
             with engine.begin() as conn:

@@ -396,7 +396,7 @@ def test_auto_tier_above_tolerance_is_refused(ledger: Engine) -> None:
         inv = f.invoice(conn, cid, amount="5000.00", days_past_due=400)
         batch = make_batch(conn, [(inv, "5000.00", "small_balance")], tier="auto")  # tier set wrongly
 
-    with pytest.raises(ApprovalError, match="exceeds tier 'auto' limit 100"):
+    with pytest.raises(ApprovalError, match="exceeds tier 'auto' item limit 100"):
         post(ledger, batch)
     assert entry_count(ledger) == 0
 

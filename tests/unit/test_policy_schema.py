@@ -27,6 +27,7 @@ def test_default_policy_matches_the_brief() -> None:
     assert p.tiers == DEFAULT_TIERS[:0] + p.tiers and [t.name for t in p.tiers] == ["ar_manager", "controller", "cfo"]
     assert tier_for(Decimal("45000"), "USD", p.tiers).name == "controller"
     assert {t.name: dict(t.limits) for t in p.tiers} == {t.name: dict(t.limits) for t in DEFAULT_TIERS}
+    assert {t.name: dict(t.batch_limits) for t in p.tiers} == {t.name: dict(t.batch_limits) for t in DEFAULT_TIERS}
     assert p.reason_account("bankruptcy") == "6110" and p.reason_account("small_balance") == "6120"
     assert p.reason_account("settlement_remainder") == "6130" and p.reason_account("dispute_lost") == "6130"
     assert p.small_balance_tolerance("usd", "US01") == Decimal("50.00")
@@ -77,8 +78,20 @@ def test_invalid_policy_names_the_field(over: dict[str, Any], field: str) -> Non
     [
         ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}}], "top tier"),
         ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}}, {"name": "a", "approvers": ["y"]}], "unique"),
-        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}},
-          {"name": "b", "approvers": ["x"], "limits": {"USD": "5"}}, {"name": "c", "approvers": ["z"]}], "increase"),
+        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}, "batch_limits": {"USD": "10"}},
+          {"name": "b", "approvers": ["x"], "limits": {"USD": "5"}, "batch_limits": {"USD": "50"}},
+          {"name": "c", "approvers": ["z"]}], "limits for USD must increase"),
+        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}, "batch_limits": {"USD": "100"}},
+          {"name": "b", "approvers": ["x"], "limits": {"USD": "50"}, "batch_limits": {"USD": "90"}},
+          {"name": "c", "approvers": ["z"]}], "batch_limits for USD must increase"),
+        # Fail closed: a lower tier without a limit for a currency is refused, never read as "unlimited".
+        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10", "EUR": "10"}, "batch_limits": {"USD": "100"}},
+          {"name": "c", "approvers": ["z"]}], "tier 'a' has no batch_limits for EUR"),
+        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}, "batch_limits": {"USD": "100"}},
+          {"name": "b", "approvers": ["x"], "limits": {"EUR": "10"}, "batch_limits": {"EUR": "100"}},
+          {"name": "c", "approvers": ["z"]}], "tier 'a' has no limits for EUR"),
+        ([{"name": "a", "approvers": ["x"], "limits": {"USD": "10"}, "batch_limits": {"USD": "5"}},
+          {"name": "c", "approvers": ["z"]}], "batch limit 5 USD is below its item limit"),
         ([{"name": AUTO_TIER, "approvers": ["x"]}], "reserved"),
         ([{"name": "a", "approvers": []}], "approval.tiers.0.approvers"),
         ([{"name": "a", "approvers": ["x"], "on_timeout": "escalate"}], "cannot escalate"),
@@ -86,9 +99,57 @@ def test_invalid_policy_names_the_field(over: dict[str, Any], field: str) -> Non
 )  # fmt: skip
 def test_invalid_tiers(tiers: list[dict[str, Any]], message: str) -> None:
     raw = yaml.safe_load(TEXT)
-    raw["approval"]["tiers"] = tiers
+    raw["approval"] = {"tiers": tiers}  # currencies: those the lower tiers name
     with pytest.raises(ConfigError, match=message):
         parse_policy(yaml.safe_dump(raw))
+
+
+def test_listed_currencies_bind_every_lower_tier() -> None:
+    raw = yaml.safe_load(TEXT)
+    raw["approval"]["currencies"] = ["USD", "EUR", "GBP", "CHF"]
+    with pytest.raises(ConfigError, match="tier 'ar_manager' has no limits for CHF"):
+        parse_policy(yaml.safe_dump(raw))
+    raw["approval"]["currencies"] = ["USD", "EUR"]
+    with pytest.raises(ConfigError, match=r"tier .ar_manager. limits name GBP, not in approval\.currencies"):
+        parse_policy(yaml.safe_dump(raw))
+
+
+def test_top_tier_alone_needs_named_currencies() -> None:
+    raw = yaml.safe_load(TEXT)
+    raw["approval"] = {"tiers": [{"name": "cfo", "approvers": ["cfo"]}]}
+    with pytest.raises(ConfigError, match=r"approval\.currencies is empty"):
+        parse_policy(yaml.safe_dump(raw))
+    raw["approval"]["currencies"] = ["USD"]
+    (top,) = parse_policy(yaml.safe_dump(raw)).tiers
+    assert top.covers(Decimal("1e12"), "USD") and not top.covers(Decimal("1"), "CHF")
+
+
+def test_a_currency_without_a_limit_is_refused_by_every_tier() -> None:
+    """The attack: a 10,000,000 CHF write-off under a policy that never names CHF. It used to route to the lowest
+    tier (no CHF limit = no limit) and an AR manager approved it."""
+    tiers = parse_policy(TEXT).tiers
+    big, small = Decimal("10000000"), Decimal("1")
+    for t in tiers:
+        assert not t.covers(small, "CHF") and not t.covers_batch(small, "CHF")
+        assert "no limit configured for CHF" in (t.problem("CHF", big, big) or "")
+    with pytest.raises(ConfigError, match="no approval tier has a limit for CHF"):
+        tier_for(big, "CHF", tiers)
+    # The top tier approves any amount, but only in the listed currencies.
+    assert tiers[-1].problem("USD", big, big * 1000) is None
+
+
+def test_batch_limit_routes_a_batch_of_small_items_up() -> None:
+    """The attack: 4,999 items of 100 USD (499,900 USD in all) passed the AR manager's 5,000 per-item limit."""
+    tiers = parse_policy(TEXT).tiers
+    ar_manager = tiers[0]
+    item, total = Decimal("100"), Decimal("499900")
+    assert ar_manager.covers(item, "USD") and not ar_manager.covers_batch(total, "USD")
+    assert "batch total 499,900.00 USD exceeds tier 'ar_manager' batch limit 25,000.00 USD" in (
+        ar_manager.problem("USD", item, total) or ""
+    )
+    assert tier_for(item, "USD", tiers, total=total).name == "cfo"
+    assert tier_for(item, "USD", tiers, total=Decimal("20000")).name == "ar_manager"
+    assert tier_for(item, "USD", tiers, total=Decimal("561739.61")).name == "cfo"  # the controller's lone batch
 
 
 def test_unknown_reason_is_refused() -> None:

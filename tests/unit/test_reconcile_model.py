@@ -97,3 +97,28 @@ def test_report_for_a_clean_run() -> None:
     r = _result(())
     assert "**CLEAN**" in render_report(r) and "## Breaks" not in render_report(r)
     assert r.headline() == "Reconciliation 2026-11-24: all 6 checks clean (run k:1)"
+
+
+@pytest.mark.parametrize(
+    ("configured", "requested", "message"),
+    [
+        ("", "USD=1000000", "USD 1000000 > 0"),  # the attack: hide a break by widening the tolerance
+        ("", "default=0.01", "default 0.01 > 0"),
+        ("USD=0.01", "USD=0.02", "USD 0.02 > 0.01"),
+        ("default=0.01", "EUR=0.05", "EUR 0.05 > 0.01"),
+    ],
+)
+def test_a_run_param_cannot_loosen_the_configured_tolerance(configured: str, requested: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="may only tighten") as err:
+        Tolerances.parse(configured).tightened_by(Tolerances.parse(requested))
+    assert message in str(err.value)
+
+
+def test_a_run_param_can_tighten_the_configured_tolerance(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WRITEOFFS_RECON_TOLERANCE", "USD=0.05,default=0.01")
+    configured = Tolerances.configured()
+    t = configured.tightened_by(Tolerances.parse("USD=0.001"))
+    assert (t.for_currency("USD"), t.for_currency("EUR")) == (Decimal("0.001"), Decimal("0"))
+    assert configured.tightened_by(Tolerances.parse("")).for_currency("USD") == Decimal("0")
+    monkeypatch.delenv("WRITEOFFS_RECON_TOLERANCE")
+    assert Tolerances.configured() == Tolerances()

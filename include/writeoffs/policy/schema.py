@@ -160,7 +160,11 @@ class Rules(_Strict):
 
 class TierSpec(_Strict):
     name: str = Field(min_length=1, max_length=24)
+    #: Largest single item per currency. Required for every currency of ``approval.currencies`` on every tier but
+    #: the top one (which has none: unlimited, for those currencies only).
     limits: CurrencyAmounts = Field(default_factory=dict)
+    #: Largest batch total per currency (the sum of what is approved together); same rule as ``limits``.
+    batch_limits: CurrencyAmounts = Field(default_factory=dict)
     approvers: list[str] = Field(min_length=1)
     response_timeout_hours: float = Field(48, gt=0)
     on_timeout: Literal["expire", "escalate"] = "expire"
@@ -174,6 +178,9 @@ class TierSpec(_Strict):
 
 
 class Approval(_Strict):
+    #: The only currencies write-offs may be approved in. Anything else is refused by every tier (fail closed).
+    #: Default: the currencies the lower tiers set limits for.
+    currencies: list[Annotated[str, Field(pattern=r"^[A-Z]{3}$")]] = Field(default_factory=list)
     tiers: list[TierSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -181,15 +188,44 @@ class Approval(_Strict):
         names = [t.name for t in self.tiers]
         if len(set(names)) != len(names):
             raise ValueError(f"tier names must be unique, got {names}")
-        if self.tiers[-1].limits:
-            raise ValueError(f"the top tier ({names[-1]}) must have no limits: every amount needs an approver")
-        if self.tiers[-1].on_timeout == "escalate":
+        top, lower = self.tiers[-1], self.tiers[:-1]
+        if top.limits or top.batch_limits:
+            raise ValueError(
+                f"the top tier ({names[-1]}) must have no limits: it approves any amount in approval.currencies"
+            )
+        if top.on_timeout == "escalate":
             raise ValueError(f"the top tier ({names[-1]}) cannot escalate: there is no higher tier")
-        for cur in {c for t in self.tiers for c in t.limits}:
-            seen = [t.limits[cur] for t in self.tiers if cur in t.limits]
-            if seen != sorted(seen):
-                raise ValueError(f"limits for {cur} must increase from lower to higher tiers, got {seen}")
+        currencies = set(self.currencies) or {c for t in lower for c in (*t.limits, *t.batch_limits)}
+        if not currencies:
+            raise ValueError("approval.currencies is empty: name the currencies write-offs may be approved in")
+        for t in lower:
+            for kind in ("limits", "batch_limits"):
+                have = getattr(t, kind)
+                missing, extra = sorted(currencies - set(have)), sorted(set(have) - currencies)
+                if missing:
+                    raise ValueError(
+                        f"tier {t.name!r} has no {kind} for {', '.join(missing)}: a currency without a limit is "
+                        "refused, not unlimited; set one (or remove the currency from approval.currencies)"
+                    )
+                if extra:
+                    raise ValueError(f"tier {t.name!r} {kind} name {', '.join(extra)}, not in approval.currencies")
+            for cur in sorted(currencies):
+                if t.batch_limits[cur] < t.limits[cur]:
+                    raise ValueError(
+                        f"tier {t.name!r}: batch limit {t.batch_limits[cur]} {cur} is below its item limit "
+                        f"{t.limits[cur]} {cur}"
+                    )
+        for kind in ("limits", "batch_limits"):
+            for cur in sorted(currencies):
+                seen = [getattr(t, kind)[cur] for t in lower]
+                if seen != sorted(seen):
+                    raise ValueError(f"{kind} for {cur} must increase from lower to higher tiers, got {seen}")
         return self
+
+    @property
+    def approval_currencies(self) -> tuple[str, ...]:
+        lower = self.tiers[:-1]
+        return tuple(sorted(set(self.currencies) or {c for t in lower for c in (*t.limits, *t.batch_limits)}))
 
 
 class PolicyFile(_Strict):
@@ -273,15 +309,18 @@ class Policy:
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
+        approval = self.model.approval
+        top = dict.fromkeys(approval.approval_currencies)  # explicit None: unlimited, for these currencies only
         return tuple(
             Tier(
                 name=t.name,
-                limits=dict(t.limits),
+                limits=dict(t.limits) if t is not approval.tiers[-1] else top,
                 approvers=tuple(t.approvers),
                 response_timeout_hours=t.response_timeout_hours,
                 on_timeout=t.on_timeout,
+                batch_limits=dict(t.batch_limits) if t is not approval.tiers[-1] else top,
             )
-            for t in self.model.approval.tiers
+            for t in approval.tiers
         )
 
     @property
@@ -294,7 +333,9 @@ class Policy:
             for segment in [*self.model.segments, "default"]:
                 for cur, tol in self.rules_for(entity, segment).small_balance.tolerance.items():
                     limits[cur] = max(limits.get(cur, tol), tol)
-        return Tier(name=AUTO_TIER, limits=limits, approvers=())
+        # Small balances are bounded item by item by the tolerance; an auto batch has no total cap (stated, not
+        # implied: an explicit None per currency the tolerance names, and nothing for any other currency).
+        return Tier(name=AUTO_TIER, limits=limits, approvers=(), batch_limits=dict.fromkeys(limits))
 
     @property
     def all_tiers(self) -> tuple[Tier, ...]:

@@ -175,10 +175,10 @@ def _tier_case(amount: Any, currency: Any, tolerance: Any, policy: Policy) -> An
     whens: list[tuple[Any, Any]] = [(and_(tolerance.is_not(None), amount <= tolerance), literal(AUTO_TIER))]
     tiers = policy.tiers
     for t in tiers[:-1]:
+        # Tier.covers: only the currencies the tier has a limit for (anything else goes up, and the top tier refuses
+        # what the policy names no limit for when the batch is approved). Batch totals are checked at approval.
         covered = [and_(currency == cur, amount <= typed(lim, MONEY)) for cur, lim in t.limits.items()]
-        # Tier.covers: a currency the tier has no limit for is covered without limit.
-        covered.append(currency.not_in(list(t.limits)) if t.limits else true())
-        whens.append((or_(*covered), literal(t.name)))
+        whens.append((or_(*covered) if covered else false(), literal(t.name)))
     return case(*whens, else_=literal(tiers[-1].name))
 
 
