@@ -78,8 +78,9 @@ class AirflowServer:
         )
 
     # -- REST helpers
-    def trigger(self, dag_id: str, run_id: str, conf: Mapping[str, Any] | None = None) -> dict:
-        with self.client() as c:
+    def trigger(self, dag_id: str, run_id: str, conf: Mapping[str, Any] | None = None, *, user: str = "admin") -> dict:
+        """Trigger a run as ``user`` (the run's triggering user is that authenticated identity)."""
+        with self.client(user) as c:
             r = c.post(f"/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": conf or {}})
             r.raise_for_status()
             return r.json()

@@ -16,11 +16,17 @@ Status semantics after a reversal:
 
 A write-off on an invoice with recoveries booked against it is not reversed (the recovery would then exceed what is
 written off): reverse the recovery first.
+
+A reversal is a controlled change, checked here in the ledger layer whatever the caller: the reason comes from a
+fixed catalogue (:data:`REVERSAL_REASONS`), the requester and the approver are authenticated identities passed by
+the orchestration (never a param), they differ, and the approver is an approver of the tier entitled to the amount
+(or a higher one) under the policy version the write-off was selected under (:func:`plan_reversal`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -29,12 +35,15 @@ from sqlalchemy import Connection, case, select, update
 
 from writeoffs import audit, ledger
 from writeoffs.accounting import entries
+from writeoffs.accounting.chart import batch_policy
 from writeoffs.accounting.status import InvoiceStatus, WriteoffStatus
 from writeoffs.accounting.status import check as check_status
-from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoffs
-from writeoffs.errors import LedgerError
+from writeoffs.catalogues import REVERSAL_REASONS
+from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoff_batches, writeoffs
+from writeoffs.errors import ConfigError, LedgerError, SegregationOfDuties
 from writeoffs.journal import JournalEntry, JournalLine
 from writeoffs.money import money_str
+from writeoffs.tiers import AUTO_TIER, Tier, tier_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +98,117 @@ def find_writeoff(conn: Connection, *, writeoff_id: int | None, invoice_ref: str
     return posted[0] if posted else rows[-1]
 
 
+@dataclass(frozen=True, slots=True)
+class ReversalPlan:
+    """Who may approve the reversal of one posted write-off (computed before anyone is asked)."""
+
+    writeoff_id: int
+    invoice_ref: str
+    entity_code: str
+    amount: Decimal
+    currency: str
+    tier: str
+    #: The entitled tier's approvers and those of every higher tier, minus the requester.
+    approvers: tuple[str, ...]
+    policy_version: str
+
+    def summary(self) -> dict:
+        return {
+            "writeoff_id": self.writeoff_id,
+            "invoice_ref": self.invoice_ref,
+            "entity_code": self.entity_code,
+            "amount": money_str(self.amount),
+            "currency": self.currency,
+            "tier": self.tier,
+            "approvers": list(self.approvers),
+            "policy_version": self.policy_version,
+        }
+
+
+def _norm(user: str | None) -> str:
+    return (user or "").strip().casefold()
+
+
+def _check_reason(reason: str) -> None:
+    if reason not in REVERSAL_REASONS:
+        raise LedgerError(f"reversal reason {str(reason)[:40]!r} is not in the catalogue: {sorted(REVERSAL_REASONS)}")
+
+
+def _entitled(conn: Connection, wo, tiers: Sequence[Tier] | None) -> tuple[Tier, tuple[str, ...], str]:
+    """The tier entitled to reverse ``wo`` and the approvers who may (its own and every higher tier's).
+
+    Tiers come from the policy version the write-off's batch recorded unless given; refused if it cannot be read."""
+    batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == wo.batch_id)).first()
+    if batch is None:
+        raise LedgerError(f"write-off {wo.id} has no batch: cannot tell who may reverse it")
+    if tiers is None:
+        try:
+            tiers = batch_policy(conn, batch).tiers
+        except ConfigError as exc:
+            raise LedgerError(f"write-off {wo.id}: reversal refused: {exc}") from exc
+    human = [t for t in tiers if t.name != AUTO_TIER]
+    try:
+        tier = tier_for(wo.amount, wo.currency, human, total=wo.amount)
+    except ConfigError as exc:
+        raise LedgerError(f"write-off {wo.id}: nobody may approve its reversal: {exc}") from exc
+    above = human[[t.name for t in human].index(tier.name) :]
+    approvers = tuple(dict.fromkeys(a for t in above for a in t.approvers))
+    return tier, approvers, batch.policy_version
+
+
+def plan_reversal(
+    conn: Connection,
+    *,
+    reason: str,
+    requested_by: str,
+    writeoff_id: int | None = None,
+    invoice_ref: str | None = None,
+    entity_code: str | None = None,
+    tiers: Sequence[Tier] | None = None,
+) -> ReversalPlan:
+    """Check a reversal request and say who may approve it; refuse when nobody but the requester could."""
+    _check_reason(reason)
+    if not _norm(requested_by):
+        raise LedgerError("a reversal request needs the authenticated requester")
+    wo = find_writeoff(conn, writeoff_id=writeoff_id, invoice_ref=invoice_ref, entity_code=entity_code)
+    if wo.status != "posted":
+        raise LedgerError(f"write-off {wo.id} on {wo.invoice_ref} is {wo.status!r}: only posted write-offs reverse")
+    tier, approvers, policy_version = _entitled(conn, wo, tiers)
+    others = tuple(a for a in approvers if _norm(a) != _norm(requested_by))
+    if not others:
+        raise SegregationOfDuties(
+            f"reversal of write-off {wo.id}: {requested_by!r} is the only approver entitled ({tier.name}); "
+            "the requester cannot approve their own request"
+        )
+    return ReversalPlan(
+        wo.id, wo.invoice_ref, wo.entity_code, wo.amount, wo.currency, tier.name, others, policy_version
+    )
+
+
 def reverse_writeoff(
     conn: Connection,
     *,
     reason: str,
     requested_by: str,
+    approved_by: str,
     posting_date: date,
     writeoff_id: int | None = None,
     invoice_ref: str | None = None,
     entity_code: str | None = None,
     request_id: str | None = None,
+    note: str | None = None,
+    tiers: Sequence[Tier] | None = None,
 ) -> ReversalResult:
-    """Reverse one posted write-off in the caller's transaction.
+    """Reverse one posted write-off in the caller's transaction, once approved by an entitled other person.
 
     ``request_id`` (e.g. the DAG run id) makes a retried request return its earlier result instead of failing;
-    any other second reversal of the same write-off is refused.
+    any other second reversal of the same write-off is refused. ``tiers`` default to the recorded policy's.
     """
-    if not (reason or "").strip() or not (requested_by or "").strip():
-        raise LedgerError("a reversal needs a reason and the name of who requested it")
+    _check_reason(reason)
+    if not _norm(requested_by) or not _norm(approved_by):
+        raise LedgerError("a reversal needs the authenticated requester and approver")
+    if _norm(requested_by) == _norm(approved_by):
+        raise SegregationOfDuties(f"{approved_by!r} requested this reversal and cannot approve it")
     found = find_writeoff(conn, writeoff_id=writeoff_id, invoice_ref=invoice_ref, entity_code=entity_code)
     lock = select(writeoffs).where(writeoffs.c.id == found.id)
     inv_lock = select(invoices).where(invoices.c.id == found.invoice_id)
@@ -131,6 +233,12 @@ def reverse_writeoff(
         )
     if wo.status != "posted" or wo.journal_entry_id is None:
         raise LedgerError(f"write-off {wo.id} on {inv.invoice_ref} is {wo.status!r}: only posted write-offs reverse")
+    tier, approvers, _ = _entitled(conn, wo, tiers)
+    if _norm(approved_by) not in {_norm(a) for a in approvers}:
+        raise SegregationOfDuties(
+            f"{approved_by!r} may not approve the reversal of {money_str(wo.amount)} {wo.currency}: "
+            f"tier {tier.name!r} or higher decides (approvers: {', '.join(approvers)})"
+        )
     if inv.recovered_amount > inv.written_off_amount - wo.amount:
         raise LedgerError(
             f"invoice {inv.invoice_ref} has {money_str(inv.recovered_amount)} recovered against its write-off; "
@@ -166,7 +274,10 @@ def reverse_writeoff(
         entry,
         original_entry_id=original.id,
         posting_date=posting_date,
-        description=f"Reversal of write-off {wo.id} on {inv.invoice_ref}: {reason} (requested by {requested_by})",
+        description=(
+            f"Reversal of write-off {wo.id} on {inv.invoice_ref}: {reason} "
+            f"(requested by {requested_by}, approved by {approved_by})"
+        ),
         source_id=ref or str(wo.id),
         policy_version=original.policy_version,
     )
@@ -189,7 +300,7 @@ def reverse_writeoff(
     conn.execute(update(writeoffs).where(writeoffs.c.id == wo.id).values(status="reversed"))
     audit.append(
         conn,
-        actor=requested_by,
+        actor=approved_by,
         action="writeoff.reversed",
         object_type="writeoff",
         object_id=wo.id,
@@ -198,6 +309,10 @@ def reverse_writeoff(
             "amount": wo.amount,
             "currency": wo.currency,
             "reason": reason,
+            "note": (note or "")[:500] or None,
+            "requested_by": requested_by,
+            "approved_by": approved_by,
+            "tier": tier.name,
             "original_entry_id": original.id,
             "reversal_entry_id": reversal_id,
             "posting_date": posting_date,

@@ -77,8 +77,9 @@ def build(engine: Engine) -> dict[str, int]:
     with engine.begin() as conn:
         reverse_writeoff(
             conn,
-            reason="customer paid after all",
-            requested_by="controller",
+            reason="posted_in_error",
+            requested_by="ar_clerk",
+            approved_by="ar_manager",
             posting_date=date(2026, 11, 26),
             invoice_ref="INV-R500",
             entity_code="US01",

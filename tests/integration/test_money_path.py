@@ -203,8 +203,10 @@ def reversed_not_reproposed(engine: Engine, tmp: Path) -> None:
     with engine.begin() as conn:
         reverse_writeoff(
             conn,
-            reason="customer emerged from bankruptcy",
-            requested_by="controller",
+            reason="dispute_resolved",
+            note="customer emerged from bankruptcy",
+            requested_by="ar_clerk",
+            approved_by="ar_manager",
             posting_date=AS_OF,
             invoice_ref="INV-R",
             entity_code="US01",
@@ -363,8 +365,9 @@ def test_clear_reversal_cli_records_the_os_user_and_refuses_an_invoice_that_is_n
     with engine.begin() as conn:
         reverse_writeoff(
             conn,
-            reason="emerged",
-            requested_by="controller",
+            reason="dispute_resolved",
+            requested_by="ar_clerk",
+            approved_by="ar_manager",
             posting_date=AS_OF,
             invoice_ref="INV-R",
             entity_code="US01",

@@ -12,10 +12,10 @@ from tests import factories as f
 from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
 from writeoffs import ledger as gl
 from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoffs
-from writeoffs.errors import ClosedPeriod, LedgerError, PostedEntryImmutable
+from writeoffs.errors import ClosedPeriod, LedgerError, PostedEntryImmutable, SegregationOfDuties
 from writeoffs.posting import post_batch
 from writeoffs.recovery import book_recovery
-from writeoffs.reversal import reverse_writeoff
+from writeoffs.reversal import plan_reversal, reverse_writeoff
 
 D = Decimal
 LATER = date(2026, 12, 3)
@@ -33,8 +33,9 @@ def posted_worked_example(engine: Engine, amount: str = "45000.00") -> dict[str,
 
 
 def reverse(engine: Engine, **kw):
-    kw.setdefault("reason", "customer paid in full after all")
-    kw.setdefault("requested_by", "controller")
+    kw.setdefault("reason", "posted_in_error")
+    kw.setdefault("requested_by", "ar_clerk")
+    kw.setdefault("approved_by", "controller")
     kw.setdefault("posting_date", LATER)
     with engine.begin() as conn:
         return reverse_writeoff(conn, **kw)
@@ -137,3 +138,39 @@ def test_partial_writeoff_reversal_reopens_only_its_amount(ledger: Engine) -> No
     with ledger.connect() as conn:
         row = conn.execute(select(invoices)).one()
     assert (row.open_balance, row.written_off_amount, row.status) == (D("1000"), D("0"), "reversed")
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "message"),
+    [
+        # The attack: the requester names themselves (or anyone) as approver.
+        ({"requested_by": "controller", "approved_by": "controller"}, SegregationOfDuties, "cannot approve it"),
+        ({"requested_by": "ar_clerk", "approved_by": "CONTROLLER "}, None, None),  # same person, any spelling: ok
+        # An approver below the tier entitled to 45,000 USD (controller or higher).
+        ({"approved_by": "ar_manager"}, SegregationOfDuties, "tier 'controller' or higher decides"),
+        ({"approved_by": "mallory"}, SegregationOfDuties, "may not approve the reversal of 45000"),
+        ({"reason": "because"}, LedgerError, "not in the catalogue"),
+        ({"approved_by": ""}, LedgerError, "authenticated requester and approver"),
+    ],
+)
+def test_reversal_is_a_controlled_change(ledger: Engine, kw: dict, error: type | None, message: str | None) -> None:
+    posted_worked_example(ledger)
+    if error is None:
+        reverse(ledger, invoice_ref="INV-WORKED-45000", **kw)
+        return
+    with pytest.raises(error, match=message):
+        reverse(ledger, invoice_ref="INV-WORKED-45000", **kw)
+    with ledger.connect() as conn:
+        assert conn.execute(select(writeoffs.c.status)).scalar_one() == "posted"
+        assert conn.execute(select(func.count()).select_from(journal_entries)).scalar_one() == 1  # the write-off
+
+
+def test_plan_names_the_entitled_approvers_without_the_requester(ledger: Engine) -> None:
+    posted_worked_example(ledger)
+    with ledger.connect() as conn:
+        plan = plan_reversal(conn, reason="duplicate", requested_by="controller", invoice_ref="INV-WORKED-45000")
+        assert (plan.tier, plan.approvers, plan.amount) == ("controller", ("cfo",), D("45000"))
+        plan = plan_reversal(conn, reason="duplicate", requested_by="ar_clerk", invoice_ref="INV-WORKED-45000")
+        assert plan.approvers == ("controller", "cfo")
+        with pytest.raises(LedgerError, match="not in the catalogue"):
+            plan_reversal(conn, reason="oops", requested_by="ar_clerk", invoice_ref="INV-WORKED-45000")
