@@ -141,6 +141,9 @@ class _Context:
     actor: str
     allowance_shortfall: str = "refuse"  # the batch policy's switch (allowance method only)
     policy: Any = None  # the batch's recorded policy (parent/child rules at posting)
+    #: The items still to post as they were when the approval was verified (id -> invoice, amount, reason): every
+    #: chunk must equal them, with its rows locked, or the batch stops (approval binds the items, not a moment).
+    approved: dict[int, tuple[int, Decimal, str]] = field(default_factory=dict)
 
     @property
     def ar_account(self) -> str:
@@ -222,7 +225,37 @@ def _context(
         actor=actor,
         allowance_shortfall=policy.model.allowance_shortfall,
         policy=policy,
+        approved={
+            r.id: (r.invoice_id, r.amount, r.reason_code)
+            for r in conn.execute(
+                select(writeoffs.c.id, writeoffs.c.invoice_id, writeoffs.c.amount, writeoffs.c.reason_code).where(
+                    writeoffs.c.batch_id == batch.id, writeoffs.c.status == "approved"
+                )
+            )
+        },
     )
+
+
+def _check_bound(rows, ctx: _Context) -> None:
+    """Refuse a chunk whose items differ from what the verified approval covers (edited between chunks)."""
+    changed = []
+    for r in rows:
+        want = ctx.approved.get(r.id)
+        have = (r.invoice_id, r.amount, r.reason_code)
+        if want is None:
+            changed.append(f"write-off {r.id} ({r.invoice_ref}) was not among the approved items")
+        elif have != want:
+            changed.append(
+                f"write-off {r.id} ({r.invoice_ref}): {money_str(r.amount)} {r.reason_code} "
+                f"!= approved {money_str(want[1])} {want[2]}"
+            )
+    if changed:
+        more = f" (+{len(changed) - 5} more)" if len(changed) > 5 else ""
+        raise ApprovalError(
+            f"batch {ctx.batch_id}: items changed since the approval was verified; posting stopped: "
+            + "; ".join(changed[:5])
+            + more
+        )
 
 
 def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
@@ -313,8 +346,10 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int):
         .order_by(w.c.id)
     )
     if conn.dialect.name == "postgresql":
-        # Lock the invoices: a payment or another write-off touching them waits until this chunk commits.
-        q = q.with_for_update(of=i)
+        # Lock the invoices (a payment or another write-off touching them waits until this chunk commits) and the
+        # items (checked against the approval below, then read again by the set-wise SQL: nobody may edit them in
+        # between).
+        q = q.with_for_update(of=[i, w])
     return conn.execute(q).all()
 
 
@@ -714,6 +749,7 @@ def post_batch(
             if not rows:
                 report.status = _finish(conn, ctx, report, now)
                 break
+            _check_bound(rows, ctx)
             _post_chunk(conn, ctx, rows, report, now)
             if on_chunk:
                 on_chunk("written", report.chunks)

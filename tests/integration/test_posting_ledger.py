@@ -416,3 +416,43 @@ def test_many_chunks_post_everything_once(ledger: Engine) -> None:
     with ledger.connect() as conn:
         assert ledger_balance(conn, "1100") == -D(sum(range(1, 24)))
         assert conn.execute(select(func.sum(invoices.c.open_balance))).scalar_one() == 0
+
+
+@pytest.mark.parametrize("edit", ["amount", "reason", "new_item"])
+def test_items_edited_between_chunks_stop_the_batch(ledger: Engine, edit: str) -> None:
+    """The attack: approval checked once at the start, then items edited between chunks posted at 100, 1000, 1000,
+    1000 against an approval of 4 x 100. Each chunk must equal what the approval covers, or posting stops."""
+    with ledger.begin() as conn:
+        f.entity(conn)
+        cid = f.customer(conn)
+        ids = [f.invoice(conn, cid, amount="1000.00", days_past_due=400) for _ in range(4)]
+        batch = make_batch(conn, [(i, "100.00", "uncollectible_after_collections") for i in ids])
+        extra = f.invoice(conn, cid, amount="900.00", days_past_due=400)
+    approve(ledger, batch)
+
+    def tamper(stage: str, n: int) -> None:
+        if (stage, n) != ("committed", 1):
+            return
+        with ledger.begin() as conn:  # the app's own connection, raw SQL, between chunk 1 and chunk 2
+            if edit == "amount":
+                conn.execute(text("UPDATE writeoffs SET amount = 1000 WHERE status = 'approved'"))
+            elif edit == "reason":
+                conn.execute(text("UPDATE writeoffs SET reason_code = 'bankruptcy' WHERE status = 'approved'"))
+            else:
+                row = conn.execute(select(writeoffs).where(writeoffs.c.status == "approved").limit(1)).one()
+                values = {k: v for k, v in row._mapping.items() if k != "id"}
+                values |= {"invoice_id": extra, "amount": D("900"), "idempotency_key": f"{row.idempotency_key}x"}
+                conn.execute(insert(writeoffs).values(**values))
+
+    with pytest.raises(ApprovalError, match="items changed since the approval was verified; posting stopped"):
+        post(ledger, batch, chunk_size=1, on_chunk=tamper)
+
+    with ledger.connect() as conn:
+        posted = conn.execute(
+            select(writeoffs.c.amount).where(writeoffs.c.batch_id == batch, writeoffs.c.status == "posted")
+        ).all()
+        expense = gl.account_balance(conn, "US01", "6100", "USD")
+    # Edited items: chunk 1 only. A smuggled-in item: the four approved ones, never the newcomer.
+    n = 4 if edit == "new_item" else 1
+    assert [p.amount for p in posted] == [D("100")] * n
+    assert expense == D("100") * n and entry_count(ledger) == n
