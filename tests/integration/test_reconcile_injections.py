@@ -579,3 +579,30 @@ def test_injected_failure_is_reported(ledger: Engine, tmp_path: Path, case: str)
     # Stored with the run, and in the report.
     report = Path(result.report_path).read_text()
     assert want.check in report and want.names in report
+
+
+def test_reversing_one_of_two_partials_reconciles(ledger: Engine, tmp_path: Path) -> None:
+    """Two partial write-offs ($300, $200) of the $1,000 invoice; the $200 one is reversed through the real reversal
+    code. The invoice is 'reversed' (held back from selection) yet $300 stays written off with its one active entry:
+    reconciliation judges it by written_off_amount, not by status, and stays clean."""
+    from writeoffs.reversal import reverse_writeoff
+
+    s = rs.build_clean_ledger(ledger)
+    two_legit_partials(ledger, s)
+    with ledger.begin() as conn:
+        second = conn.execute(text("SELECT id FROM writeoffs WHERE idempotency_key = 'raw:wo:p2'")).scalar_one()
+        reverse_writeoff(
+            conn, reason="customer disputes", requested_by="controller", posting_date=AS_OF, writeoff_id=second
+        )
+        inv = conn.execute(
+            text("SELECT status, open_balance, written_off_amount FROM invoices WHERE id = :i"), {"i": s.open_usd}
+        ).one()
+    assert (inv.status, D(str(inv.open_balance)), D(str(inv.written_off_amount))) == ("reversed", D("700"), D("300"))
+    result = _run(ledger, tmp_path, "after:partial-reversal")
+    assert result.breaks == [], [b.message for b in result.breaks]
+    # ...and reversing the other one too leaves nothing written off and no active entry: still clean.
+    with ledger.begin() as conn:
+        first = conn.execute(text("SELECT id FROM writeoffs WHERE idempotency_key = 'raw:wo:p1'")).scalar_one()
+        reverse_writeoff(conn, reason="settled", requested_by="controller", posting_date=AS_OF, writeoff_id=first)
+    result = _run(ledger, tmp_path, "after:both-reversed")
+    assert result.breaks == [], [b.message for b in result.breaks]
