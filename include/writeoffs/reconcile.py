@@ -556,7 +556,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
                        COALESCE(gl.n_entries, 0) AS n_entries, COALESCE(gl.ar_credit, 0) AS ar_credit,
                        COALESCE(wo.n_posted, 0) AS n_posted, COALESCE(wo.posted_total, 0) AS posted_total,
                        CASE WHEN i.written_off_amount > 0 THEN 1 ELSE 0 END AS written_off,
-                       CASE WHEN ROUND(COALESCE(wo.posted_total, 0) - i.amount, 4) > 0 THEN 1 ELSE 0 END AS over,
+                       CASE WHEN ROUND(COALESCE(wo.posted_total, 0) - i.amount, 4) > 0 THEN 1 ELSE 0 END AS exceeds,
                        {_tol_of("tol")} AS tol
                 FROM invoices i
                 LEFT JOIN gl ON gl.invoice_id = i.id
@@ -569,7 +569,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
                         OR c.n_entries > CASE WHEN c.n_posted > 1 THEN c.n_posted ELSE 1 END
                         OR ABS(ROUND(c.ar_credit - c.written_off_amount, 4)) > c.tol))
                OR (c.written_off = 0 AND c.n_entries > 0)
-               OR c.over = 1
+               OR c.exceeds = 1
             ORDER BY c.entity_code, c.currency, c.id
             """
         ),
@@ -594,7 +594,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
             entries[e.invoice_id].append({"id": e.id, "key": e.idempotency_key})
 
     def kinds(r) -> list[str]:
-        found = ["over"] if r.over else []
+        found = ["over"] if r.exceeds else []
         if not r.written_off:
             return found + (["orphan"] if r.n_entries > 0 else [])
         if r.n_entries == 0:
