@@ -5,7 +5,8 @@ Table-driven on SQLite and PostgreSQL: each row builds the clean reconciliation 
 (:func:`tests.integration.recon_support.build_clean_ledger`), asserts it reconciles, injects ONE failure with raw
 SQL on the application's connection (sub-ledger edits, and new journal rows inserted pending then flipped to posted,
 since the triggers refuse edits of posted lines), and asserts which checks report it, with which amounts and which
-document named.
+document named. The statements are plain INSERT/UPDATEs on the tables, bypassing every application function; money
+goes through SQLAlchemy Core table statements so that it is bound with the money columns' own types.
 
 The legitimate counterparts (two partial write-offs of one invoice, a reversed partial next to one still written
 off, cash after a partial write-off) are rows too: they must stay clean.
@@ -22,11 +23,21 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, case, insert, text, update
 
 from tests import factories
 from tests.integration import recon_support as rs
 from writeoffs import reconcile
+from writeoffs.db.schema import (
+    allowance_estimates,
+    invoices,
+    journal_entries,
+    journal_lines,
+    payment_allocations,
+    payments,
+    recoveries,
+    writeoffs,
+)
 from writeoffs.reconcile import Break
 
 AS_OF = rs.AS_OF
@@ -49,36 +60,41 @@ def raw_entry(
     allow anyone with the application's credentials to do). ``lines``: (account, currency, debit, credit, invoice_id
     [, functional_currency, functional_debit, functional_credit])."""
     entry_id = conn.execute(
-        text(
-            "INSERT INTO journal_entries (idempotency_key, entity_code, posting_date, period, status, description,"
-            " source_type, source_id, reverses_entry_id, created_by)"
-            " VALUES (:k, :e, :d, :p, 'pending', :k, :s, :k, :r, 'raw-sql') RETURNING id"
-        ),
-        {"k": key, "e": entity, "d": day, "p": day.strftime("%Y-%m"), "s": source, "r": reverses},
+        insert(journal_entries)
+        .values(
+            idempotency_key=key,
+            entity_code=entity,
+            posting_date=day,
+            period=day.strftime("%Y-%m"),
+            status="pending",
+            description=key,
+            source_type=source,
+            source_id=key,
+            reverses_entry_id=reverses,
+            created_by="raw-sql",
+        )
+        .returning(journal_entries.c.id)
     ).scalar_one()
+    rows = []
     for n, ln in enumerate(lines, start=1):
         account, cur, dr, cr, inv = ln[:5]
         fcur, fdr, fcr = ln[5:] if len(ln) > 5 else (cur, dr, cr)
-        conn.execute(
-            text(
-                "INSERT INTO journal_lines (entry_id, line_no, entity_code, account_code, currency, debit, credit,"
-                " functional_currency, functional_debit, functional_credit, invoice_id)"
-                " VALUES (:id, :n, :e, :a, :c, :dr, :cr, :fc, :fdr, :fcr, :inv)"
-            ),
+        rows.append(
             {
-                "id": entry_id,
-                "n": n,
-                "e": entity,
-                "a": account,
-                "c": cur,
-                "dr": str(D(dr)),
-                "cr": str(D(cr)),
-                "fc": fcur,
-                "fdr": str(D(fdr)),
-                "fcr": str(D(fcr)),
-                "inv": inv,
-            },
+                "entry_id": entry_id,
+                "line_no": n,
+                "entity_code": entity,
+                "account_code": account,
+                "currency": cur,
+                "debit": D(dr),
+                "credit": D(cr),
+                "functional_currency": fcur,
+                "functional_debit": D(fdr),
+                "functional_credit": D(fcr),
+                "invoice_id": inv,
+            }
         )
+    conn.execute(insert(journal_lines), rows)
     conn.execute(
         text("UPDATE journal_entries SET status = 'posted', posted_at = CURRENT_TIMESTAMP WHERE id = :id"),
         {"id": entry_id},
@@ -92,18 +108,22 @@ def raw_payment(
     entity = "EU01" if cur in ("EUR", "GBP") else "US01"
     ref = f"RAW-{kind}-{inv}-{day.isoformat()}-{amount}"
     pid = conn.execute(
-        text(
-            "INSERT INTO payments (entity_code, payment_ref, customer_id, payment_date, currency, amount, source)"
-            " VALUES (:e, :r, :c, :d, :cur, :a, 'raw') RETURNING id"
-        ),
-        {"e": entity, "r": ref, "c": customer_id, "d": day, "cur": cur, "a": str(D(amount))},
+        insert(payments)
+        .values(
+            entity_code=entity,
+            payment_ref=ref,
+            customer_id=customer_id,
+            payment_date=day,
+            currency=cur,
+            amount=D(amount),
+            source="raw",
+        )
+        .returning(payments.c.id)
     ).scalar_one()
     conn.execute(
-        text(
-            "INSERT INTO payment_allocations (payment_id, invoice_id, amount, allocated_on, kind)"
-            " VALUES (:p, :i, :a, :d, :k)"
-        ),
-        {"p": pid, "i": inv, "a": str(D(amount)), "d": day, "k": kind},
+        insert(payment_allocations).values(
+            payment_id=pid, invoice_id=inv, amount=D(amount), allocated_on=day, kind=kind
+        )
     )
     return ref
 
@@ -131,33 +151,60 @@ def raw_writeoff(
         posted,
         [(debit_account, cur, amount, "0", inv), ("1100", cur, "0", amount, inv)],
     )
-    wid = conn.execute(
-        text(
-            "INSERT INTO writeoffs (invoice_id, as_of_date, currency, amount, reason_code, rule, tier, policy_version,"
-            " policy_hash, status, idempotency_key, journal_entry_id)"
-            " VALUES (:i, :d, :c, :a, 'uncollectible_after_collections', 'raw', 'controller', 'test', :h, 'posted',"
-            " :k, :e) RETURNING id"
-        ),
-        {
-            "i": inv,
-            "d": selected,
-            "c": cur,
-            "a": str(D(amount)),
-            "h": hashlib.sha256(key.encode()).hexdigest(),
-            "k": key,
-            "e": entry_id,
-        },
-    ).scalar_one()
+    wid = _writeoff_row(conn, inv, amount, key=key, selected=selected, cur=cur, entry_id=entry_id)
     if subledger:
+        left = invoices.c.open_balance - D(amount)
         conn.execute(
-            text(
-                "UPDATE invoices SET open_balance = open_balance - :a, written_off_amount = written_off_amount + :a,"
-                " written_off_date = :d, status = CASE WHEN open_balance - :a = 0 THEN 'written_off' ELSE status END"
-                " WHERE id = :i"
-            ),
-            {"a": str(D(amount)), "d": posted, "i": inv},
+            update(invoices)
+            .where(invoices.c.id == inv)
+            .values(
+                open_balance=left,
+                written_off_amount=invoices.c.written_off_amount + D(amount),
+                written_off_date=posted,
+                status=case((left == 0, "written_off"), else_=invoices.c.status),
+            )
         )
     return wid, entry_id
+
+
+def _writeoff_row(
+    conn: Connection,
+    inv: int,
+    amount: str,
+    *,
+    key: str,
+    selected: date,
+    cur: str,
+    entry_id: int,
+    reason: str = "uncollectible_after_collections",
+) -> int:
+    return conn.execute(
+        insert(writeoffs)
+        .values(
+            invoice_id=inv,
+            as_of_date=selected,
+            currency=cur,
+            amount=D(amount),
+            reason_code=reason,
+            rule="raw",
+            tier="controller",
+            policy_version="test",
+            policy_hash=hashlib.sha256(key.encode()).hexdigest(),
+            status="posted",
+            idempotency_key=key,
+            journal_entry_id=entry_id,
+        )
+        .returning(writeoffs.c.id)
+    ).scalar_one()
+
+
+def set_invoice(conn: Connection, inv: int, **values: object) -> None:
+    """A plain UPDATE of sub-ledger columns (money as Decimal through the table's column types)."""
+    conn.execute(
+        update(invoices)
+        .where(invoices.c.id == inv)
+        .values(**{k: D(v) if isinstance(v, str) and k != "status" else v for k, v in values.items()})
+    )
 
 
 def customer_of(conn: Connection, inv: int) -> int:
@@ -222,15 +269,17 @@ def unapplied_cash_not_booked(engine: Engine, s: rs.Scenario) -> None:
             [("1000", "USD", "15000.00", "0", s.worked), ("4900", "USD", "0", "15000.00", s.worked)],
         )
         conn.execute(
-            text(
-                "INSERT INTO recoveries (invoice_id, payment_id, recovery_date, currency, amount, idempotency_key,"
-                " journal_entry_id) VALUES (:i, :p, :d, 'USD', 15000, :k, :e)"
-            ),
-            {"i": s.worked, "p": pid, "d": AS_OF, "k": key, "e": eid},
+            insert(recoveries).values(
+                invoice_id=s.worked,
+                payment_id=pid,
+                recovery_date=AS_OF,
+                currency="USD",
+                amount=D("15000.00"),
+                idempotency_key=key,
+                journal_entry_id=eid,
+            )
         )
-        conn.execute(
-            text("UPDATE invoices SET recovered_amount = 45000, status = 'recovered' WHERE id = :i"), {"i": s.worked}
-        )
+        set_invoice(conn, s.worked, recovered_amount="45000.00", status="recovered")
 
 
 def cash_booked_without_receipt(engine: Engine, s: rs.Scenario) -> None:
@@ -271,11 +320,15 @@ def allowance_below_estimate(engine: Engine, s: rs.Scenario) -> None:
     """The 2026-10-31 estimate requires EUR 6,000; its true-up entry only brought the reserve to EUR 5,000."""
     with engine.begin() as conn:
         conn.execute(
-            text(
-                "INSERT INTO allowance_estimates (as_of_date, entity_code, currency, bucket, open_balance, loss_rate,"
-                " required_allowance) VALUES (:d, 'EU01', 'EUR', '365+', 6000, 1, 6000)"
-            ),
-            {"d": date(2026, 10, 31)},
+            insert(allowance_estimates).values(
+                as_of_date=date(2026, 10, 31),
+                entity_code="EU01",
+                currency="EUR",
+                bucket="365+",
+                open_balance=D("6000.00"),
+                loss_rate=D("1"),
+                required_allowance=D("6000.00"),
+            )
         )
 
 
@@ -313,7 +366,7 @@ def cash_after_partial(engine: Engine, s: rs.Scenario) -> None:
         day = AS_OF - timedelta(days=10)
         raw_writeoff(conn, s.open_usd, "300.00", key="raw:wo:p1", selected=day - timedelta(days=1), posted=day)
         raw_payment(conn, customer_of(conn, s.open_usd), s.open_usd, "700.00", AS_OF)
-        conn.execute(text("UPDATE invoices SET open_balance = 0, status = 'paid' WHERE id = :i"), {"i": s.open_usd})
+        set_invoice(conn, s.open_usd, open_balance="0", status="paid")
         # The payment through AR sync (the ERP's side of AR): Dr Suspense / Cr AR.
         raw_entry(
             conn,
@@ -333,12 +386,7 @@ def reversed_row_reactivated(engine: Engine, s: rs.Scenario) -> None:
             text("UPDATE writeoffs SET status = 'posted' WHERE invoice_id = :i AND status = 'reversed'"),
             {"i": s.reversed_inv},
         )
-        conn.execute(
-            text(
-                "UPDATE invoices SET status = 'written_off', written_off_amount = 500, open_balance = 0 WHERE id = :i"
-            ),
-            {"i": s.reversed_inv},
-        )
+        set_invoice(conn, s.reversed_inv, status="written_off", written_off_amount="500.00", open_balance="0")
 
 
 def posted_while_on_hold(engine: Engine, s: rs.Scenario) -> None:
@@ -384,7 +432,7 @@ def child_paid_by_parent(engine: Engine, s: rs.Scenario) -> None:
             AS_OF - timedelta(days=20),
             [("2990", "USD", "400.00", "0", inv), ("1100", "USD", "0", "400.00", inv)],
         )
-        conn.execute(text("UPDATE invoices SET open_balance = 600 WHERE id = :i"), {"i": inv})
+        set_invoice(conn, inv, open_balance="600.00")
         raw_writeoff(conn, inv, "600.00", key="raw:wo:child")
 
 
@@ -417,20 +465,11 @@ def ar_functional_residue(engine: Engine, s: rs.Scenario) -> None:
                 ("1100", "EUR", "0", "10.03", inv, "USD", "0", "15.04"),
             ],
         )
-        conn.execute(
-            text(
-                "INSERT INTO writeoffs (invoice_id, as_of_date, currency, amount, reason_code, rule, tier,"
-                " policy_version, policy_hash, status, idempotency_key, journal_entry_id)"
-                " VALUES (:i, :d, 'EUR', 10.03, 'small_balance', 'raw', 'controller', 'test', :h, 'posted', :k, :e)"
-            ),
-            {"i": inv, "d": AS_OF, "h": rs.POLICY_HASH, "k": "raw:wo:eur10", "e": entry},
+        _writeoff_row(
+            conn, inv, "10.03", key="raw:wo:eur10", selected=AS_OF, cur="EUR", entry_id=entry, reason="small_balance"
         )
-        conn.execute(
-            text(
-                "UPDATE invoices SET open_balance = 0, written_off_amount = 10.03, written_off_date = :d,"
-                " status = 'written_off' WHERE id = :i"
-            ),
-            {"d": AS_OF, "i": inv},
+        set_invoice(
+            conn, inv, open_balance="0", written_off_amount="10.03", written_off_date=AS_OF, status="written_off"
         )
 
 
