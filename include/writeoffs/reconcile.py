@@ -36,7 +36,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
-    case,
     delete,
     exists,
     func,
@@ -919,19 +918,6 @@ def check_paid_after_selection(conn: Connection, as_of: date, tolerance: Toleran
     timestamps. Expected 0; actual the write-off amount (1) or the excess over the invoice amount (2)."""
     w, e, i, src = _active_posted_writeoffs()
     pa, p = payment_allocations.alias("pa"), payments.alias("p")
-    late = (
-        select(func.min(pa.c.allocated_on))
-        .select_from(pa.join(p, p.c.id == pa.c.payment_id))
-        .where(
-            pa.c.invoice_id == w.c.invoice_id,
-            pa.c.kind == "regular",
-            or_(
-                and_(pa.c.allocated_on > w.c.as_of_date, pa.c.allocated_on <= e.c.posting_date),
-                and_(p.c.payment_date > w.c.as_of_date, p.c.payment_date <= e.c.posting_date),
-            ),
-        )
-        .scalar_subquery()
-    )
     q1 = (
         select(
             w.c.id.label("writeoff_id"),
@@ -941,10 +927,20 @@ def check_paid_after_selection(conn: Connection, as_of: date, tolerance: Toleran
             i.c.invoice_ref,
             i.c.entity_code,
             i.c.currency,
-            late.label("paid_on"),
+            func.min(pa.c.allocated_on).label("paid_on"),
         )
-        .select_from(src)
-        .where(late.is_not(None))
+        .select_from(
+            src.join(pa, and_(pa.c.invoice_id == w.c.invoice_id, pa.c.kind == "regular")).join(
+                p, p.c.id == pa.c.payment_id
+            )
+        )
+        .where(
+            or_(
+                and_(pa.c.allocated_on > w.c.as_of_date, pa.c.allocated_on <= e.c.posting_date),
+                and_(p.c.payment_date > w.c.as_of_date, p.c.payment_date <= e.c.posting_date),
+            )
+        )
+        .group_by(w.c.id, w.c.amount, w.c.as_of_date, e.c.posting_date, i.c.invoice_ref, i.c.entity_code, i.c.currency)
         .order_by(i.c.entity_code, i.c.currency, w.c.id)
     )
     groups = _group(conn.execute(q1).all(), lambda r: (r.entity_code, r.currency, "late"))
@@ -1020,51 +1016,56 @@ def check_posting_rules(conn: Connection, as_of: date, tolerance: Tolerances) ->
     child invoice cannot be written off). Expected 0; actual the amount written off."""
     w, e, i, src = _active_posted_writeoffs()
     h = holds.alias("h")
-    held = (
-        select(func.min(h.c.start_date))
-        .where(
-            or_(h.c.invoice_id == w.c.invoice_id, and_(h.c.invoice_id.is_(None), h.c.customer_id == i.c.customer_id)),
-            h.c.start_date <= e.c.posting_date,
-            or_(h.c.end_date.is_(None), h.c.end_date >= e.c.posting_date),
-        )
-        .scalar_subquery()
+    cols = (
+        w.c.id.label("writeoff_id"),
+        w.c.amount,
+        w.c.as_of_date.label("selected_on"),
+        e.c.posting_date.label("posted_on"),
+        i.c.invoice_ref,
+        i.c.entity_code,
+        i.c.currency,
     )
+    active_hold = and_(
+        h.c.start_date <= e.c.posting_date, or_(h.c.end_date.is_(None), h.c.end_date >= e.c.posting_date)
+    )
+    # Invoice holds and account holds as two joins on indexed keys (an OR in one join condition would scan holds).
+    on_hold = union_all(
+        select(*cols, h.c.start_date.label("since")).select_from(
+            src.join(h, and_(h.c.invoice_id == w.c.invoice_id, active_hold))
+        ),
+        select(*cols, h.c.start_date).select_from(
+            src.join(h, and_(h.c.customer_id == i.c.customer_id, h.c.invoice_id.is_(None), active_hold))
+        ),
+    ).subquery("on_hold")
     cust = customers.alias("cust")
-    parent_id = select(cust.c.parent_id).where(cust.c.id == i.c.customer_id).correlate_except(cust).scalar_subquery()
     pa, p = payment_allocations.alias("pa"), payments.alias("p")
     parent_paid = (
-        select(func.min(pa.c.allocated_on))
-        .select_from(pa.join(p, p.c.id == pa.c.payment_id))
-        .where(
-            pa.c.invoice_id == w.c.invoice_id,
-            pa.c.kind == "regular",
-            p.c.customer_id == parent_id,
-            pa.c.allocated_on <= e.c.posting_date,
+        select(*cols, pa.c.allocated_on.label("since"))
+        .select_from(
+            src.join(cust, cust.c.id == i.c.customer_id)
+            .join(
+                pa,
+                and_(
+                    pa.c.invoice_id == w.c.invoice_id,
+                    pa.c.kind == "regular",
+                    pa.c.allocated_on <= e.c.posting_date,
+                ),
+            )
+            .join(p, and_(p.c.id == pa.c.payment_id, p.c.customer_id == cust.c.parent_id))
         )
-        .scalar_subquery()
+        .where(i.c.balance_transferred_to_parent == true())
+        .subquery("parent_paid")
     )
-    q = (
-        select(
-            w.c.id.label("writeoff_id"),
-            w.c.amount,
-            w.c.as_of_date.label("selected_on"),
-            e.c.posting_date.label("posted_on"),
-            i.c.invoice_ref,
-            i.c.entity_code,
-            i.c.currency,
-            held.label("hold_since"),
-            case((i.c.balance_transferred_to_parent == true(), parent_paid), else_=None).label("parent_paid_on"),
-        )
-        .select_from(src)
-        .where(or_(held.is_not(None), and_(i.c.balance_transferred_to_parent == true(), parent_paid.is_not(None))))
-        .order_by(i.c.entity_code, i.c.currency, w.c.id)
-    )
+
+    def grouped(sq: Any, kind: str) -> Any:
+        keys_ = [sq.c[c.name] for c in cols]
+        return select(*keys_, func.min(sq.c.since).label("since"), literal(kind).label("kind")).group_by(*keys_)
+
+    q = union_all(grouped(on_hold, "hold"), grouped(parent_paid, "parent")).subquery("q")
+    q = select(q).order_by(q.c.entity_code, q.c.currency, q.c.kind, q.c.writeoff_id)
     groups: dict[tuple, list[Any]] = defaultdict(list)
     for r in conn.execute(q):
-        if r.hold_since is not None:
-            groups[(r.entity_code, r.currency, "hold")].append(r)
-        if r.parent_paid_on is not None:
-            groups[(r.entity_code, r.currency, "parent")].append(r)
+        groups[(r.entity_code, r.currency, r.kind)].append(r)
     texts = {
         "hold": "posted while a dispute/payment-plan hold was active on the invoice or customer",
         "parent": "of child invoices whose transferred balance the parent had paid in part",
@@ -1073,9 +1074,7 @@ def check_posting_rules(conn: Connection, as_of: date, tolerance: Tolerances) ->
     for (entity, currency, kind), items in groups.items():
         actual = _sum(r.amount for r in items)
         docs = [
-            _wo_doc(r, hold_since=str(r.hold_since))
-            if kind == "hold"
-            else _wo_doc(r, parent_paid_on=str(r.parent_paid_on))
+            _wo_doc(r, hold_since=str(r.since)) if kind == "hold" else _wo_doc(r, parent_paid_on=str(r.since))
             for r in items
         ]
         out.append(
