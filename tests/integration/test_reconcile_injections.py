@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -226,7 +226,6 @@ class Expect:
     expected: str | None = None
     actual: str | None = None
     names: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def paid_before_posting(engine: Engine, s: rs.Scenario) -> None:
