@@ -122,6 +122,10 @@ WRITEOFFS_SQL = [
             "recoveries",
             "accounts",
             "legal_entities",
+            "payment_allocations",
+            "payments",
+            "holds",
+            "customers",
         )
     ],
 ]

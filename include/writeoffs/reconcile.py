@@ -561,6 +561,8 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
                 LEFT JOIN gl ON gl.invoice_id = i.id
                 LEFT JOIN wo ON wo.invoice_id = i.id
                 LEFT JOIN tol ON tol.currency = i.currency
+                -- every finding needs one of these: skip the untouched invoices before any arithmetic
+                WHERE i.written_off_amount > 0 OR gl.invoice_id IS NOT NULL OR wo.invoice_id IS NOT NULL
             )
             SELECT * FROM c
             WHERE (c.written_off = 1
@@ -944,13 +946,9 @@ def check_paid_after_selection(conn: Connection, as_of: date, tolerance: Toleran
         .order_by(i.c.entity_code, i.c.currency, w.c.id)
     )
     groups = _group(conn.execute(q1).all(), lambda r: (r.entity_code, r.currency, "late"))
-    cash = (
-        select(pa.c.invoice_id, func.sum(pa.c.amount).label("cash"))
-        .where(pa.c.kind == "regular")
-        .group_by(pa.c.invoice_id)
-        .subquery("cash")
-    )
+    # Only written-off invoices, then their regular allocations by the indexed invoice_id (never all payments).
     inv = invoices.alias("inv")
+    cash = func.sum(pa.c.amount)
     q2 = (
         select(
             inv.c.id,
@@ -959,13 +957,14 @@ def check_paid_after_selection(conn: Connection, as_of: date, tolerance: Toleran
             inv.c.currency,
             inv.c.amount,
             inv.c.written_off_amount,
-            cash.c.cash,
+            cash.label("cash"),
         )
-        .select_from(inv.join(cash, cash.c.invoice_id == inv.c.id))
-        .where(
-            inv.c.written_off_amount > 0,
-            func.round(cash.c.cash + inv.c.written_off_amount - inv.c.amount, 4) > 0,
+        .select_from(inv.join(pa, and_(pa.c.invoice_id == inv.c.id, pa.c.kind == "regular")))
+        .where(inv.c.written_off_amount > 0)
+        .group_by(
+            inv.c.id, inv.c.invoice_ref, inv.c.entity_code, inv.c.currency, inv.c.amount, inv.c.written_off_amount
         )
+        .having(func.round(cash + inv.c.written_off_amount - inv.c.amount, 4) > 0)
         .order_by(inv.c.entity_code, inv.c.currency, inv.c.id)
     )
     for r in conn.execute(q2):
