@@ -47,7 +47,13 @@ WRITEOFFS_SQL = [
                  AND a.role = CASE WHEN le.writeoff_method = 'allowance' THEN 'allowance' ELSE 'bad_debt_expense' END)
                  AS debit_account
        FROM invoices i JOIN legal_entities le ON le.code = i.entity_code
-       WHERE i.status = 'open' AND i.open_balance > 0 AND i.id % :every = 0""",
+       WHERE i.status = 'open' AND i.open_balance > 0 AND i.id % :every = 0
+         -- what posting would skip (reconciliation's posting_rules reports it): held, or a child's transferred
+         -- balance (the parent may have paid part of it)
+         AND NOT i.balance_transferred_to_parent
+         AND NOT EXISTS (SELECT 1 FROM holds h
+                         WHERE (h.invoice_id = i.id OR (h.invoice_id IS NULL AND h.customer_id = i.customer_id))
+                           AND h.start_date <= :as_of AND (h.end_date IS NULL OR h.end_date >= :as_of))""",
     """INSERT INTO writeoff_batches (batch_key, entity_code, currency, tier, as_of_date, policy_version, policy_hash,
                                      status, item_count, total_amount)
        SELECT 'bench:' || entity_code || ':' || currency, entity_code, currency, 'controller', :as_of, 'bench',
@@ -116,6 +122,10 @@ WRITEOFFS_SQL = [
             "recoveries",
             "accounts",
             "legal_entities",
+            "payment_allocations",
+            "payments",
+            "holds",
+            "customers",
         )
     ],
 ]
@@ -135,23 +145,47 @@ def build(engine: Engine, n_invoices: int, every: int) -> dict[str, float]:
     with engine.begin() as conn:
         for stmt in WRITEOFFS_SQL:
             conn.execute(text(stmt), params)
-        # An allowance estimate for each allowance-method entity (Dr Bad Debt Expense / Cr Allowance).
+        # An allowance estimate per allowance-method entity and currency (Dr Bad Debt Expense / Cr Allowance), large
+        # enough for the write-offs charged to it plus 1,000,000 (an allowance in debit is a break: allowance_sign).
         from writeoffs import ledger
         from writeoffs.journal import JournalEntry, JournalLine
 
-        for ent, cur in conn.execute(
-            text("SELECT code, functional_currency FROM legal_entities WHERE writeoff_method = 'allowance'")
+        for ent, cur, fcur, rate, used in conn.execute(
+            text(
+                """SELECT le.code, c.currency, le.functional_currency, MIN(c.fx_rate), COALESCE(SUM(c.amount), 0)
+                   FROM legal_entities le
+                   JOIN (SELECT i.entity_code, i.currency, i.fx_rate, w.amount FROM writeoffs w
+                         JOIN invoices i ON i.id = w.invoice_id AND w.idempotency_key LIKE 'bench:%'
+                         UNION ALL SELECT code, functional_currency, 1, 0 FROM legal_entities) c
+                     ON c.entity_code = le.code
+                   WHERE le.writeoff_method = 'allowance'
+                   GROUP BY le.code, c.currency, le.functional_currency"""
+            )
         ).all():
+            amount = used + 1_000_000
+            fx = None if cur == fcur else round(amount * rate, 2)
             ledger.post_entries(
                 conn,
                 [
                     JournalEntry(
-                        key=f"alw:bench:{ent}",
+                        key=f"alw:bench:{ent}:{cur}",
                         entity=ent,
                         posting_date=spec.as_of,
                         lines=(
-                            JournalLine(ledger.account_for_role(conn, ent, "bad_debt_expense"), cur, debit=1_000_000),
-                            JournalLine(ledger.account_for_role(conn, ent, "allowance"), cur, credit=1_000_000),
+                            JournalLine(
+                                ledger.account_for_role(conn, ent, "bad_debt_expense"),
+                                cur,
+                                debit=amount,
+                                functional_currency=fcur,
+                                functional_debit=fx,
+                            ),
+                            JournalLine(
+                                ledger.account_for_role(conn, ent, "allowance"),
+                                cur,
+                                credit=amount,
+                                functional_currency=fcur,
+                                functional_credit=fx,
+                            ),
                         ),
                         source_type="allowance",
                     )

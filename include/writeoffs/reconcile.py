@@ -33,10 +33,41 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    union_all,
+    update,
+)
 
 from writeoffs import audit
-from writeoffs.db.schema import recon_breaks, recon_runs
+from writeoffs.accounting import keys
+from writeoffs.db.schema import (
+    MONEY,
+    accounts,
+    allowance_estimates,
+    customers,
+    holds,
+    invoices,
+    journal_entries,
+    journal_lines,
+    payment_allocations,
+    payments,
+    recon_breaks,
+    recon_runs,
+    recoveries,
+    writeoffs,
+)
 from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
 
@@ -321,8 +352,9 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
 def check_approved_vs_posted(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """Every item of a posted batch is posted (with its entry), skipped with a reason, or excluded.
 
-    Also, anywhere: an item marked ``posted`` must point at a posted write-off journal entry, and a skipped item must
-    say why. One break per batch (items without a batch: per entity and currency), amounts in the batch currency:
+    Also, anywhere: an item marked ``posted`` must point at a posted write-off journal entry that no posted entry
+    reverses (a reversed write-off flipped back to 'posted' is not in the books), and a skipped item must say
+    why. One break per batch (items without a batch: per entity and currency), amounts in the batch currency:
     expected = items approved for posting, actual = items posted with an entry + skipped with a reason.
     """
     statuses, params = _in_list("bs", POSTED_BATCH_STATUSES)
@@ -340,6 +372,9 @@ def check_approved_vs_posted(conn: Connection, as_of: date, tolerance: Tolerance
             LEFT JOIN journal_entries e ON e.id = w.journal_entry_id
             WHERE (w.status IN ('posted', 'reversed')
                    AND (e.id IS NULL OR e.status <> 'posted' OR e.source_type <> 'writeoff'))
+               OR (w.status = 'posted' AND EXISTS (SELECT 1 FROM journal_entries rv
+                                                  WHERE rv.reverses_entry_id = w.journal_entry_id
+                                                    AND rv.status = 'posted'))
                OR (w.status = 'skipped' AND (w.skip_reason IS NULL OR TRIM(w.skip_reason) = ''))
                OR (b.status IN ({statuses}) AND w.status NOT IN ({settled}))
             ORDER BY w.batch_id, w.id
@@ -383,6 +418,9 @@ def check_approved_vs_posted(conn: Connection, as_of: date, tolerance: Tolerance
             if r.status in ("posted", "reversed"):
                 if r.journal_entry_id is None or r.entry_status is None:
                     kind, problem = "posted without entry", "marked posted but has no journal entry"
+                elif r.status == "posted" and r.entry_status == "posted" and r.source_type == "writeoff":
+                    kind = "entry reversed"
+                    problem = f"marked posted but its journal entry {r.journal_entry_id} has been reversed"
                 else:
                     kind = "wrong entry"
                     problem = (
@@ -514,11 +552,15 @@ _ACTIVE_WRITEOFF_ENTRIES = """
 
 
 def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
-    """Each written-off invoice has exactly one active write-off entry, crediting AR by the amount written off.
+    """Each written-off invoice has one active write-off entry per posted write-off of it, crediting AR by the amount
+    written off; its posted write-offs never exceed the invoice amount.
 
     Active = posted, ``source_type = 'writeoff'``, and not reversed by a posted entry. The entry is tied to the
-    invoice by its lines' ``invoice_id``. Conversely, an invoice that is not written off (or whose write-off was
-    reversed) must have no active write-off entry.
+    invoice by its lines' ``invoice_id``. Written off = ``written_off_amount > 0``, whatever the status says (a
+    partial write-off leaves the invoice 'open'; cash after it may make it 'paid'). Two partial write-offs of one
+    invoice are two ``writeoffs`` rows in status 'posted', each with its own entry: that is not a double posting;
+    more active entries than posted rows (at least one) is. Conversely, an invoice not written off must have no
+    active write-off entry.
     """
     tol_sql, params = _tol_cte(tolerance)
     rows = conn.execute(
@@ -534,18 +576,33 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
                 JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code
                 WHERE l.invoice_id IS NOT NULL
                 GROUP BY l.invoice_id
+            ),
+            wo AS (
+                SELECT invoice_id, COUNT(*) AS n_posted, SUM(amount) AS posted_total
+                FROM writeoffs WHERE status = 'posted' GROUP BY invoice_id
+            ),
+            c AS (
+                SELECT i.id, i.invoice_ref, i.entity_code, i.currency, i.status, i.written_off_amount, i.amount,
+                       COALESCE(gl.n_entries, 0) AS n_entries, COALESCE(gl.ar_credit, 0) AS ar_credit,
+                       COALESCE(wo.n_posted, 0) AS n_posted, COALESCE(wo.posted_total, 0) AS posted_total,
+                       CASE WHEN i.written_off_amount > 0 THEN 1 ELSE 0 END AS written_off,
+                       CASE WHEN ROUND(COALESCE(wo.posted_total, 0) - i.amount, 4) > 0 THEN 1 ELSE 0 END AS exceeds,
+                       {_tol_of("tol")} AS tol
+                FROM invoices i
+                LEFT JOIN gl ON gl.invoice_id = i.id
+                LEFT JOIN wo ON wo.invoice_id = i.id
+                LEFT JOIN tol ON tol.currency = i.currency
+                -- every finding needs one of these: skip the untouched invoices before any arithmetic
+                WHERE i.written_off_amount > 0 OR gl.invoice_id IS NOT NULL OR wo.invoice_id IS NOT NULL
             )
-            SELECT i.id, i.invoice_ref, i.entity_code, i.currency, i.status, i.written_off_amount,
-                   COALESCE(gl.n_entries, 0) AS n_entries, COALESCE(gl.ar_credit, 0) AS ar_credit,
-                   CASE WHEN i.written_off_amount > 0 AND i.status <> 'reversed' THEN 1 ELSE 0 END AS written_off
-            FROM invoices i
-            LEFT JOIN gl ON gl.invoice_id = i.id
-            LEFT JOIN tol ON tol.currency = i.currency
-            WHERE (i.written_off_amount > 0 AND i.status <> 'reversed'
-                   AND (gl.invoice_id IS NULL OR gl.n_entries <> 1
-                        OR ABS(ROUND(gl.ar_credit - i.written_off_amount, 4)) > {_tol_of("tol")}))
-               OR ((i.written_off_amount = 0 OR i.status = 'reversed') AND gl.invoice_id IS NOT NULL)
-            ORDER BY i.entity_code, i.currency, i.id
+            SELECT * FROM c
+            WHERE (c.written_off = 1
+                   AND (c.n_entries = 0
+                        OR c.n_entries > CASE WHEN c.n_posted > 1 THEN c.n_posted ELSE 1 END
+                        OR ABS(ROUND(c.ar_credit - c.written_off_amount, 4)) > c.tol))
+               OR (c.written_off = 0 AND c.n_entries > 0)
+               OR c.exceeds = 1
+            ORDER BY c.entity_code, c.currency, c.id
             """
         ),
         params,
@@ -568,28 +625,39 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
         ):
             entries[e.invoice_id].append({"id": e.id, "key": e.idempotency_key})
 
-    def kind(r) -> str:
+    def kinds(r) -> list[str]:
+        found = ["over"] if r.exceeds else []
         if not r.written_off:
-            return "orphan"
+            return found + (["orphan"] if r.n_entries > 0 else [])
         if r.n_entries == 0:
-            return "missing"
-        if r.n_entries > 1:
-            return "duplicate"
-        return "amount"
+            return [*found, "missing"]
+        if r.n_entries > max(r.n_posted, 1):
+            return [*found, "duplicate"]
+        if abs(_dec(r.ar_credit) - _dec(r.written_off_amount)) > _dec(r.tol):
+            found.append("amount")
+        return found
 
     texts = {
         "missing": "written off in the sub-ledger without an active write-off entry",
-        "duplicate": "with more than one active write-off entry (double posting)",
-        "amount": "whose write-off entry credits AR by a different amount than written off",
+        "duplicate": "with more active write-off entries than posted write-offs (double posting)",
+        "amount": "whose write-off entries credit AR by a different amount than written off",
         "orphan": "not written off in the sub-ledger but with an active write-off entry",
+        "over": "whose posted write-offs exceed the invoice amount",
     }
     groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
-        groups[(r.entity_code, r.currency, kind(r))].append(r)
+        for k in kinds(r):
+            groups[(r.entity_code, r.currency, k)].append(r)
     out = []
     for (entity, currency, k), items in groups.items():
-        expected = _sum(r.written_off_amount for r in items if r.written_off)
-        actual = _sum(r.ar_credit for r in items)
+        if k == "over":
+            expected = _sum(r.amount for r in items)
+            actual = _sum(r.posted_total for r in items)
+            amounts = f"invoice amount {money_str(expected)}, posted write-offs {money_str(actual)}"
+        else:
+            expected = _sum(r.written_off_amount for r in items if r.written_off)
+            actual = _sum(r.ar_credit for r in items)
+            amounts = f"written off {money_str(expected)}, GL AR credited {money_str(actual)}"
         docs = [
             {
                 "type": "invoice",
@@ -598,6 +666,8 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
                 "status": r.status,
                 "written_off_amount": money_str(_dec(r.written_off_amount)),
                 "gl_ar_credit": money_str(_dec(r.ar_credit)),
+                "posted_writeoffs": r.n_posted,
+                "posted_writeoff_total": money_str(_dec(r.posted_total)),
                 "active_entries": entries.get(r.id, []),
             }
             for r in items
@@ -610,10 +680,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
                 expected=expected,
                 actual=actual,
                 documents=_capped(docs),
-                message=(
-                    f"{len(items)} invoice(s) of {entity} {texts[k]}: written off {money_str(expected)}, GL AR "
-                    f"credited {money_str(actual)} {currency}{_more(len(items))}"
-                ),
+                message=(f"{len(items)} invoice(s) of {entity} {texts[k]}: {amounts} {currency}{_more(len(items))}"),
             )
         )
     return out
@@ -799,7 +866,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                    FROM al WHERE from_writeoff = 1 GROUP BY entity_code, currency),
             sub AS (SELECT i.entity_code, i.currency, SUM(i.written_off_amount) AS amount, COUNT(*) AS n
                     FROM invoices i JOIN legal_entities le ON le.code = i.entity_code
-                    WHERE le.writeoff_method = 'allowance' AND i.written_off_amount > 0 AND i.status <> 'reversed'
+                    WHERE le.writeoff_method = 'allowance' AND i.written_off_amount > 0
                     GROUP BY i.entity_code, i.currency),
             k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
             SELECT k.entity_code, k.currency, gl.account_code, le.writeoff_method,
@@ -838,6 +905,523 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
     return out
 
 
+# --- checks in SQLAlchemy Core (money columns keep their column types, whatever their storage) -------------------
+
+_JE = journal_entries
+_JL = journal_lines
+
+
+def _active_posted_writeoffs():
+    """``writeoffs`` rows in status 'posted' with their posted write-off entry, and their invoice."""
+    w, e, i = writeoffs.alias("w"), _JE.alias("we"), invoices.alias("i")
+    return (
+        w,
+        e,
+        i,
+        w.join(i, i.c.id == w.c.invoice_id).join(
+            e, and_(e.c.id == w.c.journal_entry_id, e.c.status == "posted", e.c.source_type == "writeoff")
+        ),
+    )
+
+
+def _wo_doc(r: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "writeoff",
+        "id": r.writeoff_id,
+        "invoice_ref": r.invoice_ref,
+        "amount": money_str(_dec(r.amount)),
+        "selected_on": str(r.selected_on),
+        "posted_on": str(r.posted_on),
+        **extra,
+    }
+
+
+def _group(rows: Iterable[Any], key: Callable[[Any], tuple]) -> dict[tuple, list[Any]]:
+    groups: dict[tuple, list[Any]] = defaultdict(list)
+    for r in rows:
+        groups[key(r)].append(r)
+    return groups
+
+
+def check_paid_after_selection(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
+    """No posted write-off of an invoice that was paid: (1) a regular payment (allocation or payment date) after the
+    write-off's selection date and on or before its posting date, which posting must have skipped; (2) an invoice
+    whose regular cash plus ``written_off_amount`` exceeds its amount: the same money is both collected and written
+    off (cash on a written-off amount is a recovery, never a regular payment). Dates are business dates, never
+    timestamps. Expected 0; actual the write-off amount (1) or the excess over the invoice amount (2)."""
+    w, e, i, src = _active_posted_writeoffs()
+    pa, p = payment_allocations.alias("pa"), payments.alias("p")
+    q1 = (
+        select(
+            w.c.id.label("writeoff_id"),
+            w.c.amount,
+            w.c.as_of_date.label("selected_on"),
+            e.c.posting_date.label("posted_on"),
+            i.c.invoice_ref,
+            i.c.entity_code,
+            i.c.currency,
+            func.min(pa.c.allocated_on).label("paid_on"),
+        )
+        .select_from(
+            src.join(pa, and_(pa.c.invoice_id == w.c.invoice_id, pa.c.kind == "regular")).join(
+                p, p.c.id == pa.c.payment_id
+            )
+        )
+        .where(
+            or_(
+                and_(pa.c.allocated_on > w.c.as_of_date, pa.c.allocated_on <= e.c.posting_date),
+                and_(p.c.payment_date > w.c.as_of_date, p.c.payment_date <= e.c.posting_date),
+            )
+        )
+        .group_by(w.c.id, w.c.amount, w.c.as_of_date, e.c.posting_date, i.c.invoice_ref, i.c.entity_code, i.c.currency)
+        .order_by(i.c.entity_code, i.c.currency, w.c.id)
+    )
+    groups = _group(conn.execute(q1).all(), lambda r: (r.entity_code, r.currency, "late"))
+    # Only written-off invoices, then their regular allocations by the indexed invoice_id (never all payments).
+    inv = invoices.alias("inv")
+    cash = func.sum(pa.c.amount)
+    q2 = (
+        select(
+            inv.c.id,
+            inv.c.invoice_ref,
+            inv.c.entity_code,
+            inv.c.currency,
+            inv.c.amount,
+            inv.c.written_off_amount,
+            cash.label("cash"),
+        )
+        .select_from(inv.join(pa, and_(pa.c.invoice_id == inv.c.id, pa.c.kind == "regular")))
+        .where(inv.c.written_off_amount > 0)
+        .group_by(
+            inv.c.id, inv.c.invoice_ref, inv.c.entity_code, inv.c.currency, inv.c.amount, inv.c.written_off_amount
+        )
+        .having(func.round(cash + inv.c.written_off_amount - inv.c.amount, 4) > 0)
+        .order_by(inv.c.entity_code, inv.c.currency, inv.c.id)
+    )
+    for r in conn.execute(q2):
+        excess = _dec(r.cash) + _dec(r.written_off_amount) - _dec(r.amount)
+        if excess > tolerance.for_currency(r.currency):
+            groups[(r.entity_code, r.currency, "over")].append(r)
+    out = []
+    for (entity, currency, kind), items in groups.items():
+        if kind == "late":
+            actual = _sum(r.amount for r in items)
+            docs = [_wo_doc(r, paid_on=str(r.paid_on)) for r in items]
+            what = "posted although a payment arrived after selection and before posting"
+        else:
+            actual = _sum(_dec(r.cash) + _dec(r.written_off_amount) - _dec(r.amount) for r in items)
+            docs = [
+                {
+                    "type": "invoice",
+                    "id": r.id,
+                    "ref": r.invoice_ref,
+                    "amount": money_str(_dec(r.amount)),
+                    "regular_cash": money_str(_dec(r.cash)),
+                    "written_off_amount": money_str(_dec(r.written_off_amount)),
+                }
+                for r in items
+            ]
+            what = "paid and written off: regular cash plus the amount written off exceed the invoice"
+        out.append(
+            Break(
+                check="paid_after_selection",
+                entity=entity,
+                currency=currency,
+                expected=_dec(0),
+                actual=actual,
+                documents=_capped(docs),
+                message=(
+                    f"{len(items)} write-off(s)/invoice(s) of {entity} {what}: {money_str(actual)} {currency} "
+                    f"written off that was paid{_more(len(items))}"
+                ),
+            )
+        )
+    return out
+
+
+def check_posting_rules(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
+    """No posted write-off broke a rule posting re-checks: (1) a dispute/payment-plan hold on the invoice or the
+    customer active on the posting date (started on or before it, not ended before it); (2) a child invoice whose
+    balance went to the parent, with a regular payment by the parent on or before the posting date (DOMAIN: such a
+    child invoice cannot be written off). Expected 0; actual the amount written off."""
+    w, e, i, src = _active_posted_writeoffs()
+    h = holds.alias("h")
+    cols = (
+        w.c.id.label("writeoff_id"),
+        w.c.amount,
+        w.c.as_of_date.label("selected_on"),
+        e.c.posting_date.label("posted_on"),
+        i.c.invoice_ref,
+        i.c.entity_code,
+        i.c.currency,
+    )
+    active_hold = and_(
+        h.c.start_date <= e.c.posting_date, or_(h.c.end_date.is_(None), h.c.end_date >= e.c.posting_date)
+    )
+    # Invoice holds and account holds as two joins on indexed keys (an OR in one join condition would scan holds).
+    on_hold = union_all(
+        select(*cols, h.c.start_date.label("since")).select_from(
+            src.join(h, and_(h.c.invoice_id == w.c.invoice_id, active_hold))
+        ),
+        select(*cols, h.c.start_date).select_from(
+            src.join(h, and_(h.c.customer_id == i.c.customer_id, h.c.invoice_id.is_(None), active_hold))
+        ),
+    ).subquery("on_hold")
+    cust = customers.alias("cust")
+    pa, p = payment_allocations.alias("pa"), payments.alias("p")
+    parent_paid = (
+        select(*cols, pa.c.allocated_on.label("since"))
+        .select_from(
+            src.join(cust, cust.c.id == i.c.customer_id)
+            .join(
+                pa,
+                and_(
+                    pa.c.invoice_id == w.c.invoice_id,
+                    pa.c.kind == "regular",
+                    pa.c.allocated_on <= e.c.posting_date,
+                ),
+            )
+            .join(p, and_(p.c.id == pa.c.payment_id, p.c.customer_id == cust.c.parent_id))
+        )
+        .where(i.c.balance_transferred_to_parent == true())
+        .subquery("parent_paid")
+    )
+
+    def grouped(sq: Any, kind: str) -> Any:
+        keys_ = [sq.c[c.name] for c in cols]
+        return select(*keys_, func.min(sq.c.since).label("since"), literal(kind).label("kind")).group_by(*keys_)
+
+    q = union_all(grouped(on_hold, "hold"), grouped(parent_paid, "parent")).subquery("q")
+    q = select(q).order_by(q.c.entity_code, q.c.currency, q.c.kind, q.c.writeoff_id)
+    groups: dict[tuple, list[Any]] = defaultdict(list)
+    for r in conn.execute(q):
+        groups[(r.entity_code, r.currency, r.kind)].append(r)
+    texts = {
+        "hold": "posted while a dispute/payment-plan hold was active on the invoice or customer",
+        "parent": "of child invoices whose transferred balance the parent had paid in part",
+    }
+    out = []
+    for (entity, currency, kind), items in groups.items():
+        actual = _sum(r.amount for r in items)
+        docs = [
+            _wo_doc(r, hold_since=str(r.since)) if kind == "hold" else _wo_doc(r, parent_paid_on=str(r.since))
+            for r in items
+        ]
+        out.append(
+            Break(
+                check="posting_rules",
+                entity=entity,
+                currency=currency,
+                expected=_dec(0),
+                actual=actual,
+                documents=_capped(docs),
+                message=f"{len(items)} write-off(s) of {entity} {texts[kind]}: {money_str(actual)} {currency}"
+                f"{_more(len(items))}",
+            )
+        )
+    return out
+
+
+#: Journal sources that book cash received on written-off amounts (plus reversals of entries of these sources).
+RECOVERY_CASH_SOURCES: tuple[str, ...] = ("recovery", "unapplied_cash")
+
+
+def check_recovery_cash(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
+    """Cash received on written-off amounts = cash booked for it, per invoice (grouped per entity and currency).
+
+    Received: 'recovery' payment allocations dated on or before ``as_of``, plus recoveries booked without such an
+    allocation (by hand, or for a payment allocated otherwise). Booked: the cash-role account's debit - credit on
+    posted entries of source ``recovery`` or ``unapplied_cash`` (and reversals of those), by the lines' invoice.
+    The excess of a recovery allocation over what is still written off must be booked as unapplied cash, so an
+    allocation booked only up to the cap shows up here. Regular payments are outside: the ERP books them (AR sync).
+    """
+    pa = payment_allocations.alias("pa")
+    inv = invoices.alias("inv")
+    rc = recoveries.alias("rc")
+    pa2 = payment_allocations.alias("pa2")
+    ln, e, o, a = _JL.alias("l"), _JE.alias("e"), _JE.alias("o"), accounts.alias("a")
+    zero = literal(0, type_=MONEY)
+    received_alloc = (
+        select(inv.c.entity_code, inv.c.currency, pa.c.invoice_id, pa.c.amount.label("received"), zero.label("booked"))
+        .select_from(pa.join(inv, inv.c.id == pa.c.invoice_id))
+        .where(pa.c.kind == "recovery", pa.c.allocated_on <= as_of)
+    )
+    received_manual = (
+        select(inv.c.entity_code, rc.c.currency, rc.c.invoice_id, rc.c.amount, zero)
+        .select_from(rc.join(inv, inv.c.id == rc.c.invoice_id))
+        .where(
+            ~exists().where(
+                pa2.c.kind == "recovery",
+                pa2.c.invoice_id == rc.c.invoice_id,
+                pa2.c.payment_id == rc.c.payment_id,
+                pa2.c.allocated_on <= as_of,
+            )
+        )
+    )
+    sources = list(RECOVERY_CASH_SOURCES)
+    booked = (
+        select(ln.c.entity_code, ln.c.currency, ln.c.invoice_id, zero, (ln.c.debit - ln.c.credit))
+        .select_from(
+            ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted"))
+            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "cash"))
+            .outerjoin(o, o.c.id == e.c.reverses_entry_id)
+        )
+        .where(or_(e.c.source_type.in_(sources), and_(e.c.source_type == "reversal", o.c.source_type.in_(sources))))
+    )
+    u = union_all(received_alloc, received_manual, booked).subquery("u")
+    per = (
+        select(
+            u.c.entity_code,
+            u.c.currency,
+            u.c.invoice_id,
+            func.sum(u.c.received).label("received"),
+            func.sum(u.c.booked).label("booked"),
+        )
+        .group_by(u.c.entity_code, u.c.currency, u.c.invoice_id)
+        .having(func.round(func.sum(u.c.received) - func.sum(u.c.booked), 4) != 0)
+        .subquery("per")
+    )
+    ref = invoices.alias("ref")
+    rows = conn.execute(
+        select(per, ref.c.invoice_ref)
+        .select_from(per.outerjoin(ref, ref.c.id == per.c.invoice_id))
+        .order_by(per.c.entity_code, per.c.currency, per.c.invoice_id)
+    ).all()
+    groups = _group(
+        (r for r in rows if abs(_dec(r.booked) - _dec(r.received)) > tolerance.for_currency(r.currency)),
+        lambda r: (r.entity_code, r.currency),
+    )
+    out = []
+    for (entity, currency), items in groups.items():
+        expected, actual = _sum(r.received for r in items), _sum(r.booked for r in items)
+        docs = [
+            {
+                "type": "invoice",
+                "id": r.invoice_id,
+                "ref": r.invoice_ref,
+                "received": money_str(_dec(r.received)),
+                "booked": money_str(_dec(r.booked)),
+            }
+            for r in items
+        ]
+        out.append(
+            Break(
+                check="recovery_cash",
+                entity=entity,
+                currency=currency,
+                expected=expected,
+                actual=actual,
+                documents=_capped(docs),
+                message=(
+                    f"{len(items)} invoice(s) of {entity}: recovery cash received {money_str(expected)} {currency}, "
+                    f"booked to cash {money_str(actual)} (recoveries + unapplied cash){_more(len(items))}"
+                ),
+            )
+        )
+    return out
+
+
+def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
+    """The allowance account (a contra-asset) never has a debit balance; and right after the latest estimate's
+    true-up entry (key ``alw:``, posted on the estimate date) its balance equalled the estimate's required allowance.
+
+    Sign: per entity and currency, credit - debit of the allowance-role account over posted entries; expected >= 0.
+    Adequacy: for the latest ``allowance_estimates`` date on or before ``as_of``, the balance over entries up to and
+    including that true-up (by entry id, so that the day's later write-offs do not count) = SUM(required_allowance).
+    An estimate without a true-up entry (the balance was already right) is not judged.
+    """
+    ln, e, a = _JL.alias("l"), _JE.alias("e"), accounts.alias("a")
+    allowance_lines = ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted")).join(
+        a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance")
+    )
+    out: list[Break] = []
+    sign = conn.execute(
+        select(
+            ln.c.entity_code,
+            ln.c.currency,
+            func.min(ln.c.account_code).label("account_code"),
+            func.sum(ln.c.credit - ln.c.debit).label("balance"),
+        )
+        .select_from(allowance_lines)
+        .group_by(ln.c.entity_code, ln.c.currency)
+        .having(func.round(func.sum(ln.c.credit - ln.c.debit), 4) < 0)
+        .order_by(ln.c.entity_code, ln.c.currency)
+    ).all()
+    for r in sign:
+        balance = _dec(r.balance)
+        if -balance <= tolerance.for_currency(r.currency):
+            continue
+        out.append(
+            Break(
+                check="allowance_sign",
+                entity=r.entity_code,
+                currency=r.currency,
+                account=r.account_code,
+                expected=_dec(0),
+                actual=balance,
+                message=(
+                    f"allowance account {r.account_code} of {r.entity_code} has a debit balance of "
+                    f"{money_str(-balance)} {r.currency}: write-offs consumed more than the reserve held"
+                ),
+            )
+        )
+    ae = allowance_estimates.alias("ae")
+    latest = (
+        select(ae.c.entity_code, ae.c.currency, func.max(ae.c.as_of_date).label("day"))
+        .where(ae.c.as_of_date <= as_of)
+        .group_by(ae.c.entity_code, ae.c.currency)
+        .subquery("latest")
+    )
+    req = (
+        select(latest.c.entity_code, latest.c.currency, latest.c.day, func.sum(ae.c.required_allowance).label("req"))
+        .select_from(
+            latest.join(
+                ae,
+                and_(
+                    ae.c.entity_code == latest.c.entity_code,
+                    ae.c.currency == latest.c.currency,
+                    ae.c.as_of_date == latest.c.day,
+                ),
+            )
+        )
+        .group_by(latest.c.entity_code, latest.c.currency, latest.c.day)
+        .subquery("req")
+    )
+    cut = (
+        select(req.c.entity_code, req.c.currency, req.c.day, req.c.req, func.max(e.c.id).label("cut"))
+        .select_from(
+            req.join(ln, and_(ln.c.entity_code == req.c.entity_code, ln.c.currency == req.c.currency))
+            .join(
+                e,
+                and_(
+                    e.c.id == ln.c.entry_id,
+                    e.c.status == "posted",
+                    e.c.posting_date == req.c.day,
+                    e.c.idempotency_key.like(f"{keys.ALLOWANCE_PREFIX}%"),
+                ),
+            )
+            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance"))
+        )
+        .group_by(req.c.entity_code, req.c.currency, req.c.day, req.c.req)
+        .subquery("cut")
+    )
+    adequacy = conn.execute(
+        select(
+            cut.c.entity_code,
+            cut.c.currency,
+            cut.c.day,
+            cut.c.req,
+            cut.c.cut,
+            func.min(ln.c.account_code).label("account_code"),
+            func.sum(ln.c.credit - ln.c.debit).label("balance"),
+        )
+        .select_from(
+            cut.join(
+                ln,
+                and_(
+                    ln.c.entity_code == cut.c.entity_code, ln.c.currency == cut.c.currency, ln.c.entry_id <= cut.c.cut
+                ),
+            )
+            .join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted"))
+            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance"))
+        )
+        .group_by(cut.c.entity_code, cut.c.currency, cut.c.day, cut.c.req, cut.c.cut)
+        .order_by(cut.c.entity_code, cut.c.currency)
+    ).all()
+    for r in adequacy:
+        required, balance = _dec(r.req), _dec(r.balance)
+        if abs(balance - required) <= tolerance.for_currency(r.currency):
+            continue
+        out.append(
+            Break(
+                check="allowance_sign",
+                entity=r.entity_code,
+                currency=r.currency,
+                account=r.account_code,
+                expected=required,
+                actual=balance,
+                documents=({"type": "journal_entry", "id": r.cut, "estimate_date": str(r.day)},),
+                message=(
+                    f"allowance of {r.entity_code} after the {r.day} true-up: {money_str(balance)} {r.currency}, "
+                    f"the estimate of {r.day} requires {money_str(required)}"
+                ),
+            )
+        )
+    return out
+
+
+def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
+    """No functional-currency residue on AR control: where the AR balance in a transaction currency is zero (per
+    entity and currency, or per invoice whose AR lines net to zero), its functional balance is zero too (e.g. an
+    invoice raised at 15.05 and written off at 15.04 leaves 0.01 behind). Expected 0; actual the functional
+    residue, in the entity's functional currency (tolerance of that currency)."""
+    ln, e, a = _JL.alias("l"), _JE.alias("e"), accounts.alias("a")
+    ar = ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted")).join(
+        a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "ar_control")
+    )
+    txn = func.sum(ln.c.debit - ln.c.credit)
+    fun = func.sum(ln.c.functional_debit - ln.c.functional_credit)
+    cols = (
+        ln.c.entity_code,
+        ln.c.currency,
+        func.min(ln.c.functional_currency).label("functional_currency"),
+        func.min(ln.c.account_code).label("account_code"),
+        fun.label("residue"),
+    )
+    totals = conn.execute(
+        select(*cols)
+        .select_from(ar)
+        .group_by(ln.c.entity_code, ln.c.currency)
+        .having(and_(func.round(txn, 4) == 0, func.round(fun, 4) != 0))
+    ).all()
+    ref = invoices.alias("ref")
+    per_invoice = conn.execute(
+        select(*cols, ln.c.invoice_id, func.min(ref.c.invoice_ref).label("invoice_ref"))
+        .select_from(ar.join(ref, ref.c.id == ln.c.invoice_id))
+        .group_by(ln.c.entity_code, ln.c.currency, ln.c.invoice_id)
+        .having(and_(func.round(txn, 4) == 0, func.round(fun, 4) != 0))
+        .order_by(ln.c.entity_code, ln.c.currency, ln.c.invoice_id)
+    ).all()
+    docs = _group(per_invoice, lambda r: (r.entity_code, r.currency))
+    found: dict[tuple, tuple[Decimal, str, str]] = {}
+    for r in totals:
+        found[(r.entity_code, r.currency)] = (_dec(r.residue), r.functional_currency, r.account_code)
+    for k, items in docs.items():
+        if k not in found:
+            found[k] = (_sum(r.residue for r in items), items[0].functional_currency, items[0].account_code)
+    out = []
+    for (entity, currency), (residue, fcur, account) in sorted(found.items()):
+        if abs(residue) <= tolerance.for_currency(fcur):
+            continue
+        items = docs.get((entity, currency), [])
+        out.append(
+            Break(
+                check="ar_functional",
+                entity=entity,
+                currency=currency,
+                account=account,
+                expected=_dec(0),
+                actual=residue,
+                documents=_capped(
+                    [
+                        {
+                            "type": "invoice",
+                            "id": r.invoice_id,
+                            "ref": r.invoice_ref,
+                            "functional_residue": money_str(_dec(r.residue)),
+                        }
+                        for r in items
+                    ]
+                ),
+                message=(
+                    f"AR control {account} of {entity}: {currency} balance is zero but {money_str(residue)} {fcur} "
+                    f"remains in functional currency ({len(items)} cleared invoice(s) carry a residue)"
+                ),
+            )
+        )
+    return out
+
+
 #: The registry: every run executes all of these, in this order. Add a check by appending here.
 CHECKS: tuple[Check, ...] = (
     Check("subledger_vs_gl", "Sub-ledger open AR = GL AR control, per entity and currency", check_subledger_vs_gl),
@@ -846,6 +1430,23 @@ CHECKS: tuple[Check, ...] = (
     Check("writeoff_entries", "Exactly one active write-off entry per written-off invoice", check_writeoff_entries),
     Check("recoveries", "Recoveries within amounts written off, recovered_amount consistent", check_recoveries),
     Check("allowance", "Allowance account explained by its entries; write-offs charged match", check_allowance),
+    Check(
+        "paid_after_selection",
+        "No posted write-off of an invoice paid after selection, or paid and written off beyond its amount",
+        check_paid_after_selection,
+    ),
+    Check(
+        "posting_rules",
+        "No posted write-off under an active hold, or of a child invoice the parent paid in part",
+        check_posting_rules,
+    ),
+    Check("recovery_cash", "Cash received on written-off amounts = cash booked, per invoice", check_recovery_cash),
+    Check(
+        "allowance_sign",
+        "Allowance never in debit; equal to the latest estimate right after its true-up",
+        check_allowance_sign,
+    ),
+    Check("ar_functional", "No functional residue on AR where the transaction balance is zero", check_ar_functional),
 )
 
 

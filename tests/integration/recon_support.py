@@ -417,3 +417,24 @@ def inject_over_recovery(engine: Engine, s: Scenario) -> int:
             ),
         )
         return add_recovery(conn, s.worked, "USD", "20000.00", "rec:worked:2", r["rec:worked:2"])
+
+
+def inject_unbooked_recovery_cash(engine: Engine, s: Scenario) -> int:
+    """Raw SQL: EUR 150 of cash on the written-off EUR 800 invoice, allocated as 'recovery', never booked."""
+    with engine.begin() as conn:
+        cid = conn.execute(select(invoices.c.customer_id).where(invoices.c.id == s.eur_recovered)).scalar_one()
+        pid = conn.execute(
+            text(
+                "INSERT INTO payments (entity_code, payment_ref, customer_id, payment_date, currency, amount, source)"
+                " VALUES ('EU01', 'RAW-REC-150', :c, :d, 'EUR', '150.00', 'raw') RETURNING id"
+            ),
+            {"c": cid, "d": AS_OF},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO payment_allocations (payment_id, invoice_id, amount, allocated_on, kind)"
+                " VALUES (:p, :i, '150.00', :d, 'recovery')"
+            ),
+            {"p": pid, "i": s.eur_recovered, "d": AS_OF},
+        )
+        return pid

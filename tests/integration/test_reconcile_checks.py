@@ -225,7 +225,9 @@ def test_writeoff_charged_to_allowance_must_match_subledger(ledger: Engine, tmp_
             ),
         )
     breaks = by_check(run(ledger, tmp_path))
-    assert set(breaks) == {"allowance", "writeoff_entries"}
+    # The direct entity's (unfunded) allowance account is now in debit: allowance_sign reports that too.
+    assert set(breaks) == {"allowance", "writeoff_entries", "allowance_sign"}
+    assert str(breaks["allowance_sign"][0].actual) == "-10.0000"
     (b,) = breaks["allowance"]
     assert (b.entity, b.currency, str(b.expected), str(b.actual)) == ("US01", "USD", "0.0000", "10.0000")
     assert "direct-method" in b.message

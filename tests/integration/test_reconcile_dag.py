@@ -1,7 +1,8 @@
 """The ``ledger_reconciliation`` DAG end to end with ``dag.test()``: real Airflow, real PostgreSQL ledger, real
 Slack/SMTP receivers on 127.0.0.1.
 
-For each injected break (edited GL line, missing posting, double posting, over-recovery) the run must: store the
+For each injected break (edited GL line, missing posting, double posting, over-recovery, unbooked recovery cash)
+the run must: store the
 breaks, write the report, leave ``assert_no_breaks`` FAILED (red) and the run failed, and deliver the summary to
 both channels through the failure callbacks. A clean ledger must give a green run and no message.
 
@@ -111,13 +112,19 @@ INJECTIONS = {
     ),
     "double_posting": (rs.inject_double_posting, {"subledger_vs_gl", "writeoff_entries"}),
     "over_recovery": (rs.inject_over_recovery, {"recoveries"}),
+    # A check added to the registry later (issue 12): the DAG runs it and alerts on it like the first ones.
+    "unbooked_recovery_cash": (rs.inject_unbooked_recovery_cash, {"recovery_cash"}),
 }
 
 
 @pytest.mark.parametrize(
     "case",
-    # One injection always runs; the other three (~20 s of Airflow each) are marked slow (CI runs them).
-    [c if c == "double_posting" else pytest.param(c, marks=pytest.mark.slow) for c in sorted(INJECTIONS)],
+    # Two injections always run (an original check and a registry addition); the others (~20 s of Airflow each) are
+    # marked slow (CI runs them).
+    [
+        c if c in ("double_posting", "unbooked_recovery_cash") else pytest.param(c, marks=pytest.mark.slow)
+        for c in sorted(INJECTIONS)
+    ],
 )
 def test_break_fails_the_task_and_alerts_both_channels(
     airflow_env: dict[str, str], pg_ledger: Engine, tmp_path: Path, case: str
