@@ -35,8 +35,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, bindparam, text
 
-from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.money import money_str, round_money
 
 _Q4 = Decimal("0.0001")

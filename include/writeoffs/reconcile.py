@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 
 from writeoffs import audit
+from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.db.schema import recon_breaks, recon_runs
 from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
@@ -57,15 +58,13 @@ _Q4 = Decimal("0.0001")
 # --- value objects ----------------------------------------------------------------------------------------------
 
 
-def _dec(value: object) -> Decimal:
-    """A database number as Decimal at the ledger's 4 decimals (SQLite returns floats for NUMERIC sums; NULL is 0)."""
-    if value is None:
-        return Decimal(0).quantize(_Q4)
-    return Decimal(str(value)).quantize(_Q4)
+def _dec(conn: Connection, value: object) -> Decimal:
+    """A money value read by raw SQL, at the ledger's 4 decimals (decoded by writeoffs.db.money; NULL is 0)."""
+    return from_db_or_zero(conn, value).quantize(_Q4)
 
 
-def _sum(values: Iterable[object]) -> Decimal:
-    return sum((_dec(v) for v in values), Decimal(0).quantize(_Q4))
+def _sum(conn: Connection, values: Iterable[object]) -> Decimal:
+    return sum((_dec(conn, v) for v in values), Decimal(0).quantize(_Q4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +165,16 @@ class Check:
 # --- SQL helpers ------------------------------------------------------------------------------------------------
 
 
-def _tol_cte(tolerance: Tolerances) -> tuple[str, dict[str, object]]:
-    """A ``tol(currency, amount)`` CTE so that tolerances are applied inside the set-wise query, not in Python."""
-    params: dict[str, object] = {"default_tol": str(tolerance.default)}
+def _tol_cte(conn: Connection, tolerance: Tolerances) -> tuple[str, dict[str, object]]:
+    """A ``tol(currency, amount)`` CTE so that tolerances are applied inside the set-wise query, not in Python.
+
+    Tolerances are bound like the money they are compared with (``writeoffs.db.money.to_db``)."""
+    params: dict[str, object] = {"default_tol": to_db(conn, tolerance.default)}
     rows = []
     for n, (cur, amt) in enumerate(sorted(tolerance.per_currency.items())):
         rows.append(f"SELECT CAST(:tc{n} AS VARCHAR(3)) AS currency, CAST(:ta{n} AS NUMERIC(20, 4)) AS amount")
         params[f"tc{n}"] = cur
-        params[f"ta{n}"] = str(amt)
+        params[f"ta{n}"] = to_db(conn, amt)
     if not rows:
         rows.append("SELECT CAST(NULL AS VARCHAR(3)) AS currency, CAST(NULL AS NUMERIC(20, 4)) AS amount WHERE 1 = 0")
     return "tol AS (" + " UNION ALL ".join(rows) + ")", params
@@ -210,7 +211,7 @@ _POSTED_AR_LINES = """
 
 def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """Open AR per entity and currency (sum of invoice open balances) = posted balance of the AR control account."""
-    tol_sql, params = _tol_cte(tolerance)
+    tol_sql, params = _tol_cte(conn, tolerance)
     rows = conn.execute(
         text(
             f"""
@@ -247,8 +248,8 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
                     "type": "invoice",
                     "id": d.id,
                     "ref": d.invoice_ref,
-                    "open_balance": money_str(_dec(d.expected)),
-                    "gl_balance": money_str(_dec(d.actual)),
+                    "open_balance": money_str(_dec(conn, d.expected)),
+                    "gl_balance": money_str(_dec(conn, d.actual)),
                 }
                 for d in conn.execute(
                     text(
@@ -268,7 +269,7 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
             ]
         else:
             hint = f"; {r.untagged} AR lines carry no invoice, so the difference cannot be pinned to invoices"
-        expected, actual = _dec(r.expected), _dec(r.actual)
+        expected, actual = _dec(conn, r.expected), _dec(conn, r.actual)
         out.append(
             Break(
                 check="subledger_vs_gl",
@@ -369,18 +370,18 @@ def check_approved_vs_posted(conn: Connection, as_of: date, tolerance: Tolerance
                     "id": r.id,
                     "invoice_ref": r.invoice_ref,
                     "status": r.status,
-                    "amount": money_str(_dec(r.amount)),
+                    "amount": money_str(_dec(conn, r.amount)),
                     "journal_entry_id": r.journal_entry_id,
                     "problem": problem,
                 }
             )
         t = totals.get(batch_id)
         if t is not None:
-            expected, actual = _dec(t.expected), _dec(t.actual)
+            expected, actual = _dec(conn, t.expected), _dec(conn, t.actual)
             where = f"batch {items[0].batch_key} ({items[0].batch_status}, {t.n} items)"
         else:
-            expected = _sum(r.amount for r in items)
-            actual = _sum(r.amount for r in items if r.status == "skipped" and (r.skip_reason or "").strip())
+            expected = _sum(conn, (r.amount for r in items))
+            actual = _sum(conn, (r.amount for r in items if r.status == "skipped" and (r.skip_reason or "").strip()))
             where = "write-offs outside any batch"
         out.append(
             Break(
@@ -440,8 +441,8 @@ def check_entries_balanced(conn: Connection, as_of: date, tolerance: Tolerances)
                 "key": r.idempotency_key,
                 "status": r.status,
                 "source_type": r.source_type,
-                "debit": None if r.dr is None else money_str(_dec(r.dr)),
-                "credit": None if r.cr is None else money_str(_dec(r.cr)),
+                "debit": None if r.dr is None else money_str(_dec(conn, r.dr)),
+                "credit": None if r.cr is None else money_str(_dec(conn, r.cr)),
             }
             for r in items
         ]
@@ -456,8 +457,8 @@ def check_entries_balanced(conn: Connection, as_of: date, tolerance: Tolerances)
                 )
             )
             continue
-        dr = _sum(r.dr for r in items)
-        cr = _sum(r.cr for r in items)
+        dr = _sum(conn, (r.dr for r in items))
+        cr = _sum(conn, (r.cr for r in items))
         out.append(
             Break(
                 check="entries_balanced",
@@ -489,7 +490,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
     invoice by its lines' ``invoice_id``. Conversely, an invoice that is not written off (or whose write-off was
     reversed) must have no active write-off entry.
     """
-    tol_sql, params = _tol_cte(tolerance)
+    tol_sql, params = _tol_cte(conn, tolerance)
     rows = conn.execute(
         text(
             f"""
@@ -557,16 +558,16 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
         groups[(r.entity_code, r.currency, kind(r))].append(r)
     out = []
     for (entity, currency, k), items in groups.items():
-        expected = _sum(r.written_off_amount for r in items if r.written_off)
-        actual = _sum(r.ar_credit for r in items)
+        expected = _sum(conn, (r.written_off_amount for r in items if r.written_off))
+        actual = _sum(conn, (r.ar_credit for r in items))
         docs = [
             {
                 "type": "invoice",
                 "id": r.id,
                 "ref": r.invoice_ref,
                 "status": r.status,
-                "written_off_amount": money_str(_dec(r.written_off_amount)),
-                "gl_ar_credit": money_str(_dec(r.ar_credit)),
+                "written_off_amount": money_str(_dec(conn, r.written_off_amount)),
+                "gl_ar_credit": money_str(_dec(conn, r.ar_credit)),
                 "active_entries": entries.get(r.id, []),
             }
             for r in items
@@ -591,7 +592,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
 def check_recoveries(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """Per invoice: recoveries never exceed the amount written off; ``recovered_amount`` = sum of recoveries rows;
     recoveries are in the invoice currency and have a posted journal entry."""
-    tol_sql, params = _tol_cte(tolerance)
+    tol_sql, params = _tol_cte(conn, tolerance)
     rows = conn.execute(
         text(
             f"""
@@ -644,19 +645,19 @@ def check_recoveries(conn: Connection, as_of: date, tolerance: Tolerances) -> li
                 "type": "invoice",
                 "id": r.id,
                 "ref": r.invoice_ref,
-                "written_off_amount": money_str(_dec(r.written_off_amount)),
-                "recovered_amount": money_str(_dec(r.recovered_amount)),
-                "recoveries_total": money_str(_dec(r.recovered)),
+                "written_off_amount": money_str(_dec(conn, r.written_off_amount)),
+                "recovered_amount": money_str(_dec(conn, r.recovered_amount)),
+                "recoveries_total": money_str(_dec(conn, r.recovered)),
                 "recoveries": r.n,
             }
             for r in items
         ]
-        recovered = _sum(r.recovered for r in items)
+        recovered = _sum(conn, (r.recovered for r in items))
         if k == "exceeds":
-            expected = _sum(r.written_off_amount for r in items)
+            expected = _sum(conn, (r.written_off_amount for r in items))
             what = "recovered more than was written off"
         elif k == "mismatch":
-            expected = _sum(r.recovered_amount for r in items)
+            expected = _sum(conn, (r.recovered_amount for r in items))
             what = "have recovered_amount different from the sum of their recoveries"
         elif k == "unposted":
             expected = recovered
@@ -690,7 +691,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
        ``written_off_amount`` for allowance-method entities, and 0 for direct-method entities (whose write-offs go
        to bad-debt expense and must not touch the reserve).
     """
-    tol_sql, params = _tol_cte(tolerance)
+    tol_sql, params = _tol_cte(conn, tolerance)
     sources, p2 = _in_list("src", ALLOWANCE_SOURCES)
     params.update(p2)
     allowance_lines = f"""
@@ -728,7 +729,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                 "id": d.entry_id,
                 "key": d.idempotency_key,
                 "source_type": d.source_type,
-                "net_credit": money_str(_dec(d.net)),
+                "net_credit": money_str(_dec(conn, d.net)),
             }
             for d in conn.execute(
                 text(
@@ -742,7 +743,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                 {**p2, "e": r.entity_code, "c": r.currency},
             )
         ]
-        expected, actual = _dec(r.explained), _dec(r.balance)
+        expected, actual = _dec(conn, r.explained), _dec(conn, r.balance)
         out.append(
             Break(
                 check="allowance",
@@ -785,7 +786,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
         params,
     ).all()
     for r in rows:
-        expected, actual = _dec(r.expected), _dec(r.actual)
+        expected, actual = _dec(conn, r.expected), _dec(conn, r.actual)
         what = (
             f"sub-ledger write-offs {money_str(expected)} on {r.n} invoices"
             if r.writeoff_method == "allowance"

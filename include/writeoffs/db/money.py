@@ -100,9 +100,11 @@ def from_db(dialect: Any, value: object) -> Decimal | None:
     """A money value read by raw SQL (a column or a SUM of money columns) as ``Decimal``; None stays None."""
     if value is None:
         return None
+    if isinstance(value, Decimal):  # already decoded by a typed column (sqlite3 itself never returns a Decimal)
+        return value
     if _is_sqlite(dialect):
         return decode_scaled(value)
-    return to_decimal(value if isinstance(value, Decimal) else str(value))
+    return to_decimal(str(value))
 
 
 def from_db_or_zero(dialect: Any, value: object) -> Decimal:
