@@ -32,6 +32,8 @@ from writeoffs.money import DB_SCALE, decimal_places, to_decimal
 
 #: SQLite stores ``amount * SCALE_FACTOR`` as an integer.
 SCALE_FACTOR = 10**DB_SCALE
+#: Integer cents to SQLite's ten-thousandths (bulk loaders of amounts already held as integer cents).
+SCALED_PER_CENT = SCALE_FACTOR // 100
 _INT64_MAX = 2**63 - 1
 #: Largest absolute amount SQLite can hold at scale 4 (int64): 922,337,203,685,477.5807.
 SQLITE_MAX = Decimal(_INT64_MAX).scaleb(-DB_SCALE)
