@@ -7,8 +7,9 @@
   losing digits). The column keeps its declared ``NUMERIC(20, 4)`` (NUMERIC affinity leaves integers as they are), so
   the schema is the same on both databases and no table had to be rebuilt (migration 0007 converted the values).
 
-Encoding fails closed, never rounds: an amount with more than 4 decimals, a float, or one beyond what an int64 holds
-at scale 4 (about 922 trillion) raises :class:`~writeoffs.errors.InvalidAmount`. Decoding refuses a REAL read from
+Encoding fails closed, never rounds: an amount with more than 4 decimals (on both databases: PostgreSQL would round
+it to the column's scale), a float, or on SQLite one beyond what an int64 holds at scale 4 (about 922 trillion)
+raises :class:`~writeoffs.errors.InvalidAmount`. Decoding refuses a REAL read from
 SQLite (a column left unconverted, or SQL arithmetic such as ``amount * fx_rate`` that left the integers).
 
 Typed SQLAlchemy columns (``schema.MONEY``) encode and decode by themselves, also through ``SUM``/``COALESCE`` and
@@ -64,13 +65,17 @@ def _is_sqlite(dialect: Any) -> bool:
     return name == "sqlite"
 
 
+def _too_many_decimals(dec: Decimal) -> InvalidAmount:
+    return InvalidAmount(
+        f"amount {format(dec, 'f')} has more than {DB_SCALE} decimals; the ledger stores {DB_SCALE} (never rounds)"
+    )
+
+
 def encode_scaled(value: object) -> int:
     """An amount as SQLite's integer ten-thousandths, exactly, or :class:`InvalidAmount`."""
     dec = to_decimal(value)  # refuses floats, NaN, non-numbers
     if decimal_places(dec) > DB_SCALE:
-        raise InvalidAmount(
-            f"amount {format(dec, 'f')} has more than {DB_SCALE} decimals; the ledger stores {DB_SCALE} (not rounded)"
-        )
+        raise _too_many_decimals(dec)
     if abs(dec) > SQLITE_MAX:
         raise InvalidAmount(
             f"amount {format(dec, 'f')} is beyond what the SQLite ledger stores exactly ({format(SQLITE_MAX, 'f')}); "
@@ -95,7 +100,10 @@ def to_db(dialect: Any, value: object) -> object:
         return None
     if _is_sqlite(dialect):
         return encode_scaled(value)
-    return to_decimal(value)
+    dec = to_decimal(value)
+    if decimal_places(dec) > DB_SCALE:  # NUMERIC(20, 4) would round it silently
+        raise _too_many_decimals(dec)
+    return dec
 
 
 def from_db(dialect: Any, value: object) -> Decimal | None:
@@ -201,3 +209,16 @@ def rate_from_db(dialect: Any, value: object) -> Decimal | None:
     if not dec.is_finite():
         raise InvalidAmount(f"rate {value!r} is not finite")
     return dec.quantize(_RATE_QUANTUM) if decimal_places(dec) > RATE_SCALE else dec
+
+
+def sqlite_decimal_text_sql(expr: str) -> str:
+    """SQLite SQL turning a money column (integer ten-thousandths) into its exact decimal text (``-12.3400``).
+
+    For SQL that must render amounts itself (e.g. a staged row as JSON for the quarantine). A value that is not an
+    integer (unconverted or corrupt) is passed through unchanged, so it stays visible as it is.
+    """
+    return (
+        f"CASE WHEN typeof({expr}) = 'integer' THEN "
+        f"(CASE WHEN {expr} < 0 THEN '-' ELSE '' END) || (abs({expr}) / {SCALE_FACTOR}) || '.' || "
+        f"substr('{'0' * DB_SCALE}' || (abs({expr}) % {SCALE_FACTOR}), -{DB_SCALE}) ELSE {expr} END"
+    )
