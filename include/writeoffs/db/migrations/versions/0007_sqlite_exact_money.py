@@ -109,27 +109,33 @@ def _from_scaled(value: object, where: str) -> float:
 
 
 def _convert(conn: sa.Connection, convert) -> None:
+    """Every money column of a row in one UPDATE: CHECKs across columns (open_balance <= amount) hold throughout."""
     tables = set(sa.inspect(conn).get_table_names())
     for table, columns in MONEY_COLUMNS.items():
         if table not in tables:
             continue
-        for column in columns:
-            last = 0
-            while True:
-                rows = conn.execute(
-                    sa.text(
-                        f"SELECT rowid, {column} FROM {table} WHERE rowid > :last AND {column} IS NOT NULL "
-                        f"ORDER BY rowid LIMIT {_CHUNK}"
-                    ),
-                    {"last": last},
-                ).all()
-                if not rows:
-                    break
-                conn.execute(
-                    sa.text(f"UPDATE {table} SET {column} = :v WHERE rowid = :id"),
-                    [{"id": rid, "v": convert(value, f"{table}.{column} rowid {rid}")} for rid, value in rows],
-                )
-                last = rows[-1][0]
+        cols = ", ".join(columns)
+        sets = ", ".join(f"{c} = :{c}" for c in columns)
+        last = 0
+        while True:
+            rows = conn.execute(
+                sa.text(f"SELECT rowid, {cols} FROM {table} WHERE rowid > :last ORDER BY rowid LIMIT {_CHUNK}"),
+                {"last": last},
+            ).all()
+            if not rows:
+                break
+            conn.execute(
+                sa.text(f"UPDATE {table} SET {sets} WHERE rowid = :id"),
+                [
+                    {"id": row[0]}
+                    | {
+                        c: None if v is None else convert(v, f"{table}.{c} rowid {row[0]}")
+                        for c, v in zip(columns, row[1:], strict=True)
+                    }
+                    for row in rows
+                ],
+            )
+            last = rows[-1][0]
 
 
 def upgrade() -> None:
