@@ -89,3 +89,9 @@ def test_the_ddl_is_numeric_20_4_on_both_databases() -> None:
     t = Table("t", MetaData(), Column("amount", MONEY))
     for dialect in (sqlite.dialect(), postgresql.dialect()):
         assert t.c.amount.type.compile(dialect=dialect) == "NUMERIC(20, 4)"
+
+
+def test_money_is_not_divided_in_sql() -> None:
+    """SQLite would divide the integers and truncate: the expression is refused when it is built."""
+    with pytest.raises(InvalidAmount, match="not divided in SQL"):
+        journal_lines.c.debit / 3

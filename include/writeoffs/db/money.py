@@ -124,12 +124,16 @@ def from_db_or_zero(dialect: Any, value: object) -> Decimal:
 
 
 class _Comparator(TypeDecorator.Comparator):
-    """``money + money`` and ``money - money`` stay money (same scale); other arithmetic keeps SQLAlchemy's typing."""
+    """Arithmetic on money in SQL: ``+``/``-``/unary minus and ``money * integer`` stay money (same scale).
+
+    Division would truncate SQLite's integers silently: it is refused when the expression is built (divide in Python
+    with ``Decimal``). ``money * rate`` is typed money too, and its decoding refuses the REAL it yields on SQLite.
+    """
 
     def _adapt_expression(self, op, other_comparator):  # type: ignore[override]
-        if op in (operator.add, operator.sub) and isinstance(other_comparator.type, ExactMoney):
-            return op, self.type
-        return super()._adapt_expression(op, other_comparator)
+        if op in (operator.truediv, operator.floordiv, operator.mod):
+            raise InvalidAmount("money is not divided in SQL (SQLite would truncate): divide in Python with Decimal")
+        return op, self.type
 
 
 class _SqliteStorage(Numeric):
@@ -174,14 +178,6 @@ class ExactMoney(TypeDecorator):
     @property
     def python_type(self) -> type:
         return Decimal
-
-
-def sql_sum_scale(dialect: Any) -> int:
-    """Units per 1.00 of a money value inside SQL: 10,000 on SQLite, 1 on PostgreSQL.
-
-    For the rare SQL that must compare money with a plain number computed in SQL (prefer binding ``to_db``).
-    """
-    return SCALE_FACTOR if _is_sqlite(dialect) else 1
 
 
 #: Rates (``RATE``, NUMERIC(20, 10)) keep 10 decimals.
