@@ -56,6 +56,7 @@ from writeoffs import audit, ledger
 from writeoffs.accounting import entries, keys
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.db.money import from_db_or_zero
 from writeoffs.db.schema import aging_runs, allowance_estimates, journal_entries, legal_entities
 from writeoffs.errors import ConfigError, LedgerError
 from writeoffs.journal import JournalEntry
@@ -295,7 +296,7 @@ class _PeriodProbe:
 
 
 def _dec(value: object) -> Decimal:
-    """A database number as Decimal at the ledger's 4 decimals (SQLite returns floats for NUMERIC sums)."""
+    """A typed money value (already Decimal) at the ledger's 4 decimals; NULL is 0."""
     return Decimal(0).quantize(_Q4) if value is None else Decimal(str(value)).quantize(_Q4)
 
 
@@ -333,10 +334,9 @@ _CUTOFF_JOIN = "LEFT JOIN wo_after ON wo_after.invoice_id = s.invoice_id"
 
 
 def _open_sum(dialect: str) -> str:
-    """SUM of the open balance at the cut-off, exactly: NUMERIC on PostgreSQL; integer ten-thousandths on SQLite."""
-    if dialect == "postgresql":
-        return f"SUM({_OPEN_AT_CUTOFF})"
-    return f"SUM(CAST(ROUND({_OPEN_AT_CUTOFF} * 10000) AS INTEGER))"
+    """SUM of the open balance at the cut-off: exact on both databases (NUMERIC on PostgreSQL, integer
+    ten-thousandths on SQLite, see ``writeoffs.db.money``); read it with :func:`_money_sum`."""
+    return f"SUM({_OPEN_AT_CUTOFF})"
 
 
 def _snapshot_at(conn: Connection, as_of: date) -> datetime:
@@ -344,12 +344,8 @@ def _snapshot_at(conn: Connection, as_of: date) -> datetime:
     return conn.execute(select(aging_runs.c.computed_at).where(aging_runs.c.as_of_date == as_of)).scalar_one()
 
 
-def _from_open_sum(dialect: str, value: object) -> Decimal:
-    if value is None:
-        return Decimal(0).quantize(_Q4)
-    if dialect == "postgresql":
-        return _dec(value)
-    return Decimal(int(value)).scaleb(-4)
+def _money_sum(dialect: str, value: object) -> Decimal:
+    return from_db_or_zero(dialect, value).quantize(_Q4)
 
 
 # --- the estimate -----------------------------------------------------------------------------------------------
@@ -607,7 +603,7 @@ def _store_estimates(
     ).all()
     out = []
     for r in rows:
-        open_sum = _from_open_sum(dialect, r.open_sum)
+        open_sum = _money_sum(dialect, r.open_sum)
         rate = Decimal(str(r.rate)).quantize(Decimal(1).scaleb(-RATE_DECIMALS))
         out.append(
             {
@@ -679,7 +675,7 @@ def _functional_required(
     per_bucket: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     for r in rows:
         fx = Decimal(str(r.fx_rate)).quantize(Decimal("0.0000000001"))
-        per_bucket[(r.entity_code, r.currency, r.bucket)] += _from_open_sum(dialect, r.open_sum) * fx
+        per_bucket[(r.entity_code, r.currency, r.bucket)] += _money_sum(dialect, r.open_sum) * fx
     out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for (entity, cur, bucket), amount in per_bucket.items():
         rate = rates[entity].get(bucket, Decimal(0))
@@ -710,7 +706,10 @@ def _allowance_balances(
         ).bindparams(bindparam("d", type_=Date)),
         params,
     ).all()
-    return {(r.entity_code, r.currency): (_dec(r.bal), _dec(r.fbal)) for r in rows}
+    return {
+        (r.entity_code, r.currency): (_money_sum(conn.dialect.name, r.bal), _money_sum(conn.dialect.name, r.fbal))
+        for r in rows
+    }
 
 
 def _adjustment_entry(

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 
+from writeoffs.db.money import from_db_or_zero
 from writeoffs.errors import LedgerError
 from writeoffs.money import DB_SCALE, check_currency, quantum, to_decimal
 
@@ -131,26 +132,21 @@ def amount_text(value: object, currency: str) -> str:
     return format(shown, "f")
 
 
-def _db_dec(value: object) -> Decimal:
-    return Decimal(0) if value is None else to_decimal(value if not isinstance(value, float) else repr(value))
+def _db_dec(conn: Connection, value: object) -> Decimal:
+    """A money value read by raw SQL (decoded by ``writeoffs.db.money``); NULL is 0."""
+    return from_db_or_zero(conn, value)
 
 
 # --- queries ----------------------------------------------------------------------------------------------------
 
 
 def _exact_sum(conn: Connection, expr: str) -> str:
-    """SUM(expr) exactly: NUMERIC on PostgreSQL; integer ten-thousandths on SQLite (NUMERIC is stored as REAL)."""
-    if conn.dialect.name == "postgresql":
-        return f"SUM({expr})"
-    return f"SUM(CAST(ROUND(({expr}) * 10000) AS INTEGER))"
+    """SUM(expr) of money columns, exact on both databases (see writeoffs.db.money)."""
+    return f"SUM({expr})"
 
 
 def _from_sum(conn: Connection, value: object) -> Decimal:
-    if value is None:
-        return Decimal(0).quantize(_DB_QUANTUM)
-    if conn.dialect.name == "postgresql":
-        return Decimal(str(value)).quantize(_DB_QUANTUM)
-    return Decimal(int(value)).scaleb(-DB_SCALE)
+    return from_db_or_zero(conn, value).quantize(_DB_QUANTUM)
 
 
 def _last_posting_date(conn: Connection) -> date | None:
@@ -270,7 +266,7 @@ def export_beancount(conn: Connection, *, view: str = "transaction", as_of: date
         cur = check_currency(r.currency)
         currencies.add(cur)
         first_use.setdefault((r.entity_code, r.account_code), posted)
-        signed = _db_dec(r.debit) - _db_dec(r.credit)
+        signed = _db_dec(conn, r.debit) - _db_dec(conn, r.credit)
         body.append(f"  {name_of(r.entity_code, r.account_code)}  {amount_text(signed, cur)} {cur}")
 
     assertions: list[str] = []

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import Connection, Date, bindparam, text
 
 from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.money import money_str, round_money
 
 _Q4 = Decimal("0.0001")
@@ -311,9 +312,9 @@ DIMENSIONS: dict[str, str] = {
 }
 
 
-def _dec(value: object) -> Decimal:
-    """A database number as Decimal at 4 decimals (SQLite returns floats for NUMERIC arithmetic; NULL is 0)."""
-    return Decimal(0).quantize(_Q4) if value is None else Decimal(str(value)).quantize(_Q4)
+def _dec(conn: Connection, value: object) -> Decimal:
+    """A money value (or a signed sum of them) read by raw SQL as Decimal at 4 decimals; NULL is 0."""
+    return from_db_or_zero(conn, value).quantize(_Q4)
 
 
 def _rows(conn: Connection, sql: str, start: date, end: date) -> Sequence[Any]:
@@ -341,38 +342,48 @@ def _writeoffs(conn: Connection, start: date, end: date) -> dict[tuple[str, str]
         end,
     ):
         out[(r.entity_code, r.currency)] = {
-            "gross": _dec(r.gross),
-            "reversed": _dec(r.reversed),
-            "functional_gross": _dec(r.functional_gross),
-            "functional_reversed": _dec(r.functional_reversed),
-            "functional_net": _dec(r.functional_net),
+            "gross": _dec(conn, r.gross),
+            "reversed": _dec(conn, r.reversed),
+            "functional_gross": _dec(conn, r.functional_gross),
+            "functional_reversed": _dec(conn, r.functional_reversed),
+            "functional_net": _dec(conn, r.functional_net),
             "n": int(r.n or 0),
         }
     return out
 
 
 def _sums(conn: Connection, sql: str, start: date, end: date) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
-    """``entity_code, currency, amount, functional`` rows -> {(entity, currency): (amount, functional)}."""
-    return {(r[0], r[1]): (_dec(r[2]), _dec(r[3])) for r in _rows(conn, sql, start, end)}
+    """``entity_code, currency, fx_rate, amount`` rows -> {(entity, currency): (amount, functional)}.
+
+    The functional total is sum(amount) x rate per booked rate, in Decimal: exact on both databases (SQLite must not
+    multiply money by a rate in SQL).
+    """
+    out: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    for r in _rows(conn, sql, start, end):
+        amount = from_db_or_zero(conn, r[3])
+        functional = amount * rate_from_db(conn, r[2])
+        was, was_f = out.get((r[0], r[1]), (Decimal(0), Decimal(0)))
+        out[(r[0], r[1])] = (was + amount, was_f + functional)
+    return {k: (a.quantize(_Q4), f.quantize(_Q4)) for k, (a, f) in out.items()}
 
 
 _SALES = """
-    SELECT entity_code, currency, SUM(amount), SUM(amount * fx_rate) FROM invoices
-    WHERE invoice_date >= :start AND invoice_date <= :end GROUP BY entity_code, currency
+    SELECT entity_code, currency, fx_rate, SUM(amount) FROM invoices
+    WHERE invoice_date >= :start AND invoice_date <= :end GROUP BY entity_code, currency, fx_rate
 """
 _AR_SNAPSHOT = """
-    SELECT s.entity_code, s.currency, SUM(s.open_balance), SUM(s.open_balance * i.fx_rate)
+    SELECT s.entity_code, s.currency, i.fx_rate, SUM(s.open_balance)
     FROM aging_snapshots s JOIN invoices i ON i.id = s.invoice_id
-    WHERE s.as_of_date = :end GROUP BY s.entity_code, s.currency
+    WHERE s.as_of_date = :end GROUP BY s.entity_code, s.currency, i.fx_rate
 """
 _AR_INVOICES = """
-    SELECT entity_code, currency, SUM(open_balance), SUM(open_balance * fx_rate) FROM invoices
-    WHERE open_balance > 0 AND invoice_date <= :end GROUP BY entity_code, currency
+    SELECT entity_code, currency, fx_rate, SUM(open_balance) FROM invoices
+    WHERE open_balance > 0 AND invoice_date <= :end GROUP BY entity_code, currency, fx_rate
 """
 _RECOVERIES = """
-    SELECT i.entity_code, r.currency, SUM(r.amount), SUM(r.amount * i.fx_rate)
+    SELECT i.entity_code, r.currency, i.fx_rate, SUM(r.amount)
     FROM recoveries r JOIN invoices i ON i.id = r.invoice_id
-    WHERE r.recovery_date >= :start AND r.recovery_date <= :end GROUP BY i.entity_code, r.currency
+    WHERE r.recovery_date >= :start AND r.recovery_date <= :end GROUP BY i.entity_code, r.currency, i.fx_rate
 """
 
 
@@ -435,7 +446,12 @@ def _breakdowns(conn: Connection, start: date, end: date) -> dict[str, tuple[Bre
         )
         out[name] = tuple(
             BreakdownRow(
-                r.value, r.currency, int(r.n or 0), _dec(r.amount), r.functional_currency, _dec(r.functional_amount)
+                r.value,
+                r.currency,
+                int(r.n or 0),
+                _dec(conn, r.amount),
+                r.functional_currency,
+                _dec(conn, r.functional_amount),
             )
             for r in rows
         )
@@ -467,9 +483,9 @@ def _listing(conn: Connection, start: date, end: date) -> tuple[dict[str, Any], 
             "reason_code": r.reason_code,
             "approver": r.approver,
             "currency": r.currency,
-            "amount": round_money(_dec(r.amount) * r.sign, r.currency),
+            "amount": round_money(_dec(conn, r.amount) * r.sign, r.currency),
             "functional_currency": r.functional_currency,
-            "functional_amount": round_money(_dec(r.functional_amount) * r.sign, r.functional_currency),
+            "functional_amount": round_money(_dec(conn, r.functional_amount) * r.sign, r.functional_currency),
         }
         for r in rows
     )

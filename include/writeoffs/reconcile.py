@@ -52,6 +52,7 @@ from sqlalchemy import (
 
 from writeoffs import audit
 from writeoffs.accounting import keys
+from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.db.schema import (
     MONEY,
     accounts,
@@ -89,15 +90,13 @@ _Q4 = Decimal("0.0001")
 # --- value objects ----------------------------------------------------------------------------------------------
 
 
-def _dec(value: object) -> Decimal:
-    """A database number as Decimal at the ledger's 4 decimals (SQLite returns floats for NUMERIC sums; NULL is 0)."""
-    if value is None:
-        return Decimal(0).quantize(_Q4)
-    return Decimal(str(value)).quantize(_Q4)
+def _dec(conn: Connection, value: object) -> Decimal:
+    """A money value read by raw SQL, at the ledger's 4 decimals (decoded by writeoffs.db.money; NULL is 0)."""
+    return from_db_or_zero(conn, value).quantize(_Q4)
 
 
-def _sum(values: Iterable[object]) -> Decimal:
-    return sum((_dec(v) for v in values), Decimal(0).quantize(_Q4))
+def _sum(conn: Connection, values: Iterable[object]) -> Decimal:
+    return sum((_dec(conn, v) for v in values), Decimal(0).quantize(_Q4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,14 +227,16 @@ class Check:
 # --- SQL helpers ------------------------------------------------------------------------------------------------
 
 
-def _tol_cte(tolerance: Tolerances) -> tuple[str, dict[str, object]]:
-    """A ``tol(currency, amount)`` CTE so that tolerances are applied inside the set-wise query, not in Python."""
-    params: dict[str, object] = {"default_tol": str(tolerance.default)}
+def _tol_cte(conn: Connection, tolerance: Tolerances) -> tuple[str, dict[str, object]]:
+    """A ``tol(currency, amount)`` CTE so that tolerances are applied inside the set-wise query, not in Python.
+
+    Tolerances are bound like the money they are compared with (``writeoffs.db.money.to_db``)."""
+    params: dict[str, object] = {"default_tol": to_db(conn, tolerance.default)}
     rows = []
     for n, (cur, amt) in enumerate(sorted(tolerance.per_currency.items())):
         rows.append(f"SELECT CAST(:tc{n} AS VARCHAR(3)) AS currency, CAST(:ta{n} AS NUMERIC(20, 4)) AS amount")
         params[f"tc{n}"] = cur
-        params[f"ta{n}"] = str(amt)
+        params[f"ta{n}"] = to_db(conn, amt)
     if not rows:
         rows.append("SELECT CAST(NULL AS VARCHAR(3)) AS currency, CAST(NULL AS NUMERIC(20, 4)) AS amount WHERE 1 = 0")
     return "tol AS (" + " UNION ALL ".join(rows) + ")", params
@@ -272,7 +273,7 @@ _POSTED_AR_LINES = """
 
 def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """Open AR per entity and currency (sum of invoice open balances) = posted balance of the AR control account."""
-    tol_sql, params = _tol_cte(tolerance)
+    tol_sql, params = _tol_cte(conn, tolerance)
     rows = conn.execute(
         text(
             f"""
@@ -309,8 +310,8 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
                     "type": "invoice",
                     "id": d.id,
                     "ref": d.invoice_ref,
-                    "open_balance": money_str(_dec(d.expected)),
-                    "gl_balance": money_str(_dec(d.actual)),
+                    "open_balance": money_str(_dec(conn, d.expected)),
+                    "gl_balance": money_str(_dec(conn, d.actual)),
                 }
                 for d in conn.execute(
                     text(
@@ -330,7 +331,7 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
             ]
         else:
             hint = f"; {r.untagged} AR lines carry no invoice, so the difference cannot be pinned to invoices"
-        expected, actual = _dec(r.expected), _dec(r.actual)
+        expected, actual = _dec(conn, r.expected), _dec(conn, r.actual)
         out.append(
             Break(
                 check="subledger_vs_gl",
@@ -438,18 +439,18 @@ def check_approved_vs_posted(conn: Connection, as_of: date, tolerance: Tolerance
                     "id": r.id,
                     "invoice_ref": r.invoice_ref,
                     "status": r.status,
-                    "amount": money_str(_dec(r.amount)),
+                    "amount": money_str(_dec(conn, r.amount)),
                     "journal_entry_id": r.journal_entry_id,
                     "problem": problem,
                 }
             )
         t = totals.get(batch_id)
         if t is not None:
-            expected, actual = _dec(t.expected), _dec(t.actual)
+            expected, actual = _dec(conn, t.expected), _dec(conn, t.actual)
             where = f"batch {items[0].batch_key} ({items[0].batch_status}, {t.n} items)"
         else:
-            expected = _sum(r.amount for r in items)
-            actual = _sum(r.amount for r in items if r.status == "skipped" and (r.skip_reason or "").strip())
+            expected = _sum(conn, (r.amount for r in items))
+            actual = _sum(conn, (r.amount for r in items if r.status == "skipped" and (r.skip_reason or "").strip()))
             where = "write-offs outside any batch"
         out.append(
             Break(
@@ -509,8 +510,8 @@ def check_entries_balanced(conn: Connection, as_of: date, tolerance: Tolerances)
                 "key": r.idempotency_key,
                 "status": r.status,
                 "source_type": r.source_type,
-                "debit": None if r.dr is None else money_str(_dec(r.dr)),
-                "credit": None if r.cr is None else money_str(_dec(r.cr)),
+                "debit": None if r.dr is None else money_str(_dec(conn, r.dr)),
+                "credit": None if r.cr is None else money_str(_dec(conn, r.cr)),
             }
             for r in items
         ]
@@ -525,8 +526,8 @@ def check_entries_balanced(conn: Connection, as_of: date, tolerance: Tolerances)
                 )
             )
             continue
-        dr = _sum(r.dr for r in items)
-        cr = _sum(r.cr for r in items)
+        dr = _sum(conn, (r.dr for r in items))
+        cr = _sum(conn, (r.cr for r in items))
         out.append(
             Break(
                 check="entries_balanced",
@@ -562,7 +563,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
     more active entries than posted rows (at least one) is. Conversely, an invoice not written off must have no
     active write-off entry.
     """
-    tol_sql, params = _tol_cte(tolerance)
+    tol_sql, params = _tol_cte(conn, tolerance)
     rows = conn.execute(
         text(
             f"""
@@ -633,7 +634,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
             return [*found, "missing"]
         if r.n_entries > max(r.n_posted, 1):
             return [*found, "duplicate"]
-        if abs(_dec(r.ar_credit) - _dec(r.written_off_amount)) > _dec(r.tol):
+        if abs(_dec(conn, r.ar_credit) - _dec(conn, r.written_off_amount)) > _dec(conn, r.tol):
             found.append("amount")
         return found
 
@@ -651,12 +652,12 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
     out = []
     for (entity, currency, k), items in groups.items():
         if k == "over":
-            expected = _sum(r.amount for r in items)
-            actual = _sum(r.posted_total for r in items)
+            expected = _sum(conn, (r.amount for r in items))
+            actual = _sum(conn, (r.posted_total for r in items))
             amounts = f"invoice amount {money_str(expected)}, posted write-offs {money_str(actual)}"
         else:
-            expected = _sum(r.written_off_amount for r in items if r.written_off)
-            actual = _sum(r.ar_credit for r in items)
+            expected = _sum(conn, (r.written_off_amount for r in items if r.written_off))
+            actual = _sum(conn, (r.ar_credit for r in items))
             amounts = f"written off {money_str(expected)}, GL AR credited {money_str(actual)}"
         docs = [
             {
@@ -664,10 +665,10 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
                 "id": r.id,
                 "ref": r.invoice_ref,
                 "status": r.status,
-                "written_off_amount": money_str(_dec(r.written_off_amount)),
-                "gl_ar_credit": money_str(_dec(r.ar_credit)),
+                "written_off_amount": money_str(_dec(conn, r.written_off_amount)),
+                "gl_ar_credit": money_str(_dec(conn, r.ar_credit)),
                 "posted_writeoffs": r.n_posted,
-                "posted_writeoff_total": money_str(_dec(r.posted_total)),
+                "posted_writeoff_total": money_str(_dec(conn, r.posted_total)),
                 "active_entries": entries.get(r.id, []),
             }
             for r in items
@@ -689,7 +690,7 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
 def check_recoveries(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """Per invoice: recoveries never exceed the amount written off; ``recovered_amount`` = sum of recoveries rows;
     recoveries are in the invoice currency and have a posted journal entry."""
-    tol_sql, params = _tol_cte(tolerance)
+    tol_sql, params = _tol_cte(conn, tolerance)
     rows = conn.execute(
         text(
             f"""
@@ -742,19 +743,19 @@ def check_recoveries(conn: Connection, as_of: date, tolerance: Tolerances) -> li
                 "type": "invoice",
                 "id": r.id,
                 "ref": r.invoice_ref,
-                "written_off_amount": money_str(_dec(r.written_off_amount)),
-                "recovered_amount": money_str(_dec(r.recovered_amount)),
-                "recoveries_total": money_str(_dec(r.recovered)),
+                "written_off_amount": money_str(_dec(conn, r.written_off_amount)),
+                "recovered_amount": money_str(_dec(conn, r.recovered_amount)),
+                "recoveries_total": money_str(_dec(conn, r.recovered)),
                 "recoveries": r.n,
             }
             for r in items
         ]
-        recovered = _sum(r.recovered for r in items)
+        recovered = _sum(conn, (r.recovered for r in items))
         if k == "exceeds":
-            expected = _sum(r.written_off_amount for r in items)
+            expected = _sum(conn, (r.written_off_amount for r in items))
             what = "recovered more than was written off"
         elif k == "mismatch":
-            expected = _sum(r.recovered_amount for r in items)
+            expected = _sum(conn, (r.recovered_amount for r in items))
             what = "have recovered_amount different from the sum of their recoveries"
         elif k == "unposted":
             expected = recovered
@@ -788,7 +789,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
        ``written_off_amount`` for allowance-method entities, and 0 for direct-method entities (whose write-offs go
        to bad-debt expense and must not touch the reserve).
     """
-    tol_sql, params = _tol_cte(tolerance)
+    tol_sql, params = _tol_cte(conn, tolerance)
     sources, p2 = _in_list("src", ALLOWANCE_SOURCES)
     params.update(p2)
     allowance_lines = f"""
@@ -826,7 +827,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                 "id": d.entry_id,
                 "key": d.idempotency_key,
                 "source_type": d.source_type,
-                "net_credit": money_str(_dec(d.net)),
+                "net_credit": money_str(_dec(conn, d.net)),
             }
             for d in conn.execute(
                 text(
@@ -840,7 +841,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                 {**p2, "e": r.entity_code, "c": r.currency},
             )
         ]
-        expected, actual = _dec(r.explained), _dec(r.balance)
+        expected, actual = _dec(conn, r.explained), _dec(conn, r.balance)
         out.append(
             Break(
                 check="allowance",
@@ -883,7 +884,7 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
         params,
     ).all()
     for r in rows:
-        expected, actual = _dec(r.expected), _dec(r.actual)
+        expected, actual = _dec(conn, r.expected), _dec(conn, r.actual)
         what = (
             f"sub-ledger write-offs {money_str(expected)} on {r.n} invoices"
             if r.writeoff_method == "allowance"
@@ -924,12 +925,12 @@ def _active_posted_writeoffs():
     )
 
 
-def _wo_doc(r: Any, **extra: Any) -> dict[str, Any]:
+def _wo_doc(conn: Connection, r: Any, **extra: Any) -> dict[str, Any]:
     return {
         "type": "writeoff",
         "id": r.writeoff_id,
         "invoice_ref": r.invoice_ref,
-        "amount": money_str(_dec(r.amount)),
+        "amount": money_str(_dec(conn, r.amount)),
         "selected_on": str(r.selected_on),
         "posted_on": str(r.posted_on),
         **extra,
@@ -999,25 +1000,27 @@ def check_paid_after_selection(conn: Connection, as_of: date, tolerance: Toleran
         .order_by(inv.c.entity_code, inv.c.currency, inv.c.id)
     )
     for r in conn.execute(q2):
-        excess = _dec(r.cash) + _dec(r.written_off_amount) - _dec(r.amount)
+        excess = _dec(conn, r.cash) + _dec(conn, r.written_off_amount) - _dec(conn, r.amount)
         if excess > tolerance.for_currency(r.currency):
             groups[(r.entity_code, r.currency, "over")].append(r)
     out = []
     for (entity, currency, kind), items in groups.items():
         if kind == "late":
-            actual = _sum(r.amount for r in items)
-            docs = [_wo_doc(r, paid_on=str(r.paid_on)) for r in items]
+            actual = _sum(conn, (r.amount for r in items))
+            docs = [_wo_doc(conn, r, paid_on=str(r.paid_on)) for r in items]
             what = "posted although a payment arrived after selection and before posting"
         else:
-            actual = _sum(_dec(r.cash) + _dec(r.written_off_amount) - _dec(r.amount) for r in items)
+            actual = _sum(
+                conn, (_dec(conn, r.cash) + _dec(conn, r.written_off_amount) - _dec(conn, r.amount) for r in items)
+            )
             docs = [
                 {
                     "type": "invoice",
                     "id": r.id,
                     "ref": r.invoice_ref,
-                    "amount": money_str(_dec(r.amount)),
-                    "regular_cash": money_str(_dec(r.cash)),
-                    "written_off_amount": money_str(_dec(r.written_off_amount)),
+                    "amount": money_str(_dec(conn, r.amount)),
+                    "regular_cash": money_str(_dec(conn, r.cash)),
+                    "written_off_amount": money_str(_dec(conn, r.written_off_amount)),
                 }
                 for r in items
             ]
@@ -1027,7 +1030,7 @@ def check_paid_after_selection(conn: Connection, as_of: date, tolerance: Toleran
                 check="paid_after_selection",
                 entity=entity,
                 currency=currency,
-                expected=_dec(0),
+                expected=_dec(conn, 0),
                 actual=actual,
                 documents=_capped(docs),
                 message=(
@@ -1102,9 +1105,11 @@ def check_posting_rules(conn: Connection, as_of: date, tolerance: Tolerances) ->
     }
     out = []
     for (entity, currency, kind), items in groups.items():
-        actual = _sum(r.amount for r in items)
+        actual = _sum(conn, (r.amount for r in items))
         docs = [
-            _wo_doc(r, hold_since=str(r.since)) if kind == "hold" else _wo_doc(r, parent_paid_on=str(r.since))
+            _wo_doc(conn, r, hold_since=str(r.since))
+            if kind == "hold"
+            else _wo_doc(conn, r, parent_paid_on=str(r.since))
             for r in items
         ]
         out.append(
@@ -1112,7 +1117,7 @@ def check_posting_rules(conn: Connection, as_of: date, tolerance: Tolerances) ->
                 check="posting_rules",
                 entity=entity,
                 currency=currency,
-                expected=_dec(0),
+                expected=_dec(conn, 0),
                 actual=actual,
                 documents=_capped(docs),
                 message=f"{len(items)} write-off(s) of {entity} {texts[kind]}: {money_str(actual)} {currency}"
@@ -1188,19 +1193,19 @@ def check_recovery_cash(conn: Connection, as_of: date, tolerance: Tolerances) ->
         .order_by(per.c.entity_code, per.c.currency, per.c.invoice_id)
     ).all()
     groups = _group(
-        (r for r in rows if abs(_dec(r.booked) - _dec(r.received)) > tolerance.for_currency(r.currency)),
+        (r for r in rows if abs(_dec(conn, r.booked) - _dec(conn, r.received)) > tolerance.for_currency(r.currency)),
         lambda r: (r.entity_code, r.currency),
     )
     out = []
     for (entity, currency), items in groups.items():
-        expected, actual = _sum(r.received for r in items), _sum(r.booked for r in items)
+        expected, actual = _sum(conn, (r.received for r in items)), _sum(conn, (r.booked for r in items))
         docs = [
             {
                 "type": "invoice",
                 "id": r.invoice_id,
                 "ref": r.invoice_ref,
-                "received": money_str(_dec(r.received)),
-                "booked": money_str(_dec(r.booked)),
+                "received": money_str(_dec(conn, r.received)),
+                "booked": money_str(_dec(conn, r.booked)),
             }
             for r in items
         ]
@@ -1248,7 +1253,7 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
         .order_by(ln.c.entity_code, ln.c.currency)
     ).all()
     for r in sign:
-        balance = _dec(r.balance)
+        balance = _dec(conn, r.balance)
         if -balance <= tolerance.for_currency(r.currency):
             continue
         out.append(
@@ -1257,7 +1262,7 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
                 entity=r.entity_code,
                 currency=r.currency,
                 account=r.account_code,
-                expected=_dec(0),
+                expected=_dec(conn, 0),
                 actual=balance,
                 message=(
                     f"allowance account {r.account_code} of {r.entity_code} has a debit balance of "
@@ -1329,7 +1334,7 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
         .order_by(cut.c.entity_code, cut.c.currency)
     ).all()
     for r in adequacy:
-        required, balance = _dec(r.req), _dec(r.balance)
+        required, balance = _dec(conn, r.req), _dec(conn, r.balance)
         if abs(balance - required) <= tolerance.for_currency(r.currency):
             continue
         out.append(
@@ -1385,10 +1390,10 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
     docs = _group(per_invoice, lambda r: (r.entity_code, r.currency))
     found: dict[tuple, tuple[Decimal, str, str]] = {}
     for r in totals:
-        found[(r.entity_code, r.currency)] = (_dec(r.residue), r.functional_currency, r.account_code)
+        found[(r.entity_code, r.currency)] = (_dec(conn, r.residue), r.functional_currency, r.account_code)
     for k, items in docs.items():
         if k not in found:
-            found[k] = (_sum(r.residue for r in items), items[0].functional_currency, items[0].account_code)
+            found[k] = (_sum(conn, (r.residue for r in items)), items[0].functional_currency, items[0].account_code)
     out = []
     for (entity, currency), (residue, fcur, account) in sorted(found.items()):
         if abs(residue) <= tolerance.for_currency(fcur):
@@ -1400,7 +1405,7 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
                 entity=entity,
                 currency=currency,
                 account=account,
-                expected=_dec(0),
+                expected=_dec(conn, 0),
                 actual=residue,
                 documents=_capped(
                     [
@@ -1408,7 +1413,7 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
                             "type": "invoice",
                             "id": r.invoice_id,
                             "ref": r.invoice_ref,
-                            "functional_residue": money_str(_dec(r.residue)),
+                            "functional_residue": money_str(_dec(conn, r.residue)),
                         }
                         for r in items
                     ]

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Date, Engine, bindparam, select, text
 from writeoffs import audit, ledger
 from writeoffs.accounting import entries
 from writeoffs.accounting.chart import resolve_accounts
+from writeoffs.db.money import from_db_or_zero
 from writeoffs.db.schema import fiscal_periods
 from writeoffs.money import money_str, round_money
 from writeoffs.recovery import book_recovery
@@ -64,9 +65,9 @@ _PENDING = """
 """
 
 
-def _dec(value: object) -> Decimal:
-    """A database number as Decimal (SQLite hands NUMERIC arithmetic back as float)."""
-    return Decimal(str(value)).quantize(Decimal("0.0001"))
+def _dec(conn: Connection, value: object) -> Decimal:
+    """A money value (or a sum/difference of them) read by raw SQL, as Decimal at 4 decimals."""
+    return from_db_or_zero(conn, value).quantize(Decimal("0.0001"))
 
 
 @dataclass
@@ -167,8 +168,8 @@ def _book_chunk(conn: Connection, invoice_ids: list[int], run: PendingRecoveries
     open_periods = _open_periods(conn, {(r.entity_code, ledger.period_of(_day(r.allocated_on))) for r in rows})
     remaining: dict[int, Decimal] = {}
     for r in rows:
-        left = remaining.setdefault(r.invoice_id, round_money(_dec(r.recoverable), r.currency))
-        allocated = round_money(_dec(r.amount), r.currency)
+        left = remaining.setdefault(r.invoice_id, round_money(_dec(conn, r.recoverable), r.currency))
+        allocated = round_money(_dec(conn, r.amount), r.currency)
         amount = min(allocated, left)
         paid_on = _day(r.allocated_on)
         if amount > 0:
@@ -263,5 +264,5 @@ def _unapplied(conn: Connection, as_of: date) -> dict[str, Decimal]:
         ).bindparams(bindparam("as_of", type_=Date)),
         {"as_of": as_of},
     ).all()
-    out = {cur: round_money(_dec(v), cur) for cur, v in rows if v is not None}
+    out = {cur: round_money(_dec(conn, v), cur) for cur, v in rows if v is not None}
     return {cur: v for cur, v in out.items() if v != 0}

@@ -139,7 +139,7 @@ def _entitled(conn: Connection, wo, tiers: Sequence[Tier] | None) -> tuple[Tier,
 
     Tiers come from the policy version the write-off's batch recorded unless given; refused if it cannot be read."""
     batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == wo.batch_id)).first()
-    if batch is None:
+    if batch is None and tiers is None:
         raise LedgerError(f"write-off {wo.id} has no batch: cannot tell who may reverse it")
     if tiers is None:
         try:
@@ -153,7 +153,7 @@ def _entitled(conn: Connection, wo, tiers: Sequence[Tier] | None) -> tuple[Tier,
         raise LedgerError(f"write-off {wo.id}: nobody may approve its reversal: {exc}") from exc
     above = human[[t.name for t in human].index(tier.name) :]
     approvers = tuple(dict.fromkeys(a for t in above for a in t.approvers))
-    return tier, approvers, batch.policy_version
+    return tier, approvers, batch.policy_version if batch is not None else wo.policy_version
 
 
 def plan_reversal(

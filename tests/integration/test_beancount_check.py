@@ -35,6 +35,7 @@ from writeoffs.beancount_export import (
     quote,
     write_exports,
 )
+from writeoffs.db.money import to_db
 from writeoffs.db.schema import customers, invoices, journal_entries, writeoff_batches
 from writeoffs.ingest import config as source_config
 from writeoffs.ingest.pipeline import run as ingest
@@ -182,7 +183,10 @@ def test_demo_ledger_passes_bean_check_and_a_one_cent_subledger_tamper_fails_it(
             .order_by(invoices.c.id)
             .limit(1)
         ).one()
-        conn.execute(text("UPDATE invoices SET open_balance = open_balance - 0.01 WHERE id = :id"), {"id": inv.id})
+        conn.execute(
+            text("UPDATE invoices SET open_balance = open_balance - :cent WHERE id = :id"),
+            {"id": inv.id, "cent": to_db(conn, Decimal("0.01"))},
+        )
     tampered = tmp_path / "check" / "tampered.beancount"
     (path, _), (fpath, _) = write_exports(ledger, tampered)
     result = bean_check(path)

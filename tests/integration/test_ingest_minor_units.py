@@ -15,6 +15,7 @@ import pytest
 from conftest import AS_OF, PG_URL
 from sqlalchemy import func, select, text
 
+from writeoffs.db.money import from_db
 from writeoffs.db.schema import invoices
 from writeoffs.errors import InputError
 from writeoffs.ingest import config as source_config
@@ -239,7 +240,8 @@ def test_sql_source_with_float_columns_refuses_instead_of_rounding(ledger, tmp_p
     assert "0.30000000000000004 has 17 decimals; USD allows 2" in got[2][3]
     with ledger.connect() as conn:
         staged = dict(conn.execute(text("SELECT invoice_ref, amount FROM stg_invoices")).all())
-    assert {k: Decimal(str(v)) for k, v in staged.items()} == {"INV-1": Decimal("45000.5"), "INV-4": Decimal("1.234")}
+    decoded = {k: from_db(ledger.dialect, v) for k, v in staged.items()}
+    assert decoded == {"INV-1": Decimal("45000.5"), "INV-4": Decimal("1.234")}
 
 
 def test_sql_source_postgres_numeric_columns(pg_admin, ledger) -> None:

@@ -31,6 +31,7 @@ from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
 from tests.integration.test_recoveries_pipeline import INVOICE_HEADER, PAYMENT_HEADER, payment_row
 from writeoffs import reconcile
 from writeoffs.allowance import run_allowance
+from writeoffs.db.money import from_db
 from writeoffs.db.schema import allowance_estimates, invoices, writeoffs
 from writeoffs.errors import WriteoffError
 from writeoffs.ingest import config as source_config
@@ -100,7 +101,8 @@ def lines(engine: Engine, source_type: str) -> list[tuple]:
             ),
             {"s": source_type},
         ).all()
-    return [(r[0], *(D(str(v)).quantize(D("0.01")) for v in r[1:])) for r in rows]
+    # Raw SQL: money comes back as stored (integer ten-thousandths on SQLite) and is decoded like the code does.
+    return [(r[0], *(from_db(engine.dialect, v).quantize(D("0.01")) for v in r[1:])) for r in rows]
 
 
 def account_balance(engine: Engine, entity: str, account: str) -> tuple[Decimal, Decimal]:
@@ -115,7 +117,7 @@ def account_balance(engine: Engine, entity: str, account: str) -> tuple[Decimal,
             ),
             {"e": entity, "a": account},
         ).one()
-    return D(str(r[0])).quantize(D("0.01")), D(str(r[1])).quantize(D("0.01"))
+    return from_db(engine.dialect, r[0]).quantize(D("0.01")), from_db(engine.dialect, r[1]).quantize(D("0.01"))
 
 
 def decision_of(engine: Engine, ref: str, as_of: date) -> dict | None:

@@ -12,6 +12,7 @@ from tests import factories as f
 from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
 from writeoffs import audit
 from writeoffs import ledger as gl
+from writeoffs.db.money import to_db
 from writeoffs.db.schema import (
     approvals,
     audit_log,
@@ -290,9 +291,9 @@ def test_balance_changed_since_aging_snapshot_is_skipped(ledger: Engine) -> None
         conn.execute(
             text(
                 "INSERT INTO aging_snapshots (as_of_date, invoice_id, entity_code, customer_id, currency, "
-                "days_past_due, bucket, open_balance) VALUES (:d, :i, 'US01', :c, 'USD', 400, '365+', 70)"
+                "days_past_due, bucket, open_balance) VALUES (:d, :i, 'US01', :c, 'USD', 400, '365+', :bal)"
             ),
-            {"d": AS_OF, "i": inv, "c": cid},
+            {"d": AS_OF, "i": inv, "c": cid, "bal": to_db(conn, Decimal("70"))},
         )
         batch = make_batch(conn, [(inv, "50.00", "settlement_remainder")])
     approve(ledger, batch)

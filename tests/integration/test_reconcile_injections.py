@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, case, insert, text, update
+from sqlalchemy import Connection, Engine, case, insert, select, text, update
 
 from tests import factories
 from tests.integration import recon_support as rs
@@ -624,23 +624,40 @@ def test_reversing_one_of_two_partials_reconciles(ledger: Engine, tmp_path: Path
     code. The invoice is 'reversed' (held back from selection) yet $300 stays written off with its one active entry:
     reconciliation judges it by written_off_amount, not by status, and stays clean."""
     from writeoffs.reversal import reverse_writeoff
+    from writeoffs.tiers import DEFAULT_TIERS
 
     s = rs.build_clean_ledger(ledger)
     two_legit_partials(ledger, s)
     with ledger.begin() as conn:
         second = conn.execute(text("SELECT id FROM writeoffs WHERE idempotency_key = 'raw:wo:p2'")).scalar_one()
         reverse_writeoff(
-            conn, reason="customer disputes", requested_by="controller", posting_date=AS_OF, writeoff_id=second
+            conn,
+            reason="dispute_resolved",
+            requested_by="ar_clerk",
+            approved_by="controller",
+            posting_date=AS_OF,
+            writeoff_id=second,
+            tiers=DEFAULT_TIERS,  # raw rows have no batch, hence no recorded policy
         )
         inv = conn.execute(
-            text("SELECT status, open_balance, written_off_amount FROM invoices WHERE id = :i"), {"i": s.open_usd}
+            select(invoices.c.status, invoices.c.open_balance, invoices.c.written_off_amount).where(
+                invoices.c.id == s.open_usd
+            )
         ).one()
-    assert (inv.status, D(str(inv.open_balance)), D(str(inv.written_off_amount))) == ("reversed", D("700"), D("300"))
+    assert (inv.status, inv.open_balance, inv.written_off_amount) == ("reversed", D("700"), D("300"))
     result = _run(ledger, tmp_path, "after:partial-reversal")
     assert result.breaks == [], [b.message for b in result.breaks]
     # ...and reversing the other one too leaves nothing written off and no active entry: still clean.
     with ledger.begin() as conn:
         first = conn.execute(text("SELECT id FROM writeoffs WHERE idempotency_key = 'raw:wo:p1'")).scalar_one()
-        reverse_writeoff(conn, reason="settled", requested_by="controller", posting_date=AS_OF, writeoff_id=first)
+        reverse_writeoff(
+            conn,
+            reason="posted_in_error",
+            requested_by="ar_clerk",
+            approved_by="controller",
+            posting_date=AS_OF,
+            writeoff_id=first,
+            tiers=DEFAULT_TIERS,
+        )
     result = _run(ledger, tmp_path, "after:both-reversed")
     assert result.breaks == [], [b.message for b in result.breaks]

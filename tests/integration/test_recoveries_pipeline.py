@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select, text
 from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
 from writeoffs import ledger as gl
 from writeoffs import reconcile
+from writeoffs.db.money import from_db
 from writeoffs.db.schema import audit_log, invoices, journal_entries, journal_lines, payment_allocations, recoveries
 from writeoffs.ingest import config as source_config
 from writeoffs.ingest.merge import merge
@@ -103,7 +104,7 @@ def allocations(engine: Engine) -> list[tuple]:
                 "JOIN payments p ON p.id = a.payment_id JOIN invoices i ON i.id = a.invoice_id ORDER BY 1, 2, 3"
             )
         ).all()
-    return [(r[0], r[1], r[2], D(str(r[3])).quantize(D("0.01"))) for r in rows]
+    return [(r[0], r[1], r[2], from_db(engine.dialect, r[3]).quantize(D("0.01"))) for r in rows]
 
 
 def recovery_lines(engine: Engine) -> list[list[tuple]]:

@@ -137,6 +137,16 @@ def test_warnings_quarantine_exactly_the_offending_rows(ledger: Engine) -> None:
     page = Path(runs_by_suite["invoices"].report_path.removeprefix("file://"))
     assert page.is_file() and "open_balance_within_amount" in page.read_text()
     assert Path(report.docs_index).is_file()
+    # The quarantined row keeps its amounts as numbers, exactly (SQLite stores them as integer ten-thousandths).
+    with ledger.connect() as conn:
+        raw = conn.execute(
+            text(
+                "SELECT raw FROM ingest_quarantine WHERE dataset = 'invoices' AND source_row = 3"
+                " AND reason = 'open_balance_within_amount'"
+            )
+        ).scalar_one()
+    row = json.loads(raw, parse_float=Decimal)
+    assert (row["amount"], row["open_balance"]) == (Decimal("102"), Decimal("999"))
 
 
 def _clean(conn, control: dict | None = None) -> int:

@@ -1,6 +1,8 @@
 """Ledger schema (SQLAlchemy 2 Core tables), identical on SQLite and PostgreSQL.
 
-Money columns are ``NUMERIC(20, 4)`` returned as ``Decimal``; the 4 decimals cover every ISO 4217 minor unit.
+Money columns are ``MONEY`` (:class:`writeoffs.db.money.ExactMoney`): ``NUMERIC(20, 4)`` on PostgreSQL, integer
+ten-thousandths on SQLite (exact there too), always ``Decimal`` in Python; the 4 decimals cover every ISO 4217 minor
+unit. Raw SQL that reads or writes money goes through ``writeoffs.db.money.from_db`` / ``to_db``.
 Statuses are short strings with CHECK constraints (portable, readable in raw SQL and in audit reports).
 The invariants that must hold even against raw SQL (balanced entries, immutable posted entries and audit rows,
 closed periods) are enforced by triggers created in the migrations, see ``migrations/versions``.
@@ -28,6 +30,8 @@ from sqlalchemy import (
     func,
 )
 
+from writeoffs.db.money import ExactMoney
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -40,7 +44,7 @@ metadata = MetaData(
 
 #: Surrogate keys: BIGINT on Postgres; INTEGER on SQLite so that it aliases the rowid and autoincrements.
 ID = BigInteger().with_variant(Integer(), "sqlite")
-MONEY = Numeric(20, 4, asdecimal=True)
+MONEY = ExactMoney()
 RATE = Numeric(20, 10, asdecimal=True)
 CODE = String(16)
 REF = String(64)

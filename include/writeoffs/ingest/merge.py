@@ -538,7 +538,8 @@ def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     income when it shows up again afterwards. Re-runs insert nothing (and the unique key (payment_id, invoice_id,
     kind) would refuse a duplicate anyway).
     """
-    # ROUND(.., 4): SQLite computes NUMERIC in floating point; the ledger keeps 4 decimals. The regular allocations
+    # Money arithmetic here is exact on both databases (NUMERIC(20, 4) on PostgreSQL, integer ten-thousandths on
+    # SQLite, see writeoffs.db.money): no rounding needed, only + and - of amounts. The regular allocations
     # already recorded are aggregated once (prior), not looked up per row: the statement inserts into the table it
     # reads, and a per-row subquery would rescan the rows it has just added (quadratic on a first load).
     ctes = f"""
@@ -566,10 +567,10 @@ def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
             SELECT f.payment_id, f.invoice_id, f.paid_on, f.applied, i.status,
                    CASE WHEN i.status IN {_RECOVERY_SQL} THEN 0
                         WHEN i.written_off_amount = 0 THEN f.applied
-                        ELSE ROUND(i.amount - i.written_off_amount - COALESCE(pr.paid, 0)
+                        ELSE i.amount - i.written_off_amount - COALESCE(pr.paid, 0)
                              - COALESCE(SUM(f.applied) OVER (PARTITION BY f.invoice_id
                                                              ORDER BY f.paid_on, f.payment_ref, f.payment_id
-                                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 4)
+                                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
                    END AS room
             FROM fresh f JOIN invoices i ON i.id = f.invoice_id LEFT JOIN prior pr ON pr.invoice_id = f.invoice_id
         ),
@@ -583,8 +584,8 @@ def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         SELECT payment_id, invoice_id, regular, paid_on, 'regular' FROM split
         WHERE regular > 0 AND status NOT IN {_PROTECTED_SQL}
         UNION ALL
-        SELECT payment_id, invoice_id, ROUND(applied - regular, 4), paid_on, 'recovery' FROM split
-        WHERE ROUND(applied - regular, 4) > 0
+        SELECT payment_id, invoice_id, applied - regular, paid_on, 'recovery' FROM split
+        WHERE applied - regular > 0
     """
     insert = "INSERT INTO payment_allocations (payment_id, invoice_id, amount, allocated_on, kind)"
     conflict = "ON CONFLICT (payment_id, invoice_id, kind) DO NOTHING RETURNING kind"

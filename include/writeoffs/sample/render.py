@@ -12,6 +12,7 @@ from datetime import date
 
 import numpy as np
 
+from writeoffs.db.money import SCALED_PER_CENT
 from writeoffs.sample.generator import (
     ACTIVITY_TYPES,
     CURRENCIES,
@@ -116,6 +117,8 @@ class Style:
     false: object
     null: object
     erp_vocabulary: bool  # Call/Email/... instead of contact_attempt/...
+    #: Money as the SQLite ledger stores it (integer ten-thousandths, ``writeoffs.db.money``) instead of text.
+    scaled_money: bool = False
 
 
 CSV = Style("csv", "%m/%d/%Y", True, "Yes", "No", "", True)
@@ -123,8 +126,8 @@ SQLITE = Style("sqlite", "%Y-%m-%d", False, 1, 0, None, False)
 API = Style("api", "%Y-%m-%d", False, True, False, None, False)
 #: PostgreSQL COPY text format (ledger tables).
 PG_COPY = Style("pg", "%Y-%m-%d", False, "t", "f", "\\N", False)
-#: SQLite ledger tables (SQLAlchemy stores Date as ISO text, Boolean as 0/1).
-SQLITE_LEDGER = Style("sqlite_ledger", "%Y-%m-%d", False, 1, 0, None, False)
+#: SQLite ledger tables (SQLAlchemy stores Date as ISO text, Boolean as 0/1, money as integer ten-thousandths).
+SQLITE_LEDGER = Style("sqlite_ledger", "%Y-%m-%d", False, 1, 0, None, False, scaled_money=True)
 
 
 def cents_str(cents: int) -> str:
@@ -134,7 +137,10 @@ def cents_str(cents: int) -> str:
     return f"{sign}{whole}.{frac:02d}"
 
 
-def money(values: np.ndarray, style: Style) -> list[str]:
+def money(values: np.ndarray, style: Style) -> list[str] | list[int]:
+    """Integer cents as the style writes money."""
+    if style.scaled_money:
+        return (values.astype(np.int64) * SCALED_PER_CENT).tolist()
     if style.grouped:
         return [f"{v // 100:,}.{v % 100:02d}" for v in values.tolist()]
     return [f"{v // 100}.{v % 100:02d}" for v in values.tolist()]

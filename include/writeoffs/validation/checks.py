@@ -16,6 +16,7 @@ from datetime import date
 from decimal import Decimal
 
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket
+from writeoffs.db.money import to_db
 from writeoffs.validation.config import Severity
 from writeoffs.validation.rules import (
     AtLeast,
@@ -191,7 +192,10 @@ def _control_rows(s: Scope) -> Rule | None:
 
 def _control_amount(s: Scope) -> Rule | None:
     column = CONTROL_AMOUNT_COLUMN.get(s.dataset)
-    return None if s.control_amount is None or column is None else SumEquals(column, s.control_amount)
+    if s.control_amount is None or column is None:
+        return None
+    # Compared in the database with the column as stored (writeoffs.db.money: ten-thousandths on SQLite).
+    return SumEquals(column, to_db(s.dialect, s.control_amount))
 
 
 def bucket_case_sql(column: str, buckets: tuple[Bucket, ...]) -> str:
@@ -213,7 +217,7 @@ class TieOut:
     """
 
     as_of: date
-    tolerance: Decimal
+    tolerance: Decimal | int  # as stored, ``writeoffs.db.money.to_db``
     tables: Tables
     scope: str = "batch"
 
@@ -245,7 +249,7 @@ class TieOut:
 
 
 def _tie_out(s: Scope) -> Rule:
-    return TieOut(s.as_of, s.tolerance, s.tables)  # type: ignore[return-value]
+    return TieOut(s.as_of, to_db(s.dialect, s.tolerance), s.tables)  # type: ignore[return-value]
 
 
 def expected_types(dataset: str, column: str, dialect: str) -> tuple[str, ...]:

@@ -325,7 +325,7 @@ class SumEquals:
     """
 
     column: str
-    expected: Decimal
+    expected: Decimal | int  # as the column stores it (``writeoffs.db.money.to_db``: ten-thousandths on SQLite)
     scope: Literal["batch"] = "batch"
     set_wise: bool = False
 
@@ -333,11 +333,10 @@ class SumEquals:
         raise NotImplementedError("a batch-level rule names no rows")
 
     def mismatch_query(self, batch: str) -> str:
-        # ROUND to the money scale: exact on PostgreSQL (NUMERIC), and it removes the binary noise SQLite's REAL
-        # storage of NUMERIC adds to a sum of many amounts (embedded demo scale; production runs on PostgreSQL).
+        # Exact on both databases: NUMERIC on PostgreSQL, integer ten-thousandths on SQLite (writeoffs.db.money).
         return (
             f"SELECT t.row_count, t.total FROM (SELECT COUNT(*) AS row_count, "
-            f"ROUND(COALESCE(SUM({ROW}.{self.column}), 0), 4) "
+            f"COALESCE(SUM({ROW}.{self.column}), 0) "
             f"AS total FROM (SELECT * FROM {batch}) AS {ROW}) AS t WHERE t.total <> {sql_literal(self.expected)}"
         )
 

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, text
 
 from writeoffs.audit import canonical_json
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, make_buckets
+from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.errors import ConfigError, WriteoffError
 from writeoffs.validation.checks import STAGED, Check, Scope, Tables, TieOut, checks_for
 from writeoffs.validation.config import Severity, ValidationConfig
@@ -287,7 +288,7 @@ def _adjust_batch_counts(conn: Connection, batch_id: int, moved: dict[str, int])
         d["accepted"] = int(row[0])
         d["quarantined"] = int(d.get("quarantined", 0)) + n
         for i, c in enumerate(cols):
-            totals[c] = Decimal(str(row[i + 1])).quantize(Decimal("0.0001"))
+            totals[c] = from_db_or_zero(conn, row[i + 1]).quantize(Decimal("0.0001"))
     if total_moved:
         conn.execute(
             text(
@@ -518,18 +519,22 @@ def tie_out_breaks(
 ) -> list[dict[str, Any]]:
     """The tie-out breaks themselves (the GX expectation only counts them): for the log and the alert."""
     scope = Scope("aging", as_of, tables)
-    q = TieOut(as_of, tolerance, tables).breaks_query(f"({scope.batch_query()}) AS s")
+    q = TieOut(as_of, to_db(conn, tolerance), tables).breaks_query(f"({scope.batch_query()}) AS s")
     rows = conn.execute(text(q + " ORDER BY x.entity_code, x.currency")).all()
-    return [
-        {
-            "entity": r.entity_code,
-            "currency": r.currency,
-            "aging_total": str(Decimal(str(r.aging_total)).quantize(Decimal("0.0001"))),
-            "gl_balance": str(Decimal(str(r.gl_balance)).quantize(Decimal("0.0001"))),
-            "difference": str((Decimal(str(r.aging_total)) - Decimal(str(r.gl_balance))).quantize(Decimal("0.0001"))),
-        }
-        for r in rows
-    ]
+    q4 = Decimal("0.0001")
+    out = []
+    for r in rows:
+        aging, gl = from_db_or_zero(conn, r.aging_total), from_db_or_zero(conn, r.gl_balance)
+        out.append(
+            {
+                "entity": r.entity_code,
+                "currency": r.currency,
+                "aging_total": str(aging.quantize(q4)),
+                "gl_balance": str(gl.quantize(q4)),
+                "difference": str((aging - gl).quantize(q4)),
+            }
+        )
+    return out
 
 
 def validate_aging(
@@ -546,7 +551,7 @@ def validate_aging(
     cfg = config or load_config()
     with engine.connect() as conn:
         buckets, origin = _aging_buckets(conn, as_of)
-    scope = Scope("aging", as_of, tables, buckets=buckets, tolerance=cfg.tie_out.tolerance)
+    scope = Scope("aging", as_of, tables, buckets=buckets, tolerance=cfg.tie_out.tolerance, dialect=engine.dialect.name)
     planned, skipped = _plan(scope, cfg, {})
     outcomes, index = run_suites(
         engine, [(scope, "aging", planned, None)], run_name=run_key, docs_dir=_docs_dir(cfg, as_of, run_key)

@@ -28,6 +28,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from writeoffs.db.migrate import full_metadata
+from writeoffs.db.money import ExactMoney, sqlite_decimal_text_sql
 from writeoffs.validation.checks import Check, Scope
 from writeoffs.validation.rules import ROW, Between, InSet, NotNull, Rule, sql_literal
 
@@ -52,7 +54,14 @@ def raw_json(conn: Connection, table: str) -> str:
     if conn.dialect.name == "postgresql":
         return f"CAST(row_to_json({ROW}) AS TEXT)"
     cols = [r[1] for r in conn.execute(text(f"PRAGMA table_info({table})"))]
-    return "json_object(" + ", ".join(f"'{c}', {ROW}.{c}" for c in cols) + ")"
+    known = full_metadata().tables.get(table)
+    money = {c.name for c in known.c if isinstance(c.type, ExactMoney)} if known is not None else set()
+
+    def value(c: str) -> str:
+        # Money as its exact decimal number (stored as integer ten-thousandths, see writeoffs.db.money).
+        return f"json({sqlite_decimal_text_sql(f'{ROW}.{c}')})" if c in money else f"{ROW}.{c}"
+
+    return "json_object(" + ", ".join(f"'{c}', {value(c)}" for c in cols) + ")"
 
 
 def analyze_if_stale(conn: Connection, tables: Sequence[str], *, share: float = 0.1) -> list[str]:
