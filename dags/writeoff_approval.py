@@ -3,7 +3,8 @@
 
 Runs when `writeoff_candidates` updates the **writeoff_candidates** asset (or manually with `as_of`).
 
-1. `open_batches` claims the *proposed* batches of the business date (status → `awaiting_approval`) and maps
+1. `open_batches` claims every *proposed* batch up to the business date (status → `awaiting_approval`; a batch
+   of a day whose run is still open or failed is claimed by the next run, never stranded) and maps
    one approval flow per batch (never per invoice). Small-balance batches of the `auto` tier are auto-approved
    under the policy's tolerance and posted without a human decision (audited).
 2. Per batch (`batch` task group, mapped):
@@ -93,7 +94,9 @@ def batch_flow(batch_id: int) -> None:
     schedule=[CANDIDATES],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
+    # A run stays open until its batches are decided (days): later days' runs must start meanwhile. Runs never share
+    # a batch (claim_batches) and posting serialises per batch in the ledger.
+    max_active_runs=4,
     default_args=default_args(retry_delay=timedelta(minutes=2)),
     params={
         "as_of": Param(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -73,14 +73,25 @@ def batch_hash_of(items: Iterable[tuple[str, object, str]]) -> str:
     return items_digest((ref, Decimal(str(amount)), reason) for ref, amount, reason in items)
 
 
-def current_items(conn: Connection, batch_id: int) -> list[tuple[str, Decimal, str]]:
-    """The batch's items that are not excluded, as (invoice_ref, amount, reason_code)."""
-    rows = conn.execute(
-        select(invoices.c.invoice_ref, writeoffs.c.amount, writeoffs.c.reason_code)
+def current_item_rows(conn: Connection, batch_id: int):
+    """The batch's items that are not excluded: id, invoice_id, invoice_ref, amount, reason_code, status."""
+    return conn.execute(
+        select(
+            writeoffs.c.id,
+            writeoffs.c.invoice_id,
+            invoices.c.invoice_ref,
+            writeoffs.c.amount,
+            writeoffs.c.reason_code,
+            writeoffs.c.status,
+        )
         .select_from(writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id))
         .where(writeoffs.c.batch_id == batch_id, writeoffs.c.status != "excluded")
     ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def current_items(conn: Connection, batch_id: int) -> list[tuple[str, Decimal, str]]:
+    """The batch's items that are not excluded, as (invoice_ref, amount, reason_code)."""
+    return [(r.invoice_ref, r.amount, r.reason_code) for r in current_item_rows(conn, batch_id)]
 
 
 def _norm(user: str | None) -> str:
@@ -365,6 +376,9 @@ class ApprovalSummary:
     item_count: int
     batch_hash: str
     policy_version: str
+    #: The verified items still to post (status ``approved``): id -> (invoice_id, amount, reason_code). Posting
+    #: holds every chunk to exactly these.
+    to_post: dict[int, tuple[int, Decimal, str]] = field(default_factory=dict)
 
 
 def _total(items) -> Decimal | None:
@@ -471,7 +485,9 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
     batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
     if batch is None:
         raise ApprovalError(f"write-off batch {batch_id} does not exist")
-    items = current_items(conn, batch_id)
+    item_rows = current_item_rows(conn, batch_id)
+    items = [(r.invoice_ref, r.amount, r.reason_code) for r in item_rows]
+    to_post = {r.id: (r.invoice_id, r.amount, r.reason_code) for r in item_rows if r.status == "approved"}
     max_item = max((a for _, a, _ in items), default=None)
     digest = batch_hash_of(items)
     problems: list[str] = []
@@ -499,6 +515,7 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
             len(items),
             digest,  # type: ignore[union-attr]
             batch.policy_version,
+            to_post,
         )
 
     rows = {r.step: r for r in conn.execute(select(approvals).where(approvals.c.batch_id == batch_id)).all()}
@@ -542,4 +559,5 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
         item_count=len(items),
         batch_hash=digest,
         policy_version=batch.policy_version,
+        to_post=to_post,
     )

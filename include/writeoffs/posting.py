@@ -225,14 +225,7 @@ def _context(
         actor=actor,
         allowance_shortfall=policy.model.allowance_shortfall,
         policy=policy,
-        approved={
-            r.id: (r.invoice_id, r.amount, r.reason_code)
-            for r in conn.execute(
-                select(writeoffs.c.id, writeoffs.c.invoice_id, writeoffs.c.amount, writeoffs.c.reason_code).where(
-                    writeoffs.c.batch_id == batch.id, writeoffs.c.status == "approved"
-                )
-            )
-        },
+        approved=summary.to_post,  # exactly the items whose digest the approval check just verified
     )
 
 

@@ -461,14 +461,16 @@ def business_date_of(context: Any) -> str:
 
 
 def claim_batches(as_of: str, *, run_id: str) -> list[int]:
-    """Claim the proposed human-tier batches of ``as_of`` for this run (status -> awaiting_approval).
+    """Claim every proposed human-tier batch up to ``as_of`` for this run (status -> awaiting_approval).
 
-    Idempotent: a retried task gets the batches it claimed before plus any newly proposed ones. Batches another
-    run claimed stay with that run (its requests are the ones approvers are answering).
+    Up to, not only on: a batch of an earlier business date that no run claimed (the run of its day was still open,
+    or failed) is claimed by the next run instead of staying ``proposed`` forever while its invoices are skipped as
+    "in flight". Concurrent runs never share a batch: the claim is one conditional UPDATE, and each run then reads
+    back what it holds. Idempotent: a retried task gets the batches it claimed before plus any newly proposed ones.
     """
     from datetime import date
 
-    from sqlalchemy import or_, select, update
+    from sqlalchemy import select, update
 
     from writeoffs import audit
     from writeoffs.db.schema import writeoff_batches as b
@@ -477,23 +479,17 @@ def claim_batches(as_of: str, *, run_id: str) -> list[int]:
     day = date.fromisoformat(as_of)
     engine = _engine()
     with engine.begin() as conn:
+        claimed = conn.execute(
+            update(b)
+            .where(b.c.as_of_date <= day, b.c.tier != AUTO_TIER, b.c.status == "proposed")
+            .values(status="awaiting_approval", dag_run_id=run_id)
+        ).rowcount
         ids = list(
             conn.execute(
-                select(b.c.id)
-                .where(
-                    b.c.as_of_date == day,
-                    b.c.tier != AUTO_TIER,
-                    or_(b.c.status == "proposed", (b.c.status == "awaiting_approval") & (b.c.dag_run_id == run_id)),
-                )
-                .order_by(b.c.id)
+                select(b.c.id).where(b.c.dag_run_id == run_id, b.c.status == "awaiting_approval").order_by(b.c.id)
             ).scalars()
         )
-        if ids:
-            conn.execute(
-                update(b)
-                .where(b.c.id.in_(ids), b.c.status == "proposed")
-                .values(status="awaiting_approval", dag_run_id=run_id)
-            )
+        if claimed:
             audit.append(
                 conn,
                 actor=SYSTEM_ACTOR,
@@ -502,7 +498,7 @@ def claim_batches(as_of: str, *, run_id: str) -> list[int]:
                 object_id=run_id,
                 details={"as_of": as_of, "batch_ids": ids},
             )
-    log.info("Routing %d batch(es) of %s for approval: %s", len(ids), as_of, ids)
+    log.info("Routing %d batch(es) up to %s for approval: %s", len(ids), as_of, ids)
     return ids
 
 
