@@ -168,6 +168,14 @@ class ExactMoney(TypeDecorator):
     def process_result_value(self, value, dialect):
         return from_db(dialect, value)
 
+    def result_processor(self, dialect, coltype):
+        if _is_sqlite(dialect):
+            return super().result_processor(dialect, coltype)
+        # PostgreSQL hands NUMERIC back as Decimal, which from_db returns unchanged: use the driver's own processing
+        # (none for NUMERIC, a conversion for anything else) instead of a Python call per value (0.2 s per 50,000
+        # posted items, measured).
+        return dialect.type_descriptor(Numeric(20, DB_SCALE, asdecimal=True)).result_processor(dialect, coltype)
+
     def coerce_compared_value(self, op, value):
         # ``money_col > 0``, ``money_col == Decimal('1.50')``, ``money_col - Decimal('1')``: the literal is money,
         # encoded like the column. A factor (``money_col * 2``) is a plain number, not ten-thousandths.
