@@ -73,6 +73,9 @@ class SourceConfig(_Model):
     encoding: str = "utf-8"
     delimiter: str = ","
     quotechar: str = '"'
+    # CSV: may a quoted value contain line breaks? Off by default (fail closed): a stray quote that closes on a
+    # later line is indistinguishable from such a value and would silently swallow the lines in between.
+    newlines_in_values: bool = False
     decimal_sep: str = "."
     thousands_sep: str = ""
     date_format: str = "%Y-%m-%d"

@@ -158,6 +158,11 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
         ds: {"read": c.read, "accepted": c.accepted, "quarantined": c.quarantined, "totals": totals.get(ds, {})}
         for ds, c in counts.items()
     }
+    # Physical records counted independently of the parser (file sources): the reader has already refused the
+    # file if they differ from what was read, so accepted + quarantined = records holds here.
+    for ds, n in getattr(source, "records", {}).items():
+        if ds in details:
+            details[ds]["records"] = n
     rows_read = sum(c.read for c in counts.values())
     rows_accepted = sum(c.accepted for c in counts.values())
     rows_quarantined = sum(c.quarantined for c in counts.values())
