@@ -24,6 +24,10 @@ from writeoffs.money import check_currency
 #: Default location, next to the domain package (the DAG and the CLI both read it from here unless told otherwise).
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "sources.yaml"
 
+#: Separators a number may use; anything else (a digit, a letter, a sign) would make numbers ambiguous.
+DECIMAL_SEPARATORS = (".", ",")
+THOUSANDS_SEPARATORS = ("", ",", ".", " ", "'", "\u00a0", "\u202f")
+
 _ENV = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
@@ -79,6 +83,11 @@ class SourceConfig(_Model):
     decimal_sep: str = "."
     thousands_sep: str = ""
     date_format: str = "%Y-%m-%d"
+    # Plausible dates (every date field): not before ``earliest_date``, not more than ``max_days_ahead`` days after
+    # the business date. Outside: quarantined as ``implausible_date`` (year 0023 is a typo, not a 2000-year-old debt).
+    # Event dates (invoice, payment, activity) after the business date are refused by the validation gate.
+    earliest_date: date = date(1900, 1, 1)
+    max_days_ahead: int = Field(default=3660, ge=0)
     true_values: tuple[str, ...] = ("true", "1", "yes", "y", "t")
     false_values: tuple[str, ...] = ("false", "0", "no", "n", "f")
     default_currency: str | None = None
@@ -128,6 +137,13 @@ class SourceConfig(_Model):
             raise ValueError(f"a {self.kind} source needs conn_id (Airflow connection) or url")
         if self.decimal_sep == self.thousands_sep:
             raise ValueError("decimal_sep and thousands_sep must differ")
+        if self.decimal_sep not in DECIMAL_SEPARATORS:
+            raise ValueError(f"decimal_sep must be one of {list(DECIMAL_SEPARATORS)}, not {self.decimal_sep!r}")
+        if self.thousands_sep not in THOUSANDS_SEPARATORS:
+            raise ValueError(
+                f"thousands_sep must be one of {list(THOUSANDS_SEPARATORS)} ('' = no grouping), "
+                f"not {self.thousands_sep!r}"
+            )
         return self
 
     def directory(self, as_of: date) -> Path:

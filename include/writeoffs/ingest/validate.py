@@ -28,6 +28,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,7 @@ class Context:
     """What validation needs to know beyond the chunk: entities and their functional currency."""
 
     functional: dict[str, str]  # entity code -> functional currency (configured or already in the ledger)
+    as_of: date | None = None  # the business date: plausible dates are bounded relative to it
 
 
 def arrow_type(f: Field) -> pa.DataType:
@@ -242,6 +244,7 @@ def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validate
             out[f.name] = col
         elif f.kind == "date":
             out[f.name] = _parse_dates(col, present, f.name, cfg.date_format, rows)
+            _plausible_dates(out[f.name], f.name, cfg, ctx, rows)
         elif f.kind == "money":
             if "currency" not in out:  # a code bug, not a data problem: fields.py lists currency before money
                 raise RuntimeError(f"{dataset}.{f.name}: a money field must come after currency in fields.py")
@@ -313,6 +316,22 @@ def _parse_dates(col: pa.Array, present: pa.Array, name: str, fmt: str, rows: _R
     rows.flag(bad, name, "invalid_date", f"{name} is not a valid date in format {fmt}")
     ok = pc.and_kleene(pc.invert(pc.fill_null(bad, False)), present)
     return pc.if_else(ok, pc.cast(parsed, pa.date32()), pa.scalar(None, pa.date32()))
+
+
+def _plausible_dates(col: pa.Array, name: str, cfg: SourceConfig, ctx: Context, rows: _Rows) -> None:
+    """Dates outside ``earliest_date .. as_of + max_days_ahead`` are typos (year 0023, 2925), never aged."""
+    earliest = cfg.earliest_date
+    outside = pc.less(col, pa.scalar(earliest, pa.date32()))
+    latest = None
+    if ctx.as_of is not None:
+        latest = ctx.as_of + timedelta(days=cfg.max_days_ahead)
+        outside = pc.or_kleene(outside, pc.greater(col, pa.scalar(latest, pa.date32())))
+    rows.flag(
+        outside,
+        name,
+        "implausible_date",
+        f"{name} is outside the plausible range {earliest} .. {latest or 'any'} (earliest_date, max_days_ahead)",
+    )
 
 
 def _plain_number_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
