@@ -34,6 +34,20 @@ def invoice_line(n: int, *, amount: str = "1,000.00", description: str = "consul
 
 def source_for(directory: Path, *, file: str = "invoices.csv", mode: str = "quarantine", **over: Any):
     """A config with one source ``t`` reading ``file`` from ``directory`` with the erp_csv mapping."""
+    return source_config.parse(config_dict(directory, file=file, mode=mode, **over))
+
+
+def write_config(path: Path, directory: Path, **over: Any) -> Path:
+    """The same config as a YAML file (what the CLI reads)."""
+    import json
+
+    import yaml
+
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(config_dict(directory, **over), default=str))))
+    return path
+
+
+def config_dict(directory: Path, *, file: str = "invoices.csv", mode: str = "quarantine", **over: Any) -> dict:
     erp = source_config.load().source("erp_csv")
     body = erp.model_dump(exclude={"name", "datasets", "location", "control_file"})
     body.update(
@@ -43,16 +57,14 @@ def source_for(directory: Path, *, file: str = "invoices.csv", mode: str = "quar
         control_file=None,
     )
     body.update(over)
-    return source_config.parse(
-        {
-            "version": "test",
-            "entities": {
-                "US01": {"name": "US", "functional_currency": "USD", "method": "direct"},
-                "EU01": {"name": "EU", "functional_currency": "EUR", "method": "allowance"},
-            },
-            "sources": {"t": body},
-        }
-    )
+    return {
+        "version": "test",
+        "entities": {
+            "US01": {"name": "US", "functional_currency": "USD", "method": "direct"},
+            "EU01": {"name": "EU", "functional_currency": "EUR", "method": "allowance"},
+        },
+        "sources": {"t": body},
+    }
 
 
 #: Bookkeeping of the ingestion itself (batches, staging, quarantine) and the audit trail are not the ledger: a

@@ -195,15 +195,12 @@ def parse(data: dict[str, Any], *, origin: str = "<dict>", content_hash: str = "
 
 def load(path: str | Path | None = None) -> SourcesConfig:
     """Load and validate the source config (``WRITEOFFS_SOURCES_CONFIG`` or the committed default)."""
-    import yaml
+    from writeoffs import strict_yaml
 
     p = Path(path or os.environ.get("WRITEOFFS_SOURCES_CONFIG") or DEFAULT_PATH)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read source config {p}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    data = strict_yaml.load(raw, str(p))  # duplicate keys are an error naming the line
     return parse(data, origin=str(p), content_hash=hashlib.sha256(raw).hexdigest())

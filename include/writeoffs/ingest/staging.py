@@ -345,7 +345,7 @@ def write_bad(conn: Connection, batch_id: int, bad: list[Quarantined]) -> None:
                 "field": q.field,
                 "reason": q.reason,
                 "message": q.message[:2000],
-                "raw": q.raw[:10_000],
+                "raw": q.raw if q.raw is None or len(q.raw) <= 10_000 else json.dumps({"_cut": True}),
             }
             for q in bad
         ],
