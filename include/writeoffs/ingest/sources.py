@@ -288,6 +288,16 @@ class FileSource:
         single = len(cfg.delimiter) == 1 and len(cfg.quotechar) <= 1
         if not (single and cfg.delimiter.isascii() and cfg.quotechar.isascii()):
             raise _err(cfg, "delimiter and quotechar must be single ASCII characters", file=path.name)
+        with path.open("rb") as f:
+            head = f.read(4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise _err(
+                cfg,
+                f"the file is UTF-16/32 (it starts with a byte-order mark) but the source is read as {cfg.encoding}:"
+                " convert the export to UTF-8",
+                file=path.name,
+                row=1,
+            )
         lines = count_lines(path)
         if lines.lone_cr or lines.nul:
             self._strict_scan(path)  # raises with the line, unless the CRs are all inside quoted values
