@@ -176,3 +176,25 @@ def test_scan(tmp_path, text: str, records: int | None, line: int | None) -> Non
         assert s.problem is None and s.records == records
     else:
         assert s.problem is not None and s.problem.line == line, s
+
+
+@pytest.mark.parametrize(
+    ("text", "lines", "non_blank", "lone_cr", "nul"),
+    [
+        ("a,b\n1,2\n", 2, 2, False, False),
+        ("a,b\n1,2", 2, 2, False, False),
+        ("\ufeffa,b\r\n1,2\r\n", 2, 2, False, False),
+        ("\na,b\n\n\n1,2\n\n", 6, 2, False, False),
+        ("a,b\r\n\r\n1,2\r\n\r\n", 4, 2, False, False),
+        ("a,b\r1,2\r", 1, 1, True, False),
+        ("a,b\n1,\x002\n", 2, 2, False, True),
+    ],
+)
+def test_count_lines(tmp_path, text, lines, non_blank, lone_cr, nul) -> None:
+    from writeoffs.ingest.records import count_lines
+
+    p = tmp_path / "f.csv"
+    p.write_bytes(text.encode("utf-8"))
+    fast = count_lines(p)
+    assert (fast.records, fast.lone_cr, fast.nul) == (lines, lone_cr, nul)
+    assert count_lines(p, blank_lines=True).records == non_blank
