@@ -20,7 +20,7 @@ from writeoffs.ingest.merge import merge
 from writeoffs.ingest.records import scan
 from writeoffs.ingest.sources import build_source
 from writeoffs.ingest.staging import stage
-from writeoffs.ingest.tables import STAGING
+from writeoffs.ingest.tables import STAGING, ingest_quarantine
 
 
 def _write(tmp_path: Path, lines: list[str], *, newline: str = "\n", name: str = "invoices.csv") -> Path:
@@ -135,10 +135,29 @@ def test_nul_byte_in_a_field_names_line_and_column_no_copy_error(ledger, tmp_pat
     assert ledger_fingerprint(ledger) == before
 
 
-def test_utf16_is_refused_clearly(ledger, tmp_path) -> None:
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_utf16_and_utf32_exports_are_read(ledger, tmp_path, encoding) -> None:
+    lines = [HEADER, invoice_line(1, description="Société"), invoice_line(2, amount="abc"), invoice_line(3)]
+    (tmp_path / "invoices.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    cfg = source_for(tmp_path, encoding=encoding)
+    s = stage(ledger, cfg, build_source(cfg.source("t")), AS_OF)
+    ds = s["datasets"]["invoices"]
+    assert (ds["records"], ds["accepted"], ds["quarantined"]) == (3, 2, 1)
+    with ledger.connect() as conn:
+        q = conn.execute(select(ingest_quarantine.c.source_row, ingest_quarantine.c.field)).all()
+        names = set(conn.execute(select(STAGING["invoices"].c.description)).scalars())
+    assert [tuple(r) for r in q] == [(3, "amount")] and "Société" in names
+
+
+def test_utf16_that_is_not_utf16_is_one_clear_line(ledger, tmp_path) -> None:
+    err = _reject(ledger, tmp_path, b"a,b\n1,2\n3", encoding="utf-16-le")
+    assert "not valid utf-16-le text" in str(err)
+
+
+def test_a_utf16_file_read_as_utf8_is_refused_clearly(ledger, tmp_path) -> None:
     data = ("\n".join([HEADER, invoice_line(1)]) + "\n").encode("utf-16")
-    err = _reject(ledger, tmp_path, data, encoding="utf-16")
-    assert "utf-16" in str(err) and "convert" in str(err)
+    err = _reject(ledger, tmp_path, data)
+    assert "UTF-16" in str(err) and "convert" in str(err)
 
 
 def test_counts_identity_is_reported_with_bad_records(ledger, tmp_path) -> None:

@@ -186,6 +186,11 @@ class FileSource:
 
     # -- CSV: pyarrow's C++ reader, all columns as strings; typing happens later, vectorised ------------------
     def _csv(self, dataset: str, path: Path) -> Iterator[RawChunk]:
+        if not ascii_compatible(self.config.encoding):
+            # UTF-16/32 write delimiters and line breaks as several bytes: the file is transcoded to UTF-8 first
+            # (streamed, in a temporary directory) and read like any UTF-8 export; names and rows are unchanged.
+            yield from self._csv_transcoded(dataset, path)
+            return
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
@@ -272,6 +277,32 @@ class FileSource:
                 ) from None
             raise _err(cfg, f"unreadable CSV: {msg.splitlines()[0]}", file=path.name) from None
 
+    def _csv_transcoded(self, dataset: str, path: Path) -> Iterator[RawChunk]:
+        import tempfile
+
+        cfg = self.config
+        try:
+            "\n".encode(cfg.encoding)
+        except LookupError:
+            raise _err(cfg, f"unknown encoding {cfg.encoding!r}", file=path.name) from None
+        with tempfile.TemporaryDirectory(prefix="writeoffs-transcode-") as tmp:
+            utf8 = Path(tmp) / path.name
+            line = 1
+            try:
+                with (
+                    path.open("r", encoding=cfg.encoding, newline="") as src,
+                    utf8.open("w", encoding="utf-8", newline="") as out,
+                ):
+                    while block := src.read(1 << 20):
+                        out.write(block)
+                        line += block.count("\n")
+            except UnicodeError:
+                raise _err(cfg, f"not valid {cfg.encoding} text (wrong encoding?)", file=path.name, row=line) from None
+            inner = FileSource(cfg.model_copy(update={"encoding": "utf-8"}), location=self._location)
+            yield from inner._csv(dataset, utf8)
+            for ds, n in inner.records.items():
+                self.records[ds] = self.records.get(ds, 0) + n
+
     def _count_lines(self, path: Path) -> int:
         """Physical lines of ``path`` less the header, by a memory-speed byte count (:mod:`writeoffs.ingest.records`).
 
@@ -294,7 +325,7 @@ class FileSource:
             raise _err(
                 cfg,
                 f"the file is UTF-16/32 (it starts with a byte-order mark) but the source is read as {cfg.encoding}:"
-                " convert the export to UTF-8",
+                " convert the export to UTF-8, or set encoding: utf-16",
                 file=path.name,
                 row=1,
             )
