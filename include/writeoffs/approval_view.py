@@ -11,7 +11,6 @@ approval can never silently cover rows that changed in between.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -27,6 +26,7 @@ from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_of
 from writeoffs.db.schema import customers, invoices, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError
 from writeoffs.money import quantum
+from writeoffs.safe_text import csv_writer, md
 
 #: Item statuses that leave an item out of what will be posted.
 NOT_POSTED_STATUSES = frozenset({"excluded", "rejected", "expired", "skipped", "reversed"})
@@ -217,8 +217,8 @@ def _bucket_order(rows: list[tuple[str, int, Decimal]], buckets: Sequence[Bucket
 
 
 def _cell(text: object) -> str:
-    # Markdown table cells: a pipe or newline in customer data would break the table the approver relies on.
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Customer data in Markdown renders literally: no table breaks, links, images or code-span breakouts.
+    return md(text)
 
 
 def _evidence_text(evidence: dict[str, object], limit: int = 6) -> str:
@@ -384,7 +384,7 @@ def write_candidates_csv(reports_dir: Path, view: BatchView) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = csv_writer(fh)  # formula-looking text neutralised (writeoffs.safe_text)
         w.writerow(CSV_COLUMNS)
         for i in view.items:
             w.writerow(

@@ -7,10 +7,11 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from sqlalchemy import Engine
 
-from writeoffs.errors import WriteoffError
+from writeoffs.errors import InputError, WriteoffError
 
 log = logging.getLogger("writeoffs")
 
@@ -18,15 +19,24 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _engine(args: argparse.Namespace) -> Engine:
-    from writeoffs.db.engine import make_engine
+    """An existing ledger: a command on a ledger never initialised says so and creates nothing."""
+    from writeoffs.db.engine import open_ledger
 
-    return make_engine(args.ledger_url)
+    return open_ledger(args.ledger_url)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too (``error: argument --as-of: ...``), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message[:300]}\n")
 
 
 def cmd_init_db(args: argparse.Namespace) -> int:
+    from writeoffs.db.engine import make_engine
     from writeoffs.db.migrate import upgrade
 
-    engine = _engine(args)
+    engine = make_engine(args.ledger_url)
     upgrade(engine)
     print(f"ledger ready at {engine.url.render_as_string(hide_password=True)}")
     return 0
@@ -66,10 +76,14 @@ def cmd_clear_reversal(args: argparse.Namespace) -> int:
     return 0
 
 
-def _date(text: str):
+def parse_date(text: str, option: str = "--as-of"):
+    """A date option as YYYY-MM-DD, or one clear line (an InputError, exit 2) naming the option and the value."""
     from datetime import date
 
-    return date.fromisoformat(text)
+    try:
+        return date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise InputError(f"{option} {text[:40]!r} is not a date in the form YYYY-MM-DD") from None
 
 
 def cmd_export_beancount(args: argparse.Namespace) -> int:
@@ -77,7 +91,8 @@ def cmd_export_beancount(args: argparse.Namespace) -> int:
 
     from writeoffs.beancount_export import bean_check, write_exports
 
-    written = write_exports(_engine(args), Path(args.out), as_of=args.as_of)
+    as_of = parse_date(args.as_of) if args.as_of else None
+    written = write_exports(_engine(args), Path(args.out), as_of=as_of)
     failed = 0
     for path, exp in written:
         print(f"{exp.view} view: {exp.entries} entries, {exp.assertions} balance assertions -> {path}")
@@ -92,7 +107,7 @@ def cmd_export_beancount(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m writeoffs", description=__doc__)
+    parser = _Parser(prog="python -m writeoffs", description=__doc__)
     parser.add_argument("--ledger-url", help="SQLAlchemy URL of the ledger (default: $WRITEOFFS_LEDGER_URL or SQLite)")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     bean = sub.add_parser("export-beancount", help="posted GL as beancount files (transaction + functional view)")
     bean.add_argument("--out", required=True, help="beancount file; the functional view is written beside it")
-    bean.add_argument("--as-of", type=_date, help="balance assertions the day after (default: last posting)")
+    bean.add_argument("--as-of", help="balance assertions the day after (default: last posting)")
     bean.add_argument("--check", action="store_true", help="run bean-check on both files (exit 1 if it fails)")
     bean.set_defaults(func=cmd_export_beancount)
     clear = sub.add_parser(

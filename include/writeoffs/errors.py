@@ -6,6 +6,23 @@ messages name the document, row and field at fault instead of surfacing a stack 
 
 from __future__ import annotations
 
+#: How much of a value taken from the input an error message may echo (a 10 MB field is never printed whole).
+VALUE_LIMIT = 80
+MESSAGE_LIMIT = 1000
+
+
+def shorten(text: str, limit: int = VALUE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was; one line (line breaks shown escaped)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 20, 1)]}… ({len(text)} chars)"
+
+
+def value_repr(value: object, limit: int = VALUE_LIMIT) -> str:
+    """``repr`` of an input value for a message, cut to ``limit``."""
+    return shorten(repr(value), limit)
+
 
 class WriteoffError(Exception):
     """Base class of every error raised by this package on purpose."""
@@ -27,6 +44,9 @@ class InputError(WriteoffError):
         row: int | None = None,
         field: str | None = None,
     ) -> None:
+        message = shorten(message, MESSAGE_LIMIT)
+        file = shorten(file, 300) if file is not None else None
+        field = shorten(field, VALUE_LIMIT) if field is not None else None
         self.reason = message
         self.source = source
         self.file = file

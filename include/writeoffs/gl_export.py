@@ -31,6 +31,7 @@ from sqlalchemy import Connection, func, select
 
 from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoff_batches
 from writeoffs.money import round_money
+from writeoffs.safe_text import csv_writer
 
 COLUMNS = (
     "entry_key",
@@ -138,7 +139,7 @@ def _rows(conn: Connection, where) -> list[list[str]]:
 
 def render_csv(rows: Sequence[Sequence[str]]) -> bytes:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer = csv_writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)  # formulas neutralised (safe_text)
     writer.writerow(COLUMNS)
     writer.writerows(rows)
     return buf.getvalue().encode("utf-8")

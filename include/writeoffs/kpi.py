@@ -22,7 +22,6 @@ The product reports; it does not decide deductibility.
 from __future__ import annotations
 
 import calendar
-import csv
 import io
 import json
 from collections import defaultdict
@@ -38,6 +37,7 @@ from sqlalchemy import Connection, Date, bindparam, text
 from writeoffs.buckets import DEFAULT_BUCKETS
 from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.money import money_str, round_money
+from writeoffs.safe_text import csv_writer, md
 
 _Q4 = Decimal("0.0001")
 _PCT = Decimal("0.01")
@@ -612,7 +612,7 @@ def _pct(value: Decimal | None) -> str:
 
 
 def _cell(value: object) -> str:
-    return str("" if value is None else value).replace("|", "\\|").replace("\n", " ")
+    return md(value)  # customer data renders literally (writeoffs.safe_text)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]], right: int = 1) -> list[str]:
@@ -789,7 +789,7 @@ def render_listing_csv(report: KpiReport) -> str:
     """The tax-adviser listing; the first line is a ``#`` comment stating that deductibility is the adviser's call."""
     buf = io.StringIO()
     buf.write(f"# Write-offs {report.period.label}: {TAX_NOTE}\n")
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv_writer(buf, lineterminator="\n")  # formula-looking text neutralised (writeoffs.safe_text)
     w.writerow(LISTING_COLUMNS)
     for row in report.listing:
         w.writerow([_jsonable(row[c]) if row[c] is not None else "" for c in LISTING_COLUMNS])

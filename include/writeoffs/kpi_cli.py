@@ -27,21 +27,21 @@ def register(subparsers: Any) -> None:
 
 def cmd_allowance(args: argparse.Namespace) -> int:
     from writeoffs.allowance import load_config, run_allowance
-    from writeoffs.db.engine import make_engine
+    from writeoffs.db.engine import open_ledger
 
-    result = run_allowance(make_engine(args.ledger_url), args.as_of, config=load_config(args.config), actor=args.actor)
+    result = run_allowance(open_ledger(args.ledger_url), args.as_of, config=load_config(args.config), actor=args.actor)
     print(json.dumps(result.summary(), indent=2))
     return 0
 
 
 def cmd_kpi(args: argparse.Namespace) -> int:
-    from writeoffs.db.engine import make_engine
+    from writeoffs.db.engine import open_ledger
     from writeoffs.kpi import headline, run_kpis
 
     if args.end < args.start:
         print(f"error: --to {args.end} is before --from {args.start}", file=sys.stderr)
         return 2
-    report, files = run_kpis(make_engine(args.ledger_url), args.start, args.end, previous=args.previous)
+    report, files = run_kpis(open_ledger(args.ledger_url), args.start, args.end, previous=args.previous)
     print(headline(report))
     for name, path in files.summary().items():
         print(f"{name}: {path}")

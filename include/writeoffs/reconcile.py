@@ -71,6 +71,7 @@ from writeoffs.db.schema import (
 )
 from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
+from writeoffs.safe_text import md
 
 log = logging.getLogger(__name__)
 
@@ -1606,7 +1607,7 @@ def report_path_for(as_of: date, run_key: str, base_dir: Path | None = None) -> 
 
 
 def _cell(value: object) -> str:
-    return str(value if value is not None else "").replace("|", "\\|").replace("\n", " ")
+    return md(value)  # customer data renders literally (writeoffs.safe_text)
 
 
 def render_report(result_like: ReconResult) -> str:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from writeoffs.errors import WriteoffError
 
 
 def data_dir() -> Path:
@@ -60,3 +63,34 @@ def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: 
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
     return create_engine(full, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+
+
+class LedgerNotInitialised(WriteoffError):
+    """A command that reads or writes the ledger was pointed at a database that has no ledger schema."""
+
+
+def open_ledger(url: str | None = None) -> Engine:
+    """The engine of an *existing* ledger, for commands that need one: nothing is created (no SQLite file, no data
+    directory); a missing or never-migrated database is one clear error."""
+    target = url or os.environ.get("WRITEOFFS_LEDGER_URL")
+    if not target:
+        target = f"sqlite:///{Path(os.environ.get('WRITEOFFS_DATA_DIR', '.data')).resolve() / 'ledger.db'}"
+    full = make_url(normalise_url(target))
+    shown = full.render_as_string(hide_password=True)
+    hint = "run `python -m writeoffs init-db` first"
+    if full.get_backend_name() == "sqlite":
+        if not full.database or full.database == ":memory:" or not Path(full.database).is_file():
+            raise LedgerNotInitialised(f"no ledger at {shown}: {hint}")
+    engine = make_engine(target)
+    try:
+        with engine.connect() as conn:
+            ready = inspect(conn).has_table("alembic_version")
+    except OperationalError as exc:
+        engine.dispose()
+        raise LedgerNotInitialised(
+            f"cannot reach the ledger at {shown}: {str(exc.orig).splitlines()[0][:200]}"
+        ) from None
+    if not ready:
+        engine.dispose()
+        raise LedgerNotInitialised(f"the database at {shown} has no ledger schema: {hint}")
+    return engine

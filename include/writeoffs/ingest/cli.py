@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from writeoffs.db.engine import make_engine
+    from writeoffs.cli import parse_date
+    from writeoffs.db.engine import open_ledger
     from writeoffs.ingest import config as source_config
     from writeoffs.ingest.pipeline import run
 
+    as_of = parse_date(args.as_of)
     cfg = source_config.load(args.config)
-    result = run(make_engine(args.ledger_url), cfg, date.fromisoformat(args.as_of), names=args.source or None)
-    print(json.dumps(result, indent=2))
+    # The same staging -> validation gate -> merge as the DAG: a blocked batch raises ValidationBlocked (one line,
+    # exit 2 from writeoffs.cli.main) and nothing is merged.
+    result = run(open_ledger(args.ledger_url), cfg, as_of, names=args.source or None)
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 

@@ -24,6 +24,10 @@ from writeoffs.money import check_currency
 #: Default location, next to the domain package (the DAG and the CLI both read it from here unless told otherwise).
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "sources.yaml"
 
+#: Separators a number may use; anything else (a digit, a letter, a sign) would make numbers ambiguous.
+DECIMAL_SEPARATORS = (".", ",")
+THOUSANDS_SEPARATORS = ("", ",", ".", " ", "'", "\u00a0", "\u202f")
+
 _ENV = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
@@ -73,9 +77,17 @@ class SourceConfig(_Model):
     encoding: str = "utf-8"
     delimiter: str = ","
     quotechar: str = '"'
+    # CSV: may a quoted value contain line breaks? Off by default (fail closed): a stray quote that closes on a
+    # later line is indistinguishable from such a value and would silently swallow the lines in between.
+    newlines_in_values: bool = False
     decimal_sep: str = "."
     thousands_sep: str = ""
     date_format: str = "%Y-%m-%d"
+    # Plausible dates (every date field): not before ``earliest_date``, not more than ``max_days_ahead`` days after
+    # the business date. Outside: quarantined as ``implausible_date`` (year 0023 is a typo, not a 2000-year-old debt).
+    # Event dates (invoice, payment, activity) after the business date are refused by the validation gate.
+    earliest_date: date = date(1900, 1, 1)
+    max_days_ahead: int = Field(default=3660, ge=0)
     true_values: tuple[str, ...] = ("true", "1", "yes", "y", "t")
     false_values: tuple[str, ...] = ("false", "0", "no", "n", "f")
     default_currency: str | None = None
@@ -125,6 +137,13 @@ class SourceConfig(_Model):
             raise ValueError(f"a {self.kind} source needs conn_id (Airflow connection) or url")
         if self.decimal_sep == self.thousands_sep:
             raise ValueError("decimal_sep and thousands_sep must differ")
+        if self.decimal_sep not in DECIMAL_SEPARATORS:
+            raise ValueError(f"decimal_sep must be one of {list(DECIMAL_SEPARATORS)}, not {self.decimal_sep!r}")
+        if self.thousands_sep not in THOUSANDS_SEPARATORS:
+            raise ValueError(
+                f"thousands_sep must be one of {list(THOUSANDS_SEPARATORS)} ('' = no grouping), "
+                f"not {self.thousands_sep!r}"
+            )
         return self
 
     def directory(self, as_of: date) -> Path:
@@ -176,15 +195,12 @@ def parse(data: dict[str, Any], *, origin: str = "<dict>", content_hash: str = "
 
 def load(path: str | Path | None = None) -> SourcesConfig:
     """Load and validate the source config (``WRITEOFFS_SOURCES_CONFIG`` or the committed default)."""
-    import yaml
+    from writeoffs import strict_yaml
 
     p = Path(path or os.environ.get("WRITEOFFS_SOURCES_CONFIG") or DEFAULT_PATH)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read source config {p}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    data = strict_yaml.load(raw, str(p))  # duplicate keys are an error naming the line
     return parse(data, origin=str(p), content_hash=hashlib.sha256(raw).hexdigest())

@@ -29,6 +29,8 @@ from urllib.parse import urljoin
 
 from writeoffs.errors import InputError
 from writeoffs.ingest.config import SourceConfig, expand
+from writeoffs.ingest.records import ascii_compatible, count_lines
+from writeoffs.ingest.records import scan as scan_records
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -135,6 +137,8 @@ class FileSource:
         self.name = config.name
         self._location = location
         self._artifacts: list[Artifact] = []
+        #: Physical data records per dataset, counted independently of the parser (CSV files).
+        self.records: dict[str, int] = {}
 
     def _dir(self, as_of: date) -> Path:
         return Path(expand(str(self._location), as_of)) if self._location else self.config.directory(as_of)
@@ -182,15 +186,26 @@ class FileSource:
 
     # -- CSV: pyarrow's C++ reader, all columns as strings; typing happens later, vectorised ------------------
     def _csv(self, dataset: str, path: Path) -> Iterator[RawChunk]:
+        if not ascii_compatible(self.config.encoding):
+            # UTF-16/32 write delimiters and line breaks as several bytes: the file is transcoded to UTF-8 first
+            # (streamed, in a temporary directory) and read like any UTF-8 export; names and rows are unchanged.
+            yield from self._csv_transcoded(dataset, path)
+            return
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
         cfg = self.config
+        lines = self._count_lines(path)
         header = self._csv_header(path)
         _check_header(cfg, path.name, header)
         bad: list[BadRecord] = []
+        parsed = 0
+
+        spanning: list[int] = []  # bad records whose text runs over a line break: a quote swallowed lines
 
         def on_invalid(row: Any) -> str:
+            if "\n" in row.text or "\r" in row.text:
+                spanning.append(row.number)
             bad.append(
                 BadRecord(
                     row.number,
@@ -227,6 +242,7 @@ class FileSource:
             skipped: list[int] = []
             for batch in reader:
                 n = batch.num_rows
+                parsed += n
                 # The reader parses ahead, so a bad record reported now may lie in a later block: every good
                 # row is numbered stepping over all bad records seen so far.
                 fresh = bad[reported:]
@@ -236,6 +252,17 @@ class FileSource:
                 if n:
                     next_row = numbers[-1] + 1
                 yield RawChunk(dataset, path.name, pa.Table.from_batches([batch]), pa.array(numbers, pa.int64()), fresh)
+            if spanning:
+                # A quoted value that runs over line breaks AND leaves its record with the wrong number of fields is
+                # a stray quote that swallowed lines, not a value with a line break: nothing after it can be trusted.
+                raise _err(
+                    cfg,
+                    f"line {spanning[0]}: a quoted field runs over line breaks and leaves its record with the wrong"
+                    " number of fields (stray quote?); the whole file is rejected",
+                    file=path.name,
+                    row=spanning[0],
+                )
+            self.records[dataset] = self.records.get(dataset, 0) + self._check_count(path, lines, parsed + len(bad))
             if len(bad) > reported:
                 yield RawChunk(dataset, path.name, _strings_table(header, []), pa.array([], pa.int64()), bad[reported:])
         except pa.ArrowInvalid as exc:
@@ -249,6 +276,112 @@ class FileSource:
                     row=int(m.group(1)) if m else _first_undecodable_line(path),
                 ) from None
             raise _err(cfg, f"unreadable CSV: {msg.splitlines()[0]}", file=path.name) from None
+
+    def _csv_transcoded(self, dataset: str, path: Path) -> Iterator[RawChunk]:
+        import tempfile
+
+        cfg = self.config
+        try:
+            "\n".encode(cfg.encoding)
+        except LookupError:
+            raise _err(cfg, f"unknown encoding {cfg.encoding!r}", file=path.name) from None
+        with tempfile.TemporaryDirectory(prefix="writeoffs-transcode-") as tmp:
+            utf8 = Path(tmp) / path.name
+            line = 1
+            try:
+                with (
+                    path.open("r", encoding=cfg.encoding, newline="") as src,
+                    utf8.open("w", encoding="utf-8", newline="") as out,
+                ):
+                    while block := src.read(1 << 20):
+                        out.write(block)
+                        line += block.count("\n")
+            except UnicodeError:
+                raise _err(cfg, f"not valid {cfg.encoding} text (wrong encoding?)", file=path.name, row=line) from None
+            inner = FileSource(cfg.model_copy(update={"encoding": "utf-8"}), location=self._location)
+            yield from inner._csv(dataset, utf8)
+            for ds, n in inner.records.items():
+                self.records[ds] = self.records.get(ds, 0) + n
+
+    def _count_lines(self, path: Path) -> int:
+        """Physical lines of ``path`` less the header, by a memory-speed byte count (:mod:`writeoffs.ingest.records`).
+
+        CR-only line ends and NUL bytes reject the whole file here, naming the physical line, before the parser
+        (or PostgreSQL's COPY) sees them."""
+        cfg = self.config
+        if not ascii_compatible(cfg.encoding):
+            raise _err(
+                cfg,
+                f"encoding {cfg.encoding!r} is not supported for CSV files (only ASCII-compatible encodings such as"
+                " utf-8, utf-8-sig, latin-1, cp1252): convert the export to UTF-8",
+                file=path.name,
+            )
+        single = len(cfg.delimiter) == 1 and len(cfg.quotechar) <= 1
+        if not (single and cfg.delimiter.isascii() and cfg.quotechar.isascii()):
+            raise _err(cfg, "delimiter and quotechar must be single ASCII characters", file=path.name)
+        with path.open("rb") as f:
+            head = f.read(4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise _err(
+                cfg,
+                f"the file is UTF-16/32 (it starts with a byte-order mark) but the source is read as {cfg.encoding}:"
+                " convert the export to UTF-8, or set encoding: utf-16",
+                file=path.name,
+                row=1,
+            )
+        lines = count_lines(path)
+        if lines.lone_cr or lines.nul:
+            self._strict_scan(path)  # raises with the line, unless the CRs are all inside quoted values
+        return lines.records - 1
+
+    def _check_count(self, path: Path, lines: int, parsed: int) -> int:
+        """The data records of ``path``: equal to what the parser read (``parsed``), or the file is rejected.
+
+        Fast path: as many records as non-empty lines. Otherwise (blank lines, quoted line breaks, or a quote that
+        swallowed part of the file) the exact counts decide, the strict quote-aware scan last."""
+        if parsed == lines:
+            return lines
+        exact = count_lines(path, blank_lines=True).records - 1
+        if parsed == exact:
+            return exact
+        records, quoted_break = self._strict_scan(path)
+        if quoted_break is not None and not self.config.newlines_in_values:
+            # Fail closed: a stray quote that happens to close on a later line looks exactly like a value with line
+            # breaks (the lines in between vanish into one field); only a source known to export them may have them.
+            raise _err(
+                self.config,
+                f"line {quoted_break}: a quoted value runs over a line break (stray quote? if the export really has"
+                " multi-line values, set newlines_in_values: true); the whole file is rejected",
+                file=path.name,
+                row=quoted_break,
+            )
+        if parsed != records:
+            # The independent count disagrees with the parser: something was swallowed or split. Nothing of this
+            # file may be trusted (the staging transaction rolls back what was already written).
+            raise _err(
+                self.config,
+                f"the CSV parser read {parsed} record(s) but the file has {records} (quote or line break handling"
+                " diverged); the whole file is rejected",
+                file=path.name,
+            )
+        return records
+
+    def _strict_scan(self, path: Path) -> tuple[int, int | None]:
+        """Data records by the strict quote-aware scan; a structural problem rejects the file naming its line."""
+        cfg = self.config
+        found = scan_records(path, delimiter=cfg.delimiter, quotechar=cfg.quotechar or None)
+        if found.problem is not None:
+            p = found.problem
+            where = f"line {p.line}"
+            if p.after in (",", ";", "\t", "|") and p.after != cfg.delimiter:
+                where += f" (is the delimiter {cfg.delimiter!r} right? fields seem separated by {p.after!r})"
+            fld = None
+            if p.column is not None:
+                header = self._csv_header(path) if p.line > 1 else []
+                fld = header[p.column] if p.column < len(header) else None
+                where += f", column {fld!r}" if fld else f", column {p.column + 1}"
+            raise _err(cfg, f"{where}: {p.message}; the whole file is rejected", file=path.name, row=p.line, fld=fld)
+        return max(found.records - 1, 0), found.quoted_break  # the header is not a data record
 
     def _csv_header(self, path: Path) -> list[str]:
         cfg = self.config

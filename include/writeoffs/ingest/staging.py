@@ -51,11 +51,11 @@ class _Counts:
         return {t: Decimal(0) for t in _TOTALS[dataset]}
 
 
-def context(conn: Connection, config: SourcesConfig) -> Context:
+def context(conn: Connection, config: SourcesConfig, as_of: date | None = None) -> Context:
     functional = {code: e.functional_currency for code, e in config.entities.items()}
     for code, cur in conn.execute(select(legal_entities.c.code, legal_entities.c.functional_currency)):
         functional[code] = cur  # the ledger wins over the config for entities that already exist
-    return Context(functional=functional)
+    return Context(functional=functional, as_of=as_of)
 
 
 def stage(
@@ -101,7 +101,7 @@ def stage(
 def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date, actor: str) -> dict[str, Any]:
     cfg = source.config
     bulk.set_local_work_mem(conn)  # the duplicate-key check groups a million keys
-    ctx = context(conn, config)
+    ctx = context(conn, config, as_of)
     batch_id, load_no = _open_batch(conn, cfg.name, as_of)
     control = source.control(as_of)
     counts: dict[str, _Counts] = {}
@@ -158,6 +158,11 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
         ds: {"read": c.read, "accepted": c.accepted, "quarantined": c.quarantined, "totals": totals.get(ds, {})}
         for ds, c in counts.items()
     }
+    # Physical records counted independently of the parser (file sources): the reader has already refused the
+    # file if they differ from what was read, so accepted + quarantined = records holds here.
+    for ds, n in getattr(source, "records", {}).items():
+        if ds in details:
+            details[ds]["records"] = n
     rows_read = sum(c.read for c in counts.values())
     rows_accepted = sum(c.accepted for c in counts.values())
     rows_quarantined = sum(c.quarantined for c in counts.values())
@@ -340,7 +345,7 @@ def write_bad(conn: Connection, batch_id: int, bad: list[Quarantined]) -> None:
                 "field": q.field,
                 "reason": q.reason,
                 "message": q.message[:2000],
-                "raw": q.raw[:10_000],
+                "raw": q.raw if q.raw is None or len(q.raw) <= 10_000 else json.dumps({"_cut": True}),
             }
             for q in bad
         ],

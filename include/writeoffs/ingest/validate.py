@@ -28,6 +28,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from writeoffs.errors import InputError
+from writeoffs.errors import InputError, shorten, value_repr
 from writeoffs.ingest.fields import ACTIVITY_TYPES, DATASETS, Field
 from writeoffs.ingest.sources import RawChunk
 from writeoffs.money import DB_SCALE, MAX_AMOUNT, MINOR_UNITS, check_max_amount, check_minor_units
@@ -76,6 +77,7 @@ class Context:
     """What validation needs to know beyond the chunk: entities and their functional currency."""
 
     functional: dict[str, str]  # entity code -> functional currency (configured or already in the ledger)
+    as_of: date | None = None  # the business date: plausible dates are bounded relative to it
 
 
 def arrow_type(f: Field) -> pa.DataType:
@@ -160,7 +162,8 @@ def map_columns(chunk: RawChunk, cfg: SourceConfig) -> pa.Table:
             if len(have) == 1 and any(d in have[0] for d in (";", "\t", "|", ",")):
                 hint = f" (the whole header is one column: is the delimiter {cfg.delimiter!r} right?)"
             raise InputError(
-                f"column(s) {missing} missing (mapped to {[ds.columns[m] for m in missing]}); found {have[:20]}{hint}",
+                f"column(s) {missing} missing (mapped to {[ds.columns[m] for m in missing]});"
+                f" found {[shorten(h, 40) for h in have[:20]]}{hint}",
                 source=cfg.name,
                 file=chunk.file,
                 row=1 if cfg.kind == "file" else None,
@@ -177,7 +180,7 @@ def map_columns(chunk: RawChunk, cfg: SourceConfig) -> pa.Table:
     for f in DATASETS[chunk.dataset]:
         if f.required and f.name not in table.column_names and not constants.get(f.name):
             raise InputError(
-                f"required field {f.name!r} is not provided by any column; found {have[:20]}",
+                f"required field {f.name!r} is not provided by any column; found {[shorten(h, 40) for h in have[:20]]}",
                 source=cfg.name,
                 file=chunk.file,
                 row=1 if cfg.kind == "file" else None,
@@ -242,6 +245,7 @@ def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validate
             out[f.name] = col
         elif f.kind == "date":
             out[f.name] = _parse_dates(col, present, f.name, cfg.date_format, rows)
+            _plausible_dates(out[f.name], f.name, cfg, ctx, rows)
         elif f.kind == "money":
             if "currency" not in out:  # a code bug, not a data problem: fields.py lists currency before money
                 raise RuntimeError(f"{dataset}.{f.name}: a money field must come after currency in fields.py")
@@ -277,6 +281,7 @@ def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validate
         for k, i in enumerate(idx):
             fld = rows.field[i]
             value = raw[k].get(_source_name(cfg, dataset, fld))
+            message = f"{rows.message[i]}: {value_repr(value)}" if value is not None else rows.message[i]
             bad.append(
                 Quarantined(
                     dataset,
@@ -284,11 +289,36 @@ def validate_chunk(chunk: RawChunk, cfg: SourceConfig, ctx: Context) -> Validate
                     nums[k],
                     fld,
                     rows.reason[i],
-                    f"{rows.message[i]}: {value!r}" if value is not None else rows.message[i],
-                    json.dumps(raw[k], ensure_ascii=False, default=str),
+                    shorten(message, 500),
+                    raw_json(raw[k]),
                 )
             )
     return Validated(good, bad, n + len(chunk.bad))
+
+
+#: The stored raw record is at most this long (``ingest_quarantine.raw``) and always valid JSON.
+RAW_LIMIT = 10_000
+_RAW_VALUE_LIMIT = 1_000
+
+
+def raw_json(record: dict[str, Any]) -> str:
+    """The source record as JSON for the quarantine, cut *per value* so the result stays valid JSON.
+
+    Values longer than 1,000 characters keep their start and say how long they were; if the record is still too
+    long (a very wide row), only the first 100 characters of each value are kept and ``"_cut": true`` says so.
+    """
+
+    def cut(v: Any, limit: int) -> Any:
+        if isinstance(v, str) and len(v) > limit:
+            return f"{v[:limit]}… ({len(v)} chars)"
+        return v
+
+    out = json.dumps({k: cut(v, _RAW_VALUE_LIMIT) for k, v in record.items()}, ensure_ascii=False, default=str)
+    if len(out) <= RAW_LIMIT:
+        return out
+    narrow = {"_cut": True, **{str(k)[:100]: cut(v, 100) for k, v in list(record.items())[:60]}}
+    out = json.dumps(narrow, ensure_ascii=False, default=str)
+    return out if len(out) <= RAW_LIMIT else json.dumps({"_cut": True, "columns": len(record)})
 
 
 def _source_name(cfg: SourceConfig, dataset: str, canonical: str) -> str:
@@ -313,6 +343,22 @@ def _parse_dates(col: pa.Array, present: pa.Array, name: str, fmt: str, rows: _R
     rows.flag(bad, name, "invalid_date", f"{name} is not a valid date in format {fmt}")
     ok = pc.and_kleene(pc.invert(pc.fill_null(bad, False)), present)
     return pc.if_else(ok, pc.cast(parsed, pa.date32()), pa.scalar(None, pa.date32()))
+
+
+def _plausible_dates(col: pa.Array, name: str, cfg: SourceConfig, ctx: Context, rows: _Rows) -> None:
+    """Dates outside ``earliest_date .. as_of + max_days_ahead`` are typos (year 0023, 2925), never aged."""
+    earliest = cfg.earliest_date
+    outside = pc.less(col, pa.scalar(earliest, pa.date32()))
+    latest = None
+    if ctx.as_of is not None:
+        latest = ctx.as_of + timedelta(days=cfg.max_days_ahead)
+        outside = pc.or_kleene(outside, pc.greater(col, pa.scalar(latest, pa.date32())))
+    rows.flag(
+        outside,
+        name,
+        "implausible_date",
+        f"{name} is outside the plausible range {earliest} .. {latest or 'any'} (earliest_date, max_days_ahead)",
+    )
 
 
 def _plain_number_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:

@@ -20,11 +20,11 @@ def _as_of(value: str) -> date:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    from writeoffs.db.engine import make_engine
+    from writeoffs.db.engine import open_ledger
     from writeoffs.policy.schema import load_policy
     from writeoffs.policy.whatif import whatif
 
-    report = whatif(make_engine(args.ledger_url), load_policy(args.policy), args.as_of)
+    report = whatif(open_ledger(args.ledger_url), load_policy(args.policy), args.as_of)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
     return 0
 
@@ -38,11 +38,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_candidates(args: argparse.Namespace) -> int:
-    from writeoffs.db.engine import make_engine
+    from writeoffs.db.engine import open_ledger
     from writeoffs.policy.batching import render_batch_table
     from writeoffs.policy.service import prepare
 
-    out = prepare(make_engine(args.ledger_url), args.as_of, policy_path=args.policy, prepared_by=args.prepared_by)
+    out = prepare(open_ledger(args.ledger_url), args.as_of, policy_path=args.policy, prepared_by=args.prepared_by)
     if out["policy_rejected"]:
         print(f"warning: policy file rejected, the active policy stays in force: {out['policy_rejected']}")
     print(

@@ -136,7 +136,7 @@ def parse(data: dict[str, Any] | None, *, origin: str = "<dict>", content_hash: 
 
 def load(path: str | Path | None = None) -> ValidationConfig:
     """Load ``WRITEOFFS_VALIDATION_CONFIG`` or the committed default; a missing file means built-in defaults."""
-    import yaml
+    from writeoffs import strict_yaml
 
     p = Path(path or os.environ.get("WRITEOFFS_VALIDATION_CONFIG") or DEFAULT_PATH)
     try:
@@ -147,10 +147,7 @@ def load(path: str | Path | None = None) -> ValidationConfig:
         return parse({}, origin="<builtin>")
     except OSError as exc:
         raise ConfigError(f"cannot read validation config {p}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    data = strict_yaml.load(raw, str(p))  # duplicate keys are an error naming the line
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return parse(data, origin=str(p), content_hash=hashlib.sha256(raw).hexdigest())

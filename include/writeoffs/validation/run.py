@@ -130,7 +130,11 @@ class ValidationBlocked(WriteoffError):
         parts = []
         for t, f in report.blocking:
             where = f"{t.source or 'ledger'}/{t.suite}"
-            what = f.error or (f"{f.unexpected_count} offending" if f.unexpected_count is not None else f.observed)
+            what = f.error or (
+                f"{f.unexpected_count} offending"
+                if f.unexpected_count is not None and not f.check.endswith(".quarantine_share")
+                else f.observed
+            )
             parts.append(f"{where}: {f.check} failed ({what})")
         super().__init__(
             f"validation blocked the run {report.run_key} ({report.as_of}): "
@@ -367,11 +371,13 @@ def validate_batches(
         targets: list[_Target] = []
         for batch_id in ids:
             source, scopes = _batch_scopes(conn, batch_id, as_of, cfg, tables)
+            ingest_counts = _ingest_counts(conn, batch_id)
             for scope, notes in scopes:
                 planned, skipped = _plan(scope, cfg, notes)
                 targets.append(
                     _Target(len(targets), scope, source, f"{scope.dataset}__{source}__b{batch_id}", planned, skipped)
                 )
+                targets[-1].read, targets[-1].quarantined_before = ingest_counts.get(scope.dataset, (0, 0))
         started = time.perf_counter()
         bad = BadRows(conn)
         for t in targets:
@@ -430,6 +436,8 @@ class _Target:
     planned: list[Any]
     skipped: dict[str, str]
     counts: RowCounts | None = None
+    read: int = 0  # records the source delivered for this dataset (staged + quarantined, as staging counted)
+    quarantined_before: int = 0  # of those, rows already in ingest_quarantine (parse errors, earlier runs)
 
     @property
     def row_checks(self) -> list[tuple[Check, Any]]:
@@ -452,22 +460,41 @@ def _check_agreement(t: _Target, findings: list[Finding]) -> None:
             )
 
 
+def _ingest_counts(conn: Connection, batch_id: int) -> dict[str, tuple[int, int]]:
+    """Per dataset: (records read by staging, rows in ingest_quarantine) for the share guard."""
+    row = conn.execute(text("SELECT details FROM ingest_batches WHERE id = :b"), {"b": batch_id}).first()
+    details = json.loads(row.details) if row is not None and row.details else {}
+    quarantined = dict(
+        conn.execute(
+            text("SELECT dataset, COUNT(*) FROM ingest_quarantine WHERE batch_id = :b GROUP BY dataset"),
+            {"b": batch_id},
+        ).all()
+    )
+    out = {}
+    for dataset, d in details.items():
+        if isinstance(d, dict) and isinstance(d.get("read"), int):
+            out[dataset] = (int(d["read"]), int(quarantined.get(dataset, 0)))
+    return out
+
+
 def _quarantine_warnings(
     conn: Connection, bad: BadRows, report: ValidationReport, targets: list[_Target], cfg: ValidationConfig
 ) -> None:
     # Pass 1 measures every target before anything moves: if one batch trips the share guard the whole run is
-    # rejected and no batch is half-quarantined.
+    # rejected and no batch is half-quarantined. The share counts every row of the batch the source delivered:
+    # rows already quarantined at ingest (unparsable values, wrong field count) plus rows offending warnings, so
+    # a feed that is 100 % bad is blocked, not "accepted" with nothing in it.
     work = []
     for result, t in zip(report.targets, targets, strict=True):
         failed = {f.check for f in result.findings if not f.success and f.severity == "warning"}
         warnings = [c for c, _ in t.row_checks if c.name in failed]
-        if not warnings:
-            continue
-        if t.counts is None:  # the predicates could not run, yet no blocking structural check failed
+        if warnings and t.counts is None:  # the predicates could not run, yet no blocking structural check failed
             raise WriteoffError(f"{t.suite}: warnings {sorted(failed)} failed but their rows cannot be selected")
-        n_bad = bad.distinct_rows(t.no, [c.rule_name for c in warnings])
-        total = t.counts.rows
-        if total and Decimal(n_bad) / Decimal(total) > cfg.max_quarantined_fraction:
+        n_bad = bad.distinct_rows(t.no, [c.rule_name for c in warnings]) if warnings else 0
+        staged = t.counts.rows if t.counts is not None else max(t.read - t.quarantined_before, 0)
+        total = max(t.read, staged + t.quarantined_before)
+        refused = n_bad + t.quarantined_before
+        if total and refused and Decimal(refused) / Decimal(total) > cfg.max_quarantined_fraction:
             result.findings.append(
                 Finding(
                     check=f"{t.scope.dataset}.quarantine_share",
@@ -475,11 +502,16 @@ def _quarantine_warnings(
                     success=False,
                     evaluated=1,
                     failed=1,
-                    unexpected_count=n_bad,
-                    observed=f"{n_bad} of {total} rows offend warning checks (limit {cfg.max_quarantined_fraction})",
+                    unexpected_count=refused,
+                    observed=(
+                        f"{refused} of {total} rows refused ({t.quarantined_before} at ingest, {n_bad} by warning"
+                        f" checks); accepted share below {1 - cfg.max_quarantined_fraction}"
+                        f" (max_quarantined_fraction {cfg.max_quarantined_fraction})"
+                    ),
                 )
             )
-        work.append((result, t, warnings, n_bad))
+        if warnings:
+            work.append((result, t, warnings, n_bad))
     if report.blocking:
         return
     moved_by_batch: dict[int, dict[str, int]] = defaultdict(dict)

@@ -2,7 +2,7 @@
 """Regenerate the bad-input corpus: ``python tests/data/bad_inputs/make_corpus.py``.
 
 Each file is small and hand-shaped to break exactly one thing; the expected outcome of each is in
-tests/unit/test_ingest_corpus.py (CASES). Files are committed; this script documents how they were made.
+tests/integration/test_ingest_corpus.py (CASES). Files are committed; this script documents how they were made.
 """
 
 from __future__ import annotations
@@ -111,6 +111,39 @@ def main() -> None:
     (HERE / "unterminated_quote.csv").write_text("\n".join(unterminated) + "\n", encoding="utf-8")
     latin = csv_text(INV_HEADER, [good(1), good(2, **{"Customer Name": "Société Générale"})])
     (HERE / "wrong_encoding_latin1.csv").write_bytes(latin.encode("latin-1"))
+    # issue 15: every physical record accounted for, explicit formats, hostile text (one class per file)
+    plain = [",".join(INV_HEADER)] + [
+        ",".join(good(n, Amount="1000.00", **{"Open Balance": "1000.00"}).values()) for n in range(1, 21)
+    ]
+    stray = list(plain)
+    stray[6] = stray[6].replace(",Northwind,", ',"Northwind,')
+    (HERE / "stray_quote_swallows_rows.csv").write_text("\n".join(stray) + "\n", encoding="utf-8")
+    inv("quoted_line_break.csv", [good(1), good(2, Description="two\nlines")])
+    (HERE / "cr_only_line_endings.csv").write_bytes(csv_text(INV_HEADER, ok).replace("\n", "\r").encode())
+    inv("nul_byte_in_field.csv", [good(1), good(2, Description="bad\x00byte")])
+    (HERE / "utf16_export.csv").write_bytes(csv_text(INV_HEADER, ok).encode("utf-16"))
+    inv("decimal_comma_ambiguous.csv", [good(1), good(2, Amount="12,34", **{"Open Balance": "12,34"})])
+    inv("year_0023.csv", [good(1), good(2, **{"Invoice Date": "09/15/0023"})])
+    inv("due_date_far_future.csv", [good(1), good(2, **{"Due Date": "10/15/2925"})])
+    inv("huge_field.csv", [good(1), good(2, Description="x" * 100_000)])
+    (HERE / "blank_lines.csv").write_text(BOM + csv_text(INV_HEADER, ok).replace("\n", "\n\n", 1) + "\n\n")
+    (HERE / "crlf_line_endings.csv").write_bytes((BOM + csv_text(INV_HEADER, ok)).replace("\n", "\r\n").encode())
+    inv("formula_in_customer_name.csv", [good(1), good(2, **{"Customer Name": '=HYPERLINK("http://x","y")'})])
+    inv("markdown_link_in_name.csv", [good(1), good(2, **{"Customer Name": "[pay](http://x) `z`"})])
+    inv("padded_amount.csv", [good(1), good(2, Amount="  1,000.00 ", **{"Open Balance": " 1,000.00"})])
+    inv("currency_symbol_in_amount.csv", [good(1), good(2, Amount="$1,000.00")])
+    inv("parenthesised_negative.csv", [good(1), good(2, Amount="(100.00)", **{"Open Balance": "0.00"})])
+    inv("exponent_amount.csv", [good(1), good(2, Amount="1e3", **{"Open Balance": "1e3"})])
+    inv("misplaced_thousands.csv", [good(1), good(2, Amount="1,00.00")])
+    inv("date_with_time.csv", [good(1), good(2, **{"Invoice Date": "09/15/2025 10:00"})])
+    inv("blank_required_field.csv", [good(1), good(2, **{"Customer No": "   "})])
+    inv("arabic_digits_amount.csv", [good(1), good(2, Amount="\u0661\u0662\u0663")])
+    inv("escaped_quotes_ok.csv", [good(1), good(2, **{"Customer Name": 'Acme "Best" Co'})])
+    trailing = csv_text(INV_HEADER, ok).splitlines()
+    trailing[2] += ","
+    (HERE / "trailing_delimiter.csv").write_text("\n".join(trailing) + "\n", encoding="utf-8")
+    inv("zero_width_in_currency.csv", [good(1), good(2, Currency="US\u200bD")])
+    inv("dispute_since_year_0023.csv", [good(1), good(2, Disputed="Yes", **{"Dispute Since": "01/01/0023"})])
     # payments and activities
     pay = {"Company": "US01", "Payment No": "P-1", "Customer No": "C-001", "Payment Date": "11/01/2026",
            "Currency": "USD", "Amount": "100.00", "Invoice No": "INV-0001", "Applied Amount": "100.00"}  # fmt: skip
