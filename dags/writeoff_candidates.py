@@ -104,13 +104,13 @@ def summarise(run: dict[str, str | None], selected: dict) -> list[dict]:
 
 
 def _actor(context) -> str:
-    """Who prepared the batches. A person who triggered the run is recorded as such and can never be overridden by
-    the ``prepared_by`` param (segregation of duties: the preparer may not approve); the param only names the
-    preparer of runs no person triggered (scheduled or asset-triggered runs, default ``system``)."""
+    """Who prepared the batches: the authenticated user who triggered the run, else this DAG (scheduled or
+    asset-triggered runs). Never a param: the preparer may not approve, so naming someone else would let the real
+    preparer approve their own batch (segregation of duties)."""
     user = getattr(context["dag_run"], "triggering_user_name", None)
     if user and user != "dag_test":
         return str(user)
-    return str(context["params"].get("prepared_by") or "system")
+    return "airflow:writeoff_candidates"
 
 
 @dag(
@@ -124,7 +124,6 @@ def _actor(context) -> str:
     doc_md=__doc__,
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="business date (default: event)"),
-        "prepared_by": Param("system", type="string", description="user or run preparing the batches"),
         "policy_path": Param(None, type=["null", "string"], description="policy file (default: configured)"),
     },
 )

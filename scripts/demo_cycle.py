@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_finished(server, "writeoff_candidates", timeout=300)
 
         step(5, "allowance: EU01 (allowance method) reserves for its aging before any write-off draws on it")
-        run_cli("allowance", "--as-of", args.as_of, "--actor", "demo", env=env)
+        run_cli("allowance", "--as-of", args.as_of, env=env)
 
         step(6, "writeoff_approval: answering each request through the REST API as its assigned approver")
         run = server.wait_for(lambda: latest_run(server, "writeoff_approval"), timeout=120, what="the approval run")

@@ -65,11 +65,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_clear_reversal(args: argparse.Namespace) -> int:
     """A person clears a reversed invoice so the policy may propose it again. The actor is the OS account running
     the command (never a parameter); the reason is required and audited."""
-    import getpass
-
+    from writeoffs.identity import os_actor
     from writeoffs.reversal import clear_reversal
 
-    actor = f"os:{getpass.getuser()}"
+    actor = os_actor()
     with _engine(args).begin() as conn:
         clear_reversal(conn, invoice_ref=args.invoice_ref, entity_code=args.entity, reason=args.reason, actor=actor)
     print(f"{args.invoice_ref} ({args.entity}) cleared by {actor}: open again, selection may propose it")

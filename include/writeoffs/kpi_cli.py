@@ -15,7 +15,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--as-of", required=True, type=date.fromisoformat, help="business date of the aging snapshot")
     p.add_argument("--config", default=None, help="loss rates (default: $WRITEOFFS_ALLOWANCE_PATH or include/config)")
-    p.add_argument("--actor", default="cli", help="who books the estimate (recorded on the entries and in the audit)")
     p.set_defaults(func=cmd_allowance)
 
     p = subparsers.add_parser("kpi", help="write-off KPI report for a period (Markdown, JSON, tax-adviser CSV)")
@@ -28,8 +27,9 @@ def register(subparsers: Any) -> None:
 def cmd_allowance(args: argparse.Namespace) -> int:
     from writeoffs.allowance import load_config, run_allowance
     from writeoffs.db.engine import open_ledger
+    from writeoffs.identity import os_actor
 
-    result = run_allowance(open_ledger(args.ledger_url), args.as_of, config=load_config(args.config), actor=args.actor)
+    result = run_allowance(open_ledger(args.ledger_url), args.as_of, config=load_config(args.config), actor=os_actor())
     print(json.dumps(result.summary(), indent=2))
     return 0
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from writeoffs import audit
 from writeoffs.db.schema import audit_log, invoices, journal_entries, policy_versions, writeoff_batches, writeoffs
 from writeoffs.errors import ConfigError
+from writeoffs.identity import os_actor
 from writeoffs.policy import registry
 from writeoffs.policy.batching import batch_items_hash, batch_key, items_digest
 from writeoffs.policy.schema import DEFAULT_POLICY_PATH, parse_policy
@@ -268,3 +269,20 @@ def test_whatif_cli(ledger: Engine, tmp_path: Path, capsys: pytest.CaptureFixtur
     # 600 days: the worked example (405) and the 400-day invoices are no longer selected; small balance still is.
     assert {(s["reason"], s["count"]) for s in out["selected"]} == {("small_balance", 1)}
     assert _snapshot(ledger) == before
+
+
+def test_cli_candidates_are_prepared_by_the_os_account_not_a_named_person(ledger: Engine, capsys) -> None:
+    """No option names the preparer (it used to be ``--prepared-by NAME``): the OS account running the command is."""
+    from writeoffs.cli import main
+
+    if ledger.dialect.name == "postgresql":
+        pytest.skip("the CLI takes a URL; the per-test PostgreSQL schema is set on the engine, not the URL")
+    book(ledger)
+    url = ledger.url.render_as_string(hide_password=False)
+    with pytest.raises(SystemExit):
+        main(["--ledger-url", url, "candidates", "--as-of", "2026-11-24", "--prepared-by", "cfo"])
+    capsys.readouterr()
+    assert main(["--ledger-url", url, "candidates", "--as-of", "2026-11-24"]) == 0
+    with ledger.connect() as conn:
+        preparers = set(conn.execute(select(writeoff_batches.c.prepared_by)).scalars())
+    assert preparers == {os_actor()}

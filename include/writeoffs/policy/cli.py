@@ -2,7 +2,7 @@
 
 ``python -m writeoffs whatif --policy draft.yaml --as-of 2026-06-30 [--json]``
 ``python -m writeoffs policy-check [FILE]``
-``python -m writeoffs candidates --as-of 2026-11-24 [--policy FILE] [--prepared-by NAME]``
+``python -m writeoffs candidates --as-of 2026-11-24 [--policy FILE]`` (prepared by the OS account running it)
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_candidates(args: argparse.Namespace) -> int:
     from writeoffs.db.engine import open_ledger
+    from writeoffs.identity import os_actor
     from writeoffs.policy.batching import render_batch_table
     from writeoffs.policy.service import prepare
 
-    out = prepare(open_ledger(args.ledger_url), args.as_of, policy_path=args.policy, prepared_by=args.prepared_by)
+    out = prepare(open_ledger(args.ledger_url), args.as_of, policy_path=args.policy, prepared_by=os_actor())
     if out["policy_rejected"]:
         print(f"warning: policy file rejected, the active policy stays in force: {out['policy_rejected']}")
     print(
@@ -67,7 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("candidates", help="charge off and select write-off candidates for an as-of date")
     p.add_argument("--as-of", required=True, type=_as_of)
     p.add_argument("--policy", help="policy file (default: $WRITEOFFS_POLICY_PATH or include/config)")
-    p.add_argument("--prepared-by", default="system", help="user or run preparing the batches")
     p.set_defaults(func=cmd_candidates)
 
 

@@ -1,0 +1,15 @@
+"""Who is acting: taken from authentication, never from input.
+
+In Airflow the actor is the authenticated user (the run's triggering user, the HITL responder) or the DAG itself
+(``airflow:<dag_id>``). On the command line it is the operating-system account running the command, recorded as
+``os:<account>``: no option, param, file or API field may name a person.
+"""
+
+from __future__ import annotations
+
+import getpass
+
+
+def os_actor() -> str:
+    """The OS account running this process, as recorded in the ledger and the audit log."""
+    return f"os:{getpass.getuser()}"
