@@ -386,6 +386,21 @@ def _total(items) -> Decimal | None:
     return sum((a for _, a, _ in items), Decimal(0)) if items else None
 
 
+def governing_tiers(conn: Connection, batch_id: int) -> tuple[Tier, ...]:
+    """The tiers (``auto`` first) of the policy version the batch was selected under: what governs its approval,
+    escalation and posting, whatever the policy file says today. Refused if that version is not recorded or its
+    recorded text no longer matches its hash."""
+    from writeoffs.accounting.chart import batch_policy
+
+    batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
+    if batch is None:
+        raise ApprovalError(f"write-off batch {batch_id} does not exist")
+    try:
+        return batch_policy(conn, batch).all_tiers
+    except ConfigError as exc:
+        raise ApprovalError(f"batch {batch_id}: {exc}") from exc
+
+
 def route_to_entitled_tier(engine: Engine, batch_id: int, tiers: Sequence[Tier]) -> str:
     """Escalate (as the system) a batch whose items exceed its tier's item or batch limit, one tier at a time, until
     a tier may approve it; return that tier. Nobody is asked to approve what they may not: a batch above every

@@ -50,11 +50,13 @@ COMMENT_PARAM = "comment"
 # ------------------------------------------------------------------------------------------------ config
 
 
-def approval_tiers() -> tuple[Tier, ...]:
-    """The tiers of the current policy file, ``auto`` first (read at task run time, never at parse time)."""
-    from writeoffs.policy import load_policy
+def batch_tiers(engine: Engine, batch_id: int) -> tuple[Tier, ...]:
+    """The tiers of the policy version recorded on the batch, ``auto`` first: they govern its approval and posting,
+    not the policy file as it is now (editing it after selection changes nothing for existing batches)."""
+    from writeoffs.approvals import governing_tiers
 
-    return load_policy().all_tiers
+    with engine.connect() as conn:
+        return governing_tiers(conn, batch_id)
 
 
 def reports_dir() -> Path:
@@ -177,8 +179,8 @@ class BatchDecisionOperator(HITLOperator):
         from writeoffs.tiers import tier_named
 
         engine = _engine()
-        tiers = approval_tiers()
         batch_id = int(self.batch_id)
+        tiers = batch_tiers(engine, batch_id)
         view = _load_view(engine, batch_id)
         if view.status not in self.asks_when:
             raise AirflowSkipException(f"batch {batch_id} is {view.status!r}: no {self.step} decision to ask for")
@@ -224,8 +226,8 @@ class BatchDecisionOperator(HITLOperator):
         from writeoffs.errors import ApprovalError, SegregationOfDuties
 
         engine = _engine()
-        tiers = approval_tiers()
         batch_id = int(self.batch_id)
+        tiers = batch_tiers(engine, batch_id)
 
         if event.get("error_type") == "timeout":
             return self._time_out(engine, batch_id, tiers)
@@ -537,7 +539,7 @@ def post_confirmed(batch_id: int) -> dict[str, str]:
         engine,
         batch_id,
         actor=SYSTEM_ACTOR,
-        tiers=approval_tiers(),
+        tiers=batch_tiers(engine, batch_id),
         posting_date=_posting_date(engine, batch_id),
     )
     return {"batch_id": str(batch_id), **_summary(result)}
@@ -555,7 +557,6 @@ def post_auto(as_of: str) -> list[dict[str, str]]:
     from writeoffs.tiers import AUTO_TIER
 
     engine = _engine()
-    tiers = approval_tiers()
     with engine.connect() as conn:
         ids = list(
             conn.execute(
@@ -574,7 +575,7 @@ def post_auto(as_of: str) -> list[dict[str, str]]:
                     engine,
                     batch_id,
                     actor=SYSTEM_ACTOR,
-                    tiers=tiers,
+                    tiers=batch_tiers(engine, batch_id),
                     posting_date=_posting_date(engine, batch_id),
                 )
             ),

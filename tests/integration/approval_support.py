@@ -60,7 +60,8 @@ def make_batch(
     """A proposed batch (what writeoff_candidates writes) with one customer and one invoice per amount."""
     n = next(_seq)
     prefix = prefix or f"B{n}"
-    policy = record_policy(conn, f"{prefix}-{n}", version="test")
+    # The batch records the policy these tests run with (its tiers govern approval and posting, not the file's).
+    policy = record_policy(conn, f"{prefix}-{n}", version="test", approval={"tiers": list(TEST_TIERS)})
     cid = customer(conn, entity, ref=f"C-{prefix}")
     items = []
     for k, amount in enumerate(amounts, 1):

@@ -8,13 +8,16 @@ stayed ``proposed`` forever while their invoices were skipped as "in flight".
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy import Engine, select
 
 from tests.factories import entity
-from tests.integration.approval_support import AS_OF, make_batch
+from tests.integration.approval_support import AS_OF, TEST_TIERS, make_batch, write_policy
+from writeoffs.approvals import governing_tiers, record_decision
 from writeoffs.db.schema import writeoff_batches as b
-from writeoffs_airflow.hitl import claim_batches
+from writeoffs.db.schema import writeoffs
+from writeoffs_airflow.hitl import claim_batches, post_confirmed
 
 
 def test_batches_of_missed_days_are_claimed_once_by_the_next_run(ledger: Engine, ledger_env) -> None:
@@ -32,3 +35,28 @@ def test_batches_of_missed_days_are_claimed_once_by_the_next_run(ledger: Engine,
     with ledger.connect() as conn:
         rows = dict(conn.execute(select(b.c.id, b.c.dag_run_id)).all())
     assert rows == {older: "run-a", today: "run-a", later: "run-c"}
+
+
+def test_the_recorded_policy_governs_posting_not_todays_file(ledger: Engine, ledger_env, tmp_path, monkeypatch) -> None:
+    """The finding: approval and posting read tiers from the *current* policy file, so editing it between approval
+    and posting changed what was checked. The version recorded on the batch governs; today's file does not."""
+    ledger_env(ledger)
+    with ledger.begin() as conn:
+        entity(conn)
+        batch, _ = make_batch(conn, ["4000.00", "3000.00"], tier="ar_manager")  # recorded: ar_manager <= 5,000/item
+        tiers = governing_tiers(conn, batch)
+    for step, decision in (("approve", "approved"), ("confirm", "confirmed")):
+        with ledger.begin() as conn:
+            record_decision(conn, batch_id=batch, step=step, approver="ar_manager", decision=decision, tiers=tiers)
+    # Today's file: the AR manager's limits cut to 1,000 (with the recorded version, posting would now be refused).
+    edited = [dict(t) for t in TEST_TIERS]
+    for t in edited:
+        if t["name"] == "ar_manager":
+            t["limits"], t["batch_limits"] = {"USD": "1000"}, {"USD": "1000"}
+    monkeypatch.setenv("WRITEOFFS_POLICY_PATH", str(write_policy(tmp_path / "policy.yaml", edited)))
+
+    post_confirmed(batch)
+
+    with ledger.connect() as conn:
+        posted = conn.execute(select(writeoffs.c.amount).where(writeoffs.c.status == "posted")).scalars().all()
+    assert sorted(posted) == [Decimal("3000"), Decimal("4000")]
