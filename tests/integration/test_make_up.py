@@ -84,7 +84,8 @@ def processes_of(airflow_home: Path) -> list[str]:
 def stop(proc: subprocess.Popen, airflow_home: Path) -> float:
     """Ctrl-C (SIGINT to the foreground group), escalating only if that fails; returns seconds to stop."""
     started = time.monotonic()
-    for sig, grace in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+    # SIGINT gets 120 s: on a loaded 2-core machine standalone has taken over 60 s to stop all its components.
+    for sig, grace in ((signal.SIGINT, 120), (signal.SIGTERM, 20), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
