@@ -5,7 +5,8 @@ Runs when the aging snapshot asset **ar_aging_snapshot** is updated by the inges
 **Assumption:** the upstream DAG updates the asset only after its Great Expectations validation gate passed, and
 puts the business date in the event extra as `{"as_of": "YYYY-MM-DD"}`; this DAG does not re-validate.
 
-1. `load_policy` validates `include/config/policy.yaml` (or `$WRITEOFFS_POLICY_PATH`), records it in
+1. `load_policy` validates `include/config/policy.yaml` (or `$WRITEOFFS_POLICY_PATH`; no run param can name
+   another file — try drafts with `policy_whatif`), records it in
    `policy_versions` and activates it. An **invalid file is rejected** (field and reason in the log and the audit
    log, action `policy.rejected`) and the previously active policy stays in force.
 2. `charge_off` declares invoices past the charge-off threshold `charged_off` (no journal entry; one set-wise
@@ -41,7 +42,9 @@ def load_policy(**context) -> dict[str, str | None]:
     as_of = resolve_as_of(
         context["params"].get("as_of"), extras, getattr(dag_run, "data_interval_end", None), dag_run.run_after
     )
-    res = resolve(ledger_engine(), context["params"].get("policy_path") or None, actor=_actor(context))
+    # The configured policy file only: a run cannot choose another one (it would become the policy in force for
+    # everyone). Drafts are tried with policy_whatif, which is read-only.
+    res = resolve(ledger_engine(), None, actor=_actor(context))
     if res.rejected:
         logging.getLogger(__name__).error("policy file rejected, the active policy stays in force: %s", res.rejected)
     return {
@@ -124,7 +127,6 @@ def _actor(context) -> str:
     doc_md=__doc__,
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="business date (default: event)"),
-        "policy_path": Param(None, type=["null", "string"], description="policy file (default: configured)"),
     },
 )
 def writeoff_candidates() -> None:
