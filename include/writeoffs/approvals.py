@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from writeoffs import audit
 from writeoffs.db.schema import approvals, audit_log, invoices, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError, ConfigError, SegregationOfDuties
+from writeoffs.identity import normalized as _norm
 from writeoffs.tiers import AUTO_TIER, SYSTEM_ACTOR, Tier, next_tier, tier_named
 
 STEPS = ("approve", "confirm")
@@ -92,10 +93,6 @@ def current_item_rows(conn: Connection, batch_id: int):
 def current_items(conn: Connection, batch_id: int) -> list[tuple[str, Decimal, str]]:
     """The batch's items that are not excluded, as (invoice_ref, amount, reason_code)."""
     return [(r.invoice_ref, r.amount, r.reason_code) for r in current_item_rows(conn, batch_id)]
-
-
-def _norm(user: str | None) -> str:
-    return (user or "").strip().casefold()
 
 
 def _lock_batch(conn: Connection, batch_id: int):

@@ -13,3 +13,8 @@ import getpass
 def os_actor() -> str:
     """The OS account running this process, as recorded in the ledger and the audit log."""
     return f"os:{getpass.getuser()}"
+
+
+def normalized(user: str | None) -> str:
+    """The form identities are compared in: ``" CFO "`` and ``"cfo"`` are one person (no case games)."""
+    return (user or "").strip().casefold()

@@ -229,6 +229,24 @@ def _context(
     )
 
 
+def _check_all_done(conn: Connection, ctx: _Context) -> None:
+    """Before a batch is reported complete: every verified item was posted or skipped with a reason (none taken out
+    of the batch or deleted between chunks). Read from the database, so concurrent posters agree."""
+    done = set(
+        conn.execute(
+            select(writeoffs.c.id).where(
+                writeoffs.c.batch_id == ctx.batch_id, writeoffs.c.status.in_(("posted", "skipped"))
+            )
+        ).scalars()
+    )
+    missing = sorted(set(ctx.approved) - done)
+    if missing:
+        raise ApprovalError(
+            f"batch {ctx.batch_id}: {len(missing)} approved item(s) {missing[:5]} left the batch while posting "
+            "(neither posted nor skipped); posting stopped"
+        )
+
+
 def _check_bound(rows, ctx: _Context) -> None:
     """Refuse a chunk whose items differ from what the verified approval covers (edited between chunks)."""
     changed = []
@@ -740,6 +758,7 @@ def post_batch(
             rows = _recheck_rows(conn, ctx, chunk_size)
             report.timings["fetch"] = report.timings.get("fetch", 0.0) + time.perf_counter() - t_fetch
             if not rows:
+                _check_all_done(conn, ctx)
                 report.status = _finish(conn, ctx, report, now)
                 break
             _check_bound(rows, ctx)

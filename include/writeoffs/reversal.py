@@ -41,6 +41,7 @@ from writeoffs.accounting.status import check as check_status
 from writeoffs.catalogues import REVERSAL_REASONS
 from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoff_batches, writeoffs
 from writeoffs.errors import ConfigError, LedgerError, SegregationOfDuties
+from writeoffs.identity import normalized as _norm
 from writeoffs.journal import JournalEntry, JournalLine
 from writeoffs.money import money_str
 from writeoffs.tiers import AUTO_TIER, Tier, tier_for
@@ -123,10 +124,6 @@ class ReversalPlan:
             "approvers": list(self.approvers),
             "policy_version": self.policy_version,
         }
-
-
-def _norm(user: str | None) -> str:
-    return (user or "").strip().casefold()
 
 
 def _check_reason(reason: str) -> None:

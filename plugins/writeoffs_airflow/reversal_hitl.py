@@ -24,10 +24,11 @@ RESPONSE_TIMEOUT = timedelta(hours=72)
 
 
 def _cell(value: object, limit: int = 120) -> str:
-    """A value from the ledger shown in the Markdown body: cut, pipes and backticks neutralised."""
-    text = str(value)
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("\n", " ")
+    """A value from the ledger (customer-supplied in part) for the request: cut, then rendered literally."""
+    from writeoffs.errors import shorten
+    from writeoffs.safe_text import md
+
+    return md(shorten(str(value), limit))
 
 
 class ReversalApprovalOperator(HITLOperator):
@@ -40,11 +41,15 @@ class ReversalApprovalOperator(HITLOperator):
         self.plan_task_id = plan_task_id
 
     def execute(self, context: Any) -> Any:
+        from writeoffs.errors import shorten
+
         plan = context["ti"].xcom_pull(task_ids=self.plan_task_id)
         self.assigned_users = hitl_users(plan["approvers"])  # type: ignore[assignment]
+        # The subject is plain text (cut); the body is Markdown (cut and escaped).
+        ref, requester = shorten(str(plan["invoice_ref"]), 40), shorten(plan["requested_by"], 40)
         self.subject = (
-            f"Reverse write-off {plan['writeoff_id']}: {_cell(plan['invoice_ref'], 40)} "
-            f"{plan['amount']} {plan['currency']} (tier {plan['tier']}, requested by {_cell(plan['requested_by'], 40)})"
+            f"Reverse write-off {plan['writeoff_id']}: {ref} {plan['amount']} {plan['currency']} "
+            f"(tier {plan['tier']}, requested by {requester})"
         )
         self.body = "\n".join(
             [

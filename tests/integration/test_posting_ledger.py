@@ -419,7 +419,7 @@ def test_many_chunks_post_everything_once(ledger: Engine) -> None:
         assert conn.execute(select(func.sum(invoices.c.open_balance))).scalar_one() == 0
 
 
-@pytest.mark.parametrize("edit", ["amount", "reason", "new_item"])
+@pytest.mark.parametrize("edit", ["amount", "reason", "new_item", "dropped_item"])
 def test_items_edited_between_chunks_stop_the_batch(ledger: Engine, edit: str) -> None:
     """The attack: approval checked once at the start, then items edited between chunks posted at 100, 1000, 1000,
     1000 against an approval of 4 x 100. Each chunk must equal what the approval covers, or posting stops."""
@@ -439,13 +439,19 @@ def test_items_edited_between_chunks_stop_the_batch(ledger: Engine, edit: str) -
                 conn.execute(text("UPDATE writeoffs SET amount = 1000 WHERE status = 'approved'"))
             elif edit == "reason":
                 conn.execute(text("UPDATE writeoffs SET reason_code = 'bankruptcy' WHERE status = 'approved'"))
+            elif edit == "dropped_item":  # an approved item quietly taken out of what gets posted
+                last = conn.execute(select(func.max(writeoffs.c.id)).where(writeoffs.c.status == "approved")).scalar()
+                conn.execute(text("UPDATE writeoffs SET status = 'excluded' WHERE id = :i"), {"i": last})
             else:
                 row = conn.execute(select(writeoffs).where(writeoffs.c.status == "approved").limit(1)).one()
                 values = {k: v for k, v in row._mapping.items() if k != "id"}
                 values |= {"invoice_id": extra, "amount": D("900"), "idempotency_key": f"{row.idempotency_key}x"}
                 conn.execute(insert(writeoffs).values(**values))
 
-    with pytest.raises(ApprovalError, match="items changed since the approval was verified; posting stopped"):
+    stopped = (
+        "left the batch while posting" if edit == "dropped_item" else "items changed since the approval was verified"
+    )
+    with pytest.raises(ApprovalError, match=f"{stopped}.*posting stopped"):
         post(ledger, batch, chunk_size=1, on_chunk=tamper)
 
     with ledger.connect() as conn:
@@ -453,7 +459,8 @@ def test_items_edited_between_chunks_stop_the_batch(ledger: Engine, edit: str) -
             select(writeoffs.c.amount).where(writeoffs.c.batch_id == batch, writeoffs.c.status == "posted")
         ).all()
         expense = gl.account_balance(conn, "US01", "6100", "USD")
-    # Edited items: chunk 1 only. A smuggled-in item: the four approved ones, never the newcomer.
-    n = 4 if edit == "new_item" else 1
+    # Edited items: chunk 1 only. A smuggled-in item: the four approved ones, never the newcomer. A dropped item:
+    # the three others, and the batch is not reported complete.
+    n = {"new_item": 4, "dropped_item": 3}.get(edit, 1)
     assert [p.amount for p in posted] == [D("100")] * n
     assert expense == D("100") * n and entry_count(ledger) == n
