@@ -337,6 +337,8 @@ writeoff_batches = Table(
     Column("batch_hash", String(64), nullable=True),  # hash of the items as shown to the approver
     Column("prepared_by", REF, nullable=True),
     Column("dag_run_id", String(250), nullable=True),
+    # Who triggered the approval run that claimed the batch (0008): like the preparer, they may answer no step.
+    Column("routed_by", REF, nullable=True),
     Column(
         "created_at",
         DateTime(timezone=True),
