@@ -223,3 +223,18 @@ def test_restrictions_in_the_policy_file_are_validated() -> None:
     assert tiers[0].restrictions == (
         Restriction("reason", "settlement_remainder", {"USD": D("2500"), "EUR": D("2500"), "GBP": D("2000")}, {}),
     )
+
+
+def test_policy_check_against_the_ledger_refuses_a_currency_no_tier_covers(ledger: Engine, capsys) -> None:
+    """The shipped policy sets limits for USD, EUR and GBP. A ledger with a CHF entity: policy-check refuses it."""
+    from writeoffs.cli import main
+
+    url = ledger.url.render_as_string(hide_password=False)
+    with ledger.begin() as conn:
+        f.entity(conn, "US01", "USD")
+    assert main(["--ledger-url", url, "policy-check", "--against-ledger", str(DEFAULT_POLICY_PATH)]) == 0
+    with ledger.begin() as conn:
+        f.entity(conn, "CH01", "CHF")
+    assert main(["--ledger-url", url, "policy-check", "--against-ledger", str(DEFAULT_POLICY_PATH)]) == 2
+    err = capsys.readouterr().err
+    assert "open invoices in CHF, which no approval tier has a limit for" in err and err.count("\n") == 1
