@@ -65,10 +65,15 @@ def post_auto_batches(as_of: str) -> list[dict[str, str]]:
     return post_auto(as_of)
 
 
-@task(outlets=[POSTING], map_index_template="batch {{ task.op_kwargs['batch_id'] }}")
+@task(outlets=[POSTING], map_index_template="{{ batch_label }}")
 def post(batch_id: int) -> dict[str, str]:
+    from airflow.sdk import get_current_context
+
     from writeoffs_airflow.hitl import post_confirmed
 
+    # A TaskFlow task's arguments are not in the template context: the label is set here (Airflow renders the
+    # map index template after the task body).
+    get_current_context()["batch_label"] = f"batch {int(batch_id)}"
     return post_confirmed(int(batch_id))
 
 

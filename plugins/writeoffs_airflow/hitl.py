@@ -12,7 +12,11 @@ the scheduler enforces ``response_timeout`` and resumes the task with a timeout 
 
 A refused answer (the preparer approving their own batch, a mistyped exclusion) is audited by
 ``record_decision`` and the *same* request is re-opened for the remaining time: the deadline travels in the
-park kwargs, so refusals cannot extend the response window.
+park kwargs, so refusals cannot extend the response window. Airflow keeps the request's text as first written, so
+the refusal is explained by notice (e-mail, Slack) and in the task log, not in the body.
+
+Every request notifies the people it is assigned to (``ApproverNotifier``: e-mail and Slack with a link to the
+request's page in the UI).
 """
 
 from __future__ import annotations
