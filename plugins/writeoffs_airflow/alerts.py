@@ -19,6 +19,9 @@ an unconfigured channel is skipped and logged once per process, so a deployment 
 
 The message names the DAG, task, run, business date, the error (for reconciliation: the break summary) and a link
 to the task log in the Airflow UI (``[api] base_url``).
+
+The same two channels tell approvers that a write-off request waits for them, or that their answer was refused
+(:func:`approval_notifiers`, :class:`ApprovalNotice`; called by ``writeoffs_airflow.hitl``).
 """
 
 from __future__ import annotations
