@@ -14,6 +14,7 @@ Each test is an attack; it passes when the *database* refuses it (migration 0009
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -377,3 +378,51 @@ def test_close_period_is_final_and_recorded_once(closed_october: Engine):
         closes = conn.execute(text("SELECT actor FROM audit_log WHERE action = 'period.close'")).scalars().all()
     assert closes == ["controller"]
     october_expense_refused(closed_october)
+
+
+@pytest.mark.parametrize("sql", ["TRUNCATE fiscal_periods", "TRUNCATE fiscal_periods CASCADE"])
+def test_postgres_refuses_truncating_the_periods(pg_ledger: Engine, sql: str):
+    """Emptying the table to re-create October open: refused (the journal's foreign key, or its TRUNCATE guard)."""
+    with pg_ledger.begin() as conn:
+        factories.entity(conn)
+        gl.close_period(conn, "US01", "2026-10", actor="controller")
+    with pytest.raises(DBAPIError), pg_ledger.begin() as conn:
+        conn.exec_driver_sql(sql)
+    october_expense_refused(pg_ledger)
+
+
+def test_postgres_concurrent_overlapping_periods_one_wins(pg_ledger: Engine):
+    """Two transactions each add a period over the same days: READ COMMITTED snapshots alone would let both
+    through; the per-entity advisory lock makes the second wait for the first and then see its row."""
+    with pg_ledger.begin() as conn:
+        factories.entity(conn, periods_from=date(2026, 1, 1), periods_to=date(2026, 6, 30))
+    insert = (
+        "INSERT INTO fiscal_periods (entity_code, period, start_date, end_date, status)"
+        " VALUES ('US01', :p, '2026-07-01', '2026-07-31', 'open')"
+    )
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        try:
+            with pg_ledger.begin() as conn:
+                conn.execute(text(insert), {"p": "2026-7b"})
+            outcome["second"] = "committed"
+        except DBAPIError as exc:
+            outcome["second"] = exc
+
+    first = pg_ledger.connect()
+    try:
+        trans = first.begin()
+        first.execute(text(insert), {"p": "2026-07"})
+        worker = threading.Thread(target=second)
+        worker.start()
+        worker.join(timeout=2)
+        assert worker.is_alive(), "the second writer should wait for the first"
+        trans.commit()
+    finally:
+        first.close()
+    worker.join(timeout=30)
+    assert isinstance(outcome.get("second"), DBAPIError) and "overlap" in str(outcome["second"])
+    with pg_ledger.connect() as conn:
+        july = conn.execute(select(fiscal_periods.c.period).where(fiscal_periods.c.start_date >= date(2026, 7, 1)))
+        assert july.scalars().all() == ["2026-07"]
