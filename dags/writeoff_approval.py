@@ -113,6 +113,7 @@ def batch_flow(batch_id: int) -> None:
     # A run stays open until its batches are decided (days): later days' runs must start meanwhile. Runs never share
     # a batch (claim_batches) and posting serialises per batch in the ledger.
     max_active_runs=4,
+    # No dagrun_timeout: a run waits for people (bounded by each request's response timeout).
     default_args=default_args(retry_delay=timedelta(minutes=2)),
     params={
         "as_of": Param(

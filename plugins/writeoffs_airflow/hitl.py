@@ -176,6 +176,10 @@ class BatchDecisionOperator(HITLOperator):
     def __init__(self, *, batch_id: int | str | Any, **kwargs: Any) -> None:
         kwargs.setdefault("subject", f"Write-off batch: {self.step}")
         kwargs.setdefault("notifiers", [ApproverNotifier()])
+        # The wait is bounded by the tier's response timeout (set in execute); an execution_timeout from
+        # default_args would be taken as the response timeout by HITLOperator, or race the parking of the task.
+        kwargs["execution_timeout"] = None
+        kwargs.setdefault("response_timeout", timedelta(hours=48))
         super().__init__(options=[self.approve_option, REJECT], multiple=False, **kwargs)
         self.batch_id = batch_id
 
