@@ -40,12 +40,10 @@ SCHEDULE = os.environ.get("WRITEOFFS_INGEST_SCHEDULE", "30 5 * * *") or None
 
 @task
 def business_date(**context) -> str:
-    """``as_of`` param, else the data interval's end date (logical_date can be None in Airflow 3)."""
-    as_of = (context.get("params") or {}).get("as_of")
-    if as_of:
-        return pendulum.parse(str(as_of)).date().isoformat()
-    end = context.get("data_interval_end") or context.get("dag_run").run_after
-    return end.date().isoformat()
+    """``as_of`` param, else the data interval's end date (one rule: writeoffs_airflow.rundate)."""
+    from writeoffs_airflow.rundate import business_date as resolved
+
+    return resolved(context).isoformat()
 
 
 @task

@@ -56,13 +56,11 @@ def ledger_reconciliation() -> None:
     @task
     def run_checks() -> dict:
         from writeoffs.reconcile import Tolerances, reconcile
-        from writeoffs_airflow.alerts import business_date
         from writeoffs_airflow.ledger import ledger_engine
+        from writeoffs_airflow.rundate import business_date
 
         context = get_current_context()
         as_of = business_date(context)
-        if as_of is None:
-            raise ValueError("no business date: pass params.as_of")
         ti = context["ti"]
         result = reconcile(
             ledger_engine(),

@@ -34,16 +34,11 @@ from writeoffs_airflow.defaults import default_args
 def load_policy(**context) -> dict[str, str | None]:
     import logging
 
-    from writeoffs.policy.rundate import resolve_as_of
     from writeoffs.policy.service import resolve
     from writeoffs_airflow.ledger import ledger_engine
+    from writeoffs_airflow.rundate import business_date
 
-    events = context["triggering_asset_events"]
-    extras = [e.extra for e in (events[AGING] if AGING in list(events) else [])]
-    dag_run = context["dag_run"]
-    as_of = resolve_as_of(
-        context["params"].get("as_of"), extras, getattr(dag_run, "data_interval_end", None), dag_run.run_after
-    )
+    as_of = business_date(context)
     # The configured policy file only: a run cannot choose another one (it would become the policy in force for
     # everyone). Drafts are tried with policy_whatif, which is read-only.
     res = resolve(ledger_engine(), None, actor=_actor(context))

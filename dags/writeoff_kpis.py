@@ -55,7 +55,7 @@ def writeoff_kpis() -> None:
         import calendar
         from datetime import date
 
-        from writeoffs_airflow.alerts import business_date
+        from writeoffs_airflow.rundate import business_date
 
         context = get_current_context()
         params = context["params"]
@@ -66,8 +66,6 @@ def writeoff_kpis() -> None:
             as_of = date(y, m, calendar.monthrange(y, m)[1])
         else:
             run_day = business_date({**context, "params": {}})
-            if run_day is None:
-                raise ValueError("no business date: pass params.as_of or params.period")
             as_of = run_day.replace(day=1) - timedelta(days=1)  # the month that just ended
         start = as_of.replace(day=1)
         end = as_of.replace(day=calendar.monthrange(as_of.year, as_of.month)[1])

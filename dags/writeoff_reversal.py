@@ -91,8 +91,10 @@ def reverse(plan: dict, answer: dict | None, **context) -> dict:
                 details={"dag_run_id": dag_run.run_id, "requested_by": plan["requested_by"]},
             )
         raise AirflowSkipException(f"reversal of write-off {plan['writeoff_id']} rejected: nothing posted")
-    # The business date comes from the params; else the run's own date (never "now" inside the task).
-    raw = context["params"].get("posting_date") or (dag_run.logical_date or dag_run.run_after).date().isoformat()
+    # The posting date: the posting_date param, else the run's business date (one rule; never "now" in the task).
+    from writeoffs_airflow.rundate import business_date
+
+    raw = business_date(context, param="posting_date").isoformat()
     with engine.begin() as conn:
         result = reverse_writeoff(
             conn,

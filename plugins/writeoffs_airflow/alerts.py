@@ -75,30 +75,15 @@ def _as_date(value: object) -> date | None:
 
 
 def business_date(context: Any) -> date | None:
-    """The run's business date: ``params.as_of``, the run conf's ``as_of``, an ``as_of`` in the triggering asset
-    events' extra (latest), then the data interval end / logical date / run_after of the run.
+    """The run's business date for an alert (:func:`writeoffs_airflow.rundate.business_date`), or None when the run
+    has none or a bad one: an alert about a failed run must still go out."""
+    from writeoffs.errors import WriteoffError
+    from writeoffs_airflow.rundate import business_date as resolved
 
-    Airflow 3 leaves ``logical_date`` None for manual and asset-triggered runs, so it cannot be the only source.
-    """
-    params = context.get("params") or {}
-    dag_run = context.get("dag_run")
-    conf = getattr(dag_run, "conf", None) or {}
-    for candidate in (params.get("as_of"), conf.get("as_of")):
-        if candidate:
-            return _as_date(candidate)
-    events = context.get("triggering_asset_events") or {}
-    found = [
-        _as_date(ev.extra["as_of"])
-        for evs in events.values()
-        for ev in evs
-        if isinstance(getattr(ev, "extra", None), dict) and ev.extra.get("as_of")
-    ]
-    if found:
-        return max(d for d in found if d is not None)
-    for key in ("data_interval_end", "logical_date"):
-        if context.get(key):
-            return _as_date(context[key])
-    return _as_date(getattr(dag_run, "run_after", None))
+    try:
+        return resolved(context)
+    except WriteoffError:
+        return None
 
 
 def _log_url(context: Any, dag_id: str, run_id: str, task_id: str) -> str:

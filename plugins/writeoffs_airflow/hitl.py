@@ -566,22 +566,10 @@ class BatchConfirmOperator(BatchDecisionOperator):
 
 
 def business_date_of(context: Any) -> str:
-    """`as_of` param, else the newest triggering asset event's ``extra["as_of"]``, else the run's date.
+    """The run's business date as ISO text (the one rule: :func:`writeoffs_airflow.rundate.business_date`)."""
+    from writeoffs_airflow.rundate import business_date
 
-    Never ``logical_date``: it is None for manual and asset-triggered runs in Airflow 3.
-    """
-    from datetime import date
-
-    param = (context.get("params") or {}).get("as_of")
-    if param:
-        return date.fromisoformat(str(param)).isoformat()
-    events = context.get("triggering_asset_events") or {}
-    for asset_events in events.values():
-        for ev in reversed(list(asset_events)):
-            extra = getattr(ev, "extra", None) or {}
-            if extra.get("as_of"):
-                return date.fromisoformat(str(extra["as_of"])).isoformat()
-    return context["dag_run"].run_after.date().isoformat()
+    return business_date(context).isoformat()
 
 
 def claim_batches(as_of: str, *, run_id: str, routed_by: str = SYSTEM_ACTOR) -> list[int]:

@@ -137,7 +137,7 @@ def test_slack_error_response_surfaces_from_the_provider(monkeypatch: pytest.Mon
     ("over", "expected"),
     [
         ({"params": {"as_of": "2026-11-20"}}, date(2026, 11, 20)),
-        ({"dag_run": SimpleNamespace(conf={"as_of": "2026-11-21"}, run_after=None)}, date(2026, 11, 21)),
+        ({"data_interval_end": datetime(2026, 11, 21, 5, 30, tzinfo=UTC)}, date(2026, 11, 21)),
         (
             {
                 "triggering_asset_events": {
@@ -149,9 +149,28 @@ def test_slack_error_response_surfaces_from_the_provider(monkeypatch: pytest.Mon
             },
             date(2026, 11, 22),
         ),
-        ({"logical_date": datetime(2026, 11, 23, 18, 30, tzinfo=UTC)}, date(2026, 11, 23)),
-        ({}, date(2026, 11, 24)),  # manual/asset run without logical date: run_after
+        # logical_date is never used (None for manual and asset runs in Airflow 3): run_after
+        ({"logical_date": datetime(2026, 11, 23, 18, 30, tzinfo=UTC)}, date(2026, 11, 24)),
+        ({}, date(2026, 11, 24)),  # manual/asset run without a data interval: run_after
+        ({"params": {"as_of": "24/11/2026"}}, None),  # a bad date: the alert still goes out, without a date
     ],
 )
-def test_business_date_sources_in_order(over: dict, expected: date) -> None:
+def test_business_date_sources_in_order(over: dict, expected: date | None) -> None:
+    """The alerts read the one business-date rule (writeoffs_airflow.rundate) every DAG uses."""
     assert alerts.business_date(failure_context(**over)) == expected
+
+
+def test_every_dag_reads_the_business_date_through_the_one_rule() -> None:
+    """No DAG or plugin derives the business date on its own (logical_date, data_interval_end, run_after)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for path in [*root.glob("dags/*.py"), *root.glob("plugins/writeoffs_airflow/*.py")]:
+        if path.name == "rundate.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        for needle in (".logical_date", '"logical_date"', "data_interval_end", ".run_after"):
+            if needle in text:
+                offenders.append(f"{path.relative_to(root)}: {needle}")
+    assert offenders == []

@@ -1,0 +1,34 @@
+"""The business date of a run, read from an Airflow task context: one adapter over the one rule.
+
+The rule (precedence and parsing) is :func:`writeoffs.policy.rundate.resolve_as_of`: the ``as_of`` param (a run's
+conf lands in its params), else the latest ``as_of`` carried by a triggering asset event, else the end of the data
+interval, else the run's ``run_after``. Never ``logical_date`` (None for manual and asset-triggered runs in
+Airflow 3) and never "now" inside a task. Every DAG, the approval flow and the alerts call :func:`business_date`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+
+def business_date(context: Any, *, param: str = "as_of") -> date:
+    """The run's business date; ``param`` names the run param that overrides it (e.g. ``posting_date``).
+    Refused (ConfigError, one line) if a given value is not a date."""
+    from writeoffs.policy.rundate import resolve_as_of
+
+    params = context.get("params") or {}
+    events = context.get("triggering_asset_events") or {}
+    extras = [
+        ev.extra
+        for asset_events in events.values()
+        for ev in asset_events
+        if isinstance(getattr(ev, "extra", None), dict)
+    ]
+    dag_run = context.get("dag_run")
+    return resolve_as_of(
+        params.get(param),
+        extras,
+        context.get("data_interval_end") or getattr(dag_run, "data_interval_end", None),
+        getattr(dag_run, "run_after", None),
+    )
