@@ -49,3 +49,14 @@ def bucket_case(dpd: ColumnElement[int], buckets: Sequence[Bucket] = DEFAULT_BUC
     """SQL CASE expression mapping a days-past-due expression to its bucket label (set-wise, no Python)."""
     whens = [(dpd <= b.high, literal(b.label)) for b in buckets if b.high is not None]
     return case(*whens, else_=literal(buckets[-1].label))
+
+
+def bucket_case_text(dpd: str, buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> str:
+    """:func:`bucket_case` as SQL text, for the hand-written queries (KPIs, GX validation rules): ``dpd`` is an SQL
+    expression of days past due. The same bounds as :func:`bucket_of`, one definition."""
+
+    def quoted(label: str) -> str:
+        return "'" + label.replace("'", "''") + "'"
+
+    whens = " ".join(f"WHEN {dpd} <= {b.high} THEN {quoted(b.label)}" for b in buckets if b.high is not None)
+    return f"CASE {whens} ELSE {quoted(buckets[-1].label)} END"

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, bindparam, text
 
-from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.buckets import bucket_case_text
 from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.money import money_str, round_money
 from writeoffs.safe_text import csv_writer, md
@@ -274,11 +274,6 @@ def _dpd_at_writeoff(dialect: str) -> str:
     return "CAST(julianday(w.as_of_date) - julianday(i.due_date) AS INTEGER)"
 
 
-def _bucket_sql(dpd: str) -> str:
-    whens = " ".join(f"WHEN {dpd} <= {b.high} THEN '{b.label}'" for b in DEFAULT_BUCKETS if b.high is not None)
-    return f"CASE {whens} ELSE '{DEFAULT_BUCKETS[-1].label}' END"
-
-
 def _detail(dialect: str) -> str:
     """The events with what the breakdowns and the tax listing need.
 
@@ -286,7 +281,7 @@ def _detail(dialect: str) -> str:
     posting no longer lists the written-off invoice (its balance is zero), so the bucket is then derived from the
     days past due on that date with the default buckets.
     """
-    bucket = _bucket_sql(_dpd_at_writeoff(dialect))
+    bucket = bucket_case_text(_dpd_at_writeoff(dialect))
     return f"""
     SELECT ev.*, w.id AS writeoff_id, w.reason_code, i.invoice_ref, i.invoice_date, i.source AS source_system,
            c.customer_ref, c.name AS customer_name, c.segment,

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from writeoffs.buckets import DEFAULT_BUCKETS, bucket_of, make_buckets
+from writeoffs.buckets import DEFAULT_BUCKETS, bucket_case_text, bucket_of, make_buckets
 from writeoffs.errors import ConfigError
-from writeoffs.validation.checks import CHECKS, bucket_case_sql, by_name
+from writeoffs.validation.checks import CHECKS, by_name
 from writeoffs.validation.config import DEFAULT_PATH, load, parse
 from writeoffs.validation.rules import AtLeast, Between, InSet, sql_literal
 
@@ -102,8 +102,8 @@ def test_sql_literal_escapes_and_refuses_non_finite() -> None:
 
 
 @pytest.mark.parametrize("buckets", [DEFAULT_BUCKETS, make_buckets((10, 20))])
-def test_bucket_case_sql_agrees_with_bucket_of(buckets) -> None:
+def test_bucket_case_text_agrees_with_bucket_of(buckets) -> None:
     db = sqlite3.connect(":memory:")
     for dpd in range(-5, 400):
-        got = db.execute(f"SELECT {bucket_case_sql('?', buckets)}", [dpd] * (len(buckets) - 1)).fetchone()[0]
+        got = db.execute(f"SELECT {bucket_case_text('?', buckets)}", [dpd] * (len(buckets) - 1)).fetchone()[0]
         assert got == bucket_of(dpd, buckets), dpd

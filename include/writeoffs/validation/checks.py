@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from writeoffs.buckets import DEFAULT_BUCKETS, Bucket
+from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case_text
 from writeoffs.db.money import to_db
 from writeoffs.validation.config import Severity
 from writeoffs.validation.rules import (
@@ -198,14 +198,8 @@ def _control_amount(s: Scope) -> Rule | None:
     return SumEquals(column, to_db(s.dialect, s.control_amount))
 
 
-def bucket_case_sql(column: str, buckets: tuple[Bucket, ...]) -> str:
-    """The aging bucket of ``column`` (days past due) as SQL text: the same bounds as :func:`buckets.bucket_of`."""
-    whens = " ".join(f"WHEN {column} <= {b.high} THEN {sql_literal(b.label)}" for b in buckets if b.high is not None)
-    return f"CASE {whens} ELSE {sql_literal(buckets[-1].label)} END"
-
-
 def _bucket_consistent(s: Scope) -> Rule:
-    return Unexpected("{a}.bucket <> " + bucket_case_sql("{a}.days_past_due", s.buckets), set_wise=False)
+    return Unexpected("{a}.bucket <> " + bucket_case_text("{a}.days_past_due", s.buckets), set_wise=False)
 
 
 @dataclass(frozen=True, slots=True)
