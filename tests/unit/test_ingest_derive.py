@@ -280,3 +280,107 @@ def test_an_input_column_missing_from_the_file_rejects_the_batch() -> None:
     cfg = _config(**SETTLED)
     with pytest.raises(InputError, match=r"\['Settled'\] missing"):
         _run(cfg, [BASE])
+
+
+@pytest.mark.parametrize(
+    ("style", "adjustment", "amount"),
+    [
+        ("leading_minus", "-10.50", Decimal("189.50")),
+        ("parentheses", "(10.50)", Decimal("189.50")),
+        ("trailing_minus", "10.50-", Decimal("189.50")),
+        ("parentheses", "10.50", Decimal("210.50")),
+    ],
+)
+def test_negative_style_reads_a_signed_input_exactly(style: str, adjustment: str, amount: Decimal) -> None:
+    columns = {k: v for k, v in COLUMNS.items() if v != "amount"}
+    cfg = source_config.parse(
+        {
+            "version": "t",
+            "sources": {
+                "s": {
+                    "kind": "file",
+                    "location": "/nowhere",
+                    "format": "csv",
+                    "entity": "US01",
+                    "default_currency": "USD",
+                    "negative_style": style,
+                    "datasets": {
+                        "invoices": {
+                            "file": "x.csv",
+                            "columns": columns,
+                            "inputs": {
+                                "Gross": {"name": "gross", "type": "decimal"},
+                                "Adj": {"name": "adjustment", "type": "decimal"},
+                            },
+                            "computed": {
+                                "amount": {"add": ["gross", "adjustment"]},
+                                "open_balance": {"copy": "amount"},
+                            },
+                        }
+                    },
+                }
+            },
+        }
+    ).source("s")
+    v = _run(cfg, [{**BASE, "Gross": "200.00", "Adj": adjustment}])
+    assert not v.bad, v.bad
+    assert v.good["amount"].to_pylist() == [amount]
+
+
+@pytest.mark.parametrize("style", ["leading_minus", "parentheses", "trailing_minus"])
+def test_typed_negative_numbers_from_parquet_are_read_in_any_style(tmp_path, style: str) -> None:
+    # A database, JSON, XLSX or Parquet number carries its sign as a value, not as text: it is rendered in the
+    # source's style before the one number reader reads it, so a typed -10.50 is never `ambiguous_sign`.
+    import pyarrow.parquet as pq
+
+    from writeoffs.ingest.sources import FileSource, _text
+
+    assert (
+        _text(Decimal("-10.50"), "%Y-%m-%d", style)
+        == {
+            "leading_minus": "-10.50",
+            "parentheses": "(10.50)",
+            "trailing_minus": "10.50-",
+        }[style]
+    )
+    table = pa.table(
+        {
+            **{k: pa.array([v]) for k, v in BASE.items() if k != "Amount"},
+            "Gross": pa.array([Decimal("200.00")], pa.decimal128(12, 2)),
+            "Adj": pa.array([Decimal("-10.50")], pa.decimal128(12, 2)),
+        }
+    )
+    pq.write_table(table, tmp_path / "x.parquet")
+    cfg = source_config.parse(
+        {
+            "version": "t",
+            "sources": {
+                "s": {
+                    "kind": "file",
+                    "location": str(tmp_path),
+                    "format": "parquet",
+                    "entity": "US01",
+                    "default_currency": "USD",
+                    "negative_style": style,
+                    "datasets": {
+                        "invoices": {
+                            "file": "x.parquet",
+                            "columns": {k: v for k, v in COLUMNS.items() if v != "amount"},
+                            "inputs": {
+                                "Gross": {"name": "gross", "type": "decimal"},
+                                "Adj": {"name": "adjustment", "type": "decimal"},
+                            },
+                            "computed": {
+                                "amount": {"add": ["gross", "adjustment"]},
+                                "open_balance": {"copy": "amount"},
+                            },
+                        }
+                    },
+                }
+            },
+        }
+    ).source("s")
+    (chunk,) = list(FileSource(cfg).read("invoices", AS_OF))
+    v = validate_chunk(chunk, cfg, Context(functional={"US01": "USD"}, as_of=AS_OF))
+    assert not v.bad, v.bad
+    assert v.good["amount"].to_pylist() == [Decimal("189.50")]

@@ -87,6 +87,10 @@ class SourceConfig(_Model):
     newlines_in_values: bool = False
     decimal_sep: str = "."
     thousands_sep: str = ""
+    # How the source writes a negative number: -12.34 (leading_minus), (12.34) (parentheses) or 12.34- (trailing_
+    # minus). A sign written any other way is `ambiguous_sign` (quarantined), never guessed. Typed numbers from
+    # databases, JSON, XLSX and Parquet are rendered in this style before they are read (writeoffs.ingest.sources).
+    negative_style: Literal["leading_minus", "parentheses", "trailing_minus"] = "leading_minus"
     date_format: str = "%Y-%m-%d"
     # Plausible dates (every date field): not before ``earliest_date``, not more than ``max_days_ahead`` days after
     # the business date. Outside: quarantined as ``implausible_date`` (year 0023 is a typo, not a 2000-year-old debt).

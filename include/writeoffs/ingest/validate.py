@@ -300,6 +300,7 @@ def _canonical_formats(cfg: SourceConfig) -> SourceConfig:
         update={
             "decimal_sep": ".",
             "thousands_sep": "",
+            "negative_style": "leading_minus",
             "date_format": "%Y-%m-%d",
             "true_values": ("true",),
             "false_values": ("false",),
@@ -530,7 +531,7 @@ def _plain_number_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceCo
     :func:`writeoffs.money.parse_amount`): otherwise ``45.000,00`` read with US separators would silently become
     45.00000, i.e. 45, a 1000x error, now that zero padding is not counted as decimals.
     """
-    text = col
+    text = _signed_text(col, present, f, cfg, rows)
     if cfg.thousands_sep:
         sep, point = re.escape(cfg.thousands_sep), re.escape(cfg.decimal_sep)
         grouped = f"^[+-]?([0-9]+|[0-9]{{1,3}}({sep}[0-9]{{3}})+)({point}[0-9]+)?$"
@@ -554,6 +555,38 @@ def _plain_number_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceCo
         )
         text = pc.replace_substring(text, cfg.decimal_sep, ".")
     return text
+
+
+#: Per negative style: the shape a signed value must have (sign characters anywhere else are ambiguous), the
+#: pattern of a negative value, and how to cut the sign off (start, stop of the unsigned body).
+_SIGN_STYLES: dict[str, tuple[str, str, int, int | None]] = {
+    "leading_minus": (r"^[+-]?[^()+-]*$", r"^-", 1, None),
+    "parentheses": (r"^(\([^()+-]*\)|[^()+-]*)$", r"^\(", 1, -1),
+    "trailing_minus": (r"^[^()+-]*-?$", r"-$", 0, -1),
+}
+_SIGN_EXAMPLE = {"leading_minus": "-12.34", "parentheses": "(12.34)", "trailing_minus": "12.34-"}
+
+
+def _signed_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
+    """The value with its sign as a leading ``-``, read in the source's ``negative_style`` (one home for signs).
+
+    A sign or parenthesis written any other way (``(12.34)`` in a leading-minus export, ``-(12.34)``, ``12.34-``)
+    is ``ambiguous_sign``: an export that mixes styles cannot be read by guessing.
+    """
+    style = cfg.negative_style
+    shape, negative, start, stop = _SIGN_STYLES[style]
+    ok = pc.fill_null(pc.match_substring_regex(col, shape), False)
+    rows.flag(
+        pc.and_kleene(present, pc.invert(ok)),
+        f.name,
+        "ambiguous_sign",
+        f"{f.name}: sign not written as the source's negative_style {style} ({_SIGN_EXAMPLE[style]})",
+    )
+    if style == "leading_minus":
+        return col
+    is_negative = pc.fill_null(pc.and_kleene(ok, pc.match_substring_regex(col, negative)), False)
+    body = pc.utf8_slice_codeunits(col, start, stop) if stop is not None else pc.utf8_slice_codeunits(col, start)
+    return pc.if_else(is_negative, pc.binary_join_element_wise("-", body, ""), col)
 
 
 def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
