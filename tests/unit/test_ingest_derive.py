@@ -384,3 +384,43 @@ def test_typed_negative_numbers_from_parquet_are_read_in_any_style(tmp_path, sty
     v = validate_chunk(chunk, cfg, Context(functional={"US01": "USD"}, as_of=AS_OF))
     assert not v.bad, v.bad
     assert v.good["amount"].to_pylist() == [Decimal("189.50")]
+
+
+@pytest.mark.parametrize(
+    ("style", "gross", "reason"),
+    [
+        ("leading_minus", "not-a-number", "not_a_number"),
+        ("leading_minus", "(1,000.00)", "ambiguous_sign"),
+        ("parentheses", "(n/a)", "not_a_number"),
+        ("parentheses", "1,000.00-", "ambiguous_sign"),
+        ("trailing_minus", "-(5)", "ambiguous_sign"),
+        ("trailing_minus", "5--", "ambiguous_sign"),
+    ],
+)
+def test_only_a_would_be_number_is_an_ambiguous_sign(style: str, gross: str, reason: str) -> None:
+    cfg = source_config.parse(
+        {
+            "version": "t",
+            "sources": {
+                "s": {
+                    "kind": "file",
+                    "location": "/nowhere",
+                    "format": "csv",
+                    "entity": "US01",
+                    "default_currency": "USD",
+                    "thousands_sep": ",",
+                    "negative_style": style,
+                    "datasets": {
+                        "invoices": {
+                            "file": "x.csv",
+                            "columns": dict(COLUMNS),
+                            "inputs": {"Gross": {"name": "gross", "type": "decimal"}},
+                            "computed": {"open_balance": {"copy": "amount"}},
+                        }
+                    },
+                }
+            },
+        }
+    ).source("s")
+    v = _run(cfg, [{**BASE, "Gross": gross}])
+    assert [(q.field, q.reason) for q in v.bad] == [("gross", reason)]

@@ -564,6 +564,8 @@ _SIGN_STYLES: dict[str, tuple[str, str, int, int | None]] = {
     "parentheses": (r"^(\([^()+-]*\)|[^()+-]*)$", r"^\(", 1, -1),
     "trailing_minus": (r"^[^()+-]*-?$", r"-$", 0, -1),
 }
+#: Digits and the grouping/decimal separators a source may use (config.THOUSANDS_SEPARATORS), nothing else.
+_NUMBERISH = "^[0-9.,' \u00a0\u202f]*[0-9][0-9.,' \u00a0\u202f]*$"
 _SIGN_EXAMPLE = {"leading_minus": "-12.34", "parentheses": "(12.34)", "trailing_minus": "12.34-"}
 
 
@@ -575,13 +577,16 @@ def _signed_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, 
     """
     style = cfg.negative_style
     shape, negative, start, stop = _SIGN_STYLES[style]
-    ok = pc.fill_null(pc.match_substring_regex(col, shape), False)
-    rows.flag(
-        pc.and_kleene(present, pc.invert(ok)),
-        f.name,
-        "ambiguous_sign",
-        f"{f.name}: sign not written as the source's negative_style {style} ({_SIGN_EXAMPLE[style]})",
-    )
+    ok = pc.fill_null(pc.match_substring_regex(col, shape), True)
+    if not pc.all(ok).as_py():
+        # Ambiguous only if it would be a number with its signs read some other way; "n/a-1" is not_a_number.
+        numberish = pc.match_substring_regex(pc.replace_substring_regex(col, r"[()+-]", ""), _NUMBERISH)
+        rows.flag(
+            pc.and_kleene(pc.invert(ok), numberish),
+            f.name,
+            "ambiguous_sign",
+            f"{f.name}: sign not written as the source's negative_style {style} ({_SIGN_EXAMPLE[style]})",
+        )
     if style == "leading_minus":
         return col
     is_negative = pc.fill_null(pc.and_kleene(ok, pc.match_substring_regex(col, negative)), False)
