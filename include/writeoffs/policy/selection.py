@@ -55,7 +55,17 @@ from writeoffs.db.schema import (
     writeoffs,
 )
 from writeoffs.policy.schema import Policy, Reason, Rules
-from writeoffs.policy.sqlx import days_between, drop_temp, json_bool, json_obj, rows_table, temp_table, typed
+from writeoffs.policy.sqlx import (
+    days_between,
+    drop_temp,
+    json_bool,
+    json_obj,
+    json_pick,
+    money_text,
+    rows_table,
+    temp_table,
+    typed,
+)
 from writeoffs.tiers import AUTO_TIER
 
 #: Invoice statuses that are still receivables in a live run (charged-off invoices stay on the books).
@@ -564,16 +574,7 @@ class _Plan:
                 "partial": json_bool(partial),
                 "reversed_on": r.reversed_on,
                 "reversal_cooling_days": r.cooling_days,
-                "required": json_obj(
-                    {
-                        "writeoff_days": r.writeoff_days,
-                        "min_contact_attempts": r.min_attempts,
-                        "min_demand_letters": r.min_letters,
-                        "min_agency_days": r.min_agency_days,
-                        "recent_payment_days": r.recent_days,
-                    },
-                    as_text=False,
-                ),
+                "required": self._required(r),
             }
         )
         return select(
@@ -596,6 +597,35 @@ class _Plan:
             _tier_case(r.balance, r.currency, r.tolerance, self.policy).label("tier"),
             evidence.label("evidence"),
         )
+
+    @staticmethod
+    def _required(r: Any) -> Any:
+        """The thresholds of the rule that fired (issue 15: a small-balance candidate showed the write-off thresholds,
+        which played no part). No route fired: the write-off route's thresholds, which the shortfall names.
+        ``recent_payment_days`` goes with every route the recent-payment exclusion applies to."""
+
+        def block(route: str, pairs: dict[str, Any]) -> Any:
+            recent = {} if route in _RECENT_PAYMENT_EXEMPT else {"recent_payment_days": r.recent_days}
+            return json_obj({**pairs, **recent}, as_text=False)
+
+        thresholds = {
+            "dispute_resolved_lost": {"min_days_past_due": r.dl_days},
+            "settlement_remainder": {"min_days_past_due": r.st_days},
+            "customer_bankrupt": {"min_days_past_due": r.bk_days},
+            "customer_dissolved": {"min_days_past_due": r.dis_days},
+            "statute_days_exceeded": {"statute_days": r.statute_days},
+            "small_balance_aged": {"min_days_past_due": r.small_days, "tolerance": money_text(r.tolerance)},
+            "aged_and_collections_exhausted": {
+                "writeoff_days": r.writeoff_days,
+                "min_contact_attempts": r.min_attempts,
+                "min_demand_letters": r.min_letters,
+                "min_agency_days": r.min_agency_days,
+            },
+        }
+        assert set(thresholds) == {name for name, _ in ROUTES}, "every route names its thresholds"
+        blocks = {route: block(route, pairs) for route, pairs in thresholds.items()}
+        writeoff = blocks.pop("aged_and_collections_exhausted")
+        return json_pick(case(*[(r.route == name, obj) for name, obj in blocks.items()], else_=writeoff))
 
     def screened_out(self) -> Select[Any]:
         """The decisions of the invoices the screen left out, without aggregating anything for them.
