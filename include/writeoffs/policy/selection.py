@@ -26,15 +26,18 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    delete,
     exists,
     false,
     func,
+    insert,
     literal,
     not_,
     null,
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -52,6 +55,8 @@ from writeoffs.db.schema import (
     journal_entries,
     payment_allocations,
     payments,
+    selection_decisions,
+    selection_runs,
     writeoffs,
 )
 from writeoffs.policy.schema import Policy, Reason, Rules
@@ -74,7 +79,7 @@ LIVE_STATUSES = ("open", "charged_off", "reversed")
 IN_FLIGHT = ("candidate", "approved")
 
 #: Session-temporary tables of a live run (dropped at the end of the step; on PostgreSQL also ON COMMIT).
-_POP, _EFFORT = "wo_pop", "wo_effort"
+_POP, _EFFORT, _DECIDED = "wo_pop", "wo_effort", "wo_decided"
 
 SKIP_DECIDED = "batch already decided; re-selected on a later as-of date"
 #: Routes in evaluation order: (rule name, reason). The first route whose conditions hold decides the reason.
@@ -592,6 +597,7 @@ class _Plan:
             r.written_off_amount,
             outcome.label("outcome"),
             rule.label("rule"),
+            r.route,
             r.reason_code,
             r.balance.label("amount"),  # never above the open balance: it *is* the open balance (full or remainder)
             _tier_case(r.balance, r.currency, r.tolerance, self.policy).label("tier"),
@@ -650,6 +656,7 @@ class _Plan:
             s.c.written_off_amount,
             literal("not_eligible", String()).label("outcome"),
             literal("under_threshold", String()).label("rule"),
+            literal(None, String()).label("route"),
             literal(None, String()).label("reason_code"),
             s.c.balance.label("amount"),
             _tier_case(s.c.balance, s.c.currency, s.c.tolerance, self.policy).label("tier"),
@@ -709,7 +716,8 @@ def insert_candidates(
     plan = _Plan(conn, policy, Scope(as_of))
     pop = temp_table(conn, _POP, plan.population(screen=True))
     effort = temp_table(conn, _EFFORT, plan.effort(pop))
-    decided = plan.decide(pop, effort).subquery("decided")
+    # Materialised once: the candidates and the decision trail are both written from it.
+    decided = temp_table(conn, _DECIDED, plan.decide(pop, effort))
     dc = decided.c
     cols = [
         "invoice_id",
@@ -765,6 +773,8 @@ def insert_candidates(
     before = conn.execute(mine).scalar_one()
     conn.execute(ins.from_select(cols, src).on_conflict_do_nothing())
     inserted = conn.execute(mine).scalar_one() - before
+    trail = record_decisions(conn, policy, as_of, decided)
+    drop_temp(conn, _DECIDED)
     drop_temp(conn, _EFFORT)
     drop_temp(conn, _POP)
     audit.append(
@@ -778,9 +788,56 @@ def insert_candidates(
             "policy_version": policy.version,
             "policy_hash": policy.content_hash,
             "inserted": inserted,
+            "decisions": trail,
         },
     )
     return SelectionResult(as_of, policy.version, policy.content_hash, inserted)
+
+
+def record_decisions(conn: Connection, policy: Policy, as_of: date, decided: Any) -> dict[str, int]:
+    """The decision trail of this run: one row per considered invoice, written set-wise (one INSERT ... SELECT).
+
+    A re-run of the same (as-of date, policy) replaces its rows, as its candidates are re-derived: the trail says
+    what the latest run decided. Evidence is kept for the invoices that were *not* proposed (the question the trail
+    answers is "why not?"); a candidate's evidence is on its write-off row. Screened-out invoices (under every
+    route's threshold) are not stored: ``trail`` derives that answer from the run's date and the invoice.
+    """
+    counts = dict(conn.execute(select(decided.c.outcome, func.count()).group_by(decided.c.outcome)).all())
+    values = {
+        "considered": sum(counts.values()),
+        "candidates": counts.get("candidate", 0),
+        "excluded": counts.get("excluded", 0),
+        "not_eligible": counts.get("not_eligible", 0),
+    }
+    run_id = conn.execute(
+        select(selection_runs.c.id).where(
+            selection_runs.c.as_of_date == as_of, selection_runs.c.policy_hash == policy.content_hash
+        )
+    ).scalar()
+    if run_id is None:
+        run_id = conn.execute(
+            insert(selection_runs)
+            .values(as_of_date=as_of, policy_version=policy.version, policy_hash=policy.content_hash, **values)
+            .returning(selection_runs.c.id)
+        ).scalar_one()
+    else:
+        conn.execute(delete(selection_decisions).where(selection_decisions.c.run_id == run_id))
+        conn.execute(update(selection_runs).where(selection_runs.c.id == run_id).values(**values))
+    d = decided.c
+    conn.execute(
+        insert(selection_decisions).from_select(
+            ["run_id", "invoice_id", "outcome", "rule", "route", "evidence"],
+            select(
+                literal(run_id, Integer()),
+                d.invoice_id,
+                d.outcome,
+                d.rule,
+                case((d.outcome == "excluded", d.route), else_=literal(None, String())),
+                case((d.outcome == "candidate", literal(None, String())), else_=d.evidence),
+            ),
+        )
+    )
+    return {"run_id": run_id, **values}
 
 
 def decisions(conn: Connection, policy: Policy, as_of: date, *, point_in_time: bool = False) -> list[dict[str, Any]]:
