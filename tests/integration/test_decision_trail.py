@@ -68,7 +68,7 @@ def test_each_considered_invoice_has_its_decision_recorded(ledger, book) -> None
     assert got[book["worked"]] == ("candidate", "aged_and_collections_exhausted", None, True)
     assert got[book["small"]] == ("candidate", "small_balance_aged", None, True)
     assert got[book["disputed"]] == ("excluded", "open_dispute", "aged_and_collections_exhausted", False)
-    assert got[book["no_effort"]] == ("not_eligible", "insufficient_attempts", None, False)
+    assert got[book["no_effort"]] == ("not_eligible", "insufficient_attempts", None, True)  # the shortfall says it
     assert book["young"] not in got  # under every route's threshold: screened out, counted, not stored
     with ledger.connect() as conn:
         run = conn.execute(select(selection_runs)).one()

@@ -404,12 +404,14 @@ selection_runs = Table(
 selection_decisions = Table(
     "selection_decisions",
     metadata,
-    Column("run_id", ID, ForeignKey("selection_runs.id"), primary_key=True),
-    Column("invoice_id", ID, ForeignKey("invoices.id"), primary_key=True),
+    # No foreign keys on purpose (a per-row trigger on every considered invoice of every run); the selection checks
+    # set-wise that no row is orphaned (writeoffs.policy.selection.record_decisions).
+    Column("run_id", ID, primary_key=True),
+    Column("invoice_id", ID, primary_key=True),
     Column("outcome", String(16), nullable=False),
     Column("rule", String(64), nullable=False),  # candidate: the route; excluded: the exclusion; else the shortfall
     Column("route", String(64), nullable=True),  # excluded: the route the exclusion stopped
-    Column("evidence", Text, nullable=True),  # JSON; NULL for candidates (their evidence is on the write-off)
+    Column("evidence", Text, nullable=True),  # JSON, excluded invoices only (a candidate's is on its write-off)
     CheckConstraint(_in("outcome", DECISION_OUTCOMES), name="outcome"),
     Index("ix_selection_decisions_invoice_id", "invoice_id"),
 )

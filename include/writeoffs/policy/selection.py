@@ -59,6 +59,7 @@ from writeoffs.db.schema import (
     selection_runs,
     writeoffs,
 )
+from writeoffs.errors import WriteoffError
 from writeoffs.policy.schema import Policy, Reason, Rules
 from writeoffs.policy.sqlx import (
     days_between,
@@ -378,7 +379,7 @@ class _Plan:
         ).where(ca.c.activity_date <= d)
 
     # -- step 3 -----------------------------------------------------------------------------------------------
-    def decide(self, pop: Any, effort: Any) -> Select[Any]:
+    def decide(self, pop: Any, effort: Any, *, evidence_for: tuple[str, ...] | None = None) -> Select[Any]:
         """One row per invoice of ``pop`` with its outcome, rule, reason, amount, tier and evidence (JSON text)."""
         d, policy = self.d, self.policy
         ca, h, pa = collection_activities, holds, payment_allocations
@@ -467,9 +468,9 @@ class _Plan:
             )
             .cte("base")
         )
-        return self._route(base, d, policy)
+        return self._route(base, d, policy, evidence_for)
 
-    def _route(self, base: Any, d: Any, policy: Policy) -> Select[Any]:
+    def _route(self, base: Any, d: Any, policy: Policy, evidence_for: tuple[str, ...] | None = None) -> Select[Any]:
         b = base.c
         bankrupt_on_date = and_(b.bankruptcy_flag == true(), or_(b.bankruptcy_date.is_(None), b.bankruptcy_date <= d))
         legal_needed = and_(b.legal_above.is_not(None), b.balance > b.legal_above)
@@ -601,7 +602,9 @@ class _Plan:
             r.reason_code,
             r.balance.label("amount"),  # never above the open balance: it *is* the open balance (full or remainder)
             _tier_case(r.balance, r.currency, r.tolerance, self.policy).label("tier"),
-            evidence.label("evidence"),
+            (evidence if evidence_for is None else case((outcome.in_(evidence_for), evidence), else_=null())).label(
+                "evidence"
+            ),
         )
 
     @staticmethod
@@ -716,8 +719,9 @@ def insert_candidates(
     plan = _Plan(conn, policy, Scope(as_of))
     pop = temp_table(conn, _POP, plan.population(screen=True))
     effort = temp_table(conn, _EFFORT, plan.effort(pop))
-    # Materialised once: the candidates and the decision trail are both written from it.
-    decided = temp_table(conn, _DECIDED, plan.decide(pop, effort))
+    # Materialised once: the candidates and the decision trail are both written from it. Evidence (a JSON object
+    # per row, the costliest column by far) only for the rows that keep it: candidates and excluded invoices.
+    decided = temp_table(conn, _DECIDED, plan.decide(pop, effort, evidence_for=("candidate", "excluded")))
     dc = decided.c
     cols = [
         "invoice_id",
@@ -798,9 +802,14 @@ def record_decisions(conn: Connection, policy: Policy, as_of: date, decided: Any
     """The decision trail of this run: one row per considered invoice, written set-wise (one INSERT ... SELECT).
 
     A re-run of the same (as-of date, policy) replaces its rows, as its candidates are re-derived: the trail says
-    what the latest run decided. Evidence is kept for the invoices that were *not* proposed (the question the trail
-    answers is "why not?"); a candidate's evidence is on its write-off row. Screened-out invoices (under every
-    route's threshold) are not stored: ``trail`` derives that answer from the run's date and the invoice.
+    what the latest run decided. Compact: evidence is kept only for excluded invoices (a route fired; the evidence
+    shows what the exclusion saw); a candidate's evidence is on its write-off row, a not-eligible invoice's answer
+    is its shortfall. Screened-out invoices (under every route's threshold) are counted, not stored: ``trail``
+    derives that answer from the run's date and the invoice.
+
+    No foreign keys: one trigger call per row would double the selection's time on a large book. The run row is
+    written first in this transaction and the invoice ids come from ``invoices`` in it; that no row is orphaned is
+    checked set-wise below, and invoices are never deleted.
     """
     counts = dict(conn.execute(select(decided.c.outcome, func.count()).group_by(decided.c.outcome)).all())
     values = {
@@ -833,10 +842,18 @@ def record_decisions(conn: Connection, policy: Policy, as_of: date, decided: Any
                 d.outcome,
                 d.rule,
                 case((d.outcome == "excluded", d.route), else_=literal(None, String())),
-                case((d.outcome == "candidate", literal(None, String())), else_=d.evidence),
+                case((d.outcome == "excluded", d.evidence), else_=literal(None, String())),
             ),
         )
     )
+    sd = selection_decisions.c
+    orphans = conn.execute(
+        select(func.count())
+        .select_from(selection_decisions.outerjoin(invoices, invoices.c.id == sd.invoice_id))
+        .where(sd.run_id == run_id, invoices.c.id.is_(None))
+    ).scalar_one()
+    if orphans:  # a bug, never data: the transaction (candidates included) rolls back
+        raise WriteoffError(f"decision trail of run {run_id}: {orphans} row(s) name no invoice")
     return {"run_id": run_id, **values}
 
 

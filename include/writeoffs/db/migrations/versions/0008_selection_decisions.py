@@ -50,12 +50,6 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "outcome IN ('candidate', 'excluded', 'not_eligible')", name=op.f("ck_selection_decisions_outcome")
         ),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["selection_runs.id"], name=op.f("fk_selection_decisions_run_id_selection_runs")
-        ),
-        sa.ForeignKeyConstraint(
-            ["invoice_id"], ["invoices.id"], name=op.f("fk_selection_decisions_invoice_id_invoices")
-        ),
         sa.PrimaryKeyConstraint("run_id", "invoice_id", name=op.f("pk_selection_decisions")),
     )
     op.create_index("ix_selection_decisions_invoice_id", "selection_decisions", ["invoice_id"])
