@@ -47,9 +47,12 @@ def business_date(**context) -> str:
 
 @task
 def open_batches(as_of: str, **context) -> list[int]:
+    from writeoffs.identity import run_actor
+    from writeoffs.tiers import SYSTEM_ACTOR
     from writeoffs_airflow.hitl import claim_batches
 
-    return claim_batches(as_of, run_id=context["run_id"])
+    # Whoever triggered this run may answer none of the batches it routes (four eyes): recorded on each batch.
+    return claim_batches(as_of, run_id=context["run_id"], routed_by=run_actor(context["dag_run"], SYSTEM_ACTOR))
 
 
 @task(outlets=[POSTING])

@@ -110,10 +110,9 @@ def _actor(context) -> str:
     """Who prepared the batches: the authenticated user who triggered the run, else this DAG (scheduled or
     asset-triggered runs). Never a param: the preparer may not approve, so naming someone else would let the real
     preparer approve their own batch (segregation of duties)."""
-    user = getattr(context["dag_run"], "triggering_user_name", None)
-    if user and user != "dag_test":
-        return str(user)
-    return "airflow:writeoff_candidates"
+    from writeoffs.identity import run_actor
+
+    return run_actor(context["dag_run"], "airflow:writeoff_candidates")
 
 
 @dag(

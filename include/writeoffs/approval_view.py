@@ -249,8 +249,10 @@ def summary_markdown(
     candidates_link: str | None = None,
     buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
     limit: Decimal | None = None,
+    confirmation: str | None = None,
 ) -> str:
-    """The approval request body: totals, breakdowns by reason and aging bucket, top items with evidence."""
+    """The approval request body: totals, breakdowns by reason and aging bucket, top items with evidence;
+    ``confirmation`` says who will be asked to confirm after an approval (four eyes)."""
     items = pending_items(view)
     total = sum((i.amount for i in items), Decimal(0))
     largest = max((i.amount for i in items), default=Decimal(0))
@@ -265,6 +267,7 @@ def summary_markdown(
         f"| Largest item | {view.fmt(largest)} |",
         f"| Approval tier | {view.tier}" + (f" (limit {view.fmt(limit)} per item)" if limit is not None else "") + " |",
         f"| Prepared by | {_cell(view.prepared_by or 'scheduler')} |",
+        *([f"| Then confirmed | {_cell(confirmation)} |"] if confirmation else []),
         f"| Policy | {_cell(view.policy_version)} (`{view.policy_hash[:12]}`) |",
         f"| Batch fingerprint | `{items_digest(items)[:16]}` |",
         "",

@@ -5,11 +5,14 @@ be recorded, and :func:`verify_batch_approval` re-checks everything again when t
 batch whose status was flipped by raw SQL, or whose items changed after approval, is never posted.
 
 Two steps per batch (the billing system's "review, then finalise"): ``approve`` (decision approved | rejected |
-expired | escalated) then ``confirm`` (confirmed | rejected | expired | escalated). Both are made by users entitled
-to the batch's tier, never by the batch's preparer (four eyes). ``escalated`` (approve step only) writes no row:
-it moves the batch to the next tier, whose approver then records the approve step. The same entitled person may
-approve and confirm: confirm is the finalisation of their own review, not a second approver. One ``approvals``
-row per (batch, step).
+expired | escalated) then ``confirm`` (confirmed | rejected | expired). The approve step is answered by one of the
+tier's approvers, the confirm step by one of its confirmers (:meth:`Tier.answerers`); never by the batch's preparer
+nor by whoever triggered the approval run that routed it (``routed_by``). Four eyes: above the tier's
+``four_eyes_above`` amount (every amount for a currency it does not list) the confirmer must be a different person
+than the approver; below it, the same person may finalise their own review. Limits: the tier's item and batch
+limits and every narrower limit for a reason, segment or the deciding user (:meth:`Tier.problem_for`, most
+restrictive wins). ``escalated`` (approve step only) writes no row: it moves the batch to the next tier, whose
+approver then records the approve step. One ``approvals`` row per (batch, step).
 
 Batch hash: ``sha256`` over the sorted lines ``invoice_ref \\x1f amount \\x1f reason_code`` (amount at the
 ledger's scale of 4 decimals, e.g. ``45000.0000``), lines joined with ``\\n``; see :func:`batch_hash_of`. The policy
@@ -35,10 +38,10 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from writeoffs import audit
-from writeoffs.db.schema import approvals, audit_log, invoices, writeoff_batches, writeoffs
+from writeoffs.db.schema import approvals, audit_log, customers, invoices, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError, ConfigError, SegregationOfDuties
 from writeoffs.identity import normalized as _norm
-from writeoffs.tiers import AUTO_TIER, SYSTEM_ACTOR, Tier, next_tier, tier_named
+from writeoffs.tiers import AUTO_TIER, SYSTEM_ACTOR, Item, Tier, next_tier, tier_named
 
 STEPS = ("approve", "confirm")
 #: Decisions allowed per step.
@@ -75,7 +78,7 @@ def batch_hash_of(items: Iterable[tuple[str, object, str]]) -> str:
 
 
 def current_item_rows(conn: Connection, batch_id: int):
-    """The batch's items that are not excluded: id, invoice_id, invoice_ref, amount, reason_code, status."""
+    """The batch's items that are not excluded: id, invoice_id, invoice_ref, amount, reason_code, status, segment."""
     return conn.execute(
         select(
             writeoffs.c.id,
@@ -84,10 +87,20 @@ def current_item_rows(conn: Connection, batch_id: int):
             writeoffs.c.amount,
             writeoffs.c.reason_code,
             writeoffs.c.status,
+            customers.c.segment,
         )
-        .select_from(writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id))
+        .select_from(
+            writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id).join(
+                customers, customers.c.id == invoices.c.customer_id
+            )
+        )
         .where(writeoffs.c.batch_id == batch_id, writeoffs.c.status != "excluded")
     ).all()
+
+
+def limit_items(rows) -> list[Item]:
+    """What the limit rules look at, from :func:`current_item_rows` rows: (amount, reason, segment) per item."""
+    return [(r.amount, r.reason_code, r.segment) for r in rows]
 
 
 def current_items(conn: Connection, batch_id: int) -> list[tuple[str, Decimal, str]]:
@@ -112,19 +125,60 @@ def _tier(batch, tiers: Sequence[Tier]) -> Tier:
         raise ApprovalError(f"batch {batch.id}: {exc}") from exc
 
 
-def _entitlement_problems(user: str, batch, tier: Tier, role: str) -> list[str]:
+def _entitlement_problems(user: str, batch, tier: Tier, role: str, step: str) -> list[str]:
     problems = []
     if _norm(user) == _norm(batch.prepared_by):
         problems.append(f"{role} {user!r} prepared batch {batch.id}: nobody may approve their own batch")
-    if _norm(user) not in {_norm(a) for a in tier.approvers}:
+    if batch.routed_by is not None and _norm(user) == _norm(batch.routed_by):
         problems.append(
-            f"{role} {user!r} is not an approver of tier {tier.name!r} (approvers: {', '.join(tier.approvers)})"
+            f"{role} {user!r} triggered the approval run that routed batch {batch.id}: they may not answer it"
         )
+    entitled = tier.answerers(step)
+    if _norm(user) not in {_norm(a) for a in entitled}:
+        kind = "an approver" if step == "approve" else "a confirmer"
+        problems.append(f"{role} {user!r} is not {kind} of tier {tier.name!r} ({', '.join(entitled)})")
     return problems
+
+
+def _four_eyes_problem(tier: Tier, currency: str, total: Decimal | None, approver: str, confirmer: str) -> str | None:
+    """The confirm step of a batch above the tier's four-eyes amount by the person who approved it: refused."""
+    if _norm(approver) != _norm(confirmer) or not tier.four_eyes(currency, total):
+        return None
+    above = tier.four_eyes_above.get(currency)
+    amount = "at any amount" if above is None else f"above {above:,.2f} {currency}"
+    return (
+        f"four eyes: {confirmer!r} approved this batch and may not also confirm it (tier {tier.name!r} requires a "
+        f"second person {amount}; confirmers: {', '.join(tier.answerers('confirm'))})"
+    )
 
 
 def _limit_problem(tier: Tier, currency: str, max_item: Decimal | None, total: Decimal | None) -> str | None:
     return tier.problem(currency, max_item, total)
+
+
+def eligible_answerers(conn: Connection, batch_id: int, step: str, tiers: Sequence[Tier]) -> tuple[str, ...]:
+    """Who may answer ``step`` of the batch now: the tier's answerers for the step, minus its preparer and the
+    person who routed it, and for the confirm step under four eyes minus its approver. The approval UI asks exactly
+    these people; :func:`record_decision` refuses anyone else whatever the UI did. Empty: nobody may (refused)."""
+    batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
+    if batch is None:
+        raise ApprovalError(f"write-off batch {batch_id} does not exist")
+    tier = _tier(batch, tiers)
+    barred = {_norm(batch.prepared_by), _norm(batch.routed_by)}
+    if step == "confirm":
+        approved_by = conn.execute(
+            select(approvals.c.approver).where(approvals.c.batch_id == batch_id, approvals.c.step == "approve")
+        ).scalar()
+        if approved_by is not None and tier.four_eyes(batch.currency, _total(current_items(conn, batch_id))):
+            barred.add(_norm(approved_by))
+    people = tuple(p for p in tier.answerers(step) if _norm(p) not in barred)
+    if not people:
+        raise SegregationOfDuties(
+            f"batch {batch_id}: nobody may answer the {step} step of tier {tier.name!r}: its "
+            f"{'approvers' if step == 'approve' else 'confirmers'} ({', '.join(tier.answerers(step))}) prepared, "
+            "routed or approved the batch; add another person to the tier"
+        )
+    return people
 
 
 def record_decision(
@@ -221,15 +275,11 @@ def _record(
     tier = _tier(batch, tiers)
 
     if decision in HUMAN:
-        problems = _entitlement_problems(approver, batch, tier, "approver")
+        problems = _entitlement_problems(approver, batch, tier, "approver" if step == "approve" else "confirmer", step)
         if problems:
             raise SegregationOfDuties("; ".join(problems))
 
-    items = conn.execute(
-        select(invoices.c.invoice_ref, writeoffs.c.amount, writeoffs.c.reason_code)
-        .select_from(writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id))
-        .where(writeoffs.c.batch_id == batch_id, writeoffs.c.status != "excluded")
-    ).all()
+    items = current_item_rows(conn, batch_id)
     refs = {r.invoice_ref for r in items}
     unknown = sorted(set(excluded) - refs)
     if unknown:
@@ -254,9 +304,16 @@ def _record(
     if decision in GRANTING:
         if not remaining:
             raise ApprovalError(f"batch {batch_id}: every item is excluded; reject the batch instead")
-        problem = _limit_problem(tier, batch.currency, max_item, total)
+        problem = tier.problem_for(batch.currency, limit_items(remaining), user=approver)
         if problem:
             raise ApprovalError(f"batch {batch_id}: {problem}")
+        if step == "confirm":
+            approved_by = conn.execute(
+                select(approvals.c.approver).where(approvals.c.batch_id == batch_id, approvals.c.step == "approve")
+            ).scalar()
+            problem = _four_eyes_problem(tier, batch.currency, total, approved_by or "", approver)
+            if problem:
+                raise SegregationOfDuties(f"batch {batch_id}: {problem}")
     approved_hash = batch_hash_of((r.invoice_ref, r.amount, r.reason_code) for r in remaining)
 
     details = {
@@ -272,6 +329,8 @@ def _record(
         "max_item": max_item,
         "total": total,
         "prepared_by": batch.prepared_by,
+        "routed_by": batch.routed_by,
+        "four_eyes": tier.four_eyes(batch.currency, total),
     }
 
     if decision == "escalated":
@@ -408,9 +467,9 @@ def route_to_entitled_tier(engine: Engine, batch_id: int, tiers: Sequence[Tier])
             batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
             if batch is None:
                 raise ApprovalError(f"write-off batch {batch_id} does not exist")
-            items = current_items(conn, batch_id)
+            items = limit_items(current_item_rows(conn, batch_id))
         tier = _tier(batch, tiers)
-        problem = tier.problem(batch.currency, max((a for _, a, _ in items), default=None), _total(items))
+        problem = tier.problem_for(batch.currency, items)
         if problem is None or batch.status not in OPEN_FOR["approve"]:
             return tier.name
         if next_tier(tier.name, human) is None:
@@ -545,14 +604,22 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
             problems.append(f"{step!r} decision is {row.decision!r}, not {wanted!r}")
         if row.tier != batch.tier:
             problems.append(f"{step!r} was decided for tier {row.tier!r}, the batch is tier {batch.tier!r}")
-        problems += _entitlement_problems(row.approver, batch, tier, f"{step} decision by")
+        problems += _entitlement_problems(row.approver, batch, tier, f"{step} decision by", step)
+        if row.decision == wanted:
+            limit = tier.problem_for(batch.currency, limit_items(item_rows), user=row.approver)
+            if limit is not None:
+                problems.append(f"{step} decision by {row.approver!r}: {limit}")
         seen = witnessed.get(wanted)
         if seen is None or _norm(seen["actor"]) != _norm(row.approver) or seen.get("batch_hash") != row.batch_hash:
             problems.append(f"{step!r} decision has no matching record in the audit log (recorded outside the app?)")
     problem = _limit_problem(tier, batch.currency, max_item, _total(items))
-    if problem:
+    if problem and not any(problem in p for p in problems):
         problems.append(problem)
     confirm = rows.get("confirm")
+    if confirm is not None and "approve" in rows:
+        problem = _four_eyes_problem(tier, batch.currency, _total(items), rows["approve"].approver, confirm.approver)
+        if problem:
+            problems.append(problem)
     if confirm is not None and confirm.batch_hash != digest:
         problems.append(f"items changed since approval (hash {digest[:12]} != {confirm.batch_hash[:12]})")
     if problems:

@@ -18,3 +18,10 @@ def os_actor() -> str:
 def normalized(user: str | None) -> str:
     """The form identities are compared in: ``" CFO "`` and ``"cfo"`` are one person (no case games)."""
     return (user or "").strip().casefold()
+
+
+def run_actor(dag_run: object, fallback: str) -> str:
+    """Who triggered an Airflow run: its authenticated triggering user, else ``fallback`` (the DAG itself, for
+    scheduled and asset-triggered runs and ``dag.test()``). Never a param: a name given as input could be anyone's."""
+    user = (getattr(dag_run, "triggering_user_name", None) or "").strip()
+    return user if user and user != "dag_test" else fallback

@@ -8,15 +8,22 @@ Limits fail closed: a currency a tier does not list is *refused* by that tier, n
 ``None`` value means unlimited, and the policy allows that on the top tier only, for the currencies the policy
 names (``approval.currencies``). A 10,000,000 CHF write-off under a policy that never mentions CHF can be approved
 by nobody.
+
+Within a tier, narrower limits may be set per reason, per customer segment and per user (:class:`Restriction`);
+where several apply, the most restrictive wins (every applicable limit must hold). Four eyes: above a tier's
+``four_eyes_above`` amount (per currency; a currency it does not list: at every amount) the confirm step must be
+answered by someone other than the approver. The rule lives here; the ledger (:mod:`writeoffs.approvals`) applies it
+when a decision is recorded and again at posting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from writeoffs.errors import ConfigError
+from writeoffs.identity import normalized as _norm
 
 #: Tier name for write-offs under the policy's small-balance tolerance: posted and audited, no human approval.
 AUTO_TIER = "auto"
@@ -29,6 +36,55 @@ SYSTEM_ACTOR = "airflow:writeoff_approval"
 Limits = Mapping[str, Decimal | None]
 
 
+#: What the limit rules look at for one item of a batch: its amount, reason code and customer segment.
+Item = tuple[Decimal, str, str]
+
+RESTRICTION_KINDS = ("reason", "segment", "user")
+
+
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """A narrower limit inside a tier for one reason, customer segment or user (``kind``/``value``).
+
+    For a reason or segment: the items of the batch with that reason/segment may not exceed ``limits`` item by item,
+    nor ``batch_limits`` together. For a user: that user's decisions are held to these limits over the whole batch.
+    A currency the restriction does not list is not narrowed by it (the tier's own limit, which fails closed, still
+    applies)."""
+
+    kind: str
+    value: str
+    limits: Limits = field(default_factory=dict)
+    batch_limits: Limits = field(default_factory=dict)
+
+    def applies_to(self, items: Sequence[Item], user: str | None) -> list[Item]:
+        if self.kind == "reason":
+            return [i for i in items if i[1] == self.value]
+        if self.kind == "segment":
+            return [i for i in items if i[2] == self.value]
+        return list(items) if user is not None and _norm(user) == _norm(self.value) else []
+
+    def problem(self, tier: str, currency: str, items: Sequence[Item], user: str | None) -> str | None:
+        hit = self.applies_to(items, user)
+        if not hit:
+            return None
+        label = f"{self.kind} {self.value!r}"
+        biggest = max(a for a, _, _ in hit)
+        limit = self.limits.get(currency)
+        if limit is not None and biggest > limit:
+            return (
+                f"largest item {_text(biggest)} {currency} for {label} exceeds tier {tier!r} limit for {label} "
+                f"{_text(limit)} {currency}"
+            )
+        total = sum((a for a, _, _ in hit), Decimal(0))
+        limit = self.batch_limits.get(currency)
+        if limit is not None and total > limit:
+            return (
+                f"total {_text(total)} {currency} for {label} exceeds tier {tier!r} batch limit for {label} "
+                f"{_text(limit)} {currency}"
+            )
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Tier:
     name: str
@@ -39,6 +95,44 @@ class Tier:
     on_timeout: str = "expire"  # expire | escalate
     #: Largest batch total (sum of the items approved together) this tier may approve, per currency.
     batch_limits: Limits = field(default_factory=dict)
+    #: Who may answer the confirm step; empty: the approvers.
+    confirmers: tuple[str, ...] = ()
+    #: Batch total above which the confirm step needs a different person than the approve step, per currency. A
+    #: currency not listed: four eyes at every amount (fail closed).
+    four_eyes_above: Mapping[str, Decimal] = field(default_factory=dict)
+    #: Narrower limits per reason, segment or user; the most restrictive applicable one wins.
+    restrictions: tuple[Restriction, ...] = ()
+
+    def answerers(self, step: str) -> tuple[str, ...]:
+        """Who may answer ``step`` (``approve`` or ``confirm``) of this tier's batches."""
+        return self.approvers if step == "approve" else (self.confirmers or self.approvers)
+
+    def four_eyes(self, currency: str, total: Decimal | None) -> bool:
+        """Must the confirm step be answered by someone other than the approver, for a batch of ``total``?"""
+        threshold = self.four_eyes_above.get(currency)
+        return threshold is None or (total is not None and total > threshold)
+
+    def problem_for(self, currency: str, items: Iterable[Item], user: str | None = None) -> str | None:
+        """Why ``user`` may not grant a batch of ``items`` in this tier — or None. The tier's item and batch limits
+        (:meth:`problem`) and every applicable restriction must hold: the most restrictive wins. ``user=None`` asks
+        whether *some* answerer of the tier could (routing: nobody is asked to approve what they may not)."""
+        items = list(items)
+        if not items:
+            return None
+        amounts = [a for a, _, _ in items]
+        base = self.problem(currency, max(amounts), sum(amounts, Decimal(0)))
+        if base is not None:
+            return base
+        if user is None:
+            people = self.approvers or ("",)
+            problems = [self.problem_for(currency, items, p) for p in people]
+            return None if any(p is None for p in problems) else problems[0]
+        for r in self.restrictions:
+            found = r.problem(self.name, currency, items, user)
+            if found is not None:
+                suffix = "" if r.kind == "user" else "; escalate to a higher tier"
+                return found + suffix
+        return None
 
     def covers(self, amount: Decimal, currency: str) -> bool:
         """May this tier approve one item of ``amount``? A currency it has no limit for: no."""
@@ -100,6 +194,8 @@ DEFAULT_TIERS: tuple[Tier, ...] = (
         ("ar_manager",),
         48,
         batch_limits={"USD": Decimal("25000"), "EUR": Decimal("25000"), "GBP": Decimal("20000")},
+        confirmers=("ar_manager", "controller"),
+        four_eyes_above={"USD": Decimal("10000"), "EUR": Decimal("10000"), "GBP": Decimal("8000")},
     ),
     Tier(
         "controller",
@@ -107,8 +203,16 @@ DEFAULT_TIERS: tuple[Tier, ...] = (
         ("controller",),
         72,
         batch_limits={"USD": Decimal("250000"), "EUR": Decimal("250000"), "GBP": Decimal("200000")},
+        confirmers=("controller", "cfo"),
     ),
-    Tier("cfo", dict.fromkeys(_CURRENCIES), ("cfo",), 120, batch_limits=dict.fromkeys(_CURRENCIES)),
+    Tier(
+        "cfo",
+        dict.fromkeys(_CURRENCIES),
+        ("cfo",),
+        120,
+        batch_limits=dict.fromkeys(_CURRENCIES),
+        confirmers=("controller",),
+    ),
 )
 
 

@@ -176,6 +176,7 @@ class BatchDecisionOperator(HITLOperator):
     def execute(self, context: Any) -> Any:
         from writeoffs import audit
         from writeoffs.approval_view import items_digest, pending_items
+        from writeoffs.approvals import eligible_answerers
         from writeoffs.tiers import tier_named
 
         engine = _engine()
@@ -187,7 +188,9 @@ class BatchDecisionOperator(HITLOperator):
         view = self.prepare(engine, view, tiers)
         tier = tier_named(view.tier, tiers)
         self.subject, self.body = self.render(engine, view, tier)
-        self.assigned_users = hitl_users(tier.approvers)  # type: ignore[assignment]
+        with engine.connect() as conn:
+            people = eligible_answerers(conn, batch_id, self.step, tiers)
+        self.assigned_users = hitl_users(people)  # type: ignore[assignment]
         self.response_timeout = timedelta(hours=tier.response_timeout_hours)
         deadline = datetime.now(UTC) + self.response_timeout
         digest = items_digest(pending_items(view))
@@ -200,7 +203,7 @@ class BatchDecisionOperator(HITLOperator):
                 object_id=batch_id,
                 details={
                     "tier": tier.name,
-                    "assigned_users": list(tier.approvers),
+                    "assigned_users": list(people),
                     "deadline": deadline.isoformat(),
                     "items_digest": digest,
                     "dag_run_id": context["run_id"],
@@ -375,10 +378,23 @@ class BatchApprovalOperator(BatchDecisionOperator):
         return view
 
     def render(self, engine: Engine, view: BatchView, tier: Tier) -> tuple[str, str]:
-        from writeoffs.approval_view import subject, summary_markdown, write_candidates_csv
+        from decimal import Decimal
+
+        from writeoffs.approval_view import pending_items, subject, summary_markdown, write_candidates_csv
 
         csv_path = write_candidates_csv(reports_dir(), view)
-        body = summary_markdown(view, candidates_link=candidates_link(csv_path), limit=tier.limit_for(view.currency))
+        total = sum((i.amount for i in pending_items(view)), Decimal(0))
+        confirmers = ", ".join(tier.answerers("confirm"))
+        if tier.four_eyes(view.currency, total):
+            confirmation = f"by a second person ({confirmers}), not the approver: four eyes"
+        else:
+            confirmation = f"by one of {confirmers} (the approver may confirm: below the four-eyes amount)"
+        body = summary_markdown(
+            view,
+            candidates_link=candidates_link(csv_path),
+            limit=tier.limit_for(view.currency),
+            confirmation=confirmation,
+        )
         return subject(view, "approve"), body
 
     def timeout_decision(self, view: BatchView, tier: Tier, tiers: Sequence[Tier]) -> str:
@@ -462,7 +478,7 @@ def business_date_of(context: Any) -> str:
     return context["dag_run"].run_after.date().isoformat()
 
 
-def claim_batches(as_of: str, *, run_id: str) -> list[int]:
+def claim_batches(as_of: str, *, run_id: str, routed_by: str = SYSTEM_ACTOR) -> list[int]:
     """Claim every proposed human-tier batch up to ``as_of`` for this run (status -> awaiting_approval).
 
     Up to, not only on: a batch of an earlier business date that no run claimed (the run of its day was still open,
@@ -484,7 +500,7 @@ def claim_batches(as_of: str, *, run_id: str) -> list[int]:
         claimed = conn.execute(
             update(b)
             .where(b.c.as_of_date <= day, b.c.tier != AUTO_TIER, b.c.status == "proposed")
-            .values(status="awaiting_approval", dag_run_id=run_id)
+            .values(status="awaiting_approval", dag_run_id=run_id, routed_by=routed_by)
         ).rowcount
         ids = list(
             conn.execute(
@@ -498,7 +514,7 @@ def claim_batches(as_of: str, *, run_id: str) -> list[int]:
                 action="approval.batches_opened",
                 object_type="approval_run",
                 object_id=run_id,
-                details={"as_of": as_of, "batch_ids": ids},
+                details={"as_of": as_of, "batch_ids": ids, "routed_by": routed_by},
             )
     log.info("Routing %d batch(es) up to %s for approval: %s", len(ids), as_of, ids)
     return ids

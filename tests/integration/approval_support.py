@@ -24,18 +24,21 @@ _seq = count(1)
 
 #: Tiers for the tests: two quick ones (18 s response timeout) to see expiry and escalation without waiting hours,
 #: then the three business tiers. ``controller`` may also approve in the AR manager's tier (higher authority).
+#: Four eyes: the quick tiers never (threshold at their batch limit), the AR manager's tier above 1,000 USD, the
+#: controller and CFO tiers at every amount (the CFO confirms the controller's approvals, the controller the CFO's).
 TEST_TIERS = [
     {"name": "quick_escalate", "limits": {"USD": "10"}, "batch_limits": {"USD": "100"}, "approvers": ["ar_manager"],
-     "response_timeout_hours": 0.005, "on_timeout": "escalate"},
+     "four_eyes_above": {"USD": "100"}, "response_timeout_hours": 0.005, "on_timeout": "escalate"},
     {"name": "quick", "limits": {"USD": "20"}, "batch_limits": {"USD": "200"}, "approvers": ["ar_manager"],
-     "response_timeout_hours": 0.005, "on_timeout": "expire"},
+     "four_eyes_above": {"USD": "200"}, "response_timeout_hours": 0.005, "on_timeout": "expire"},
     {"name": "ar_manager", "limits": {"USD": "5000"}, "batch_limits": {"USD": "25000"},
-     "approvers": ["ar_manager", "controller"],
+     "approvers": ["ar_manager", "controller"], "four_eyes_above": {"USD": "1000"},
      "response_timeout_hours": 1, "on_timeout": "expire"},
     {"name": "controller", "limits": {"USD": "50000"}, "batch_limits": {"USD": "250000"},
-     "approvers": ["controller"],
+     "approvers": ["controller"], "confirmers": ["controller", "cfo"],
      "response_timeout_hours": 1, "on_timeout": "expire"},
-    {"name": "cfo", "approvers": ["cfo"], "response_timeout_hours": 1, "on_timeout": "expire"},
+    {"name": "cfo", "approvers": ["cfo"], "confirmers": ["controller"], "response_timeout_hours": 1,
+     "on_timeout": "expire"},
 ]  # fmt: skip
 
 

@@ -45,9 +45,9 @@ def test_the_recorded_policy_governs_posting_not_todays_file(ledger: Engine, led
         entity(conn)
         batch, _ = make_batch(conn, ["4000.00", "3000.00"], tier="ar_manager")  # recorded: ar_manager <= 5,000/item
         tiers = governing_tiers(conn, batch)
-    for step, decision in (("approve", "approved"), ("confirm", "confirmed")):
+    for step, decision, who in (("approve", "approved", "ar_manager"), ("confirm", "confirmed", "controller")):
         with ledger.begin() as conn:
-            record_decision(conn, batch_id=batch, step=step, approver="ar_manager", decision=decision, tiers=tiers)
+            record_decision(conn, batch_id=batch, step=step, approver=who, decision=decision, tiers=tiers)
     # Today's file: the AR manager's limits cut to 1,000 (with the recorded version, posting would now be refused).
     edited = [dict(t) for t in TEST_TIERS]
     for t in edited:

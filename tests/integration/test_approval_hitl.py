@@ -5,10 +5,13 @@ tests answer each batch's requests like approvers would (``PATCH .../hitlDetails
 ledger is a PostgreSQL schema shared by the test process and the Airflow workers.
 
 Scenarios (batch -> what the approver does -> what must hold in the ledger):
-approve+confirm -> posted; reject -> nothing posted; exclusion -> excluded invoice not posted;
-preparer approves own batch -> refused by our check (Airflow accepts: they are assigned), request re-opened;
-non-assigned user -> refused by Airflow (403); over-limit batch -> routed up, the lower tier cannot answer;
-no answer -> expired; no answer on an escalating tier -> escalated, then expired; nothing posted for those.
+approve, then confirm by a second person (four eyes above 1,000 USD; the approver is not asked and gets 403) ->
+posted; reject -> nothing posted; exclusion (a typo is refused by our check and the request re-opened) -> excluded
+invoice not posted, the same person confirms below the four-eyes amount; the preparer is not asked to approve their
+own batch (403) and another approver decides; non-assigned user -> refused by Airflow (403); over-limit batch ->
+routed up, the lower tier cannot answer, the CFO confirms the controller's approval; no answer -> expired; no answer
+on an escalating tier -> escalated, then expired; nothing posted for those. The run is triggered by ``preparer``:
+every batch records them as ``routed_by`` (who may then answer none of them; proven in the ledger tests).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def sc(tmp_path_factory, pg_admin) -> Scenario:
     )
     try:
         s.run_id = f"test_{uuid.uuid4().hex[:8]}"
-        s.server.trigger(DAG_ID, s.run_id, {"as_of": AS_OF.isoformat()})
+        s.server.trigger(DAG_ID, s.run_id, {"as_of": AS_OF.isoformat()}, user="preparer")
         s.started = time.monotonic()
         yield s
     finally:
@@ -186,6 +189,7 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
         "365+",
         "contact_attempts=12",
         "Full candidate list (2 rows): file://",
+        "| Then confirmed | by a second person (ar_manager, controller), not the approver: four eyes |",
     ):
         assert expected in body, expected
     csv_path = Path(body.split("Full candidate list (2 rows): file://", 1)[1].split()[0])
@@ -196,7 +200,12 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
     assert "| Invoices to write off | 2 |" in conf["body"] and "2,000.50 USD" in conf["body"]
     assert batch_status(sc, "approve") == "approved" and entries_of(sc, "approve") == 0
 
+    # Four eyes (2,000.50 > 1,000): the confirm request goes to the tier's other people, not to the approver.
+    assert {u["id"] for u in conf["assigned_users"]} == {"controller"}
     with sc.server.client("ar_manager") as c:
+        r = answer(c, conf, "Confirm", {"comment": ""})
+    assert r.status_code == 403 and "not a respondent" in r.text, r.text
+    with sc.server.client("controller") as c:
         t0 = time.monotonic()
         ok(answer(c, conf, "Confirm", {"comment": ""}))
     wait_status(sc, "approve", {"posted"}, timeout=60, interval=0.05)
@@ -208,6 +217,7 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
     assert rows["approve"].approver == "ar_manager" and rows["approve"].decision == "approved"
     assert rows["approve"].comment == "reviewed agency report" and rows["approve"].tier == "ar_manager"
     assert rows["confirm"].decision == "confirmed" and rows["approve"].policy_version == "test"
+    assert rows["confirm"].approver == "controller"
     actions = [a for a, _, _ in audit_actions(sc, "approve")]
     assert "approval.approved" in actions and "approval.confirmed" in actions
 
@@ -269,26 +279,21 @@ def test_exclusion_is_honoured(sc: Scenario) -> None:
     assert any(a == "approval.refused" for a, _, _ in audit_actions(sc, "exclude"))
 
 
-def test_self_approval_refused_and_request_stays_open(sc: Scenario) -> None:
+def test_the_preparer_is_not_asked_and_another_approver_decides(sc: Scenario) -> None:
     req = request_for(sc, "self", "approve")
-    # ar_manager prepared this batch and is an assigned approver of its tier: Airflow accepts the answer ...
+    # ar_manager prepared this batch: the ledger names who may answer (the tier's approvers minus the preparer and
+    # whoever routed it) and Airflow refuses everyone else. The ledger's own refusal is in the approvals tests.
+    assert {u["id"] for u in req["assigned_users"]} == {"controller"}
     with sc.server.client("ar_manager") as c:
-        ok(answer(c, req, "Approve", NO_PARAMS))
-    # ... our check refuses it, audits the attempt, and re-opens the same request.
-    sc.server.wait_for(
-        lambda: any(a == "approval.refused" and actor == "ar_manager" for a, actor, _ in audit_actions(sc, "self")),
-        timeout=60,
-        what="refused self-approval in the audit log",
-    )
-    req2 = request_for(sc, "self", "approve")
-    assert req2["task_instance"]["task_id"] == req["task_instance"]["task_id"] and not req2["response_received"]
+        r = answer(c, req, "Approve", NO_PARAMS)
+    assert r.status_code == 403 and "not a respondent" in r.text, r.text
     assert batch_status(sc, "self") == "awaiting_approval" and "approve" not in decisions(sc, "self")
-    refusal = next(d for a, _, d in audit_actions(sc, "self") if a == "approval.refused")
-    assert "own batch" in refusal["reason"]
-    # Another entitled approver can still decide.
     with sc.server.client("controller") as c:
-        ok(answer(c, req2, "Approve", NO_PARAMS))
-        ok(answer(c, request_for(sc, "self", "confirm"), "Confirm", {"comment": ""}))
+        ok(answer(c, req, "Approve", NO_PARAMS))
+        conf = request_for(sc, "self", "confirm")
+        # 640 USD is below the tier's four-eyes amount: the approver may finalise their own review.
+        assert {u["id"] for u in conf["assigned_users"]} == {"controller"}
+        ok(answer(c, conf, "Confirm", {"comment": ""}))
     wait_status(sc, "self", {"posted"})
     assert decisions(sc, "self")["approve"].approver == "controller"
 
@@ -314,8 +319,13 @@ def test_over_limit_batch_goes_up_and_lower_tier_cannot_answer(sc: Scenario) -> 
         assert answer(c, req, "Approve", NO_PARAMS).status_code == 403
     with sc.server.client("controller") as c:
         ok(answer(c, req, "Approve", NO_PARAMS))
-        ok(answer(c, request_for(sc, "over_limit", "confirm"), "Confirm", {"comment": ""}))
+    conf = request_for(sc, "over_limit", "confirm")
+    # Controller tier: four eyes at every amount; its confirmers are the controller and the CFO, minus the approver.
+    assert {u["id"] for u in conf["assigned_users"]} == {"cfo"}
+    with sc.server.client("cfo") as c:
+        ok(answer(c, conf, "Confirm", {"comment": ""}))
     wait_status(sc, "over_limit", {"posted"})
+    assert decisions(sc, "over_limit")["confirm"].approver == "cfo"
     row = decisions(sc, "over_limit")["approve"]
     assert row.tier == "controller" and row.limit_amount == Decimal("50000")
 
@@ -348,4 +358,6 @@ def test_run_finishes_and_every_decision_is_audited(sc: Scenario) -> None:
         posted = conn.execute(
             select(func.count()).select_from(writeoff_batches).where(writeoff_batches.c.status == "posted")
         ).scalar_one()
+        routed = set(conn.execute(select(writeoff_batches.c.routed_by)).scalars())
     assert posted == 4  # approve, exclude, self (by controller), over_limit
+    assert routed == {"preparer"}  # the run's authenticated triggering user, on every batch it claimed

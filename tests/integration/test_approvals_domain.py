@@ -179,7 +179,7 @@ def test_full_flow_statuses_and_audit_trail(ledger: Engine) -> None:
             (r.actor, r.action, json.loads(r.details)) for r in conn.execute(select(audit_log).order_by(audit_log.c.id))
         ]
     assert batch_row.status == "confirmed" and batch_row.decided_at is not None
-    assert [(a, b) for a, b, _ in acts] == [("controller", "approval.approved"), ("controller", "approval.confirmed")]
+    assert [(a, b) for a, b, _ in acts] == [("controller", "approval.approved"), ("cfo", "approval.confirmed")]
     details = acts[0][2]
     assert details["policy_version"] == "2026.11-test" and details["comment"] == "reviewed evidence"
     assert details["batch_hash"] == batch_row.batch_hash  # nothing excluded: what was approved is what was shown

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from tests.integration.posting_support import second_person
 from writeoffs import ledger as gl
 from writeoffs.allowance import run_allowance
 from writeoffs.approvals import record_decision, route_to_entitled_tier
@@ -85,8 +86,9 @@ def _approve_and_post(engine: Engine) -> list[str]:
                     comment="reviewed evidence, collection exhausted",
                 )
             with engine.begin() as conn:
+                confirmer = second_person(conn, batch_id, approver, tiers)
                 record_decision(
-                    conn, batch_id=batch_id, step="confirm", approver=approver, decision="confirmed", tiers=tiers
+                    conn, batch_id=batch_id, step="confirm", approver=confirmer, decision="confirmed", tiers=tiers
                 )
         report = post_batch(engine, batch_id, actor=PREPARER, tiers=tiers, posting_date=AS_OF)
         statuses.append(report.status)

@@ -116,7 +116,7 @@ def test_listed_currencies_bind_every_lower_tier() -> None:
 
 def test_top_tier_alone_needs_named_currencies() -> None:
     raw = yaml.safe_load(TEXT)
-    raw["approval"] = {"tiers": [{"name": "cfo", "approvers": ["cfo"]}]}
+    raw["approval"] = {"tiers": [{"name": "cfo", "approvers": ["cfo"], "confirmers": ["controller"]}]}
     with pytest.raises(ConfigError, match=r"approval\.currencies is empty"):
         parse_policy(yaml.safe_dump(raw))
     raw["approval"]["currencies"] = ["USD"]

@@ -337,6 +337,8 @@ writeoff_batches = Table(
     Column("batch_hash", String(64), nullable=True),  # hash of the items as shown to the approver
     Column("prepared_by", REF, nullable=True),
     Column("dag_run_id", String(250), nullable=True),
+    # Who triggered the approval run that claimed the batch (0008): like the preparer, they may answer no step.
+    Column("routed_by", REF, nullable=True),
     Column(
         "created_at",
         DateTime(timezone=True),
@@ -383,7 +385,7 @@ writeoffs = Table(
 #: Outcomes of the selection's decision per invoice (writeoffs.policy.selection).
 DECISION_OUTCOMES = ("candidate", "excluded", "not_eligible")
 
-# The decision trail (migration 0008): one row per selection run (as-of date + policy) and, per run, one compact row
+# The decision trail (migration 0009): one row per selection run (as-of date + policy) and, per run, one compact row
 # per invoice the run considered (the screened population): the rule that fired, or the exclusion that stopped the
 # route that fired, or the shortfall. Invoices under every route's threshold are counted on the run, not stored.
 selection_runs = Table(

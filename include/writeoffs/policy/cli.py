@@ -30,9 +30,32 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from writeoffs.errors import ConfigError
     from writeoffs.policy.schema import load_policy, policy_path
 
     policy = load_policy(args.file)
+    if args.against_ledger:
+        from sqlalchemy import select, union
+
+        from writeoffs.db.engine import open_ledger
+        from writeoffs.db.schema import invoices, legal_entities
+
+        with open_ledger(args.ledger_url).connect() as conn:
+            used = set(
+                conn.execute(
+                    union(
+                        select(legal_entities.c.functional_currency),
+                        select(invoices.c.currency).where(invoices.c.open_balance > 0).distinct(),
+                    )
+                ).scalars()
+            )
+        missing = sorted(used - set(policy.model.approval.approval_currencies))
+        if missing:
+            raise ConfigError(
+                f"{policy_path(args.file)}: the ledger has entities or open invoices in {', '.join(missing)}, which "
+                "no approval tier has a limit for: write-offs in them could be approved by nobody; add them to "
+                "approval.currencies with limits on every tier"
+            )
     print(f"{policy_path(args.file)}: valid; version {policy.version}, content hash {policy.content_hash}")
     return 0
 
@@ -63,6 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("policy-check", help="validate a policy file and print its version and content hash")
     p.add_argument("file", nargs="?", help="policy file (default: $WRITEOFFS_POLICY_PATH or include/config)")
+    p.add_argument(
+        "--against-ledger",
+        action="store_true",
+        help="also refuse the policy if the ledger has entities or open invoices in a currency it sets no limit for",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("candidates", help="charge off and select write-off candidates for an as-of date")

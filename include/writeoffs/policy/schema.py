@@ -29,7 +29,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from writeoffs.accounting.chart import DEFAULT_REASON_ACCOUNTS as _CORE_REASON_ACCOUNTS
 from writeoffs.errors import ConfigError, InvalidAmount, UnknownCurrency
 from writeoffs.money import check_currency, to_decimal
-from writeoffs.tiers import AUTO_TIER, Tier
+from writeoffs.tiers import AUTO_TIER, Restriction, Tier
 
 #: Where the policy lives unless ``WRITEOFFS_POLICY_PATH`` or an explicit path says otherwise.
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "policy.yaml"
@@ -158,6 +158,34 @@ class Rules(_Strict):
         return self
 
 
+class RestrictionSpec(_Strict):
+    """A narrower limit inside a tier for exactly one reason, customer segment or user."""
+
+    reason: Reason | None = None
+    segment: str | None = Field(None, min_length=1, max_length=32)
+    user: str | None = Field(None, min_length=1, max_length=64)
+    limits: CurrencyAmounts = Field(default_factory=dict)
+    batch_limits: CurrencyAmounts = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> RestrictionSpec:
+        chosen = [k for k in ("reason", "segment", "user") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"a restriction names exactly one of reason, segment or user (got {chosen or 'none'})")
+        if not self.limits and not self.batch_limits:
+            raise ValueError("a restriction needs limits or batch_limits")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("reason", "segment", "user") if getattr(self, k) is not None)
+
+    @property
+    def value(self) -> str:
+        v = getattr(self, self.kind)
+        return v.value if isinstance(v, Reason) else str(v)
+
+
 class TierSpec(_Strict):
     name: str = Field(min_length=1, max_length=24)
     #: Largest single item per currency. Required for every currency of ``approval.currencies`` on every tier but
@@ -168,6 +196,13 @@ class TierSpec(_Strict):
     approvers: list[str] = Field(min_length=1)
     response_timeout_hours: float = Field(48, gt=0)
     on_timeout: Literal["expire", "escalate"] = "expire"
+    #: Who may answer the confirm step (default: the approvers).
+    confirmers: list[str] = Field(default_factory=list)
+    #: Four eyes: a batch totalling more than this (per currency) must be confirmed by someone other than its
+    #: approver. A currency not listed: four eyes at every amount.
+    four_eyes_above: CurrencyAmounts = Field(default_factory=dict)
+    #: Narrower limits per reason, customer segment or user; the most restrictive applicable limit wins.
+    restrictions: list[RestrictionSpec] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -175,6 +210,36 @@ class TierSpec(_Strict):
         if v == AUTO_TIER:
             raise ValueError(f"{AUTO_TIER!r} is reserved for small balances under the tolerance")
         return v
+
+
+def _check_four_eyes_and_restrictions(t: TierSpec, currencies: set[str], *, is_top: bool) -> None:
+    from writeoffs.identity import normalized
+
+    named = [("four_eyes_above", t.four_eyes_above)]
+    named += [(f"restrictions[{i}]", {**r.limits, **r.batch_limits}) for i, r in enumerate(t.restrictions)]
+    for kind, amounts in named:
+        extra = sorted(set(amounts) - currencies)
+        if extra:
+            raise ValueError(f"tier {t.name!r} {kind} name {', '.join(extra)}, not in approval.currencies")
+    confirmers = {normalized(c) for c in (t.confirmers or t.approvers)}
+    # Four eyes can apply unless every currency's threshold is at or above the tier's batch limit.
+    can_apply = is_top or any(
+        cur not in t.four_eyes_above or t.four_eyes_above[cur] < t.batch_limits.get(cur, Decimal(0))
+        for cur in currencies
+    )
+    if can_apply:
+        alone = sorted(a for a in t.approvers if not confirmers - {normalized(a)})
+        if alone:
+            raise ValueError(
+                f"tier {t.name!r}: four eyes applies (four_eyes_above) but nobody but {', '.join(alone)} may confirm "
+                f"what {', '.join(alone)} approved; add someone else to confirmers"
+            )
+    people = {normalized(p) for p in (*t.approvers, *(t.confirmers or ()))}
+    for i, r in enumerate(t.restrictions):
+        if r.user is not None and normalized(r.user) not in people:
+            raise ValueError(
+                f"tier {t.name!r} restrictions[{i}]: user {r.user!r} is not an approver or confirmer of the tier"
+            )
 
 
 class Approval(_Strict):
@@ -220,6 +285,8 @@ class Approval(_Strict):
                 seen = [getattr(t, kind)[cur] for t in lower]
                 if seen != sorted(seen):
                     raise ValueError(f"{kind} for {cur} must increase from lower to higher tiers, got {seen}")
+        for t in self.tiers:
+            _check_four_eyes_and_restrictions(t, currencies, is_top=t is top)
         return self
 
     @property
@@ -319,6 +386,11 @@ class Policy:
                 response_timeout_hours=t.response_timeout_hours,
                 on_timeout=t.on_timeout,
                 batch_limits=dict(t.batch_limits) if t is not approval.tiers[-1] else top,
+                confirmers=tuple(t.confirmers),
+                four_eyes_above=dict(t.four_eyes_above),
+                restrictions=tuple(
+                    Restriction(r.kind, r.value, dict(r.limits), dict(r.batch_limits)) for r in t.restrictions
+                ),
             )
             for t in approval.tiers
         )
