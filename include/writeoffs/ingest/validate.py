@@ -444,6 +444,7 @@ def _parse_input(col: pa.Array, inp: InputColumn, cfg: SourceConfig, ctx: Contex
             "not_a_number",
             f"{inp.name} is not a decimal number (at most 16 digits before and 10 after the point)",
         )
+        _relabel_signs(col, inp.name, cfg, rows)
         return pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), derive.decimal_type())
     if inp.type == "flag":
         return _parse_flag(col, present, inp.name, cfg, rows)
@@ -557,41 +558,63 @@ def _plain_number_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceCo
     return text
 
 
-#: Per negative style: the shape a signed value must have (sign characters anywhere else are ambiguous), the
-#: pattern of a negative value, and how to cut the sign off (start, stop of the unsigned body).
-_SIGN_STYLES: dict[str, tuple[str, str, int, int | None]] = {
-    "leading_minus": (r"^[+-]?[^()+-]*$", r"^-", 1, None),
-    "parentheses": (r"^(\([^()+-]*\)|[^()+-]*)$", r"^\(", 1, -1),
-    "trailing_minus": (r"^[^()+-]*-?$", r"-$", 0, -1),
+#: Per negative style: the shapes a value may have as far as signs go (a sign or parenthesis anywhere else is
+#: ambiguous), and for the styles other than a leading minus, the shape of a negative value and where its digits are.
+_SIGN_SHAPES = {
+    "leading_minus": r"^[+-]?[^()+-]*$",
+    "parentheses": r"^(\([^()+-]*\)|[^()+-]*)$",
+    "trailing_minus": r"^[^()+-]*-?$",
+}
+_NEGATIVE: dict[str, tuple[str, int, int]] = {
+    "parentheses": (r"^\([^()+-]*\)$", 1, -1),
+    "trailing_minus": (r"^[^()+-]*-$", 0, -1),
 }
 #: Digits and the grouping/decimal separators a source may use (config.THOUSANDS_SEPARATORS), nothing else.
 _NUMBERISH = "^[0-9.,' \u00a0\u202f]*[0-9][0-9.,' \u00a0\u202f]*$"
 _SIGN_EXAMPLE = {"leading_minus": "-12.34", "parentheses": "(12.34)", "trailing_minus": "12.34-"}
 
 
+def _ambiguous(values: pa.Array, style: str) -> pa.Array:
+    """Signs not in ``style`` on what would otherwise be a number ("n/a-1" is not a number, not an ambiguous one)."""
+    numberish = pc.match_substring_regex(pc.replace_substring_regex(values, r"[()+-]", ""), _NUMBERISH)
+    return pc.and_kleene(pc.invert(pc.match_substring_regex(values, _SIGN_SHAPES[style])), numberish)
+
+
+def _sign_message(name: str, style: str) -> str:
+    return f"{name}: sign not written as the source's negative_style {style} ({_SIGN_EXAMPLE[style]})"
+
+
 def _signed_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
     """The value with its sign as a leading ``-``, read in the source's ``negative_style`` (one home for signs).
 
-    A sign or parenthesis written any other way (``(12.34)`` in a leading-minus export, ``-(12.34)``, ``12.34-``)
-    is ``ambiguous_sign``: an export that mixes styles cannot be read by guessing.
+    A sign or parenthesis written any other way (``(12.34)`` in a leading-minus export, ``-12.34`` in a
+    parentheses export, ``-(12.34)``, ``12.34-``) is ``ambiguous_sign``: an export that mixes styles cannot be read
+    by guessing. With a leading minus (the default) nothing is checked here: every other sign form fails the number
+    shape, and :func:`_relabel_signs` names those few rows afterwards, so clean data pays nothing.
     """
     style = cfg.negative_style
-    shape, negative, start, stop = _SIGN_STYLES[style]
-    ok = pc.fill_null(pc.match_substring_regex(col, shape), True)
-    if not pc.all(ok).as_py():
-        # Ambiguous only if it would be a number with its signs read some other way; "n/a-1" is not_a_number.
-        numberish = pc.match_substring_regex(pc.replace_substring_regex(col, r"[()+-]", ""), _NUMBERISH)
-        rows.flag(
-            pc.and_kleene(pc.invert(ok), numberish),
-            f.name,
-            "ambiguous_sign",
-            f"{f.name}: sign not written as the source's negative_style {style} ({_SIGN_EXAMPLE[style]})",
-        )
-    if style == "leading_minus":
+    if style not in _NEGATIVE:
         return col
-    is_negative = pc.fill_null(pc.and_kleene(ok, pc.match_substring_regex(col, negative)), False)
-    body = pc.utf8_slice_codeunits(col, start, stop) if stop is not None else pc.utf8_slice_codeunits(col, start)
+    rows.flag(_ambiguous(col, style), f.name, "ambiguous_sign", _sign_message(f.name, style))
+    pattern, start, stop = _NEGATIVE[style]
+    is_negative = pc.fill_null(pc.match_substring_regex(col, pattern), False)
+    body = pc.utf8_slice_codeunits(col, start, stop)
     return pc.if_else(is_negative, pc.binary_join_element_wise("-", body, ""), col)
+
+
+def _relabel_signs(col: pa.Array, name: str, cfg: SourceConfig, rows: _Rows) -> None:
+    """Leading-minus sources: rows of ``name`` refused as ``not_a_number`` whose value is a number with its sign
+    written another way are ``ambiguous_sign`` (only the refused rows are looked at)."""
+    if cfg.negative_style in _NEGATIVE or name not in rows.any_field:
+        return
+    idx = np.flatnonzero(rows.any_field[name])
+    idx = np.array([i for i in idx if rows.field[i] == name and rows.reason[i] == "not_a_number"], dtype=np.int64)
+    if not len(idx):
+        return
+    hit = pc.fill_null(_ambiguous(col.take(pa.array(idx)), cfg.negative_style), False).to_numpy(zero_copy_only=False)
+    for i in idx[hit]:
+        rows.reason[i] = "ambiguous_sign"
+        rows.message[i] = _sign_message(name, cfg.negative_style)
 
 
 def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
@@ -600,6 +623,7 @@ def _parse_number(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig,
     ok = pc.match_substring_regex(text, _RATE_RE)
     bad = pc.and_kleene(present, pc.invert(pc.fill_null(ok, False)))
     rows.flag(bad, f.name, "not_a_number", f"{f.name} is not a decimal number (at most 10 decimals)")
+    _relabel_signs(col, f.name, cfg, rows)
     good = pc.fill_null(ok, False)
     value = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), RATE_TYPE)
     rows.flag(pc.less(value, pa.scalar(0, RATE_TYPE)), f.name, "invalid_fx_rate", f"{f.name} is negative")
@@ -620,6 +644,7 @@ def _parse_money(
     text = _plain_number_text(col, present, f, cfg, rows)
     shape = pc.fill_null(pc.match_substring_regex(text, _NUMBER_RE), False)
     rows.flag(pc.and_kleene(present, pc.invert(shape)), f.name, "not_a_number", f"{f.name} is not a decimal number")
+    _relabel_signs(col, f.name, cfg, rows)
     # Zero padding off (1234.5000 -> 1234.5, 100.00 -> 100), then decimals and integer digits counted on the text:
     # string kernels only, no regex capture (this runs on every money field of every row).
     number = pc.if_else(shape, text, pa.scalar(None, pa.string()))
