@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast up lint bench clean
+.PHONY: install demo test test-fast up compose-env lint bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ test-fast: install
 
 up: install
 	bash scripts/up.sh
+
+# Random secrets for docker compose into .env (git-ignored, mode 0600); existing values are kept.
+compose-env:
+	$(PYTHON) scripts/compose_env.py
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -135,10 +135,11 @@ def main() -> int:
         batch_id = build(engine, args.n)
         stages["build_data"] = time.perf_counter() - t
         t = time.perf_counter()
-        for step, decision in (("approve", "approved"), ("confirm", "confirmed")):
+        # Four eyes (CFO tier, every amount): the CFO approves, the controller confirms.
+        for step, decision, who in (("approve", "approved", "cfo"), ("confirm", "confirmed", "controller")):
             with engine.begin() as conn:
                 record_decision(
-                    conn, batch_id=batch_id, step=step, approver="cfo", decision=decision, tiers=DEFAULT_TIERS
+                    conn, batch_id=batch_id, step=step, approver=who, decision=decision, tiers=DEFAULT_TIERS
                 )
         stages["approvals"] = time.perf_counter() - t
         t = time.perf_counter()

@@ -152,6 +152,7 @@ def validate_aging(as_of: str, aged: dict, **context) -> dict:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=4),
     default_args=default_args(),
     tags=["writeoffs", "ingest", "aging"],
     doc_md=__doc__,

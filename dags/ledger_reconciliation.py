@@ -21,6 +21,8 @@ run). Re-running a DAG run replaces its stored breaks (idempotent per run). See 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
@@ -37,6 +39,7 @@ DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=1),
     default_args=default_args(),
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Business date (YYYY-MM-DD)"),

@@ -10,6 +10,8 @@ later recovered. The same report: `python -m writeoffs whatif --policy draft.yam
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import Param, dag, task
 
@@ -43,6 +45,7 @@ def run_whatif(**context) -> dict:
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    dagrun_timeout=timedelta(hours=1),
     default_args=default_args(),
     tags=["writeoffs", "policy", "what-if"],
     doc_md=__doc__,

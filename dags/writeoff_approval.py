@@ -35,6 +35,9 @@ from writeoffs_airflow.hitl import BatchApprovalOperator, BatchConfirmOperator
 
 #: Approval attempts after the first one, for batches that escalate on timeout (three default tiers: two steps up).
 ESCALATION_STEPS = 2
+#: Mapped task instances are named by batch in the UI ("batch 12", not "[5]"): rendered from the task's own
+#: (already rendered) batch id, so the name is there while the request waits.
+BATCH_LABEL = "batch {{ task.batch_id }}"
 
 
 @task
@@ -62,16 +65,21 @@ def post_auto_batches(as_of: str) -> list[dict[str, str]]:
     return post_auto(as_of)
 
 
-@task(outlets=[POSTING])
+@task(outlets=[POSTING], map_index_template="{{ batch_label }}")
 def post(batch_id: int) -> dict[str, str]:
+    from airflow.sdk import get_current_context
+
     from writeoffs_airflow.hitl import post_confirmed
 
+    # A TaskFlow task's arguments are not in the template context: the label is set here (Airflow renders the
+    # map index template after the task body).
+    get_current_context()["batch_label"] = f"batch {int(batch_id)}"
     return post_confirmed(int(batch_id))
 
 
 @task_group(group_id="batch")
 def batch_flow(batch_id: int) -> None:
-    approve = BatchApprovalOperator(task_id="approve", batch_id=batch_id)
+    approve = BatchApprovalOperator(task_id="approve", batch_id=batch_id, map_index_template=BATCH_LABEL)
     # A straight chain on purpose: each escalation attempt asks only if the batch is still open after the previous
     # one and skips otherwise; "none_failed" lets the chain continue past those skips. (With several upstreams
     # inside a mapped task group, Airflow 3.3 only expands the downstream task once *every* batch's upstreams are
@@ -84,9 +92,14 @@ def batch_flow(batch_id: int) -> None:
                 batch_id=batch_id,
                 final=n == ESCALATION_STEPS,
                 trigger_rule="none_failed",
+                map_index_template=BATCH_LABEL,
             )
         )
-    chain.append(BatchConfirmOperator(task_id="confirm", batch_id=batch_id, trigger_rule="none_failed"))
+    chain.append(
+        BatchConfirmOperator(
+            task_id="confirm", batch_id=batch_id, trigger_rule="none_failed", map_index_template=BATCH_LABEL
+        )
+    )
     for upstream, downstream in itertools.pairwise(chain):
         upstream >> downstream
     chain[-1] >> post(batch_id)
@@ -100,6 +113,7 @@ def batch_flow(batch_id: int) -> None:
     # A run stays open until its batches are decided (days): later days' runs must start meanwhile. Runs never share
     # a batch (claim_batches) and posting serialises per batch in the ledger.
     max_active_runs=4,
+    # No dagrun_timeout: a run waits for people (bounded by each request's response timeout).
     default_args=default_args(retry_delay=timedelta(minutes=2)),
     params={
         "as_of": Param(

@@ -21,6 +21,8 @@ Never one task per invoice: the work is set-wise in the ledger database.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import Param, dag, task
 
@@ -121,6 +123,7 @@ def _actor(context) -> str:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=2),
     default_args=default_args(retries=2),
     tags=["writeoffs", "policy"],
     doc_md=__doc__,

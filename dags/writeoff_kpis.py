@@ -38,6 +38,7 @@ MONTHLY = CronTriggerTimetable("0 7 1 * *", timezone="UTC")
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=2),
     default_args=default_args(),
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Month-end date (YYYY-MM-DD)"),

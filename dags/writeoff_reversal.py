@@ -113,6 +113,7 @@ def reverse(plan: dict, answer: dict | None, **context) -> dict:
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
+    # No dagrun_timeout: a run waits for people (bounded by each request's response timeout).
     default_args=default_args(retry_delay=timedelta(minutes=1)),
     tags=["writeoffs", "gl", "reversal"],
     doc_md=__doc__,

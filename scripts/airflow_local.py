@@ -29,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from writeoffs.private_files import write_private
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -145,6 +147,13 @@ class AirflowServer:
         self.procs.clear()
 
 
+def write_passwords(home: Path, users: Iterable[str]) -> dict[str, str]:
+    """Random SimpleAuthManager passwords in ``home/passwords.json`` (mode 0600); returns them."""
+    passwords = {u: secrets.token_urlsafe(16) for u in users}
+    write_private(home / "passwords.json", json.dumps(passwords))
+    return passwords
+
+
 def start_airflow(
     *,
     dag_files: Iterable[Path],
@@ -162,8 +171,7 @@ def start_airflow(
     for f in dag_files:
         shutil.copy(f, dags / f.name)
         dag_ids.append(f.stem)
-    passwords = {u: secrets.token_urlsafe(12) for u in users}
-    (home / "passwords.json").write_text(json.dumps(passwords))
+    passwords = write_passwords(home, users)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     full_env = {

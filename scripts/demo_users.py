@@ -4,6 +4,7 @@ SimpleAuthManager reads users from ``[core] simple_auth_manager_users`` (``name:
 JSON file ``[core] simple_auth_manager_passwords_file``; users missing from the file get a random password that is
 only printed once. Writing the file first makes the logins known: password = user name unless
 ``WRITEOFFS_DEMO_PASSWORD`` is set. Existing entries are never overwritten, so a changed password survives restarts.
+The file is mode 0600 (an existing one is tightened) and the banner names users, roles and the file, never a password.
 
 Demo only: SimpleAuthManager keeps passwords in plain text. Use a real auth manager in production (docs/deploy.md).
 """
@@ -14,6 +15,8 @@ import argparse
 import json
 import os
 from pathlib import Path
+
+from writeoffs.private_files import make_private, write_private
 
 USERS_VAR = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
 FILE_VAR = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
@@ -30,16 +33,17 @@ def ensure_passwords(path: Path) -> dict[str, str]:
     default = os.environ.get("WRITEOFFS_DEMO_PASSWORD")
     merged = {**{u: default or u for u in users()}, **current}
     if merged != current:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(merged, indent=1) + "\n")
-        path.chmod(0o600)
+        write_private(path, json.dumps(merged, indent=1) + "\n")
+    else:
+        make_private(path)
     return merged
 
 
 def banner(path: Path, url: str) -> str:
-    passwords = json.loads(path.read_text())
-    lines = ["=" * 72, f"Airflow UI:  {url}    (API: {url}/api/v2)", f"Logins (from {path}):"]
-    lines += [f"  {u:12} / {passwords.get(u, '?'):12} role {r}" for u, r in users().items()]
+    """Who can log in, never with what: logs (compose's init log above all) are read by more people than the file."""
+    lines = ["=" * 72, f"Airflow UI:  {url}    (API: {url}/api/v2)", "Logins (user, Airflow role):"]
+    lines += [f"  {u:12} role {r}" for u, r in users().items()]
+    lines.append(f"Passwords: in {path} (mode 0600; demo default = the user name unless WRITEOFFS_DEMO_PASSWORD)")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,8 +23,9 @@ from sqlalchemy import Connection, select
 
 from writeoffs.approvals import batch_hash_of
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_of
+from writeoffs.catalogues import REASON_LABELS, RULE_LABELS, label
 from writeoffs.db.schema import customers, invoices, writeoff_batches, writeoffs
-from writeoffs.errors import ApprovalError
+from writeoffs.errors import ApprovalError, shorten
 from writeoffs.money import quantum
 from writeoffs.safe_text import csv_writer, md
 
@@ -221,25 +222,122 @@ def _cell(text: object) -> str:
     return md(text)
 
 
-def _evidence_text(evidence: dict[str, object], limit: int = 6) -> str:
-    if not evidence:
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 invoice``, ``2 invoices``."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def reason_label(code: object) -> str:
+    return label(REASON_LABELS, code)
+
+
+def rule_label(code: object) -> str:
+    return label(RULE_LABELS, code)
+
+
+#: Evidence values are cut to this many characters in a table cell (the CSV has them whole).
+EVIDENCE_CELL_MAX = 40
+#: The decisive evidence, as fixed columns of the top-items table, in the order an approver weighs it.
+EVIDENCE_COLUMNS = (
+    "Days past due",
+    "Contact attempts",
+    "Demand letters",
+    "Agency days",
+    "Last payment",
+    "Disputes",
+    "Bankruptcy",
+)
+
+
+def _ev(value: object) -> str:
+    return _cell(shorten(str(value), EVIDENCE_CELL_MAX))
+
+
+def _with_minimum(evidence: dict[str, object], key: str, minimum_key: str) -> str:
+    value = evidence.get(key)
+    if value is None:
         return "-"
-    parts = [f"{k}={v}" for k, v in list(sorted(evidence.items()))[:limit]]
-    more = len(evidence) - limit
-    return ", ".join(parts) + (f", +{more} more" if more > 0 else "")
+    required = evidence.get("required")
+    minimum = required.get(minimum_key) if isinstance(required, dict) else None
+    return _ev(value) + (f" (min {_ev(minimum)})" if minimum is not None else "")
+
+
+def _yes(value: object) -> bool:
+    return value is True or str(value).lower() in ("true", "1", "yes")
+
+
+def evidence_cells(item: BatchItem) -> list[str]:
+    """One cell per :data:`EVIDENCE_COLUMNS`, Markdown-safe; ``-`` where the evidence does not say."""
+    ev = item.evidence
+    disputes = ev.get("disputes")
+    if disputes is None:
+        dispute_cell = "-"
+    else:
+        notes = [f"{_ev(ev['disputes_lost'])} lost"] if ev.get("disputes_lost") not in (None, 0, "0") else []
+        if _yes(ev.get("open_dispute")):
+            notes.append("one open")
+        dispute_cell = _ev(disputes) + (f" ({', '.join(notes)})" if notes else "")
+    if "bankrupt" not in ev:
+        bankruptcy = "-"
+    elif _yes(ev.get("bankrupt")):
+        bankruptcy = "yes" + (f", {_ev(ev['bankruptcy_date'])}" if ev.get("bankruptcy_date") else "")
+    else:
+        bankruptcy = "no"
+    return [
+        str(item.days_past_due),
+        _with_minimum(ev, "contact_attempts", "min_contact_attempts"),
+        _with_minimum(ev, "demand_letters", "min_demand_letters"),
+        _with_minimum(ev, "agency_days", "min_agency_days"),
+        _ev(ev["last_payment_date"]) if ev.get("last_payment_date") else ("none" if "last_payment_date" in ev else "-"),
+        dispute_cell,
+        bankruptcy,
+    ]
 
 
 # --------------------------------------------------------------------------------------------------- text
 
 
 def subject(view: BatchView, step: str = "approve") -> str:
+    """Tier, amount and entity first: the list of required actions cuts long subjects at the end."""
     items = pending_items(view)
     total = sum((i.amount for i in items), Decimal(0))
-    what = "Confirm posting of" if step == "confirm" else "Approve"
+    what = "confirm posting of" if step == "confirm" else "approve write-off of"
     return (
-        f"{what} write-off batch {view.batch_id}: {view.entity_code} {view.fmt(total)} "
-        f"({len(items)} invoices, tier {view.tier}, as of {view.as_of_date.isoformat()})"
+        f"{view.tier} tier · {view.fmt(total)} · {view.entity_code} — batch {view.batch_id}: "
+        f"{what} {plural(len(items), 'invoice')} (as of {view.as_of_date.isoformat()})"
     )
+
+
+def deadline_text(deadline: datetime, on_timeout: str) -> str:
+    """``2026-11-26 14:00 UTC; no answer by then: <on_timeout>``."""
+    return f"{deadline.strftime('%Y-%m-%d %H:%M %Z').strip()}; no answer by then: {on_timeout}"
+
+
+def refusal_lines(
+    *,
+    refused: str,
+    reason: str,
+    step: str,
+    tier: str,
+    eligible: Sequence[str],
+    open_until: str | None = None,
+    limit: int = 300,
+) -> tuple[str, str, str]:
+    """Plain text explaining a refused answer: who was refused and why, whether the request is still open, and who
+    may decide. ``reason`` is the ledger's refusal message and may quote input (an exclusion list): it is cut to
+    ``limit``; each channel escapes the text for its own markup."""
+    who = ", ".join(eligible) or "nobody (the tier has no one left who may decide)"
+    return (
+        f"The {step} answer by {refused or 'unknown'} was not recorded: {shorten(reason, limit)}",
+        f"The request is open again until {open_until}." if open_until else "No time is left: the step times out.",
+        f"Who may decide ({tier} tier): {who}.",
+    )
+
+
+def refusal_markdown(**facts: object) -> str:
+    """:func:`refusal_lines` as a Markdown quote block, every part escaped."""
+    what, status, who = refusal_lines(**facts)  # type: ignore[arg-type]
+    return f"> **Answer refused.** {_cell(what)}\n>\n> {_cell(status)} {_cell(who)}"
 
 
 def summary_markdown(
@@ -250,9 +348,13 @@ def summary_markdown(
     buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
     limit: Decimal | None = None,
     confirmation: str | None = None,
+    answerers: Sequence[str] = (),
+    deadline: str | None = None,
 ) -> str:
-    """The approval request body: totals, breakdowns by reason and aging bucket, top items with evidence;
-    ``confirmation`` says who will be asked to confirm after an approval (four eyes)."""
+    """The approval request body: totals, who decides and by when, breakdowns by reason and aging bucket, and the
+    top items with the decisive evidence as fixed columns; ``confirmation`` says who will be asked to confirm after
+    an approval (four eyes), ``deadline`` when the request times out and what happens then (:func:`deadline_text`).
+    """
     items = pending_items(view)
     total = sum((i.amount for i in items), Decimal(0))
     largest = max((i.amount for i in items), default=Decimal(0))
@@ -266,6 +368,8 @@ def summary_markdown(
         f"| Total to write off | **{view.fmt(total)}** |",
         f"| Largest item | {view.fmt(largest)} |",
         f"| Approval tier | {view.tier}" + (f" (limit {view.fmt(limit)} per item)" if limit is not None else "") + " |",
+        *([f"| Who may approve | {', '.join(_cell(p) for p in answerers)} |"] if answerers else []),
+        *([f"| Answer by | {_cell(deadline)} |"] if deadline else []),
         f"| Prepared by | {_cell(view.prepared_by or 'scheduler')} |",
         *([f"| Then confirmed | {_cell(confirmation)} |"] if confirmation else []),
         f"| Policy | {_cell(view.policy_version)} (`{view.policy_hash[:12]}`) |",
@@ -276,29 +380,30 @@ def summary_markdown(
         "| Reason | Invoices | Amount |",
         "|---|---:|---:|",
     ]
-    out += [f"| {_cell(k)} | {n} | {view.fmt(t)} |" for k, n, t in breakdown(items, "reason_code")]
+    out += [f"| {_cell(reason_label(k))} | {n} | {view.fmt(t)} |" for k, n, t in breakdown(items, "reason_code")]
     out += ["", "#### By aging bucket (days past due)", "", "| Bucket | Invoices | Amount |", "|---|---:|---:|"]
     out += [f"| {k} | {n} | {view.fmt(t)} |" for k, n, t in _bucket_order(breakdown(items, "bucket"), buckets)]
     shown = items[:top_n]
     out += [
         "",
-        f"#### Top {len(shown)} of {len(items)} items by amount",
+        f"#### Top {len(shown)} of {plural(len(items), 'item')} by amount",
         "",
-        "| Invoice | Customer | Amount | Days past due | Reason | Rule | Evidence |",
-        "|---|---|---:|---:|---|---|---|",
+        "| Invoice | Customer | Amount | Reason | Rule | " + " | ".join(EVIDENCE_COLUMNS) + " |",
+        "|---|---|---:|---|---|" + "---:|" * 4 + "---|" * 3,
     ]
     out += [
         f"| {_cell(i.invoice_ref)} | {_cell(i.customer_name)} ({_cell(i.customer_ref)}) | {view.fmt(i.amount)} | "
-        f"{i.days_past_due} | {_cell(i.reason_code)} | {_cell(i.rule)} | {_cell(_evidence_text(i.evidence))} |"
+        f"{_cell(reason_label(i.reason_code))} | {_cell(rule_label(i.rule))} | " + " | ".join(evidence_cells(i)) + " |"
         for i in shown
     ]
     out.append("")
     if candidates_link:
-        out.append(f"Full candidate list ({len(items)} rows): {candidates_link}")
+        out.append(f"Full candidate list ({plural(len(items), 'row')}, all evidence): {candidates_link}")
         out.append("")
     out += [
-        "**Approve** sends the batch to a confirmation step that shows exactly what will be posted; "
-        "**Reject** ends the batch with nothing posted.",
+        "**Approve** does not post yet: a second request, **Confirm**, then opens"
+        + (f" ({_cell(confirmation)})" if confirmation else "")
+        + " and shows exactly what will be posted. **Reject** ends the batch with nothing posted.",
         "To leave invoices out, list their invoice refs in *exclude_invoice_refs* (comma separated). "
         "The *comment* is internal: it is stored with the approval and never shown to customers.",
     ]
@@ -314,6 +419,8 @@ def confirmation_markdown(
     credit_account: str | None = None,
     candidates_link: str | None = None,
     max_rows: int = CONFIRM_LIST_MAX,
+    answerers: Sequence[str] = (),
+    deadline: str | None = None,
 ) -> str:
     """The confirmation body: exactly the items that will be posted after exclusions, and the entry's totals."""
     # After the approve step the excluded items carry status 'excluded'; before it only the refs say so.
@@ -331,6 +438,8 @@ def confirmation_markdown(
         "",
         "| | |",
         "|---|---|",
+        *([f"| Who may confirm | {', '.join(_cell(p) for p in answerers)} |"] if answerers else []),
+        *([f"| Answer by | {_cell(deadline)} |"] if deadline else []),
         f"| Invoices to write off | {len(posting)} |",
         f"| Total | **{view.fmt(total)}** |",
         f"| Excluded by the approver | {len(excluded)}"
@@ -345,7 +454,8 @@ def confirmation_markdown(
         "|---|---|---:|---|",
     ]
     out += [
-        f"| {_cell(i.invoice_ref)} | {_cell(i.customer_name)} | {view.fmt(i.amount)} | {_cell(i.reason_code)} |"
+        f"| {_cell(i.invoice_ref)} | {_cell(i.customer_name)} | {view.fmt(i.amount)} | "
+        f"{_cell(reason_label(i.reason_code))} |"
         for i in posting[:max_rows]
     ]
     if len(posting) > max_rows:

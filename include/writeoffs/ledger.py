@@ -1,8 +1,8 @@
 """The built-in SQL general ledger: chart of accounts, fiscal periods, posting, balances.
 
-Posting is set-wise and idempotent: entries are inserted ``pending`` with ``ON CONFLICT (idempotency_key) DO
-NOTHING``, their lines bulk-inserted, then flipped to ``posted`` in one UPDATE (the database checks balance and
-period on that flip). A retried call posts nothing twice: the unique key, not Python, guarantees it.
+Posting is set-wise and idempotent: entries are inserted ``pending`` unless their idempotency key is there
+already (:func:`insert_new`), their lines bulk-inserted, then flipped to ``posted`` in one UPDATE (the database
+checks balance and period on that flip). A retried call posts nothing twice: the unique key, not Python, guarantees it.
 
 On PostgreSQL each step is ONE statement whatever the number of entries (:func:`post_selected`; rows come from
 ``unnest`` arrays or from the caller's SELECT), because the integrity triggers run per statement: one statement is
@@ -22,8 +22,11 @@ from sqlalchemy import (
     Connection,
     Selectable,
     TextualSelect,
+    and_,
     any_,
+    bindparam,
     column,
+    exists,
     func,
     insert,
     literal,
@@ -68,6 +71,25 @@ def upsert_ignore(conn: Connection, table, rows: Sequence[dict], keys: Sequence[
     return max(result.rowcount or 0, 0)
 
 
+def insert_new(conn: Connection, table, rows: Sequence[dict], keys: Sequence[str]) -> int:
+    """Insert the rows whose ``keys`` are not in ``table`` yet (and the first of duplicates within ``rows``); returns
+    rows inserted. Same outcome as :func:`upsert_ignore`, for the tables migration 0009 guards against SQLite's
+    REPLACE (journal entries and lines, audit rows, fiscal periods): there every INSERT that collides with an existing
+    row is refused, whatever its conflict clause (a trigger cannot tell ``ON CONFLICT DO NOTHING`` from ``OR
+    REPLACE``), so SQLite is offered only new rows: ``INSERT ... SELECT ... WHERE NOT EXISTS`` per row, one
+    executemany. PostgreSQL has no REPLACE: ``ON CONFLICT DO NOTHING`` there.
+    """
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        return upsert_ignore(conn, table, rows, keys)
+    params = {c: bindparam(c, type_=table.c[c].type) for c in rows[0]}
+    missing = ~exists().where(and_(*(table.c[k] == params[k] for k in keys)))
+    stmt = insert(table).from_select(list(params), select(*params.values()).where(missing))
+    result = conn.execute(stmt, list(rows))
+    return max(result.rowcount or 0, 0)
+
+
 def bootstrap_entity(
     conn: Connection,
     *,
@@ -98,7 +120,7 @@ def bootstrap_entity(
         [{"entity_code": code, "code": c, "name": n, "account_type": t, "role": r} for c, n, t, r in DEFAULT_CHART],
         ["entity_code", "code"],
     )
-    upsert_ignore(
+    insert_new(
         conn,
         fiscal_periods,
         [
@@ -117,13 +139,20 @@ def account_for_role(conn: Connection, entity: str, role: str) -> str:
 
 
 def close_period(conn: Connection, entity: str, period: str, *, actor: str) -> None:
+    """Close an open period (audited). Closing is final: the database refuses any later change to a closed period
+    (migration 0009), so there is no re-open; closing one already closed changes and records nothing."""
     from writeoffs import audit
 
-    conn.execute(
-        update(fiscal_periods)
-        .where(fiscal_periods.c.entity_code == entity, fiscal_periods.c.period == period)
+    fp = fiscal_periods
+    closed = conn.execute(
+        update(fp)
+        .where(fp.c.entity_code == entity, fp.c.period == period, fp.c.status == "open")
         .values(status="closed", closed_at=datetime.now(UTC), closed_by=actor)
-    )
+    ).rowcount
+    if not closed:
+        if conn.execute(select(fp.c.status).where(fp.c.entity_code == entity, fp.c.period == period)).first():
+            return
+        raise LedgerError(f"fiscal period {period} of entity {entity} does not exist; nothing to close")
     audit.append(conn, actor=actor, action="period.close", object_type="fiscal_period", object_id=f"{entity}:{period}")
 
 
@@ -243,6 +272,15 @@ def post_entries(
         missing = reverses - reverse_ids.keys()
         if missing:
             raise LedgerError(f"cannot reverse entries that are not posted: {sorted(missing)[:5]}")
+        wanted = {reverse_ids[e.reverses_key]: e.key for e in entries if e.reverses_key}
+        taken = conn.execute(
+            select(journal_entries.c.reverses_entry_id, journal_entries.c.idempotency_key).where(
+                journal_entries.c.reverses_entry_id.in_(wanted)
+            )
+        ).all()
+        twice = sorted(key for target, key in taken if wanted[target] != key)
+        if twice:
+            raise LedgerError(f"entries already reversed by {twice[:5]}: an entry is reversed once")
     entry_data: dict[str, list] = {
         "idempotency_key": keys,
         "entity_code": [e.entity for e in entries],
@@ -286,7 +324,7 @@ def _post_rowwise(
     """The posting protocol with executemany (SQLite: no arrays, and its executemany is cheap in-process)."""
     keys = entry_data["idempotency_key"]
     n = len(keys)
-    upsert_ignore(
+    insert_new(
         conn,
         journal_entries,
         [

@@ -19,6 +19,9 @@ an unconfigured channel is skipped and logged once per process, so a deployment 
 
 The message names the DAG, task, run, business date, the error (for reconciliation: the break summary) and a link
 to the task log in the Airflow UI (``[api] base_url``).
+
+The same two channels tell approvers that a write-off request waits for them, or that their answer was refused
+(:func:`approval_notifiers`, :class:`ApprovalNotice`; called by ``writeoffs_airflow.hitl``).
 """
 
 from __future__ import annotations
@@ -229,3 +232,134 @@ class LedgerEmailNotifier(SmtpNotifier):
 def failure_callbacks() -> list[Any]:
     """Notifiers for ``on_failure_callback``: Slack and e-mail. Safe at parse time (no lookups, no I/O)."""
     return [LedgerSlackNotifier(), LedgerEmailNotifier()]
+
+
+# --- approval requests ------------------------------------------------------------------------------------------
+#
+# Approvers are Airflow usernames (the tiers of the policy file). E-mail needs their addresses: the SMTP
+# connection's extra ``approver_addresses`` maps username -> address. A username without an address is not
+# guessed (and never replaced by a team list): it is logged, and Slack still names them.
+
+#: A notice line from the ledger (customer-facing text never is, but tier names, refusal reasons and usernames are
+#: input too) is cut to this length in messages; the request in Airflow has the rest.
+MAX_NOTICE_LINE = 500
+
+
+def required_action_url(dag_id: str, run_id: str, task_id: str, map_index: int, base_url: str | None = None) -> str:
+    """The Airflow UI page of one task instance's Required Action (the form that answers the request).
+
+    The UI resolves a mapped task instance only under ``/mapped/<index>``: Airflow's own
+    ``HITLOperator.generate_link_to_ui`` puts ``map_index`` in the query string, which the UI ignores ("No Task
+    Instance found"). ``base_url`` defaults to Airflow's ``[api] base_url``; a path prefix in it is kept.
+    """
+    from urllib.parse import quote
+
+    if base_url is None:
+        from airflow.configuration import conf
+
+        base_url = conf.get("api", "base_url", fallback=None)
+    if not base_url:
+        raise ValueError("Airflow's [api] base_url is not configured: no link to the request can be built")
+    mapped = f"/mapped/{int(map_index)}" if map_index is not None and int(map_index) >= 0 else ""
+    return (
+        f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+        f"/tasks/{quote(task_id, safe='')}{mapped}/required_actions"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalNotice:
+    """What the assigned approvers are told: a subject, a few summary lines and the link that opens the request."""
+
+    recipients: tuple[str, ...]
+    subject: str
+    lines: tuple[str, ...]
+    link: str | None
+
+    def _lines(self) -> list[str]:
+        from writeoffs.errors import shorten
+
+        return [shorten(line, MAX_NOTICE_LINE) for line in self.lines]
+
+    def slack_text(self) -> str:
+        def esc(text: str) -> str:  # Slack's mrkdwn control characters: no links, mentions or <!channel>
+            return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+        out = [f":inbox_tray: *{esc(self.subject)}*", f"*For:* {esc(', '.join(self.recipients))}"]
+        out += [esc(line) for line in self._lines()]
+        out.append(f"*Answer in Airflow:* <{self.link}|open the request> {self.link}" if self.link else "")
+        return "\n".join(line for line in out if line)
+
+    def html(self) -> str:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in self._lines())
+        link = ""
+        if self.link:
+            url = html.escape(self.link, quote=True)
+            link = f'<p><b>Answer in Airflow:</b> <a href="{url}">{url}</a></p>'
+        return (
+            f"<p><b>{html.escape(self.subject)}</b></p>"
+            f"<p>For: {html.escape(', '.join(self.recipients))}</p><ul>{items}</ul>{link}"
+        )
+
+
+def approver_addresses(extra: dict[str, Any], users: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(addresses, users without one) from the connection extra ``approver_addresses`` (username -> address)."""
+    mapping = extra.get("approver_addresses") or {}
+    if not isinstance(mapping, dict):
+        mapping = {}
+    found, missing = [], []
+    for user in users:
+        address = str(mapping.get(user) or "").strip()
+        if address and "@" in address and "\n" not in address and "\r" not in address:
+            found.append(address)
+        else:
+            missing.append(user)
+    return list(dict.fromkeys(found)), missing
+
+
+class ApprovalSlackNotifier(SlackWebhookNotifier):
+    """Posts an :class:`ApprovalNotice` through the provider's webhook hook; skipped when Slack is not configured."""
+
+    def __init__(self, notice: ApprovalNotice, slack_webhook_conn_id: str = SLACK_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(slack_webhook_conn_id=slack_webhook_conn_id, text="", **kwargs)
+        self.notice = notice
+
+    def notify(self, context: Any) -> None:
+        if _connection(self.slack_webhook_conn_id, "Slack") is None:
+            return
+        self.hook.send(text=self.notice.slack_text(), unfurl_links=False)
+
+
+class ApprovalEmailNotifier(SmtpNotifier):
+    """E-mails an :class:`ApprovalNotice` to the recipients' addresses (connection extra ``approver_addresses``)."""
+
+    def __init__(self, notice: ApprovalNotice, smtp_conn_id: str = SMTP_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(to=[], smtp_conn_id=smtp_conn_id, subject="", html_content="", **kwargs)
+        self.notice = notice
+
+    def notify(self, context: Any) -> None:
+        conn = _connection(self.smtp_conn_id, "E-mail")
+        if conn is None:
+            return
+        to, missing = approver_addresses(conn.extra_dejson or {}, self.notice.recipients)
+        if missing:
+            log.warning(
+                "No e-mail address for %s in connection %r (extra 'approver_addresses'): not e-mailed",
+                ", ".join(missing),
+                self.smtp_conn_id,
+            )
+        if not to:
+            return
+        with self.hook as smtp:
+            smtp.send_email_smtp(
+                to=to,
+                from_email=smtp.from_email or DEFAULT_FROM,
+                subject=" ".join(self.notice.subject.split())[:250],  # one header line, whatever the input
+                html_content=self.notice.html(),
+                mime_charset="utf-8",
+            )
+
+
+def approval_notifiers(notice: ApprovalNotice) -> list[Any]:
+    """E-mail and Slack for one approval notice; each is skipped (logged once) when its connection is missing."""
+    return [ApprovalEmailNotifier(notice), ApprovalSlackNotifier(notice)]

@@ -12,7 +12,11 @@ the scheduler enforces ``response_timeout`` and resumes the task with a timeout 
 
 A refused answer (the preparer approving their own batch, a mistyped exclusion) is audited by
 ``record_decision`` and the *same* request is re-opened for the remaining time: the deadline travels in the
-park kwargs, so refusals cannot extend the response window.
+park kwargs, so refusals cannot extend the response window. Airflow keeps the request's text as first written, so
+the refusal is explained by notice (e-mail, Slack) and in the task log, not in the body.
+
+Every request notifies the people it is assigned to (``ApproverNotifier``: e-mail and Slack with a link to the
+request's page in the UI).
 """
 
 from __future__ import annotations
@@ -104,27 +108,43 @@ def confirm_params() -> dict[str, Param]:
 
 
 class ApproverNotifier(BaseNotifier):
-    """Tells the assigned approvers that a batch waits for them.
+    """Tells the assigned approvers that a batch waits for them: e-mail and Slack (``writeoffs_airflow.alerts``),
+    with the batch summary and a link that opens the request in the Airflow UI.
 
-    Uses the alerts notifiers (``writeoffs_airflow.alerts.approval_notifiers``) when that module provides them;
-    otherwise it logs the message, which the task log shows next to the request (see docs/approvals.md).
+    A channel that fails is logged and does not fail the task: the request is open in Airflow either way, and a
+    Slack outage must not turn into a retried approval task.
     """
 
     def notify(self, context: Any) -> None:
         op = context["task"]
-        users = [u["name"] for u in (op.assigned_users or [])]
+        users = tuple(u["name"] for u in (op.assigned_users or []))
+        send_notice(context, recipients=users, subject=op.subject, lines=tuple(getattr(op, "notice_lines", ())))
+
+
+def request_link(context: Any) -> str | None:
+    from writeoffs_airflow.alerts import required_action_url
+
+    ti = context["task_instance"]
+    try:
+        return required_action_url(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+    except ValueError as exc:  # no [api] base_url: the message still names the batch, run and task
+        log.warning("%s", exc)
+        return None
+
+
+def send_notice(context: Any, *, recipients: Sequence[str], subject: str, lines: Sequence[str]) -> None:
+    from writeoffs_airflow.alerts import ApprovalNotice, approval_notifiers
+
+    ti = context["task_instance"]
+    link = request_link(context)
+    where = f"DAG {ti.dag_id}, run {ti.run_id}, task {ti.task_id}, map index {ti.map_index}"
+    notice = ApprovalNotice(recipients=tuple(recipients), subject=subject, lines=(*lines, where), link=link)
+    log.info("APPROVAL NOTICE for %s: %s (%s)", ", ".join(recipients), subject, link or where)
+    for notifier in approval_notifiers(notice):
         try:
-            link = op.generate_link_to_ui_from_context(context=context)
-        except ValueError:  # no [api] base_url configured: the message still names the batch and the DAG run
-            link = f"dag {context['dag'].dag_id}, run {context['run_id']}, task {op.task_id}"
-        message = f"Write-off decision waiting for {', '.join(users)}: {op.subject}. Answer in Airflow: {link}"
-        try:
-            from writeoffs_airflow.alerts import approval_notifiers  # type: ignore[attr-defined]
-        except ImportError:
-            log.warning("APPROVAL REQUEST (no alert channel configured): %s", message)
-            return
-        for notifier in approval_notifiers(recipients=users, subject=op.subject, message=message):
-            notifier(context)
+            notifier.notify(context)
+        except Exception:  # one channel's outage must not fail the request or hide the other channel
+            log.exception("Approval notice through %s failed", type(notifier).__name__)
 
 
 # ------------------------------------------------------------------------------------------------ operators
@@ -156,6 +176,10 @@ class BatchDecisionOperator(HITLOperator):
     def __init__(self, *, batch_id: int | str | Any, **kwargs: Any) -> None:
         kwargs.setdefault("subject", f"Write-off batch: {self.step}")
         kwargs.setdefault("notifiers", [ApproverNotifier()])
+        # The wait is bounded by the tier's response timeout (set in execute); an execution_timeout from
+        # default_args would be taken as the response timeout by HITLOperator, or race the parking of the task.
+        kwargs["execution_timeout"] = None
+        kwargs.setdefault("response_timeout", timedelta(hours=48))
         super().__init__(options=[self.approve_option, REJECT], multiple=False, **kwargs)
         self.batch_id = batch_id
 
@@ -163,7 +187,9 @@ class BatchDecisionOperator(HITLOperator):
     def prepare(self, engine: Engine, view: BatchView, tiers: Sequence[Tier]) -> BatchView:
         return view
 
-    def render(self, engine: Engine, view: BatchView, tier: Tier) -> tuple[str, str]:
+    def render(
+        self, engine: Engine, view: BatchView, tier: Tier, *, answerers: Sequence[str], deadline: str
+    ) -> tuple[str, str]:
         raise NotImplementedError
 
     def decision_of(self, option: str) -> str:
@@ -172,10 +198,19 @@ class BatchDecisionOperator(HITLOperator):
     def timeout_decision(self, view: BatchView, tier: Tier, tiers: Sequence[Tier]) -> str:
         return "expired"
 
+    def timeout_text(self, view: BatchView, tier: Tier, tiers: Sequence[Tier]) -> str:
+        """What a timeout does, in words, from the same decision :meth:`_time_out` records."""
+        from writeoffs.tiers import next_tier
+
+        if self.timeout_decision(view, tier, tiers) == "escalated":
+            up = next_tier(tier.name, tiers)
+            return f"escalates to the {up.name if up else '?'} tier (never approved by default)"
+        return "the batch expires, nothing is posted"
+
     # -- Airflow entry points
     def execute(self, context: Any) -> Any:
         from writeoffs import audit
-        from writeoffs.approval_view import items_digest, pending_items
+        from writeoffs.approval_view import deadline_text, items_digest, pending_items
         from writeoffs.approvals import eligible_answerers
         from writeoffs.tiers import tier_named
 
@@ -187,12 +222,20 @@ class BatchDecisionOperator(HITLOperator):
             raise AirflowSkipException(f"batch {batch_id} is {view.status!r}: no {self.step} decision to ask for")
         view = self.prepare(engine, view, tiers)
         tier = tier_named(view.tier, tiers)
-        self.subject, self.body = self.render(engine, view, tier)
         with engine.connect() as conn:
             people = eligible_answerers(conn, batch_id, self.step, tiers)
         self.assigned_users = hitl_users(people)  # type: ignore[assignment]
         self.response_timeout = timedelta(hours=tier.response_timeout_hours)
         deadline = datetime.now(UTC) + self.response_timeout
+        when = deadline_text(deadline, self.timeout_text(view, tier, tiers))
+        self.subject, self.body = self.render(engine, view, tier, answerers=people, deadline=when)
+        # For the notifier (same process): the summary the assigned people get by e-mail and Slack.
+        self.notice_lines = (
+            f"{self.step.capitalize()} step, batch {batch_id} ({view.entity_code}, business date "
+            f"{view.as_of_date.isoformat()}), tier {tier.name}",
+            f"Who may answer: {', '.join(people)}",
+            f"Answer by: {when}",
+        )
         digest = items_digest(pending_items(view))
         with engine.begin() as conn:
             audit.append(
@@ -267,6 +310,7 @@ class BatchDecisionOperator(HITLOperator):
             self.log.error("Batch %s: answer by %r refused: %s", batch_id, approver, refused)
             if isinstance(refused, _AnswerRefused):
                 self._audit_refused(engine, batch_id, approver, decision, str(refused))
+            self._explain_refusal(context, engine, batch_id, tiers, approver, str(refused), deadline)
             self._reopen(context, deadline=deadline, tier=tier, digest=digest)
             return self._time_out(engine, batch_id, tiers)
         self.log.info("Batch %s: %s %s by %s", batch_id, self.step, decision, approver)
@@ -315,16 +359,70 @@ class BatchDecisionOperator(HITLOperator):
     def exclusions(self, engine: Engine, batch_id: int, params: dict[str, Any]) -> tuple[str, ...]:
         return ()
 
+    def _explain_refusal(
+        self,
+        context: Any,
+        engine: Engine,
+        batch_id: int,
+        tiers: Sequence[Tier],
+        refused: str,
+        reason: str,
+        deadline: str | None,
+    ) -> str:
+        """Tell the people concerned why an answer was refused and who may decide: the task log, and an e-mail and
+        Slack notice to the refused user and everyone who may still answer.
+
+        Not the request's body: Airflow 3.3 keeps a task instance's request text as first written (the execution
+        API's upsert only clears the response of an existing request, and a retry carries the same row over to the
+        new try), so the body cannot be rewritten from the task. See docs/approvals.md.
+        """
+        from writeoffs.approval_view import refusal_lines, refusal_markdown, subject
+        from writeoffs.approvals import eligible_answerers
+        from writeoffs.errors import ApprovalError
+
+        view = _load_view(engine, batch_id)
+        try:
+            with engine.connect() as conn:
+                eligible: tuple[str, ...] = eligible_answerers(conn, batch_id, self.step, tiers)
+        except ApprovalError:
+            eligible = ()  # nobody: the block says so
+        remaining = self._remaining(deadline)
+        until = None
+        if remaining > timedelta(0) and deadline:
+            until = datetime.fromisoformat(deadline).strftime("%Y-%m-%d %H:%M %Z").strip()
+        facts = {
+            "refused": refused,
+            "reason": reason,
+            "step": self.step,
+            "tier": view.tier,
+            "eligible": eligible,
+            "open_until": until,
+        }
+        block = refusal_markdown(**facts)
+        recipients = tuple(dict.fromkeys(p for p in (refused, *eligible) if p))
+        self.log.warning("Refusal explained to %s:\n%s", ", ".join(recipients), block)
+        send_notice(
+            context,
+            recipients=recipients,
+            subject=f"Answer refused: {subject(view, self.step)}",
+            lines=refusal_lines(**facts),  # type: ignore[arg-type]
+        )
+        return block
+
+    def _remaining(self, deadline: str | None) -> timedelta:
+        if not deadline:
+            return self.response_timeout or timedelta(0)
+        return datetime.fromisoformat(deadline) - datetime.now(UTC)
+
     def _reopen(self, context: Any, *, deadline: str | None, tier: str | None, digest: str | None) -> None:
         from airflow.sdk.execution_time.hitl import upsert_hitl_detail
 
-        remaining = (
-            datetime.fromisoformat(deadline) - datetime.now(UTC) if deadline else self.response_timeout
-        ) or timedelta(0)
+        remaining = self._remaining(deadline)
         if remaining <= timedelta(0):
             return  # out of time: the caller times the step out like an unanswered request
         # Upserting an answered request clears its response (Airflow keeps one request per task instance);
-        # subject, body and assigned users stay as first shown.
+        # subject, body and assigned users stay as first shown, whatever is sent here (Airflow 3.3's execution
+        # API ignores them for an existing request): that is why refusals are explained by notice, not in the body.
         upsert_hitl_detail(
             ti_id=context["task_instance"].id,
             options=self.options,
@@ -377,7 +475,9 @@ class BatchApprovalOperator(BatchDecisionOperator):
             view = _load_view(engine, view.batch_id)
         return view
 
-    def render(self, engine: Engine, view: BatchView, tier: Tier) -> tuple[str, str]:
+    def render(
+        self, engine: Engine, view: BatchView, tier: Tier, *, answerers: Sequence[str], deadline: str
+    ) -> tuple[str, str]:
         from decimal import Decimal
 
         from writeoffs.approval_view import pending_items, subject, summary_markdown, write_candidates_csv
@@ -394,6 +494,8 @@ class BatchApprovalOperator(BatchDecisionOperator):
             candidates_link=candidates_link(csv_path),
             limit=tier.limit_for(view.currency),
             confirmation=confirmation,
+            answerers=answerers,
+            deadline=deadline,
         )
         return subject(view, "approve"), body
 
@@ -426,7 +528,9 @@ class BatchConfirmOperator(BatchDecisionOperator):
         kwargs.setdefault("params", confirm_params())
         super().__init__(**kwargs)
 
-    def render(self, engine: Engine, view: BatchView, tier: Tier) -> tuple[str, str]:
+    def render(
+        self, engine: Engine, view: BatchView, tier: Tier, *, answerers: Sequence[str], deadline: str
+    ) -> tuple[str, str]:
         import json
 
         from sqlalchemy import select
@@ -452,6 +556,8 @@ class BatchConfirmOperator(BatchDecisionOperator):
             debit_account=debit,
             credit_account="Accounts Receivable (control)",
             candidates_link=candidates_link(candidates_csv_path(reports_dir(), view)),
+            answerers=answerers,
+            deadline=deadline,
         )
         return subject(view, "confirm"), body
 

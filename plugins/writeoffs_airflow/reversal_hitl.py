@@ -37,6 +37,7 @@ class ReversalApprovalOperator(HITLOperator):
     def __init__(self, *, plan_task_id: str, **kwargs: Any) -> None:
         kwargs.setdefault("subject", "Approve a write-off reversal")
         kwargs.setdefault("notifiers", [ApproverNotifier()])
+        kwargs["execution_timeout"] = None  # bounded by RESPONSE_TIMEOUT, not by default_args' execution_timeout
         super().__init__(options=[APPROVE, REJECT], multiple=False, response_timeout=RESPONSE_TIMEOUT, **kwargs)
         self.plan_task_id = plan_task_id
 

@@ -63,6 +63,17 @@ for path in files:
 from airflow.dag_processing.dagbag import DagBag
 
 bag = DagBag(dag_folder=sys.argv[2])
+try:
+    from airflow.providers.standard.operators.hitl import HITLOperator
+except ImportError:  # the checks' own fixtures need no provider
+    HITLOperator = ()
+
+
+def waits_for_people(t) -> bool:
+    cls = getattr(t, "operator_class", type(t))
+    return isinstance(cls, type) and bool(HITLOperator) and issubclass(cls, HITLOperator)
+
+
 dags = {}
 for dag_id, dag in bag.dags.items():
     default_args = dict(dag.default_args or {})
@@ -76,6 +87,11 @@ for dag_id, dag in bag.dags.items():
         "doc_md": (dag.doc_md or "").strip(),
         "max_active_runs": dag.max_active_runs,
         "n_tasks": len(dag.tasks),
+        "dagrun_timeout": dag.dagrun_timeout.total_seconds() if dag.dagrun_timeout else None,
+        "human_tasks": sorted(t.task_id for t in dag.tasks if waits_for_people(t)),
+        "untimed_tasks": sorted(
+            t.task_id for t in dag.tasks if not waits_for_people(t) and getattr(t, "execution_timeout", None) is None
+        ),
         "params": sorted({*dag.params.keys(), *(k for t in dag.tasks for k in (t.params or {}).keys())}),
     }
 print(json.dumps({
@@ -139,6 +155,12 @@ def house_rule_problems(dag_id: str, dag: dict, path: Path) -> list[str]:
         problems.append("doc_md missing (use doc_md=__doc__)")
     if dag["n_tasks"] == 0:
         problems.append("no tasks")
+    # A hung call must not hold a worker slot forever: every task has an execution_timeout, every run a
+    # dagrun_timeout — except where people answer (HITL tasks are bounded by their response timeout instead).
+    if dag.get("untimed_tasks"):
+        problems.append(f"tasks without execution_timeout: {dag['untimed_tasks']}")
+    if not dag.get("human_tasks") and not dag.get("dagrun_timeout"):
+        problems.append("no dagrun_timeout")
     people = [k for k in dag.get("params", []) if PERSON_PARAM.search(k)]
     if people:
         problems.append(f"params {people} name a person: identity must come from authentication, not input")
@@ -189,12 +211,15 @@ def test_dag_file_parses_fast(report, path: Path):
 
 
 _GOOD = '''"""A tidy DAG."""
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import dag, task
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["t"], doc_md=__doc__,
-     default_args={"owner": "finance-ops", "retries": 1}{extra})
+     default_args={"owner": "finance-ops", "retries": 1, "execution_timeout": timedelta(minutes=5)},
+     dagrun_timeout=timedelta(hours=1){extra})
 def {name}():
     @task
     def noop() -> None:
@@ -251,7 +276,18 @@ def test_the_checks_catch_violations(tmp_path):
 
     sloppy = dags / "sloppy_posting.py"
     problems = " | ".join(house_rule_problems(*dag_of(rep, sloppy), sloppy))
-    for expected in ("!= file name", "owner", "no tags", "retries", "catchup", "doc_md", "max_active_runs", "person"):
+    for expected in (
+        "!= file name",
+        "owner",
+        "no tags",
+        "retries",
+        "catchup",
+        "doc_md",
+        "max_active_runs",
+        "person",
+        "tasks without execution_timeout: ['noop']",
+        "no dagrun_timeout",
+    ):
         assert expected in problems
     assert "takes" in (parse_problem(rep, sloppy) or "")
 

@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
+import httpx
 import pytest
 from sqlalchemy import Engine, func, select, text
 
 from scripts.airflow_local import AirflowServer, start_airflow
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
+from tests.receivers import SmtpReceiver, WebhookReceiver
 from writeoffs.db.engine import make_engine
 from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import approvals, audit_log, invoices, journal_entries, writeoff_batches, writeoffs
@@ -50,6 +54,8 @@ class Scenario:
     refs: dict[str, list[str]]
     started: float
     policy: Path
+    slack: WebhookReceiver
+    smtp: SmtpReceiver
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +82,25 @@ def sc(tmp_path_factory, pg_admin) -> Scenario:
             ("escalate", ["5.00"], "quick_escalate", "preparer"),
         ]:
             s.batches[name], s.refs[name] = make_batch(conn, amounts, tier=tier, prepared_by=preparer, prefix=name)
-    s.server = start_airflow(
-        dag_files=[ROOT / "dags" / f"{DAG_ID}.py"],
-        env={
-            "WRITEOFFS_LEDGER_URL": url,
-            "WRITEOFFS_POLICY_PATH": str(s.policy),
-            "WRITEOFFS_DATA_DIR": str(tmp / "data"),
-        },
-    )
+    # Local stand-ins for Slack and the mail server: the approvers' notices must reach them.
+    s.slack, s.smtp = WebhookReceiver().__enter__(), SmtpReceiver().__enter__()
+    smtp_conn = json.loads(s.smtp.airflow_conn(to=""))
+    smtp_conn["extra"]["approver_addresses"] = {u: f"{u}@example.com" for u in ("ar_manager", "controller", "cfo")}
+    try:
+        s.server = start_airflow(
+            dag_files=[ROOT / "dags" / f"{DAG_ID}.py"],
+            env={
+                "WRITEOFFS_LEDGER_URL": url,
+                "WRITEOFFS_POLICY_PATH": str(s.policy),
+                "WRITEOFFS_DATA_DIR": str(tmp / "data"),
+                "AIRFLOW_CONN_WRITEOFFS_SLACK": s.slack.airflow_conn(),
+                "AIRFLOW_CONN_WRITEOFFS_SMTP": json.dumps(smtp_conn),
+            },
+        )
+    except BaseException:
+        s.slack.__exit__(None, None, None)
+        s.smtp.__exit__(None, None, None)
+        raise
     try:
         s.run_id = f"test_{uuid.uuid4().hex[:8]}"
         s.server.trigger(DAG_ID, s.run_id, {"as_of": AS_OF.isoformat()}, user="preparer")
@@ -91,6 +108,8 @@ def sc(tmp_path_factory, pg_admin) -> Scenario:
         yield s
     finally:
         s.server.stop()
+        s.slack.__exit__(None, None, None)
+        s.smtp.__exit__(None, None, None)
         s.ledger.dispose()
         with pg_admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -164,8 +183,29 @@ def audit_actions(sc: Scenario, name: str) -> list[tuple[str, str, dict]]:
     return [(r.action, r.actor, json.loads(r.details)) for r in rows]
 
 
+def mail_about(sc: Scenario, subject_start: str, batch_id: int, timeout: float = 60):
+    """The first e-mail whose subject starts with ``subject_start`` and names the batch."""
+
+    def found():
+        for m in list(sc.smtp.messages):
+            if m.subject.startswith(subject_start) and f"batch {batch_id}:" in m.subject:
+                return m
+        return None
+
+    return sc.server.wait_for(
+        found,
+        timeout=timeout,
+        what=f"an e-mail {subject_start!r} about batch {batch_id}",
+    )
+
+
 def ok(response) -> dict:
     assert response.status_code == 200, response.text
+
+
+def ok_json(response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
     return response.json()
 
 
@@ -184,16 +224,39 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
         "| Invoices | 2 |",
         "2,000.50 USD",
         "By reason",
-        "uncollectible_after_collections",
+        "| Uncollectible after collections | 2 | 2,000.50 USD |",
         "By aging bucket",
         "365+",
-        "contact_attempts=12",
-        "Full candidate list (2 rows): file://",
+        "| Contact attempts | Demand letters | Agency days |",
+        "| 12 | 3 | 90 |",
+        "| Who may approve | ar_manager, controller |",
+        "no answer by then: the batch expires, nothing is posted |",
+        "Full candidate list (2 rows, all evidence): file://",
         "| Then confirmed | by a second person (ar_manager, controller), not the approver: four eyes |",
+        "**Approve** does not post yet: a second request, **Confirm**, then opens",
     ):
         assert expected in body, expected
-    csv_path = Path(body.split("Full candidate list (2 rows): file://", 1)[1].split()[0])
+    assert req["subject"].startswith("ar_manager tier · 2,000.50 USD · US01 — batch ")
+    assert req["task_instance"]["rendered_map_index"] == f"batch {sc.batches['approve']}"
+    csv_path = Path(body.split("Full candidate list (2 rows, all evidence): file://", 1)[1].split()[0])
     assert csv_path.read_text().count("INV-approve-") == 2
+
+    # The assigned approvers were told, by e-mail and Slack, with a link that opens this very request.
+    mail = mail_about(sc, req["subject"], sc.batches["approve"])
+    assert sorted(mail.rcpt_tos) == ["ar_manager@example.com", "controller@example.com"]
+    (link,) = set(re.findall(r'href="([^"]+)"', mail.text()))
+    ti = req["task_instance"]
+    assert link == (
+        f"{sc.server.base_url}/dags/{DAG_ID}/runs/{quote(sc.run_id, safe='')}/tasks/{ti['task_id']}"
+        f"/mapped/{ti['map_index']}/required_actions"
+    )
+    page = httpx.get(link, timeout=30)
+    assert page.status_code == 200 and "<html" in page.text.lower()  # the UI serves the page
+    _, dag, _, run, _, task, _, index, _ = urlsplit(link).path.strip("/").split("/")
+    with sc.server.client("ar_manager") as c:  # and the page's task instance is the request
+        detail = ok_json(c.get(f"/dags/{dag}/dagRuns/{unquote(run)}/taskInstances/{task}/{index}/hitlDetails"))
+    assert detail["subject"] == req["subject"] and detail["task_instance"]["id"] == ti["id"]
+    assert any(link in r.json["text"] and req["subject"] in r.json["text"] for r in list(sc.slack.requests))
     with sc.server.client("ar_manager") as c:
         ok(answer(c, req, "Approve", {"exclude_invoice_refs": "", "comment": "reviewed agency report"}))
     conf = request_for(sc, "approve", "confirm")
@@ -253,6 +316,12 @@ def test_exclusion_is_honoured(sc: Scenario) -> None:
     with sc.server.client("controller") as c:
         # A typo in the exclusion list is refused (not silently posted) and the request stays open.
         ok(answer(c, req, "Approve", {"exclude_invoice_refs": "INV-nope-9", "comment": ""}))
+    # The refusal is explained to the refused user and everyone who may still decide.
+    refusal = mail_about(sc, "Answer refused: ", sc.batches["exclude"])
+    assert sorted(refusal.rcpt_tos) == ["ar_manager@example.com", "controller@example.com"]
+    text = refusal.text()
+    assert "The approve answer by controller was not recorded: " in text and "INV-nope-9" in text
+    assert "Who may decide (ar_manager tier): ar_manager, controller." in text
     req = request_for(sc, "exclude", "approve")
     assert batch_status(sc, "exclude") == "awaiting_approval"
     with sc.server.client("controller") as c:
@@ -361,3 +430,12 @@ def test_run_finishes_and_every_decision_is_audited(sc: Scenario) -> None:
         routed = set(conn.execute(select(writeoff_batches.c.routed_by)).scalars())
     assert posted == 4  # approve, exclude, self (by controller), over_limit
     assert routed == {"preparer"}  # the run's authenticated triggering user, on every batch it claimed
+    # Mapped task instances are named by batch in the UI, not by map index.
+    with sc.server.client() as c:
+        tis = ok_json(c.get(f"/dags/{DAG_ID}/dagRuns/{sc.run_id}/taskInstances", params={"limit": 1000}))
+    labels = {
+        (t["task_id"], t["rendered_map_index"]) for t in tis["task_instances"] if t["task_id"].startswith("batch.")
+    }
+    for name in ("approve", "exclude", "self", "over_limit"):
+        for task_id in ("batch.approve", "batch.confirm", "batch.post"):
+            assert (task_id, f"batch {sc.batches[name]}") in labels, (task_id, name)

@@ -3,6 +3,10 @@
 What would otherwise only fail on someone's first `docker compose up`: a missing file or mount source, a service
 without a healthcheck, a dependency on a service of an inactive profile, an image that is not the Airflow version
 the tests ran against, a ledger connection that points at a database nobody creates.
+
+And secure defaults (issue 14): the configuration is rendered as compose would, once with no environment (it must
+refuse to start: no secret has a default) and once with the ``.env`` that ``scripts/compose_env.py`` generates; no
+fixed secret, password or key survives, and nothing is published on all interfaces.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from scripts import compose_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -27,7 +33,22 @@ REQUIRED = {
 }
 ONE_SHOT = {"airflow-init"}
 LONG_RUNNING_AIRFLOW = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+#: ``${VAR}``, ``${VAR:-default}`` / ``${VAR-default}``, ``${VAR:?message}`` / ``${VAR?message}``; innermost first
+#: (a default may itself hold a ``${...}``: it has no ``$`` or ``{`` left once its inner variables are replaced).
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^${}]*))?\}")
+#: The environment of a configured host: the ``.env`` that scripts/compose_env.py writes, generated once here.
+DOTENV: dict[str, str] = {name: make() for name, make in compose_env.SECRETS.items()}
+#: Environment keys that hold a secret (a file *path* to one is not a secret).
+_SECRET_KEY = re.compile(r"SECRET|PASSWORD|PASSWD|FERNET|TOKEN|_KEY$", re.I)
+_URL_CREDENTIALS = re.compile(r"://([^:/@\s]+):([^@\s]+)@")
+
+
+class Refused(AssertionError):
+    """``${VAR:?message}`` with VAR unset or empty: compose refuses to start."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +61,36 @@ def services(compose) -> dict:
     return compose["services"]
 
 
-def interpolate(value: str) -> str:
-    """Compose's `${VAR:-default}` with an empty environment; `$$` is a literal dollar for the container shell."""
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's interpolation against ``env`` (default: :data:`DOTENV`); `$$` is a literal dollar for the
+    container shell. A variable with neither a value nor a default fails the test: compose would need a .env."""
+    env = DOTENV if env is None else env
 
     def sub(m: re.Match) -> str:
-        if m.group(2) is None:
-            raise AssertionError(f"${{{m.group(1)}}} has no default: `docker compose up` would need a .env")
-        return m.group(2)
+        name, op, arg = m.groups()
+        value = env.get(name)
+        unset = value is None or (value == "" and op is not None and op.startswith(":"))
+        if not unset:
+            return value
+        if op is None:
+            raise AssertionError(f"${{{name}}} has no default: `docker compose up` would need a .env")
+        if op.endswith("?"):
+            raise Refused(name, arg)
+        return arg
 
-    return _VAR.sub(sub, value.replace("$$", "\0")).replace("\0", "$")
+    text = value.replace("$$", "\0")
+    while True:
+        done = _VAR.sub(sub, text)
+        if done == text:
+            return done.replace("\0", "$")
+        text = done
 
 
-def env_of(service: dict) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) for item in env)
-    return {k: interpolate(str(v)) for k, v in env.items()}
+def env_of(service: dict, env: dict[str, str] | None = None) -> dict[str, str]:
+    values = service.get("environment") or {}
+    if isinstance(values, list):
+        values = dict(item.split("=", 1) for item in values)
+    return {k: interpolate(str(v), env) for k, v in values.items()}
 
 
 def airflow_services(services: dict) -> dict:
@@ -121,8 +156,8 @@ def test_build_files_exist_and_image_matches_requirements(services):
 def test_postgres_init_creates_the_ledger_database(services):
     init_dirs = [s for s, t in mounts(services["postgres"]) if t == "/docker-entrypoint-initdb.d"]
     assert init_dirs, "postgres: no init scripts mounted"
-    scripts = sorted((ROOT / init_dirs[0]).glob("*.sql"))
-    assert scripts, "no *.sql init script"
+    scripts = sorted(p for p in (ROOT / init_dirs[0]).iterdir() if p.suffix in {".sql", ".sh"})
+    assert scripts, "no *.sql or *.sh init script"
     sql = "\n".join(p.read_text() for p in scripts)
     assert re.search(r"CREATE DATABASE ledger\b", sql)
     # the connection every Airflow service gets points at that database
@@ -130,6 +165,10 @@ def test_postgres_init_creates_the_ledger_database(services):
     assert re.fullmatch(r"postgresql://(\w+):\w+@postgres:5432/ledger", url)
     role = re.match(r"postgresql://(\w+):", url).group(1)
     assert re.search(rf"CREATE ROLE {role} LOGIN", sql)
+    # ... with the password from the environment (generated into .env), not one written in the script
+    assert url == f"postgresql://{role}:{DOTENV['LEDGER_DB_PASSWORD']}@postgres:5432/ledger"
+    assert not re.search(r"PASSWORD\s+'", sql), "a fixed password in the init script"
+    assert "LEDGER_DB_PASSWORD" in sql and "LEDGER_DB_PASSWORD" in services["postgres"]["environment"]
 
 
 def test_ledger_connection_and_paths_on_every_airflow_service(services):
@@ -218,17 +257,90 @@ def test_components_agree_on_secrets_and_execution_api(services):
     assert {u.split(":")[0] for u in users.split(",")} == {"admin", "preparer", "ar_manager", "controller", "cfo"}
 
 
-def test_no_variable_needs_a_dotenv(services):
-    """Every ${VAR} has a default, so `docker compose up` works on a fresh clone (interpolate() raises if not)."""
+def strings(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in strings(k) + strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in strings(v)]
+    return [node] if isinstance(node, str) else []
 
-    def strings(node: object) -> list[str]:
-        if isinstance(node, dict):
-            return [s for k, v in node.items() for s in strings(k) + strings(v)]
-        if isinstance(node, list):
-            return [s for v in node for s in strings(v)]
-        return [node] if isinstance(node, str) else []
 
+def test_only_the_secrets_need_a_dotenv(services):
+    """Without an environment, compose refuses to start, naming exactly the secrets compose_env.py generates; every
+    other variable has a default, so `python scripts/compose_env.py && docker compose up` works on a fresh clone."""
     found = [value for value in strings(services) if "$" in value]
     assert found, "expected interpolated values (e.g. ${AIRFLOW_EXECUTOR:-LocalExecutor})"
+    refused: set[str] = set()
     for value in found:
-        interpolate(value)
+        try:
+            interpolate(value, {})
+        except Refused as exc:
+            refused.add(exc.name)
+            assert "compose_env.py" in str(exc), f"{exc.name}: the refusal should say how to create it"
+        interpolate(value, DOTENV)  # with the generated .env everything renders
+    assert refused == set(compose_env.SECRETS)
+
+
+def test_no_default_secret_survives(compose, services):
+    """No secret, password or key is written in the file or given a `:-` default: each comes from the .env."""
+    text = COMPOSE.read_text()
+    for name, default in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?-([^}]*)\}", text):
+        assert not _SECRET_KEY.search(name), f"${{{name}}} has a default secret: {default!r}"
+    rendered = {name: env_of(svc) for name, svc in services.items()}
+    for service, env in rendered.items():
+        raw = services[service].get("environment") or {}
+        for key, value in env.items():
+            if _SECRET_KEY.search(key) and not key.endswith("_FILE"):
+                assert "${" in str(raw[key]), f"{service}: {key} is written in the compose file"
+                assert value in DOTENV.values(), f"{service}: {key} does not come from the generated .env"
+            for user, password in _URL_CREDENTIALS.findall(value):
+                assert password in DOTENV.values(), f"{service}: {key} has a fixed password for {user}"
+    # What issue 14 found: the fixed JWT secret (anyone could mint a token for any user) and an empty Fernet key.
+    api = rendered["airflow-apiserver"]
+    assert api["AIRFLOW__API_AUTH__JWT_SECRET"] == DOTENV["AIRFLOW_JWT_SECRET"]
+    assert api["AIRFLOW__CORE__FERNET_KEY"] == DOTENV["AIRFLOW_FERNET_KEY"]
+    assert "change-me" not in text and "FERNET_KEY:-}" not in text.replace(" ", "")
+    for key in ("AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY"):
+        with pytest.raises(Refused):
+            env_of(services["airflow-apiserver"], {k: v for k, v in DOTENV.items() if k != key})
+        with pytest.raises(Refused):  # set but empty is refused too (`:?`)
+            env_of(services["airflow-apiserver"], DOTENV | {key: ""})
+
+
+def published(service: dict, env: dict[str, str]) -> list[tuple[str, str]]:
+    """(host ip, host port) of every published port; an empty ip means all interfaces."""
+    out = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            out.append((str(port.get("host_ip", "")), str(port.get("published", ""))))
+            continue
+        parts = interpolate(str(port), env).split(":")
+        if len(parts) == 3:
+            out.append((parts[0], parts[1]))
+        elif len(parts) == 2:
+            out.append(("", parts[0]))
+        else:
+            out.append(("", parts[0]))  # container port only: a random host port on every interface
+    return out
+
+
+def test_nothing_is_published_on_all_interfaces(services):
+    ports = {name: published(svc, DOTENV) for name, svc in services.items() if svc.get("ports")}
+    assert set(ports) == {"airflow-apiserver"}, f"only the API server publishes a port: {set(ports)}"
+    for name, pairs in ports.items():
+        for ip, _ in pairs:
+            assert ip == "127.0.0.1", f"{name} is published on {ip or 'all interfaces'}"
+    assert published(services["airflow-apiserver"], DOTENV) == [("127.0.0.1", "8080")]
+    # "unless told otherwise": an explicit opt-in, documented in docs/deploy.md
+    assert published(services["airflow-apiserver"], DOTENV | {"AIRFLOW_BIND": "10.0.0.5"}) == [("10.0.0.5", "8080")]
+
+
+def test_init_log_prints_no_password(services):
+    """airflow-init prints the login banner (users and roles, no password: tests/unit/test_demo_secrets.py) and
+    nothing that echoes a secret or the environment."""
+    command = services["airflow-init"]["command"]
+    text = " ".join(command) if isinstance(command, list) else command
+    assert "demo_users.py" in text
+    assert not re.search(r"\b(echo|printf|cat|printenv|env)\b|set -x|-o xtrace", text), text
+    for name in compose_env.SECRETS:
+        assert name not in text, f"airflow-init's command names {name}"

@@ -172,7 +172,7 @@ def test_an_entry_can_be_reversed_only_once_and_only_when_posted(books: Engine):
         post(books, original.reversal("rev:early", DAY))
     post(books, original)
     post(books, original.reversal("rev:1", DAY))
-    with pytest.raises(IntegrityError):  # UNIQUE(reverses_entry_id)
+    with pytest.raises(LedgerError, match="reversed once"):  # and UNIQUE(reverses_entry_id) behind it
         post(books, original.reversal("rev:2", DAY))
     with books.connect() as conn:
         assert counts(conn) == (2, 4)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -195,7 +196,9 @@ def test_make_up_serves_the_project(tmp_path):
         assert http("GET", f"{up.base}/api/v2/connections", token=approver)[0] == 403
         assert http("GET", f"{up.base}/api/v2/connections", token=admin)[0] == 200
         banner = up.log()
-        assert f"Airflow UI:  http://localhost:{up.port}" in banner and "controller   / controller" in banner
+        assert f"Airflow UI:  http://localhost:{up.port}" in banner and "controller   role user" in banner
+        assert "demo_passwords.json" in banner and "/ controller" not in banner  # names the file, prints no password
+        assert stat.S_IMODE((up.home / "demo_passwords.json").stat().st_mode) == 0o600
         if expected:
             listed = up.wait_for_dags(admin, expected)
             assert expected <= listed, f"DAGs not listed: {sorted(expected - listed)}\n{up.log()[-4000:]}"

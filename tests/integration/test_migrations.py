@@ -54,7 +54,7 @@ def target(request, tmp_path) -> Iterator[Target]:
     engine.dispose()
 
 
-#: Triggers and trigger functions created by migration 0002, per dialect (later migrations may add more).
+#: Triggers and trigger functions created by migrations 0002 and 0009, per dialect (later migrations may add more).
 EXPECTED_GUARDS: dict[str, tuple[set[str], set[str]]] = {
     "sqlite": (
         {
@@ -68,6 +68,18 @@ EXPECTED_GUARDS: dict[str, tuple[set[str], set[str]]] = {
             "trg_jl_posted_no_delete",
             "trg_audit_no_update",
             "trg_audit_no_delete",
+            # 0009: REPLACE cannot rewrite protected rows; periods never overlap, closed stays closed
+            "trg_je_no_collision",
+            "trg_je_no_key_collision",
+            "trg_jl_no_collision",
+            "trg_jl_no_key_collision",
+            "trg_audit_no_collision",
+            "trg_fp_closed_no_replace",
+            "trg_fp_no_overlap_insert",
+            "trg_fp_no_overlap_update",
+            "trg_fp_no_key_collision",
+            "trg_fp_closed_no_update",
+            "trg_fp_closed_no_delete",
         },
         set(),
     ),
@@ -80,8 +92,9 @@ EXPECTED_GUARDS: dict[str, tuple[set[str], set[str]]] = {
             "trg_audit_no_truncate",
             "trg_je_no_truncate",
             "trg_jl_no_truncate",
+            "trg_fp_guard",  # 0009
         },
-        {"ledger_je_guard", "ledger_jl_guard", "ledger_jl_balanced", "ledger_audit_guard"},
+        {"ledger_je_guard", "ledger_jl_guard", "ledger_jl_balanced", "ledger_audit_guard", "ledger_fp_guard"},
     ),
 }
 

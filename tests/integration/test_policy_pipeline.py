@@ -286,3 +286,28 @@ def test_cli_candidates_are_prepared_by_the_os_account_not_a_named_person(ledger
     with ledger.connect() as conn:
         preparers = set(conn.execute(select(writeoff_batches.c.prepared_by)).scalars())
     assert preparers == {os_actor()}
+
+
+def test_the_worked_examples_request_shows_the_decisive_evidence(ledger: Engine) -> None:
+    """What the controller reads for the brief's worked example: the evidence the selection recorded, as columns."""
+    from writeoffs.approval_view import load_batch_view, subject, summary_markdown
+
+    book(ledger)
+    select_and_batch(ledger, POLICY, AS_OF, prepared_by="alice", dag_run_id="run-1")
+    with ledger.connect() as conn:
+        ctrl = conn.execute(select(writeoff_batches.c.id).where(writeoff_batches.c.tier == "controller")).scalar_one()
+        view = load_batch_view(conn, ctrl)
+    body = summary_markdown(view)
+    table = body.split("by amount\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split(" | ")]
+    row = dict(zip(header, (c.strip() for c in table[2].strip("|").split(" | ")), strict=True))
+    req = POLICY.model.defaults.effort  # the policy minimums are shown next to the counts
+    assert row["Invoice"] == "INV-WORKED-45000"
+    assert row["Contact attempts"] == f"12 (min {req.min_contact_attempts})"
+    assert row["Demand letters"] == f"3 (min {req.min_demand_letters})"
+    assert row["Agency days"] == f"90 (min {req.min_agency_days})"
+    assert row["Reason"] == "Uncollectible after collections"
+    assert row["Rule"] == "past the write-off age, collection effort exhausted"
+    assert int(row["Days past due"]) > 365 and row["Bankruptcy"] == "no" and row["Last payment"] == "none"
+    assert subject(view).startswith("controller tier · 45,000.00 USD · US01 — batch ")
+    assert "1 invoice (" in subject(view)

@@ -348,3 +348,27 @@ def test_aging_bucket_inconsistent_blocks(ledger: Engine) -> None:
     with pytest.raises(ValidationBlocked) as err:
         validate_aging(ledger, as_of=AS_OF, run_key="aging-bucket")
     assert [f.check for _, f in err.value.report.blocking] == ["aging.bucket_matches_days_past_due"]
+
+
+def test_a_postgresql_ledger_on_a_search_path_with_spaces_validates(pg_admin, pg_schema) -> None:
+    """PostgreSQL's default search_path is ``"$user", public``: GX's own connections used to break at the space
+    (``validate`` failed on any ledger without a one-word search path). Here the ledger's path has the default's
+    shape, and the run must see the same tables the ledger does."""
+    from tests.conftest import PG_URL
+    from writeoffs.db.engine import make_engine, search_path_option
+    from writeoffs.db.migrate import upgrade
+
+    path = f'"$user", {pg_schema}'
+    engine = make_engine(PG_URL, schema=path)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW search_path")).scalar_one() == path
+        upgrade(engine)
+        with engine.begin() as conn:
+            batch = _clean(conn, CONTROL)
+        report = validate_batches(engine, [batch], as_of=AS_OF, run_key="t-search-path")
+        findings = [f for t in report.targets for f in t.findings]
+        assert findings and all(f.success for f in findings), [f for f in findings if not f.success]
+    finally:
+        engine.dispose()
+    assert search_path_option('"$user", public') == '-csearch_path="$user",\\ public'

@@ -9,13 +9,18 @@ from decimal import Decimal
 import pytest
 
 from writeoffs.approval_view import (
+    EVIDENCE_COLUMNS,
     BatchItem,
     BatchView,
     breakdown,
     check_exclusions,
     confirmation_markdown,
+    deadline_text,
+    evidence_cells,
     items_digest,
     parse_invoice_refs,
+    refusal_lines,
+    refusal_markdown,
     subject,
     summary_markdown,
     to_post,
@@ -59,8 +64,40 @@ def view(*items: BatchItem, tier: str = "controller") -> BatchView:
     )
 
 
+#: The evidence the selection records for the brief's worked example (writeoffs.policy.selection): 24 keys, sorted
+#: alphabetically the decisive ones came after "+13 more" in the old evidence cell.
+WORKED_EVIDENCE = {
+    "days_past_due": 426,
+    "aging_basis": "due_date",
+    "contact_attempts": 12,
+    "demand_letters": 3,
+    "agency_days": 90,
+    "legal_actions": 0,
+    "last_payment_date": None,
+    "disputes": 0,
+    "disputes_lost": 0,
+    "open_dispute": False,
+    "active_payment_plan": False,
+    "bankrupt": False,
+    "bankruptcy_date": None,
+    "dissolved": False,
+    "segment": "enterprise",
+    "child_account": False,
+    "balance_transferred_to_parent": False,
+    "partial": False,
+    "reversed_on": None,
+    "reversal_cooling_days": None,
+    "required": {
+        "writeoff_days": 365,
+        "min_contact_attempts": 6,
+        "min_demand_letters": 2,
+        "min_agency_days": 60,
+        "recent_payment_days": 90,
+    },
+}
+
 WORKED = view(
-    item("INV-WORKED-45000", "45000.00", evidence={"contact_attempts": 12, "demand_letters": 3, "agency_days": 90}),
+    item("INV-WORKED-45000", "45000.00", evidence=WORKED_EVIDENCE),
     item("INV-2", "1200.50", reason="bankruptcy", dpd=200),
     item("INV-3", "49.99", reason="small_balance", dpd=150),
 )
@@ -74,12 +111,108 @@ def test_summary_shows_count_total_breakdowns_top_items_evidence_and_link() -> N
     assert "limit 50,000.00 USD per item" in md
     # by reason, largest total first; by bucket in bucket order
     reasons = md.split("#### By reason")[1].split("####")[0]
-    assert reasons.index("uncollectible_after_collections") < reasons.index("bankruptcy") < reasons.index("small")
+    # plain-language reasons, largest total first
+    order = [reasons.index(r) for r in ("Uncollectible after collections", "Customer bankrupt", "Small balance")]
+    assert order == sorted(order)
+    assert "uncollectible_after_collections" not in md and "uncollectible_365" in md  # unknown rule: shown as is
     buckets = md.split("#### By aging bucket")[1].split("####")[0]
     assert buckets.index("121-180") < buckets.index("181-365") < buckets.index("365+")
-    assert "agency_days=90, contact_attempts=12, demand_letters=3" in md
-    assert "Full candidate list (3 rows): https://reports/batch_7.csv" in md
+    assert "Full candidate list (3 rows, all evidence): https://reports/batch_7.csv" in md
     assert "never shown to customers" in md
+
+
+def _top_rows(md: str) -> dict[str, dict[str, str]]:
+    """The top-items table as {invoice: {column: cell}}."""
+    table = md.split("by amount\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split(" | ")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split(" | ")), strict=True)) for line in table[2:]]
+    return {r["Invoice"]: r for r in rows}
+
+
+def test_the_worked_example_shows_its_decisive_evidence_without_expanding_anything() -> None:
+    md = summary_markdown(WORKED)
+    row = _top_rows(md)["INV-WORKED-45000"]
+    assert row["Days past due"] == "400"
+    assert row["Contact attempts"] == "12 (min 6)"
+    assert row["Demand letters"] == "3 (min 2)"
+    assert row["Agency days"] == "90 (min 60)"
+    assert row["Last payment"] == "none"
+    assert row["Disputes"] == "0"
+    assert row["Bankruptcy"] == "no"
+    assert row["Reason"] == "Uncollectible after collections"
+    assert "balance_transferred_to_parent" not in md and "more" not in row["Disputes"]
+    assert list(row)[-len(EVIDENCE_COLUMNS) :] == list(EVIDENCE_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "expected"),
+    [
+        ({}, ["-", "-", "-", "-", "-", "-"]),
+        (
+            {"disputes": 2, "disputes_lost": 1, "open_dispute": True, "bankrupt": True, "bankruptcy_date": "2026-3-1"},
+            ["-", "-", "-", "-", "2 (1 lost, one open)", "yes, 2026-3-1"],
+        ),
+        ({"contact_attempts": 4, "last_payment_date": "2025-12-01"}, ["4", "-", "-", "2025-12-01", "-", "-"]),
+        # hostile evidence: escaped and cut, never a link or a table break
+        (
+            {"contact_attempts": "[x](http://evil) | " + "y" * 200},
+            [r"\[x\](http://evil) \| y… (219 chars)", "-", "-", "-", "-", "-"],
+        ),
+    ],
+)
+def test_evidence_cells(evidence: dict, expected: list[str]) -> None:
+    assert evidence_cells(item("INV-1", "1.00", evidence=evidence))[1:] == expected
+
+
+def test_who_decides_by_when_and_what_a_timeout_does() -> None:
+    from datetime import UTC, datetime
+
+    when = deadline_text(datetime(2026, 11, 26, 14, 0, tzinfo=UTC), "escalates to the cfo tier")
+    assert when == "2026-11-26 14:00 UTC; no answer by then: escalates to the cfo tier"
+    md = summary_markdown(WORKED, answerers=["controller"], deadline=when, confirmation="by a second person (cfo)")
+    assert "| Who may approve | controller |" in md
+    assert "| Answer by | 2026-11-26 14:00 UTC; no answer by then: escalates to the cfo tier |" in md
+    assert "**Approve** does not post yet: a second request, **Confirm**, then opens (by a second person (cfo))" in md
+    conf = confirmation_markdown(WORKED, answerers=["cfo"], deadline=when)
+    assert "| Who may confirm | cfo |" in conf and "| Answer by | 2026-11-26 14:00 UTC" in conf
+
+
+def test_plurals() -> None:
+    one = view(item("INV-1", "10.00"))
+    assert "(as of" in subject(one) and "1 invoice (" in subject(one) and "invoices" not in subject(one)
+    md = summary_markdown(one, candidates_link="x")
+    assert "Top 1 of 1 item by amount" in md and "Full candidate list (1 row, all evidence)" in md
+
+
+def test_a_refusal_says_who_was_refused_why_and_who_may_decide() -> None:
+    facts = {
+        "refused": "ar_manager",
+        "reason": "batch 7: cannot exclude ['INV-9']: not pending items of this batch",
+        "step": "approve",
+        "tier": "controller",
+        "eligible": ["controller", "ar_manager"],
+        "open_until": "2026-11-26 14:00 UTC",
+    }
+    block = refusal_markdown(**facts)
+    assert block.startswith("> **Answer refused.** The approve answer by ar_manager was not recorded: ")
+    assert "cannot exclude \\['INV-9'\\]" in block  # Markdown-escaped
+    assert "open again until 2026-11-26 14:00 UTC" in block
+    assert block.endswith("Who may decide (controller tier): controller, ar_manager.")
+    lines = refusal_lines(**facts)
+    assert lines[0].endswith("cannot exclude ['INV-9']: not pending items of this batch")  # plain for e-mail/Slack
+
+
+def test_a_refusal_reason_is_cut_and_cannot_inject_markdown() -> None:
+    block = refusal_markdown(
+        refused="x](http://evil)",
+        reason="[pay here](http://evil) " + "z" * 5000,
+        step="confirm",
+        tier="cfo",
+        eligible=[],
+    )
+    assert "[pay here](http" not in block and "x](http" not in block  # escaped: \[pay here\], x\]
+    assert len(block) < 600
+    assert "(5024 chars)" in block and "No time is left" in block and "nobody" in block
 
 
 def test_top_n_limits_the_table_not_the_totals() -> None:
@@ -147,9 +280,11 @@ def test_breakdown_totals_are_decimal_and_exact() -> None:
     assert all(isinstance(t, Decimal) for _, _, t in rows)
 
 
-def test_subject_names_batch_amount_tier_and_step() -> None:
-    assert subject(WORKED).startswith("Approve write-off batch 7: US01 46,250.49 USD (3 invoices, tier controller")
-    assert subject(WORKED, "confirm").startswith("Confirm posting of write-off batch 7:")
+def test_subject_starts_with_tier_amount_and_entity() -> None:
+    assert subject(WORKED) == (
+        "controller tier · 46,250.49 USD · US01 — batch 7: approve write-off of 3 invoices (as of 2026-11-24)"
+    )
+    assert subject(WORKED, "confirm").startswith("controller tier · 46,250.49 USD · US01 — batch 7: confirm posting")
 
 
 def test_candidates_csv_lists_every_item(tmp_path) -> None:
@@ -159,3 +294,19 @@ def test_candidates_csv_lists_every_item(tmp_path) -> None:
         rows = list(csv.DictReader(fh))
     assert [r["invoice_ref"] for r in rows] == ["INV-WORKED-45000", "INV-2", "INV-3"]
     assert rows[0]["amount"] == "45000.00" and '"agency_days": 90' in rows[0]["evidence"]
+
+
+def test_every_reason_and_rule_has_a_plain_language_label() -> None:
+    from writeoffs.catalogues import REASON_LABELS, RULE_LABELS
+    from writeoffs.policy.schema import Reason
+    from writeoffs.policy.selection import EXCLUSIONS, ROUTES
+
+    assert set(REASON_LABELS) == {r.value for r in Reason}
+    shortfalls = {
+        "under_threshold",
+        "insufficient_attempts",
+        "insufficient_letters",
+        "insufficient_agency_days",
+        "legal_action_required",
+    }
+    assert set(RULE_LABELS) == {name for name, _ in ROUTES} | set(EXCLUSIONS) | shortfalls

@@ -38,6 +38,13 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def search_path_option(search_path: str) -> str:
+    """The libpq ``options`` value that sets ``search_path`` — any valid one, e.g. PostgreSQL's default
+    ``"$user", public``: libpq splits ``options`` at spaces unless they are escaped with a backslash."""
+    escaped = search_path.replace("\\", "\\\\").replace(" ", "\\ ")
+    return f"-csearch_path={escaped}"
+
+
 def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: object) -> Engine:
     """Create an engine with the pragmas/options the ledger relies on.
 
@@ -61,7 +68,7 @@ def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: 
         return engine
     connect_args: dict[str, object] = {}
     if schema:
-        connect_args["options"] = f"-csearch_path={schema}"
+        connect_args["options"] = search_path_option(schema)
     return create_engine(full, connect_args=connect_args, pool_pre_ping=True, **kwargs)
 
 

@@ -385,7 +385,7 @@ writeoffs = Table(
 #: Outcomes of the selection's decision per invoice (writeoffs.policy.selection).
 DECISION_OUTCOMES = ("candidate", "excluded", "not_eligible")
 
-# The decision trail (migration 0009): one row per selection run (as-of date + policy) and, per run, one compact row
+# The decision trail (migration 0010): one row per selection run (as-of date + policy) and, per run, one compact row
 # per invoice the run considered (the screened population): the rule that fired, or the exclusion that stopped the
 # route that fired, or the shortfall. Invoices under every route's threshold are counted on the run, not stored.
 selection_runs = Table(

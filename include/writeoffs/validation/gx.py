@@ -77,13 +77,15 @@ def slug(value: str) -> str:
 
 
 def _datasource(context: Any, engine: Engine) -> Any:
+    from writeoffs.db.engine import search_path_option
+
     url = engine.url.render_as_string(hide_password=False)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             search_path = conn.execute(text("SHOW search_path")).scalar_one()
         # GX opens its own connections: give them the ledger's search_path so unqualified names resolve the same.
         return context.data_sources.add_postgres(
-            "ledger", connection_string=url, kwargs={"connect_args": {"options": f"-csearch_path={search_path}"}}
+            "ledger", connection_string=url, kwargs={"connect_args": {"options": search_path_option(search_path)}}
         )
     if engine.dialect.name == "sqlite":
         return context.data_sources.add_sqlite("ledger", connection_string=url)
