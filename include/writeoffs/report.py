@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from writeoffs import audit
 from writeoffs.db.schema import (
@@ -82,11 +83,76 @@ def ledger_summary(engine: Engine) -> str:
     return "\n".join(lines)
 
 
+#: Selection runs shown per invoice in ``trail`` (latest first).
+RUNS_SHOWN = 5
+
+
+def _evidence_lines(evidence: str, indent: str) -> list[str]:
+    import json
+
+    ev = json.loads(evidence)
+    lines = [f"{indent}evidence: {json.dumps({k: v for k, v in ev.items() if k != 'required'}, sort_keys=True)}"]
+    if "required" in ev:
+        lines.append(f"{indent}policy required: {json.dumps(ev['required'], sort_keys=True)}")
+    return lines
+
+
+def _decision_lines(conn: Connection, inv: Any) -> list[str]:
+    """What the latest selection runs decided on the invoice: the rule that fired, the exclusion that stopped it,
+    the shortfall, or that the run did not consider it (and how far past due it was on that date)."""
+    from writeoffs.db.schema import policy_versions, selection_decisions, selection_runs
+    from writeoffs.policy.schema import parse_policy
+
+    runs = conn.execute(
+        select(selection_runs)
+        .where(selection_runs.c.as_of_date >= inv.invoice_date)
+        .order_by(selection_runs.c.as_of_date.desc(), selection_runs.c.id.desc())
+        .limit(RUNS_SHOWN)
+    ).all()
+    if not runs:
+        return []
+    decided = {
+        d.run_id: d
+        for d in conn.execute(
+            select(selection_decisions).where(
+                selection_decisions.c.invoice_id == inv.id,
+                selection_decisions.c.run_id.in_([r.id for r in runs]),
+            )
+        )
+    }
+    basis: dict[str, str] = {}
+    out = ["  selection runs (latest first):"]
+    for run in runs:
+        head = f"    {run.as_of_date} policy {run.policy_version} ({run.policy_hash[:12]}): "
+        d = decided.get(run.id)
+        if d is None:
+            if run.policy_hash not in basis:
+                text = conn.execute(
+                    select(policy_versions.c.content).where(policy_versions.c.content_hash == run.policy_hash)
+                ).scalar()
+                basis[run.policy_hash] = parse_policy(text).model.aging_basis if text else "due_date"
+            since = inv.due_date if basis[run.policy_hash] == "due_date" else inv.invoice_date
+            dpd = (run.as_of_date - since).days
+            out.append(
+                f"{head}not considered ({dpd} days past due by {basis[run.policy_hash]} on that date): under every"
+                " route's threshold, not an open receivable then, or already in another run's batch"
+            )
+            continue
+        if d.outcome == "candidate":
+            out.append(f"{head}candidate: {d.rule} (write-off below)")
+        elif d.outcome == "excluded":
+            out.append(f"{head}excluded by {d.rule} (route that fired: {d.route})")
+        else:
+            out.append(f"{head}not eligible: {d.rule}")
+        if d.evidence:
+            out.extend(_evidence_lines(d.evidence, "      "))
+    return out
+
+
 def invoice_trail(engine: Engine, invoice_ref: str, entity: str | None = None) -> str:
     """Everything the ledger knows about one invoice's write-off, in the order an auditor asks for it: the invoice,
     the candidate with its rule, reason and evidence, the batch and the recorded decisions, the journal lines, and
     recoveries. Read-only."""
-    import json
 
     from writeoffs.db.schema import approvals, recoveries, writeoff_batches
 
@@ -103,6 +169,7 @@ def invoice_trail(engine: Engine, invoice_ref: str, entity: str | None = None) -
             f"{inv.invoice_date}, due {inv.due_date}, status {inv.status}, open {_fmt(inv.open_balance)}, "
             f"written off {_fmt(inv.written_off_amount)}, recovered {_fmt(inv.recovered_amount)}"
         )
+        out.extend(_decision_lines(conn, inv))
         for w in conn.execute(select(writeoffs).where(writeoffs.c.invoice_id == inv.id).order_by(writeoffs.c.id)):
             out.append(
                 f"  write-off #{w.id}: {_fmt(w.amount)} {w.currency}, reason {w.reason_code}, rule {w.rule}, "
@@ -111,11 +178,7 @@ def invoice_trail(engine: Engine, invoice_ref: str, entity: str | None = None) -
             if w.skip_reason:
                 out.append(f"    skipped: {w.skip_reason}")
             if w.evidence:
-                ev = json.loads(w.evidence)
-                shown = {k: v for k, v in ev.items() if k != "required"}
-                out.append(f"    evidence: {json.dumps(shown, sort_keys=True)}")
-                if "required" in ev:
-                    out.append(f"    policy required: {json.dumps(ev['required'], sort_keys=True)}")
+                out.extend(_evidence_lines(w.evidence, "    "))
             if w.batch_id is not None:
                 b = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == w.batch_id)).one()
                 out.append(

@@ -60,3 +60,40 @@ def test_date_range_is_configurable(ledger, tmp_path) -> None:
 def test_unsafe_number_settings_are_refused(tmp_path, over, message) -> None:
     with pytest.raises(ConfigError, match=message):
         source_for(tmp_path, **over)
+
+
+# -- negative-number style: explicit per source, anything else is ambiguous ------------------------------------
+@pytest.mark.parametrize(
+    ("style", "amount", "reason"),
+    [
+        ("leading_minus", "-100.00", "negative_amount"),
+        ("leading_minus", "(100.00)", "ambiguous_sign"),
+        ("leading_minus", "100.00-", "ambiguous_sign"),
+        ("parentheses", "(100.00)", "negative_amount"),
+        ("parentheses", "-100.00", "ambiguous_sign"),
+        ("parentheses", "(-100.00)", "ambiguous_sign"),
+        ("parentheses", "(100.00", "ambiguous_sign"),
+        ("trailing_minus", "100.00-", "negative_amount"),
+        ("trailing_minus", "-100.00", "ambiguous_sign"),
+        ("trailing_minus", "(100.00)", "ambiguous_sign"),
+    ],
+)
+def test_negative_style_is_explicit_and_other_signs_are_quarantined(ledger, tmp_path, style, amount, reason) -> None:
+    # A negative invoice amount is never valid: read in the source's style it is `negative_amount` (understood as a
+    # negative number); written in another style it is `ambiguous_sign` (never guessed), naming file, row and field.
+    summary, q = _stage(
+        ledger,
+        tmp_path,
+        [invoice_line(1), invoice_line(2, amount=amount, **{"Open Balance": "0.00"})],
+        negative_style=style,
+    )
+    assert summary["rows_accepted"] == 1
+    assert q == [(3, "amount", reason)]
+    with ledger.connect() as conn:
+        file = conn.execute(select(ingest_quarantine.c.source_file)).scalar_one()
+    assert file == "invoices.csv"
+
+
+def test_unknown_negative_style_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="negative_style"):
+        source_for(tmp_path, negative_style="minus_or_parentheses")

@@ -232,6 +232,7 @@ def test_sql_source_postgres_with_typed_columns(pg_admin, ledger) -> None:
             "read": 1,
             "accepted": 1,
             "quarantined": 0,
+            "filtered": 0,
             "totals": {"amount": "45000.0000", "open_balance": "45000.0000"},
         }
     finally:

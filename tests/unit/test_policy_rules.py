@@ -486,3 +486,34 @@ def test_screen_loses_no_decision(ledger: Engine, overrides: dict[str, Any] | No
             for i, row in out.items():
                 assert (row["outcome"], row["rule"]) == ("not_eligible", "under_threshold")
                 assert {**full[i], "evidence": None} == row
+
+
+@pytest.mark.parametrize(
+    ("build", "rule", "required"),
+    [
+        (
+            small_balance,
+            "small_balance_aged",
+            {"min_days_past_due": 180, "tolerance": "50.0000", "recent_payment_days": 90},
+        ),
+        (small_balance_young, "under_threshold", None),  # no route fired: the write-off thresholds it fell short of
+    ],
+)
+def test_evidence_shows_the_thresholds_of_the_rule_that_fired(ledger: Engine, build, rule, required) -> None:
+    # Issue 15: a small-balance candidate's evidence showed the write-off thresholds (365 days, 6 attempts, ...)
+    # that played no part in the decision.
+    with ledger.begin() as conn:
+        iid = build(conn)
+        row = next(r for r in decisions(conn, policy_with(), AS_OF) if r["invoice_id"] == iid)
+    assert row["rule"] == rule
+    ev = json.loads(row["evidence"])
+    assert ev["required"] == (
+        required
+        or {
+            "writeoff_days": 365,
+            "min_contact_attempts": 6,
+            "min_demand_letters": 2,
+            "min_agency_days": 60,
+            "recent_payment_days": 90,
+        }
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -100,4 +100,15 @@ def open_ledger(url: str | None = None) -> Engine:
     if not ready:
         engine.dispose()
         raise LedgerNotInitialised(f"the database at {shown} has no ledger schema: {hint}")
+    from writeoffs.db.migrate import head_revision
+
+    with engine.connect() as conn:
+        at = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if at != head_revision():
+        # Fail closed: code that reads a table a newer migration adds would stop mid-query with a driver error.
+        engine.dispose()
+        raise LedgerNotInitialised(
+            f"the ledger at {shown} is at schema revision {at}, this code needs {head_revision()}:"
+            " run `python -m writeoffs init-db` to upgrade it"
+        )
     return engine

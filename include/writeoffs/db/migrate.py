@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def alembic_config(engine: Engine) -> Config:
     )
     cfg.attributes["engine"] = engine
     return cfg
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration in this code base (what an up-to-date ledger's ``alembic_version`` holds)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(SCRIPTS)).get_current_head()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -382,6 +382,42 @@ writeoffs = Table(
     Index("ix_writeoffs_invoice_id", "invoice_id"),
 )
 
+#: Outcomes of the selection's decision per invoice (writeoffs.policy.selection).
+DECISION_OUTCOMES = ("candidate", "excluded", "not_eligible")
+
+# The decision trail (migration 0010): one row per selection run (as-of date + policy) and, per run, one compact row
+# per invoice the run considered (the screened population): the rule that fired, or the exclusion that stopped the
+# route that fired, or the shortfall. Invoices under every route's threshold are counted on the run, not stored.
+selection_runs = Table(
+    "selection_runs",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("as_of_date", Date, nullable=False),
+    Column("policy_version", String(32), nullable=False),
+    Column("policy_hash", String(64), nullable=False),
+    Column("considered", Integer, nullable=False),
+    Column("candidates", Integer, nullable=False),
+    Column("excluded", Integer, nullable=False),
+    Column("not_eligible", Integer, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()),
+    UniqueConstraint("as_of_date", "policy_hash"),
+)
+
+selection_decisions = Table(
+    "selection_decisions",
+    metadata,
+    # No foreign keys on purpose (a per-row trigger on every considered invoice of every run); the selection checks
+    # set-wise that no row is orphaned (writeoffs.policy.selection.record_decisions).
+    Column("run_id", ID, primary_key=True),
+    Column("invoice_id", ID, primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("rule", String(64), nullable=False),  # candidate: the route; excluded: the exclusion; else the shortfall
+    Column("route", String(64), nullable=True),  # excluded: the route the exclusion stopped
+    Column("evidence", Text, nullable=True),  # JSON, excluded invoices only (a candidate's is on its write-off)
+    CheckConstraint(_in("outcome", DECISION_OUTCOMES), name="outcome"),
+    Index("ix_selection_decisions_invoice_id", "invoice_id"),
+)
+
 approvals = Table(
     "approvals",
     metadata,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from writeoffs.buckets import Bucket, make_buckets
 from writeoffs.errors import ConfigError
+from writeoffs.ingest.derive import Condition, Expression, InputColumn, check_dataset
 from writeoffs.ingest.fields import DATASETS
 from writeoffs.money import check_currency
 
@@ -54,6 +55,10 @@ class DatasetConfig(_Model):
     columns: dict[str, str] = Field(default_factory=dict)  # source column -> canonical field
     optional: bool = False  # a missing file / empty result is an error unless the dataset is optional
     allow_empty: bool = False  # a header-only file is an error unless allowed (a daily AR export is never empty)
+    # Computed fields and row filters (writeoffs.ingest.derive; docs/ingestion.md): declarative, never eval'd.
+    inputs: dict[str, InputColumn] = Field(default_factory=dict)  # source column -> {name, type}, never stored
+    computed: dict[str, Expression] = Field(default_factory=dict)  # canonical field -> expression
+    keep_if: Condition | None = None  # rows for which this is false are filtered (counted, not staged)
 
 
 class AgingConfig(_Model):
@@ -82,6 +87,10 @@ class SourceConfig(_Model):
     newlines_in_values: bool = False
     decimal_sep: str = "."
     thousands_sep: str = ""
+    # How the source writes a negative number: -12.34 (leading_minus), (12.34) (parentheses) or 12.34- (trailing_
+    # minus). A sign written any other way is `ambiguous_sign` (quarantined), never guessed. Typed numbers from
+    # databases, JSON, XLSX and Parquet are rendered in this style before they are read (writeoffs.ingest.sources).
+    negative_style: Literal["leading_minus", "parentheses", "trailing_minus"] = "leading_minus"
     date_format: str = "%Y-%m-%d"
     # Plausible dates (every date field): not before ``earliest_date``, not more than ``max_days_ahead`` days after
     # the business date. Outside: quarantined as ``implausible_date`` (year 0023 is a typo, not a 2000-year-old debt).
@@ -125,6 +134,15 @@ class SourceConfig(_Model):
             bad = sorted(set(ds.columns.values()) - canon)
             if bad:
                 raise ValueError(f"datasets.{ds_name}.columns maps onto unknown field(s) {bad}")
+            check_dataset(
+                ds_name,
+                {f.name: f.kind for f in DATASETS[ds_name]},
+                set(ds.columns.values()),
+                ds.inputs,
+                ds.computed,
+                ds.keep_if,
+                {k for k, v in (("entity", self.entity), ("currency", self.default_currency)) if v},
+            )
             if self.kind == "file" and not ds.file:
                 raise ValueError(f"datasets.{ds_name}.file is required for a file source")
             if self.kind == "sql" and not ds.query:

@@ -451,6 +451,7 @@ def _merge_holds(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         FROM ({flagged}) AS f
         JOIN invoices i ON i.entity_code = f.entity AND i.invoice_ref = f.invoice_ref
         WHERE NOT EXISTS (SELECT 1 FROM open_holds h WHERE h.invoice_id = i.id AND h.hold_type = f.hold_type)
+          AND (f.hold_type <> 'dispute' OR i.status <> 'paid')
         """,
         {**p, "note": note},
     )
@@ -476,6 +477,19 @@ def _merge_holds(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
             """,
             {**p, "ht": hold_type, "note": note},
         )
+    # A dispute on an invoice that is paid in full is over, whoever opened the hold: it is closed here (set-wise,
+    # counted in the merge summary that the ingest.merged audit row records) and none is opened above, so an
+    # export that keeps flagging a paid invoice disputed does not open and close a hold every day. Payment-plan
+    # holds and holds on written-off invoices are left to people (their end is a resolution someone records).
+    out["dispute_holds_closed_on_paid"] = _sql(
+        conn,
+        """
+        UPDATE holds SET end_date = CASE WHEN holds.start_date > :d THEN holds.start_date ELSE :d END
+        WHERE holds.end_date IS NULL AND holds.hold_type = 'dispute' AND holds.invoice_id IS NOT NULL
+          AND EXISTS (SELECT 1 FROM invoices i WHERE i.id = holds.invoice_id AND i.status = 'paid')
+        """,
+        p,
+    )
     return out
 
 

@@ -102,14 +102,17 @@ def _strings_table(columns: list[str], rows: list[list[Any]]) -> pa.Table:
     return pa.table({c: pa.array(list(v), type=pa.string()) for c, v in zip(columns, cols, strict=True)})
 
 
-def _text(value: Any, date_format: str) -> str | None:
-    """A typed value from a database/JSON/Excel as text the mapping can parse like any export (never via float)."""
+def _text(value: Any, date_format: str, negative_style: str = "leading_minus") -> str | None:
+    """A typed value from a database/JSON/Excel as text the mapping can parse like any export (never via float).
+
+    Dates are printed in the source's ``date_format`` and negative numbers in its ``negative_style``: the typed
+    value is then read by the same parser as the text of a CSV export of that source."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return _styled(format(value, "f"), negative_style)
     if isinstance(value, datetime):
         return value.date().strftime(date_format)
     if isinstance(value, date):
@@ -117,8 +120,32 @@ def _text(value: Any, date_format: str) -> str | None:
     if isinstance(value, float):
         # A binary float cannot hold most cents exactly; repr is the shortest text that round-trips, i.e. what a
         # spreadsheet showed. Accepted for Excel/JSON numbers; documented in docs/ingestion.md.
-        return repr(value)
+        return _styled(repr(value), negative_style)
+    if isinstance(value, int):
+        return _styled(str(value), negative_style)
     return str(value)
+
+
+def _styled(number: str, negative_style: str) -> str:
+    if not number.startswith("-") or negative_style == "leading_minus":
+        return number
+    return f"({number[1:]})" if negative_style == "parentheses" else f"{number[1:]}-"
+
+
+def _styled_column(col: pa.Array, negative_style: str) -> pa.Array:
+    """:func:`_styled` for a column of numbers printed by Arrow (Parquet), vectorised."""
+    import pyarrow.compute as pc
+
+    if negative_style == "leading_minus":
+        return col
+    negative = pc.starts_with(col, "-")
+    body = pc.utf8_slice_codeunits(col, 1)
+    styled = (
+        pc.binary_join_element_wise("(", body, ")", "")
+        if negative_style == "parentheses"
+        else pc.binary_join_element_wise(body, "-", "")
+    )
+    return pc.if_else(pc.fill_null(negative, False), styled, col)
 
 
 def _check_header(cfg: SourceConfig, file: str, header: list[str]) -> None:
@@ -424,7 +451,8 @@ class FileSource:
                 if all(v is None or v == "" for v in values):
                     continue  # Excel keeps formatted-but-empty rows; they are not records
                 buf.append(
-                    [_text(v, cfg.date_format) for v in values[: len(header)]] + [None] * (len(header) - len(values))
+                    [_text(v, cfg.date_format, cfg.negative_style) for v in values[: len(header)]]
+                    + [None] * (len(header) - len(values))
                 )
                 nums.append(number)
                 if len(buf) >= cfg.chunk_rows:
@@ -455,6 +483,8 @@ class FileSource:
                     cols[name] = pc.strftime(col, format=cfg.date_format)
                 elif pa.types.is_boolean(col.type):
                     cols[name] = pc.if_else(col, "true", "false")
+                elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+                    cols[name] = _styled_column(col.cast(pa.string()), cfg.negative_style)
                 else:
                     cols[name] = col.cast(pa.string())
             n = batch.num_rows
@@ -501,7 +531,7 @@ class SqlSource:
                 _check_header(cfg, where, columns)
                 start = 1
                 for part in result.partitions(cfg.chunk_rows):
-                    rows = [[_text(v, cfg.date_format) for v in r] for r in part]
+                    rows = [[_text(v, cfg.date_format, cfg.negative_style) for v in r] for r in part]
                     n = len(rows)
                     yield RawChunk(
                         dataset, where, _strings_table(columns, rows), pa.array(range(start, start + n), pa.int64())
@@ -624,7 +654,7 @@ class HttpSource:
                             columns.append(k)
                     good.append(rec)
                     nums.append(start + i)
-                rows = [[_text(r.get(c), cfg.date_format) for c in columns] for r in good]
+                rows = [[_text(r.get(c), cfg.date_format, cfg.negative_style) for c in columns] for r in good]
                 yield RawChunk(dataset, page, _strings_table(columns, rows), pa.array(nums, pa.int64()), bad)
                 emitted = True
                 start += len(records)

@@ -38,7 +38,7 @@ _TOTALS = {"invoices": ("amount", "open_balance"), "payments": ("amount", "appli
 
 
 class StagingInvariantBroken(WriteoffError):
-    """accepted + quarantined differs from rows read: a bug, never a data problem; the batch is rolled back."""
+    """accepted + quarantined + filtered differs from rows read: a bug, never a data problem; rolled back."""
 
 
 @dataclass(slots=True)
@@ -46,6 +46,7 @@ class _Counts:
     read: int = 0
     accepted: int = 0
     quarantined: int = 0
+    filtered: int = 0  # left out by the mapping's keep_if: counted, neither staged nor quarantined
 
     def totals_template(self, dataset: str) -> dict[str, Decimal]:
         return {t: Decimal(0) for t in _TOTALS[dataset]}
@@ -86,12 +87,13 @@ def stage(
             )
         raise
     log.info(
-        "staged %s for %s: %s rows read, %s accepted, %s quarantined (batch %s, load %s)",
+        "staged %s for %s: %s rows read, %s accepted, %s quarantined, %s filtered (batch %s, load %s)",
         cfg.name,
         as_of,
         summary["rows_read"],
         summary["rows_accepted"],
         summary["rows_quarantined"],
+        summary["rows_filtered"],
         summary["batch_id"],
         summary["load_no"],
     )
@@ -126,6 +128,7 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
                 c.read += v.read
                 c.accepted += v.good.num_rows
                 c.quarantined += len(v.bad)
+                c.filtered += v.filtered
                 reasons.update(q.reason for q in v.bad)
         unique_keys[dataset] = good_rows.keys_unique()
         if c.read == 0 and not ds_cfg.allow_empty and (last_file or not ds_cfg.optional):
@@ -155,17 +158,24 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
     _check_invariant(conn, batch_id, counts)
     files = [dataclasses.asdict(a) for a in source.artifacts()]
     details = {
-        ds: {"read": c.read, "accepted": c.accepted, "quarantined": c.quarantined, "totals": totals.get(ds, {})}
+        ds: {
+            "read": c.read,
+            "accepted": c.accepted,
+            "quarantined": c.quarantined,
+            "filtered": c.filtered,
+            "totals": totals.get(ds, {}),
+        }
         for ds, c in counts.items()
     }
     # Physical records counted independently of the parser (file sources): the reader has already refused the
-    # file if they differ from what was read, so accepted + quarantined = records holds here.
+    # file if they differ from what was read, so accepted + quarantined + filtered = records holds here.
     for ds, n in getattr(source, "records", {}).items():
         if ds in details:
             details[ds]["records"] = n
     rows_read = sum(c.read for c in counts.values())
     rows_accepted = sum(c.accepted for c in counts.values())
     rows_quarantined = sum(c.quarantined for c in counts.values())
+    rows_filtered = sum(c.filtered for c in counts.values())
     conn.execute(
         update(ingest_batches)
         .where(ingest_batches.c.id == batch_id)
@@ -191,6 +201,7 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
         "rows_read": rows_read,
         "rows_accepted": rows_accepted,
         "rows_quarantined": rows_quarantined,
+        "rows_filtered": rows_filtered,
         "datasets": details,
         "quarantine_reasons": dict(sorted(reasons.items())),
         "files": files,
@@ -447,10 +458,10 @@ def _check_invariant(conn: Connection, batch_id: int, counts: dict[str, _Counts]
         t = STAGING[dataset]
         staged = conn.execute(select(func.count()).select_from(t).where(t.c.batch_id == batch_id)).scalar_one()
         q = quarantined.get(dataset, 0)
-        if staged != c.accepted or q != c.quarantined or staged + q != c.read:
+        if staged != c.accepted or q != c.quarantined or staged + q + c.filtered != c.read:
             raise StagingInvariantBroken(
                 f"{dataset}: read {c.read}, staged {staged} (counted {c.accepted}), quarantined {q} "
-                f"(counted {c.quarantined}); the batch was rolled back"
+                f"(counted {c.quarantined}), filtered {c.filtered}; the batch was rolled back"
             )
 
 

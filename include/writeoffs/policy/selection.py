@@ -26,15 +26,18 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    delete,
     exists,
     false,
     func,
+    insert,
     literal,
     not_,
     null,
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -52,10 +55,23 @@ from writeoffs.db.schema import (
     journal_entries,
     payment_allocations,
     payments,
+    selection_decisions,
+    selection_runs,
     writeoffs,
 )
+from writeoffs.errors import WriteoffError
 from writeoffs.policy.schema import Policy, Reason, Rules
-from writeoffs.policy.sqlx import days_between, drop_temp, json_bool, json_obj, rows_table, temp_table, typed
+from writeoffs.policy.sqlx import (
+    days_between,
+    drop_temp,
+    json_bool,
+    json_obj,
+    json_pick,
+    money_text,
+    rows_table,
+    temp_table,
+    typed,
+)
 from writeoffs.tiers import AUTO_TIER
 
 #: Invoice statuses that are still receivables in a live run (charged-off invoices stay on the books).
@@ -64,7 +80,7 @@ LIVE_STATUSES = ("open", "charged_off", "reversed")
 IN_FLIGHT = ("candidate", "approved")
 
 #: Session-temporary tables of a live run (dropped at the end of the step; on PostgreSQL also ON COMMIT).
-_POP, _EFFORT = "wo_pop", "wo_effort"
+_POP, _EFFORT, _DECIDED = "wo_pop", "wo_effort", "wo_decided"
 
 SKIP_DECIDED = "batch already decided; re-selected on a later as-of date"
 #: Routes in evaluation order: (rule name, reason). The first route whose conditions hold decides the reason.
@@ -363,7 +379,7 @@ class _Plan:
         ).where(ca.c.activity_date <= d)
 
     # -- step 3 -----------------------------------------------------------------------------------------------
-    def decide(self, pop: Any, effort: Any) -> Select[Any]:
+    def decide(self, pop: Any, effort: Any, *, evidence_for: tuple[str, ...] | None = None) -> Select[Any]:
         """One row per invoice of ``pop`` with its outcome, rule, reason, amount, tier and evidence (JSON text)."""
         d, policy = self.d, self.policy
         ca, h, pa = collection_activities, holds, payment_allocations
@@ -452,9 +468,9 @@ class _Plan:
             )
             .cte("base")
         )
-        return self._route(base, d, policy)
+        return self._route(base, d, policy, evidence_for)
 
-    def _route(self, base: Any, d: Any, policy: Policy) -> Select[Any]:
+    def _route(self, base: Any, d: Any, policy: Policy, evidence_for: tuple[str, ...] | None = None) -> Select[Any]:
         b = base.c
         bankrupt_on_date = and_(b.bankruptcy_flag == true(), or_(b.bankruptcy_date.is_(None), b.bankruptcy_date <= d))
         legal_needed = and_(b.legal_above.is_not(None), b.balance > b.legal_above)
@@ -564,16 +580,7 @@ class _Plan:
                 "partial": json_bool(partial),
                 "reversed_on": r.reversed_on,
                 "reversal_cooling_days": r.cooling_days,
-                "required": json_obj(
-                    {
-                        "writeoff_days": r.writeoff_days,
-                        "min_contact_attempts": r.min_attempts,
-                        "min_demand_letters": r.min_letters,
-                        "min_agency_days": r.min_agency_days,
-                        "recent_payment_days": r.recent_days,
-                    },
-                    as_text=False,
-                ),
+                "required": self._required(r),
             }
         )
         return select(
@@ -591,11 +598,43 @@ class _Plan:
             r.written_off_amount,
             outcome.label("outcome"),
             rule.label("rule"),
+            r.route,
             r.reason_code,
             r.balance.label("amount"),  # never above the open balance: it *is* the open balance (full or remainder)
             _tier_case(r.balance, r.currency, r.tolerance, self.policy).label("tier"),
-            evidence.label("evidence"),
+            (evidence if evidence_for is None else case((outcome.in_(evidence_for), evidence), else_=null())).label(
+                "evidence"
+            ),
         )
+
+    @staticmethod
+    def _required(r: Any) -> Any:
+        """The thresholds of the rule that fired (issue 15: a small-balance candidate showed the write-off thresholds,
+        which played no part). No route fired: the write-off route's thresholds, which the shortfall names.
+        ``recent_payment_days`` goes with every route the recent-payment exclusion applies to."""
+
+        def block(route: str, pairs: dict[str, Any]) -> Any:
+            recent = {} if route in _RECENT_PAYMENT_EXEMPT else {"recent_payment_days": r.recent_days}
+            return json_obj({**pairs, **recent}, as_text=False)
+
+        thresholds = {
+            "dispute_resolved_lost": {"min_days_past_due": r.dl_days},
+            "settlement_remainder": {"min_days_past_due": r.st_days},
+            "customer_bankrupt": {"min_days_past_due": r.bk_days},
+            "customer_dissolved": {"min_days_past_due": r.dis_days},
+            "statute_days_exceeded": {"statute_days": r.statute_days},
+            "small_balance_aged": {"min_days_past_due": r.small_days, "tolerance": money_text(r.tolerance)},
+            "aged_and_collections_exhausted": {
+                "writeoff_days": r.writeoff_days,
+                "min_contact_attempts": r.min_attempts,
+                "min_demand_letters": r.min_letters,
+                "min_agency_days": r.min_agency_days,
+            },
+        }
+        assert set(thresholds) == {name for name, _ in ROUTES}, "every route names its thresholds"
+        blocks = {route: block(route, pairs) for route, pairs in thresholds.items()}
+        writeoff = blocks.pop("aged_and_collections_exhausted")
+        return json_pick(case(*[(r.route == name, obj) for name, obj in blocks.items()], else_=writeoff))
 
     def screened_out(self) -> Select[Any]:
         """The decisions of the invoices the screen left out, without aggregating anything for them.
@@ -620,6 +659,7 @@ class _Plan:
             s.c.written_off_amount,
             literal("not_eligible", String()).label("outcome"),
             literal("under_threshold", String()).label("rule"),
+            literal(None, String()).label("route"),
             literal(None, String()).label("reason_code"),
             s.c.balance.label("amount"),
             _tier_case(s.c.balance, s.c.currency, s.c.tolerance, self.policy).label("tier"),
@@ -679,7 +719,9 @@ def insert_candidates(
     plan = _Plan(conn, policy, Scope(as_of))
     pop = temp_table(conn, _POP, plan.population(screen=True))
     effort = temp_table(conn, _EFFORT, plan.effort(pop))
-    decided = plan.decide(pop, effort).subquery("decided")
+    # Materialised once: the candidates and the decision trail are both written from it. Evidence (a JSON object
+    # per row, the costliest column by far) only for the rows that keep it: candidates and excluded invoices.
+    decided = temp_table(conn, _DECIDED, plan.decide(pop, effort, evidence_for=("candidate", "excluded")))
     dc = decided.c
     cols = [
         "invoice_id",
@@ -735,6 +777,8 @@ def insert_candidates(
     before = conn.execute(mine).scalar_one()
     conn.execute(ins.from_select(cols, src).on_conflict_do_nothing())
     inserted = conn.execute(mine).scalar_one() - before
+    trail = record_decisions(conn, policy, as_of, decided)
+    drop_temp(conn, _DECIDED)
     drop_temp(conn, _EFFORT)
     drop_temp(conn, _POP)
     audit.append(
@@ -748,9 +792,69 @@ def insert_candidates(
             "policy_version": policy.version,
             "policy_hash": policy.content_hash,
             "inserted": inserted,
+            "decisions": trail,
         },
     )
     return SelectionResult(as_of, policy.version, policy.content_hash, inserted)
+
+
+def record_decisions(conn: Connection, policy: Policy, as_of: date, decided: Any) -> dict[str, int]:
+    """The decision trail of this run: one row per considered invoice, written set-wise (one INSERT ... SELECT).
+
+    A re-run of the same (as-of date, policy) replaces its rows, as its candidates are re-derived: the trail says
+    what the latest run decided. Compact: evidence is kept only for excluded invoices (a route fired; the evidence
+    shows what the exclusion saw); a candidate's evidence is on its write-off row, a not-eligible invoice's answer
+    is its shortfall. Screened-out invoices (under every route's threshold) are counted, not stored: ``trail``
+    derives that answer from the run's date and the invoice.
+
+    No foreign keys: one trigger call per row would double the selection's time on a large book. The run row is
+    written first in this transaction and the invoice ids come from ``invoices`` in it; that no row is orphaned is
+    checked set-wise below, and invoices are never deleted.
+    """
+    counts = dict(conn.execute(select(decided.c.outcome, func.count()).group_by(decided.c.outcome)).all())
+    values = {
+        "considered": sum(counts.values()),
+        "candidates": counts.get("candidate", 0),
+        "excluded": counts.get("excluded", 0),
+        "not_eligible": counts.get("not_eligible", 0),
+    }
+    run_id = conn.execute(
+        select(selection_runs.c.id).where(
+            selection_runs.c.as_of_date == as_of, selection_runs.c.policy_hash == policy.content_hash
+        )
+    ).scalar()
+    if run_id is None:
+        run_id = conn.execute(
+            insert(selection_runs)
+            .values(as_of_date=as_of, policy_version=policy.version, policy_hash=policy.content_hash, **values)
+            .returning(selection_runs.c.id)
+        ).scalar_one()
+    else:
+        conn.execute(delete(selection_decisions).where(selection_decisions.c.run_id == run_id))
+        conn.execute(update(selection_runs).where(selection_runs.c.id == run_id).values(**values))
+    d = decided.c
+    conn.execute(
+        insert(selection_decisions).from_select(
+            ["run_id", "invoice_id", "outcome", "rule", "route", "evidence"],
+            select(
+                literal(run_id, Integer()),
+                d.invoice_id,
+                d.outcome,
+                d.rule,
+                case((d.outcome == "excluded", d.route), else_=literal(None, String())),
+                case((d.outcome == "excluded", d.evidence), else_=literal(None, String())),
+            ),
+        )
+    )
+    sd = selection_decisions.c
+    orphans = conn.execute(
+        select(func.count())
+        .select_from(selection_decisions.outerjoin(invoices, invoices.c.id == sd.invoice_id))
+        .where(sd.run_id == run_id, invoices.c.id.is_(None))
+    ).scalar_one()
+    if orphans:  # a bug, never data: the transaction (candidates included) rolls back
+        raise WriteoffError(f"decision trail of run {run_id}: {orphans} row(s) name no invoice")
+    return {"run_id": run_id, **values}
 
 
 def decisions(conn: Connection, policy: Policy, as_of: date, *, point_in_time: bool = False) -> list[dict[str, Any]]:

@@ -103,6 +103,48 @@ def _jb_sqlite(element: json_bool, compiler: Any, **kw: Any) -> str:
     return f"json(CASE WHEN {inner} THEN 'true' ELSE 'false' END)"
 
 
+class json_pick(FunctionElement[str]):
+    """A JSON value chosen by an SQL expression (e.g. a CASE over :class:`json_obj` values, ``as_text=False``).
+
+    SQLite keeps the JSON subtype of ``json_object`` only as far as the value is passed on directly; ``json(...)``
+    restores it, so the picked object nests as an object, not as a string, inside an enclosing ``json_object``."""
+
+    type = Text()
+    inherit_cache = True
+    name = "json_pick"
+
+
+@compiles(json_pick)
+def _jp_pg(element: json_pick, compiler: Any, **kw: Any) -> str:
+    return compiler.process(next(iter(element.clauses)), **kw)
+
+
+@compiles(json_pick, "sqlite")
+def _jp_sqlite(element: json_pick, compiler: Any, **kw: Any) -> str:
+    return f"json({compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+class money_text(FunctionElement[str]):
+    """A money expression as its exact decimal text (``50.0000``) on both databases: amounts in evidence JSON are
+    strings, never binary floats (SQLite stores ten-thousandths, see :mod:`writeoffs.db.money`)."""
+
+    type = Text()
+    inherit_cache = True
+    name = "money_text"
+
+
+@compiles(money_text)
+def _mt_pg(element: money_text, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(next(iter(element.clauses)), **kw)} AS TEXT)"
+
+
+@compiles(money_text, "sqlite")
+def _mt_sqlite(element: money_text, compiler: Any, **kw: Any) -> str:
+    from writeoffs.db.money import sqlite_decimal_text_sql
+
+    return sqlite_decimal_text_sql(compiler.process(next(iter(element.clauses)), **kw))
+
+
 class _pg_cast(FunctionElement[Any]):
     inherit_cache = True
     name = "pg_cast"
@@ -186,6 +228,8 @@ __all__ = [
     "drop_temp",
     "json_bool",
     "json_obj",
+    "json_pick",
+    "money_text",
     "rows_table",
     "temp_table",
     "typed",

@@ -178,11 +178,13 @@ def _batch_scopes(
     conn: Connection, batch_id: int, as_of: date, cfg: ValidationConfig, tables: Tables
 ) -> tuple[str, list[tuple[Scope, dict[str, str]]]]:
     row = conn.execute(
-        text("SELECT source, as_of_date, control FROM ingest_batches WHERE id = :b"), {"b": batch_id}
+        text("SELECT source, as_of_date, control, details FROM ingest_batches WHERE id = :b"), {"b": batch_id}
     ).first()
     if row is None:
         raise WriteoffError(f"ingest batch {batch_id} does not exist")
     control = json.loads(row.control, parse_float=Decimal) if row.control else None
+    details = json.loads(row.details) if row.details else {}
+    filtered = {ds: int(d.get("filtered", 0)) for ds, d in details.items() if isinstance(d, dict)}
     ingest_q = dict(
         conn.execute(
             text("SELECT dataset, COUNT(*) FROM ingest_quarantine WHERE batch_id = :b GROUP BY dataset"),
@@ -199,10 +201,16 @@ def _batch_scopes(
             notes["control"] = "the source ships no control file"
         elif keys is not None:
             if keys.rows and (v := _dig(control, keys.rows)) is not None:
-                # The control file counts every exported row; rows the ingest refused to stage are accounted for.
-                rows = _int(v, f"{keys.rows}") - int(ingest_q.get(dataset, 0))
+                # The control file counts every exported row; rows the ingest refused to stage or the mapping's
+                # keep_if filtered are accounted for.
+                rows = _int(v, f"{keys.rows}") - int(ingest_q.get(dataset, 0)) - filtered.get(dataset, 0)
             if keys.amount and (v := _dig(control, keys.amount)) is not None:
-                if ingest_q.get(dataset):
+                if filtered.get(dataset):
+                    # Filtered rows are not kept, nor their amounts: the exported total cannot be compared.
+                    notes["control_amount_total"] = (
+                        f"{filtered[dataset]} {dataset} row(s) were filtered by the mapping: total not comparable"
+                    )
+                elif ingest_q.get(dataset):
                     # Rows quarantined while parsing have no trustworthy amount: the total cannot be compared.
                     notes["control_amount_total"] = (
                         f"{ingest_q[dataset]} {dataset} row(s) were quarantined at ingest: total not comparable"
@@ -473,7 +481,8 @@ def _ingest_counts(conn: Connection, batch_id: int) -> dict[str, tuple[int, int]
     out = {}
     for dataset, d in details.items():
         if isinstance(d, dict) and isinstance(d.get("read"), int):
-            out[dataset] = (int(d["read"]), int(quarantined.get(dataset, 0)))
+            # Filtered rows (the mapping's keep_if) are not refusals: the share is measured on the rows kept.
+            out[dataset] = (int(d["read"]) - int(d.get("filtered", 0)), int(quarantined.get(dataset, 0)))
     return out
 
 

@@ -133,6 +133,7 @@ def main() -> None:
     inv("padded_amount.csv", [good(1), good(2, Amount="  1,000.00 ", **{"Open Balance": " 1,000.00"})])
     inv("currency_symbol_in_amount.csv", [good(1), good(2, Amount="$1,000.00")])
     inv("parenthesised_negative.csv", [good(1), good(2, Amount="(100.00)", **{"Open Balance": "0.00"})])
+    inv("trailing_minus_amount.csv", [good(1), good(2, Amount="100.00-", **{"Open Balance": "0.00"})])
     inv("exponent_amount.csv", [good(1), good(2, Amount="1e3", **{"Open Balance": "1e3"})])
     inv("misplaced_thousands.csv", [good(1), good(2, Amount="1,00.00")])
     inv("date_with_time.csv", [good(1), good(2, **{"Invoice Date": "09/15/2025 10:00"})])
