@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -351,7 +352,7 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int) -> list[_Ite
         # items (checked against the approval below, then read again by the set-wise SQL: nobody may edit them in
         # between).
         q = q.with_for_update(of=[i, w])
-    items = [_Item(*r) for r in conn.execute(q)]
+    items = [_Item(*r) for r in conn.execute(q).all()]  # fetchall: row-by-row fetching costs more than the query
     if items:
         _findings(conn, ctx, items)
     return items
@@ -482,10 +483,10 @@ def _findings(conn: Connection, ctx: _Context, items: list[_Item]) -> None:
         # the query. ``str`` of these ints, dates and Decimals is valid PostgreSQL input; none is NULL (NOT NULL
         # columns) or needs quoting.
         for name, _ in _CHUNK_ARRAYS:
-            params[f"chunk_{name}"] = "{" + ",".join([str(getattr(it, name)) for it in items]) + "}"
+            params[f"chunk_{name}"] = "{" + ",".join(map(str, map(attrgetter(name), items))) + "}"
     else:
         params |= {"batch_id": ctx.batch_id, "lo": items[0].id, "hi": items[-1].id}
-    for wid, kind, money, stamp, parent, segment in conn.execute(_findings_query(conn.dialect.name), params):
+    for wid, kind, money, stamp, parent, segment in conn.execute(_findings_query(conn.dialect.name), params).all():
         it = by_id.get(wid)
         if it is None:
             continue
