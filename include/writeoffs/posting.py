@@ -148,6 +148,7 @@ class _Context:
     #: The items still to post as they were when the approval was verified (id -> invoice, amount, reason): every
     #: chunk must equal them, with its rows locked, or the batch stops (approval binds the items, not a moment).
     approved: dict[int, tuple[int, Decimal, str]] = field(default_factory=dict)
+    already_posted: int = 0  # items of the batch posted (or reversed) before this call, as _already counts them
 
     @property
     def ar_account(self) -> str:
@@ -189,22 +190,23 @@ def _context(
     accts.role(Role.AR_CONTROL)
     if accts.method == "allowance":
         accts.role(Role.ALLOWANCE)
-    reasons = set(
-        conn.execute(select(writeoffs.c.reason_code).distinct().where(writeoffs.c.batch_id == batch.id)).scalars()
+    # One pass over the batch's items: its reasons, the keys off the scheme, the items already posted.
+    bad_key = or_(
+        ~writeoffs.c.idempotency_key.startswith(keys.WRITEOFF_PREFIX),
+        func.length(writeoffs.c.idempotency_key) > 200,
     )
-    for reason in sorted(reasons):
-        accts.writeoff_debit(reason)  # raises for a reason the batch's policy does not map
-    bad_keys = conn.execute(
-        select(func.count())
-        .select_from(writeoffs)
-        .where(
-            writeoffs.c.batch_id == batch.id,
-            or_(
-                ~writeoffs.c.idempotency_key.startswith(keys.WRITEOFF_PREFIX),
-                func.length(writeoffs.c.idempotency_key) > 200,
-            ),
+    per_reason = conn.execute(
+        select(
+            writeoffs.c.reason_code,
+            func.count(case((bad_key, 1))),
+            func.count(case((writeoffs.c.status.in_(("posted", "reversed")), 1))),
         )
-    ).scalar_one()
+        .where(writeoffs.c.batch_id == batch.id)
+        .group_by(writeoffs.c.reason_code)
+    ).all()
+    for reason in sorted(r[0] for r in per_reason):
+        accts.writeoff_debit(reason)  # raises for a reason the batch's policy does not map
+    bad_keys = sum(r[1] for r in per_reason)
     if bad_keys:
         raise LedgerError(
             f"batch {batch.id}: {bad_keys} write-off keys do not follow the scheme "
@@ -230,6 +232,7 @@ def _context(
         allowance_shortfall=policy.model.allowance_shortfall,
         policy=policy,
         approved=summary.to_post,  # exactly the items whose digest the approval check just verified
+        already_posted=sum(r[2] for r in per_reason),
     )
 
 
@@ -884,7 +887,7 @@ def post_batch(
         summary = approvals.verify_batch_approval(conn, batch_id, tiers)
         ledger.check_periods_open(conn, [_PeriodProbe(batch.entity_code, posting_date)])
         ctx = _context(conn, batch, summary, posting_date, actor)
-        report = PostingReport(batch_id, batch.status, already_posted=_already(conn, batch_id))
+        report = PostingReport(batch_id, batch.status, already_posted=ctx.already_posted)
     report.timings["verify"] = time.perf_counter() - started
     while True:
         with engine.begin() as conn:
