@@ -21,10 +21,8 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Selectable,
-    String,
     TextualSelect,
     any_,
-    cast,
     column,
     func,
     insert,
@@ -41,12 +39,6 @@ from writeoffs.db.schema import accounts, fiscal_periods, journal_entries, journ
 from writeoffs.errors import ClosedPeriod, LedgerError, PostedEntryImmutable, UnbalancedEntry
 from writeoffs.journal import JournalEntry
 from writeoffs.money import check_currency
-
-
-def pg_ids(ids: Iterable[int]):
-    """A PostgreSQL ``BIGINT[]`` of ids sent as ONE array literal (``'{1,2,3}'``): the driver adapts a list parameter
-    element by element, which for the thousands of ids of a posting chunk costs more than the statement's use of it."""
-    return cast(literal("{" + ",".join(map(str, map(int, ids))) + "}", String), ARRAY(BigInteger))
 
 
 def period_of(day: date) -> str:
@@ -340,7 +332,11 @@ def _post_rowwise(
 def _flip(conn: Connection, entry_ids: Sequence[int]) -> None:
     """pending -> posted in ONE statement: the database checks balance, line count and period of them all at once."""
     je = journal_entries
-    among = je.c.id == any_(pg_ids(entry_ids)) if conn.dialect.name == "postgresql" else je.c.id.in_(entry_ids)
+    among = (
+        je.c.id == any_(literal(list(entry_ids), ARRAY(BigInteger)))
+        if conn.dialect.name == "postgresql"
+        else je.c.id.in_(entry_ids)
+    )
     conn.execute(update(je).where(among, je.c.status == "pending").values(status="posted", posted_at=datetime.now(UTC)))
 
 
@@ -402,7 +398,9 @@ def _post_selected(conn: Connection, entries, lines, created_by: str, batch_id: 
     if leftovers:
         has_lines = set(
             conn.execute(
-                select(journal_lines.c.entry_id).distinct().where(journal_lines.c.entry_id == any_(pg_ids(leftovers)))
+                select(journal_lines.c.entry_id)
+                .distinct()
+                .where(journal_lines.c.entry_id == any_(literal(leftovers, ARRAY(BigInteger))))
             ).scalars()
         )
     need_lines = [i for i in fresh.values() if i not in has_lines]
@@ -415,7 +413,7 @@ def _post_selected(conn: Connection, entries, lines, created_by: str, batch_id: 
                 ["entry_id", *line_cols],
                 select(target.c.id, *(ln.c[c] for c in line_cols))
                 .select_from(ln.join(target, target.c.idempotency_key == ln.c.idempotency_key))
-                .where(target.c.id == any_(pg_ids(need_lines))),
+                .where(target.c.id == any_(literal(need_lines, ARRAY(BigInteger)))),
             )
         )
     _flip(conn, list(fresh.values()))

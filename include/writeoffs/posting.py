@@ -609,7 +609,7 @@ def _journal_sources(ctx: _Context, writeoff_ids: Sequence[int]) -> tuple[Select
         .join(cur, cur.c.code == w.c.currency)
         .join(fcur, fcur.c.code == literal(ctx.functional_currency))
     )
-    in_chunk = w.c.id == any_(ledger.pg_ids(writeoff_ids))
+    in_chunk = w.c.id == any_(literal(list(writeoff_ids), ARRAY(BigInteger)))
     key = w.c.idempotency_key.label("idempotency_key")  # keys.writeoff_entry: already wo:-prefixed (_context)
     description = (
         literal("Write-off ")
