@@ -464,3 +464,70 @@ def test_items_edited_between_chunks_stop_the_batch(ledger: Engine, edit: str) -
     n = {"new_item": 4, "dropped_item": 3}.get(edit, 1)
     assert [p.amount for p in posted] == [D("100")] * n
     assert expense == D("100") * n and entry_count(ledger) == n
+
+
+def test_posting_rechecks_find_exactly_the_changed_items(ledger: Engine) -> None:
+    """The chunk's re-checks run set-wise (one query returning only the items something was found for): each finding
+    reaches its item and only its item, and what does not count (an expired hold, a payment before the as-of date, a
+    snapshot that still matches, a child written off in full, a paid parent of a balance not transferred) posts."""
+    with ledger.begin() as conn:
+        f.entity(conn)
+        cid = f.customer(conn)
+        parent = f.customer(conn)
+        child = f.customer(conn, parent_id=parent)
+        inv = {
+            name: f.invoice(conn, child if name.startswith("child") else cid, amount="100.00", days_past_due=400)
+            for name in (
+                "fine",
+                "expired_hold",
+                "paid_before",
+                "snapshot_same",
+                "child_full",
+                "child_partial",
+                "child_parent_paid",
+                "child_untransferred_parent_paid",
+                "posted_since",
+            )
+        }
+        f.hold(conn, cid, inv["expired_hold"], "dispute", start_date=date(2026, 10, 1), end_date=date(2026, 11, 1))
+        f.payment(conn, cid, inv["paid_before"], "10.00", date(2026, 11, 1))
+        conn.execute(
+            text(
+                "INSERT INTO aging_snapshots (as_of_date, invoice_id, entity_code, customer_id, currency, "
+                "days_past_due, bucket, open_balance) VALUES (:d, :i, 'US01', :c, 'USD', 400, '365+', :bal)"
+            ),
+            {"d": AS_OF, "i": inv["snapshot_same"], "c": cid, "bal": to_db(conn, Decimal("100"))},
+        )
+        conn.execute(
+            update(invoices).where(invoices.c.id == inv["child_parent_paid"]).values(balance_transferred_to_parent=True)
+        )
+        first = make_batch(conn, [(inv["posted_since"], "40.00", "settlement_remainder")])
+        amounts = {"child_partial": "40.00", "posted_since": "30.00"}
+        batch = make_batch(
+            conn, [(i, amounts.get(name, "100.00"), "uncollectible_after_collections") for name, i in inv.items()]
+        )
+    approve(ledger, first)
+    approve(ledger, batch)
+    with ledger.begin() as conn:  # after selection: the parent pays part of two child invoices
+        f.payment(conn, parent, inv["child_parent_paid"], "5.00", AS_OF)
+        f.payment(conn, parent, inv["child_untransferred_parent_paid"], "5.00", AS_OF)
+    assert post(ledger, first).posted == 1  # another write-off of an invoice of `batch`, posted after its selection
+
+    report = post(ledger, batch, chunk_size=4)
+
+    by_invoice = {v: k for k, v in inv.items()}
+    with ledger.connect() as conn:
+        skipped = {
+            by_invoice[r.invoice_id]: r.skip_reason
+            for r in conn.execute(
+                select(writeoffs.c.invoice_id, writeoffs.c.skip_reason).where(
+                    writeoffs.c.batch_id == batch, writeoffs.c.status == "skipped"
+                )
+            )
+        }
+    assert skipped == {
+        "child_partial": "child-account invoices are written off for their full invoice amount only",
+        "child_parent_paid": "child invoice whose balance went to the parent, and the parent has paid part of it",
+        "posted_since": "another write-off of this invoice was posted since selection",
+    }
+    assert (report.posted, report.skipped, report.status) == (6, 3, "partially_posted")
