@@ -3,11 +3,18 @@
 Ledger tests run on both databases: SQLite (a file in tmp_path) and PostgreSQL (127.0.0.1:5432, trust auth,
 database ``test``). Each PostgreSQL-using test gets its own schema (``search_path``), so parallel or repeated runs
 never see each other's rows; the schema is dropped afterwards.
+
+The migrations run once per session and dialect (``LedgerTemplates``); each test's ledger is a clone of that
+result: the SQLite file's bytes copied, or, on PostgreSQL, the very SQL statements the migrations sent replayed in
+the test's fresh schema. ``tests/integration/test_ledger_template.py`` proves a clone equals a ledger migrated from
+scratch (tables, columns, constraints, indexes, triggers, functions, sequences, grants, rows).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,8 +23,9 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,24 +109,114 @@ def pg_schema(pg_admin: Engine) -> Iterator[str]:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
 
 
+#: Statements the migrations send only to look at the catalog (Alembic's "is there an alembic_version table?"):
+#: they change nothing, so a replay leaves them out.
+_CATALOG_READ = re.compile(r"^\s*SELECT\b(?!.*\b(INTO|nextval|setval)\b).*\bpg_catalog\.", re.IGNORECASE | re.DOTALL)
+
+
+class LedgerTemplates:
+    """Ledgers migrated once per session, cloned for each test (running the migrations costs ~0.4 s a ledger).
+
+    - SQLite: the migrated template file is checkpointed and closed (no ``-wal`` left), then copied byte for byte.
+    - PostgreSQL: the migrations run once in a scratch schema while every statement they send is recorded (with its
+      parameters bound as literals); a clone is a fresh schema in which that same script runs, in one transaction,
+      under the same ``search_path``. Same statements, same order, so the same tables, sequences, functions,
+      triggers, grants and rows (``alembic_version``, currencies) result: ``test_ledger_template.py`` checks it.
+    """
+
+    def __init__(self, pg_admin: Engine, workdir: Path) -> None:
+        self._pg_admin = pg_admin
+        self._workdir = workdir
+        self._sqlite_file: Path | None = None
+        self._pg_script: str | None = None
+
+    def sqlite_file(self) -> Path:
+        """The migrated template SQLite file (created on first use)."""
+        if self._sqlite_file is None:
+            path = self._workdir / "template.db"
+            engine = make_engine(f"sqlite:///{path}")
+            upgrade(engine)
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            engine.dispose()
+            leftovers = [p for p in (Path(f"{path}-wal"), Path(f"{path}-journal")) if p.exists() and p.stat().st_size]
+            assert not leftovers, f"the template ledger is not fully in its main file: {leftovers}"
+            self._sqlite_file = path
+        return self._sqlite_file
+
+    def pg_script(self) -> str:
+        """The SQL the migrations send to an empty schema, as one script (recorded on first use)."""
+        if self._pg_script is None:
+            schema = f"wt_tpl_{uuid.uuid4().hex[:12]}"
+            with self._pg_admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            engine = make_engine(pg_schema_url(schema))
+            sent: list[tuple[str, object, bool]] = []
+
+            def record(_conn, _cursor, statement, parameters, _context, executemany) -> None:
+                sent.append((statement, parameters, executemany))
+
+            event.listen(engine, "before_cursor_execute", record)
+            try:
+                upgrade(engine)
+            finally:
+                event.remove(engine, "before_cursor_execute", record)
+                engine.dispose()
+                with self._pg_admin.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            raw = self._pg_admin.raw_connection()
+            try:
+                # Bind the parameters client-side, exactly as the server would have received them.
+                render = psycopg.ClientCursor(raw.driver_connection).mogrify
+                script: list[str] = []
+                for statement, parameters, executemany in sent:
+                    if _CATALOG_READ.match(statement):
+                        continue
+                    if executemany:
+                        script.extend(render(statement, row) for row in parameters)
+                    else:
+                        script.append(render(statement, parameters))
+            finally:
+                raw.close()
+            self._pg_script = ";\n".join(script)
+        return self._pg_script
+
+    def sqlite(self, path: Path) -> Engine:
+        """A migrated ledger at ``path``: a copy of the template file."""
+        shutil.copyfile(self.sqlite_file(), path)
+        return make_engine(f"sqlite:///{path}")
+
+    def postgresql(self, schema: str) -> Engine:
+        """A migrated ledger in the new schema ``schema``: the recorded migration script replayed there."""
+        script = self.pg_script()
+        with self._pg_admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
+            # No parameters: the script goes as it is (its `%` are literal), all statements in one round trip.
+            conn.execution_options(no_parameters=True).exec_driver_sql(script)
+        return make_engine(pg_schema_url(schema))
+
+
+@pytest.fixture(scope="session")
+def ledger_templates(pg_admin: Engine, tmp_path_factory: pytest.TempPathFactory) -> LedgerTemplates:
+    return LedgerTemplates(pg_admin, tmp_path_factory.mktemp("ledger-template"))
+
+
 @pytest.fixture
-def make_ledger(tmp_path, pg_admin: Engine) -> Iterator[Callable[[str], Engine]]:
-    """Factory: ``make_ledger("sqlite" | "postgresql")`` returns a migrated, empty ledger engine."""
+def make_ledger(tmp_path, pg_admin: Engine, ledger_templates: LedgerTemplates) -> Iterator[Callable[[str], Engine]]:
+    """Factory: ``make_ledger("sqlite" | "postgresql")`` returns a migrated, empty ledger engine (a template clone)."""
     created: list[tuple[Engine, str | None]] = []
 
     def factory(dialect: str) -> Engine:
         if dialect == "sqlite":
-            engine = make_engine(f"sqlite:///{tmp_path / f'ledger_{len(created)}.db'}")
+            engine = ledger_templates.sqlite(tmp_path / f"ledger_{len(created)}.db")
             schema = None
         elif dialect == "postgresql":
             schema = f"wt_{uuid.uuid4().hex[:12]}"
-            with pg_admin.begin() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
             # The schema travels in the URL, so `ledger_url_of(engine)` can hand it to subprocesses and Airflow.
-            engine = make_engine(pg_schema_url(schema))
+            engine = ledger_templates.postgresql(schema)
         else:
             raise ValueError(dialect)
-        upgrade(engine)
         created.append((engine, schema))
         return engine
 
