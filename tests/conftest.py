@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -186,15 +188,68 @@ class LedgerTemplates:
         shutil.copyfile(self.sqlite_file(), path)
         return make_engine(f"sqlite:///{path}")
 
-    def postgresql(self, schema: str) -> Engine:
-        """A migrated ledger in the new schema ``schema``: the recorded migration script replayed there."""
+    def new_pg_schema(self, schema: str, engine: Engine | None = None) -> None:
+        """Create the schema ``schema`` holding a migrated ledger: the recorded migration script replayed there."""
         script = self.pg_script()
-        with self._pg_admin.begin() as conn:
+        with (engine or self._pg_admin).begin() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
             conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
             # No parameters: the script goes as it is (its `%` are literal), all statements in one round trip.
             conn.execution_options(no_parameters=True).exec_driver_sql(script)
-        return make_engine(pg_schema_url(schema))
+
+
+class PgLedgerSchemas:
+    """PostgreSQL ledger schemas made ahead of need and dropped after use, on background threads.
+
+    Making a clone and dropping one cost the server ~0.1-0.3 s each; a test would wait for both. Here one thread
+    keeps ``ahead`` clones ready (``take`` hands one out, or waits for the next, and orders a new one) and another
+    drops the schemas tests are done with, while the tests run. Each thread has its own connection; the schemas are
+    named like any test schema and no test sees another's. ``close`` drops the clones nobody took and waits for
+    every drop, raising if one failed.
+    """
+
+    def __init__(self, templates: LedgerTemplates, ahead: int = 2) -> None:
+        self._templates = templates
+        self._ahead = ahead
+        self._engine = make_engine(PG_URL, pool_size=2, max_overflow=0)
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-clone")
+        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-drop")
+        self._ready: deque[Future[str]] = deque()
+        self._drops: list[Future[None]] = []
+
+    def _make(self) -> str:
+        schema = f"wt_{uuid.uuid4().hex[:12]}"
+        self._templates.new_pg_schema(schema, self._engine)
+        return schema
+
+    def _drop_now(self, schema: str) -> None:
+        with self._engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    def take(self) -> str:
+        """The name of a fresh schema holding a migrated ledger; the caller gives it back with ``drop``."""
+        self._templates.pg_script()  # recorded on this thread, before any background work needs it
+        if not self._ready:
+            self._ready.append(self._maker.submit(self._make))
+        schema = self._ready.popleft().result()
+        while len(self._ready) < self._ahead:
+            self._ready.append(self._maker.submit(self._make))
+        return schema
+
+    def drop(self, schema: str) -> None:
+        """Drop ``schema`` (in the background; ``close`` waits for it)."""
+        self._drops.append(self._dropper.submit(self._drop_now, schema))
+
+    def close(self) -> None:
+        self._maker.shutdown(wait=True, cancel_futures=True)
+        for made in self._ready:
+            if made.done() and not made.cancelled() and made.exception() is None:
+                self.drop(made.result())
+        self._dropper.shutdown(wait=True)
+        self._engine.dispose()
+        failed = [f.exception() for f in self._drops if f.exception() is not None]
+        if failed:
+            raise RuntimeError(f"{len(failed)} test schema(s) could not be dropped: {failed[0]!r}")
 
 
 @pytest.fixture(scope="session")
@@ -202,8 +257,17 @@ def ledger_templates(pg_admin: Engine, tmp_path_factory: pytest.TempPathFactory)
     return LedgerTemplates(pg_admin, tmp_path_factory.mktemp("ledger-template"))
 
 
+@pytest.fixture(scope="session")
+def pg_ledger_schemas(ledger_templates: LedgerTemplates) -> Iterator[PgLedgerSchemas]:
+    schemas = PgLedgerSchemas(ledger_templates)
+    yield schemas
+    schemas.close()
+
+
 @pytest.fixture
-def make_ledger(tmp_path, pg_admin: Engine, ledger_templates: LedgerTemplates) -> Iterator[Callable[[str], Engine]]:
+def make_ledger(
+    tmp_path, ledger_templates: LedgerTemplates, pg_ledger_schemas: PgLedgerSchemas
+) -> Iterator[Callable[[str], Engine]]:
     """Factory: ``make_ledger("sqlite" | "postgresql")`` returns a migrated, empty ledger engine (a template clone)."""
     created: list[tuple[Engine, str | None]] = []
 
@@ -212,9 +276,9 @@ def make_ledger(tmp_path, pg_admin: Engine, ledger_templates: LedgerTemplates) -
             engine = ledger_templates.sqlite(tmp_path / f"ledger_{len(created)}.db")
             schema = None
         elif dialect == "postgresql":
-            schema = f"wt_{uuid.uuid4().hex[:12]}"
+            schema = pg_ledger_schemas.take()
             # The schema travels in the URL, so `ledger_url_of(engine)` can hand it to subprocesses and Airflow.
-            engine = ledger_templates.postgresql(schema)
+            engine = make_engine(pg_schema_url(schema))
         else:
             raise ValueError(dialect)
         created.append((engine, schema))
@@ -224,8 +288,7 @@ def make_ledger(tmp_path, pg_admin: Engine, ledger_templates: LedgerTemplates) -
     for engine, schema in created:
         engine.dispose()
         if schema:
-            with pg_admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            pg_ledger_schemas.drop(schema)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
