@@ -3,21 +3,31 @@
 Ledger tests run on both databases: SQLite (a file in tmp_path) and PostgreSQL (127.0.0.1:5432, trust auth,
 database ``test``). Each PostgreSQL-using test gets its own schema (``search_path``), so parallel or repeated runs
 never see each other's rows; the schema is dropped afterwards.
+
+The migrations run once per session and dialect (``LedgerTemplates``); each test's ledger is a clone of that
+result: the SQLite file's bytes copied, or, on PostgreSQL, the very SQL statements the migrations sent replayed in
+the test's fresh schema. ``tests/integration/test_ledger_template.py`` proves a clone equals a ledger migrated from
+scratch (tables, columns, constraints, indexes, triggers, functions, sequences, grants, rows).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,24 +111,176 @@ def pg_schema(pg_admin: Engine) -> Iterator[str]:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
 
 
+#: Statements the migrations send only to look at the catalog (Alembic's "is there an alembic_version table?"):
+#: they change nothing, so a replay leaves them out.
+_CATALOG_READ = re.compile(r"^\s*SELECT\b(?!.*\b(INTO|nextval|setval)\b).*\bpg_catalog\.", re.IGNORECASE | re.DOTALL)
+
+
+class LedgerTemplates:
+    """Ledgers migrated once per session, cloned for each test (running the migrations costs ~0.4 s a ledger).
+
+    - SQLite: the migrated template file is checkpointed and closed (no ``-wal`` left), then copied byte for byte.
+    - PostgreSQL: the migrations run once in a scratch schema while every statement they send is recorded (with its
+      parameters bound as literals); a clone is a fresh schema in which that same script runs, in one transaction,
+      under the same ``search_path``. Same statements, same order, so the same tables, sequences, functions,
+      triggers, grants and rows (``alembic_version``, currencies) result: ``test_ledger_template.py`` checks it.
+    """
+
+    def __init__(self, pg_admin: Engine, workdir: Path) -> None:
+        self._pg_admin = pg_admin
+        self._workdir = workdir
+        self._sqlite_file: Path | None = None
+        self._pg_script: str | None = None
+
+    def sqlite_file(self) -> Path:
+        """The migrated template SQLite file (created on first use)."""
+        if self._sqlite_file is None:
+            path = self._workdir / "template.db"
+            engine = make_engine(f"sqlite:///{path}")
+            upgrade(engine)
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            engine.dispose()
+            leftovers = [p for p in (Path(f"{path}-wal"), Path(f"{path}-journal")) if p.exists() and p.stat().st_size]
+            assert not leftovers, f"the template ledger is not fully in its main file: {leftovers}"
+            self._sqlite_file = path
+        return self._sqlite_file
+
+    def pg_script(self) -> str:
+        """The SQL the migrations send to an empty schema, as one script (recorded on first use)."""
+        if self._pg_script is None:
+            schema = f"wt_tpl_{uuid.uuid4().hex[:12]}"
+            with self._pg_admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            engine = make_engine(pg_schema_url(schema))
+            sent: list[tuple[str, object, bool]] = []
+
+            def record(_conn, _cursor, statement, parameters, _context, executemany) -> None:
+                sent.append((statement, parameters, executemany))
+
+            event.listen(engine, "before_cursor_execute", record)
+            try:
+                upgrade(engine)
+            finally:
+                event.remove(engine, "before_cursor_execute", record)
+                engine.dispose()
+                with self._pg_admin.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            raw = self._pg_admin.raw_connection()
+            try:
+                # Bind the parameters client-side, exactly as the server would have received them.
+                render = psycopg.ClientCursor(raw.driver_connection).mogrify
+                script: list[str] = []
+                for statement, parameters, executemany in sent:
+                    if _CATALOG_READ.match(statement):
+                        continue
+                    if executemany:
+                        script.extend(render(statement, row) for row in parameters)
+                    else:
+                        script.append(render(statement, parameters))
+            finally:
+                raw.close()
+            self._pg_script = ";\n".join(script)
+        return self._pg_script
+
+    def sqlite(self, path: Path) -> Engine:
+        """A migrated ledger at ``path``: a copy of the template file."""
+        shutil.copyfile(self.sqlite_file(), path)
+        return make_engine(f"sqlite:///{path}")
+
+    def new_pg_schema(self, schema: str, engine: Engine | None = None) -> None:
+        """Create the schema ``schema`` holding a migrated ledger: the recorded migration script replayed there."""
+        script = self.pg_script()
+        with (engine or self._pg_admin).begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
+            # No parameters: the script goes as it is (its `%` are literal), all statements in one round trip.
+            conn.execution_options(no_parameters=True).exec_driver_sql(script)
+
+
+class PgLedgerSchemas:
+    """PostgreSQL ledger schemas made ahead of need and dropped after use, on background threads.
+
+    Making a clone and dropping one cost the server ~0.1-0.3 s each; a test would wait for both. Here one thread
+    keeps ``ahead`` clones ready (``take`` hands one out, or waits for the next, and orders a new one) and another
+    drops the schemas tests are done with, while the tests run. Each thread has its own connection; the schemas are
+    named like any test schema and no test sees another's. ``close`` drops the clones nobody took and waits for
+    every drop, raising if one failed.
+    """
+
+    def __init__(self, templates: LedgerTemplates, ahead: int = 2) -> None:
+        self._templates = templates
+        self._ahead = ahead
+        self._engine = make_engine(PG_URL, pool_size=2, max_overflow=0)
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-clone")
+        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-drop")
+        self._ready: deque[Future[str]] = deque()
+        self._drops: list[Future[None]] = []
+
+    def _make(self) -> str:
+        schema = f"wt_{uuid.uuid4().hex[:12]}"
+        self._templates.new_pg_schema(schema, self._engine)
+        return schema
+
+    def _drop_now(self, schema: str) -> None:
+        with self._engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    def take(self) -> str:
+        """The name of a fresh schema holding a migrated ledger; the caller gives it back with ``drop``."""
+        self._templates.pg_script()  # recorded on this thread, before any background work needs it
+        if not self._ready:
+            self._ready.append(self._maker.submit(self._make))
+        schema = self._ready.popleft().result()
+        while len(self._ready) < self._ahead:
+            self._ready.append(self._maker.submit(self._make))
+        return schema
+
+    def drop(self, schema: str) -> None:
+        """Drop ``schema`` (in the background; ``close`` waits for it)."""
+        self._drops.append(self._dropper.submit(self._drop_now, schema))
+
+    def close(self) -> None:
+        self._maker.shutdown(wait=True, cancel_futures=True)
+        for made in self._ready:
+            if made.done() and not made.cancelled() and made.exception() is None:
+                self.drop(made.result())
+        self._dropper.shutdown(wait=True)
+        self._engine.dispose()
+        failed = [f.exception() for f in self._drops if f.exception() is not None]
+        if failed:
+            raise RuntimeError(f"{len(failed)} test schema(s) could not be dropped: {failed[0]!r}")
+
+
+@pytest.fixture(scope="session")
+def ledger_templates(pg_admin: Engine, tmp_path_factory: pytest.TempPathFactory) -> LedgerTemplates:
+    return LedgerTemplates(pg_admin, tmp_path_factory.mktemp("ledger-template"))
+
+
+@pytest.fixture(scope="session")
+def pg_ledger_schemas(ledger_templates: LedgerTemplates) -> Iterator[PgLedgerSchemas]:
+    schemas = PgLedgerSchemas(ledger_templates)
+    yield schemas
+    schemas.close()
+
+
 @pytest.fixture
-def make_ledger(tmp_path, pg_admin: Engine) -> Iterator[Callable[[str], Engine]]:
-    """Factory: ``make_ledger("sqlite" | "postgresql")`` returns a migrated, empty ledger engine."""
+def make_ledger(
+    tmp_path, ledger_templates: LedgerTemplates, pg_ledger_schemas: PgLedgerSchemas
+) -> Iterator[Callable[[str], Engine]]:
+    """Factory: ``make_ledger("sqlite" | "postgresql")`` returns a migrated, empty ledger engine (a template clone)."""
     created: list[tuple[Engine, str | None]] = []
 
     def factory(dialect: str) -> Engine:
         if dialect == "sqlite":
-            engine = make_engine(f"sqlite:///{tmp_path / f'ledger_{len(created)}.db'}")
+            engine = ledger_templates.sqlite(tmp_path / f"ledger_{len(created)}.db")
             schema = None
         elif dialect == "postgresql":
-            schema = f"wt_{uuid.uuid4().hex[:12]}"
-            with pg_admin.begin() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            schema = pg_ledger_schemas.take()
             # The schema travels in the URL, so `ledger_url_of(engine)` can hand it to subprocesses and Airflow.
             engine = make_engine(pg_schema_url(schema))
         else:
             raise ValueError(dialect)
-        upgrade(engine)
         created.append((engine, schema))
         return engine
 
@@ -126,8 +288,7 @@ def make_ledger(tmp_path, pg_admin: Engine) -> Iterator[Callable[[str], Engine]]
     for engine, schema in created:
         engine.dispose()
         if schema:
-            with pg_admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            pg_ledger_schemas.drop(schema)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
