@@ -561,9 +561,11 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
     # One read of the items gives the digest's lines and the items posting will be held to (tuples unpacked, not
     # attribute lookups on 50,000 rows).
     items: list[tuple[str, Decimal, str]] = []
+    limited: list[Item] = []
     to_post: dict[int, tuple[int, Decimal, str]] = {}
-    for wid, invoice_id, ref, amount, reason, status in current_item_rows(conn, batch_id):
+    for wid, invoice_id, ref, amount, reason, status, segment in current_item_rows(conn, batch_id):
         items.append((ref, amount, reason))
+        limited.append((amount, reason, segment))
         if status == "approved":
             to_post[wid] = (invoice_id, amount, reason)
     max_item = max((a for _, a, _ in items), default=None)
@@ -613,7 +615,7 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
             problems.append(f"{step!r} was decided for tier {row.tier!r}, the batch is tier {batch.tier!r}")
         problems += _entitlement_problems(row.approver, batch, tier, f"{step} decision by", step)
         if row.decision == wanted:
-            limit = tier.problem_for(batch.currency, limit_items(item_rows), user=row.approver)
+            limit = tier.problem_for(batch.currency, limited, user=row.approver)
             if limit is not None:
                 problems.append(f"{step} decision by {row.approver!r}: {limit}")
         seen = witnessed.get(wanted)
