@@ -238,3 +238,20 @@ def test_policy_check_against_the_ledger_refuses_a_currency_no_tier_covers(ledge
     assert main(["--ledger-url", url, "policy-check", "--against-ledger", str(DEFAULT_POLICY_PATH)]) == 2
     err = capsys.readouterr().err
     assert "open invoices in CHF, which no approval tier has a limit for" in err and err.count("\n") == 1
+
+
+def test_posting_re_checks_a_segment_limit_with_the_customers_segment_today(ledger: Engine) -> None:
+    """Approved as a retail customer's batch; the customer is then moved to the restricted segment: posting reads
+    the segment again and refuses (the segment is read only for tiers that restrict by segment)."""
+    from writeoffs.db.schema import customers
+
+    tiers = _restricted(Restriction("segment", "enterprise", {}, {"USD": D("3000")}))
+    batch = batch_of(ledger, [("2000.00", UNCOLLECTIBLE)] * 2, tier="ar_manager", segment="retail")
+    decide(ledger, batch, "approve", "ar_manager", "approved", tiers=tiers)
+    decide(ledger, batch, "confirm", "ar_manager", "confirmed", tiers=tiers)
+    with ledger.connect() as conn:
+        assert verify_batch_approval(conn, batch, tiers).confirmer == "ar_manager"
+    with ledger.begin() as conn:
+        conn.execute(update(customers).values(segment="enterprise"))
+    with pytest.raises(ApprovalError, match=r"total 4,000.00 USD for segment 'enterprise' exceeds"):
+        post_batch(ledger, batch, actor="airflow:writeoff_approval", tiers=tiers, posting_date=AS_OF)
