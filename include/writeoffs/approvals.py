@@ -155,10 +155,6 @@ def _four_eyes_problem(tier: Tier, currency: str, total: Decimal | None, approve
     )
 
 
-def _limit_problem(tier: Tier, currency: str, max_item: Decimal | None, total: Decimal | None) -> str | None:
-    return tier.problem(currency, max_item, total)
-
-
 def eligible_answerers(conn: Connection, batch_id: int, step: str, tiers: Sequence[Tier]) -> tuple[str, ...]:
     """Who may answer ``step`` of the batch now: the tier's answerers for the step, minus its preparer and the
     person who routed it, and for the confirm step under four eyes minus its approver. The approval UI asks exactly
@@ -499,7 +495,7 @@ def _auto_problems(batch, tiers: Sequence[Tier], max_item: Decimal | None, total
     auto = _auto_tier(tiers)
     if auto is None or auto.limit_for(batch.currency) is None:
         return [f"no small-balance tolerance configured for {batch.currency} (tier {AUTO_TIER!r} with a limit)"]
-    problem = _limit_problem(auto, batch.currency, max_item, total)
+    problem = auto.problem(batch.currency, max_item, total)
     return [problem] if problem else []
 
 
@@ -607,6 +603,10 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
     except ConfigError as exc:
         raise ApprovalError(f"batch {batch_id} may not be posted: {exc}") from exc
     witnessed = _audited(conn, batch_id)
+    # The tier's own limits bind whoever decided; the narrower ones (reason, segment, user) per decision below.
+    base = tier.problem(batch.currency, max_item, _total(items))
+    if base:
+        problems.append(base)
     for step, wanted in (("approve", "approved"), ("confirm", "confirmed")):
         row = rows.get(step)
         if row is None:
@@ -617,16 +617,13 @@ def verify_batch_approval(conn: Connection, batch_id: int, tiers: Sequence[Tier]
         if row.tier != batch.tier:
             problems.append(f"{step!r} was decided for tier {row.tier!r}, the batch is tier {batch.tier!r}")
         problems += _entitlement_problems(row.approver, batch, tier, f"{step} decision by", step)
-        if row.decision == wanted:
+        if row.decision == wanted and base is None:
             limit = tier.problem_for(batch.currency, limited, user=row.approver)
             if limit is not None:
                 problems.append(f"{step} decision by {row.approver!r}: {limit}")
         seen = witnessed.get(wanted)
         if seen is None or _norm(seen["actor"]) != _norm(row.approver) or seen.get("batch_hash") != row.batch_hash:
             problems.append(f"{step!r} decision has no matching record in the audit log (recorded outside the app?)")
-    problem = _limit_problem(tier, batch.currency, max_item, _total(items))
-    if problem and not any(problem in p for p in problems):
-        problems.append(problem)
     confirm = rows.get("confirm")
     if confirm is not None and "approve" in rows:
         problem = _four_eyes_problem(tier, batch.currency, _total(items), rows["approve"].approver, confirm.approver)
