@@ -185,6 +185,30 @@ def parse_invoice_refs(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(seen)
 
 
+#: How many items the approval form offers to pick for exclusion (largest first). A bigger batch keeps its full list
+#: in the candidates CSV; further refs can still be typed in the same field through the REST API
+#: (``scripts/approve.py --exclude``).
+PICK_LIMIT = 500
+
+
+def exclusion_choices(view: BatchView, limit: int = PICK_LIMIT) -> dict[str, str]:
+    """The items an approver can pick to leave out, largest first: invoice ref -> one-line label.
+
+    The label is what the form shows (ref, customer, amount, days past due, reason); refs and names come from
+    source systems, so they are cut to a readable length (React escapes them on screen).
+    """
+    from writeoffs.errors import shorten
+
+    items = sorted(pending_items(view), key=lambda i: (-i.amount, i.invoice_ref))[:limit]
+    return {
+        i.invoice_ref: (
+            f"{shorten(i.invoice_ref, 40)} · {shorten(i.customer_name or i.customer_ref, 40)} · "
+            f"{view.fmt(i.amount)} · {i.days_past_due} days past due · {i.reason_code}"
+        )
+        for i in items
+    }
+
+
 def check_exclusions(view: BatchView, refs: Sequence[str]) -> tuple[str, ...]:
     """Refuse exclusions that name invoices outside the batch: a typo must not silently post the invoice."""
     known = {i.invoice_ref for i in pending_items(view)}
@@ -404,7 +428,8 @@ def summary_markdown(
         "**Approve** does not post yet: a second request, **Confirm**, then opens"
         + (f" ({_cell(confirmation)})" if confirmation else "")
         + " and shows exactly what will be posted. **Reject** ends the batch with nothing posted.",
-        "To leave invoices out, list their invoice refs in *exclude_invoice_refs* (comma separated). "
+        f"To leave invoices out, pick them in **Exclude invoices** (the {PICK_LIMIT} largest are listed; refs "
+        "beyond those can be sent through the REST API). "
         "The *comment* is internal: it is stored with the approval and never shown to customers.",
     ]
     return "\n".join(out)

@@ -83,19 +83,34 @@ def hitl_users(names: Sequence[str]) -> list[dict[str, str]]:
     return [{"id": n, "name": n} for n in names]
 
 
+def exclusion_param() -> Param:
+    """The "Exclude invoices" field: a list of invoice refs, or a string of them (answers through the REST API, refs
+    beyond the pick list). Either way the ledger checks every ref. :func:`offer_exclusions` adds the pick list."""
+    return Param(
+        None,
+        type=["array", "string", "null"],
+        title="Exclude invoices",
+        description="Pick the invoices to leave out of this write-off (optional; largest first).",
+        source="task",
+    )
+
+
+def offer_exclusions(param: Param, choices: dict[str, str]) -> None:
+    """Turn the field into a pick list of this batch's items (ref -> label), built when the request is made: the
+    Airflow form shows a JSON-schema ``array`` with ``examples`` as a multi-select with the labels."""
+    param.schema["examples"] = list(choices)
+    param.schema["values_display"] = dict(choices)
+
+
 def approval_params() -> dict[str, Param]:
     return {
-        EXCLUDE_PARAM: Param(
-            "",
-            type="string",
-            title="Exclude invoices",
-            description="Invoice refs to leave out of this write-off, comma separated (optional).",
-        ),
+        EXCLUDE_PARAM: exclusion_param(),
         COMMENT_PARAM: Param(
             "",
             type="string",
             title="Internal comment",
             description="Stored with the decision in the ledger and audit log; never shown to customers.",
+            source="task",
         ),
     }
 
@@ -462,7 +477,10 @@ class BatchApprovalOperator(BatchDecisionOperator):
     asks_when = ("proposed", "awaiting_approval")
 
     def __init__(self, *, final: bool = False, **kwargs: Any) -> None:
-        kwargs.setdefault("params", approval_params())
+        # Always the form's own fields: inside a DAG, Airflow passes the DAG-level params (``as_of``) in as
+        # ``params`` before this runs, and HITLOperator keeps only params whose source is "task" -- a setdefault
+        # left the form with no exclusion or comment field at all.
+        kwargs["params"] = approval_params()
         super().__init__(**kwargs)
         #: The last approval attempt in the DAG: a timeout expires the batch even if the tier says escalate.
         self.final = final
@@ -480,9 +498,17 @@ class BatchApprovalOperator(BatchDecisionOperator):
     ) -> tuple[str, str]:
         from decimal import Decimal
 
-        from writeoffs.approval_view import pending_items, subject, summary_markdown, write_candidates_csv
+        from writeoffs.approval_view import (
+            exclusion_choices,
+            pending_items,
+            subject,
+            summary_markdown,
+            write_candidates_csv,
+        )
 
         csv_path = write_candidates_csv(reports_dir(), view)
+        # The form's pick list: this batch's items as they are now (the request is built per batch at run time).
+        offer_exclusions(self.params.get_param(EXCLUDE_PARAM), exclusion_choices(view))
         total = sum((i.amount for i in pending_items(view)), Decimal(0))
         confirmers = ", ".join(tier.answerers("confirm"))
         if tier.four_eyes(view.currency, total):
@@ -525,7 +551,7 @@ class BatchConfirmOperator(BatchDecisionOperator):
     asks_when = ("approved",)
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("params", confirm_params())
+        kwargs["params"] = confirm_params()  # see BatchApprovalOperator.__init__
         super().__init__(**kwargs)
 
     def render(

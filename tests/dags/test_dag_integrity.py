@@ -93,6 +93,10 @@ for dag_id, dag in bag.dags.items():
             t.task_id for t in dag.tasks if not waits_for_people(t) and getattr(t, "execution_timeout", None) is None
         ),
         "params": sorted({*dag.params.keys(), *(k for t in dag.tasks for k in (t.params or {}).keys())}),
+        # The fields each request form shows (what HITLOperator stores with the request, as parsed in a DAG).
+        "human_forms": {
+            t.task_id: sorted(t.serialized_params) for t in dag.tasks if waits_for_people(t)
+        },
     }
 print(json.dumps({
     "import_errors": {str(k): v for k, v in bag.import_errors.items()},
@@ -299,3 +303,16 @@ def test_the_checks_catch_violations(tmp_path):
         "parse_seconds": {},
         "dagbag_seconds": {},
     }
+
+
+def test_approval_forms_have_their_fields(report):
+    """The approval request asks for exclusions and a comment, the confirmation for a comment, as parsed in the DAG.
+
+    Inside a DAG, Airflow passes the DAG's params to an operator before its ``__init__`` runs and HITLOperator keeps
+    only task-sourced ones: a form built with ``setdefault`` came out empty and the UI showed no field at all.
+    """
+    forms = report["dags"]["writeoff_approval"]["human_forms"]
+    assert forms, "no human-in-the-loop tasks found in writeoff_approval"
+    for task_id, fields in forms.items():
+        expected = ["comment"] if task_id.endswith("confirm") else ["comment", "exclude_invoice_refs"]
+        assert fields == expected, f"{task_id}: form fields {fields}, expected {expected}"
