@@ -105,9 +105,11 @@ def offer_exclusions(param: Param, choices: dict[str, str]) -> None:
 def approval_params() -> dict[str, Param]:
     return {
         EXCLUDE_PARAM: exclusion_param(),
+        # Optional (null allowed): a non-nullable string is a required field in the Airflow form, and an empty
+        # required field disables the answer buttons.
         COMMENT_PARAM: Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Internal comment",
             description="Stored with the decision in the ledger and audit log; never shown to customers.",
             source="task",
