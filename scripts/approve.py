@@ -77,9 +77,17 @@ def answer(
     wait = SETTLE_SECONDS - (datetime.now(UTC) - created).total_seconds()
     if wait > 0:
         time.sleep(wait)
-    params: dict[str, str] = {"comment": comment}
-    if "exclude_invoice_refs" in (detail.get("params") or {}):
-        params["exclude_invoice_refs"] = exclude
+    fields = set(detail.get("params") or {})
+    if exclude and "exclude_invoice_refs" not in fields:
+        # Never drop what the approver asked for: this request has no exclusion field (e.g. the confirm step).
+        sys.exit(f"this request ({step_of(detail)} step) takes no exclusions: --exclude {exclude!r} cannot be sent")
+    params: dict[str, Any] = {}
+    if "comment" in fields:
+        params["comment"] = comment or None
+    elif comment:
+        sys.exit(f"this request ({step_of(detail)} step) takes no comment: --comment cannot be sent")
+    if "exclude_invoice_refs" in fields:
+        params["exclude_invoice_refs"] = [r for r in re.split(r"[\s,;]+", exclude) if r] or None
     url = (
         f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}"
         "/hitlDetails"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 from writeoffs.errors import ConfigError
@@ -102,6 +103,11 @@ class Tier:
     four_eyes_above: Mapping[str, Decimal] = field(default_factory=dict)
     #: Narrower limits per reason, segment or user; the most restrictive applicable one wins.
     restrictions: tuple[Restriction, ...] = ()
+
+    @property
+    def reminder_before(self) -> timedelta:
+        """How long before a request's deadline its people are reminded: a quarter of the response time."""
+        return timedelta(hours=self.response_timeout_hours / 4)
 
     def answerers(self, step: str) -> tuple[str, ...]:
         """Who may answer ``step`` (``approve`` or ``confirm``) of this tier's batches."""

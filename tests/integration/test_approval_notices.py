@@ -21,6 +21,7 @@ from sqlalchemy import select
 from tests.integration.approval_support import make_batch
 from tests.receivers import SmtpReceiver, WebhookReceiver
 from writeoffs.db.schema import audit_log
+from writeoffs.tiers import SYSTEM_ACTOR
 from writeoffs_airflow import alerts
 
 BASE = "http://airflow.example:8080"
@@ -230,3 +231,44 @@ def test_a_failing_channel_neither_fails_the_request_nor_stops_the_other(
     messages = [r.getMessage() for r in caplog.records]
     assert any("No e-mail address for ar_manager" in m for m in messages)
     assert any("ApprovalSlackNotifier failed" in m for m in messages)
+
+
+# ------------------------------------------------------------------------------------------------ reminders
+
+
+def test_the_assigned_people_are_reminded_once_before_the_request_times_out(batch, recorded, monkeypatch) -> None:
+    from writeoffs.db.schema import writeoff_batches
+    from writeoffs_airflow.reminders import send_due_reminders
+
+    engine, batch_id = batch
+    with WebhookReceiver() as slack, SmtpReceiver() as smtp:
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFFS_SLACK", slack.airflow_conn())
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFFS_SMTP", smtp_conn(smtp))
+        _, ctx, park = open_request(batch_id)
+        smtp.wait_for(1), slack.wait_for(1)  # the notice that the request opened
+        deadline = datetime.fromisoformat(park["deadline"])
+        # The test tier answers within 1 hour: reminded in the last quarter (15 minutes), not before.
+        assert send_due_reminders(ctx, now=deadline - timedelta(minutes=16)) == []
+        sent = send_due_reminders(ctx, now=deadline - timedelta(minutes=14))
+        assert sent == [{"batch_id": batch_id, "step": "approve", "recipients": ["ar_manager", "controller"]}]
+        mails, posts = smtp.wait_for(2), slack.wait_for(2)
+        # once per request, however often the DAG runs
+        assert send_due_reminders(ctx, now=deadline - timedelta(minutes=5)) == []
+    mail = mails[-1]
+    assert mail.subject.startswith(f"Reminder: batch {batch_id} waits for your approve decision")
+    assert sorted(mail.rcpt_tos) == ["ar.manager@example.com", "controller@example.com"]
+    assert f'href="{LINK}"' in mail.text()
+    assert f"<{LINK}|open the request>" in posts[-1].json["text"]
+    with engine.connect() as conn:
+        reminded = conn.execute(
+            select(audit_log.c.actor, audit_log.c.details).where(audit_log.c.action == "approval.reminded.approve")
+        ).all()
+    assert len(reminded) == 1 and reminded[0].actor == SYSTEM_ACTOR
+    assert json.loads(reminded[0].details)["channels"] == ["ApprovalEmailNotifier", "ApprovalSlackNotifier"]
+    # An answered (or expired, escalated) request is never reminded.
+    with engine.begin() as conn:
+        other, _ = make_batch(conn, ["300.00"], tier="ar_manager", prepared_by="preparer", prefix="r2")
+    _, ctx2, park2 = open_request(other)
+    with engine.begin() as conn:
+        conn.execute(writeoff_batches.update().where(writeoff_batches.c.id == other).values(status="rejected"))
+    assert send_due_reminders(ctx2, now=datetime.fromisoformat(park2["deadline"]) - timedelta(minutes=1)) == []
