@@ -167,34 +167,9 @@ def send_notice(context: Any, *, recipients: Sequence[str], subject: str, lines:
 # ------------------------------------------------------------------------------------------------ operators
 
 
-#: Retry delay of the request tasks: short, because the usual retry carries an answer already given.
+#: Retry delay of the request tasks: short, because the usual retry of a request task re-asks people whose answer
+#: Airflow lost (see BatchDecisionOperator.execute); they must not wait the DAG's retry delay for it.
 HITL_RETRY_DELAY = timedelta(seconds=5)
-
-
-def answer_left_by_earlier_try(context: Any) -> dict[str, Any] | None:
-    """The answer an earlier try of this task instance received but never processed, as a trigger event; or None.
-
-    Airflow keeps one request per task instance and clears its answer when the request is opened again, so this is
-    read before a retry opens it. The first try has nothing to read (Airflow answers 404).
-    """
-    ti = context["ti"]
-    if ti.try_number <= 1:
-        return None
-    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
-
-    try:
-        resp = get_hitl_detail_content_detail(ti_id=ti.id)
-    except Exception:  # no request yet (404): nothing was answered
-        return None
-    if not (resp.response_received and resp.chosen_options and resp.responded_by_user):
-        return None
-    user = resp.responded_by_user
-    return {
-        "chosen_options": list(resp.chosen_options),
-        "params_input": dict(resp.params_input or {}),
-        "responded_at": resp.responded_at,
-        "responded_by_user": {"id": user.id, "name": user.name},
-    }
 
 
 def _engine() -> Engine:
@@ -226,8 +201,8 @@ class BatchDecisionOperator(HITLOperator):
         # The wait is bounded by the tier's response timeout (set in execute); an execution_timeout from
         # default_args would be taken as the response timeout by HITLOperator, or race the parking of the task.
         kwargs["execution_timeout"] = None
-        # A retry here is how Airflow 3.3.2 handles an answer that arrived before the scheduler saw the task park
-        # (see answer_left_by_earlier_try): the approver must not wait the DAG's retry delay for it.
+        # A retry here is how Airflow 3.3.2 handles an answer that arrived before the scheduler saw the task park:
+        # the request is asked again at once (see execute).
         kwargs["retry_delay"] = HITL_RETRY_DELAY
         kwargs.setdefault("response_timeout", timedelta(hours=48))
         super().__init__(options=[self.approve_option, REJECT], multiple=False, **kwargs)
@@ -287,18 +262,16 @@ class BatchDecisionOperator(HITLOperator):
             f"Answer by: {when}",
         )
         digest = items_digest(pending_items(view))
-        early = answer_left_by_earlier_try(context)
-        if early is not None:
-            # Airflow 3.3.2: an answer given right after the request opened can reach the scheduler before it has
-            # seen the task park; it then retries the task, and re-opening the request would clear the answer. The
-            # batch is still undecided in the ledger (else it was skipped above), so the answer is processed now.
-            self.log.warning(
-                "Batch %s: answer by %s given before try %s started: processing it (no answer is lost)",
-                batch_id,
-                (early.get("responded_by_user") or {}).get("name"),
-                context["ti"].try_number,
+        if context["ti"].try_number > 1:
+            # Airflow 3.3.2 loses an answer given the instant a request opens: the scheduler retries the task and the
+            # answered request is archived (see docs/approvals.md). The batch is still undecided in the ledger (else
+            # it was skipped above), so the people are asked again, and told why.
+            try_number = context["ti"].try_number
+            self.log.warning("Batch %s: %s request opened again (try %s)", batch_id, self.step, try_number)
+            self.notice_lines += (
+                "Asked again: an answer given within a second or two of the earlier request opening can be lost by "
+                "Airflow 3.3.2; if you answered, please answer once more.",
             )
-            return self.execute_complete(context, early, deadline=deadline.isoformat(), tier=tier.name, digest=digest)
         with engine.begin() as conn:
             audit.append(
                 conn,
