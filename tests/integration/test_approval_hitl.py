@@ -231,15 +231,19 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
         "| 12 | 3 | 90 |",
         "| Who may approve | ar_manager, controller |",
         "no answer by then: the batch expires, nothing is posted |",
-        "Full candidate list (2 rows, all evidence): file://",
+        f"Full candidate list (2 rows, all evidence): {sc.server.base_url}/writeoffs/batches/",
         "| Then confirmed | by a second person (ar_manager, controller), not the approver: four eyes |",
         "**Approve** does not post yet: a second request, **Confirm**, then opens",
     ):
         assert expected in body, expected
     assert req["subject"].startswith("ar_manager tier · 2,000.50 USD · US01 — batch ")
     assert req["task_instance"]["rendered_map_index"] == f"batch {sc.batches['approve']}"
-    csv_path = Path(body.split("Full candidate list (2 rows, all evidence): file://", 1)[1].split()[0])
-    assert csv_path.read_text().count("INV-approve-") == 2
+    # The full list is the workspace plugin's CSV over HTTP, behind Airflow's login (no file:// link).
+    csv_url = body.split("Full candidate list (2 rows, all evidence): ", 1)[1].split()[0]
+    assert csv_url == f"{sc.server.base_url}/writeoffs/batches/{sc.batches['approve']}/candidates.csv"
+    assert httpx.get(csv_url, timeout=30).status_code == 401
+    got = httpx.get(csv_url, headers={"Authorization": f"Bearer {sc.server.token('ar_manager')}"}, timeout=30)
+    assert got.status_code == 200 and got.text.count("INV-approve-") == 2
 
     # The assigned approvers were told, by e-mail and Slack, with a link that opens this very request.
     mail = mail_about(sc, req["subject"], sc.batches["approve"])

@@ -190,7 +190,59 @@ def create_app(
             view = queries.reconciliation(conn)
         return html(pages.reconciliation_page(view, prefix=prefix_of(request), user=acc.user))
 
+    def kpi_data(engine, period: str | None):
+        """The month's report and charts, read in one snapshot (read-only repeatable read on PostgreSQL)."""
+        from writeoffs import kpi_charts
+        from writeoffs.kpi import Period, kpi_report
+
+        with engine.connect() as raw:
+            month = _month(period) or _month_of(queries.latest_business_date(raw))
+            raw.rollback()
+            p = Period.month(*month)
+            conn = (
+                raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+                if raw.dialect.name == "postgresql"
+                else raw
+            )
+            with conn.begin():
+                report = kpi_report(conn, p.start, p.end, previous=True)
+                svgs = kpi_charts.render(kpi_charts.collect(conn, report))
+        return p, report, svgs
+
+    @app.get("/kpis", response_class=HTMLResponse)
+    def kpis(request: Request, period: str | None = None, user: BaseUser = Depends(get_user)) -> Response:
+        with engine_of().connect() as conn:
+            acc = reports_access(conn, user)
+        p, report, svgs = kpi_data(engine_of(), period)
+        return html(pages.kpi_page(report, svgs, p.label, prefix=prefix_of(request), user=acc.user))
+
+    @app.get("/kpis/charts/{name}.svg")
+    def kpi_chart(name: str, period: str | None = None, user: BaseUser = Depends(get_user)) -> Response:
+        with engine_of().connect() as conn:
+            reports_access(conn, user)
+        _, _, svgs = kpi_data(engine_of(), period)
+        if name not in svgs:
+            raise HTTPException(404, f"no chart {name[:40]!r}")
+        return Response(svgs[name], media_type="image/svg+xml", headers=SECURITY_HEADERS)
+
     return app
+
+
+def _month(text: str | None) -> tuple[int, int] | None:
+    """``YYYY-MM`` -> (year, month); anything else None (the default month applies)."""
+    import re
+
+    m = re.fullmatch(r"(\d{4})-(\d{2})", (text or "").strip())
+    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1900:
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
+def _month_of(day) -> tuple[int, int]:
+    from datetime import date
+
+    day = day or date.today()
+    return day.year, day.month
 
 
 def _login_url(next_url: str) -> str:

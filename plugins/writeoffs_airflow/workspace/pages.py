@@ -265,3 +265,80 @@ def reconciliation_page(view: ReconView, *, prefix: str, user: str) -> str:
         + recent
     )
     return page("Reconciliation", body, prefix=prefix, user=user, active="reconciliation")
+
+
+def kpi_page(report, svgs: dict[str, str], period: str, *, prefix: str, user: str) -> str:
+    """The period's KPIs: the charts (inline SVG, built by writeoffs.charts with every label escaped), the
+    per-entity table and the breakdowns."""
+    from writeoffs.kpi import RECOVERY_BENCHMARK
+
+    form = (
+        f'<form id="kpi-form" data-testid="kpi-form" class="inline" method="get" action="{href(prefix, "/kpis")}">'
+        f'<label>Month <input name="period" id="kpi-period" value="{esc(period)}" pattern="[0-9]{{4}}-[0-9]{{2}}" '
+        'maxlength="7"></label><button type="submit" id="kpi-submit">Show</button></form>'
+    )
+
+    def pct(v) -> str:
+        return "n/a" if v is None else f"{esc(v)} %"
+
+    entities = table(
+        "kpi-entities",
+        [
+            ("Entity", ""),
+            ("Currency", ""),
+            ("Net written off", "num"),
+            ("Count", "num"),
+            ("Sales", "num"),
+            ("Open AR", "num"),
+            ("Rate of sales", "num"),
+            ("Class", ""),
+            ("Rate of AR", "num"),
+            ("Recoveries", "num"),
+            ("Recovery rate", "num"),
+        ],
+        [
+            [
+                esc(k.entity),
+                esc(k.currency),
+                money(k.net_written_off, k.currency),
+                esc(k.count),
+                money(k.sales, k.currency),
+                money(k.open_ar, k.currency),
+                pct(k.rate_of_sales),
+                esc(k.class_of_sales or "n/a"),
+                pct(k.rate_of_ar),
+                money(k.recoveries, k.currency),
+                pct(k.recovery_rate),
+            ]
+            for k in report.by_entity
+        ],
+        empty="No activity in this period.",
+    )
+    breakdowns = []
+    for name, rows in report.breakdowns.items():
+        breakdowns.append(
+            f"<h3>By {esc(name.replace('_', ' '))}</h3>"
+            + table(
+                f"kpi-by-{name.replace('_', '-')}",
+                [("Value", ""), ("Currency", ""), ("Count", "num"), ("Amount", "num")],
+                [[cut(r.value, 60), esc(r.currency), esc(r.count), money(r.amount, r.currency)] for r in rows],
+                empty="None.",
+            )
+        )
+    charts = "".join(
+        f'<figure class="chart-box" id="figure-{esc(name)}" data-testid="chart-{esc(name)}">{svg}</figure>'
+        for name, svg in svgs.items()
+    )
+    body = (
+        form + f'<p class="muted">Period {esc(report.period.label)} '
+        f"({esc(report.period.start)} to {esc(report.period.end)});"
+        f" AR basis: {esc(report.ar_basis)}. Bands: below {esc(report.thresholds.excellent_below)} % excellent, "
+        f"above {esc(report.thresholds.concerning_above)} % concerning. Recovery benchmark: "
+        f"{cut(RECOVERY_BENCHMARK, 200)}.</p>"
+        + f'<div class="charts" id="kpi-charts">{charts}</div>'
+        + "<h2>By entity (functional currency)</h2>"
+        + entities
+        + "<h2>Breakdowns</h2>"
+        + "".join(breakdowns)
+    )
+    return page(f"Write-off KPIs {report.period.label}", body, prefix=prefix, user=user, active="kpis")
