@@ -123,3 +123,17 @@ def write_charts(data: ChartData, folder: Path) -> list[Path]:
         tmp.replace(path)
         out.append(path)
     return out
+
+
+def write_report_charts(engine, report: KpiReport, folder: Path) -> list[Path]:
+    """The charts of ``report`` as SVG files beside its Markdown (``reports/kpi/<period>-<chart>.svg``), read in one
+    snapshot (read-only repeatable read on PostgreSQL)."""
+    with engine.connect() as raw:
+        conn = (
+            raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            if raw.dialect.name == "postgresql"
+            else raw
+        )
+        with conn.begin():
+            data = collect(conn, report)
+    return write_charts(data, folder)
