@@ -251,3 +251,23 @@ def test_kpi_page_shows_the_charts(ws) -> None:
     assert c.get("/kpis/charts/nope.svg").status_code == 404
     assert c.get("/kpis", params={"period": "2026-13<script>"}).status_code == 200  # falls back to the default month
     assert ws("outsider").get("/kpis").status_code == 403
+
+
+def test_after_approval_only_the_second_person_sees_the_confirm_step(ws) -> None:
+    from tests.integration.approval_support import TEST_TIERS
+    from writeoffs.approvals import governing_tiers, record_decision
+
+    with ws.engine.begin() as conn:
+        bid, _ = make_batch(conn, ["1500.00", "2715.75"], tier="ar_manager", prefix="four-eyes")
+    with ws.engine.begin() as conn:
+        tiers = governing_tiers(conn, bid)
+        assert [t["name"] for t in TEST_TIERS] == [t.name for t in tiers if t.name != "auto"]
+        record_decision(conn, batch_id=bid, step="approve", approver="ar_manager", decision="approved", tiers=tiers)
+    # 4,215.75 USD is above the tier's four-eyes amount (1,000 USD): the approver may not confirm, so does not see it.
+    assert ws("ar_manager").get(f"/batches/{bid}").status_code == 403
+    assert str(bid) not in re.findall(r'data-batch-id="(\d+)"', ws("ar_manager").get("/queue").text)
+    page = ws("controller").get(f"/batches/{bid}")
+    assert page.status_code == 200 and '<span id="batch-status">approved</span>' in page.text
+    queue = ws("controller").get("/queue").text
+    row = re.search(rf'<tr data-batch-id="{bid}"[^>]*>(.*?)</tr>', queue)
+    assert row and '<td class="">confirm</td>' in row.group(1)
