@@ -144,6 +144,9 @@ def test_batch_page_items_sorted_paged_filtered_and_escaped(ws) -> None:
     assert amounts == sorted(amounts, reverse=True) and len(amounts) == 4
     assert "bankruptcy" in html.lower() and "uncollectible" in html.lower()
 
+    # The column headers sort: amount is the current key (descending), so its link flips the order.
+    assert re.search(r'<a class="sort" id="sort-amount"[^>]*href="[^"]*sort=amount&amp;dir=asc', html)
+    assert re.search(r'<a class="sort" id="sort-days_past_due"[^>]*href="[^"]*sort=days_past_due&amp;dir=desc', html)
     asc = c.get(f"/batches/{bid}", params={"sort": "amount", "dir": "asc", "size": 25}).text
     got = [Decimal(a.replace(",", "")) for a in re.findall(r'<td class="num">([\d,]+\.\d\d) USD</td>', asc)]
     assert got == sorted(got)

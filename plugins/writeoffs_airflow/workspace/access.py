@@ -64,6 +64,7 @@ class Access:
         self.me = normalized(user)
         self.is_reader = bool(self.me) and self.me in (readers() if reader_names is None else reader_names)
         self._policies: dict[str, tuple[Tier, ...] | None] = {}
+        self._answerers: dict[tuple[int, str], tuple[str, ...]] = {}
 
     # -- policy of a batch
     def tiers_of(self, batch) -> tuple[Tier, ...] | None:
@@ -84,10 +85,13 @@ class Access:
         tiers = self.tiers_of(batch)
         if step is None or tiers is None or batch.tier == AUTO_TIER:
             return ()
-        try:
-            return eligible_answerers(self.conn, batch.id, step, tiers)
-        except (ApprovalError, ConfigError):
-            return ()
+        key = (batch.id, step)
+        if key not in self._answerers:  # the confirm step reads the batch's items (four eyes): once per request
+            try:
+                self._answerers[key] = eligible_answerers(self.conn, batch.id, step, tiers)
+            except (ApprovalError, ConfigError):
+                self._answerers[key] = ()
+        return self._answerers[key]
 
     def tier_people(self, batch) -> frozenset[str]:
         tiers = self.tiers_of(batch)
