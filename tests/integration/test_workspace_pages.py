@@ -89,12 +89,26 @@ def test_no_token_is_401_from_airflows_dependency(ws) -> None:
 
 
 def test_queue_lists_only_batches_the_ledger_lets_the_user_answer(ws) -> None:
+    from writeoffs import audit
+    from writeoffs.tiers import SYSTEM_ACTOR
+
+    with ws.engine.begin() as conn:  # what the approval operator records when it opens the request
+        for deadline in ("2026-11-25T09:00:00+00:00", "2026-11-26T14:00:00+00:00"):  # a re-opened request: latest
+            audit.append(
+                conn,
+                actor=SYSTEM_ACTOR,
+                action="approval.requested.approve",
+                object_type="writeoff_batch",
+                object_id=ws.ids["open"],
+                details={"tier": "ar_manager", "deadline": deadline},
+            )
     r = ws("ar_manager").get("/queue")
     assert r.status_code == 200
     ids = re.findall(r'data-batch-id="(\d+)"', r.text)
     # Not the batch they prepared (nobody approves their own), not the CFO's tier, not the posted one.
     assert ids == [str(ws.ids["open"])]
     assert "4,215.75 USD" in r.text and ">4<" in r.text  # total and count of the items in play
+    assert "2026-11-26 14:00 UTC" in r.text and "2026-11-25" not in r.text
     assert [*re.findall(r'data-batch-id="(\d+)"', ws("cfo").get("/queue").text)] == [str(ws.ids["cfo"])]
     assert ws("controller").get("/queue").status_code == 200
     assert ws("outsider").get("/queue").status_code == 403
