@@ -16,6 +16,7 @@ every batch records them as ``routed_by`` (who may then answer none of them; pro
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -256,6 +257,14 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
     )
     page = httpx.get(link, timeout=30)
     assert page.status_code == 200 and "<html" in page.text.lower()  # the UI serves the page
+    # The workspace's batch page links the same request (found in Airflow's metadata DB by the batch's map label).
+    ws_page = httpx.get(
+        f"{sc.server.base_url}/writeoffs/batches/{sc.batches['approve']}",
+        headers={"Authorization": f"Bearer {sc.server.token('controller')}"},
+        timeout=30,
+    )
+    assert ws_page.status_code == 200
+    assert f'id="required-action" data-testid="required-action" href="{html.escape(link)}"' in ws_page.text
     _, dag, _, run, _, task, _, index, _ = urlsplit(link).path.strip("/").split("/")
     with sc.server.client("ar_manager") as c:  # and the page's task instance is the request
         detail = ok_json(c.get(f"/dags/{dag}/dagRuns/{unquote(run)}/taskInstances/{task}/{index}/hitlDetails"))
