@@ -334,7 +334,7 @@ def kpi_page(report, svgs: dict[str, str], period: str, *, prefix: str, user: st
         f"({esc(report.period.start)} to {esc(report.period.end)});"
         f" AR basis: {esc(report.ar_basis)}. Bands: below {esc(report.thresholds.excellent_below)} % excellent, "
         f"above {esc(report.thresholds.concerning_above)} % concerning. Recovery benchmark: "
-        f"{cut(RECOVERY_BENCHMARK, 200)}.</p>"
+        f"{cut(RECOVERY_BENCHMARK, 200)}</p>"
         + f'<div class="charts" id="kpi-charts">{charts}</div>'
         + "<h2>By entity (functional currency)</h2>"
         + entities

@@ -30,7 +30,7 @@ vertical-align:top}th{background:#f8fafc}td.num,th.num{text-align:right;font-var
 form.inline{display:inline-flex;gap:.5rem;align-items:center;margin:.5rem 0}
 .pager a,.pager span{margin-right:.75rem}dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}
 dl.facts dt{color:#475569}dl.facts dd{margin:0}pre{white-space:pre-wrap;background:#f8fafc;padding:.5rem}
-svg{max-width:100%;height:auto}.charts{display:flex;flex-wrap:wrap;gap:1.5rem}
+svg{max-width:100%;height:auto}.charts{display:flex;flex-wrap:wrap;gap:1rem}.charts figure{margin:0}
 """
 
 NAV = (
