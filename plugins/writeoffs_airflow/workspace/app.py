@@ -138,13 +138,11 @@ def create_app(
             acc = access(conn, user)
             b = the_batch(conn, acc, batch_id)
             result = queries.item_page(conn, b, q)
-            pending = queries.pending_summary(conn, b.id)
             answerers = acc.answerers_now(b)
         body = pages.batch_page(
             b,
             result,
             q,
-            pending=pending,
             prefix=prefix_of(request),
             user=acc.user,
             required_action=action_of(b),

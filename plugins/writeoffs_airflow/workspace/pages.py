@@ -79,7 +79,6 @@ def batch_page(
     result: ItemPage,
     q: PageQuery,
     *,
-    pending: tuple[int, object],
     prefix: str,
     user: str,
     required_action: str | None,
@@ -87,7 +86,7 @@ def batch_page(
 ) -> str:
     base = f"/batches/{seg(batch.id)}"
     csv_url = href(prefix, f"{base}/candidates.csv")
-    n_pending, total_pending = pending
+    n_pending, total_pending = result.pending, result.pending_total
     top = facts(
         [
             ("Entity / currency", f"{esc(batch.entity_code)} / {esc(batch.currency)}"),
@@ -95,7 +94,7 @@ def batch_page(
             ("Status", f'<span id="batch-status">{esc(batch.status)}</span>'),
             ("Business date", esc(batch.as_of_date.isoformat())),
             ("Invoices in play", f'<span id="pending-count">{esc(n_pending)}</span>'),
-            ("Total in play", f'<span id="pending-total">{money(total_pending, batch.currency)}</span>'),  # type: ignore[arg-type]
+            ("Total in play", f'<span id="pending-total">{money(total_pending, batch.currency)}</span>'),
             ("Prepared by", cut(batch.prepared_by or "scheduler", 60)),
             ("Who may answer now", cut(", ".join(answerers), 200) or "nobody (decided or closed)"),
             ("Policy", f"{cut(batch.policy_version, 40)} ({esc(batch.policy_hash[:12])})"),

@@ -48,6 +48,8 @@ class ItemPage:
     matching: int  # items matching the filter
     matching_total: Decimal
     reasons: tuple[tuple[str, int], ...]  # every reason of the batch with its item count
+    pending: int = 0  # items still in play (not excluded, rejected, ...)
+    pending_total: Decimal = Decimal(0)
 
 
 def batch_row(conn: Connection, batch_id: int):
@@ -92,7 +94,13 @@ _COLUMNS = (
 
 
 def item_page(conn: Connection, batch, q: PageQuery) -> ItemPage:
-    """One page of the batch's items (any status), sorted and filtered; plus the counts the page header shows."""
+    """One page of the batch's items (any status), sorted and filtered; plus the counts the page header shows.
+
+    Three statements whatever the batch's size: the page's ids from a narrow sort (the items alone, or with their
+    invoice's due date or ref), the wide rows (customer, evidence) of those ids only, and one aggregate per reason and
+    status that gives the filter's count and total, the reasons and what is still in play."""
+    from writeoffs.approval_view import NOT_POSTED_STATUSES
+
     where = [writeoffs.c.batch_id == batch.id]
     if q.reason:
         where.append(writeoffs.c.reason_code == q.reason)
@@ -102,36 +110,40 @@ def item_page(conn: Connection, batch, q: PageQuery) -> ItemPage:
         "days_past_due": invoices.c.due_date,
         "invoice": invoices.c.invoice_ref,
     }[q.sort]
+    source = writeoffs if q.sort == "amount" else writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id)
     descending = q.descending if q.sort != "days_past_due" else not q.descending
     order = [key.desc() if descending else key.asc(), writeoffs.c.id.desc() if descending else writeoffs.c.id.asc()]
-    rows = conn.execute(
-        select(*_COLUMNS).select_from(_joined()).where(*where).order_by(*order).limit(q.size).offset(q.offset)
-    ).all()
-    n, total = conn.execute(select(func.count(), func.coalesce(func.sum(writeoffs.c.amount), 0)).where(*where)).one()
-    reasons = conn.execute(
-        select(writeoffs.c.reason_code, func.count())
-        .where(writeoffs.c.batch_id == batch.id)
-        .group_by(writeoffs.c.reason_code)
-        .order_by(writeoffs.c.reason_code)
-    ).all()
-    return ItemPage(
-        items=tuple(_item(batch, r) for r in rows),
-        matching=int(n),
-        matching_total=Decimal(total),
-        reasons=tuple((str(r[0]), int(r[1])) for r in reasons),
+    ids = list(
+        conn.execute(
+            select(writeoffs.c.id).select_from(source).where(*where).order_by(*order).limit(q.size).offset(q.offset)
+        ).scalars()
     )
-
-
-def pending_summary(conn: Connection, batch_id: int) -> tuple[int, Decimal]:
-    """Count and total of the items still in play (not excluded, rejected, ...)."""
-    from writeoffs.approval_view import NOT_POSTED_STATUSES
-
-    n, total = conn.execute(
-        select(func.count(), func.coalesce(func.sum(writeoffs.c.amount), 0)).where(
-            writeoffs.c.batch_id == batch_id, writeoffs.c.status.not_in(tuple(NOT_POSTED_STATUSES))
+    rows = {}
+    if ids:
+        rows = {r.id: r for r in conn.execute(select(*_COLUMNS).select_from(_joined()).where(writeoffs.c.id.in_(ids)))}
+    groups = conn.execute(
+        select(
+            writeoffs.c.reason_code,
+            writeoffs.c.status,
+            func.count().label("n"),
+            func.coalesce(func.sum(writeoffs.c.amount), 0).label("total"),
         )
-    ).one()
-    return int(n), Decimal(total)
+        .where(writeoffs.c.batch_id == batch.id)
+        .group_by(writeoffs.c.reason_code, writeoffs.c.status)
+    ).all()
+    reasons: dict[str, int] = {}
+    for g in groups:
+        reasons[str(g.reason_code)] = reasons.get(str(g.reason_code), 0) + int(g.n)
+    chosen = [g for g in groups if not q.reason or g.reason_code == q.reason]
+    in_play = [g for g in groups if g.status not in NOT_POSTED_STATUSES]
+    return ItemPage(
+        items=tuple(_item(batch, rows[i]) for i in ids if i in rows),
+        matching=sum(int(g.n) for g in chosen),
+        matching_total=sum((Decimal(g.total) for g in chosen), Decimal(0)),
+        reasons=tuple(sorted(reasons.items())),
+        pending=sum(int(g.n) for g in in_play),
+        pending_total=sum((Decimal(g.total) for g in in_play), Decimal(0)),
+    )
 
 
 def candidates_csv(engine: Engine, batch_id: int) -> Iterator[str]:
