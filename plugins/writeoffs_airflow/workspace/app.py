@@ -43,19 +43,18 @@ def default_engine():
     secrets backends and metadata DB), else ``WRITEOFFS_LEDGER_URL``, else the SQLite file of the data dir."""
     import json
 
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models.connection import Connection
+
     from writeoffs.db.engine import make_engine
     from writeoffs_airflow.ledger import LEDGER_CONN_ID
 
-    url = None
     try:
-        from airflow.models.connection import Connection
-
         conn = Connection.get_connection_from_secrets(LEDGER_CONN_ID)
-        extra = json.loads(conn.extra or "{}")
-        url = str(extra.get("sqlalchemy_url") or conn.get_uri())
-    except Exception:  # not defined (AirflowNotFoundException) or no metadata DB: the env / default applies
-        url = None
-    return make_engine(url)
+    except AirflowNotFoundException:  # not defined: the env / default applies (any other failure is raised, and
+        return make_engine(None)  # not cached: never a silent fall-back to another ledger)
+    extra = json.loads(conn.extra or "{}")
+    return make_engine(str(extra.get("sqlalchemy_url") or conn.get_uri()))
 
 
 def _user_name(user: BaseUser) -> str:
