@@ -140,7 +140,8 @@ def test_batch_page_access(ws) -> None:
 
 
 def test_unknown_batch_is_404_and_readers_see_everything(ws, monkeypatch) -> None:
-    assert ws("ar_manager").get("/batches/999999").status_code == 404
+    for missing in ("999999", str(2**70), "0", "-3"):
+        assert ws("ar_manager").get(f"/batches/{missing}").status_code == 404, missing
     monkeypatch.setenv("WRITEOFFS_WORKSPACE_READERS", "auditor, Someone")
     assert ws("auditor").get(f"/batches/{ws.ids['cfo']}").status_code == 200
     assert ws("AUDITOR").get("/reconciliation").status_code == 200

@@ -34,6 +34,7 @@ SECURITY_HEADERS = {
     ),
 }
 MAX_PAGE = 1_000_000
+MAX_ID = 2**63 - 1  # a batch id beyond the BIGINT range is not an error, just not there
 REASON_MAX = 64
 
 
@@ -93,12 +94,14 @@ def create_app(
         return Access(conn, _user_name(user), reader_names)
 
     def the_batch(conn, acc: Access, batch_id: int):
-        batch = queries.batch_row(conn, batch_id)
+        batch = queries.batch_row(conn, batch_id) if 0 < batch_id <= MAX_ID else None
         if batch is None:
             raise HTTPException(404, f"write-off batch {batch_id} does not exist")
         if not acc.may_view_batch(batch):
             raise HTTPException(
-                403, f"{acc.user} may not see batch {batch_id}: it is not waiting for your answer in tier {batch.tier}"
+                403,
+                f"{acc.user} may not see batch {batch_id} (tier {batch.tier}, {batch.status}): only those who may "
+                "answer it now, or the people of its tier once decided",
             )
         return batch
 
