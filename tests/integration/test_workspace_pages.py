@@ -293,3 +293,42 @@ def test_after_approval_only_the_second_person_sees_the_confirm_step(ws) -> None
     queue = ws("controller").get("/queue").text
     row = re.search(rf'<tr data-batch-id="{bid}"[^>]*>(.*?)</tr>', queue)
     assert row and '<td class="">confirm</td>' in row.group(1)
+
+
+def test_report_files_are_served_from_two_folders_only(ws, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path))
+    reports = tmp_path / "reports"
+    for rel, content in {
+        "kpi/2026-11.md": "# KPIs <script>",
+        "kpi/2026-11-rate-of-ar.svg": "<svg/>",
+        "kpi/2026-11-tax-listing.csv": "a,b\n",
+        "kpi/notes.html": "<script>alert(1)</script>",  # not a servable type
+        "reconciliation/2026-11-24-run.md": "breaks",
+        "batches/batch_1_x.csv": "every item of a batch",  # the batch page's own check applies
+    }.items():
+        (reports / rel).parent.mkdir(parents=True, exist_ok=True)
+        (reports / rel).write_text(content)
+    (tmp_path / "secret.md").write_text("outside")
+    (reports / "kpi" / "link.md").symlink_to(tmp_path / "secret.md")
+
+    c = ws("controller")
+    listing = c.get("/reports").text
+    names = re.findall(r'<a class="report-link" href="/writeoffs/reports/([^"]+)"', listing)
+    assert sorted(names) == sorted(
+        [
+            "kpi/2026-11.md",
+            "kpi/2026-11-rate-of-ar.svg",
+            "kpi/2026-11-tax-listing.csv",
+            "reconciliation/2026-11-24-run.md",
+        ]
+    )
+    md = c.get("/reports/kpi/2026-11.md")
+    assert (
+        md.status_code == 200 and md.headers["content-type"].startswith("text/plain") and md.text == "# KPIs <script>"
+    )
+    assert "attachment" in c.get("/reports/kpi/2026-11-tax-listing.csv").headers["content-disposition"]
+    assert c.get("/reports/kpi/2026-11-rate-of-ar.svg").headers["content-type"].startswith("image/svg+xml")
+    for bad in ("kpi/notes.html", "batches/batch_1_x.csv", "kpi/link.md", "kpi/..%2F..%2Fsecret.md", "kpi/.hidden.md"):
+        assert c.get(f"/reports/{bad}").status_code == 404, bad
+    assert ws("outsider").get("/reports").status_code == 403
+    assert ws("outsider").get("/reports/kpi/2026-11.md").status_code == 403

@@ -190,6 +190,30 @@ def create_app(
             view = queries.reconciliation(conn)
         return html(pages.reconciliation_page(view, prefix=prefix_of(request), user=acc.user))
 
+    @app.get("/reports", response_class=HTMLResponse)
+    def report_list(request: Request, user: BaseUser = Depends(get_user)) -> Response:
+        from writeoffs_airflow.workspace import reports
+
+        with engine_of().connect() as conn:
+            acc = reports_access(conn, user)
+        return html(pages.reports_page(reports.listing(), prefix=prefix_of(request), user=acc.user))
+
+    @app.get("/reports/{folder}/{name}")
+    def report_file(folder: str, name: str, user: BaseUser = Depends(get_user)) -> Response:
+        from fastapi.responses import FileResponse
+
+        from writeoffs_airflow.workspace import reports
+
+        with engine_of().connect() as conn:
+            reports_access(conn, user)
+        path = reports.resolve(folder, name)
+        if path is None:
+            raise HTTPException(404, "no such report")
+        media, download = reports.TYPES[path.suffix]
+        headers = dict(SECURITY_HEADERS)
+        headers["Content-Disposition"] = f'{"attachment" if download else "inline"}; filename="{path.name}"'
+        return FileResponse(path, media_type=media, headers=headers)
+
     def kpi_data(engine, period: str | None):
         """The month's report and charts, read in one snapshot (read-only repeatable read on PostgreSQL)."""
         from writeoffs import kpi_charts

@@ -341,3 +341,33 @@ def kpi_page(report, svgs: dict[str, str], period: str, *, prefix: str, user: st
         + "".join(breakdowns)
     )
     return page(f"Write-off KPIs {report.period.label}", body, prefix=prefix, user=user, active="kpis")
+
+
+def reports_page(files, *, prefix: str, user: str) -> str:
+    """The report files the DAGs wrote (KPI reports and charts, reconciliation reports), newest first."""
+
+    def link(f) -> str:
+        return (
+            f'<a class="report-link" href="{href(prefix, f"/reports/{seg(f.folder)}/{seg(f.name)}")}">{cut(f.name)}</a>'
+        )
+
+    rows = [
+        [
+            esc(f.folder),
+            link(f),
+            esc(f"{f.size:,}"),
+            esc(f.modified.strftime("%Y-%m-%d %H:%M UTC")),
+        ]
+        for f in files
+    ]
+    body = (
+        '<p class="muted">KPI reports and charts and reconciliation reports written by the DAGs. Candidate lists are '
+        "on each batch's page.</p>"
+        + table(
+            "reports",
+            [("Kind", ""), ("File", ""), ("Bytes", "num"), ("Written", "")],
+            rows,
+            empty="No reports written yet.",
+        )
+    )
+    return page("Reports", body, prefix=prefix, user=user, active="reports")

@@ -38,6 +38,7 @@ NAV = (
     ("trail", "Invoice trail", "/trail"),
     ("reconciliation", "Reconciliation", "/reconciliation"),
     ("kpis", "KPIs", "/kpis"),
+    ("reports", "Reports", "/reports"),
 )
 
 
