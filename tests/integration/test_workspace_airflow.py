@@ -81,7 +81,14 @@ def test_plugin_is_listed_with_its_app_and_nav_entry(env) -> None:
 
 def test_unauthenticated_is_401_and_a_forged_token_is_refused(env) -> None:
     small = env["small"]
-    for path in ("/queue", f"/batches/{small}", f"/batches/{small}/candidates.csv", "/kpis", "/reconciliation"):
+    for path in (
+        "/queue",
+        f"/batches/{small}",
+        f"/batches/{small}/candidates.csv",
+        "/kpis",
+        "/reconciliation",
+        "/reports",
+    ):
         r = get(env, path)
         assert r.status_code == 401, path
         assert "INV-ws" not in r.text and 'id="login-link"' in r.text
@@ -123,7 +130,7 @@ def test_others_are_refused_the_batch(env, user: str, status: int) -> None:
 
 
 def test_outsider_gets_403_everywhere_and_the_auditor_reads(env) -> None:
-    for path in ("/queue", "/trail?invoice=INV-ws-1", "/reconciliation", "/kpis"):
+    for path in ("/queue", "/trail?invoice=INV-ws-1", "/reconciliation", "/kpis", "/reports"):
         assert get(env, path, "outsider").status_code == 403, path
         assert get(env, path, "auditor").status_code == 200, path
 
