@@ -75,6 +75,12 @@ def ws(ledger: Engine):
     return as_user
 
 
+def ids_in(html: str, table_id: str) -> list[str]:
+    """The data-batch-id of the rows of one table."""
+    body = html.split(f'<table id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'data-batch-id="(\d+)"', body)
+
+
 def rows_of(html: str, table_id: str) -> list[str]:
     body = html.split(f'<table id="{table_id}"', 1)[1].split("</table>", 1)[0]
     return re.findall(r"<tr[^>]*data-[^>]*>.*?</tr>", body)
@@ -104,12 +110,14 @@ def test_queue_lists_only_batches_the_ledger_lets_the_user_answer(ws) -> None:
             )
     r = ws("ar_manager").get("/queue")
     assert r.status_code == 200
-    ids = re.findall(r'data-batch-id="(\d+)"', r.text)
+    ids = ids_in(r.text, "queue")
     # Not the batch they prepared (nobody approves their own), not the CFO's tier, not the posted one.
     assert ids == [str(ws.ids["open"])]
+    # What they may look at besides: the open one and the decided batch of their tier, newest first.
+    assert ids_in(r.text, "recent-batches") == [str(ws.ids["posted"]), str(ws.ids["open"])]
     assert "4,215.75 USD" in r.text and ">4<" in r.text  # total and count of the items in play
     assert "2026-11-26 14:00 UTC" in r.text and "2026-11-25" not in r.text
-    assert [*re.findall(r'data-batch-id="(\d+)"', ws("cfo").get("/queue").text)] == [str(ws.ids["cfo"])]
+    assert ids_in(ws("cfo").get("/queue").text, "queue") == [str(ws.ids["cfo"])]
     assert ws("controller").get("/queue").status_code == 200
     assert ws("outsider").get("/queue").status_code == 403
 
@@ -145,7 +153,9 @@ def test_unknown_batch_is_404_and_readers_see_everything(ws, monkeypatch) -> Non
     monkeypatch.setenv("WRITEOFFS_WORKSPACE_READERS", "auditor, Someone")
     assert ws("auditor").get(f"/batches/{ws.ids['cfo']}").status_code == 200
     assert ws("AUDITOR").get("/reconciliation").status_code == 200
-    assert ws("auditor").get("/queue").status_code == 200  # nothing to answer, but may look
+    queue = ws("auditor").get("/queue")
+    assert queue.status_code == 200 and ids_in(queue.text, "queue") == []  # nothing to answer, but may look:
+    assert sorted(ids_in(queue.text, "recent-batches")) == sorted(str(i) for i in ws.ids.values())
 
 
 def test_batch_page_items_sorted_paged_filtered_and_escaped(ws) -> None:
@@ -287,7 +297,7 @@ def test_after_approval_only_the_second_person_sees_the_confirm_step(ws) -> None
         record_decision(conn, batch_id=bid, step="approve", approver="ar_manager", decision="approved", tiers=tiers)
     # 4,215.75 USD is above the tier's four-eyes amount (1,000 USD): the approver may not confirm, so does not see it.
     assert ws("ar_manager").get(f"/batches/{bid}").status_code == 403
-    assert str(bid) not in re.findall(r'data-batch-id="(\d+)"', ws("ar_manager").get("/queue").text)
+    assert str(bid) not in ids_in(ws("ar_manager").get("/queue").text, "queue")
     page = ws("controller").get(f"/batches/{bid}")
     assert page.status_code == 200 and '<span id="batch-status">approved</span>' in page.text
     queue = ws("controller").get("/queue").text

@@ -155,6 +155,12 @@ class Access:
             for b in mine
         ]
 
+    def recent_batches(self, scan: int = 300, show: int = 100) -> list:
+        """The newest batches (of the last ``scan``, auto tier included) this user may look at: everything for readers,
+        for others the open batches they may answer and the decided batches of their tiers."""
+        rows = self.conn.execute(select(writeoff_batches).order_by(writeoff_batches.c.id.desc()).limit(scan)).all()
+        return [b for b in rows if self.may_view_batch(b)][:show]
+
 
 def request_deadlines(conn: Connection, batch_ids: Sequence[int]) -> dict[tuple[int, str], datetime]:
     """The deadline of the latest request per (batch, step), from the audit log the approval operator writes."""

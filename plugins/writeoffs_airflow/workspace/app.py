@@ -116,7 +116,8 @@ def create_app(
             rows = acc.queue()
             if not rows and not acc.may_read_reports():
                 raise HTTPException(403, f"{acc.user} is not an approver, confirmer or reader of write-offs")
-        return html(pages.queue_page(rows, prefix=prefix_of(request), user=acc.user))
+            recent = acc.recent_batches()
+        return html(pages.queue_page(rows, prefix=prefix_of(request), user=acc.user, recent=recent))
 
     @app.get("/batches/{batch_id}", response_class=HTMLResponse)
     def batch(

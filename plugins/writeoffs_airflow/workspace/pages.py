@@ -23,7 +23,7 @@ def _md_cell(text: str) -> str:
     return cut(unescaped, 60)
 
 
-def queue_page(rows: Sequence[QueueRow], *, prefix: str, user: str) -> str:
+def queue_page(rows: Sequence[QueueRow], *, prefix: str, user: str, recent: Sequence = ()) -> str:
     body_rows, attrs = [], []
     for r in rows:
         link = href(prefix, f"/batches/{seg(r.batch_id)}")
@@ -54,9 +54,31 @@ def queue_page(rows: Sequence[QueueRow], *, prefix: str, user: str) -> str:
         f'<p id="queue-count" data-count="{len(rows)}">{len(rows)} batch(es) wait for your answer. '
         "You are asked only where the ledger lets you answer (tier, preparer, four eyes).</p>"
     )
+    others = table(
+        "recent-batches",
+        [("Batch", ""), ("Entity", ""), ("Tier", ""), ("Status", ""), ("Business date", ""), ("Invoices", "num"),
+         ("Total", "num")],
+        [
+            [
+                f'<a class="batch-link" href="{href(prefix, f"/batches/{seg(b.id)}")}">Batch {esc(b.id)}</a>',
+                esc(b.entity_code),
+                esc(b.tier),
+                esc(b.status),
+                esc(b.as_of_date.isoformat()),
+                esc(b.item_count),
+                money(b.total_amount, b.currency),
+            ]
+            for b in recent
+        ],
+        row_attrs=[f' data-batch-id="{esc(b.id)}" data-status="{esc(b.status)}"' for b in recent],
+        empty="None.",
+    )  # fmt: skip
     return page(
         "My queue",
-        intro + table("queue", header, body_rows, row_attrs=attrs, empty="Nothing waits for you."),
+        intro
+        + table("queue", header, body_rows, row_attrs=attrs, empty="Nothing waits for you.")
+        + "<h2>Batches you may look at (newest first; counts as proposed)</h2>"
+        + others,
         prefix=prefix,
         user=user,
         active="queue",
