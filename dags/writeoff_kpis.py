@@ -93,14 +93,19 @@ def writeoff_kpis() -> None:
         from datetime import date
 
         from writeoffs.kpi import headline, run_kpis
+        from writeoffs.kpi_charts import write_report_charts
         from writeoffs_airflow.ledger import ledger_engine
 
+        engine = ledger_engine()
         report, files = run_kpis(
-            ledger_engine(), date.fromisoformat(period["from"]), date.fromisoformat(period["to"]), previous=True
+            engine, date.fromisoformat(period["from"]), date.fromisoformat(period["to"]), previous=True
         )
+        # The charts (trend, rates against the bands, aging buckets, by reason) as SVG beside the Markdown report.
+        charts = write_report_charts(engine, report, files.markdown.parent)
         return {
             "headline": headline(report),
             "files": files.summary(),
+            "charts": [str(p) for p in charts],
             "allowance_entries": allowance.get("entries_posted", 0),
         }
 

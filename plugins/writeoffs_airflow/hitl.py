@@ -69,8 +69,16 @@ def reports_dir() -> Path:
     return data_dir() / "reports"
 
 
-def candidates_link(path: Path) -> str:
-    """Where the approver finds the full list: ``$WRITEOFFS_REPORTS_URL/<relative path>`` if set, else a file URL."""
+def candidates_link(path: Path, batch_id: int | None = None) -> str:
+    """Where the approver finds the full list: the workspace plugin's CSV download of the batch over HTTP, behind
+    Airflow's login (``<[api] base_url>/writeoffs/batches/<id>/candidates.csv``); without a base URL,
+    ``$WRITEOFFS_REPORTS_URL/<relative path>`` if set, else a file URL."""
+    if batch_id is not None:
+        from writeoffs_airflow.workspace.links import batch_csv_url
+
+        url = batch_csv_url(batch_id)
+        if url:
+            return url
     base = os.environ.get("WRITEOFFS_REPORTS_URL")
     if base:
         return f"{base.rstrip('/')}/{path.relative_to(reports_dir()).as_posix()}"
@@ -540,7 +548,7 @@ class BatchApprovalOperator(BatchDecisionOperator):
             confirmation = f"by one of {confirmers} (the approver may confirm: below the four-eyes amount)"
         body = summary_markdown(
             view,
-            candidates_link=candidates_link(csv_path),
+            candidates_link=candidates_link(csv_path, view.batch_id),
             limit=tier.limit_for(view.currency),
             confirmation=confirmation,
             answerers=answerers,
@@ -604,7 +612,7 @@ class BatchConfirmOperator(BatchDecisionOperator):
             approved_by=row.approver if row else None,
             debit_account=debit,
             credit_account="Accounts Receivable (control)",
-            candidates_link=candidates_link(candidates_csv_path(reports_dir(), view)),
+            candidates_link=candidates_link(candidates_csv_path(reports_dir(), view), view.batch_id),
             answerers=answerers,
             deadline=deadline,
         )

@@ -16,6 +16,7 @@ every batch records them as ``routed_by`` (who may then answer none of them; pro
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -231,15 +232,19 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
         "| 12 | 3 | 90 |",
         "| Who may approve | ar_manager, controller |",
         "no answer by then: the batch expires, nothing is posted |",
-        "Full candidate list (2 rows, all evidence): file://",
+        f"Full candidate list (2 rows, all evidence): {sc.server.base_url}/writeoffs/batches/",
         "| Then confirmed | by a second person (ar_manager, controller), not the approver: four eyes |",
         "**Approve** does not post yet: a second request, **Confirm**, then opens",
     ):
         assert expected in body, expected
     assert req["subject"].startswith("ar_manager tier · 2,000.50 USD · US01 — batch ")
     assert req["task_instance"]["rendered_map_index"] == f"batch {sc.batches['approve']}"
-    csv_path = Path(body.split("Full candidate list (2 rows, all evidence): file://", 1)[1].split()[0])
-    assert csv_path.read_text().count("INV-approve-") == 2
+    # The full list is the workspace plugin's CSV over HTTP, behind Airflow's login (no file:// link).
+    csv_url = body.split("Full candidate list (2 rows, all evidence): ", 1)[1].split()[0]
+    assert csv_url == f"{sc.server.base_url}/writeoffs/batches/{sc.batches['approve']}/candidates.csv"
+    assert httpx.get(csv_url, timeout=30).status_code == 401
+    got = httpx.get(csv_url, headers={"Authorization": f"Bearer {sc.server.token('ar_manager')}"}, timeout=30)
+    assert got.status_code == 200 and got.text.count("INV-approve-") == 2
 
     # The assigned approvers were told, by e-mail and Slack, with a link that opens this very request.
     mail = mail_about(sc, req["subject"], sc.batches["approve"])
@@ -252,6 +257,14 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
     )
     page = httpx.get(link, timeout=30)
     assert page.status_code == 200 and "<html" in page.text.lower()  # the UI serves the page
+    # The workspace's batch page links the same request (found in Airflow's metadata DB by the batch's map label).
+    ws_page = httpx.get(
+        f"{sc.server.base_url}/writeoffs/batches/{sc.batches['approve']}",
+        headers={"Authorization": f"Bearer {sc.server.token('controller')}"},
+        timeout=30,
+    )
+    assert ws_page.status_code == 200
+    assert f'id="required-action" data-testid="required-action" href="{html.escape(link)}"' in ws_page.text
     _, dag, _, run, _, task, _, index, _ = urlsplit(link).path.strip("/").split("/")
     with sc.server.client("ar_manager") as c:  # and the page's task instance is the request
         detail = ok_json(c.get(f"/dags/{dag}/dagRuns/{unquote(run)}/taskInstances/{task}/{index}/hitlDetails"))

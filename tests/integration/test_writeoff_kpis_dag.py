@@ -53,3 +53,10 @@ def test_monthly_run_books_the_allowance_once_and_writes_the_reports(
     md = tmp_path / "reports" / "kpi" / "2026-11.md"
     assert md.exists() and (tmp_path / "reports" / "kpi" / "2026-11-tax-listing.csv").exists()
     assert "| EU01 | EUR | 0.00 | 10,000.00 | 0.00 % | excellent |" in md.read_text()
+    # The charts beside the report: SVG files, one per chart, the aging bars from the month-end snapshot.
+    charts = {p.name: p.read_text() for p in (tmp_path / "reports" / "kpi").glob("2026-11-*.svg")}
+    assert set(charts) == {
+        f"2026-11-{c}.svg" for c in ("writeoff-trend", "rate-of-sales", "rate-of-ar", "by-reason", "aging-buckets-EUR")
+    }
+    assert all("<svg" in t and "</svg>" in t for t in charts.values())
+    assert 'data-label="365+" data-value="2000.0000"' in charts["2026-11-aging-buckets-EUR.svg"]

@@ -1,0 +1,139 @@
+"""The KPI charts: write-off trend, rates against the 2 % / 5 % bands, aging-bucket bars, write-offs by reason.
+
+Data from :mod:`writeoffs.kpi` (the trend is :func:`~writeoffs.kpi.kpi_report` for each of the last months, so the
+chart shows exactly the net write-offs of the monthly reports) and the latest aging snapshot up to the period's end
+(one aggregate query). Drawn by :mod:`writeoffs.charts` as SVG; the workspace shows them inline and the monthly KPI
+DAG writes them beside its Markdown report (:func:`write_charts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Connection, func, select
+
+from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.charts import bar_chart, line_chart, rate_chart
+from writeoffs.db.schema import aging_snapshots
+from writeoffs.kpi import KpiReport, Period, kpi_report
+
+TREND_MONTHS = 6
+
+
+@dataclass(frozen=True)
+class ChartData:
+    period: str
+    months: tuple[str, ...] = ()
+    trend: dict[str, list[Decimal]] = field(default_factory=dict)  # "ENTITY CUR" -> net written off per month
+    rates_sales: tuple[tuple[str, Decimal | None], ...] = ()
+    rates_ar: tuple[tuple[str, Decimal | None], ...] = ()
+    aging_as_of: date | None = None
+    aging: dict[str, list[tuple[str, Decimal]]] = field(default_factory=dict)  # currency -> (bucket, open balance)
+    reasons: tuple[tuple[str, Decimal], ...] = ()  # functional amounts, all entities together
+    thresholds: tuple[Decimal, Decimal] = (Decimal(2), Decimal(5))
+
+
+def months_ending(period: Period, n: int = TREND_MONTHS) -> list[Period]:
+    """The ``n`` months ending with the month ``period`` ends in, oldest first."""
+    last = Period.month(period.end.year, period.end.month)
+    out = [last]
+    while len(out) < n:
+        out.append(out[-1].previous())
+    return out[::-1]
+
+
+def collect(conn: Connection, report: KpiReport, *, months: int = TREND_MONTHS) -> ChartData:
+    """Everything the charts draw, read on ``conn`` (run it in the same read transaction as the report)."""
+    periods = months_ending(report.period, months)
+    trend: dict[str, list[Decimal]] = {}
+    for k, p in enumerate(periods):
+        monthly = report if (p.start, p.end) == (report.period.start, report.period.end) else None
+        monthly = monthly or kpi_report(conn, p.start, p.end, previous=False, thresholds=report.thresholds)
+        for kpi in monthly.by_entity:
+            trend.setdefault(f"{kpi.entity} {kpi.currency}", [Decimal(0)] * len(periods))[k] = kpi.net_written_off
+    snap = conn.execute(
+        select(func.max(aging_snapshots.c.as_of_date)).where(aging_snapshots.c.as_of_date <= report.period.end)
+    ).scalar()
+    aging: dict[str, list[tuple[str, Decimal]]] = {}
+    if snap is not None:
+        rows = conn.execute(
+            select(aging_snapshots.c.currency, aging_snapshots.c.bucket, func.sum(aging_snapshots.c.open_balance))
+            .where(aging_snapshots.c.as_of_date == snap)
+            .group_by(aging_snapshots.c.currency, aging_snapshots.c.bucket)
+        ).all()
+        sums = {(c, b): Decimal(str(v or 0)) for c, b, v in rows}
+        for cur in sorted({c for c, _ in sums}):
+            aging[cur] = [(b.label, sums.get((cur, b.label), Decimal(0))) for b in DEFAULT_BUCKETS]
+    reasons: dict[str, Decimal] = {}
+    for r in report.breakdowns.get("reason", ()):
+        reasons[r.value] = reasons.get(r.value, Decimal(0)) + r.functional_amount
+    th = report.thresholds
+    return ChartData(
+        period=report.period.label,
+        months=tuple(p.label for p in periods),
+        trend=trend,
+        rates_sales=tuple((f"{k.entity} {k.currency}", k.rate_of_sales) for k in report.by_entity),
+        rates_ar=tuple((f"{k.entity} {k.currency}", k.rate_of_ar) for k in report.by_entity),
+        aging_as_of=snap,
+        aging=aging,
+        reasons=tuple(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        thresholds=(th.excellent_below, th.concerning_above),
+    )
+
+
+def render(data: ChartData) -> dict[str, str]:
+    """Chart name -> SVG text; the aging bars are one chart per currency (``aging-buckets-<CUR>``)."""
+    good, bad = data.thresholds
+    out = {
+        "writeoff-trend": line_chart(
+            "chart-writeoff-trend",
+            f"Net write-offs per month, to {data.period}",
+            list(data.months),
+            data.trend,
+            unit="functional",
+        ),
+        "rate-of-sales": rate_chart(
+            "chart-rate-of-sales", "Write-off rate of sales (%)", data.rates_sales, good_below=good, bad_above=bad
+        ),
+        "rate-of-ar": rate_chart(
+            "chart-rate-of-ar", "Write-off rate of AR (%)", data.rates_ar, good_below=good, bad_above=bad
+        ),
+        "by-reason": bar_chart("chart-by-reason", f"Write-offs by reason, {data.period}", list(data.reasons)),
+    }
+    for cur, bars in data.aging.items():
+        out[f"aging-buckets-{cur}"] = bar_chart(
+            f"chart-aging-buckets-{cur}", f"Open AR by aging bucket, {cur} ({data.aging_as_of})", bars, unit=cur
+        )
+    if not data.aging:
+        out["aging-buckets"] = bar_chart("chart-aging-buckets", "Open AR by aging bucket (no aging snapshot)", [])
+    return out
+
+
+def write_charts(data: ChartData, folder: Path) -> list[Path]:
+    """``<folder>/<period>-<chart>.svg`` per chart (written whole, then renamed); returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, svg in render(data).items():
+        path = folder / f"{data.period}-{name}.svg"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + svg + "\n", encoding="utf-8")
+        tmp.replace(path)
+        out.append(path)
+    return out
+
+
+def write_report_charts(engine, report: KpiReport, folder: Path) -> list[Path]:
+    """The charts of ``report`` as SVG files beside its Markdown (``reports/kpi/<period>-<chart>.svg``), read in one
+    snapshot (read-only repeatable read on PostgreSQL)."""
+    with engine.connect() as raw:
+        conn = (
+            raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            if raw.dialect.name == "postgresql"
+            else raw
+        )
+        with conn.begin():
+            data = collect(conn, report)
+    return write_charts(data, folder)

@@ -1,0 +1,395 @@
+"""The workspace pages as HTML strings: my queue, a batch's items, an invoice's trail, reconciliation.
+
+Each function takes what the route read (already authorised) and returns the page; every source value is escaped
+(:mod:`.render`). Stable element ids and ``data-testid`` attributes for browser tests: ``table#queue``,
+``table#items``, ``a.csv-download``, ``a#required-action``, ``form#filters``, ``nav a#nav-*``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from writeoffs.approval_view import EVIDENCE_COLUMNS, evidence_cells, reason_label, rule_label
+from writeoffs_airflow.workspace.access import QueueRow
+from writeoffs_airflow.workspace.queries import PAGE_SIZES, SORTS, ItemPage, PageQuery, ReconView
+from writeoffs_airflow.workspace.render import cut, esc, facts, href, money, page, seg, table
+
+
+def _md_cell(text: str) -> str:
+    # evidence_cells() returns Markdown-escaped text (backslashes before punctuation); shown as plain text here.
+    import re
+
+    unescaped = re.sub(r"\\(.)", r"\1", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return cut(unescaped, 60)
+
+
+def queue_page(rows: Sequence[QueueRow], *, prefix: str, user: str, recent: Sequence = ()) -> str:
+    body_rows, attrs = [], []
+    for r in rows:
+        link = href(prefix, f"/batches/{seg(r.batch_id)}")
+        body_rows.append(
+            [
+                f'<a class="batch-link" data-testid="batch-link" href="{link}">Batch {esc(r.batch_id)}</a>',
+                esc(r.entity_code),
+                esc(r.tier),
+                esc(r.step),
+                esc(r.as_of_date.isoformat()),
+                esc(r.deadline.strftime("%Y-%m-%d %H:%M %Z").strip()) if r.deadline else "not yet requested",
+                esc(r.count),
+                money(r.total, r.currency),
+            ]
+        )
+        attrs.append(f' data-batch-id="{esc(r.batch_id)}" data-tier="{esc(r.tier)}"')
+    header = [
+        ("Batch", ""),
+        ("Entity", ""),
+        ("Tier", ""),
+        ("Step", ""),
+        ("Business date", ""),
+        ("Answer by", ""),
+        ("Invoices", "num"),
+        ("Total", "num"),
+    ]
+    intro = (
+        f'<p id="queue-count" data-count="{len(rows)}">{len(rows)} batch(es) wait for your answer. '
+        "You are asked only where the ledger lets you answer (tier, preparer, four eyes).</p>"
+    )
+    others = table(
+        "recent-batches",
+        [("Batch", ""), ("Entity", ""), ("Tier", ""), ("Status", ""), ("Business date", ""), ("Invoices", "num"),
+         ("Total", "num")],
+        [
+            [
+                f'<a class="batch-link" href="{href(prefix, f"/batches/{seg(b.id)}")}">Batch {esc(b.id)}</a>',
+                esc(b.entity_code),
+                esc(b.tier),
+                esc(b.status),
+                esc(b.as_of_date.isoformat()),
+                esc(b.item_count),
+                money(b.total_amount, b.currency),
+            ]
+            for b in recent
+        ],
+        row_attrs=[f' data-batch-id="{esc(b.id)}" data-status="{esc(b.status)}"' for b in recent],
+        empty="None.",
+    )  # fmt: skip
+    return page(
+        "My queue",
+        intro
+        + table("queue", header, body_rows, row_attrs=attrs, empty="Nothing waits for you.")
+        + "<h2>Batches you may look at (newest first; counts as proposed)</h2>"
+        + others,
+        prefix=prefix,
+        user=user,
+        active="queue",
+    )
+
+
+def _sort_link(prefix: str, batch_id: int, q: PageQuery, key: str, label: str) -> str:
+    descending = not q.descending if q.sort == key else True
+    arrow = (" ▼" if q.descending else " ▲") if q.sort == key else ""
+    url = href(
+        prefix,
+        f"/batches/{seg(batch_id)}",
+        {"sort": key, "dir": "desc" if descending else "asc", "reason": q.reason, "size": q.size},
+    )
+    return f'<a class="sort" id="sort-{esc(key)}" data-testid="sort-{esc(key)}" href="{url}">{esc(label)}{arrow}</a>'
+
+
+def batch_page(
+    batch,
+    result: ItemPage,
+    q: PageQuery,
+    *,
+    prefix: str,
+    user: str,
+    required_action: str | None,
+    answerers: Sequence[str],
+) -> str:
+    base = f"/batches/{seg(batch.id)}"
+    csv_url = href(prefix, f"{base}/candidates.csv")
+    n_pending, total_pending = result.pending, result.pending_total
+    top = facts(
+        [
+            ("Entity / currency", f"{esc(batch.entity_code)} / {esc(batch.currency)}"),
+            ("Tier", esc(batch.tier)),
+            ("Status", f'<span id="batch-status">{esc(batch.status)}</span>'),
+            ("Business date", esc(batch.as_of_date.isoformat())),
+            ("Invoices in play", f'<span id="pending-count">{esc(n_pending)}</span>'),
+            ("Total in play", f'<span id="pending-total">{money(total_pending, batch.currency)}</span>'),
+            ("Prepared by", cut(batch.prepared_by or "scheduler", 60)),
+            ("Who may answer now", cut(", ".join(answerers), 200) or "nobody (decided or closed)"),
+            ("Policy", f"{cut(batch.policy_version, 40)} ({esc(batch.policy_hash[:12])})"),
+            ("Fingerprint", esc((batch.batch_hash or "")[:16])),
+        ],
+        "batch-facts",
+    )
+    links = [
+        f'<a class="csv-download" id="csv-download" data-testid="csv-download" href="{csv_url}" download>'
+        f"Download all {esc(sum(n for _, n in result.reasons))} items (CSV)</a>"
+    ]
+    if required_action:
+        links.append(
+            f'<a id="required-action" data-testid="required-action" href="{esc(required_action)}" target="_top">'
+            "Answer in Airflow (Required Action)</a>"
+        )
+    reason_opts = ['<option value="">all reasons</option>'] + [
+        f'<option value="{esc(code)}"{" selected" if code == q.reason else ""}>'
+        f"{cut(reason_label(code), 60)} ({esc(n)})</option>"
+        for code, n in result.reasons
+    ]
+    size_opts = [f'<option value="{s}"{" selected" if s == q.size else ""}>{s}</option>' for s in PAGE_SIZES]
+    sort_opts = [f'<option value="{s}"{" selected" if s == q.sort else ""}>{esc(s)}</option>' for s in SORTS]
+    filters = (
+        f'<form id="filters" data-testid="filters" class="inline" method="get" action="{href(prefix, base)}">'
+        f'<label>Reason <select name="reason" id="filter-reason">{"".join(reason_opts)}</select></label>'
+        f'<label>Sort <select name="sort" id="filter-sort">{"".join(sort_opts)}</select></label>'
+        f'<label>Order <select name="dir" id="filter-dir">'
+        f'<option value="desc"{" selected" if q.descending else ""}>descending</option>'
+        f'<option value="asc"{"" if q.descending else " selected"}>ascending</option></select></label>'
+        f'<label>Per page <select name="size" id="filter-size">{"".join(size_opts)}</select></label>'
+        '<button type="submit" id="apply-filters">Apply</button></form>'
+    )
+    header = [
+        ("#", "num"),
+        ("Invoice", ""),
+        ("Customer", ""),
+        ("Amount", "num"),
+        ("Reason", ""),
+        ("Rule that fired", ""),
+        *[(c, "num" if k < 4 else "") for k, c in enumerate(EVIDENCE_COLUMNS)],
+        ("Status", ""),
+    ]
+    sortable = {"Amount": "amount", "Days past due": "days_past_due", "Invoice": "invoice"}
+    rows, attrs = [], []
+    for k, item in enumerate(result.items, start=q.offset + 1):
+        trail = href(prefix, "/trail", {"invoice": item.invoice_ref, "entity": batch.entity_code})
+        rows.append(
+            [
+                esc(k),
+                f'<a class="trail-link" href="{trail}">{cut(item.invoice_ref, 40)}</a>',
+                f"{cut(item.customer_name, 60)} <span class='muted'>({cut(item.customer_ref, 30)})</span>",
+                money(item.amount, batch.currency),
+                cut(reason_label(item.reason_code), 60),
+                cut(rule_label(item.rule), 80),
+                *[_md_cell(c) for c in evidence_cells(item)],
+                esc(item.status),
+            ]
+        )
+        attrs.append(
+            f' data-invoice-ref="{cut(item.invoice_ref, 200)}" data-writeoff-id="{esc(item.writeoff_id)}"'
+            f' data-status="{esc(item.status)}"'
+        )
+    items_table = table("items", header, rows, row_attrs=attrs, empty="No items match.")
+    for label, key in sortable.items():
+        items_table = items_table.replace(
+            f'scope="col">{esc(label)}</th>', f'scope="col">{_sort_link(prefix, batch.id, q, key, label)}</th>', 1
+        )
+    last = max(1, -(-result.matching // q.size))
+    nav = []
+    keep = {"sort": q.sort, "dir": "desc" if q.descending else "asc", "reason": q.reason, "size": q.size}
+    if q.page > 1:
+        prev_url = href(prefix, base, {**keep, "page": q.page - 1})
+        nav.append(f'<a id="page-prev" data-testid="page-prev" href="{prev_url}">← previous</a>')
+    nav.append(
+        f'<span id="page-info" data-page="{q.page}" data-pages="{last}" data-matching="{result.matching}">'
+        f"page {q.page} of {last} · {result.matching} item(s), {money(result.matching_total, batch.currency)}</span>"
+    )
+    if q.page < last:
+        next_url = href(prefix, base, {**keep, "page": q.page + 1})
+        nav.append(f'<a id="page-next" data-testid="page-next" href="{next_url}">next →</a>')
+    pager = f'<div class="pager" id="pager">{"".join(nav)}</div>'
+    body = top + f'<p id="batch-links">{" · ".join(links)}</p>' + filters + pager + items_table + pager
+    return page(f"Batch {batch.id}", body, prefix=prefix, user=user, active="queue")
+
+
+def trail_page(invoice: str, entity: str, trail: str | None, *, prefix: str, user: str) -> str:
+    form = (
+        f'<form id="trail-form" data-testid="trail-form" class="inline" method="get" action="{href(prefix, "/trail")}">'
+        f'<label>Invoice <input name="invoice" id="trail-invoice" value="{esc(invoice)}" maxlength="200"></label>'
+        f'<label>Entity <input name="entity" id="trail-entity" value="{esc(entity)}" maxlength="40"></label>'
+        '<button type="submit" id="trail-submit">Show trail</button></form>'
+    )
+    if trail is None:
+        out = '<p class="muted" id="trail-hint">Enter an invoice reference (and its entity if refs repeat).</p>'
+    else:
+        out = f'<pre id="trail" data-testid="trail">{esc(trail)}</pre>'
+    return page("Invoice trail", form + out, prefix=prefix, user=user, active="trail")
+
+
+def reconciliation_page(view: ReconView, *, prefix: str, user: str) -> str:
+    if view.run is None:
+        body = '<p id="recon-none" class="muted">No reconciliation has run yet.</p>'
+        return page("Reconciliation", body, prefix=prefix, user=user, active="reconciliation")
+    run = view.run
+    cls = "ok" if run.break_count == 0 else "bad"
+    head = facts(
+        [
+            ("Business date", esc(run.as_of_date.isoformat())),
+            ("Run", cut(run.run_key, 80)),
+            ("Checks run", esc(run.checks_run)),
+            ("Open breaks", f'<span id="recon-breaks" class="{cls}">{esc(run.break_count)}</span>'),
+            ("Recorded at", esc(run.created_at)),
+        ],
+        "recon-facts",
+    )
+    pairs = table(
+        "recon-pairs",
+        [("Entity", ""), ("Currency", ""), ("Open breaks", "num")],
+        [[esc(e), esc(c), esc(n)] for e, c, n in view.pairs],
+        empty="No breaks: every check is clean.",
+    )
+    breaks = table(
+        "recon-break-list",
+        [
+            ("Entity", ""),
+            ("Currency", ""),
+            ("Check", ""),
+            ("Account", ""),
+            ("Expected", "num"),
+            ("Actual", "num"),
+            ("Difference", "num"),
+            ("Details", ""),
+            ("Documents", ""),
+        ],
+        [
+            [
+                esc(b.entity_code),
+                esc(b.currency),
+                esc(b.check_name),
+                esc(b.account_code),
+                esc(b.expected),
+                esc(b.actual),
+                esc(b.difference),
+                cut(b.message, 300),
+                cut(b.documents, 200),
+            ]
+            for b in view.breaks
+        ],
+        empty="No open breaks.",
+    )
+    recent = table(
+        "recon-runs",
+        [("Business date", ""), ("Run", ""), ("Checks", "num"), ("Breaks", "num")],
+        [
+            [esc(r.as_of_date.isoformat()), cut(r.run_key, 80), esc(r.checks_run), esc(r.break_count)]
+            for r in view.recent
+        ],
+    )
+    body = (
+        head
+        + "<h2>Open breaks per entity and currency (latest run)</h2>"
+        + pairs
+        + "<h2>Breaks</h2>"
+        + breaks
+        + "<h2>Recent runs</h2>"
+        + recent
+    )
+    return page("Reconciliation", body, prefix=prefix, user=user, active="reconciliation")
+
+
+def kpi_page(report, svgs: dict[str, str], period: str, *, prefix: str, user: str) -> str:
+    """The period's KPIs: the charts (inline SVG, built by writeoffs.charts with every label escaped), the
+    per-entity table and the breakdowns."""
+    from writeoffs.kpi import RECOVERY_BENCHMARK
+
+    form = (
+        f'<form id="kpi-form" data-testid="kpi-form" class="inline" method="get" action="{href(prefix, "/kpis")}">'
+        f'<label>Month <input name="period" id="kpi-period" value="{esc(period)}" pattern="[0-9]{{4}}-[0-9]{{2}}" '
+        'maxlength="7"></label><button type="submit" id="kpi-submit">Show</button></form>'
+    )
+
+    def pct(v) -> str:
+        return "n/a" if v is None else f"{esc(v)} %"
+
+    entities = table(
+        "kpi-entities",
+        [
+            ("Entity", ""),
+            ("Currency", ""),
+            ("Net written off", "num"),
+            ("Count", "num"),
+            ("Sales", "num"),
+            ("Open AR", "num"),
+            ("Rate of sales", "num"),
+            ("Class", ""),
+            ("Rate of AR", "num"),
+            ("Recoveries", "num"),
+            ("Recovery rate", "num"),
+        ],
+        [
+            [
+                esc(k.entity),
+                esc(k.currency),
+                money(k.net_written_off, k.currency),
+                esc(k.count),
+                money(k.sales, k.currency),
+                money(k.open_ar, k.currency),
+                pct(k.rate_of_sales),
+                esc(k.class_of_sales or "n/a"),
+                pct(k.rate_of_ar),
+                money(k.recoveries, k.currency),
+                pct(k.recovery_rate),
+            ]
+            for k in report.by_entity
+        ],
+        empty="No activity in this period.",
+    )
+    breakdowns = []
+    for name, rows in report.breakdowns.items():
+        breakdowns.append(
+            f"<h3>By {esc(name.replace('_', ' '))}</h3>"
+            + table(
+                f"kpi-by-{name.replace('_', '-')}",
+                [("Value", ""), ("Currency", ""), ("Count", "num"), ("Amount", "num")],
+                [[cut(r.value, 60), esc(r.currency), esc(r.count), money(r.amount, r.currency)] for r in rows],
+                empty="None.",
+            )
+        )
+    charts = "".join(
+        f'<figure class="chart-box" id="figure-{esc(name)}" data-testid="chart-{esc(name)}">{svg}</figure>'
+        for name, svg in svgs.items()
+    )
+    body = (
+        form + f'<p class="muted">Period {esc(report.period.label)} '
+        f"({esc(report.period.start)} to {esc(report.period.end)});"
+        f" AR basis: {esc(report.ar_basis)}. Bands: below {esc(report.thresholds.excellent_below)} % excellent, "
+        f"above {esc(report.thresholds.concerning_above)} % concerning. Recovery benchmark: "
+        f"{cut(RECOVERY_BENCHMARK, 200)}</p>"
+        + f'<div class="charts" id="kpi-charts">{charts}</div>'
+        + "<h2>By entity (functional currency)</h2>"
+        + entities
+        + "<h2>Breakdowns</h2>"
+        + "".join(breakdowns)
+    )
+    return page(f"Write-off KPIs {report.period.label}", body, prefix=prefix, user=user, active="kpis")
+
+
+def reports_page(files, *, prefix: str, user: str) -> str:
+    """The report files the DAGs wrote (KPI reports and charts, reconciliation reports), newest first."""
+
+    def link(f) -> str:
+        return (
+            f'<a class="report-link" href="{href(prefix, f"/reports/{seg(f.folder)}/{seg(f.name)}")}">{cut(f.name)}</a>'
+        )
+
+    rows = [
+        [
+            esc(f.folder),
+            link(f),
+            esc(f"{f.size:,}"),
+            esc(f.modified.strftime("%Y-%m-%d %H:%M UTC")),
+        ]
+        for f in files
+    ]
+    body = (
+        '<p class="muted">KPI reports and charts and reconciliation reports written by the DAGs. Candidate lists are '
+        "on each batch's page.</p>"
+        + table(
+            "reports",
+            [("Kind", ""), ("File", ""), ("Bytes", "num"), ("Written", "")],
+            rows,
+            empty="No reports written yet.",
+        )
+    )
+    return page("Reports", body, prefix=prefix, user=user, active="reports")

@@ -1,0 +1,344 @@
+"""The workspace app's pages on a real ledger (SQLite and PostgreSQL), through FastAPI's TestClient.
+
+Authentication is Airflow's ``get_user`` dependency; here it is overridden with a fixed user *only* to render pages
+as that user (the real JWT path is covered by test_workspace_airflow.py against a real api-server). Without the
+override and without a token the app answers 401, which is Airflow's own dependency at work.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from decimal import Decimal
+
+import pytest
+from airflow.api_fastapi.core_api.security import get_user
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, insert, update
+
+from tests.factories import entity
+from tests.integration.approval_support import make_batch
+from writeoffs.db.schema import customers, invoices, recon_breaks, recon_runs, writeoff_batches, writeoffs
+from writeoffs_airflow.workspace.app import create_app
+
+EVIL_NAME = '=HYPERLINK("http://evil.example","pay")<script>alert(1)</script>'
+EVIL_REF = "@SUM(A1)<img src=x onerror=alert(1)>"
+
+
+class FakeUser:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_name(self) -> str:
+        return self.name
+
+    def get_id(self) -> str:
+        return self.name
+
+
+@pytest.fixture
+def ws(ledger: Engine):
+    """Batches under the test tiers (ar_manager tier: approvers ar_manager and controller)."""
+    with ledger.begin() as conn:
+        entity(conn)
+        open_id, refs = make_batch(conn, ["120.00", "80.50", "4000.00", "15.25"], tier="ar_manager", prefix="open")
+        own_id, _ = make_batch(conn, ["50.00"], tier="ar_manager", prepared_by="ar_manager", prefix="own")
+        cfo_id, _ = make_batch(conn, ["60000.00"], tier="cfo", prefix="cfo")
+        posted_id, _ = make_batch(conn, ["10.00"], tier="ar_manager", prefix="done")
+        conn.execute(update(writeoff_batches).where(writeoff_batches.c.id == posted_id).values(status="posted"))
+        # Hostile source data on one item of the open batch: a formula and markup in the customer and invoice.
+        inv = conn.execute(
+            update(invoices)
+            .where(invoices.c.invoice_ref == refs[3])
+            .values(invoice_ref=EVIL_REF)
+            .returning(invoices.c.customer_id)
+        ).scalar_one()
+        conn.execute(update(customers).where(customers.c.id == inv).values(name=EVIL_NAME))
+        conn.execute(
+            update(writeoffs)
+            .where(writeoffs.c.batch_id == open_id, writeoffs.c.amount == Decimal("80.50"))
+            .values(reason_code="bankruptcy", rule="bankruptcy_filed")
+        )
+    app = create_app(engine_factory=lambda: ledger, required_action=lambda b: f"http://airflow.test/ra/{b.id}")
+    client = TestClient(app, root_path="/writeoffs")
+
+    def as_user(name: str | None) -> TestClient:
+        if name is None:
+            app.dependency_overrides.pop(get_user, None)
+        else:
+            app.dependency_overrides[get_user] = lambda: FakeUser(name)
+        return client
+
+    as_user.ids = {"open": open_id, "own": own_id, "cfo": cfo_id, "posted": posted_id}  # type: ignore[attr-defined]
+    as_user.engine = ledger  # type: ignore[attr-defined]
+    return as_user
+
+
+def ids_in(html: str, table_id: str) -> list[str]:
+    """The data-batch-id of the rows of one table."""
+    body = html.split(f'<table id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'data-batch-id="(\d+)"', body)
+
+
+def rows_of(html: str, table_id: str) -> list[str]:
+    body = html.split(f'<table id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<tr[^>]*data-[^>]*>.*?</tr>", body)
+
+
+def test_no_token_is_401_from_airflows_dependency(ws) -> None:
+    c = ws(None)
+    for path in ("/queue", f"/batches/{ws.ids['open']}", f"/batches/{ws.ids['open']}/candidates.csv", "/kpis"):
+        r = c.get(path)
+        assert r.status_code == 401, path
+        assert 'id="login-link"' in r.text and "INV-" not in r.text
+
+
+def test_queue_lists_only_batches_the_ledger_lets_the_user_answer(ws) -> None:
+    from writeoffs import audit
+    from writeoffs.tiers import SYSTEM_ACTOR
+
+    with ws.engine.begin() as conn:  # what the approval operator records when it opens the request
+        for deadline in ("2026-11-25T09:00:00+00:00", "2026-11-26T14:00:00+00:00"):  # a re-opened request: latest
+            audit.append(
+                conn,
+                actor=SYSTEM_ACTOR,
+                action="approval.requested.approve",
+                object_type="writeoff_batch",
+                object_id=ws.ids["open"],
+                details={"tier": "ar_manager", "deadline": deadline},
+            )
+    r = ws("ar_manager").get("/queue")
+    assert r.status_code == 200
+    ids = ids_in(r.text, "queue")
+    # Not the batch they prepared (nobody approves their own), not the CFO's tier, not the posted one.
+    assert ids == [str(ws.ids["open"])]
+    # What they may look at besides: the open one and the decided batch of their tier, newest first.
+    assert ids_in(r.text, "recent-batches") == [str(ws.ids["posted"]), str(ws.ids["open"])]
+    assert "4,215.75 USD" in r.text and ">4<" in r.text  # total and count of the items in play
+    assert "2026-11-26 14:00 UTC" in r.text and "2026-11-25" not in r.text
+    assert ids_in(ws("cfo").get("/queue").text, "queue") == [str(ws.ids["cfo"])]
+    assert ws("controller").get("/queue").status_code == 200
+    assert ws("outsider").get("/queue").status_code == 403
+
+
+#: (user, batch, status) of the batch page and its CSV.
+ACCESS = [
+    ("ar_manager", "open", 200),
+    ("controller", "open", 200),  # also an approver of the ar_manager tier in the test policy
+    ("cfo", "open", 403),  # not assigned to that tier
+    ("outsider", "open", 403),
+    ("preparer", "open", 403),  # prepared it: may not answer, so does not see it
+    ("ar_manager", "own", 403),  # their own batch: the ledger bars them
+    ("controller", "own", 200),
+    ("ar_manager", "cfo", 403),
+    ("cfo", "cfo", 200),
+    ("ar_manager", "posted", 200),  # decided: visible to the tier's people
+    ("cfo", "posted", 403),
+]
+
+
+def test_batch_page_access(ws) -> None:
+    got = []
+    for user, batch, _ in ACCESS:
+        bid = ws.ids[batch]
+        page, csv_ = ws(user).get(f"/batches/{bid}").status_code, ws(user).get(f"/batches/{bid}/candidates.csv")
+        got.append((user, batch, page if page == csv_.status_code else (page, csv_.status_code)))
+    assert got == ACCESS
+
+
+def test_unknown_batch_is_404_and_readers_see_everything(ws, monkeypatch) -> None:
+    for missing in ("999999", str(2**70), "0", "-3"):
+        assert ws("ar_manager").get(f"/batches/{missing}").status_code == 404, missing
+    monkeypatch.setenv("WRITEOFFS_WORKSPACE_READERS", "auditor, Someone")
+    assert ws("auditor").get(f"/batches/{ws.ids['cfo']}").status_code == 200
+    assert ws("AUDITOR").get("/reconciliation").status_code == 200
+    queue = ws("auditor").get("/queue")
+    assert queue.status_code == 200 and ids_in(queue.text, "queue") == []  # nothing to answer, but may look:
+    assert sorted(ids_in(queue.text, "recent-batches")) == sorted(str(i) for i in ws.ids.values())
+
+
+def test_batch_page_items_sorted_paged_filtered_and_escaped(ws) -> None:
+    c = ws("ar_manager")
+    bid = ws.ids["open"]
+    r = c.get(f"/batches/{bid}")
+    assert r.status_code == 200
+    html = r.text
+    assert "<script" not in html and "<img" not in html
+    assert "=HYPERLINK(&quot;http://evil.example&quot;,&quot;pay&quot;)&lt;… (64 chars)" in html  # cut, escaped
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert 'class="csv-download"' in html and f'href="/writeoffs/batches/{bid}/candidates.csv"' in html
+    assert f'href="http://airflow.test/ra/{bid}"' in html and 'id="required-action"' in html
+    amounts = [Decimal(a.replace(",", "")) for a in re.findall(r'<td class="num">([\d,]+\.\d\d) USD</td>', html)]
+    assert amounts == sorted(amounts, reverse=True) and len(amounts) == 4
+    assert "bankruptcy" in html.lower() and "uncollectible" in html.lower()
+
+    # The column headers sort: amount is the current key (descending), so its link flips the order.
+    assert re.search(r'<a class="sort" id="sort-amount"[^>]*href="[^"]*sort=amount&amp;dir=asc', html)
+    assert re.search(r'<a class="sort" id="sort-days_past_due"[^>]*href="[^"]*sort=days_past_due&amp;dir=desc', html)
+    asc = c.get(f"/batches/{bid}", params={"sort": "amount", "dir": "asc", "size": 25}).text
+    got = [Decimal(a.replace(",", "")) for a in re.findall(r'<td class="num">([\d,]+\.\d\d) USD</td>', asc)]
+    assert got == sorted(got)
+
+    only = c.get(f"/batches/{bid}", params={"reason": "bankruptcy"}).text
+    assert len(rows_of(only, "items")) == 1 and 'data-matching="1"' in only
+
+    # Paging: 4 items, 25 per page -> one page; a page beyond the end is empty, not an error.
+    assert 'data-pages="1"' in html
+    beyond = c.get(f"/batches/{bid}", params={"page": 3}).text
+    assert rows_of(beyond, "items") == [] and "No items match." in beyond
+    # Hostile parameters are clamped, not echoed into SQL or HTML.
+    weird = c.get(f"/batches/{bid}", params={"sort": "amount;drop table", "size": 10**9, "reason": "<x>" * 100})
+    assert weird.status_code == 200 and "<x>" not in weird.text
+
+
+def test_days_past_due_sort(ws) -> None:
+    html = ws("ar_manager").get(f"/batches/{ws.ids['open']}", params={"sort": "days_past_due", "dir": "desc"}).text
+    # make_batch gives item k 400 + 10k days past due: descending means the last invoice first.
+    dpd = [int(x) for x in re.findall(r'<td class="num">(4\d\d)</td>', html)]
+    assert dpd == sorted(dpd, reverse=True) and len(dpd) == 4
+
+
+def test_csv_download_is_complete_and_formulas_are_neutralised(ws) -> None:
+    r = ws("controller").get(f"/batches/{ws.ids['open']}/candidates.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 4
+    evil = next(x for x in rows if "SUM" in x["invoice_ref"])
+    assert evil["invoice_ref"] == "'" + EVIL_REF and evil["customer_name"] == "'" + EVIL_NAME
+    assert sorted(Decimal(x["amount"]) for x in rows) == [
+        Decimal("15.25"),
+        Decimal("80.5"),
+        Decimal(120),
+        Decimal(4000),
+    ]
+    assert {x["reason_code"] for x in rows} == {"uncollectible_after_collections", "bankruptcy"}
+
+
+def test_security_headers(ws) -> None:
+    r = ws("ar_manager").get("/queue")
+    assert r.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert "<script" not in r.text and "http://" not in r.text.split("</style>", 1)[1].replace(
+        "http://airflow.test", ""
+    )
+
+
+def test_trail_and_reconciliation_pages(ws) -> None:
+    c = ws("controller")
+    r = c.get("/trail", params={"invoice": EVIL_REF})
+    assert r.status_code == 200 and 'id="trail"' in r.text
+    assert "&lt;img src=x" in r.text and "<img" not in r.text
+    assert "write-off #" in r.text
+    assert "no invoice" in c.get("/trail", params={"invoice": "nope"}).text
+    assert ws("outsider").get("/trail", params={"invoice": EVIL_REF}).status_code == 403
+
+    c = ws("controller")
+    assert 'id="recon-none"' in c.get("/reconciliation").text
+    with ws.engine.begin() as conn:
+        run = conn.execute(
+            insert(recon_runs)
+            .values(run_key="r1", as_of_date=ws_date(), checks_run=3, break_count=1)
+            .returning(recon_runs.c.id)
+        ).scalar_one()
+        conn.execute(
+            insert(recon_breaks).values(
+                run_id=run, check_name="subledger_vs_gl", entity_code="US01", currency="USD",
+                expected=Decimal(10), actual=Decimal(12), difference=Decimal(2), message="<b>off</b> by 2",
+            )
+        )  # fmt: skip
+    page = c.get("/reconciliation").text
+    assert 'id="recon-breaks"' in page and "&lt;b&gt;off&lt;/b&gt; by 2" in page
+    assert len(re.findall(r"<tr>", page.split('id="recon-pairs"', 1)[1].split("</table>", 1)[0])) == 2
+
+
+def ws_date():
+    from tests.integration.approval_support import AS_OF
+
+    return AS_OF
+
+
+def test_kpi_page_shows_the_charts(ws) -> None:
+    from writeoffs.aging import compute_aging
+
+    with ws.engine.begin() as conn:
+        compute_aging(conn, ws_date())
+    c = ws("controller")
+    r = c.get("/kpis", params={"period": "2026-11"})
+    assert r.status_code == 200
+    html = r.text
+    for chart in ("chart-writeoff-trend", "chart-rate-of-sales", "chart-rate-of-ar", "chart-by-reason"):
+        assert f'<svg xmlns="http://www.w3.org/2000/svg" id="{chart}"' in html, chart
+    # Aging bars from the snapshot: the open invoices of the test batches are all 365+ days past due.
+    aging = html.split('id="chart-aging-buckets-USD"', 1)[1].split("</svg>", 1)[0]
+    values = dict(re.findall(r'data-label="([^"]+)" data-value="([^"]+)"', aging))
+    assert Decimal(values["365+"]) == Decimal("64275.75") and Decimal(values["1-30"]) == 0 == Decimal(values["current"])
+    # Six months of one entity, nothing posted yet: six points at zero.
+    points = re.findall(r'<circle class="point"[^>]*data-value="([^"]+)"', html)
+    assert len(points) == 6 and {Decimal(v) for v in points} == {Decimal(0)}
+    svg = c.get("/kpis/charts/aging-buckets-USD.svg", params={"period": "2026-11"})
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg") and 'class="bar"' in svg.text
+    assert c.get("/kpis/charts/nope.svg").status_code == 404
+    assert c.get("/kpis", params={"period": "2026-13<script>"}).status_code == 200  # falls back to the default month
+    assert ws("outsider").get("/kpis").status_code == 403
+
+
+def test_after_approval_only_the_second_person_sees_the_confirm_step(ws) -> None:
+    from tests.integration.approval_support import TEST_TIERS
+    from writeoffs.approvals import governing_tiers, record_decision
+
+    with ws.engine.begin() as conn:
+        bid, _ = make_batch(conn, ["1500.00", "2715.75"], tier="ar_manager", prefix="four-eyes")
+    with ws.engine.begin() as conn:
+        tiers = governing_tiers(conn, bid)
+        assert [t["name"] for t in TEST_TIERS] == [t.name for t in tiers if t.name != "auto"]
+        record_decision(conn, batch_id=bid, step="approve", approver="ar_manager", decision="approved", tiers=tiers)
+    # 4,215.75 USD is above the tier's four-eyes amount (1,000 USD): the approver may not confirm, so does not see it.
+    assert ws("ar_manager").get(f"/batches/{bid}").status_code == 403
+    assert str(bid) not in ids_in(ws("ar_manager").get("/queue").text, "queue")
+    page = ws("controller").get(f"/batches/{bid}")
+    assert page.status_code == 200 and '<span id="batch-status">approved</span>' in page.text
+    queue = ws("controller").get("/queue").text
+    row = re.search(rf'<tr data-batch-id="{bid}"[^>]*>(.*?)</tr>', queue)
+    assert row and '<td class="">confirm</td>' in row.group(1)
+
+
+def test_report_files_are_served_from_two_folders_only(ws, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path))
+    reports = tmp_path / "reports"
+    for rel, content in {
+        "kpi/2026-11.md": "# KPIs <script>",
+        "kpi/2026-11-rate-of-ar.svg": "<svg/>",
+        "kpi/2026-11-tax-listing.csv": "a,b\n",
+        "kpi/notes.html": "<script>alert(1)</script>",  # not a servable type
+        "reconciliation/2026-11-24-run.md": "breaks",
+        "batches/batch_1_x.csv": "every item of a batch",  # the batch page's own check applies
+    }.items():
+        (reports / rel).parent.mkdir(parents=True, exist_ok=True)
+        (reports / rel).write_text(content)
+    (tmp_path / "secret.md").write_text("outside")
+    (reports / "kpi" / "link.md").symlink_to(tmp_path / "secret.md")
+
+    c = ws("controller")
+    listing = c.get("/reports").text
+    names = re.findall(r'<a class="report-link" href="/writeoffs/reports/([^"]+)"', listing)
+    assert sorted(names) == sorted(
+        [
+            "kpi/2026-11.md",
+            "kpi/2026-11-rate-of-ar.svg",
+            "kpi/2026-11-tax-listing.csv",
+            "reconciliation/2026-11-24-run.md",
+        ]
+    )
+    md = c.get("/reports/kpi/2026-11.md")
+    assert (
+        md.status_code == 200 and md.headers["content-type"].startswith("text/plain") and md.text == "# KPIs <script>"
+    )
+    assert "attachment" in c.get("/reports/kpi/2026-11-tax-listing.csv").headers["content-disposition"]
+    assert c.get("/reports/kpi/2026-11-rate-of-ar.svg").headers["content-type"].startswith("image/svg+xml")
+    for bad in ("kpi/notes.html", "batches/batch_1_x.csv", "kpi/link.md", "kpi/..%2F..%2Fsecret.md", "kpi/.hidden.md"):
+        assert c.get(f"/reports/{bad}").status_code == 404, bad
+    assert ws("outsider").get("/reports").status_code == 403
+    assert ws("outsider").get("/reports/kpi/2026-11.md").status_code == 403
