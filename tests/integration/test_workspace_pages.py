@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 
 from tests.factories import entity
 from tests.integration.approval_support import make_batch
@@ -342,3 +342,34 @@ def test_report_files_are_served_from_two_folders_only(ws, tmp_path, monkeypatch
         assert c.get(f"/reports/{bad}").status_code == 404, bad
     assert ws("outsider").get("/reports").status_code == 403
     assert ws("outsider").get("/reports/kpi/2026-11.md").status_code == 403
+
+
+def test_only_who_may_approve_now_gets_checkboxes_and_the_answer_form(ws) -> None:
+    bid = ws.ids["open"]
+    mine = ws("ar_manager").get(f"/batches/{bid}").text
+    assert 'id="answer-form"' in mine and mine.count('data-testid="exclude-box"') == 4
+    assert 'value="INV-open-1"' in mine  # each box carries its invoice ref (escaped like every cell)
+    assert "<img src=x" not in mine
+    # a reader may look but not answer; a decided batch offers nothing to answer
+    for user, batch in (("controller", "posted"), ("ar_manager", "posted")):
+        page = ws(user).get(f"/batches/{ws.ids[batch]}").text
+        assert 'id="answer-form"' not in page and "exclude-box" not in page
+
+
+def test_an_answer_from_another_site_is_refused_before_anything_is_sent(ws) -> None:
+    bid = ws.ids["open"]
+    c = ws("ar_manager")
+    form = {"decision": "approve", "exclude": ["INV-open-1"], "comment": "x"}
+    for headers in ({}, {"origin": "https://evil.example"}, {"referer": "https://evil.example/page"}, {"origin": "null"}):
+        r = c.post(f"/batches/{bid}/answer", data=form, headers=headers)
+        assert r.status_code == 403 and "own pages only" in r.text, headers
+    # same origin, but nobody else may answer through the workspace either: the batch is not theirs
+    r = ws("cfo").post(f"/batches/{bid}/answer", data=form, headers={"origin": "http://testserver"})
+    assert r.status_code == 403
+    # same origin, entitled, but no open request in Airflow (none runs here): refused, nothing recorded
+    r = ws("ar_manager").post(f"/batches/{bid}/answer", data=form, headers={"origin": "http://testserver"})
+    assert r.status_code == 409 and "no open approval request" in r.text, r.text[-600:]
+    with ws.engine.connect() as conn:
+        from writeoffs.db.schema import approvals
+
+        assert conn.execute(select(approvals.c.id).where(approvals.c.batch_id == bid)).first() is None

@@ -150,8 +150,56 @@ def create_app(
             user=acc.user,
             required_action=action_of(b),
             answerers=answerers,
+            may_answer=b.status in ("proposed", "awaiting_approval") and acc.user in answerers,
         )
         return html(body)
+
+    @app.post("/batches/{batch_id}/answer", response_class=HTMLResponse)
+    async def answer(request: Request, batch_id: int, user: BaseUser = Depends(get_user)) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from writeoffs_airflow.workspace import answer as ans
+
+        own = f"{request.url.scheme}://{request.url.netloc}"
+        if not ans.same_origin(request.headers.get("origin"), request.headers.get("referer"), own):
+            raise HTTPException(403, "answers are accepted from the workspace's own pages only")
+        form = await request.form()
+        decision = str(form.get("decision") or "")
+        if decision not in ans.OPTIONS:
+            raise HTTPException(400, "choose Approve or Reject")
+        exclude = [str(v)[:200] for v in form.getlist("exclude")][: ans.EXCLUDE_MAX]
+        comment = str(form.get("comment") or "").strip()[: ans.COMMENT_MAX] or None
+        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        token = token or request.cookies.get("_token") or ""
+
+        def send() -> tuple[int, str, Any]:
+            from writeoffs_airflow.workspace.links import APPROVAL_DAG_ID, airflow_base_url, open_request
+
+            with engine_of().connect() as conn:
+                acc = access(conn, user)
+                b = the_batch(conn, acc, batch_id)
+            if b.status not in ("proposed", "awaiting_approval"):
+                raise HTTPException(409, f"batch {batch_id} is {b.status}: no approval to answer")
+            found = open_request(b)
+            base = airflow_base_url()
+            if found is None or not base or not found[1].split(".")[-1].startswith("approve"):
+                raise HTTPException(409, f"batch {batch_id} has no open approval request in Airflow right now")
+            sent = ans.forward(
+                base_url=base,
+                token=token,
+                dag_id=APPROVAL_DAG_ID,
+                request=found,
+                decision=decision,
+                exclude=exclude,
+                comment=comment,
+            )
+            return sent.status, sent.message, b
+
+        status, message, b = await run_in_threadpool(send)
+        return html(
+            pages.answer_page(b, status, message, decision, exclude, prefix=prefix_of(request), user=_user_name(user)),
+            200 if status == 200 else status,
+        )
 
     @app.get("/batches/{batch_id}/candidates.csv")
     def candidates(batch_id: int, user: BaseUser = Depends(get_user)) -> Response:

@@ -34,9 +34,31 @@ def batch_csv_url(batch_id: int, base_url: str | None = None) -> str | None:
     return f"{page}/candidates.csv" if page else None
 
 
+def open_request(batch) -> tuple[str, str, int] | None:
+    """(run id, task id, map index) of the approval run's mapped task instance labelled ``batch <id>`` that waits
+    for input (Airflow's metadata DB, read in the api-server); None when the batch waits for nothing there."""
+    if batch.status not in ("proposed", "awaiting_approval", "approved") or not batch.dag_run_id:
+        return None
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.execute(
+            select(TI.task_id, TI.map_index)
+            .where(
+                TI.dag_id == APPROVAL_DAG_ID,
+                TI.run_id == batch.dag_run_id,
+                TI.rendered_map_index == f"batch {int(batch.id)}",
+                TI.state == "awaiting_input",
+            )
+            .limit(1)
+        ).first()
+    return None if row is None else (batch.dag_run_id, row.task_id, row.map_index)
+
+
 def required_action_link(batch) -> str | None:
-    """The Airflow UI page answering the batch's open request: the approval run's mapped task instance labelled
-    ``batch <id>`` that waits for input (read from Airflow's metadata DB, in the api-server). Else Airflow's list of
+    """The Airflow UI page answering the batch's open request (:func:`open_request`). Else Airflow's list of
     open required actions; None when the batch waits for nothing or Airflow's base URL is unknown."""
     if batch.status not in ("proposed", "awaiting_approval", "approved"):
         return None
@@ -44,29 +66,14 @@ def required_action_link(batch) -> str | None:
     if not base:
         return None
     fallback = f"{base.rstrip('/')}/required_actions?response_received=false"
-    if not batch.dag_run_id:
-        return fallback
     try:
-        from airflow.models.taskinstance import TaskInstance as TI
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
         from writeoffs_airflow.alerts import required_action_url
 
-        with create_session() as session:
-            row = session.execute(
-                select(TI.task_id, TI.map_index)
-                .where(
-                    TI.dag_id == APPROVAL_DAG_ID,
-                    TI.run_id == batch.dag_run_id,
-                    TI.rendered_map_index == f"batch {int(batch.id)}",
-                    TI.state == "awaiting_input",
-                )
-                .limit(1)
-            ).first()
-        if row is None:
+        found = open_request(batch)
+        if found is None:
             return fallback
-        return required_action_url(APPROVAL_DAG_ID, batch.dag_run_id, row.task_id, row.map_index, base_url=base)
+        run_id, task_id, map_index = found
+        return required_action_url(APPROVAL_DAG_ID, run_id, task_id, map_index, base_url=base)
     except Exception:  # the metadata DB is Airflow's: a lookup failure must not take the batch page down
         log.exception("Required Action lookup for batch %s failed", batch.id)
         return fallback

@@ -105,7 +105,10 @@ def batch_page(
     user: str,
     required_action: str | None,
     answerers: Sequence[str],
+    may_answer: bool = False,
 ) -> str:
+    """``may_answer``: the signed-in user may answer the batch's approve step now: each item gets a checkbox to
+    leave it out, and the page an Approve / Reject form (sent through Airflow's HITL API, workspace.answer)."""
     base = f"/batches/{seg(batch.id)}"
     csv_url = href(prefix, f"{base}/candidates.csv")
     n_pending, total_pending = result.pending, result.pending_total
@@ -160,6 +163,8 @@ def batch_page(
         *[(c, "num" if k < 4 else "") for k, c in enumerate(EVIDENCE_COLUMNS)],
         ("Status", ""),
     ]
+    if may_answer:
+        header.insert(0, ("Exclude", ""))
     sortable = {"Amount": "amount", "Days past due": "days_past_due", "Invoice": "invoice"}
     rows, attrs = [], []
     for k, item in enumerate(result.items, start=q.offset + 1):
@@ -176,6 +181,14 @@ def batch_page(
                 esc(item.status),
             ]
         )
+        if may_answer:
+            box = (
+                f'<input type="checkbox" form="answer-form" name="exclude" value="{esc(item.invoice_ref)}" '
+                f'data-testid="exclude-box" aria-label="leave {cut(item.invoice_ref, 40)} out">'
+                if item.status not in ("excluded", "rejected", "expired", "skipped", "reversed")
+                else ""
+            )
+            rows[-1].insert(0, box)
         attrs.append(
             f' data-invoice-ref="{cut(item.invoice_ref, 200)}" data-writeoff-id="{esc(item.writeoff_id)}"'
             f' data-status="{esc(item.status)}"'
@@ -200,7 +213,37 @@ def batch_page(
         nav.append(f'<a id="page-next" data-testid="page-next" href="{next_url}">next →</a>')
     pager = f'<div class="pager" id="pager">{"".join(nav)}</div>'
     body = top + f'<p id="batch-links">{" · ".join(links)}</p>' + filters + pager + items_table + pager
+    if may_answer:
+        body += (
+            f'<form id="answer-form" data-testid="answer-form" method="post" action="{href(prefix, base + "/answer")}">'
+            "<p>Tick the invoices on this page to leave out, then answer. Your answer goes to Airflow as you "
+            "(the same as the Required Action form); a confirmation request follows an approval.</p>"
+            "<label>Internal comment (optional, never shown to customers)<br>"
+            '<textarea name="comment" id="answer-comment" rows="3" cols="80" maxlength="2000"></textarea></label><br>'
+            '<button type="submit" name="decision" value="approve" id="answer-approve">Approve</button> '
+            '<button type="submit" name="decision" value="reject" id="answer-reject">Reject</button></form>'
+        )
     return page(f"Batch {batch.id}", body, prefix=prefix, user=user, active="queue")
+
+
+def answer_page(
+    batch, status: int, message: str, decision: str, excluded: Sequence[str], *, prefix: str, user: str
+) -> str:
+    """What became of an answer sent from the workspace: Airflow's verdict, in words."""
+    back = href(prefix, f"/batches/{seg(batch.id)}")
+    if status == 200:
+        left_out = ", ".join(cut(r, 40) for r in excluded[:20]) + (" …" if len(excluded) > 20 else "")
+        text = (
+            f"Airflow accepted your answer: <b>{esc(decision)}</b>"
+            + (f", leaving out {esc(len(excluded))} invoice(s): {left_out}" if excluded else "")
+            + ". The ledger records it within seconds (and refuses it, telling you why, if it must)."
+        )
+    elif status == 403:
+        text = f"Airflow refused your answer: you are not assigned to this request ({cut(message, 300)})."
+    else:
+        text = f"Airflow did not take the answer (HTTP {esc(status)}): {cut(message, 300)}"
+    body = f'<p id="answer-result" data-status="{esc(status)}">{text}</p><p><a href="{back}">Back to the batch</a></p>'
+    return page(f"Batch {batch.id}: answer", body, prefix=prefix, user=user, active="queue")
 
 
 def trail_page(invoice: str, entity: str, trail: str | None, *, prefix: str, user: str) -> str:
