@@ -145,6 +145,7 @@ _EXTENSIONS: list[str] = [
     "writeoffs.reconcile",
     "writeoffs.ingest.cli",
     "writeoffs.kpi_cli",
+    "writeoffs.audit_anchor",
 ]
 
 
