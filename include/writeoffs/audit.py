@@ -167,7 +167,7 @@ def walk(
             key, str(prev_hash), row_id, str(recorded_at), str(actor), str(action), str(object_type), oid, str(details)
         )
         if not hmac.compare_digest(calc, str(row_hash)):
-            yield AuditFinding(row_id, "row MAC does not match the row's content (row edited, or written without the key)")
+            yield AuditFinding(row_id, "row MAC does not match the row's content (edited, or written without the key)")
         prev = str(row_hash)
         expected_id = row_id + 1
         yield (row_id, prev)

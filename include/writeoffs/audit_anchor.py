@@ -242,7 +242,7 @@ def bind(engine: Engine, *, key: bytes | None, checkpoint: Path | None) -> Engin
         try:
             advance(dbapi_conn, key, store)
         except Exception as exc:  # never break the pool; the unanchored chain is reported by verification
-            log.error("audit checkpoint not advanced (%s): %s", store.path, str(exc).splitlines()[0] if str(exc) else exc)
+            log.error("audit checkpoint not advanced (%s): %s", store.path, (str(exc) or repr(exc)).splitlines()[0])
 
     event.listen(engine, "checkin", on_checkin)
     return engine

@@ -423,7 +423,8 @@ def test_edited_row_with_recomputed_hash_detected(ledger: Engine):
     with ledger.begin() as conn:
         disable_audit_guard(conn)
         r = conn.execute(select(audit_log).where(audit_log.c.id == 3)).one()
-        payload = "\x1f".join([r.prev_hash, "3", r.recorded_at, "mallory", r.action, r.object_type, r.object_id, r.details])
+        fields = [r.prev_hash, "3", r.recorded_at, "mallory", r.action, r.object_type, r.object_id, r.details]
+        payload = "\x1f".join(fields)
         forged = hashlib.sha256(payload.encode()).hexdigest()
         conn.execute(text("UPDATE audit_log SET actor = 'mallory', row_hash = :h WHERE id = 3"), {"h": forged})
     with ledger.connect() as conn:
