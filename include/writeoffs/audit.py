@@ -62,15 +62,19 @@ def canonical_json(details: object) -> str:
     return json.dumps(details, sort_keys=True, separators=(",", ":"), default=_default, ensure_ascii=False)
 
 
-def audit_key(conn: Connection, key: bytes | None = None) -> bytes:
-    """``key``, else the key bound to the connection's engine; :class:`AuditKeyMissing` when there is none."""
-    found = key or conn.get_execution_options().get(KEY_OPTION)
+def require_key(found: object) -> bytes:
+    """``found`` as the key; :class:`AuditKeyMissing` (one line, saying where a key is configured) when empty."""
     if not found:
         raise AuditKeyMissing(
             "audit: no audit key configured: set WRITEOFFS_AUDIT_KEY_FILE (or the Airflow connection"
             " writeoff_audit_key); audit rows are neither written nor verified without it"
         )
-    return bytes(found)
+    return bytes(found)  # type: ignore[arg-type]
+
+
+def audit_key(conn: Connection, key: bytes | None = None) -> bytes:
+    """``key``, else the key bound to the connection's engine (``writeoffs.audit_anchor.bind``)."""
+    return require_key(key or conn.get_execution_options().get(KEY_OPTION))
 
 
 def row_mac(

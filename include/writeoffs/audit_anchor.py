@@ -215,7 +215,7 @@ def advance(dbapi_conn: Any, key: bytes, store: CheckpointStore) -> Checkpoint |
 
 def checkpoint_now(engine: Engine) -> Checkpoint | None:
     """Checkpoint ``engine``'s ledger now (the hook does this after each auditing transaction)."""
-    key, store = _bound(engine)
+    key, store = bound(engine)
     raw = engine.raw_connection()
     try:
         return advance(raw, key, store)
@@ -248,16 +248,12 @@ def bind(engine: Engine, *, key: bytes | None, checkpoint: Path | None) -> Engin
     return engine
 
 
-def _bound(engine: Engine) -> tuple[bytes, CheckpointStore]:
+def bound(engine: Engine) -> tuple[bytes, CheckpointStore]:
+    """The key and checkpoint store bound to ``engine`` (:class:`AuditKeyMissing` without a key)."""
     options = engine.get_execution_options()
-    key = options.get(audit.KEY_OPTION)
-    if not key:
-        raise audit.AuditKeyMissing(
-            "audit: no audit key configured: set WRITEOFFS_AUDIT_KEY_FILE (or the Airflow connection"
-            " writeoff_audit_key); audit rows are neither written nor verified without it"
-        )
+    key = audit.require_key(options.get(audit.KEY_OPTION))
     path = options.get(CHECKPOINT_OPTION)
-    return bytes(key), CheckpointStore(Path(path) if path else checkpoint_path(engine.url))
+    return key, CheckpointStore(Path(path) if path else checkpoint_path(engine.url))
 
 
 # --- verification against the checkpoint ----------------------------------------------------------------------------
@@ -270,7 +266,7 @@ def verify_anchored(engine: Engine) -> list[AuditFinding]:
     committing meanwhile cannot make the head look truncated. No checkpoint while the ledger has audit rows is a
     finding (fail closed), and so is a checkpoint line not written with the key.
     """
-    key, store = _bound(engine)
+    key, store = bound(engine)
     findings: list[AuditFinding] = []
     cp: Checkpoint | None = None
     try:

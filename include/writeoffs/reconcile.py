@@ -1428,6 +1428,29 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
     return out
 
 
+def check_audit_chain(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
+    """The audit chain verifies with the key and reaches the last checkpoint kept outside the ledger.
+
+    Reads on its own connection, after reading the checkpoint (``writeoffs.audit_anchor.verify_anchored``): a
+    posting that commits during the run must not look like a truncated tail. No checkpoint while the ledger has
+    audit rows, or no key, is a break (fail closed), never a skip.
+    """
+    from writeoffs.audit_anchor import verify_anchored
+
+    findings = verify_anchored(conn.engine)
+    if not findings:
+        return []
+    first = findings[0]
+    return [
+        Break(
+            check="audit_chain",
+            message=f"audit chain broken or not anchored: row {first.row_id}: {first.problem}"
+            + (f" (+{len(findings) - 1} more finding(s))" if len(findings) > 1 else ""),
+            documents=_capped([{"row_id": f.row_id, "problem": f.problem} for f in findings]),
+        )
+    ]
+
+
 #: The registry: every run executes all of these, in this order. Add a check by appending here.
 CHECKS: tuple[Check, ...] = (
     Check("subledger_vs_gl", "Sub-ledger open AR = GL AR control, per entity and currency", check_subledger_vs_gl),
@@ -1453,6 +1476,7 @@ CHECKS: tuple[Check, ...] = (
         check_allowance_sign,
     ),
     Check("ar_functional", "No functional residue on AR where the transaction balance is zero", check_ar_functional),
+    Check("audit_chain", "Audit chain intact under its key and up to the checkpoint kept outside", check_audit_chain),
 )
 
 
