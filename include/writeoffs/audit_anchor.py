@@ -114,7 +114,9 @@ def checkpoint_path(url: object) -> Path:
     explicit = os.environ.get(CHECKPOINT_ENV)
     if explicit:
         return Path(explicit)
-    shown = (url if isinstance(url, URL) else make_url(str(url))).render_as_string(hide_password=True)
+    # The ledger, not who connects to it: the owner and the runtime role share one checkpoint file.
+    full = url if isinstance(url, URL) else make_url(str(url))
+    shown = full.set(username=None, password=None).render_as_string(hide_password=True)
     ledger_id = hashlib.sha256(shown.encode("utf-8")).hexdigest()[:16]
     base = Path(os.environ.get("WRITEOFFS_DATA_DIR", ".data")).resolve()
     return base / "audit-checkpoints" / f"{ledger_id}.jsonl"

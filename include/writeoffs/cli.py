@@ -146,6 +146,7 @@ _EXTENSIONS: list[str] = [
     "writeoffs.ingest.cli",
     "writeoffs.kpi_cli",
     "writeoffs.audit_anchor",
+    "writeoffs.db.roles",
 ]
 
 
