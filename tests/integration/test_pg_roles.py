@@ -140,7 +140,8 @@ def _fingerprint(conn) -> tuple:
         ).all(),
         conn.execute(
             text(
-                "SELECT proname, md5(prosrc) FROM pg_proc WHERE pronamespace = current_schema()::regnamespace ORDER BY 1"
+                "SELECT proname, md5(prosrc) FROM pg_proc WHERE pronamespace = current_schema()::regnamespace"
+                " ORDER BY proname"
             )
         ).all(),
     )
