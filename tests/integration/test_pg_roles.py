@@ -159,3 +159,41 @@ def test_the_runtime_role_writes_audit_rows_only_through_the_chain(runtime: Engi
             )
         )
     assert any("MAC" in x.problem for x in audit_anchor.verify_anchored(runtime))
+
+
+def test_a_temporary_table_cannot_stand_in_for_a_ledger_table_in_the_guards(pg_ledger: Engine, runtime: Engine) -> None:
+    """The runtime role may create temporary tables (the policy engine does), and ``pg_temp`` comes first in the
+    search path of relations: unless the guard functions pin theirs (migration 0011), a temporary
+    ``fiscal_periods`` in which every month is open lets an entry be posted into a closed month."""
+    _post_one(pg_ledger, runtime)
+    schema = _schema_of(pg_ledger)
+    with pg_ledger.begin() as conn:
+        conn.exec_driver_sql("UPDATE fiscal_periods SET status = 'closed' WHERE period = '2026-10'")
+    with pytest.raises(DBAPIError, match="ledger: fiscal period 2026-10 is closed"), runtime.begin() as conn:
+        conn.exec_driver_sql(f'CREATE TEMP TABLE fiscal_periods AS SELECT * FROM "{schema}".fiscal_periods')
+        conn.exec_driver_sql("UPDATE pg_temp.fiscal_periods SET status = 'open'")
+        conn.exec_driver_sql(
+            f"""INSERT INTO "{schema}".journal_entries (id, idempotency_key, entity_code, posting_date, period,
+                status, source_type) VALUES (99, 'backdated', 'US01', '2026-10-15', '2026-10', 'pending', 'manual')"""
+        )
+        for line_no, account, dr, cr in ((1, "6100", 375000, 0), (2, "1100", 0, 375000)):
+            conn.exec_driver_sql(
+                f"""INSERT INTO "{schema}".journal_lines (entry_id, line_no, entity_code, account_code, currency,
+                    debit, credit, functional_currency, functional_debit, functional_credit)
+                    VALUES (99, {line_no}, 'US01', '{account}', 'USD', {dr}, {cr}, 'USD', {dr}, {cr})"""
+            )
+        conn.exec_driver_sql(f"""UPDATE "{schema}".journal_entries SET status = 'posted' WHERE id = 99""")
+    with pg_ledger.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM journal_entries WHERE id = 99")).scalar_one() == 0
+
+
+def test_every_ledger_function_pins_its_search_path(pg_ledger: Engine) -> None:
+    with pg_ledger.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        configs = dict(
+            conn.execute(
+                text("SELECT proname, proconfig FROM pg_proc WHERE pronamespace = current_schema()::regnamespace")
+            ).all()
+        )
+    assert configs and all(name.startswith("ledger_") for name in configs), configs
+    assert {name: cfg for name, cfg in configs.items() if cfg != [f"search_path={schema}, pg_temp"]} == {}
