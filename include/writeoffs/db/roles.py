@@ -54,6 +54,20 @@ RUNTIME_DELETE: frozenset[str] = frozenset(
 )
 #: Insert-and-read only: the books of record and the audit trail.
 APPEND_ONLY: frozenset[str] = frozenset({"journal_lines", "audit_log"})
+#: Insert-and-read only as well: reference data and records that are never changed once written.
+INSERT_ONLY: frozenset[str] = frozenset(
+    {
+        "accounts",
+        "allowance_estimates",
+        "approvals",
+        "currencies",
+        "legal_entities",
+        "payment_allocations",
+        "payments",
+        "policy_versions",
+        "recoveries",
+    }
+)
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -80,7 +94,11 @@ def grant_statements(schema: str, role: str) -> list[str]:
         f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {role}",
     ]
-    for table in ledger_tables():
+    tables = ledger_tables()
+    unclassified = set(tables) - set(RUNTIME_UPDATE) - RUNTIME_DELETE - APPEND_ONLY - INSERT_ONLY
+    if unclassified:
+        raise RoleError(f"db-roles: tables without a runtime privilege decision: {', '.join(sorted(unclassified))}")
+    for table in tables:
         out.append(f"GRANT INSERT ON {s}.{table} TO {role}")
         if table in RUNTIME_UPDATE:
             cols = RUNTIME_UPDATE[table]
