@@ -71,6 +71,7 @@ from writeoffs.db.schema import (
 )
 from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
+from writeoffs.recon_lines import check_writeoff_lines
 from writeoffs.safe_text import md
 
 log = logging.getLogger(__name__)
@@ -1476,6 +1477,11 @@ CHECKS: tuple[Check, ...] = (
         check_allowance_sign,
     ),
     Check("ar_functional", "No functional residue on AR where the transaction balance is zero", check_ar_functional),
+    Check(
+        "writeoff_lines",
+        "Each posted write-off's entry = its approved item: reason's account, amount, two lines",
+        check_writeoff_lines,
+    ),
     Check("audit_chain", "Audit chain intact under its key and up to the checkpoint kept outside", check_audit_chain),
 )
 

@@ -26,7 +26,6 @@ from writeoffs.journal import JournalEntry, JournalLine
 
 D = Decimal
 AS_OF = date(2026, 11, 24)
-POLICY_HASH = "r" * 64
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def _invoice_entry(entity: str, inv: int, ref: str, cur: str, amount: str, fcur:
     )
 
 
-def _batch(conn: Connection, key: str, entity: str, cur: str, status: str = "posted") -> int:
+def _batch(conn: Connection, key: str, entity: str, cur: str, policy_hash: str, status: str = "posted") -> int:
     return conn.execute(
         insert(writeoff_batches)
         .values(
@@ -109,7 +108,7 @@ def _batch(conn: Connection, key: str, entity: str, cur: str, status: str = "pos
             tier="controller",
             as_of_date=AS_OF,
             policy_version="test",
-            policy_hash=POLICY_HASH,
+            policy_hash=policy_hash,
             status=status,
         )
         .returning(writeoff_batches.c.id)
@@ -128,6 +127,10 @@ def add_item(
     skip_reason: str | None = None,
     key: str | None = None,
 ) -> int:
+    """A write-off item of ``batch``, under the batch's policy (its reason map is what reconciliation checks)."""
+    policy_hash = conn.execute(
+        select(writeoff_batches.c.policy_hash).where(writeoff_batches.c.id == batch)
+    ).scalar_one()
     return conn.execute(
         insert(writeoffs)
         .values(
@@ -140,7 +143,7 @@ def add_item(
             rule="test",
             tier="controller",
             policy_version="test",
-            policy_hash=POLICY_HASH,
+            policy_hash=policy_hash,
             status=status,
             skip_reason=skip_reason,
             idempotency_key=key or f"test:{batch}:{inv}",
@@ -220,8 +223,10 @@ def build_clean_ledger(engine: Engine) -> Scenario:
             ),
         )
 
-        us_batch = _batch(conn, "test:US01:USD", "US01", "USD")
-        eu_batch = _batch(conn, "test:EU01:EUR", "EU01", "EUR")
+        # The policy the batches were selected under: its reason map says which account each write-off debits.
+        policy_hash = factories.record_policy(conn, "recon", version="test").content_hash
+        us_batch = _batch(conn, "test:US01:USD", "US01", "USD", policy_hash)
+        eu_batch = _batch(conn, "test:EU01:EUR", "EU01", "EUR", policy_hash)
         # Direct write-offs: Dr Bad Debt Expense / Cr AR, lines tagged with the invoice (as posting.py does).
         e = post(
             conn,

@@ -111,7 +111,10 @@ def test_clean_ledger_run_is_green_and_silent(airflow_env: dict[str, str], pg_le
 
 
 INJECTIONS = {
-    "edited_gl_line": (rs.inject_edited_gl_line, {"entries_balanced", "subledger_vs_gl", "writeoff_entries"}),
+    "edited_gl_line": (
+        rs.inject_edited_gl_line,
+        {"entries_balanced", "subledger_vs_gl", "writeoff_entries", "writeoff_lines"},
+    ),
     "posted_without_entry": (
         rs.inject_posted_without_entry,
         {"approved_vs_posted", "subledger_vs_gl", "writeoff_entries"},
