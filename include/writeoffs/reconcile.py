@@ -71,6 +71,7 @@ from writeoffs.db.schema import (
 )
 from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
+from writeoffs.period_seal import check_period_seals
 from writeoffs.recon_lines import check_writeoff_lines
 from writeoffs.safe_text import md
 
@@ -1481,6 +1482,11 @@ CHECKS: tuple[Check, ...] = (
         "writeoff_lines",
         "Each posted write-off's entry = its approved item: reason's account, amount, two lines",
         check_writeoff_lines,
+    ),
+    Check(
+        "period_seals",
+        "Every closed period's posted lines still add up to the seal recorded at close",
+        check_period_seals,
     ),
     Check("audit_chain", "Audit chain intact under its key and up to the checkpoint kept outside", check_audit_chain),
 )

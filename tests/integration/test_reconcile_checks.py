@@ -336,3 +336,34 @@ def test_posted_writeoff_lines_must_equal_the_approved_item(ledger: Engine, tmp_
         assert (doc["expected_account"], doc["debited_account"]) == ("6100", "6130")
     if case.startswith("item's amount"):
         assert (brk.expected, brk.actual) == (Decimal("46000.0000"), Decimal("45000.0000"))
+
+
+def test_a_closed_period_is_sealed_and_a_change_after_the_close_is_a_break(ledger: Engine, tmp_path: Path) -> None:
+    from writeoffs import ledger as gl
+
+    rs.build_clean_ledger(ledger)
+    with ledger.begin() as conn:
+        gl.close_period(conn, "US01", "2026-11", actor="controller")
+    assert by_check(run(ledger, tmp_path, key="sealed")) == {}
+    # After the close, whoever gets around the triggers moves the write-off's expense to another account.
+    _edit_posted_line(ledger, f"UPDATE journal_lines SET account_code = '6130' WHERE id = {_WORKED_EXPENSE_LINE}")
+    fired = by_check(run(ledger, tmp_path, key="moved"))
+    assert set(fired) == {"writeoff_lines", "period_seals"}
+    (brk,) = fired["period_seals"]
+    assert "closed period 2026-11 of US01 no longer matches its seal on 2" in brk.message
+    assert {(d["account"], d["currency"]) for d in brk.documents} == {("6100", "USD"), ("6130", "USD")}
+    moved_from = next(d for d in brk.documents if d["account"] == "6100")
+    assert moved_from["sealed"]["debit"] == "45500.0000" and moved_from["now"]["debit"] == "500.0000"
+
+
+def test_a_period_closed_outside_close_period_has_no_seal(ledger: Engine, tmp_path: Path) -> None:
+    rs.build_clean_ledger(ledger)
+    with ledger.begin() as conn:
+        conn.execute(
+            text("UPDATE fiscal_periods SET status = 'closed' WHERE entity_code = 'EU01' AND period = '2026-09'")
+        )
+    fired = by_check(run(ledger, tmp_path))
+    assert set(fired) == {"period_seals"}
+    assert (
+        fired["period_seals"][0].message == "closed period 2026-09 of EU01 has no seal (closed outside close_period?)"
+    )
