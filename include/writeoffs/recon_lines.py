@@ -1,4 +1,4 @@
-"""Reconciliation check ``writeoff_lines``: each posted write-off's journal entry is exactly the approved item.
+"""Reconciliation: what was posted is what was approved (checks ``writeoff_lines`` and ``approval_digests``).
 
 Posting turns an approved item (invoice, amount, reason) into one entry of two lines: Dr the reason's expense account
 (direct method; the reason map of the policy the item was selected under, ``policy_versions``) or the allowance
@@ -18,6 +18,7 @@ distinct policy of posted items: a handful); the comparison is one query.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
@@ -161,6 +162,73 @@ def check_writeoff_lines(conn: Connection, as_of: date, tolerance: Any) -> list[
                 expected=expected_total if kind == "amount" else None,
                 actual=actual_total if kind == "amount" else None,
                 documents=tuple(docs[:MAX_DOCUMENTS]),
+            )
+        )
+    return out
+
+
+def check_approval_digests(conn: Connection, as_of: date, tolerance: Any) -> list[Any]:
+    """The items of every posted batch still hash to the digest its approval recorded in the audit log.
+
+    The confirming decision (``approval.confirmed``; ``approval.auto`` for the small-balance tier) records in its
+    audit row, which is keyed and anchored, the hash over the ``(invoice_ref, amount, reason)`` of the items it
+    approved (``writeoffs.approvals.batch_hash_of``). An item whose amount, reason or invoice was changed after the
+    approval, even together with its entry, the invoice and AR, no longer hashes to it. A posted batch with no
+    audited approval is a break too (fail closed).
+    """
+    from writeoffs.approvals import batch_hash_of
+    from writeoffs.db.schema import audit_log, invoices, writeoff_batches, writeoffs
+    from writeoffs.reconcile import MAX_DOCUMENTS, POSTED_BATCH_STATUSES, Break
+
+    b = writeoff_batches
+    batches = {
+        r.id: r
+        for r in conn.execute(
+            select(b.c.id, b.c.batch_key, b.c.entity_code, b.c.currency).where(b.c.status.in_(POSTED_BATCH_STATUSES))
+        )
+    }
+    if not batches:
+        return []
+    witnessed: dict[str, str | None] = {}
+    for object_id, details in conn.execute(
+        select(audit_log.c.object_id, audit_log.c.details)
+        .where(
+            audit_log.c.object_type == "writeoff_batch",
+            audit_log.c.action.in_(("approval.confirmed", "approval.auto")),
+        )
+        .order_by(audit_log.c.id)
+    ):
+        witnessed[str(object_id)] = json.loads(details).get("batch_hash")
+    items: dict[int, list[tuple[str, Decimal, str]]] = defaultdict(list)
+    w = writeoffs
+    for batch_id, ref, amount, reason in conn.execute(
+        select(w.c.batch_id, invoices.c.invoice_ref, w.c.amount, w.c.reason_code)
+        .select_from(w.join(invoices, invoices.c.id == w.c.invoice_id))
+        .join(b, b.c.id == w.c.batch_id)
+        .where(b.c.status.in_(POSTED_BATCH_STATUSES), w.c.status != "excluded")
+    ):
+        items[batch_id].append((ref, amount, reason))
+    out = []
+    for batch_id, batch in sorted(batches.items()):
+        recorded = witnessed.get(str(batch_id))
+        digest = batch_hash_of(items.get(batch_id, []))
+        if recorded == digest:
+            continue
+        problem = (
+            "has no audited approval (approval.confirmed / approval.auto)"
+            if recorded is None
+            else f"items no longer hash to the digest its approval recorded ({digest[:12]} != {recorded[:12]})"
+        )
+        out.append(
+            Break(
+                check="approval_digests",
+                message=f"posted batch {batch_id} ({batch.batch_key}) {problem}",
+                entity=batch.entity_code,
+                currency=batch.currency,
+                documents=tuple(
+                    {"invoice_ref": ref, "amount": format(amount, "f"), "reason": reason}
+                    for ref, amount, reason in sorted(items.get(batch_id, []))[:MAX_DOCUMENTS]
+                ),
             )
         )
     return out

@@ -72,7 +72,7 @@ from writeoffs.db.schema import (
 from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
 from writeoffs.period_seal import check_period_seals
-from writeoffs.recon_lines import check_writeoff_lines
+from writeoffs.recon_lines import check_approval_digests, check_writeoff_lines
 from writeoffs.safe_text import md
 
 log = logging.getLogger(__name__)
@@ -1482,6 +1482,11 @@ CHECKS: tuple[Check, ...] = (
         "writeoff_lines",
         "Each posted write-off's entry = its approved item: reason's account, amount, two lines",
         check_writeoff_lines,
+    ),
+    Check(
+        "approval_digests",
+        "Each posted batch's items still hash to the digest its audited approval recorded",
+        check_approval_digests,
     ),
     Check(
         "period_seals",

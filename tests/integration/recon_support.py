@@ -20,7 +20,8 @@ from decimal import Decimal
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from tests import factories
-from writeoffs import ledger
+from writeoffs import audit, ledger
+from writeoffs.approvals import batch_hash_of, current_items
 from writeoffs.db.schema import invoices, journal_lines, recoveries, writeoff_batches, writeoffs
 from writeoffs.journal import JournalEntry, JournalLine
 
@@ -273,6 +274,16 @@ def build_clean_ledger(engine: Engine) -> Scenario:
         add_item(conn, us_batch, paid_part, "USD", "1500.00", "excluded")
         add_item(conn, eu_batch, eur_wo, "EUR", "3000.00", "posted", entry_id=e["wo:eu3000"])
         add_item(conn, eu_batch, eur_rec, "EUR", "800.00", "posted", entry_id=e["wo:eu800"])
+        # Each batch's approval, as the approvals code audits it: the digest of the items it approved.
+        for batch in (us_batch, eu_batch):
+            audit.append(
+                conn,
+                actor="controller",
+                action="approval.confirmed",
+                object_type="writeoff_batch",
+                object_id=batch,
+                details={"batch_hash": batch_hash_of(current_items(conn, batch))},
+            )
         _written_off(conn, worked, "45000.00")
         _written_off(conn, eur_wo, "3000.00")
         _written_off(conn, eur_rec, "800.00")

@@ -367,3 +367,31 @@ def test_a_period_closed_outside_close_period_has_no_seal(ledger: Engine, tmp_pa
     assert (
         fired["period_seals"][0].message == "closed period 2026-09 of EU01 has no seal (closed outside close_period?)"
     )
+
+
+def test_a_consistent_change_of_an_approved_amount_breaks_the_approval_digest(ledger: Engine, tmp_path: Path) -> None:
+    """Issue 14: +1,000 on the write-off item, both lines of its entry, the invoice and its opening AR entry: every
+    amount agrees with every other, so only the digest the approval recorded (in the keyed audit log) tells."""
+    from writeoffs.db.money import to_db
+
+    s = rs.build_clean_ledger(ledger)
+    plus = to_db(ledger.dialect, Decimal("1000"))
+    bump = ", ".join(
+        f"{side} = CASE WHEN {side} > 0 THEN {side} + :k ELSE {side} END"
+        for side in ("debit", "credit", "functional_debit", "functional_credit")
+    )
+    entries = "(SELECT id FROM journal_entries WHERE idempotency_key IN ('wo:worked', 'inv:INV-WORKED-45000'))"
+    _edit_posted_line(ledger, f"UPDATE journal_lines SET {bump} WHERE entry_id IN {entries}".replace(":k", str(plus)))
+    _sql(ledger, f"UPDATE writeoffs SET amount = amount + {plus} WHERE invoice_id = {s.worked}")
+    _sql(
+        ledger,
+        f"UPDATE invoices SET amount = amount + {plus}, written_off_amount = written_off_amount + {plus}"
+        f" WHERE id = {s.worked}",
+    )
+    fired = by_check(run(ledger, tmp_path))
+    assert set(fired) == {"approval_digests"}, {k: [b.message for b in v] for k, v in fired.items()}
+    (brk,) = fired["approval_digests"]
+    assert "items no longer hash to the digest its approval recorded" in brk.message
+    assert {"invoice_ref": "INV-WORKED-45000", "amount": "46000.0000", "reason": "uncollectible_after_collections"} in (
+        brk.documents
+    )
