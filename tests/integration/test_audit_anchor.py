@@ -251,3 +251,31 @@ def test_cli_creates_a_private_key_file_and_verifies_the_chain(ledger: Engine, t
         [sys.executable, "-m", "writeoffs", "audit-verify"], env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert bad.returncode == 1 and "no checkpoint" in bad.stdout
+
+
+def test_the_embedded_demo_makes_its_own_private_audit_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`python -m writeoffs demo` with no key configured: a random key in a mode-0600 file beside the ledger; the
+    ledger's audit chain verifies under it and is anchored."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WRITEOFFS_")}
+    env |= {"WRITEOFFS_DATA_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "writeoffs", "demo", "--invoices", "300"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    key_file = tmp_path / "audit.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip() not in done.stdout + done.stderr
+    assert "audit log:" in done.stdout and "chain intact" in done.stdout
+    monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path))  # where the demo checkpointed
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}", audit_key=bytes.fromhex(key_file.read_text()))
+    try:
+        with engine.connect() as conn:
+            assert audit.count(conn) > 0
+        assert audit_anchor.verify_anchored(engine) == []
+    finally:
+        engine.dispose()
