@@ -52,6 +52,7 @@ from sqlalchemy import (
 
 from writeoffs import audit
 from writeoffs.accounting import keys
+from writeoffs.audit_anchor import check_audit_chain
 from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.db.schema import (
     MONEY,
@@ -1428,29 +1429,6 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
             )
         )
     return out
-
-
-def check_audit_chain(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
-    """The audit chain verifies with the key and reaches the last checkpoint kept outside the ledger.
-
-    Reads on its own connection, after reading the checkpoint (``writeoffs.audit_anchor.verify_anchored``): a
-    posting that commits during the run must not look like a truncated tail. No checkpoint while the ledger has
-    audit rows, or no key, is a break (fail closed), never a skip.
-    """
-    from writeoffs.audit_anchor import verify_anchored
-
-    findings = verify_anchored(conn.engine)
-    if not findings:
-        return []
-    first = findings[0]
-    return [
-        Break(
-            check="audit_chain",
-            message=f"audit chain broken or not anchored: row {first.row_id}: {first.problem}"
-            + (f" (+{len(findings) - 1} more finding(s))" if len(findings) > 1 else ""),
-            documents=_capped([{"row_id": f.row_id, "problem": f.problem} for f in findings]),
-        )
-    ]
 
 
 #: The registry: every run executes all of these, in this order. Add a check by appending here.
