@@ -57,7 +57,7 @@ WRITEOFFS_SQL = [
     """INSERT INTO writeoff_batches (batch_key, entity_code, currency, tier, as_of_date, policy_version, policy_hash,
                                      status, item_count, total_amount)
        SELECT 'bench:' || entity_code || ':' || currency, entity_code, currency, 'controller', :as_of, 'bench',
-              repeat('b', 64), 'posted', COUNT(*), SUM(amount)
+              :policy_hash, 'posted', COUNT(*), SUM(amount)
        FROM wo_pick GROUP BY entity_code, currency""",
     """INSERT INTO journal_entries (idempotency_key, entity_code, posting_date, period, status, description,
                                     source_type, source_id, batch_id, created_by)
@@ -79,7 +79,7 @@ WRITEOFFS_SQL = [
     """INSERT INTO writeoffs (batch_id, invoice_id, as_of_date, currency, amount, reason_code, rule, tier,
                               policy_version, policy_hash, status, idempotency_key, journal_entry_id, posted_at)
        SELECT e.batch_id, p.id, :as_of, p.currency, p.amount, 'uncollectible_after_collections', 'bench',
-              'controller', 'bench', repeat('b', 64), 'posted', 'bench:' || p.id, e.id, now()
+              'controller', 'bench', :policy_hash, 'posted', 'bench:' || p.id, e.id, now()
        FROM wo_pick p JOIN journal_entries e ON e.idempotency_key = 'wo:bench:' || p.id""",
     """UPDATE invoices i SET open_balance = i.open_balance - p.amount, written_off_amount = p.amount,
               written_off_date = :as_of, status = 'written_off'
@@ -141,10 +141,33 @@ def build(engine: Engine, n_invoices: int, every: int) -> dict[str, float]:
     seed_ledger(engine, spec)
     stages["seed_ledger"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    params = {"every": every, "as_of": spec.as_of, "period": f"{spec.as_of:%Y-%m}"}
     with engine.begin() as conn:
+        # The items' policy is recorded (reconciliation holds each entry to its reason map), and each batch's
+        # approval is audited with the digest of its items, as the approvals code does (check approval_digests).
+        from writeoffs import audit
+        from writeoffs.approvals import batch_hash_of, current_items
+        from writeoffs.policy import registry
+        from writeoffs.policy.schema import DEFAULT_POLICY_PATH, parse_policy
+
+        policy = parse_policy(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"), source=str(DEFAULT_POLICY_PATH))
+        registry.record(conn, policy)
+        params = {
+            "every": every,
+            "as_of": spec.as_of,
+            "period": f"{spec.as_of:%Y-%m}",
+            "policy_hash": policy.content_hash,
+        }
         for stmt in WRITEOFFS_SQL:
             conn.execute(text(stmt), params)
+        for (batch_id,) in conn.execute(text("SELECT id FROM writeoff_batches WHERE batch_key LIKE 'bench:%'")):
+            audit.append(
+                conn,
+                actor="bench",
+                action="approval.confirmed",
+                object_type="writeoff_batch",
+                object_id=batch_id,
+                details={"batch_hash": batch_hash_of(current_items(conn, batch_id))},
+            )
         # An allowance estimate per allowance-method entity and currency (Dr Bad Debt Expense / Cr Allowance), large
         # enough for the write-offs charged to it plus 1,000,000 (an allowance in debit is a break: allowance_sign).
         from writeoffs import ledger

@@ -11,6 +11,8 @@ Each benchmark prints its per-stage table and writes JSON under bench/out/. Post
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import subprocess
 import sys
 import time
@@ -20,6 +22,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
+    # Benchmark ledgers are throw-away: one random audit key for the run (the chain is keyed; no key, no audit rows).
+    os.environ.setdefault("WRITEOFFS_AUDIT_KEY", secrets.token_hex(32))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()

@@ -8,7 +8,9 @@ passwords), other lines are left as they are, and only the *names* of the secret
 - ``AIRFLOW_JWT_SECRET``: signs API and task tokens; whoever knows it can mint a token for any user.
 - ``AIRFLOW_FERNET_KEY``: encrypts connections and variables in Airflow's metadata database.
 - ``POSTGRES_PASSWORD``: the ``airflow`` role of the metadata database.
-- ``LEDGER_DB_PASSWORD``: the ``ledger`` role that owns the ledger database (deploy/postgres-init).
+- ``LEDGER_DB_PASSWORD``: the ``ledger`` role that owns the ledger database (deploy/postgres-init); migrations only.
+- ``LEDGER_APP_PASSWORD``: the runtime role ``ledger_app`` the DAGs connect as (``python -m writeoffs db-roles``).
+- ``WRITEOFFS_AUDIT_KEY``: keys the audit chain's MAC (``writeoffs.audit_anchor``); never stored in the ledger.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ SECRETS: dict[str, Callable[[], str]] = {
     "AIRFLOW_FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode("ascii"),
     "POSTGRES_PASSWORD": lambda: secrets.token_hex(24),
     "LEDGER_DB_PASSWORD": lambda: secrets.token_hex(24),
+    "LEDGER_APP_PASSWORD": lambda: secrets.token_hex(24),
+    "WRITEOFFS_AUDIT_KEY": lambda: secrets.token_hex(32),
 }
 
 

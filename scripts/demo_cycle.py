@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "WRITEOFFS_LEDGER_URL": ledger_url,
         "WRITEOFFS_SOURCES_DIR": str(base / "sources"),
         "WRITEOFFS_INGEST_SCHEDULE": "",  # manual only: the demo triggers the business date it wants
+        # The audit chain's key, outside the ledger: a random key in a mode-0600 file, made below.
+        "WRITEOFFS_AUDIT_KEY_FILE": str(base / "audit.key"),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")]),
     }
 
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "-q",
         env=env,
     )
+    run_cli("audit-key", env=env)
     run_cli("init-db", env=env)
 
     step(2, "starting Airflow (api-server, scheduler, dag-processor) with the project's DAGs")
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 "WRITEOFFS_LEDGER_URL",
                 "WRITEOFFS_SOURCES_DIR",
                 "WRITEOFFS_INGEST_SCHEDULE",
+                "WRITEOFFS_AUDIT_KEY_FILE",
             )
         },
         home=base / "airflow",

@@ -6,6 +6,7 @@
 #   PORT=8080           API server / UI port (the execution API URL follows it, or tasks get "connection refused")
 #   HOST=127.0.0.1      bind address; SimpleAuthManager stores plaintext passwords: keep it on localhost
 #   AIRFLOW_HOME=.airflow, WRITEOFFS_DATA_DIR=.data, WRITEOFFS_LEDGER_URL=sqlite:///.data/ledger.db
+#   WRITEOFFS_AUDIT_KEY_FILE=.data/audit.key   the audit chain's key (generated, mode 0600, if missing)
 #   WRITEOFFS_SKIP_LEDGER_INIT=1   do not run the ledger migrations before starting
 set -euo pipefail
 
@@ -49,6 +50,11 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MA
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-$AIRFLOW_HOME/demo_passwords.json}"
 
 mkdir -p "$AIRFLOW_HOME" "$WRITEOFFS_DATA_DIR"
+
+# The audit chain's MAC key lives outside the ledger: a random key in a mode-0600 file, made once and then kept
+# (python -m writeoffs audit-key). Without a key, audit writes refuse. Production: the writeoff_audit_key connection.
+export WRITEOFFS_AUDIT_KEY_FILE="${WRITEOFFS_AUDIT_KEY_FILE:-$WRITEOFFS_DATA_DIR/audit.key}"
+python -m writeoffs audit-key
 
 if [[ "${WRITEOFFS_SKIP_LEDGER_INIT:-0}" != 1 ]]; then
   python -m writeoffs init-db

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,11 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("WRITEOFFS_DATA_DIR", tempfile.mkdtemp(prefix="wo-data-"))
+# The audit chain is keyed (fail closed without a key): one random key for the session, inherited by subprocesses
+# and in-process Airflow tasks; each ledger checkpoints into its own file under WRITEOFFS_DATA_DIR.
+os.environ.setdefault("WRITEOFFS_AUDIT_KEY", secrets.token_hex(32))
+os.environ.pop("WRITEOFFS_AUDIT_KEY_FILE", None)
+os.environ.pop("WRITEOFFS_AUDIT_CHECKPOINT", None)
 
 from writeoffs.db.engine import make_engine  # noqa: E402
 from writeoffs.db.migrate import upgrade  # noqa: E402

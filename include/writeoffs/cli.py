@@ -145,6 +145,8 @@ _EXTENSIONS: list[str] = [
     "writeoffs.reconcile",
     "writeoffs.ingest.cli",
     "writeoffs.kpi_cli",
+    "writeoffs.audit_anchor",
+    "writeoffs.db.roles",
 ]
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from datetime import date
 
+from writeoffs.audit_anchor import KEY_FILE_ENV, ensure_key_file, key_from_env
 from writeoffs.db.engine import data_dir, make_engine
 from writeoffs.db.migrate import upgrade
 from writeoffs.report import ledger_summary
@@ -27,6 +29,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from writeoffs.sample import SampleSpec, seed_ledger, write_sample
 
     started = time.perf_counter()
+    if key_from_env() is None:
+        # The embedded demo keys its audit chain with a random key kept in a mode-0600 file beside the ledger.
+        key_file = data_dir() / "audit.key"
+        ensure_key_file(key_file)
+        os.environ[KEY_FILE_ENV] = str(key_file)
+        log.info("audit key: %s (mode 0600)", key_file)
     engine = make_engine(args.ledger_url)
     log.info("1/4 migrating the ledger at %s", engine.url.render_as_string(hide_password=True))
     upgrade(engine)

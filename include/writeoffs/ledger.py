@@ -142,6 +142,7 @@ def close_period(conn: Connection, entity: str, period: str, *, actor: str) -> N
     """Close an open period (audited). Closing is final: the database refuses any later change to a closed period
     (migration 0009), so there is no re-open; closing one already closed changes and records nothing."""
     from writeoffs import audit
+    from writeoffs.period_seal import seal
 
     fp = fiscal_periods
     closed = conn.execute(
@@ -153,7 +154,15 @@ def close_period(conn: Connection, entity: str, period: str, *, actor: str) -> N
         if conn.execute(select(fp.c.status).where(fp.c.entity_code == entity, fp.c.period == period)).first():
             return
         raise LedgerError(f"fiscal period {period} of entity {entity} does not exist; nothing to close")
-    audit.append(conn, actor=actor, action="period.close", object_type="fiscal_period", object_id=f"{entity}:{period}")
+    # The seal: the period's totals, recorded in the (keyed, anchored) audit row; reconciliation re-checks them.
+    audit.append(
+        conn,
+        actor=actor,
+        action="period.close",
+        object_type="fiscal_period",
+        object_id=f"{entity}:{period}",
+        details=seal(conn, entity, period),
+    )
 
 
 def check_periods_open(conn: Connection, entries: Iterable[JournalEntry]) -> None:

@@ -52,6 +52,7 @@ from sqlalchemy import (
 
 from writeoffs import audit
 from writeoffs.accounting import keys
+from writeoffs.audit_anchor import check_audit_chain
 from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.db.schema import (
     MONEY,
@@ -71,6 +72,8 @@ from writeoffs.db.schema import (
 )
 from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
+from writeoffs.period_seal import check_period_seals
+from writeoffs.recon_lines import check_approval_digests, check_writeoff_lines
 from writeoffs.safe_text import md
 
 log = logging.getLogger(__name__)
@@ -1453,6 +1456,22 @@ CHECKS: tuple[Check, ...] = (
         check_allowance_sign,
     ),
     Check("ar_functional", "No functional residue on AR where the transaction balance is zero", check_ar_functional),
+    Check(
+        "writeoff_lines",
+        "Each posted write-off's entry = its approved item: reason's account, amount, two lines",
+        check_writeoff_lines,
+    ),
+    Check(
+        "approval_digests",
+        "Each posted batch's items still hash to the digest its audited approval recorded",
+        check_approval_digests,
+    ),
+    Check(
+        "period_seals",
+        "Every closed period's posted lines still add up to the seal recorded at close",
+        check_period_seals,
+    ),
+    Check("audit_chain", "Audit chain intact under its key and up to the checkpoint kept outside", check_audit_chain),
 )
 
 

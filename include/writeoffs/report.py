@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from writeoffs import audit
+from writeoffs.audit_anchor import verify_anchored
 from writeoffs.db.schema import (
     accounts,
     customers,
@@ -75,7 +76,7 @@ def ledger_summary(engine: Engine) -> str:
             select(writeoffs.c.status, func.count(), func.sum(writeoffs.c.amount)).group_by(writeoffs.c.status)
         ):
             lines.append(f"  write-offs {r[0]:<12} {r[1]:>8,}  amount {_fmt(r[2])}")
-        findings = audit.verify(conn)
+        findings = verify_anchored(engine)
         lines.append(
             f"  audit log: {audit.count(conn):,} rows, chain "
             + ("intact" if not findings else f"BROKEN ({len(findings)} findings)")

@@ -7,6 +7,7 @@ shape): each DAG is tested on its own elsewhere; here they must work together, o
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from decimal import Decimal
@@ -38,7 +39,9 @@ def test_demo_runs_the_whole_cycle_unattended(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "demo finished" in result.stderr + result.stdout
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'demo' / 'ledger.db'}")
+    key_file = tmp_path / "demo" / "audit.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600  # the demo's audit key is a private file
+    engine = make_engine(f"sqlite:///{tmp_path / 'demo' / 'ledger.db'}", audit_key=bytes.fromhex(key_file.read_text()))
     with engine.connect() as conn:
         # Every human batch was approved and posted through the HITL path; nothing is left waiting.
         statuses = {r.tier: r.status for r in conn.execute(select(writeoff_batches.c.tier, writeoff_batches.c.status))}

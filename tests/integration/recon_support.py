@@ -20,13 +20,13 @@ from decimal import Decimal
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from tests import factories
-from writeoffs import ledger
+from writeoffs import audit, ledger
+from writeoffs.approvals import batch_hash_of, current_items
 from writeoffs.db.schema import invoices, journal_lines, recoveries, writeoff_batches, writeoffs
 from writeoffs.journal import JournalEntry, JournalLine
 
 D = Decimal
 AS_OF = date(2026, 11, 24)
-POLICY_HASH = "r" * 64
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _invoice_entry(entity: str, inv: int, ref: str, cur: str, amount: str, fcur:
     )
 
 
-def _batch(conn: Connection, key: str, entity: str, cur: str, status: str = "posted") -> int:
+def _batch(conn: Connection, key: str, entity: str, cur: str, policy_hash: str, status: str = "posted") -> int:
     return conn.execute(
         insert(writeoff_batches)
         .values(
@@ -109,7 +109,7 @@ def _batch(conn: Connection, key: str, entity: str, cur: str, status: str = "pos
             tier="controller",
             as_of_date=AS_OF,
             policy_version="test",
-            policy_hash=POLICY_HASH,
+            policy_hash=policy_hash,
             status=status,
         )
         .returning(writeoff_batches.c.id)
@@ -128,6 +128,10 @@ def add_item(
     skip_reason: str | None = None,
     key: str | None = None,
 ) -> int:
+    """A write-off item of ``batch``, under the batch's policy (its reason map is what reconciliation checks)."""
+    policy_hash = conn.execute(
+        select(writeoff_batches.c.policy_hash).where(writeoff_batches.c.id == batch)
+    ).scalar_one()
     return conn.execute(
         insert(writeoffs)
         .values(
@@ -140,7 +144,7 @@ def add_item(
             rule="test",
             tier="controller",
             policy_version="test",
-            policy_hash=POLICY_HASH,
+            policy_hash=policy_hash,
             status=status,
             skip_reason=skip_reason,
             idempotency_key=key or f"test:{batch}:{inv}",
@@ -220,8 +224,10 @@ def build_clean_ledger(engine: Engine) -> Scenario:
             ),
         )
 
-        us_batch = _batch(conn, "test:US01:USD", "US01", "USD")
-        eu_batch = _batch(conn, "test:EU01:EUR", "EU01", "EUR")
+        # The policy the batches were selected under: its reason map says which account each write-off debits.
+        policy_hash = factories.record_policy(conn, "recon", version="test").content_hash
+        us_batch = _batch(conn, "test:US01:USD", "US01", "USD", policy_hash)
+        eu_batch = _batch(conn, "test:EU01:EUR", "EU01", "EUR", policy_hash)
         # Direct write-offs: Dr Bad Debt Expense / Cr AR, lines tagged with the invoice (as posting.py does).
         e = post(
             conn,
@@ -268,6 +274,16 @@ def build_clean_ledger(engine: Engine) -> Scenario:
         add_item(conn, us_batch, paid_part, "USD", "1500.00", "excluded")
         add_item(conn, eu_batch, eur_wo, "EUR", "3000.00", "posted", entry_id=e["wo:eu3000"])
         add_item(conn, eu_batch, eur_rec, "EUR", "800.00", "posted", entry_id=e["wo:eu800"])
+        # Each batch's approval, as the approvals code audits it: the digest of the items it approved.
+        for batch in (us_batch, eu_batch):
+            audit.append(
+                conn,
+                actor="controller",
+                action="approval.confirmed",
+                object_type="writeoff_batch",
+                object_id=batch,
+                details={"batch_hash": batch_hash_of(current_items(conn, batch))},
+            )
         _written_off(conn, worked, "45000.00")
         _written_off(conn, eur_wo, "3000.00")
         _written_off(conn, eur_rec, "800.00")

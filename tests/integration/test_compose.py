@@ -166,9 +166,27 @@ def test_postgres_init_creates_the_ledger_database(services):
     role = re.match(r"postgresql://(\w+):", url).group(1)
     assert re.search(rf"CREATE ROLE {role} LOGIN", sql)
     # ... with the password from the environment (generated into .env), not one written in the script
-    assert url == f"postgresql://{role}:{DOTENV['LEDGER_DB_PASSWORD']}@postgres:5432/ledger"
+    assert url == f"postgresql://{role}:{DOTENV['LEDGER_APP_PASSWORD']}@postgres:5432/ledger"
     assert not re.search(r"PASSWORD\s+'", sql), "a fixed password in the init script"
-    assert "LEDGER_DB_PASSWORD" in sql and "LEDGER_DB_PASSWORD" in services["postgres"]["environment"]
+    for password in ("LEDGER_DB_PASSWORD", "LEDGER_APP_PASSWORD"):
+        assert password in sql and password in services["postgres"]["environment"]
+
+
+def test_tasks_connect_as_the_runtime_role_and_only_init_as_the_owner(services):
+    """Issue 14: the DAGs' ledger connection is the least-privileged runtime role, never the tables' owner; the
+    owner (whose URL only airflow-init has) runs the migrations and then grants the runtime role (db-roles)."""
+    sql = "\n".join(p.read_text() for p in (ROOT / "deploy" / "postgres-init").iterdir() if p.suffix == ".sh")
+    assert re.search(r"CREATE DATABASE ledger OWNER ledger\b", sql)
+    for name, svc in airflow_services(services).items():
+        env = env_of(svc)
+        assert env["AIRFLOW_CONN_WRITEOFF_LEDGER"].startswith("postgresql://ledger_app:"), name
+        assert env["WRITEOFFS_AUDIT_KEY"] == DOTENV["WRITEOFFS_AUDIT_KEY"], name
+        assert ("WRITEOFFS_LEDGER_OWNER_URL" in env) == (name == "airflow-init"), name
+    owner = env_of(services["airflow-init"])["WRITEOFFS_LEDGER_OWNER_URL"]
+    assert owner == f"postgresql://ledger:{DOTENV['LEDGER_DB_PASSWORD']}@postgres:5432/ledger"
+    command = "".join(services["airflow-init"]["command"])
+    init_db = command.index('--ledger-url "$$WRITEOFFS_LEDGER_OWNER_URL" init-db')
+    assert command.index('--ledger-url "$$WRITEOFFS_LEDGER_OWNER_URL" db-roles ledger_app') > init_db
 
 
 def test_ledger_connection_and_paths_on_every_airflow_service(services):

@@ -6,6 +6,7 @@ and the answer must be the database (migration 0002's triggers), not our code.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests import factories
-from writeoffs import audit
+from writeoffs import audit, audit_anchor
 from writeoffs import ledger as gl
 from writeoffs.db.schema import accounts, audit_log, fiscal_periods, journal_entries, journal_lines, legal_entities
 from writeoffs.errors import ClosedPeriod, LedgerError, PostedEntryImmutable, UnbalancedEntry
@@ -387,13 +388,13 @@ def disable_audit_guard(conn: Connection) -> None:
 
 
 def test_intact_chain_verifies(ledger: Engine):
-    head = fill_audit(ledger, 7)
+    fill_audit(ledger, 7)
     with ledger.connect() as conn:
         assert audit.verify(conn) == []
-        assert audit.verify(conn, expected_head=head) == []
         rows = conn.execute(
             select(audit_log.c.id, audit_log.c.prev_hash, audit_log.c.row_hash).order_by(audit_log.c.id)
         ).all()
+    assert audit_anchor.verify_anchored(ledger) == []
     assert [r.id for r in rows] == list(range(1, 8))
     assert rows[0].prev_hash == audit.GENESIS
     assert all(b.prev_hash == a.row_hash for a, b in pairwise(rows))
@@ -402,8 +403,8 @@ def test_intact_chain_verifies(ledger: Engine):
 def test_verify_of_an_empty_log(ledger: Engine):
     with ledger.connect() as conn:
         assert audit.verify(conn) == []
-        assert audit.verify(conn, expected_head=audit.GENESIS) == []
         assert audit.head(conn) == audit.GENESIS
+    assert audit_anchor.verify_anchored(ledger) == []
 
 
 def test_edited_row_detected(ledger: Engine):
@@ -416,19 +417,19 @@ def test_edited_row_detected(ledger: Engine):
     assert [(f.row_id, "edited" in f.problem) for f in findings] == [(3, True)]
 
 
-def test_edited_row_with_recomputed_hash_detected_at_the_next_link(ledger: Engine):
+def test_edited_row_with_recomputed_hash_detected(ledger: Engine):
+    """Without the key, the best an insider can do is the old unkeyed SHA-256 of the edited row: it is no MAC."""
     fill_audit(ledger)
     with ledger.begin() as conn:
         disable_audit_guard(conn)
         r = conn.execute(select(audit_log).where(audit_log.c.id == 3)).one()
-        forged = audit.row_hash(
-            r.prev_hash, r.id, r.recorded_at, "mallory", r.action, r.object_type, r.object_id, r.details
-        )
+        fields = [r.prev_hash, "3", r.recorded_at, "mallory", r.action, r.object_type, r.object_id, r.details]
+        payload = "\x1f".join(fields)
+        forged = hashlib.sha256(payload.encode()).hexdigest()
         conn.execute(text("UPDATE audit_log SET actor = 'mallory', row_hash = :h WHERE id = 3"), {"h": forged})
     with ledger.connect() as conn:
         findings = audit.verify(conn)
-    assert [f.row_id for f in findings] == [4]
-    assert "prev_hash" in findings[0].problem
+    assert [(f.row_id, "MAC" in f.problem or "prev_hash" in f.problem) for f in findings] == [(3, True), (4, True)]
 
 
 def test_deleted_middle_row_detected(ledger: Engine):
@@ -443,13 +444,13 @@ def test_deleted_middle_row_detected(ledger: Engine):
     assert "gap" in problems and "prev_hash" in problems
 
 
-def test_tail_truncation_needs_expected_head(ledger: Engine):
-    head = fill_audit(ledger)
+def test_tail_truncation_detected_by_the_checkpoint(ledger: Engine):
+    fill_audit(ledger)
     with ledger.begin() as conn:
         disable_audit_guard(conn)
         conn.exec_driver_sql("DELETE FROM audit_log WHERE id >= 4")
     with ledger.connect() as conn:
-        # The remaining prefix is a valid chain: only a head recorded elsewhere reveals the removal.
+        # The remaining prefix is a valid chain: only the head checkpointed outside the ledger reveals the removal.
         assert audit.verify(conn) == []
-        findings = audit.verify(conn, expected_head=head)
-    assert len(findings) == 1 and "head" in findings[0].problem
+    findings = audit_anchor.verify_anchored(ledger)
+    assert len(findings) == 1 and "tail truncated" in findings[0].problem and "row 5" in findings[0].problem

@@ -73,12 +73,14 @@ def _over(engine: Engine, s: rs.Scenario) -> str:
 CASES: dict[str, tuple[Callable[[Engine, rs.Scenario], str], set[str], dict[str, tuple]]] = {
     "edited_gl_line": (
         _edited,
-        {"entries_balanced", "subledger_vs_gl", "writeoff_entries"},
+        {"entries_balanced", "subledger_vs_gl", "writeoff_entries", "writeoff_lines"},
         {
             # AR credit cut from 45,000 to 40,000: the GL shows 5,000 more AR than the invoices.
             "subledger_vs_gl": ("US01", "USD", "3000.0000", "8000.0000"),
             "entries_balanced": ("US01", "USD", "45000.0000", "40000.0000"),
             "writeoff_entries": ("US01", "USD", "45000.0000", "40000.0000"),
+            # ... and the entry no longer credits what the item approved
+            "writeoff_lines": ("US01", "USD", "45000.0000", "40000.0000"),
         },
     ),
     "posted_without_entry": (
@@ -267,3 +269,129 @@ def test_clean_after_real_posting(ledger: Engine, tmp_path: Path) -> None:
     assert report.posted == 1
     result = run(ledger, tmp_path)
     assert result.breaks == [], [b.message for b in result.breaks]
+
+
+def _edit_posted_line(engine: Engine, sql: str) -> None:
+    """An edit of a posted journal line with the guards out of the way (a superuser, or whoever holds the file)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE journal_lines DISABLE TRIGGER trg_jl_guard"))
+            conn.execute(text(sql))
+            conn.execute(text("ALTER TABLE journal_lines ENABLE TRIGGER trg_jl_guard"))
+        else:
+            ddl = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'trg_jl_posted_no_update'")
+            ).scalar_one()
+            conn.execute(text("DROP TRIGGER trg_jl_posted_no_update"))
+            conn.execute(text(sql))
+            conn.execute(text(ddl))
+
+
+_WORKED_EXPENSE_LINE = (
+    "(SELECT l.id FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id"
+    " WHERE e.idempotency_key = 'wo:worked' AND l.account_code = '6100')"
+)
+#: name -> (tampering, the kind of writeoff_lines break it must give, expected account or amounts)
+LINE_TAMPERING: dict[str, tuple[Callable[[Engine, rs.Scenario], None], str]] = {
+    # Issue 14: the expense moved to another expense account; the entry still balances and AR is untouched.
+    "expense line moved to another expense account": (
+        lambda e, s: _edit_posted_line(
+            e, f"UPDATE journal_lines SET account_code = '6130' WHERE id = {_WORKED_EXPENSE_LINE}"
+        ),
+        "debited another account",
+    ),
+    # What the runtime role may do (it updates write-off items): the item's reason or amount no longer match.
+    "item's reason changed after posting": (
+        lambda e, s: _sql(e, f"UPDATE writeoffs SET reason_code = 'bankruptcy' WHERE invoice_id = {s.worked}"),
+        "debited another account",
+    ),
+    "item's amount changed after posting": (
+        lambda e, s: _sql(
+            e, f"UPDATE writeoffs SET amount = amount + amount / 45000 * 1000 WHERE invoice_id = {s.worked}"
+        ),
+        "moved another amount",
+    ),
+}
+
+
+def _sql(engine: Engine, sql: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(sql))
+
+
+@pytest.mark.parametrize("case", sorted(LINE_TAMPERING))
+def test_posted_writeoff_lines_must_equal_the_approved_item(ledger: Engine, tmp_path: Path, case: str) -> None:
+    tamper, message = LINE_TAMPERING[case]
+    s = rs.build_clean_ledger(ledger)
+    assert by_check(run(ledger, tmp_path, key="before")) == {}
+    tamper(ledger, s)
+    fired = by_check(run(ledger, tmp_path, key="after"))
+    assert "writeoff_lines" in fired, fired
+    (brk,) = fired["writeoff_lines"]
+    assert message in brk.message and (brk.entity, brk.currency) == ("US01", "USD")
+    (doc,) = brk.documents
+    assert doc["invoice_ref"] == "INV-WORKED-45000"
+    if case.startswith("expense line moved"):
+        assert set(fired) == {"writeoff_lines"}  # nothing else notices it
+        assert (doc["expected_account"], doc["debited_account"]) == ("6100", "6130")
+    if case.startswith("item's amount"):
+        assert (brk.expected, brk.actual) == (Decimal("46000.0000"), Decimal("45000.0000"))
+
+
+def test_a_closed_period_is_sealed_and_a_change_after_the_close_is_a_break(ledger: Engine, tmp_path: Path) -> None:
+    from writeoffs import ledger as gl
+
+    rs.build_clean_ledger(ledger)
+    with ledger.begin() as conn:
+        gl.close_period(conn, "US01", "2026-11", actor="controller")
+    assert by_check(run(ledger, tmp_path, key="sealed")) == {}
+    # After the close, whoever gets around the triggers moves the write-off's expense to another account.
+    _edit_posted_line(ledger, f"UPDATE journal_lines SET account_code = '6130' WHERE id = {_WORKED_EXPENSE_LINE}")
+    fired = by_check(run(ledger, tmp_path, key="moved"))
+    assert set(fired) == {"writeoff_lines", "period_seals"}
+    (brk,) = fired["period_seals"]
+    assert "closed period 2026-11 of US01 no longer matches its seal on 2" in brk.message
+    assert {(d["account"], d["currency"]) for d in brk.documents} == {("6100", "USD"), ("6130", "USD")}
+    moved_from = next(d for d in brk.documents if d["account"] == "6100")
+    assert moved_from["sealed"]["debit"] == "45500.0000" and moved_from["now"]["debit"] == "500.0000"
+
+
+def test_a_period_closed_outside_close_period_has_no_seal(ledger: Engine, tmp_path: Path) -> None:
+    rs.build_clean_ledger(ledger)
+    with ledger.begin() as conn:
+        conn.execute(
+            text("UPDATE fiscal_periods SET status = 'closed' WHERE entity_code = 'EU01' AND period = '2026-09'")
+        )
+    fired = by_check(run(ledger, tmp_path))
+    assert set(fired) == {"period_seals"}
+    assert (
+        fired["period_seals"][0].message == "closed period 2026-09 of EU01 has no seal (closed outside close_period?)"
+    )
+
+
+def test_a_consistent_change_of_an_approved_amount_breaks_the_approval_digest(ledger: Engine, tmp_path: Path) -> None:
+    """Issue 14: +1,000 on the write-off item, both lines of its entry, the invoice and its opening AR entry: every
+    amount agrees with every other, so only the digest the approval recorded (in the keyed audit log) tells."""
+    from writeoffs.db.money import to_db
+
+    s = rs.build_clean_ledger(ledger)
+    plus = to_db(ledger.dialect, Decimal("1000"))
+    bump = ", ".join(
+        f"{side} = CASE WHEN {side} > 0 THEN {side} + :k ELSE {side} END"
+        for side in ("debit", "credit", "functional_debit", "functional_credit")
+    )
+    entries = "(SELECT id FROM journal_entries WHERE idempotency_key IN ('wo:worked', 'inv:INV-WORKED-45000'))"
+    _edit_posted_line(ledger, f"UPDATE journal_lines SET {bump} WHERE entry_id IN {entries}".replace(":k", str(plus)))
+    _sql(ledger, f"UPDATE writeoffs SET amount = amount + {plus} WHERE invoice_id = {s.worked}")
+    _sql(
+        ledger,
+        f"UPDATE invoices SET amount = amount + {plus}, written_off_amount = written_off_amount + {plus}"
+        f" WHERE id = {s.worked}",
+    )
+    fired = by_check(run(ledger, tmp_path))
+    assert set(fired) == {"approval_digests"}, {k: [b.message for b in v] for k, v in fired.items()}
+    (brk,) = fired["approval_digests"]
+    assert "items no longer hash to the digest its approval recorded" in brk.message
+    assert {"invoice_ref": "INV-WORKED-45000", "amount": "46000.0000", "reason": "uncollectible_after_collections"} in (
+        brk.documents
+    )

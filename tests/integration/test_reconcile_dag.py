@@ -24,6 +24,7 @@ from sqlalchemy import Engine, select, text
 
 from tests.integration import recon_support as rs
 from tests.receivers import SmtpReceiver, WebhookReceiver
+from writeoffs import audit_anchor
 from writeoffs.db.schema import recon_breaks, recon_runs
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
@@ -69,6 +70,11 @@ def run_dag(env: dict[str, str], engine: Engine, data_dir: Path, slack: WebhookR
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
     run_env = env | {
         "AIRFLOW_CONN_WRITEOFF_LEDGER": json.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": url}}),
+        # The audit key through the Airflow connection the glue reads; the checkpoint file the test's engine wrote.
+        "AIRFLOW_CONN_WRITEOFF_AUDIT_KEY": json.dumps(
+            {"conn_type": "generic", "password": os.environ["WRITEOFFS_AUDIT_KEY"]}
+        ),
+        "WRITEOFFS_AUDIT_CHECKPOINT": str(audit_anchor.bound(engine)[1].path),
         "AIRFLOW_CONN_WRITEOFFS_SLACK": slack.airflow_conn(),
         "AIRFLOW_CONN_WRITEOFFS_SMTP": smtp.airflow_conn(to="controller@example.com"),
         "WRITEOFFS_DATA_DIR": str(data_dir),
@@ -105,7 +111,10 @@ def test_clean_ledger_run_is_green_and_silent(airflow_env: dict[str, str], pg_le
 
 
 INJECTIONS = {
-    "edited_gl_line": (rs.inject_edited_gl_line, {"entries_balanced", "subledger_vs_gl", "writeoff_entries"}),
+    "edited_gl_line": (
+        rs.inject_edited_gl_line,
+        {"entries_balanced", "subledger_vs_gl", "writeoff_entries", "writeoff_lines"},
+    ),
     "posted_without_entry": (
         rs.inject_posted_without_entry,
         {"approved_vs_posted", "subledger_vs_gl", "writeoff_entries"},

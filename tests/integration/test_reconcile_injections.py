@@ -189,7 +189,11 @@ def _writeoff_row(
             rule="raw",
             tier="controller",
             policy_version="test",
-            policy_hash=hashlib.sha256(key.encode()).hexdigest(),
+            # A recorded policy per row (distinct hashes keep the per-(date, policy, invoice) key unique): its reason
+            # map is what the writeoff_lines check holds the entry to.
+            policy_hash=factories.record_policy(
+                conn, hashlib.sha256(key.encode()).hexdigest()[:16], version="test"
+            ).content_hash,
             status="posted",
             idempotency_key=key,
             journal_entry_id=entry_id,

@@ -45,11 +45,22 @@ def search_path_option(search_path: str) -> str:
     return f"-csearch_path={escaped}"
 
 
-def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: object) -> Engine:
+def make_engine(
+    url: str | None = None,
+    *,
+    schema: str | None = None,
+    audit_key: bytes | None = None,
+    audit_checkpoint: Path | None = None,
+    **kwargs: object,
+) -> Engine:
     """Create an engine with the pragmas/options the ledger relies on.
 
-    ``schema`` pins the PostgreSQL ``search_path`` (tests isolate each run in its own schema).
+    ``schema`` pins the PostgreSQL ``search_path`` (tests isolate each run in its own schema). ``audit_key`` (else
+    the environment, ``writeoffs.audit_anchor``) keys the audit chain; ``audit_checkpoint`` is where its head is
+    checkpointed (default: one file per ledger under ``$WRITEOFFS_DATA_DIR``).
     """
+    from writeoffs.audit_anchor import bind, checkpoint_path, key_from_env
+
     full = make_url(ledger_url(url))
     if full.get_backend_name() == "sqlite":
         if full.database and full.database != ":memory:":
@@ -65,11 +76,13 @@ def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: 
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
-        return engine
-    connect_args: dict[str, object] = {}
-    if schema:
-        connect_args["options"] = search_path_option(schema)
-    return create_engine(full, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+    else:
+        connect_args: dict[str, object] = {}
+        if schema:
+            connect_args["options"] = search_path_option(schema)
+        engine = create_engine(full, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+    key = audit_key if audit_key is not None else key_from_env()
+    return bind(engine, key=key, checkpoint=audit_checkpoint or checkpoint_path(full))
 
 
 class LedgerNotInitialised(WriteoffError):
