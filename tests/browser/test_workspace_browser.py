@@ -50,6 +50,7 @@ def env(tmp_path_factory, pg_admin):
     with ledger.begin() as conn:
         entity(conn)
         batch_id, refs = make_batch(conn, ["1200.00", "250.00", "75.25"], tier="ar_manager", prefix="wsb")
+        cfo_batch, _ = make_batch(conn, ["60000.00"], tier="cfo", prefix="wsc")
     server = start_airflow(
         dag_files=[ROOT / "dags" / f"{DAG_ID}.py"],
         users={**DEFAULT_USERS, "auditor": "viewer"},
@@ -63,7 +64,7 @@ def env(tmp_path_factory, pg_admin):
     try:
         run_id = f"wsb_{uuid.uuid4().hex[:8]}"
         server.trigger(DAG_ID, run_id, {"as_of": AS_OF.isoformat()}, user="preparer")
-        yield server, ledger, run_id, batch_id, refs
+        yield server, ledger, run_id, batch_id, refs, cfo_batch
     finally:
         server.stop()
         ledger.dispose()
@@ -90,12 +91,17 @@ def shot(page, name: str) -> None:
     assert path.stat().st_size > 10_000, f"screenshot {path} is (nearly) empty"
 
 
-def wait_request(server, run_id: str, step: str) -> dict:
+def wait_request(server, run_id: str, step: str, batch_id: int) -> dict:
     client = server.client("admin")
 
     def found():
         return next(
-            (d for d in pending_requests(client, DAG_ID, run_id) if d["task_instance"]["task_id"].endswith(step)),
+            (
+                d
+                for d in pending_requests(client, DAG_ID, run_id)
+                if d["task_instance"]["task_id"].endswith(step)
+                and d["task_instance"]["rendered_map_index"] == f"batch {batch_id}"
+            ),
             None,
         )
 
@@ -105,8 +111,8 @@ def wait_request(server, run_id: str, step: str) -> dict:
 
 
 def test_roles_see_what_they_may_and_the_ar_manager_excludes_with_a_checkbox(browser, env) -> None:
-    server, ledger, run_id, batch_id, refs = env
-    wait_request(server, run_id, "approve")
+    server, ledger, run_id, batch_id, refs, cfo_batch = env
+    wait_request(server, run_id, "approve", batch_id)
     batch_path = f"/writeoffs/batches/{batch_id}"
 
     # Auditor: a reader sees the batch, the reconciliation and the KPI charts; no answer form.
@@ -123,6 +129,16 @@ def test_roles_see_what_they_may_and_the_ar_manager_excludes_with_a_checkbox(bro
     sizes = page.eval_on_selector_all("svg", "els => els.map(e => e.outerHTML.length)")
     assert sizes and min(sizes) > 200, f"empty chart(s): {sizes}"
     shot(page, "auditor-kpis")
+    context.close()
+
+    # Controller: an approver of the AR manager's tier sees that batch (and may answer it), and the
+    # reconciliation; the CFO tier's batch waits for the CFO's approval: 403 for the controller until then.
+    context, page, resp = open_as(browser, server, "controller", batch_path)
+    assert resp.status == 200 and page.locator("#answer-form").count() == 1
+    assert page.goto(f"{server.base_url}/writeoffs/reconciliation").status == 200
+    resp = page.goto(f"{server.base_url}/writeoffs/batches/{cfo_batch}")
+    assert resp.status == 403 and "may not see batch" in page.inner_text("body")
+    shot(page, "controller-403-cfo-batch")
     context.close()
 
     # CFO: not of the AR manager's tier, not a reader: 403 on the batch.
@@ -150,7 +166,7 @@ def test_roles_see_what_they_may_and_the_ar_manager_excludes_with_a_checkbox(bro
     server.wait_for(lambda: batch_status(ledger, batch_id) == "approved", timeout=120, what="approval recorded")
 
     # The controller confirms (four eyes above 1,000 USD), as in the Required Action form.
-    confirm = wait_request(server, run_id, "confirm")
+    confirm = wait_request(server, run_id, "confirm", batch_id)
     with server.client("controller") as c:
         assert answer(c, confirm, "Confirm", {"comment": None}).status_code == 200
     server.wait_for(lambda: batch_status(ledger, batch_id) == "posted", timeout=180, what="batch posted")
