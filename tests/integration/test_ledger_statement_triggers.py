@@ -176,6 +176,31 @@ def test_an_entry_balanced_in_each_of_two_currencies_flips(pg: Engine):
     assert statuses_of(pg) == {"two-currencies": "posted"}
 
 
+def test_the_flip_updates_in_place_without_index_writes(pg: Engine):
+    """Migration 0012 leaves half of each journal_entries page free, so flipping hundreds of entries inserted in the
+    same transaction (many full pages without it) is a HOT update: the row version stays on its page and none of
+    the five indexes is written."""
+    with pg.connect() as conn, conn.begin():
+        ids = [entry(conn, f"hot{n}") for n in range(300)]
+        lines(
+            conn,
+            *(
+                (eid, no, acct, dr, cr)
+                for eid in ids
+                for no, acct, dr, cr in ((1, "6100", "5", "0"), (2, "1100", "0", "5"))
+            ),
+        )
+        flip(conn, *ids)
+        updated, hot = conn.execute(
+            text(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables"
+                " WHERE relid = 'journal_entries'::regclass"
+            )
+        ).one()
+        assert (updated, hot) == (300, 300)
+        conn.rollback()
+
+
 def statuses_of(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
         return statuses(conn)

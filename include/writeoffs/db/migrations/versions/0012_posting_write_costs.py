@@ -1,4 +1,4 @@
-"""posting write costs: the flip check reads only the flipped entries' lines; no duplicate line index; HOT write-offs
+"""posting write costs: flip check per flipped entry; no duplicate line index; HOT flip and write-off updates
 
 Revision ID: 0012
 Revises: 0010
@@ -20,12 +20,14 @@ period rule is unchanged. ``tests/integration/test_ledger_statement_triggers.py`
 leading column of the unique ``(entry_id, line_no)`` constraint's index, which serves every look-up by entry (the
 triggers, the foreign key's checks, reports): 100,000 index insertions per 50,000 write-offs for nothing.
 
-**Write-offs keep room on their pages** (PostgreSQL, ``fillfactor = 50``). A write-off row is updated through its
-life (candidate -> approved -> posted or skipped; reversed): status, journal entry, posted time, none of them
-indexed. With full pages every such UPDATE wrote a new row version on another page plus one entry in each of the
-five indexes; with half-empty pages PostgreSQL updates in place (HOT): no index writes. Only pages written from
-now on are affected (no table rewrite). Cost: the ``writeoffs`` heap up to twice its size. Not done for
-``journal_entries`` (posted once, then never updated: the room would be wasted for good, see docs/posting.md).
+**Room on the page for the one update a row expects** (PostgreSQL, ``fillfactor = 50`` on ``journal_entries`` and
+``writeoffs``). A journal entry is inserted ``pending`` and flipped to ``posted`` in the same transaction (the
+protocol of 0002); a write-off is updated through its life (candidate -> approved -> posted or skipped; reversed).
+None of those updates changes an indexed column, but with full pages each wrote the new row version on another page
+plus one entry in each of the table's five indexes. With half-empty pages PostgreSQL updates in place (HOT): no
+index writes. Measured on a 5,000-entry flip: ~25-35 ms instead of ~75-200 ms, interleaved on the same (loaded)
+machine. Cost: both heaps stay about twice the size of their live rows (the indexes are unchanged). Only pages
+written from now on are affected (no table rewrite).
 """
 
 from __future__ import annotations
@@ -88,12 +90,14 @@ def upgrade() -> None:
     op.drop_index("ix_journal_lines_entry_id", table_name="journal_lines")
     if bind.dialect.name == "postgresql":
         op.execute(sa.text(PG_POST_CHECK))
-        op.execute(sa.text("ALTER TABLE writeoffs SET (fillfactor = 50)"))
+        for table in ("journal_entries", "writeoffs"):
+            op.execute(sa.text(f"ALTER TABLE {table} SET (fillfactor = 50)"))
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        op.execute(sa.text("ALTER TABLE writeoffs RESET (fillfactor)"))
+        for table in ("journal_entries", "writeoffs"):
+            op.execute(sa.text(f"ALTER TABLE {table} RESET (fillfactor)"))
         op.execute(sa.text(_post_check_0002()))
     op.create_index("ix_journal_lines_entry_id", "journal_lines", ["entry_id"], unique=False)
