@@ -134,6 +134,78 @@ def test_the_message_names_the_offending_entry(pg: Engine):
         conn.rollback()
 
 
+def _currency_lines(conn: Connection, eid: int, *rows: tuple) -> None:
+    """Lines ``(line_no, account, currency, debit, credit, functional_debit, functional_credit)``, functional USD."""
+    for no, acct, cur, dr, cr, fdr, fcr in rows:
+        conn.execute(
+            text(
+                "INSERT INTO journal_lines (entry_id, line_no, entity_code, account_code, currency, debit, credit,"
+                " functional_currency, functional_debit, functional_credit)"
+                " VALUES (:e, :n, 'US01', :a, :c, :dr, :cr, 'USD', :fdr, :fcr)"
+            ),
+            {"e": eid, "n": no, "a": acct, "c": cur, "dr": dr, "cr": cr, "fdr": fdr, "fcr": fcr},
+        )
+
+
+def test_the_flip_checks_the_balance_per_transaction_currency(pg: Engine):
+    """Balanced in total and in the functional currency, but not per transaction currency: refused (migration
+    0012 decides the three rules in one aggregate per entry; each must still bite on its own)."""
+    with pg.connect() as conn, conn.begin():
+        good = balanced(conn, "good")
+        eid = entry(conn, "bad")
+        _currency_lines(
+            conn, eid, (1, "6100", "USD", "100", "0", "100", "0"), (2, "1100", "EUR", "0", "100", "0", "100")
+        )
+        with refused(rf"unbalanced journal entry refused \(entry {eid}\)", UnbalancedEntry), conn.begin_nested():
+            flip(conn, good, eid)
+        conn.rollback()
+
+
+def test_an_entry_balanced_in_each_of_two_currencies_flips(pg: Engine):
+    with pg.begin() as conn:
+        eid = entry(conn, "two-currencies")
+        _currency_lines(
+            conn,
+            eid,
+            (1, "6100", "USD", "100", "0", "100", "0"),
+            (2, "1100", "USD", "0", "100", "0", "100"),
+            (3, "6100", "EUR", "50", "0", "54.10", "0"),
+            (4, "1100", "EUR", "0", "50", "0", "54.10"),
+        )
+        flip(conn, eid)
+    assert statuses_of(pg) == {"two-currencies": "posted"}
+
+
+def test_the_flip_updates_in_place_without_index_writes(pg: Engine):
+    """Migration 0012 leaves half of each journal_entries page free, so flipping hundreds of entries inserted in the
+    same transaction (many full pages without it) is a HOT update: the row version stays on its page and none of
+    the five indexes is written."""
+    with pg.connect() as conn, conn.begin():
+        ids = [entry(conn, f"hot{n}") for n in range(300)]
+        lines(
+            conn,
+            *(
+                (eid, no, acct, dr, cr)
+                for eid in ids
+                for no, acct, dr, cr in ((1, "6100", "5", "0"), (2, "1100", "0", "5"))
+            ),
+        )
+        flip(conn, *ids)
+        updated, hot = conn.execute(
+            text(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables"
+                " WHERE relid = 'journal_entries'::regclass"
+            )
+        ).one()
+        assert (updated, hot) == (300, 300)
+        conn.rollback()
+
+
+def statuses_of(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return statuses(conn)
+
+
 def test_balanced_entries_flip_together(pg: Engine):
     with pg.begin() as conn:
         ids = [balanced(conn, f"e{n}", amount=f"{n + 1}.25") for n in range(20)]
