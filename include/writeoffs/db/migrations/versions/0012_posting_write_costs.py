@@ -84,12 +84,20 @@ def _post_check_0002() -> str:
     return stmt.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 
 
+#: CREATE OR REPLACE drops the function's settings: pin its search_path again as 0011 does for every guard (a temporary
+#: table must not stand in for journal_lines inside the check).
+_PIN = """DO $$ BEGIN
+  EXECUTE format('ALTER FUNCTION ledger_je_post_check() SET search_path = %I, pg_temp', current_schema());
+END $$"""
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     # Plain DROP INDEX, not a batch operation: SQLite's table rebuild would drop the table's triggers.
     op.drop_index("ix_journal_lines_entry_id", table_name="journal_lines")
     if bind.dialect.name == "postgresql":
         op.execute(sa.text(PG_POST_CHECK))
+        op.execute(sa.text(_PIN))
         for table in ("journal_entries", "writeoffs"):
             op.execute(sa.text(f"ALTER TABLE {table} SET (fillfactor = 50)"))
 
@@ -100,4 +108,5 @@ def downgrade() -> None:
         for table in ("journal_entries", "writeoffs"):
             op.execute(sa.text(f"ALTER TABLE {table} RESET (fillfactor)"))
         op.execute(sa.text(_post_check_0002()))
+        op.execute(sa.text(_PIN))
     op.create_index("ix_journal_lines_entry_id", "journal_lines", ["entry_id"], unique=False)
