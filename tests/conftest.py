@@ -34,8 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Airflow reads its configuration when first imported: isolate the test session's Airflow home (metadata DB,
 # logs) from the developer's `make up` instance before anything imports airflow.
-if not os.environ.get("WRITEOFFS_TEST_KEEP_AIRFLOW_HOME"):
+# Once per test process: a test module that imports ``tests.conftest`` runs this file a second time (as another
+# module), and a second home would leave in-process Airflow and ``airflow db migrate`` on different databases.
+if not os.environ.get("WRITEOFFS_TEST_KEEP_AIRFLOW_HOME") and os.environ.get("_WO_TEST_HOME_PID") != str(os.getpid()):
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="wo-airflow-home-")
+    os.environ["_WO_TEST_HOME_PID"] = str(os.getpid())
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
