@@ -16,9 +16,11 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 
 
 @task
+@fail_fast
 def run_whatif(**context) -> dict:
     import logging
     from datetime import date
@@ -43,6 +45,7 @@ def run_whatif(**context) -> dict:
 @dag(
     dag_id="policy_whatif",
     schedule=None,
+    is_paused_upon_creation=True,  # manual: `make up` unpauses only the scheduled pipeline
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     dagrun_timeout=timedelta(hours=1),

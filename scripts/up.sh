@@ -7,6 +7,11 @@
 #   HOST=127.0.0.1      bind address; SimpleAuthManager stores plaintext passwords: keep it on localhost
 #   AIRFLOW_HOME=.airflow, WRITEOFFS_DATA_DIR=.data, WRITEOFFS_LEDGER_URL=sqlite:///.data/ledger.db
 #   WRITEOFFS_SKIP_LEDGER_INIT=1   do not run the ledger migrations before starting
+#   WRITEOFFS_SOURCES_CONFIG=...   your own source config (default: the generated sample only, see
+#                                  scripts/sample_sources.py); WRITEOFFS_SAMPLE_INVOICES=20000 sizes a new sample
+#
+# The scheduled pipeline DAGs start unpaused (they run at once); the manual ones (writeoff_reversal, policy_whatif)
+# are created paused by their own `is_paused_upon_creation`. A DAG you pause stays paused across restarts.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +26,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="${AIRFLOW__CORE__PLUGINS_FOLDER:-$ROOT/plu
 export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
 export WRITEOFFS_DATA_DIR="${WRITEOFFS_DATA_DIR:-$ROOT/.data}"
 export WRITEOFFS_LEDGER_URL="${WRITEOFFS_LEDGER_URL:-sqlite:///$WRITEOFFS_DATA_DIR/ledger.db}"
+export WRITEOFFS_SOURCES_DIR="${WRITEOFFS_SOURCES_DIR:-$WRITEOFFS_DATA_DIR/sources}"
 # Tasks import `writeoffs` (include/) and `writeoffs_airflow` (plugins/) in fresh processes: put both on the path.
 export PYTHONPATH="$ROOT/include:$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -30,6 +36,8 @@ export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="${AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG:-4}"
 export AIRFLOW__API__WORKERS="${AIRFLOW__API__WORKERS:-1}"
 export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="${AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES:-1}"
+# New DAGs are created unpaused, so the pipeline runs without a click; manual DAGs opt out (see the header).
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 # New DAG files appear within 30 s instead of the default 5 minutes (development loop).
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
 
@@ -52,6 +60,12 @@ mkdir -p "$AIRFLOW_HOME" "$WRITEOFFS_DATA_DIR"
 
 if [[ "${WRITEOFFS_SKIP_LEDGER_INIT:-0}" != 1 ]]; then
   python -m writeoffs init-db
+fi
+
+# Only the generated sample source, unless you name your own config.
+if [[ -z "${WRITEOFFS_SOURCES_CONFIG:-}" ]]; then
+  python "$ROOT/scripts/sample_sources.py"
+  export WRITEOFFS_SOURCES_CONFIG="$WRITEOFFS_DATA_DIR/sources.yaml"
 fi
 
 # Known logins: Airflow would otherwise generate random passwords for users missing from the file.
