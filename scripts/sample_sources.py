@@ -57,9 +57,9 @@ def ensure_sample(sources_dir: Path) -> str:
         as_of = next_scheduled_business_date().isoformat()
         invoices = os.environ.get("WRITEOFFS_SAMPLE_INVOICES", "20000")
         print(f"Sample data: generating {invoices} invoices as of {as_of} into {sources_dir}", flush=True)
+        command = ["generate", "--invoices", invoices, "--as-of", as_of, "--out", str(sources_dir)]
         subprocess.run(
-            [sys.executable, "-m", "writeoffs", "generate", "--invoices", invoices, "--as-of", as_of]
-            + ["--out", str(sources_dir), "--formats", "csv", "-q"],
+            [sys.executable, "-m", "writeoffs", *command, "--formats", "csv", "-q"],
             check=True,
             stdout=subprocess.DEVNULL,
         )

@@ -98,9 +98,7 @@ def open_ledger(url: str | None = None) -> Engine:
             ready = inspect(conn).has_table("alembic_version")
     except OperationalError as exc:
         engine.dispose()
-        raise LedgerUnreachable(
-            f"cannot reach the ledger at {shown}: {str(exc.orig).splitlines()[0][:200]}"
-        ) from None
+        raise LedgerUnreachable(f"cannot reach the ledger at {shown}: {str(exc.orig).splitlines()[0][:200]}") from None
     if not ready:
         engine.dispose()
         raise LedgerNotInitialised(f"the database at {shown} has no ledger schema: {hint}")
