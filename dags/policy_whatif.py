@@ -45,7 +45,6 @@ def run_whatif(**context) -> dict:
 @dag(
     dag_id="policy_whatif",
     schedule=None,
-    is_paused_upon_creation=True,  # manual: `make up` unpauses only the scheduled pipeline
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     dagrun_timeout=timedelta(hours=1),

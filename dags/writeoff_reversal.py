@@ -115,7 +115,6 @@ def reverse(plan: dict, answer: dict | None, **context) -> dict:
 @dag(
     dag_id="writeoff_reversal",
     schedule=None,
-    is_paused_upon_creation=True,  # manual: `make up` unpauses only the scheduled pipeline
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

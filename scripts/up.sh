@@ -10,8 +10,8 @@
 #   WRITEOFFS_SOURCES_CONFIG=...   your own source config (default: the generated sample only, see
 #                                  scripts/sample_sources.py); WRITEOFFS_SAMPLE_INVOICES=20000 sizes a new sample
 #
-# The scheduled pipeline DAGs start unpaused (they run at once); the manual ones (writeoff_reversal, policy_whatif)
-# are created paused by their own `is_paused_upon_creation`. A DAG you pause stays paused across restarts.
+# The scheduled pipeline DAGs are unpaused once parsed (scripts/unpause_pipeline.py: each once, the first time it
+# is seen, so a DAG you pause stays paused); the manual ones (schedule=None) stay paused like any new DAG.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,8 +36,6 @@ export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="${AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG:-4}"
 export AIRFLOW__API__WORKERS="${AIRFLOW__API__WORKERS:-1}"
 export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="${AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES:-1}"
-# New DAGs are created unpaused, so the pipeline runs without a click; manual DAGs opt out (see the header).
-export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 # New DAG files appear within 30 s instead of the default 5 minutes (development loop).
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
 
@@ -73,6 +71,9 @@ python "$ROOT/scripts/demo_users.py" --print-url "http://localhost:$PORT"
 echo "Ledger:      $WRITEOFFS_LEDGER_URL"
 echo "Stop with Ctrl-C."
 echo "========================================================================"
+
+# In the background (same process group: Ctrl-C stops it too); it exits once every DAG file's DAG was handled.
+python "$ROOT/scripts/unpause_pipeline.py" "http://127.0.0.1:$PORT" &
 
 # Ctrl-C must stop every component exactly once: see scripts/supervise.py for why it is not a plain exec.
 exec python "$ROOT/scripts/supervise.py" airflow standalone

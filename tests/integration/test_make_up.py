@@ -237,10 +237,20 @@ def test_make_up_serves_the_project(tmp_path):
             assert expected <= listed, f"DAGs not listed: {sorted(expected - listed)}\n{up.log()[-4000:]}"
             print(f"[make up] {len(expected)} DAGs listed after {time.monotonic() - up.started:.1f}s")
             # The pipeline runs without a click; the manual DAGs wait for one. Decided by schedule, not by a list.
-            dags = {d["dag_id"]: d for d in http("GET", f"{up.base}/api/v2/dags?limit=1000", token=admin)[1]["dags"]}
+            unpaused, deadline = set(), time.monotonic() + 60  # scripts/unpause_pipeline.py polls every 2 s
+            while time.monotonic() < deadline:
+                dags = {
+                    d["dag_id"]: d for d in http("GET", f"{up.base}/api/v2/dags?limit=1000", token=admin)[1]["dags"]
+                }
+                unpaused = {i for i in expected if not dags[i]["is_paused"]}
+                if unpaused >= PIPELINE_DAGS:
+                    break
+                time.sleep(1)
             scheduled = {i for i in expected if dags[i]["timetable_summary"] is not None}
             assert scheduled == PIPELINE_DAGS and expected - scheduled == MANUAL_DAGS
-            assert {i for i in expected if not dags[i]["is_paused"]} == PIPELINE_DAGS
+            assert unpaused == PIPELINE_DAGS, f"unpaused: {sorted(unpaused)}\n{up.log()[-3000:]}"
+            # Each once: a DAG paused later stays paused at the next start.
+            assert set(json.loads((up.home / "writeoffs_unpaused.json").read_text())) == PIPELINE_DAGS
             # Only the generated sample source is configured, and the scheduled ingest loads it.
             from writeoffs.ingest.config import load
 
