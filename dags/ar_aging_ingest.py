@@ -33,12 +33,14 @@ from airflow.sdk import Param, dag, task
 
 from writeoffs_airflow.assets import AGING
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 
 # An empty value makes the DAG manual-only (the demo triggers it itself).
 SCHEDULE = os.environ.get("WRITEOFFS_INGEST_SCHEDULE", "30 5 * * *") or None
 
 
 @task
+@fail_fast
 def business_date(**context) -> str:
     """``as_of`` param, else the data interval's end date (one rule: writeoffs_airflow.rundate)."""
     from writeoffs_airflow.rundate import business_date as resolved
@@ -47,6 +49,7 @@ def business_date(**context) -> str:
 
 
 @task
+@fail_fast
 def list_sources(**context) -> list[str]:
     from writeoffs.ingest import config as source_config
 
@@ -58,6 +61,7 @@ def list_sources(**context) -> list[str]:
 
 
 @task(retries=2, retry_delay=timedelta(minutes=2), max_active_tis_per_dag=4)
+@fail_fast
 def stage(source: str, as_of: str) -> dict:
     from datetime import date
 
@@ -71,28 +75,25 @@ def stage(source: str, as_of: str) -> dict:
 
 
 @task(retries=0)  # a blocked batch does not get better on retry
+@fail_fast
 def validate(summaries: list[dict], as_of: str, **context) -> list[dict]:
     from datetime import date
 
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from writeoffs.validation.run import ValidationBlocked, validate_batches
+    from writeoffs.validation.run import validate_batches
     from writeoffs_airflow.ledger import ledger_engine
 
     summaries = list(summaries)
-    try:
-        validate_batches(
-            ledger_engine(),
-            [int(s["batch_id"]) for s in summaries],
-            as_of=date.fromisoformat(as_of),
-            run_key=context["run_id"],
-        )
-    except ValidationBlocked as exc:
-        raise AirflowFailException(str(exc)) from exc
+    validate_batches(
+        ledger_engine(),
+        [int(s["batch_id"]) for s in summaries],
+        as_of=date.fromisoformat(as_of),
+        run_key=context["run_id"],
+    )  # ValidationBlocked is permanent: fail_fast fails the task at once
     return summaries
 
 
 @task
+@fail_fast
 def merge(summaries: list[dict], as_of: str) -> dict:
     from datetime import date
 
@@ -105,6 +106,7 @@ def merge(summaries: list[dict], as_of: str) -> dict:
 
 
 @task
+@fail_fast
 def recoveries(as_of: str, merged: dict) -> dict:
     from datetime import date
 
@@ -115,6 +117,7 @@ def recoveries(as_of: str, merged: dict) -> dict:
 
 
 @task
+@fail_fast
 def aging(as_of: str, merged: dict) -> dict:
     from datetime import date
 
@@ -126,19 +129,14 @@ def aging(as_of: str, merged: dict) -> dict:
 
 
 @task(retries=0, outlets=[AGING])
+@fail_fast
 def validate_aging(as_of: str, aged: dict, **context) -> dict:
     from datetime import date
 
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from writeoffs.validation.run import ValidationBlocked
     from writeoffs.validation.run import validate_aging as check_aging
     from writeoffs_airflow.ledger import ledger_engine
 
-    try:
-        check_aging(ledger_engine(), as_of=date.fromisoformat(as_of), run_key=context["run_id"])
-    except ValidationBlocked as exc:
-        raise AirflowFailException(str(exc)) from exc
+    check_aging(ledger_engine(), as_of=date.fromisoformat(as_of), run_key=context["run_id"])
     # Downstream DAGs read the business date from the asset event instead of guessing it.
     context["outlet_events"][AGING].extra = {"as_of": as_of, "invoices": aged["invoices"]}
     return aged

@@ -28,6 +28,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, g
 
 from writeoffs_airflow.assets import POSTING
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 
 #: Daily at 18:30 UTC: late enough for the day's postings, early enough for controllers to act the same day.
 DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
@@ -54,6 +55,7 @@ DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
 )
 def ledger_reconciliation() -> None:
     @task
+    @fail_fast
     def run_checks() -> dict:
         from writeoffs.reconcile import Tolerances, reconcile
         from writeoffs_airflow.ledger import ledger_engine
@@ -72,6 +74,7 @@ def ledger_reconciliation() -> None:
         return result.summary()
 
     @task
+    @fail_fast
     def assert_no_breaks(summary: dict) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -16,9 +16,11 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 
 
 @task
+@fail_fast
 def run_whatif(**context) -> dict:
     import logging
     from datetime import date

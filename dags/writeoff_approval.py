@@ -31,6 +31,7 @@ from airflow.sdk import Param, dag, task, task_group
 
 from writeoffs_airflow.assets import CANDIDATES, POSTING
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.hitl import BatchApprovalOperator, BatchConfirmOperator
 
 #: Approval attempts after the first one, for batches that escalate on timeout (three default tiers: two steps up).
@@ -41,6 +42,7 @@ BATCH_LABEL = "batch {{ task.batch_id }}"
 
 
 @task
+@fail_fast
 def business_date(**context) -> str:
     """The business date: the `as_of` param, else the triggering asset event's `as_of`, else the run's date."""
     from writeoffs_airflow.hitl import business_date_of
@@ -49,6 +51,7 @@ def business_date(**context) -> str:
 
 
 @task
+@fail_fast
 def open_batches(as_of: str, **context) -> list[int]:
     from writeoffs.identity import run_actor
     from writeoffs.tiers import SYSTEM_ACTOR
@@ -59,6 +62,7 @@ def open_batches(as_of: str, **context) -> list[int]:
 
 
 @task(outlets=[POSTING])
+@fail_fast
 def post_auto_batches(as_of: str) -> list[dict[str, str]]:
     from writeoffs_airflow.hitl import post_auto
 
@@ -66,6 +70,7 @@ def post_auto_batches(as_of: str) -> list[dict[str, str]]:
 
 
 @task(outlets=[POSTING], map_index_template="{{ batch_label }}")
+@fail_fast
 def post(batch_id: int) -> dict[str, str]:
     from airflow.sdk import get_current_context
 

@@ -15,6 +15,7 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 
 
 @dag(
@@ -30,6 +31,7 @@ from writeoffs_airflow.defaults import default_args
 )
 def writeoff_approval_reminders() -> None:
     @task
+    @fail_fast
     def remind() -> list[dict]:
         from writeoffs_airflow.reminders import send_due_reminders
 

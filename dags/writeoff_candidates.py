@@ -28,9 +28,11 @@ from airflow.sdk import Param, dag, task
 
 from writeoffs_airflow.assets import AGING, CANDIDATES
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 
 
 @task
+@fail_fast
 def load_policy(**context) -> dict[str, str | None]:
     import logging
 
@@ -53,6 +55,7 @@ def load_policy(**context) -> dict[str, str | None]:
 
 
 @task
+@fail_fast
 def charge_off(run: dict[str, str | None], **context) -> dict:
     from datetime import date
 
@@ -65,6 +68,7 @@ def charge_off(run: dict[str, str | None], **context) -> dict:
 
 
 @task(outlets=[CANDIDATES])
+@fail_fast
 def select_candidates(run: dict[str, str | None], **context) -> dict:
     from datetime import date
 
@@ -83,6 +87,7 @@ def select_candidates(run: dict[str, str | None], **context) -> dict:
 
 
 @task
+@fail_fast
 def summarise(run: dict[str, str | None], selected: dict) -> list[dict]:
     import logging
     from datetime import date

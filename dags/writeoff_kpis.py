@@ -27,6 +27,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 
 #: 07:00 UTC on the 1st: after the month-end aging (ar_aging_ingest runs daily at 05:30 UTC).
 MONTHLY = CronTriggerTimetable("0 7 1 * *", timezone="UTC")
@@ -51,6 +52,7 @@ MONTHLY = CronTriggerTimetable("0 7 1 * *", timezone="UTC")
 )
 def writeoff_kpis() -> None:
     @task
+    @fail_fast
     def resolve_period() -> dict:
         import calendar
         from datetime import date
@@ -72,6 +74,7 @@ def writeoff_kpis() -> None:
         return {"as_of": as_of.isoformat(), "from": start.isoformat(), "to": end.isoformat()}
 
     @task
+    @fail_fast
     def allowance_estimate(period: dict) -> dict:
         from datetime import date
 
@@ -89,6 +92,7 @@ def writeoff_kpis() -> None:
         return result.summary()
 
     @task
+    @fail_fast
     def kpi_report(period: dict, allowance: dict) -> dict:
         from datetime import date
 

@@ -28,10 +28,12 @@ from airflow.sdk import Param, dag, task
 from writeoffs.catalogues import REVERSAL_REASONS  # plain data: the choices offered in the trigger form
 from writeoffs_airflow.assets import POSTING
 from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.reversal_hitl import ReversalApprovalOperator
 
 
 @task
+@fail_fast
 def request(**context) -> dict:
     from writeoffs import audit
     from writeoffs.catalogues import REVERSAL_REASONS
@@ -69,6 +71,7 @@ def request(**context) -> dict:
 
 
 @task(outlets=[POSTING])
+@fail_fast
 def reverse(plan: dict, answer: dict | None, **context) -> dict:
     from datetime import date
 

@@ -49,7 +49,8 @@ def main(argv: list[str]) -> int:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    return rc
+    # Popen gives -N for a child killed by signal N; sys.exit(-15) would exit 241. Report it the shell's way (143).
+    return 128 - rc if rc < 0 else rc
 
 
 if __name__ == "__main__":

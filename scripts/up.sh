@@ -8,6 +8,11 @@
 #   AIRFLOW_HOME=.airflow, WRITEOFFS_DATA_DIR=.data, WRITEOFFS_LEDGER_URL=sqlite:///.data/ledger.db
 #   WRITEOFFS_AUDIT_KEY_FILE=.data/audit.key   the audit chain's key (generated, mode 0600, if missing)
 #   WRITEOFFS_SKIP_LEDGER_INIT=1   do not run the ledger migrations before starting
+#   WRITEOFFS_SOURCES_CONFIG=...   your own source config (default: the generated sample only, see
+#                                  scripts/sample_sources.py); WRITEOFFS_SAMPLE_INVOICES=20000 sizes a new sample
+#
+# The scheduled pipeline DAGs are unpaused once parsed (scripts/unpause_pipeline.py: each once, the first time it
+# is seen, so a DAG you pause stays paused); the manual ones (schedule=None) stay paused like any new DAG.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +27,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="${AIRFLOW__CORE__PLUGINS_FOLDER:-$ROOT/plu
 export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
 export WRITEOFFS_DATA_DIR="${WRITEOFFS_DATA_DIR:-$ROOT/.data}"
 export WRITEOFFS_LEDGER_URL="${WRITEOFFS_LEDGER_URL:-sqlite:///$WRITEOFFS_DATA_DIR/ledger.db}"
+export WRITEOFFS_SOURCES_DIR="${WRITEOFFS_SOURCES_DIR:-$WRITEOFFS_DATA_DIR/sources}"
 # Tasks import `writeoffs` (include/) and `writeoffs_airflow` (plugins/) in fresh processes: put both on the path.
 export PYTHONPATH="$ROOT/include:$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -60,11 +66,20 @@ if [[ "${WRITEOFFS_SKIP_LEDGER_INIT:-0}" != 1 ]]; then
   python -m writeoffs init-db
 fi
 
+# Only the generated sample source, unless you name your own config.
+if [[ -z "${WRITEOFFS_SOURCES_CONFIG:-}" ]]; then
+  python "$ROOT/scripts/sample_sources.py"
+  export WRITEOFFS_SOURCES_CONFIG="$WRITEOFFS_DATA_DIR/sources.yaml"
+fi
+
 # Known logins: Airflow would otherwise generate random passwords for users missing from the file.
 python "$ROOT/scripts/demo_users.py" --print-url "http://localhost:$PORT"
 echo "Ledger:      $WRITEOFFS_LEDGER_URL"
 echo "Stop with Ctrl-C."
 echo "========================================================================"
+
+# In the background (same process group: Ctrl-C stops it too); it exits once every DAG file's DAG was handled.
+python "$ROOT/scripts/unpause_pipeline.py" "http://127.0.0.1:$PORT" &
 
 # Ctrl-C must stop every component exactly once: see scripts/supervise.py for why it is not a plain exec.
 exec python "$ROOT/scripts/supervise.py" airflow standalone

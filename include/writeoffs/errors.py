@@ -25,7 +25,28 @@ def value_repr(value: object, limit: int = VALUE_LIMIT) -> str:
 
 
 class WriteoffError(Exception):
-    """Base class of every error raised by this package on purpose."""
+    """Base class of every error raised by this package on purpose.
+
+    ``permanent``: the same inputs fail the same way on every try (bad config, refused data, a policy or approval
+    error), so a retry only delays the alert. Errors about a system that may come back set it to False.
+    """
+
+    permanent: bool = True
+
+
+class Unavailable(WriteoffError):
+    """A source system or database could not be reached (timeout, refused connection, HTTP 5xx): worth a retry."""
+
+    permanent = False
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True when retrying cannot help: one of our named errors that is not about reachability.
+
+    Anything else (a database driver's connection error, an HTTP timeout, a bug we did not name) counts as transient
+    and keeps the task's retries.
+    """
+    return isinstance(exc, WriteoffError) and exc.permanent
 
 
 class ConfigError(WriteoffError):
@@ -63,6 +84,10 @@ class InputError(WriteoffError):
             if v is not None
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class SourceUnavailable(InputError, Unavailable):
+    """A source (database, HTTP API) could not be reached or kept failing with a retryable status."""
 
 
 class UnknownCurrency(InputError):

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from writeoffs.errors import WriteoffError
+from writeoffs.errors import Unavailable, WriteoffError
 
 
 def data_dir() -> Path:
@@ -89,6 +89,10 @@ class LedgerNotInitialised(WriteoffError):
     """A command that reads or writes the ledger was pointed at a database that has no ledger schema."""
 
 
+class LedgerUnreachable(LedgerNotInitialised, Unavailable):
+    """The ledger database did not answer (down, refused, timed out): a retry may succeed."""
+
+
 def open_ledger(url: str | None = None) -> Engine:
     """The engine of an *existing* ledger, for commands that need one: nothing is created (no SQLite file, no data
     directory); a missing or never-migrated database is one clear error."""
@@ -107,9 +111,7 @@ def open_ledger(url: str | None = None) -> Engine:
             ready = inspect(conn).has_table("alembic_version")
     except OperationalError as exc:
         engine.dispose()
-        raise LedgerNotInitialised(
-            f"cannot reach the ledger at {shown}: {str(exc.orig).splitlines()[0][:200]}"
-        ) from None
+        raise LedgerUnreachable(f"cannot reach the ledger at {shown}: {str(exc.orig).splitlines()[0][:200]}") from None
     if not ready:
         engine.dispose()
         raise LedgerNotInitialised(f"the database at {shown} has no ledger schema: {hint}")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urljoin
 
-from writeoffs.errors import InputError
+from writeoffs.errors import InputError, SourceUnavailable
 from writeoffs.ingest.config import SourceConfig, expand
 from writeoffs.ingest.records import ascii_compatible, count_lines
 from writeoffs.ingest.records import scan as scan_records
@@ -511,7 +511,7 @@ class SqlSource:
         import pyarrow as pa
         from sqlalchemy import bindparam, create_engine, text
         from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+        from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
         from writeoffs.db.engine import normalise_url
 
@@ -541,7 +541,9 @@ class SqlSource:
                     yield RawChunk(dataset, where, _strings_table(columns, []), pa.array([], pa.int64()))
         except (DBAPIError, SQLAlchemyError) as exc:
             first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise _err(cfg, f"source database {safe_url} failed: {first}", file=where) from None
+            # Cannot connect / connection lost: the database may come back, so the task keeps its retries.
+            error = SourceUnavailable if isinstance(exc, (OperationalError, InterfaceError)) else InputError
+            raise error(f"source database {safe_url} failed: {first}", source=cfg.name, file=where) from None
         finally:
             engine.dispose()
 
@@ -597,7 +599,7 @@ class HttpSource:
             if attempt < cfg.retries:
                 # Exponential backoff: a struggling server gets more room with each try.
                 self.sleep(cfg.backoff_s * (2**attempt))
-        raise _err(cfg, f"{last} after {cfg.retries + 1} attempt(s)", file=page)
+        raise SourceUnavailable(f"{last} after {cfg.retries + 1} attempt(s)", source=cfg.name, file=page)
 
     def read(self, dataset: str, as_of: date) -> Iterator[RawChunk]:
         import pyarrow as pa
