@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -117,6 +118,8 @@ def _ingest(engine, cfg, times: dict[str, float], prefix: str = "") -> tuple[dic
 
 
 def main() -> int:
+    # Benchmark ledgers are throw-away: one random audit key for the run (the chain is keyed; no key, no audit rows).
+    os.environ.setdefault("WRITEOFFS_AUDIT_KEY", secrets.token_hex(32))
     ap = argparse.ArgumentParser()
     ap.add_argument("--invoices", type=int, default=1_000_000)
     ap.add_argument("--generate-only", metavar="DIR", help="write the input under DIR/erp_export and exit")
