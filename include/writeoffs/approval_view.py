@@ -96,50 +96,58 @@ def _evidence(raw: str | None) -> dict[str, object]:
     return value if isinstance(value, dict) else {"value": value}
 
 
+#: What an item view reads: the write-off, its invoice and customer (:func:`items_source`).
+ITEM_COLUMNS = (
+    writeoffs.c.id,
+    writeoffs.c.amount,
+    writeoffs.c.reason_code,
+    writeoffs.c.rule,
+    writeoffs.c.evidence,
+    writeoffs.c.status,
+    invoices.c.invoice_ref,
+    invoices.c.due_date,
+    customers.c.customer_ref,
+    customers.c.name,
+)
+
+
+def items_source():
+    """Write-offs joined to their invoice and customer: the FROM of :data:`ITEM_COLUMNS`."""
+    return writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id).join(
+        customers, customers.c.id == invoices.c.customer_id
+    )
+
+
+def item_of(row, as_of: date, buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> BatchItem:
+    """A row of :data:`ITEM_COLUMNS` as the item an approver sees, aged at the batch's business date."""
+    dpd = (as_of - row.due_date).days
+    return BatchItem(
+        writeoff_id=row.id,
+        invoice_ref=row.invoice_ref,
+        customer_ref=row.customer_ref,
+        customer_name=row.name,
+        amount=Decimal(row.amount),
+        reason_code=row.reason_code,
+        rule=row.rule,
+        days_past_due=dpd,
+        bucket=bucket_of(dpd, buckets),
+        status=row.status,
+        evidence=_evidence(row.evidence),
+    )
+
+
 def load_batch_view(conn: Connection, batch_id: int, buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> BatchView:
     """Read a batch and all its items (any status) from the ledger."""
     b = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
     if b is None:
         raise ApprovalError(f"write-off batch {batch_id} does not exist")
     rows = conn.execute(
-        select(
-            writeoffs.c.id,
-            writeoffs.c.amount,
-            writeoffs.c.reason_code,
-            writeoffs.c.rule,
-            writeoffs.c.evidence,
-            writeoffs.c.status,
-            invoices.c.invoice_ref,
-            invoices.c.due_date,
-            customers.c.customer_ref,
-            customers.c.name,
-        )
-        .select_from(
-            writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id).join(
-                customers, customers.c.id == invoices.c.customer_id
-            )
-        )
+        select(*ITEM_COLUMNS)
+        .select_from(items_source())
         .where(writeoffs.c.batch_id == batch_id)
         .order_by(writeoffs.c.amount.desc(), invoices.c.invoice_ref)
     ).all()
-    items = []
-    for r in rows:
-        dpd = (b.as_of_date - r.due_date).days
-        items.append(
-            BatchItem(
-                writeoff_id=r.id,
-                invoice_ref=r.invoice_ref,
-                customer_ref=r.customer_ref,
-                customer_name=r.name,
-                amount=Decimal(r.amount),
-                reason_code=r.reason_code,
-                rule=r.rule,
-                days_past_due=dpd,
-                bucket=bucket_of(dpd, buckets),
-                status=r.status,
-                evidence=_evidence(r.evidence),
-            )
-        )
+    items = [item_of(r, b.as_of_date, buckets) for r in rows]
     return BatchView(
         batch_id=b.id,
         batch_key=b.batch_key,

@@ -16,9 +16,8 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, func, select
 
-from writeoffs.approval_view import CSV_COLUMNS, BatchItem, _evidence
-from writeoffs.buckets import bucket_of
-from writeoffs.db.schema import customers, invoices, recon_breaks, recon_runs, writeoff_batches, writeoffs
+from writeoffs.approval_view import CSV_COLUMNS, ITEM_COLUMNS, BatchItem, item_of, items_source
+from writeoffs.db.schema import invoices, recon_breaks, recon_runs, writeoff_batches, writeoffs
 from writeoffs.safe_text import csv_writer
 
 #: Sort keys offered on the batch page (query value -> what it means).
@@ -56,43 +55,6 @@ def batch_row(conn: Connection, batch_id: int):
     return conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
 
 
-def _joined():
-    return writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id).join(
-        customers, customers.c.id == invoices.c.customer_id
-    )
-
-
-def _item(batch, r) -> BatchItem:
-    dpd = (batch.as_of_date - r.due_date).days
-    return BatchItem(
-        writeoff_id=r.id,
-        invoice_ref=r.invoice_ref,
-        customer_ref=r.customer_ref,
-        customer_name=r.name,
-        amount=Decimal(r.amount),
-        reason_code=r.reason_code,
-        rule=r.rule,
-        days_past_due=dpd,
-        bucket=bucket_of(dpd),
-        status=r.status,
-        evidence=_evidence(r.evidence),
-    )
-
-
-_COLUMNS = (
-    writeoffs.c.id,
-    writeoffs.c.amount,
-    writeoffs.c.reason_code,
-    writeoffs.c.rule,
-    writeoffs.c.evidence,
-    writeoffs.c.status,
-    invoices.c.invoice_ref,
-    invoices.c.due_date,
-    customers.c.customer_ref,
-    customers.c.name,
-)
-
-
 def item_page(conn: Connection, batch, q: PageQuery) -> ItemPage:
     """One page of the batch's items (any status), sorted and filtered; plus the counts the page header shows.
 
@@ -120,7 +82,10 @@ def item_page(conn: Connection, batch, q: PageQuery) -> ItemPage:
     )
     rows = {}
     if ids:
-        rows = {r.id: r for r in conn.execute(select(*_COLUMNS).select_from(_joined()).where(writeoffs.c.id.in_(ids)))}
+        rows = {
+            r.id: r
+            for r in conn.execute(select(*ITEM_COLUMNS).select_from(items_source()).where(writeoffs.c.id.in_(ids)))
+        }
     groups = conn.execute(
         select(
             writeoffs.c.reason_code,
@@ -137,7 +102,7 @@ def item_page(conn: Connection, batch, q: PageQuery) -> ItemPage:
     chosen = [g for g in groups if not q.reason or g.reason_code == q.reason]
     in_play = [g for g in groups if g.status not in NOT_POSTED_STATUSES]
     return ItemPage(
-        items=tuple(_item(batch, rows[i]) for i in ids if i in rows),
+        items=tuple(item_of(rows[i], batch.as_of_date) for i in ids if i in rows),
         matching=sum(int(g.n) for g in chosen),
         matching_total=sum((Decimal(g.total) for g in chosen), Decimal(0)),
         reasons=tuple(sorted(reasons.items())),
@@ -157,14 +122,14 @@ def candidates_csv(engine: Engine, batch_id: int) -> Iterator[str]:
         w = csv_writer(buf)
         w.writerow(CSV_COLUMNS)
         result = conn.execution_options(stream_results=True, yield_per=CSV_CHUNK).execute(
-            select(*_COLUMNS)
-            .select_from(_joined())
+            select(*ITEM_COLUMNS)
+            .select_from(items_source())
             .where(writeoffs.c.batch_id == batch_id)
             .order_by(writeoffs.c.amount.desc(), writeoffs.c.id.desc())
         )
         for chunk in result.partitions(CSV_CHUNK):
             for r in chunk:
-                i = _item(batch, r)
+                i = item_of(r, batch.as_of_date)
                 w.writerow(
                     [
                         batch.id,
