@@ -87,7 +87,7 @@ def answer(
     elif comment:
         sys.exit(f"this request ({step_of(detail)} step) takes no comment: --comment cannot be sent")
     if "exclude_invoice_refs" in fields:
-        params["exclude_invoice_refs"] = [r for r in re.split(r"[\s,;]+", exclude) if r] or None
+        params["exclude_invoice_refs"] = exclude or None  # a string of refs: the ledger parses and checks them
     url = (
         f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}"
         "/hitlDetails"

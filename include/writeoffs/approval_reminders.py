@@ -48,11 +48,13 @@ class Reminder:
         return self.deadline - now
 
 
-def _requests(conn: Connection, prefix: str) -> dict[tuple[int, str], tuple[int, dict]]:
-    """Latest audit row per (batch, step) whose action starts with ``prefix``: (audit id, details)."""
+def _requests(conn: Connection, prefix: str, batch_ids: list[str]) -> dict[tuple[int, str], tuple[int, dict]]:
+    """Latest audit row per (batch, step) of the given batches whose action starts with ``prefix``."""
     rows = conn.execute(
         select(audit_log.c.id, audit_log.c.action, audit_log.c.object_id, audit_log.c.details).where(
-            audit_log.c.object_type == "writeoff_batch", audit_log.c.action.like(f"{prefix}%")
+            audit_log.c.object_type == "writeoff_batch",
+            audit_log.c.object_id.in_(batch_ids),
+            audit_log.c.action.like(f"{prefix}%"),
         )
     ).all()
     out: dict[tuple[int, str], tuple[int, dict]] = {}
@@ -65,20 +67,20 @@ def _requests(conn: Connection, prefix: str) -> dict[tuple[int, str], tuple[int,
 
 def due_reminders(conn: Connection, now: datetime) -> list[Reminder]:
     """The open requests due a reminder at ``now``; the window follows the tier that was asked, as defined by the
-    policy recorded on the batch."""
+    policy recorded on the batch. Only the audit rows of batches still waiting for people are read."""
     from writeoffs.approvals import governing_tiers
 
-    requested = _requests(conn, REQUESTED)
-    if not requested:
-        return []
-    reminded = _requests(conn, REMINDED)
+    waiting = {s for statuses in WAITING.values() for s in statuses}
     status = dict(
         conn.execute(
-            select(writeoff_batches.c.id, writeoff_batches.c.status).where(
-                writeoff_batches.c.id.in_({b for b, _ in requested})
-            )
+            select(writeoff_batches.c.id, writeoff_batches.c.status).where(writeoff_batches.c.status.in_(waiting))
         ).all()
     )
+    if not status:
+        return []
+    ids = [str(b) for b in status]
+    requested = _requests(conn, REQUESTED, ids)
+    reminded = _requests(conn, REMINDED, ids)
     due = []
     for (batch_id, step), (_id, d) in sorted(requested.items()):
         if status.get(batch_id) not in WAITING.get(step, ()):

@@ -54,3 +54,18 @@ def browser() -> Iterator[object]:
             yield b
         finally:
             b.close()
+
+
+def sign_in(browser, server, user: str, next_url: str | None = None):
+    """A fresh browser session signed in on Airflow's own login page (then at ``next_url`` when Airflow redirects
+    there); returns (context, page). The caller closes the context."""
+    from urllib.parse import quote
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.goto(f"{server.base_url}/auth/login" + (f"?next={quote(next_url, safe='')}" if next_url else ""))
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", server.passwords[user])
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=30_000)
+    return context, page

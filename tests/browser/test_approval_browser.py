@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import select, text
 
 from scripts.airflow_local import start_airflow
+from tests.browser.conftest import sign_in
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, make_batch, pending_requests, write_policy
 from writeoffs.db.engine import make_engine
@@ -100,15 +101,9 @@ def link_of(server, detail: dict) -> str:
     return required_action_url(DAG_ID, ti["dag_run_id"], ti["task_id"], ti["map_index"], base_url=server.base_url)
 
 
-def sign_in(browser, server, user: str, url: str):
-    """A fresh browser session: Airflow redirects to its login page, then back to the request."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    page = context.new_page()
-    page.goto(url)
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", server.passwords[user])
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=30_000)
+def open_request(browser, server, user: str, url: str):
+    """Signed in as ``user`` on the request's page (Airflow's login redirects back to it)."""
+    context, page = sign_in(browser, server, user, url.removeprefix(server.base_url))
     page.wait_for_selector("[data-testid^=hitl-option-]", timeout=60_000)
     return context, page
 
@@ -126,7 +121,7 @@ def test_approver_excludes_by_picking_and_comments_controller_confirms(browser, 
     url = link_of(server, request)
 
     # 1. Wrong tier: the CFO is not an approver of the AR manager's tier.
-    context, page = sign_in(browser, server, "cfo", url)
+    context, page = open_request(browser, server, "cfo", url)
     body = page.inner_text("body")
     assert "Who may approve" in body and "ar_manager, controller" in body, "the request does not say who may answer"
     # The form is shown to any signed-in user who may see the DAG; the answer is refused by the server.
@@ -140,7 +135,7 @@ def test_approver_excludes_by_picking_and_comments_controller_confirms(browser, 
 
     # 2. The AR manager picks the 250.00 invoice out of the list, comments and approves.
     picked = refs[1]
-    context, page = sign_in(browser, server, "ar_manager", url)
+    context, page = open_request(browser, server, "ar_manager", url)
     shot(page, "1-request")
     page.get_by_role("combobox", name="Select one or multiple values").click()
     page.get_by_text(f"{picked} ·", exact=False).first.click()
@@ -155,7 +150,7 @@ def test_approver_excludes_by_picking_and_comments_controller_confirms(browser, 
 
     # 3. The controller confirms (four eyes above 1,000 USD: the approver may not); the request shows the result.
     confirm = wait_request(server, run_id, "confirm")
-    context, page = sign_in(browser, server, "controller", link_of(server, confirm))
+    context, page = open_request(browser, server, "controller", link_of(server, confirm))
     body = page.inner_text("body")
     assert picked in body and "1,275.25 USD" in body, "the confirmation does not show what will be posted"
     shot(page, "3-confirm")

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import select, text
 
 from scripts.airflow_local import DEFAULT_USERS, start_airflow
+from tests.browser.conftest import sign_in
 from tests.browser.test_approval_browser import SETTLE, batch_status, screenshots_dir
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
@@ -73,16 +74,9 @@ def env(tmp_path_factory, pg_admin):
 
 
 def open_as(browser, server, user: str, path: str):
-    """Sign in on Airflow's login page, then open a workspace page."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(f"{server.base_url}/auth/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", server.passwords[user])
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=30_000)
-    response = page.goto(f"{server.base_url}{path}")
-    return context, page, response
+    """Signed in on Airflow's login page, then at a workspace page; returns (context, page, response)."""
+    context, page = sign_in(browser, server, user)
+    return context, page, page.goto(f"{server.base_url}{path}")
 
 
 def shot(page, name: str) -> None:
