@@ -7,6 +7,7 @@
 #   HOST=127.0.0.1      bind address; SimpleAuthManager stores plaintext passwords: keep it on localhost
 #   AIRFLOW_HOME=.airflow, WRITEOFFS_DATA_DIR=.data, WRITEOFFS_LEDGER_URL=sqlite:///.data/ledger.db
 #   WRITEOFFS_AUDIT_KEY_FILE=.data/audit.key   the audit chain's key (generated, mode 0600, if missing)
+#   STOP_GRACE=30       seconds after Ctrl-C before a component still running gets its own SIGTERM
 #   WRITEOFFS_SKIP_LEDGER_INIT=1   do not run the ledger migrations before starting
 #   WRITEOFFS_SOURCES_CONFIG=...   your own source config (default: the generated sample only, see
 #                                  scripts/sample_sources.py); WRITEOFFS_SAMPLE_INVOICES=20000 sizes a new sample
