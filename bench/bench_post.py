@@ -36,7 +36,6 @@ from writeoffs.db.schema import invoices, journal_entries, writeoff_batches  # n
 from writeoffs.policy import registry  # noqa: E402
 from writeoffs.policy.schema import parse_policy  # noqa: E402
 from writeoffs.posting import post_batch  # noqa: E402
-from writeoffs.tiers import DEFAULT_TIERS  # noqa: E402
 
 AS_OF = date(2026, 11, 24)
 DEFAULT_URL = os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -129,6 +128,7 @@ def main() -> int:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine = make_engine(args.url, schema=schema)
     stages: dict[str, float] = {}
+    tiers = parse_policy((ROOT / "include" / "config" / "policy.yaml").read_text()).tiers  # the shipped tiers
     load_before = os.getloadavg()[0]
     try:
         t = time.perf_counter()
@@ -141,13 +141,11 @@ def main() -> int:
         # Four eyes (CFO tier, every amount): the CFO approves, the controller confirms.
         for step, decision, who in (("approve", "approved", "cfo"), ("confirm", "confirmed", "controller")):
             with engine.begin() as conn:
-                record_decision(
-                    conn, batch_id=batch_id, step=step, approver=who, decision=decision, tiers=DEFAULT_TIERS
-                )
+                record_decision(conn, batch_id=batch_id, step=step, approver=who, decision=decision, tiers=tiers)
         stages["approvals"] = time.perf_counter() - t
         t = time.perf_counter()
         report = post_batch(
-            engine, batch_id, actor="bench", tiers=DEFAULT_TIERS, posting_date=AS_OF, chunk_size=args.chunk_size
+            engine, batch_id, actor="bench", tiers=tiers, posting_date=AS_OF, chunk_size=args.chunk_size
         )
         stages["post_batch"] = time.perf_counter() - t
         with engine.connect() as conn:
@@ -155,7 +153,7 @@ def main() -> int:
             open_left = conn.execute(select(func.sum(invoices.c.open_balance))).scalar_one()
             version = conn.execute(text("SHOW server_version")).scalar_one()
         t = time.perf_counter()
-        again = post_batch(engine, batch_id, actor="bench", tiers=DEFAULT_TIERS, posting_date=AS_OF)
+        again = post_batch(engine, batch_id, actor="bench", tiers=tiers, posting_date=AS_OF)
         stages["rerun_noop"] = time.perf_counter() - t
     finally:
         engine.dispose()

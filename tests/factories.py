@@ -13,6 +13,40 @@ from sqlalchemy import Connection, insert
 
 from writeoffs import ledger
 from writeoffs.db.schema import collection_activities, customers, holds, invoices, payment_allocations, payments
+from writeoffs.tiers import Tier
+
+_CURRENCIES = ("USD", "EUR", "GBP")
+
+#: Fixed tiers for tests that must not move when include/config/policy.yaml does: the shipped tiers' limits and
+#: people, without the shipped restrictions, every tier expiring on timeout. (The policy file is the only home of the
+#: product's tiers; tests/unit/test_policy_schema.py pins what it ships.)
+PLAIN_TIERS: tuple[Tier, ...] = (
+    Tier(
+        "ar_manager",
+        {"USD": Decimal("5000"), "EUR": Decimal("5000"), "GBP": Decimal("4000")},
+        ("ar_manager",),
+        48,
+        batch_limits={"USD": Decimal("25000"), "EUR": Decimal("25000"), "GBP": Decimal("20000")},
+        confirmers=("ar_manager", "controller"),
+        four_eyes_above={"USD": Decimal("10000"), "EUR": Decimal("10000"), "GBP": Decimal("8000")},
+    ),
+    Tier(
+        "controller",
+        {"USD": Decimal("50000"), "EUR": Decimal("50000"), "GBP": Decimal("40000")},
+        ("controller",),
+        72,
+        batch_limits={"USD": Decimal("250000"), "EUR": Decimal("250000"), "GBP": Decimal("200000")},
+        confirmers=("controller", "cfo"),
+    ),
+    Tier(
+        "cfo",
+        dict.fromkeys(_CURRENCIES),
+        ("cfo",),
+        120,
+        batch_limits=dict.fromkeys(_CURRENCIES),
+        confirmers=("controller",),
+    ),
+)
 
 _seq = count(1)
 

@@ -191,40 +191,7 @@ def _text(amount: Decimal | None) -> str:
     return "unlimited" if amount is None else f"{amount:,.2f}"
 
 
-_CURRENCIES = ("USD", "EUR", "GBP")
-
-DEFAULT_TIERS: tuple[Tier, ...] = (
-    Tier(
-        "ar_manager",
-        {"USD": Decimal("5000"), "EUR": Decimal("5000"), "GBP": Decimal("4000")},
-        ("ar_manager",),
-        48,
-        batch_limits={"USD": Decimal("25000"), "EUR": Decimal("25000"), "GBP": Decimal("20000")},
-        confirmers=("ar_manager", "controller"),
-        four_eyes_above={"USD": Decimal("10000"), "EUR": Decimal("10000"), "GBP": Decimal("8000")},
-    ),
-    Tier(
-        "controller",
-        {"USD": Decimal("50000"), "EUR": Decimal("50000"), "GBP": Decimal("40000")},
-        ("controller",),
-        72,
-        batch_limits={"USD": Decimal("250000"), "EUR": Decimal("250000"), "GBP": Decimal("200000")},
-        confirmers=("controller", "cfo"),
-    ),
-    Tier(
-        "cfo",
-        dict.fromkeys(_CURRENCIES),
-        ("cfo",),
-        120,
-        batch_limits=dict.fromkeys(_CURRENCIES),
-        confirmers=("controller",),
-    ),
-)
-
-
-def tier_for(
-    amount: Decimal, currency: str, tiers: Sequence[Tier] = DEFAULT_TIERS, total: Decimal | None = None
-) -> Tier:
+def tier_for(amount: Decimal, currency: str, tiers: Sequence[Tier], total: Decimal | None = None) -> Tier:
     """The lowest tier that may approve an item of ``amount`` (in a batch totalling ``total``, if given); tiers are
     ordered from lowest to highest authority. Refuses (ConfigError) when none may: never falls back to "unlimited"."""
     for t in tiers:
@@ -235,14 +202,14 @@ def tier_for(
     raise ConfigError(f"no approval tier covers {amount} {currency} (batch total {total}): raise the top tier's limit")
 
 
-def tier_named(name: str, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
+def tier_named(name: str, tiers: Sequence[Tier]) -> Tier:
     for t in tiers:
         if t.name == name:
             return t
     raise ConfigError(f"unknown approval tier {name!r}; known: {[t.name for t in tiers]}")
 
 
-def next_tier(name: str, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier | None:
+def next_tier(name: str, tiers: Sequence[Tier]) -> Tier | None:
     names = [t.name for t in tiers]
     i = names.index(name)
     return tiers[i + 1] if i + 1 < len(tiers) else None

@@ -13,14 +13,14 @@ from itertools import count
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from tests.factories import record_policy
+from tests.factories import PLAIN_TIERS, record_policy
 from writeoffs.approvals import batch_hash_of, eligible_answerers, record_decision
 from writeoffs.db.schema import invoices, writeoff_batches, writeoffs
-from writeoffs.tiers import AUTO_TIER, DEFAULT_TIERS, Tier
+from writeoffs.tiers import AUTO_TIER, Tier
 
 #: The default tiers plus a small-balance tolerance (auto tier) of 100 per currency.
 _AUTO_LIMITS = {"USD": Decimal("100"), "EUR": Decimal("100")}
-TIERS: tuple[Tier, ...] = (Tier(AUTO_TIER, _AUTO_LIMITS, (), batch_limits=dict.fromkeys(_AUTO_LIMITS)), *DEFAULT_TIERS)
+TIERS: tuple[Tier, ...] = (Tier(AUTO_TIER, _AUTO_LIMITS, (), batch_limits=dict.fromkeys(_AUTO_LIMITS)), *PLAIN_TIERS)
 POLICY_VERSION = "2026.11-test"
 POLICY_HASH = "p" * 64
 _seq = count(1)

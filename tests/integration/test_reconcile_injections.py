@@ -627,8 +627,8 @@ def test_reversing_one_of_two_partials_reconciles(ledger: Engine, tmp_path: Path
     """Two partial write-offs ($300, $200) of the $1,000 invoice; the $200 one is reversed through the real reversal
     code. The invoice is 'reversed' (held back from selection) yet $300 stays written off with its one active entry:
     reconciliation judges it by written_off_amount, not by status, and stays clean."""
+    from tests.factories import PLAIN_TIERS
     from writeoffs.reversal import reverse_writeoff
-    from writeoffs.tiers import DEFAULT_TIERS
 
     s = rs.build_clean_ledger(ledger)
     two_legit_partials(ledger, s)
@@ -641,7 +641,7 @@ def test_reversing_one_of_two_partials_reconciles(ledger: Engine, tmp_path: Path
             approved_by="controller",
             posting_date=AS_OF,
             writeoff_id=second,
-            tiers=DEFAULT_TIERS,  # raw rows have no batch, hence no recorded policy
+            tiers=PLAIN_TIERS,  # raw rows have no batch, hence no recorded policy
         )
         inv = conn.execute(
             select(invoices.c.status, invoices.c.open_balance, invoices.c.written_off_amount).where(
@@ -661,7 +661,7 @@ def test_reversing_one_of_two_partials_reconciles(ledger: Engine, tmp_path: Path
             approved_by="controller",
             posting_date=AS_OF,
             writeoff_id=first,
-            tiers=DEFAULT_TIERS,
+            tiers=PLAIN_TIERS,
         )
     result = _run(ledger, tmp_path, "after:both-reversed")
     assert result.breaks == [], [b.message for b in result.breaks]

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.factories import PLAIN_TIERS
 from writeoffs.errors import ConfigError
 from writeoffs.policy.schema import DEFAULT_POLICY_PATH, POLICY_PATH_ENV, _deep_merge, load_policy, parse_policy
-from writeoffs.tiers import AUTO_TIER, DEFAULT_TIERS, tier_for
+from writeoffs.tiers import AUTO_TIER, tier_for
 
 TEXT = Path(DEFAULT_POLICY_PATH).read_text()
 
@@ -24,10 +25,20 @@ def test_default_policy_matches_the_brief() -> None:
     p = parse_policy(TEXT)
     r = p.rules_for("US01", "default")
     assert (r.charge_off_days, r.writeoff_days) == (120, 365)
-    assert p.tiers == DEFAULT_TIERS[:0] + p.tiers and [t.name for t in p.tiers] == ["ar_manager", "controller", "cfo"]
+    assert [t.name for t in p.tiers] == ["ar_manager", "controller", "cfo"]
+    # what the shipped file states, pinned: people, deadlines, escalation, and the one restriction
+    assert [(t.name, t.approvers, t.confirmers, t.response_timeout_hours, t.on_timeout) for t in p.tiers] == [
+        ("ar_manager", ("ar_manager",), ("ar_manager", "controller"), 48, "escalate"),
+        ("controller", ("controller",), ("controller", "cfo"), 72, "escalate"),
+        ("cfo", ("cfo",), ("controller",), 120, "expire"),
+    ]
+    assert [(r.kind, r.value, dict(r.limits)) for r in p.tiers[0].restrictions] == [
+        ("reason", "settlement_remainder", {"USD": Decimal("2500"), "EUR": Decimal("2500"), "GBP": Decimal("2000")})
+    ]
+    assert p.tiers[0].four_eyes_above == {"USD": Decimal("10000"), "EUR": Decimal("10000"), "GBP": Decimal("8000")}
     assert tier_for(Decimal("45000"), "USD", p.tiers).name == "controller"
-    assert {t.name: dict(t.limits) for t in p.tiers} == {t.name: dict(t.limits) for t in DEFAULT_TIERS}
-    assert {t.name: dict(t.batch_limits) for t in p.tiers} == {t.name: dict(t.batch_limits) for t in DEFAULT_TIERS}
+    assert {t.name: dict(t.limits) for t in p.tiers} == {t.name: dict(t.limits) for t in PLAIN_TIERS}
+    assert {t.name: dict(t.batch_limits) for t in p.tiers} == {t.name: dict(t.batch_limits) for t in PLAIN_TIERS}
     assert p.reason_account("bankruptcy") == "6110" and p.reason_account("small_balance") == "6120"
     assert p.reason_account("settlement_remainder") == "6130" and p.reason_account("dispute_lost") == "6130"
     assert p.small_balance_tolerance("usd", "US01") == Decimal("50.00")
