@@ -13,7 +13,8 @@ totals) is processed three ways, each in its own PostgreSQL schema:
    instances: *data work* is the time some non-approval task of the chain was running (union of intervals),
    *approval wait* the time only approval requests were open (the answering script waits 8 s after each request
    appears, see scripts/approve.py), *orchestration* the rest of the wall time (scheduling, process start-up,
-   asset hand-offs). Peak RSS: the Airflow processes and the PostgreSQL backends, sampled every 0.5 s.
+   asset hand-offs). Peak RSS: the Airflow processes with their task processes (not PostgreSQL), sampled
+   every 0.5 s.
 2. **Floor**: the same data work in plain SQL with no checks, audit or idempotency: COPY of the three CSVs,
    typed insert (amounts, dates), aging buckets, a one-statement selection (365+ days past due or bankrupt, not
    disputed, no payment plan, no payment in 90 days), two journal lines per write-off, the sub-ledger update and the
@@ -129,8 +130,7 @@ def run_ours(export: Path, pg_url: str, work: Path, n: int) -> dict:
     home = str(server.home)
     sampler = RssSampler(
         lambda p: (
-            (home in " ".join(p.info["cmdline"] or []) or p.info["name"] == "postgres")
-            or any(home in " ".join(x.cmdline()) for x in p.parents()[:2])
+            home in " ".join(p.info["cmdline"] or []) or any(home in " ".join(x.cmdline()) for x in p.parents()[:3])
         )
     )
     sampler.start()
