@@ -12,7 +12,7 @@ Runs when `writeoff_candidates` updates the **writeoff_candidates** asset (or ma
      (count, total, by reason, by aging bucket, top items with evidence, link to the full CSV), params to
      exclude invoices and add an internal comment. Timeout: expire, or escalate to the next tier (policy).
    - `approve_escalated_1/2` — ask the next tier only if the batch was escalated; otherwise skipped without
-     running (no worker slot): the deciding step skips them, the scheduler skips the ones after a skipped step.
+     running (no worker slot): the step that decides the batch has them skipped.
    - `confirm` — shows exactly what will be posted after exclusions; Confirm or Reject.
    - `post` — posts the batch exactly once after re-checking the recorded approval (who, tier, limit, hash).
 3. Every decision (who, when, decision, comment, exclusions, policy version, batch hash) is recorded by
@@ -87,13 +87,13 @@ def post(batch_id: int) -> dict[str, str]:
 @task_group(group_id="batch")
 def batch_flow(batch_id: int) -> None:
     approve = BatchApprovalOperator(task_id="approve", batch_id=batch_id, map_index_template=BATCH_LABEL)
-    # A straight chain on purpose: each escalation attempt asks only if the previous step escalated the batch.
-    # A step whose decision makes the later ones moot (approved, rejected, expired) has them skipped at once
-    # (BatchDecisionOperator.steps_that_no_longer_apply), and "none_failed_min_one_success" lets the scheduler skip
-    # an escalation step whose previous step was skipped: steps that do not apply never take a worker slot.
-    # `confirm` runs after skipped escalation steps ("none_failed"). (With several upstreams inside a mapped task
-    # group, Airflow 3.3 only expands the downstream task once *every* batch's upstreams are done, which would make
-    # one batch's confirmation wait for all other batches' approvals.)
+    # A straight chain on purpose: each escalation attempt asks only if the previous step escalated the batch. A
+    # step whose decision makes the later ones moot (approved: the escalation steps; rejected or expired: everything
+    # after it) has them skipped at once through the execution API (BatchDecisionOperator.steps_that_no_longer_apply),
+    # so they never take a worker slot; "none_failed" lets the chain continue past skipped steps. Every trigger rule
+    # here must be one Airflow 3.3 expands per batch right away: with "none_failed_min_one_success" (or several
+    # upstreams) inside a mapped task group, the downstream task is only expanded once *every* batch's upstream is
+    # done, which would make one batch's confirmation wait for all other batches' approvals (and leave nothing to skip).
     chain = [approve]
     for n in range(1, ESCALATION_STEPS + 1):
         chain.append(
@@ -101,7 +101,7 @@ def batch_flow(batch_id: int) -> None:
                 task_id=f"approve_escalated_{n}",
                 batch_id=batch_id,
                 final=n == ESCALATION_STEPS,
-                trigger_rule="none_failed_min_one_success",
+                trigger_rule="none_failed",
                 map_index_template=BATCH_LABEL,
             )
         )

@@ -69,3 +69,17 @@ def ensure_pools(client) -> list[str]:
             r = client.patch(f"/api/v2/pools/{pool.name}", json=body)
         r.raise_for_status()
     return [p.name for p in POOLS]
+
+
+def create_in_metadata_db() -> list[str]:
+    """Create (or correct) the pools directly in Airflow's metadata database: for a deployment's init step that runs
+    after ``airflow db migrate`` and before any API server (docker compose's airflow-init)."""
+    from airflow.models.pool import Pool as AirflowPool
+
+    for pool in POOLS:
+        AirflowPool.create_or_update_pool(pool.name, pool.slots, pool.description, include_deferred=False)
+    return [p.name for p in POOLS]
+
+
+if __name__ == "__main__":  # python -m writeoffs_airflow.pools
+    print("Airflow pools:", ", ".join(create_in_metadata_db()))

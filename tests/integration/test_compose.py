@@ -219,17 +219,30 @@ def test_files_named_in_commands_exist_in_the_repo(services):
                 pytest.fail(f"{name}: {path} is not inside a bind mount")
 
 
-def test_local_executor_by_default_and_celery_profile(services):
+def test_celery_by_default_as_the_end_to_end_test_runs_it(services):
+    """Issue 17: the default profile is the deployment tests/e2e/test_celery_cycle.py runs: CeleryExecutor, Redis
+    broker, PostgreSQL metadata database as the result backend, two Celery workers with two slots each, the ledger on
+    PostgreSQL, and the ledger_writes pool created at init."""
+    from scripts.airflow_local import Celery
+    from writeoffs_airflow.pools import POOLS
+
     for name, svc in airflow_services(services).items():
-        assert env_of(svc)["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor", name
-        assert "${AIRFLOW_EXECUTOR:-LocalExecutor}" in str(svc["environment"]["AIRFLOW__CORE__EXECUTOR"])
-    assert services["redis"]["profiles"] == ["celery"]
-    assert services["airflow-worker"]["profiles"] == ["celery"]
-    assert "celery worker" in services["airflow-worker"]["command"]
-    for name in {"postgres", "airflow-init"} | LONG_RUNNING_AIRFLOW:
+        assert env_of(svc)["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert "${AIRFLOW_EXECUTOR:-CeleryExecutor}" in str(svc["environment"]["AIRFLOW__CORE__EXECUTOR"])
+        assert env_of(svc)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://"), name
+        assert env_of(svc)["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
+    for name in {"postgres", "redis", "airflow-init", "airflow-worker"} | LONG_RUNNING_AIRFLOW:
         assert not services[name].get("profiles"), f"{name} must start without a profile"
-    env = env_of(services["airflow-worker"])
+    worker = services["airflow-worker"]
+    assert "celery worker" in worker["command"]
+    tested = Celery()
+    assert worker["deploy"]["replicas"] == tested.workers
+    env = env_of(worker)
+    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == str(tested.concurrency)
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "python -m writeoffs_airflow.pools" in "".join(services["airflow-init"]["command"])
+    assert [p.name for p in POOLS] == ["ledger_writes"]
 
 
 def test_depends_on_uses_conditions_and_respects_profiles(services):
