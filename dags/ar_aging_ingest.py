@@ -34,6 +34,7 @@ from airflow.sdk import Param, dag, task
 from writeoffs_airflow.assets import AGING
 from writeoffs_airflow.defaults import default_args
 from writeoffs_airflow.failfast import fail_fast
+from writeoffs_airflow.pools import LEDGER_WRITES
 
 # An empty value makes the DAG manual-only (the demo triggers it itself).
 SCHEDULE = os.environ.get("WRITEOFFS_INGEST_SCHEDULE", "30 5 * * *") or None
@@ -92,7 +93,7 @@ def validate(summaries: list[dict], as_of: str, **context) -> list[dict]:
     return summaries
 
 
-@task
+@task(pool=LEDGER_WRITES)
 @fail_fast
 def merge(summaries: list[dict], as_of: str) -> dict:
     from datetime import date
@@ -105,7 +106,7 @@ def merge(summaries: list[dict], as_of: str) -> dict:
     return merge_batches(ledger_engine(), source_config.load(), batch_ids, date.fromisoformat(as_of))
 
 
-@task
+@task(pool=LEDGER_WRITES)
 @fail_fast
 def recoveries(as_of: str, merged: dict) -> dict:
     from datetime import date
@@ -116,7 +117,7 @@ def recoveries(as_of: str, merged: dict) -> dict:
     return book_pending_recoveries(ledger_engine(), date.fromisoformat(as_of), actor="ingest")
 
 
-@task
+@task(pool=LEDGER_WRITES)
 @fail_fast
 def aging(as_of: str, merged: dict) -> dict:
     from datetime import date

@@ -29,6 +29,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, g
 from writeoffs_airflow.assets import POSTING
 from writeoffs_airflow.defaults import default_args
 from writeoffs_airflow.failfast import fail_fast
+from writeoffs_airflow.pools import LEDGER_WRITES
 
 #: Daily at 18:30 UTC: late enough for the day's postings, early enough for controllers to act the same day.
 DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
@@ -54,7 +55,7 @@ DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
     doc_md=__doc__,
 )
 def ledger_reconciliation() -> None:
-    @task
+    @task(pool=LEDGER_WRITES)
     @fail_fast
     def run_checks() -> dict:
         from writeoffs.reconcile import Tolerances, reconcile

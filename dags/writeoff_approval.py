@@ -11,7 +11,8 @@ Runs when `writeoff_candidates` updates the **writeoff_candidates** asset (or ma
    - `approve` — Human-in-the-loop request to the batch tier's approvers (`assigned_users`): Markdown summary
      (count, total, by reason, by aging bucket, top items with evidence, link to the full CSV), params to
      exclude invoices and add an internal comment. Timeout: expire, or escalate to the next tier (policy).
-   - `approve_escalated_1/2` — ask the next tier only if the batch was escalated; skipped otherwise.
+   - `approve_escalated_1/2` — ask the next tier only if the batch was escalated; otherwise skipped without
+     running (no worker slot): the step that decides the batch has them skipped.
    - `confirm` — shows exactly what will be posted after exclusions; Confirm or Reject.
    - `post` — posts the batch exactly once after re-checking the recorded approval (who, tier, limit, hash).
 3. Every decision (who, when, decision, comment, exclusions, policy version, batch hash) is recorded by
@@ -33,6 +34,7 @@ from writeoffs_airflow.assets import CANDIDATES, POSTING
 from writeoffs_airflow.defaults import default_args
 from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.hitl import BatchApprovalOperator, BatchConfirmOperator
+from writeoffs_airflow.pools import LEDGER_WRITES
 
 #: Approval attempts after the first one, for batches that escalate on timeout (three default tiers: two steps up).
 ESCALATION_STEPS = 2
@@ -61,7 +63,7 @@ def open_batches(as_of: str, **context) -> list[int]:
     return claim_batches(as_of, run_id=context["run_id"], routed_by=run_actor(context["dag_run"], SYSTEM_ACTOR))
 
 
-@task(outlets=[POSTING])
+@task(outlets=[POSTING], pool=LEDGER_WRITES)
 @fail_fast
 def post_auto_batches(as_of: str) -> list[dict[str, str]]:
     from writeoffs_airflow.hitl import post_auto
@@ -69,7 +71,7 @@ def post_auto_batches(as_of: str) -> list[dict[str, str]]:
     return post_auto(as_of)
 
 
-@task(outlets=[POSTING], map_index_template="{{ batch_label }}")
+@task(outlets=[POSTING], pool=LEDGER_WRITES, map_index_template="{{ batch_label }}")
 @fail_fast
 def post(batch_id: int) -> dict[str, str]:
     from airflow.sdk import get_current_context
@@ -85,10 +87,13 @@ def post(batch_id: int) -> dict[str, str]:
 @task_group(group_id="batch")
 def batch_flow(batch_id: int) -> None:
     approve = BatchApprovalOperator(task_id="approve", batch_id=batch_id, map_index_template=BATCH_LABEL)
-    # A straight chain on purpose: each escalation attempt asks only if the batch is still open after the previous
-    # one and skips otherwise; "none_failed" lets the chain continue past those skips. (With several upstreams
-    # inside a mapped task group, Airflow 3.3 only expands the downstream task once *every* batch's upstreams are
-    # done, which would make one batch's confirmation wait for all other batches' approvals.)
+    # A straight chain on purpose: each escalation attempt asks only if the previous step escalated the batch. A
+    # step whose decision makes the later ones moot (approved: the escalation steps; rejected or expired: everything
+    # after it) has them skipped at once through the execution API (BatchDecisionOperator.steps_that_no_longer_apply),
+    # so they never take a worker slot; "none_failed" lets the chain continue past skipped steps. Every trigger rule
+    # here must be one Airflow 3.3 expands per batch right away: with "none_failed_min_one_success" (or several
+    # upstreams) inside a mapped task group, the downstream task is only expanded once *every* batch's upstream is
+    # done, which would make one batch's confirmation wait for all other batches' approvals (and leave nothing to skip).
     chain = [approve]
     for n in range(1, ESCALATION_STEPS + 1):
         chain.append(

@@ -29,6 +29,7 @@ from airflow.sdk import Param, dag, task
 from writeoffs_airflow.assets import AGING, CANDIDATES
 from writeoffs_airflow.defaults import default_args
 from writeoffs_airflow.failfast import fail_fast
+from writeoffs_airflow.pools import LEDGER_WRITES
 
 
 @task
@@ -54,7 +55,7 @@ def load_policy(**context) -> dict[str, str | None]:
     }
 
 
-@task
+@task(pool=LEDGER_WRITES)
 @fail_fast
 def charge_off(run: dict[str, str | None], **context) -> dict:
     from datetime import date
@@ -67,7 +68,7 @@ def charge_off(run: dict[str, str | None], **context) -> dict:
     return run_charge_off(engine, policy, date.fromisoformat(str(run["as_of"])), actor=_actor(context)).to_dict()
 
 
-@task(outlets=[CANDIDATES])
+@task(outlets=[CANDIDATES], pool=LEDGER_WRITES)
 @fail_fast
 def select_candidates(run: dict[str, str | None], **context) -> dict:
     from datetime import date

@@ -28,6 +28,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, t
 
 from writeoffs_airflow.defaults import default_args
 from writeoffs_airflow.failfast import fail_fast
+from writeoffs_airflow.pools import LEDGER_WRITES
 
 #: 07:00 UTC on the 1st: after the month-end aging (ar_aging_ingest runs daily at 05:30 UTC).
 MONTHLY = CronTriggerTimetable("0 7 1 * *", timezone="UTC")
@@ -73,7 +74,7 @@ def writeoff_kpis() -> None:
         end = as_of.replace(day=calendar.monthrange(as_of.year, as_of.month)[1])
         return {"as_of": as_of.isoformat(), "from": start.isoformat(), "to": end.isoformat()}
 
-    @task
+    @task(pool=LEDGER_WRITES)
     @fail_fast
     def allowance_estimate(period: dict) -> dict:
         from datetime import date

@@ -29,6 +29,7 @@ from writeoffs.catalogues import REVERSAL_REASONS  # plain data: the choices off
 from writeoffs_airflow.assets import POSTING
 from writeoffs_airflow.defaults import default_args
 from writeoffs_airflow.failfast import fail_fast
+from writeoffs_airflow.pools import LEDGER_WRITES
 from writeoffs_airflow.reversal_hitl import ReversalApprovalOperator
 
 
@@ -70,7 +71,7 @@ def request(**context) -> dict:
     }
 
 
-@task(outlets=[POSTING])
+@task(outlets=[POSTING], pool=LEDGER_WRITES)
 @fail_fast
 def reverse(plan: dict, answer: dict | None, **context) -> dict:
     from datetime import date

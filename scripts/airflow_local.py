@@ -2,8 +2,13 @@
 
 ``start_airflow(...)`` builds a temporary AIRFLOW_HOME (SQLite metadata DB, LocalExecutor with 4 slots, a
 DAGs folder holding only the DAG files under test, SimpleAuthManager users with known passwords), starts the
-components and waits until the API answers and the DAGs are parsed. ``AirflowServer`` then hands out bearer
-tokens per user (``POST /auth/token``) and small REST helpers. Use it from a module- or session-scoped fixture:
+components and waits until the API answers and the DAGs are parsed. ``start_airflow(celery=Celery(...),
+metadata_url="postgresql+psycopg2://...")`` runs the same deployment the way production scales out instead:
+CeleryExecutor with a Redis broker, a PostgreSQL metadata database (Celery refuses SQLite) and ``workers``
+separate ``airflow celery worker`` processes, each with its own Celery hostname and log-server port, consuming a
+queue of their own (so two deployments sharing one Redis never take each other's tasks). Either way the project's
+pools (``writeoffs_airflow.pools``) are created. ``AirflowServer`` then hands out bearer tokens per user
+(``POST /auth/token``) and small REST helpers. Use it from a module- or session-scoped fixture:
 start-up costs ~30 s on a 2-core machine, so tests share one instance.
 
 The triggerer is not started: Airflow 3.3 parks Human-in-the-loop tasks in ``awaiting_input`` and the scheduler
@@ -30,6 +35,7 @@ from typing import Any
 import httpx
 
 from writeoffs.private_files import write_private
+from writeoffs_airflow.pools import ensure_pools
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -51,6 +57,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Celery:
+    """How to run the CeleryExecutor: broker, number of worker processes and task slots per worker."""
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    workers: int = 2
+    concurrency: int = 2
+    #: A queue of this deployment's own: another deployment on the same broker never takes its tasks.
+    queue: str = field(default_factory=lambda: f"writeoffs_{secrets.token_hex(4)}")
+
+    def worker_names(self) -> list[str]:
+        return [f"worker{n}" for n in range(1, self.workers + 1)]
+
+
 @dataclass
 class AirflowServer:
     base_url: str
@@ -59,6 +79,7 @@ class AirflowServer:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     _tokens: dict[str, str] = field(default_factory=dict)
+    celery: Celery | None = None
 
     # -- auth
     def token(self, user: str) -> str:
@@ -147,6 +168,36 @@ class AirflowServer:
         self.procs.clear()
 
 
+def celery_env(celery: Celery, metadata_url: str) -> dict[str, str]:
+    """The CeleryExecutor's settings: broker, result backend on the metadata database, this deployment's queue."""
+    backend = "db+" + metadata_url.replace("+psycopg2", "").replace("+psycopg", "")
+    return {
+        "AIRFLOW__CELERY__BROKER_URL": celery.broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": backend,
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(celery.concurrency),
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": celery.queue,
+    }
+
+
+def worker_tasks(home: Path, celery: Celery) -> dict[str, list[str]]:
+    """Per Celery worker of the deployment in ``home``, the task instances it executed, as
+    ``dag_id.task_id[map_index]``, read from the worker's log (``Executing workload in Celery: ... ti=...``)."""
+    import re
+
+    field_of = {name: re.compile(rf"\b{name}=(?:'([^']*)'|(-?\d+))") for name in ("dag_id", "task_id", "map_index")}
+    found: dict[str, list[str]] = {}
+    for name in celery.worker_names():
+        found[name] = []
+        for line in (home / f"{name}.log").read_text(errors="replace").splitlines():
+            if "Executing workload in Celery" not in line or "ti=TaskInstanceDTO(" not in line:
+                continue
+            ti = line.split("ti=TaskInstanceDTO(", 1)[1]
+            values = {k: m.group(1) or m.group(2) for k, rx in field_of.items() if (m := rx.search(ti))}
+            index = "" if values.get("map_index") in (None, "-1") else f"[{values['map_index']}]"
+            found[name].append(f"{values.get('dag_id')}.{values.get('task_id')}{index}")
+    return found
+
+
 def write_passwords(home: Path, users: Iterable[str]) -> dict[str, str]:
     """Random SimpleAuthManager passwords in ``home/passwords.json`` (mode 0600); returns them."""
     passwords = {u: secrets.token_urlsafe(16) for u in users}
@@ -162,8 +213,16 @@ def start_airflow(
     home: Path | None = None,
     triggerer: bool = False,
     startup_timeout: float = 240,
+    metadata_url: str | None = None,
+    celery: Celery | None = None,
 ) -> AirflowServer:
-    """Start a private Airflow; the caller must ``stop()`` it (use a fixture with ``yield``)."""
+    """Start a private Airflow; the caller must ``stop()`` it (use a fixture with ``yield``).
+
+    ``metadata_url``: Airflow's metadata database (default: SQLite in the home). ``celery``: run the CeleryExecutor
+    with that many ``airflow celery worker`` processes instead of the LocalExecutor; needs a PostgreSQL
+    ``metadata_url`` (it is also Celery's result backend)."""
+    if celery is not None and not (metadata_url or "").startswith("postgresql"):
+        raise ValueError("the CeleryExecutor needs a PostgreSQL metadata database: pass metadata_url='postgresql...'")
     home = home or Path(tempfile.mkdtemp(prefix="wo-airflow-"))
     dags = home / "dags"
     dags.mkdir(parents=True, exist_ok=True)
@@ -183,7 +242,7 @@ def start_airflow(
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if celery else "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in users.items()),
@@ -195,26 +254,36 @@ def start_airflow(
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or f"sqlite:///{home / 'airflow.db'}",
         # Fast feedback for tests: HITL timeouts are swept every second, new DAG files parsed quickly.
         "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        **(celery_env(celery, metadata_url) if celery and metadata_url else {}),
         **(env or {}),
     }
-    server = AirflowServer(base_url=base_url, home=home, passwords=passwords, env=full_env)
+    server = AirflowServer(base_url=base_url, home=home, passwords=passwords, env=full_env, celery=celery)
     migrate = subprocess.run(
         [str(VENV_BIN / "airflow"), "db", "migrate"], env=full_env, capture_output=True, text=True, timeout=600
     )
     if migrate.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
-    components = [["api-server"], ["scheduler"], ["dag-processor"]] + ([["triggerer"]] if triggerer else [])
+    components: list[tuple[str, list[str], dict[str, str]]] = [
+        (args[0], args, {}) for args in [["api-server"], ["scheduler"], ["dag-processor"]]
+    ]
+    if triggerer:
+        components.append(("triggerer", ["triggerer"], {}))
+    for name in celery.worker_names() if celery else []:
+        args = ["celery", "worker", "--celery-hostname", f"{name}@%h", "--queues", celery.queue]
+        args += ["--concurrency", str(celery.concurrency), "--without-mingle", "--without-gossip"]
+        # Each worker serves its task logs on a port of its own (two workers on one host would collide on 8793).
+        components.append((name, args, {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}))
     try:
-        for args in components:
-            log = (home / f"{args[0]}.log").open("w")
-            server.procs[args[0]] = subprocess.Popen(
+        for name, args, extra_env in components:
+            log = (home / f"{name}.log").open("w")
+            server.procs[name] = subprocess.Popen(
                 [str(VENV_BIN / "airflow"), *args],
-                env=full_env,
+                env={**full_env, **extra_env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() ends the component and its children only
@@ -231,6 +300,11 @@ def start_airflow(
                 return False
 
         server.wait_for(api_up, timeout=startup_timeout, interval=1, what="the API server")
+        # The project's pools (ledger_writes), as `make up` and compose create them: a task in a missing pool
+        # would never be scheduled.
+        admin = next(u for u, role in users.items() if role == "admin")
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {server.token(admin)}"}) as c:
+            ensure_pools(c)
 
         def dags_parsed() -> bool:
             with server.client() as c:
@@ -238,6 +312,13 @@ def start_airflow(
                 return r.status_code == 200 and {d["dag_id"] for d in r.json()["dags"]} >= set(dag_ids)
 
         server.wait_for(dags_parsed, timeout=startup_timeout, interval=1, what=f"DAGs {dag_ids} to be parsed")
+        if celery:
+            server.wait_for(
+                lambda: all("ready." in (home / f"{n}.log").read_text(errors="replace") for n in celery.worker_names()),
+                timeout=startup_timeout,
+                interval=1,
+                what="the Celery workers to be ready",
+            )
     except BaseException:
         server.stop()
         raise

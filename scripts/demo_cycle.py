@@ -16,7 +16,12 @@
    summary and where the reports are, and stops Airflow.
 
 Everything lives under ``$WRITEOFFS_DATA_DIR/demo`` (default ``.data/demo``) and is rebuilt on every run.
-Options: ``--invoices N`` (default 20,000), ``--as-of YYYY-MM-DD`` (default 2026-11-24), ``--keep-running``.
+Options: ``--invoices N`` (default 20,000), ``--as-of YYYY-MM-DD`` (default 2026-11-24), ``--keep-running``,
+``--ledger-url URL`` (an empty PostgreSQL database instead of the SQLite file, e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5432/ledger_demo``), and the production way of running Airflow:
+``--executor celery --metadata-url postgresql+psycopg2://...`` (CeleryExecutor, Redis broker ``--broker-url``,
+default ``redis://127.0.0.1:6379/0``, ``--celery-workers N`` worker processes, default 2; the metadata database
+must exist and be empty or Airflow's own).
 """
 
 from __future__ import annotations
@@ -31,10 +36,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "include")]
+sys.path[:0] = [str(ROOT), str(ROOT / "include"), str(ROOT / "plugins")]
 
 from scripts import approve  # noqa: E402
-from scripts.airflow_local import AirflowServer, start_airflow  # noqa: E402
+from scripts.airflow_local import AirflowServer, Celery, start_airflow  # noqa: E402
 
 log = logging.getLogger("demo")
 PIPELINE = ("ar_aging_ingest", "writeoff_candidates", "writeoff_approval", "ledger_reconciliation")
@@ -106,7 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invoices", type=int, default=20_000)
     parser.add_argument("--as-of", default="2026-11-24")
     parser.add_argument("--keep-running", action="store_true", help="leave Airflow running to look around in the UI")
+    parser.add_argument("--ledger-url", help="the ledger database (default: a SQLite file under the demo folder)")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local")
+    parser.add_argument("--metadata-url", help="Airflow's metadata database (default: SQLite; PostgreSQL for celery)")
+    parser.add_argument("--broker-url", default=Celery.broker_url, help="the Celery broker (celery executor)")
+    parser.add_argument("--celery-workers", type=int, default=2, help="Celery worker processes (celery executor)")
     args = parser.parse_args(argv)
+    if args.executor == "celery" and not (args.metadata_url or "").startswith("postgresql"):
+        parser.error("--executor celery needs --metadata-url postgresql+psycopg2://... (Celery refuses SQLite)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     started = time.monotonic()
@@ -114,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(os.environ.get("WRITEOFFS_DATA_DIR", ROOT / ".data")).resolve() / "demo"
     shutil.rmtree(base, ignore_errors=True)
     (base / "airflow").mkdir(parents=True)
-    ledger_url = f"sqlite:///{base / 'ledger.db'}"
+    ledger_url = args.ledger_url or f"sqlite:///{base / 'ledger.db'}"
     env = {
         **os.environ,
         "WRITEOFFS_DATA_DIR": str(base),
@@ -143,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     run_cli("audit-key", env=env)
     run_cli("init-db", env=env)
 
-    step(2, "starting Airflow (api-server, scheduler, dag-processor) with the project's DAGs")
+    celery = Celery(broker_url=args.broker_url, workers=args.celery_workers) if args.executor == "celery" else None
+    workers = f", {args.celery_workers} Celery workers" if celery else ""
+    step(2, f"starting Airflow (api-server, scheduler, dag-processor{workers}) with the project's DAGs")
     server = start_airflow(
         dag_files=sorted((ROOT / "dags").glob("*.py")),
         env={
@@ -157,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         },
         home=base / "airflow",
+        metadata_url=args.metadata_url,
+        celery=celery,
     )
     log.info("    Airflow UI %s  (logins in %s)", server.base_url, server.home / "passwords.json")
     try:

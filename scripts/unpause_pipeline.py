@@ -5,7 +5,8 @@ whose schedule is not None (a cron, a timetable or assets: ``timetable_summary``
 the first time it is seen, and recorded in ``$AIRFLOW_HOME/writeoffs_unpaused.json``: a DAG you pause later stays
 paused across restarts. Manual DAGs (``schedule=None``: writeoff_reversal, policy_whatif) are left paused.
 
-Runs in the background of scripts/up.sh through the public REST API, logged in as the first ``admin`` of
+First it creates the project's pools (``writeoffs_airflow.pools``: ``ledger_writes``). Runs in the background of
+scripts/up.sh through the public REST API, logged in as the first ``admin`` of
 ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS`` (password from the demo passwords file). Exits when every DAG file in
 the DAGs folder has been handled, after 10 minutes, on Ctrl-C, or when up.sh's process has gone.
 """
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from writeoffs_airflow.pools import ensure_pools
 
 TIMEOUT_S = 600
 USERS_VAR = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
@@ -49,6 +52,7 @@ def run(base: str) -> int:
     record = Path(os.environ["AIRFLOW_HOME"]) / "writeoffs_unpaused.json"
     done: set[str] = set(json.loads(record.read_text())) if record.exists() else set()
     expected, handled = expected_dags(), set()
+    pools: list[str] = []
     parent, deadline = os.getppid(), time.monotonic() + TIMEOUT_S
     with httpx.Client(base_url=base, timeout=10) as client:
         while time.monotonic() < deadline and os.getppid() == parent and not expected <= handled:
@@ -58,6 +62,10 @@ def run(base: str) -> int:
                     r = client.post("/auth/token", json={"username": login[0], "password": login[1]})
                     r.raise_for_status()
                     client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+                if not pools:
+                    # Before any DAG is unpaused: a task in a pool that does not exist is never scheduled.
+                    pools = ensure_pools(client)
+                    print(f"unpause_pipeline: pools {', '.join(pools)} ready", flush=True)
                 r = client.get("/api/v2/dags", params={"limit": 1000})
                 r.raise_for_status()
                 for dag in r.json()["dags"]:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
 from airflow.sdk.bases.notifier import BaseNotifier
-from airflow.sdk.exceptions import AirflowSkipException, TaskAwaitingInput
+from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped, TaskAwaitingInput
 
 from writeoffs.tiers import SYSTEM_ACTOR  # a constant; the module imports nothing heavy
 
@@ -313,6 +313,37 @@ class BatchDecisionOperator(HITLOperator):
         deadline: str | None = None,
         tier: str | None = None,
         digest: str | None = None,
+    ) -> dict[str, Any]:
+        result = self._complete(context, event, deadline=deadline, tier=tier, digest=digest)
+        skip = self.steps_that_no_longer_apply(result["decision"])
+        if skip:
+            # Skipped by the execution API before they are scheduled: a step that cannot apply any more costs no
+            # worker slot (before: each started, read the batch and skipped itself, 16-18 tasks a cycle).
+            ti = context["ti"]
+            ti.xcom_push(key="return_value", value=result)  # the skip path pushes no return value by itself
+            self.log.info("Batch %s: %s; not needed any more: %s", self.batch_id, result["decision"], skip)
+            raise DownstreamTasksSkipped(tasks=[(task_id, ti.map_index) for task_id in skip])
+        return result
+
+    def steps_that_no_longer_apply(self, decision: str) -> list[str]:
+        """The later steps of this batch that the recorded ``decision`` makes moot: after an approval the further
+        approval (escalation) steps; after a rejection or expiry everything that follows (confirm, post); after an
+        escalation or a confirmation nothing. A step skipped here would otherwise have skipped itself."""
+        if decision in ("escalated", "confirmed"):
+            return []
+        later = [t for t in self.get_flat_relatives(upstream=False) if t.task_group is self.task_group]
+        if decision == "approved":
+            later = [t for t in later if isinstance(t, BatchApprovalOperator)]
+        return sorted(t.task_id for t in later)
+
+    def _complete(
+        self,
+        context: Any,
+        event: dict[str, Any],
+        *,
+        deadline: str | None,
+        tier: str | None,
+        digest: str | None,
     ) -> dict[str, Any]:
         from writeoffs.approvals import record_decision
         from writeoffs.errors import ApprovalError, SegregationOfDuties

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from writeoffs_airflow.pools import LEDGER_WRITERS, LEDGER_WRITES
+
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
@@ -97,6 +99,7 @@ for dag_id, dag in bag.dags.items():
         "human_forms": {
             t.task_id: sorted(t.serialized_params) for t in dag.tasks if waits_for_people(t)
         },
+        "pools": {t.task_id: t.pool for t in dag.tasks},
     }
 print(json.dumps({
     "import_errors": {str(k): v for k, v in bag.import_errors.items()},
@@ -171,6 +174,23 @@ def house_rule_problems(dag_id: str, dag: dict, path: Path) -> list[str]:
     # Posting twice in parallel is how entries get double-booked: one run at a time, the database does the rest.
     if ("posting" in dag_id or "reversal" in dag_id) and dag["max_active_runs"] != 1:
         problems.append(f"posting DAG must have max_active_runs=1 (got {dag['max_active_runs']})")
+    return problems
+
+
+def pool_problems(dags: dict, writers: frozenset[str] = LEDGER_WRITERS) -> list[str]:
+    """Ledger writers (``writeoffs_airflow.pools.LEDGER_WRITERS``, the one list) outside the ``ledger_writes`` pool,
+    tasks in the pool that are not listed, and listed tasks that do not exist (a renamed task would fall out)."""
+    problems = []
+    tasks = {f"{dag_id}.{task_id}": pool for dag_id, dag in dags.items() for task_id, pool in dag["pools"].items()}
+    for name in sorted(writers):
+        if name not in tasks:
+            if name.split(".", 1)[0] in dags:
+                problems.append(f"{name} is listed as a ledger writer but no such task exists")
+        elif tasks[name] != LEDGER_WRITES:
+            problems.append(f"{name} writes the ledger but runs in pool {tasks[name]!r}, not {LEDGER_WRITES!r}")
+    for name, pool in sorted(tasks.items()):
+        if pool == LEDGER_WRITES and name not in writers:
+            problems.append(f"{name} is in pool {LEDGER_WRITES!r} but not listed in LEDGER_WRITERS")
     return problems
 
 
@@ -316,3 +336,44 @@ def test_approval_forms_have_their_fields(report):
     for task_id, fields in forms.items():
         expected = ["comment"] if task_id.endswith("confirm") else ["comment", "exclude_invoice_refs"]
         assert fields == expected, f"{task_id}: form fields {fields}, expected {expected}"
+
+
+def test_every_ledger_writer_is_in_the_ledger_writes_pool(report):
+    """Issue 17: tasks that write the ledger queue for one ``ledger_writes`` slot, whichever DAG they belong to."""
+    assert pool_problems(report["dags"]) == []
+    listed_dags = {name.split(".", 1)[0] for name in LEDGER_WRITERS}
+    assert listed_dags <= set(report["dags"]), listed_dags - set(report["dags"])
+
+
+_POOLED = _GOOD.replace(
+    """    @task
+    def noop() -> None:
+        return None
+
+    noop()""",
+    """    @task
+    def post() -> None:
+        return None
+
+    @task(pool="ledger_writes")
+    def tidy() -> None:
+        return None
+
+    post() >> tidy()""",
+)
+
+
+def test_the_pool_check_catches_a_ledger_writer_outside_the_pool(tmp_path):
+    """A task listed as a ledger writer that runs in the default pool fails the check; so does a pool member that is
+    not listed, and a listed task that was renamed away."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "pooled.py").write_text(_POOLED.replace("{name}", "pooled").replace("{extra}", ""))
+    rep = run_probe(dags, sorted(dags.glob("*.py")), tmp_path / "home")
+    problems = pool_problems(rep["dags"], frozenset({"pooled.post", "pooled.gone"}))
+    assert problems == [
+        "pooled.gone is listed as a ledger writer but no such task exists",
+        "pooled.post writes the ledger but runs in pool 'default_pool', not 'ledger_writes'",
+        "pooled.tidy is in pool 'ledger_writes' but not listed in LEDGER_WRITERS",
+    ]
+    assert pool_problems(rep["dags"], frozenset({"pooled.tidy"})) == []

