@@ -41,21 +41,28 @@ REASON_MAX = 64
 @lru_cache(maxsize=1)
 def default_engine():
     """The ledger of the deployment: Airflow connection ``writeoff_ledger`` (read in the api-server from Airflow's
-    secrets backends and metadata DB), else ``WRITEOFFS_LEDGER_URL``, else the SQLite file of the data dir."""
+    secrets backends and metadata DB), else ``WRITEOFFS_LEDGER_URL``, else the SQLite file of the data dir. The
+    audit key: connection ``writeoff_audit_key``, else the environment (``writeoffs.audit_anchor``)."""
     import json
 
     from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
 
+    from writeoffs.audit_anchor import parse_key
     from writeoffs.db.engine import make_engine
-    from writeoffs_airflow.ledger import LEDGER_CONN_ID
+    from writeoffs_airflow.ledger import AUDIT_KEY_CONN_ID, LEDGER_CONN_ID
 
+    try:  # the audit key (to show the chain's status) from the same place the tasks read it, else the environment
+        key = Connection.get_connection_from_secrets(AUDIT_KEY_CONN_ID).password or ""
+    except AirflowNotFoundException:
+        key = ""
+    audit_key = parse_key(key, f"Airflow connection {AUDIT_KEY_CONN_ID}") if key else None
     try:
         conn = Connection.get_connection_from_secrets(LEDGER_CONN_ID)
     except AirflowNotFoundException:  # not defined: the env / default applies (any other failure is raised, and
-        return make_engine(None)  # not cached: never a silent fall-back to another ledger)
+        return make_engine(None, audit_key=audit_key)  # not cached: never a silent fall-back to another ledger)
     extra = json.loads(conn.extra or "{}")
-    return make_engine(str(extra.get("sqlalchemy_url") or conn.get_uri()))
+    return make_engine(str(extra.get("sqlalchemy_url") or conn.get_uri()), audit_key=audit_key)
 
 
 def _user_name(user: BaseUser) -> str:
@@ -229,8 +236,18 @@ def create_app(
         engine = engine_of()
         with engine.connect() as conn:
             acc = reports_access(conn, user)
-        text = invoice_trail(engine, invoice, entity or None) if invoice else None
-        return html(pages.trail_page(invoice, entity, text, prefix=prefix_of(request), user=acc.user))
+        text, rows, chain = None, [], None
+        if invoice:
+            from writeoffs.audit_anchor import chain_status
+            from writeoffs.report import invoice_audit_rows
+
+            text = invoice_trail(engine, invoice, entity or None)
+            with engine.connect() as conn:
+                rows = invoice_audit_rows(conn, invoice, entity or None)
+            chain = chain_status(engine, [r.id for r in rows])
+        body = pages.trail_page(invoice, entity, text, prefix=prefix_of(request), user=acc.user, audit_rows=rows,
+                                chain=chain)  # fmt: skip
+        return html(body)
 
     @app.get("/reconciliation", response_class=HTMLResponse)
     def reconciliation(request: Request, user: BaseUser = Depends(get_user)) -> Response:
