@@ -33,6 +33,14 @@ SECURITY_HEADERS = {
         "frame-ancestors 'self'; base-uri 'none'"
     ),
 }
+#: Validation Data Docs: the site's own stylesheets, images and fonts; still no script and nothing from elsewhere.
+DOCS_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+        "form-action 'none'; frame-ancestors 'self'; base-uri 'none'"
+    ),
+}
 MAX_PAGE = 1_000_000
 MAX_ID = 2**63 - 1  # a batch id beyond the BIGINT range is not an error, just not there
 REASON_MAX = 64
@@ -279,6 +287,28 @@ def create_app(
         headers = dict(SECURITY_HEADERS)
         headers["Content-Disposition"] = f'{"attachment" if download else "inline"}; filename="{path.name}"'
         return FileResponse(path, media_type=media, headers=headers)
+
+    @app.get("/validation", response_class=HTMLResponse)
+    def validation_docs(request: Request, user: BaseUser = Depends(get_user)) -> Response:
+        from writeoffs_airflow.workspace import reports
+
+        with engine_of().connect() as conn:
+            acc = reports_access(conn, user)
+        sites, docs = reports.validation_listing()
+        return html(pages.validation_page(sites, docs, prefix=prefix_of(request), user=acc.user))
+
+    @app.get("/validation/files/{path:path}")
+    def validation_file(path: str, user: BaseUser = Depends(get_user)) -> Response:
+        from fastapi.responses import FileResponse
+
+        from writeoffs_airflow.workspace import reports
+
+        with engine_of().connect() as conn:
+            reports_access(conn, user)
+        found = reports.resolve_docs(path)
+        if found is None:
+            raise HTTPException(404, "no such Data Docs file")
+        return FileResponse(found, media_type=reports.DOCS_TYPES[found.suffix], headers=DOCS_HEADERS)
 
     def kpi_data(engine, period: str | None):
         """The month's report and charts, read in one snapshot (read-only repeatable read on PostgreSQL)."""

@@ -477,3 +477,36 @@ def reports_page(files, *, prefix: str, user: str) -> str:
         )
     )
     return page("Reports", body, prefix=prefix, user=user, active="reports")
+
+
+def validation_page(sites: Sequence[str], docs: Sequence, *, prefix: str, user: str) -> str:
+    """The validation runs' Data Docs: each site's index and every validation result page, newest first."""
+
+    def link(path: str, label: str, cls: str) -> str:
+        url = href(prefix, "/validation/files/" + "/".join(seg(p) for p in path.split("/")))
+        return f'<a class="{cls}" href="{url}">{cut(label)}</a>'
+
+    site_rows = [[link(f"{s}/index.html", s, "docs-link docs-site")] for s in sites]
+    page_rows = [
+        [
+            esc(d.site),
+            cut(d.suite, 60),
+            cut(d.run, 60),
+            esc(d.when),
+            link(d.path, d.path.rsplit("/", 1)[-1], "docs-link"),
+        ]
+        for d in docs
+    ]
+    body = (
+        '<p class="muted">The Great Expectations Data Docs of every validation run (one site per business date and '
+        "run), made to work offline: no script, nothing loaded from elsewhere. A rebuild keeps earlier pages.</p>"
+        + table("validation-sites", [("Site (business date / run)", "")], site_rows, empty="No validation run yet.")
+        + "<h2>Validation result pages (newest first)</h2>"
+        + table(
+            "validation-pages",
+            [("Site", ""), ("Suite", ""), ("Run", ""), ("Run time (UTC)", ""), ("Page", "")],
+            page_rows,
+            empty="None.",
+        )
+    )
+    return page("Validation Data Docs", body, prefix=prefix, user=user, active="validation")
