@@ -5,7 +5,7 @@ Only two folders of ``$WRITEOFFS_DATA_DIR/reports`` are served (``kpi``, ``recon
 (no path separators, no dot files) with a known suffix, and only files that resolve inside their folder. Candidate
 lists (``reports/batches``) are not: a batch's CSV goes through the batch's own access check
 (``/writeoffs/batches/<id>/candidates.csv``). Markdown and JSON are sent as plain text (shown, never rendered), CSV
-as a download, SVG as an image under a CSP that allows no script.
+as a download, SVG and PNG as images under a CSP that allows no script.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ TYPES = {
     ".json": ("text/plain; charset=utf-8", False),
     ".csv": ("text/csv; charset=utf-8", True),
     ".svg": ("image/svg+xml", False),
+    ".png": ("image/png", False),
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 LIST_MAX = 500
