@@ -382,7 +382,9 @@ def chain_status(engine: Engine, own_rows: Iterable[int] = ()) -> ChainStatus:
         if run is not None and not run["clean"]:
             findings.extend(run["findings"])
         since = audit_log.c.id >= recon.id - 1 if recon is not None else audit_log.c.id > newest - LIVE_MAX
-        rows = conn.execute(select(*cols).where(since).order_by(audit_log.c.id)).all()
+        # At most LIVE_MAX + 1 rows either way; the LIMIT also keeps the planner on the primary key when the table's
+        # statistics are stale (a bulk load not yet analysed: a parallel scan of every row otherwise).
+        rows = conn.execute(select(*cols).where(since).order_by(audit_log.c.id).limit(LIVE_MAX + 2)).all()
         head = int(rows[-1][0]) if rows else 0
         start = max(1, recon.id - 1) if recon is not None else max(1, head - LIVE_MAX + 1)
         findings.extend(_walk_from(key, rows, start))
