@@ -6,10 +6,12 @@ People sign in on Airflow's login page and use the plugin's pages (``/writeoffs`
   invoice's trail with the audit chain intact and the validation Data Docs, but no answer form;
 - the controller sees the batch and the KPI charts, and gets 403 on the CFO tier's batch;
 - the CFO (not of the batch's tier) gets 403 on the batch;
-- the AR manager ticks one invoice on the batch page, comments and approves: the answer goes through Airflow's HITL
-  API as the AR manager; the controller confirms (four eyes); the posted batch lacks the ticked invoice.
+- the AR manager gets 403 on the CFO tier's batch, ticks one invoice on the batch page, comments and approves: the
+  answer goes through Airflow's HITL API as the AR manager; the controller confirms (four eyes); the posted batch
+  lacks the ticked invoice.
 
-Screenshots go to ``$WRITEOFFS_DATA_DIR/screenshots/workspace-*.png`` (linked from docs/workspace.md).
+Screenshots go to ``$WRITEOFFS_DATA_DIR/screenshots/workspace-*.png`` of whoever runs the tests (``.data`` by
+default; linked from README.md and docs/workspace.md).
 """
 
 from __future__ import annotations
@@ -167,6 +169,9 @@ def test_roles_see_what_they_may_and_the_ar_manager_excludes_with_a_checkbox(bro
     context, page, resp = open_as(browser, server, "ar_manager", "/writeoffs/queue")
     assert resp.status == 200 and str(batch_id) in page.inner_text("table")
     shot(page, "ar-manager-queue")
+    resp = page.goto(f"{server.base_url}/writeoffs/batches/{cfo_batch}")  # the CFO tier's batch: not theirs
+    assert resp.status == 403 and "may not see batch" in page.inner_text("body")
+    shot(page, "ar-manager-403-cfo-batch")
     page.goto(f"{server.base_url}{batch_path}")
     page.locator(f"[data-testid=exclude-box][value='{picked}']").check()
     page.fill("#answer-comment", COMMENT)
