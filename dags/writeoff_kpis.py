@@ -14,7 +14,9 @@ of the month.
    allowance method. Fails clearly when the period is closed or the month end has no aging snapshot.
 3. `kpi_report`: write-off amount, rate (% of sales, % of AR, classified), recovery rate, trend vs the previous
    month, breakdowns by segment, reason, approver, source system and aging bucket. Writes
-   `$WRITEOFFS_DATA_DIR/reports/kpi/<YYYY-MM>.md`, `.json` and `<YYYY-MM>-tax-listing.csv`.
+   `$WRITEOFFS_DATA_DIR/reports/kpi/<YYYY-MM>.md`, `.json` and `<YYYY-MM>-tax-listing.csv`, and the charts (trend,
+   rates against the bands, aging buckets, by reason) as `<YYYY-MM>-<chart>.svg` and `.png` beside them (served by
+   the workspace at `/writeoffs/reports`).
 
 **Params**: `as_of` (month-end date, YYYY-MM-DD) or `period` (YYYY-MM); `as_of` wins. See docs/kpi.md.
 """
@@ -105,7 +107,7 @@ def writeoff_kpis() -> None:
         report, files = run_kpis(
             engine, date.fromisoformat(period["from"]), date.fromisoformat(period["to"]), previous=True
         )
-        # The charts (trend, rates against the bands, aging buckets, by reason) as SVG beside the Markdown report.
+        # The charts (trend, rates against the bands, aging buckets, by reason) as SVG and PNG beside the report.
         charts = write_report_charts(engine, report, files.markdown.parent)
         return {
             "headline": headline(report),

@@ -42,6 +42,12 @@ if not os.environ.get("WRITEOFFS_TEST_KEEP_AIRFLOW_HOME") and os.environ.get("_W
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Screenshots of the browser tests go where the README links them: the developer's $WRITEOFFS_DATA_DIR (.data by
+# default), not the session's throw-away data dir set just below.
+os.environ.setdefault(
+    "WRITEOFFS_SCREENSHOT_DIR",
+    str((Path(os.environ.get("WRITEOFFS_DATA_DIR") or ROOT / ".data") / "screenshots").resolve()),
+)
 os.environ.setdefault("WRITEOFFS_DATA_DIR", tempfile.mkdtemp(prefix="wo-data-"))
 # The audit chain is keyed (fail closed without a key): one random key for the session, inherited by subprocesses
 # and in-process Airflow tasks; each ledger checkpoints into its own file under WRITEOFFS_DATA_DIR.

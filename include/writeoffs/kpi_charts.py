@@ -3,7 +3,7 @@
 Data from :mod:`writeoffs.kpi` (the trend is :func:`~writeoffs.kpi.kpi_report` for each of the last months, so the
 chart shows exactly the net write-offs of the monthly reports) and the latest aging snapshot up to the period's end
 (one aggregate query). Drawn by :mod:`writeoffs.charts` as SVG; the workspace shows them inline and the monthly KPI
-DAG writes them beside its Markdown report (:func:`write_charts`).
+DAG writes them beside its Markdown report (:func:`write_report_charts`: SVG, and PNG by :mod:`writeoffs.kpi_png`).
 """
 
 from __future__ import annotations
@@ -126,8 +126,10 @@ def write_charts(data: ChartData, folder: Path) -> list[Path]:
 
 
 def write_report_charts(engine, report: KpiReport, folder: Path) -> list[Path]:
-    """The charts of ``report`` as SVG files beside its Markdown (``reports/kpi/<period>-<chart>.svg``), read in one
-    snapshot (read-only repeatable read on PostgreSQL)."""
+    """The charts of ``report`` as SVG and PNG files beside its Markdown (``reports/kpi/<period>-<chart>.svg`` and
+    ``.png``, :mod:`writeoffs.kpi_png`), read in one snapshot (read-only repeatable read on PostgreSQL)."""
+    from writeoffs.kpi_png import write_pngs
+
     with engine.connect() as raw:
         conn = (
             raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
@@ -136,4 +138,4 @@ def write_report_charts(engine, report: KpiReport, folder: Path) -> list[Path]:
         )
         with conn.begin():
             data = collect(conn, report)
-    return write_charts(data, folder)
+    return write_charts(data, folder) + write_pngs(data, folder)

@@ -210,3 +210,46 @@ def invoice_trail(engine: Engine, invoice_ref: str, entity: str | None = None) -
         for r in conn.execute(select(recoveries).where(recoveries.c.invoice_id == inv.id)):
             out.append(f"  recovery {r.recovery_date}: {_fmt(r.amount)} {r.currency} (entry {r.journal_entry_id})")
     return "\n".join(out)
+
+
+#: Most audit rows an invoice's trail lists (the batch's reminders can be many).
+TRAIL_AUDIT_MAX = 200
+
+
+def invoice_audit_rows(conn: Connection, invoice_ref: str, entity: str | None = None) -> list[Any]:
+    """The audit rows about one invoice, oldest first: rows on the invoice itself (recoveries, reversals cleared),
+    on its write-offs (reversals) and on the batches that carried them (requests, decisions, posting).
+
+    Empty when the invoice is unknown (or its ref repeats across entities and none is given)."""
+    from sqlalchemy import and_, or_
+
+    from writeoffs.db.schema import audit_log
+
+    q = select(invoices.c.id).where(invoices.c.invoice_ref == invoice_ref)
+    if entity:
+        q = q.where(invoices.c.entity_code == entity)
+    inv_id = conn.execute(q.limit(1)).scalar()
+    if inv_id is None:
+        return []
+    wos = conn.execute(select(writeoffs.c.id, writeoffs.c.batch_id).where(writeoffs.c.invoice_id == inv_id)).all()
+    objects = [and_(audit_log.c.object_type == "invoice", audit_log.c.object_id == str(inv_id))]
+    if wos:
+        objects.append(and_(audit_log.c.object_type == "writeoff", audit_log.c.object_id.in_([str(w.id) for w in wos])))
+        batches = sorted({str(w.batch_id) for w in wos if w.batch_id is not None})
+        if batches:
+            objects.append(and_(audit_log.c.object_type == "writeoff_batch", audit_log.c.object_id.in_(batches)))
+    return list(
+        conn.execute(
+            select(
+                audit_log.c.id,
+                audit_log.c.recorded_at,
+                audit_log.c.actor,
+                audit_log.c.action,
+                audit_log.c.object_type,
+                audit_log.c.object_id,
+            )
+            .where(or_(*objects))
+            .order_by(audit_log.c.id)
+            .limit(TRAIL_AUDIT_MAX)
+        )
+    )

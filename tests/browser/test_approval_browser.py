@@ -44,8 +44,10 @@ COMMENT = "Agency report 2026-11 reviewed; INV 2 disputed <b>by phone</b>"
 
 
 def screenshots_dir() -> Path:
-    base = Path(os.environ.get("WRITEOFFS_DATA_DIR") or ROOT / ".data")
-    out = base / "screenshots"
+    """``$WRITEOFFS_DATA_DIR/screenshots`` of whoever ran the tests (tests/conftest.py keeps it, before the session
+    swaps in its own throw-away data dir); ``.data/screenshots`` by default."""
+    explicit = os.environ.get("WRITEOFFS_SCREENSHOT_DIR")
+    out = Path(explicit) if explicit else Path(os.environ.get("WRITEOFFS_DATA_DIR") or ROOT / ".data") / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     return out
 

@@ -2,13 +2,16 @@
 
 People sign in on Airflow's login page and use the plugin's pages (``/writeoffs``):
 
-- the auditor (a workspace reader, Airflow role *viewer*) sees the batch, the reconciliation and the KPI charts,
-  but no answer form;
+- the auditor (a workspace reader, Airflow role *viewer*) sees the batch, the reconciliation, the KPI charts, an
+  invoice's trail with the audit chain intact and the validation Data Docs, but no answer form;
+- the controller sees the batch and the KPI charts, and gets 403 on the CFO tier's batch;
 - the CFO (not of the batch's tier) gets 403 on the batch;
-- the AR manager ticks one invoice on the batch page, comments and approves: the answer goes through Airflow's HITL
-  API as the AR manager; the controller confirms (four eyes); the posted batch lacks the ticked invoice.
+- the AR manager gets 403 on the CFO tier's batch, ticks one invoice on the batch page, comments and approves: the
+  answer goes through Airflow's HITL API as the AR manager; the controller confirms (four eyes); the posted batch
+  lacks the ticked invoice.
 
-Screenshots go to ``$WRITEOFFS_DATA_DIR/screenshots/workspace-*.png`` (linked from docs/workspace.md).
+Screenshots go to ``$WRITEOFFS_DATA_DIR/screenshots/workspace-*.png`` of whoever runs the tests (``.data`` by
+default; linked from README.md and docs/workspace.md).
 """
 
 from __future__ import annotations
@@ -85,6 +88,17 @@ def shot(page, name: str) -> None:
     assert path.stat().st_size > 10_000, f"screenshot {path} is (nearly) empty"
 
 
+def assert_charts_drawn(page) -> None:
+    """The KPI page shows its charts: each SVG has marks and takes room on the screen."""
+    charts = page.locator("#kpi-charts svg")
+    assert charts.count() >= 4, "the KPI page shows no charts"
+    sizes = page.eval_on_selector_all("#kpi-charts svg", "els => els.map(e => e.outerHTML.length)")
+    assert min(sizes) > 200, f"empty chart(s): {sizes}"
+    for k in range(charts.count()):
+        box = charts.nth(k).bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 50, f"chart {k} not drawn: {box}"
+
+
 def wait_request(server, run_id: str, step: str, batch_id: int) -> dict:
     client = server.client("admin")
 
@@ -118,11 +132,17 @@ def test_roles_see_what_they_may_and_the_ar_manager_excludes_with_a_checkbox(bro
     assert resp.status == 200
     resp = page.goto(f"{server.base_url}/writeoffs/kpis")
     assert resp.status == 200
-    charts = page.locator("svg, img[src$='.svg']")
-    assert charts.count() >= 3, "the KPI page shows no charts"
-    sizes = page.eval_on_selector_all("svg", "els => els.map(e => e.outerHTML.length)")
-    assert sizes and min(sizes) > 200, f"empty chart(s): {sizes}"
+    assert_charts_drawn(page)
     shot(page, "auditor-kpis")
+    # The invoice trail with the audit chain's status, computed by the api-server with the audit key.
+    resp = page.goto(f"{server.base_url}/writeoffs/trail?invoice={refs[0]}&entity=US01")
+    assert resp.status == 200 and refs[0] in page.inner_text("pre#trail")
+    chain = page.locator("#audit-chain")
+    assert chain.get_attribute("data-state") == "intact", chain.inner_text()
+    assert page.locator("table#trail-audit tbody tr[data-audit-row]").count() >= 1  # the approval request's row
+    shot(page, "auditor-trail")
+    assert page.goto(f"{server.base_url}/writeoffs/validation").status == 200
+    shot(page, "auditor-validation")
     context.close()
 
     # Controller: an approver of the AR manager's tier sees that batch (and may answer it), and the
@@ -133,6 +153,9 @@ def test_roles_see_what_they_may_and_the_ar_manager_excludes_with_a_checkbox(bro
     resp = page.goto(f"{server.base_url}/writeoffs/batches/{cfo_batch}")
     assert resp.status == 403 and "may not see batch" in page.inner_text("body")
     shot(page, "controller-403-cfo-batch")
+    assert page.goto(f"{server.base_url}/writeoffs/kpis").status == 200
+    assert_charts_drawn(page)
+    shot(page, "controller-kpis")
     context.close()
 
     # CFO: not of the AR manager's tier, not a reader: 403 on the batch.
@@ -146,6 +169,9 @@ def test_roles_see_what_they_may_and_the_ar_manager_excludes_with_a_checkbox(bro
     context, page, resp = open_as(browser, server, "ar_manager", "/writeoffs/queue")
     assert resp.status == 200 and str(batch_id) in page.inner_text("table")
     shot(page, "ar-manager-queue")
+    resp = page.goto(f"{server.base_url}/writeoffs/batches/{cfo_batch}")  # the CFO tier's batch: not theirs
+    assert resp.status == 403 and "may not see batch" in page.inner_text("body")
+    shot(page, "ar-manager-403-cfo-batch")
     page.goto(f"{server.base_url}{batch_path}")
     page.locator(f"[data-testid=exclude-box][value='{picked}']").check()
     page.fill("#answer-comment", COMMENT)

@@ -253,6 +253,50 @@ def test_trail_and_reconciliation_pages(ws) -> None:
     assert len(re.findall(r"<tr>", page.split('id="recon-pairs"', 1)[1].split("</table>", 1)[0])) == 2
 
 
+def _disable_audit_guard(conn) -> None:
+    """What an insider holding the database does first (as in test_ledger_tamper / test_audit_anchor)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP TRIGGER trg_audit_no_update")
+    else:
+        conn.exec_driver_sql("ALTER TABLE audit_log DISABLE TRIGGER trg_audit_guard")
+
+
+def test_trail_shows_the_audit_chain_and_an_edited_row_breaks_it(ws) -> None:
+    """Attack: one of the invoice's audit rows is edited with raw SQL after reconciliation verified the chain; the
+    trail page (which reuses that run's verdict and verifies the invoice's own rows now) shows it broken there."""
+    from writeoffs import audit
+    from writeoffs.reconcile import CHECKS, reconcile
+
+    with ws.engine.begin() as conn:
+        audit.append(conn, actor="someone", action="test.other", object_type="thing", object_id=1, details={})
+    for action in ("approval.requested.approve", "approval.reminded"):
+        with ws.engine.begin() as conn:
+            audit.append(conn, actor="scheduler", action=action, object_type="writeoff_batch",
+                         object_id=ws.ids["open"], details={"tier": "ar_manager"})  # fmt: skip
+    chain_only = [c for c in CHECKS if c.name == "audit_chain"]
+    result = reconcile(ws.engine, ws_date(), run_key="chain-1", checks=chain_only, write_report=False)
+    assert result.break_count == 0
+    with ws.engine.begin() as conn:  # after the run: verified by the page itself
+        audit.append(conn, actor="someone", action="test.later", object_type="thing", object_id=2, details={})
+    with ws.engine.connect() as conn:
+        own = [int(i) for i in conn.exec_driver_sql(
+            f"SELECT id FROM audit_log WHERE object_type = 'writeoff_batch' AND object_id = '{ws.ids['open']}'"
+            " ORDER BY id").scalars()]  # fmt: skip
+        head = conn.exec_driver_sql("SELECT max(id) FROM audit_log").scalar()
+    c = ws("controller")
+    page = c.get("/trail", params={"invoice": "INV-open-1"}).text
+    assert 'data-state="intact"' in page and f"audit chain intact up to row {head}, anchored at row {head}" in page
+    assert "reconciliation run chain-1" in page and "this invoice&#x27;s 2 audit row(s)" in page
+    assert re.findall(r'data-audit-row="(\d+)"', page) == [str(i) for i in own]
+
+    with ws.engine.begin() as conn:
+        _disable_audit_guard(conn)
+        conn.exec_driver_sql(f"UPDATE audit_log SET actor = 'mallory' WHERE id = {own[0]}")
+    page = c.get("/trail", params={"invoice": "INV-open-1"}).text
+    assert 'data-state="broken"' in page and f'data-broken-at="{own[0]}"' in page
+    assert f"audit chain BROKEN at row {own[0]}" in page and 'class="bad">broken here' in page
+
+
 def ws_date():
     from tests.integration.approval_support import AS_OF
 

@@ -60,3 +60,22 @@ def test_monthly_run_books_the_allowance_once_and_writes_the_reports(
     }
     assert all("<svg" in t and "</svg>" in t for t in charts.values())
     assert 'data-label="365+" data-value="2000.0000"' in charts["2026-11-aging-buckets-EUR.svg"]
+    # ... and the same charts as PNG (matplotlib), valid images of the set size, served by the workspace.
+    from tests.unit.test_kpi_png import png_size
+
+    pngs = {p.name: p.read_bytes() for p in (tmp_path / "reports" / "kpi").glob("2026-11-*.png")}
+    assert set(pngs) == {name.removesuffix(".svg") + ".png" for name in charts}
+    assert all(png_size(b) == (800, 450) and len(b) > 5_000 for b in pngs.values())
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
+    from writeoffs_airflow.workspace.app import create_app
+
+    app = create_app(engine_factory=lambda: pg_ledger, reader_names=frozenset({"auditor"}))
+    client = TestClient(app, root_path="/writeoffs")
+    assert client.get("/reports/kpi/2026-11-writeoff-trend.png").status_code == 401
+    app.dependency_overrides[get_user] = lambda: type("U", (), {"get_name": lambda self: "auditor"})()
+    served = client.get("/reports/kpi/2026-11-writeoff-trend.png")
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.content == pngs["2026-11-writeoff-trend.png"]
+    assert "2026-11-aging-buckets-EUR.png" in client.get("/reports").text

@@ -197,11 +197,18 @@ def run_suites(
     for name, (suite, by_sql, counts, order) in deferred.items():
         ident, res = by_suite[name]
         _add_sql_results(context, ident, res, suite, by_sql, counts, order)
-    # One build for the whole run (GX's UpdateDataDocsAction rebuilds the index once per suite result).
+    # One build for the whole run (GX's UpdateDataDocsAction rebuilds the index once per suite result). Without GX's
+    # index: its clean-up deletes every page of the site whose result this (ephemeral) context does not hold, i.e.
+    # the pages of earlier builds into the same site; ours lists every page on disk and works offline.
+    from writeoffs.validation.docs import finish_site
+
     idents = [ident for ident, _ in by_suite.values()]
     context.build_data_docs(
-        site_names=[SITE], resource_identifiers=[*idents, *(i.expectation_suite_identifier for i in idents)]
+        site_names=[SITE],
+        resource_identifiers=[*idents, *(i.expectation_suite_identifier for i in idents)],
+        build_index=False,
     )
+    finish_site(docs_dir)
 
     outcomes: list[SuiteOutcome] = []
     for (scope, _, _, _), (suite_name, names) in zip(targets, parts, strict=True):

@@ -33,6 +33,14 @@ SECURITY_HEADERS = {
         "frame-ancestors 'self'; base-uri 'none'"
     ),
 }
+#: Validation Data Docs: the site's own stylesheets, images and fonts; still no script and nothing from elsewhere.
+DOCS_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+        "form-action 'none'; frame-ancestors 'self'; base-uri 'none'"
+    ),
+}
 MAX_PAGE = 1_000_000
 MAX_ID = 2**63 - 1  # a batch id beyond the BIGINT range is not an error, just not there
 REASON_MAX = 64
@@ -41,21 +49,28 @@ REASON_MAX = 64
 @lru_cache(maxsize=1)
 def default_engine():
     """The ledger of the deployment: Airflow connection ``writeoff_ledger`` (read in the api-server from Airflow's
-    secrets backends and metadata DB), else ``WRITEOFFS_LEDGER_URL``, else the SQLite file of the data dir."""
+    secrets backends and metadata DB), else ``WRITEOFFS_LEDGER_URL``, else the SQLite file of the data dir. The
+    audit key: connection ``writeoff_audit_key``, else the environment (``writeoffs.audit_anchor``)."""
     import json
 
     from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
 
+    from writeoffs.audit_anchor import parse_key
     from writeoffs.db.engine import make_engine
-    from writeoffs_airflow.ledger import LEDGER_CONN_ID
+    from writeoffs_airflow.ledger import AUDIT_KEY_CONN_ID, LEDGER_CONN_ID
 
+    try:  # the audit key (to show the chain's status) from the same place the tasks read it, else the environment
+        key = Connection.get_connection_from_secrets(AUDIT_KEY_CONN_ID).password or ""
+    except AirflowNotFoundException:
+        key = ""
+    audit_key = parse_key(key, f"Airflow connection {AUDIT_KEY_CONN_ID}") if key else None
     try:
         conn = Connection.get_connection_from_secrets(LEDGER_CONN_ID)
     except AirflowNotFoundException:  # not defined: the env / default applies (any other failure is raised, and
-        return make_engine(None)  # not cached: never a silent fall-back to another ledger)
+        return make_engine(None, audit_key=audit_key)  # not cached: never a silent fall-back to another ledger)
     extra = json.loads(conn.extra or "{}")
-    return make_engine(str(extra.get("sqlalchemy_url") or conn.get_uri()))
+    return make_engine(str(extra.get("sqlalchemy_url") or conn.get_uri()), audit_key=audit_key)
 
 
 def _user_name(user: BaseUser) -> str:
@@ -229,8 +244,18 @@ def create_app(
         engine = engine_of()
         with engine.connect() as conn:
             acc = reports_access(conn, user)
-        text = invoice_trail(engine, invoice, entity or None) if invoice else None
-        return html(pages.trail_page(invoice, entity, text, prefix=prefix_of(request), user=acc.user))
+        text, rows, chain = None, [], None
+        if invoice:
+            from writeoffs.audit_anchor import chain_status
+            from writeoffs.report import invoice_audit_rows
+
+            text = invoice_trail(engine, invoice, entity or None)
+            with engine.connect() as conn:
+                rows = invoice_audit_rows(conn, invoice, entity or None)
+            chain = chain_status(engine, [r.id for r in rows])
+        body = pages.trail_page(invoice, entity, text, prefix=prefix_of(request), user=acc.user, audit_rows=rows,
+                                chain=chain)  # fmt: skip
+        return html(body)
 
     @app.get("/reconciliation", response_class=HTMLResponse)
     def reconciliation(request: Request, user: BaseUser = Depends(get_user)) -> Response:
@@ -262,6 +287,28 @@ def create_app(
         headers = dict(SECURITY_HEADERS)
         headers["Content-Disposition"] = f'{"attachment" if download else "inline"}; filename="{path.name}"'
         return FileResponse(path, media_type=media, headers=headers)
+
+    @app.get("/validation", response_class=HTMLResponse)
+    def validation_docs(request: Request, user: BaseUser = Depends(get_user)) -> Response:
+        from writeoffs_airflow.workspace import reports
+
+        with engine_of().connect() as conn:
+            acc = reports_access(conn, user)
+        sites, docs = reports.validation_listing()
+        return html(pages.validation_page(sites, docs, prefix=prefix_of(request), user=acc.user))
+
+    @app.get("/validation/files/{path:path}")
+    def validation_file(path: str, user: BaseUser = Depends(get_user)) -> Response:
+        from fastapi.responses import FileResponse
+
+        from writeoffs_airflow.workspace import reports
+
+        with engine_of().connect() as conn:
+            reports_access(conn, user)
+        found = reports.resolve_docs(path)
+        if found is None:
+            raise HTTPException(404, "no such Data Docs file")
+        return FileResponse(found, media_type=reports.DOCS_TYPES[found.suffix], headers=DOCS_HEADERS)
 
     def kpi_data(engine, period: str | None):
         """The month's report and charts, read in one snapshot (read-only repeatable read on PostgreSQL)."""

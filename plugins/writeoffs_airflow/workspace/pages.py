@@ -246,7 +246,48 @@ def answer_page(
     return page(f"Batch {batch.id}: answer", body, prefix=prefix, user=user, active="queue")
 
 
-def trail_page(invoice: str, entity: str, trail: str | None, *, prefix: str, user: str) -> str:
+def chain_block(chain, audit_rows: Sequence) -> str:
+    """The audit-chain status (``writeoffs.audit_anchor.ChainStatus``) and the invoice's own audit rows."""
+    if chain is None:
+        return ""
+    state = "unknown" if chain.intact is None else ("intact" if chain.intact else "broken")
+    cls = {"intact": "ok", "broken": "bad", "unknown": "bad"}[state]
+    out = (
+        f'<h2>Audit chain</h2><p id="audit-chain" data-testid="audit-chain" data-state="{state}"'
+        f' data-broken-at="{esc(chain.broken_at if chain.broken_at is not None else "")}" class="{cls}">'
+        f"<b>{cut(chain.headline(), 400)}</b></p>"
+        f'<p class="muted" id="audit-chain-basis">Verified: {cut(chain.basis(), 600)}.</p>'
+    )
+    rows = [
+        [
+            esc(r.id),
+            esc(r.recorded_at),
+            cut(r.actor, 60),
+            cut(r.action, 64),
+            f"{cut(r.object_type, 32)} {cut(r.object_id, 40)}",
+            '<span class="bad">broken here</span>' if chain.broken_at == r.id else "",
+        ]
+        for r in audit_rows
+    ]
+    return out + table(
+        "trail-audit",
+        [("Row", "num"), ("Recorded at (UTC)", ""), ("Actor", ""), ("Action", ""), ("Object", ""), ("", "")],
+        rows,
+        row_attrs=[f' data-audit-row="{esc(r.id)}"' for r in audit_rows],
+        empty="No audit rows name this invoice, its write-offs or their batches.",
+    )
+
+
+def trail_page(
+    invoice: str,
+    entity: str,
+    trail: str | None,
+    *,
+    prefix: str,
+    user: str,
+    audit_rows: Sequence = (),
+    chain=None,
+) -> str:
     form = (
         f'<form id="trail-form" data-testid="trail-form" class="inline" method="get" action="{href(prefix, "/trail")}">'
         f'<label>Invoice <input name="invoice" id="trail-invoice" value="{esc(invoice)}" maxlength="200"></label>'
@@ -256,7 +297,7 @@ def trail_page(invoice: str, entity: str, trail: str | None, *, prefix: str, use
     if trail is None:
         out = '<p class="muted" id="trail-hint">Enter an invoice reference (and its entity if refs repeat).</p>'
     else:
-        out = f'<pre id="trail" data-testid="trail">{esc(trail)}</pre>'
+        out = f'<pre id="trail" data-testid="trail">{esc(trail)}</pre>' + chain_block(chain, audit_rows)
     return page("Invoice trail", form + out, prefix=prefix, user=user, active="trail")
 
 
@@ -436,3 +477,36 @@ def reports_page(files, *, prefix: str, user: str) -> str:
         )
     )
     return page("Reports", body, prefix=prefix, user=user, active="reports")
+
+
+def validation_page(sites: Sequence[str], docs: Sequence, *, prefix: str, user: str) -> str:
+    """The validation runs' Data Docs: each site's index and every validation result page, newest first."""
+
+    def link(path: str, label: str, cls: str) -> str:
+        url = href(prefix, "/validation/files/" + "/".join(seg(p) for p in path.split("/")))
+        return f'<a class="{cls}" href="{url}">{cut(label)}</a>'
+
+    site_rows = [[link(f"{s}/index.html", s, "docs-link docs-site")] for s in sites]
+    page_rows = [
+        [
+            esc(d.site),
+            cut(d.suite, 60),
+            cut(d.run, 60),
+            esc(d.when),
+            link(d.path, d.path.rsplit("/", 1)[-1], "docs-link"),
+        ]
+        for d in docs
+    ]
+    body = (
+        '<p class="muted">The Great Expectations Data Docs of every validation run (one site per business date and '
+        "run), made to work offline: no script, nothing loaded from elsewhere. A rebuild keeps earlier pages.</p>"
+        + table("validation-sites", [("Site (business date / run)", "")], site_rows, empty="No validation run yet.")
+        + "<h2>Validation result pages (newest first)</h2>"
+        + table(
+            "validation-pages",
+            [("Site", ""), ("Suite", ""), ("Run", ""), ("Run time (UTC)", ""), ("Page", "")],
+            page_rows,
+            empty="None.",
+        )
+    )
+    return page("Validation Data Docs", body, prefix=prefix, user=user, active="validation")

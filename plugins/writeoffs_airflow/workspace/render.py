@@ -39,6 +39,7 @@ NAV = (
     ("reconciliation", "Reconciliation", "/reconciliation"),
     ("kpis", "KPIs", "/kpis"),
     ("reports", "Reports", "/reports"),
+    ("validation", "Validation", "/validation"),
 )
 
 
