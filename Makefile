@@ -27,11 +27,19 @@ $(STAMP): requirements.txt
 demo: install
 	$(BIN)/python scripts/demo_cycle.py
 
+# The whole suite in two parts. Tests that start a real Airflow (marker `airflow`: processes, ports, timing budgets)
+# run one at a time; all others on two processes (pytest-xdist), each with its own Airflow home and ledger schemas.
 test: install
-	$(BIN)/python -m pytest -q
+	@status=0; \
+	$(BIN)/python -m pytest -q -n 2 -m "not airflow" || status=1; \
+	$(BIN)/python -m pytest -q -m airflow || status=1; \
+	exit $$status
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	@status=0; \
+	$(BIN)/python -m pytest -q -n 2 -m "not airflow and not slow" || status=1; \
+	$(BIN)/python -m pytest -q -m "airflow and not slow" || status=1; \
+	exit $$status
 
 up: install
 	bash scripts/up.sh

@@ -56,6 +56,7 @@ from writeoffs import audit, ledger
 from writeoffs.accounting import entries, keys
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.db.locks import ALLOWANCE_ESTIMATE, ledger_lock
 from writeoffs.db.money import from_db_or_zero
 from writeoffs.db.schema import aging_runs, allowance_estimates, journal_entries, legal_entities
 from writeoffs.errors import ConfigError, LedgerError
@@ -69,7 +70,6 @@ ENTRY_PREFIX = keys.ALLOWANCE_PREFIX
 SOURCE_TYPE = "allowance"
 #: ``allowance_estimates.loss_rate`` is NUMERIC(9, 6): a fraction with 6 decimals = a percentage with 4.
 RATE_DECIMALS = 6
-_LOCK_KEY = 7_311_007  # advisory lock id for allowance estimates (PostgreSQL)
 _Q4 = Decimal("0.0001")
 _SNAP_TYPE = DateTime(timezone=True)
 _HUNDRED = Decimal(100)
@@ -360,9 +360,7 @@ def estimate_allowance(
     entities: Sequence[str] | None = None,
 ) -> AllowanceResult:
     """Estimate and post in the caller's transaction (see the module docstring). Idempotent per date."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    ledger_lock(conn, ALLOWANCE_ESTIMATE)
     q = select(legal_entities.c.code, legal_entities.c.functional_currency).where(
         legal_entities.c.writeoff_method == "allowance"
     )

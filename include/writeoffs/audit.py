@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, func, insert, select
 
+from writeoffs.db.locks import AUDIT_APPEND, ledger_lock
 from writeoffs.db.schema import audit_log
 from writeoffs.errors import WriteoffError
 
 GENESIS = "0" * 64
-_LOCK_KEY = 7_311_001  # advisory lock id for audit appends (PostgreSQL)
 #: Engine/connection execution option carrying the audit key (bytes); set by ``writeoffs.audit_anchor.bind``.
 KEY_OPTION = "writeoffs_audit_key"
 #: ``Connection.info`` flag: this DBAPI connection appended audit rows (the checkpoint hook looks for it).
@@ -104,12 +104,7 @@ def append(
 ) -> str:
     """Append one audit row inside the caller's transaction; returns its MAC."""
     key = audit_key(conn)
-    if conn.dialect.name == "postgresql":
-        # One lock per ledger (schema), not per server: ledgers in other schemas of the same database must not wait.
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(CAST(:k AS integer), hashtext(current_schema()))"),
-            {"k": _LOCK_KEY},
-        )
+    ledger_lock(conn, AUDIT_APPEND)
     last = conn.execute(select(audit_log.c.id, audit_log.c.row_hash).order_by(audit_log.c.id.desc()).limit(1)).first()
     prev = last.row_hash if last else GENESIS
     # The id is part of the MAC, so we choose it (max + 1) under the lock instead of letting the DB assign it.

@@ -41,6 +41,7 @@ from writeoffs import audit, ledger
 from writeoffs.accounting import entries
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.db import bulk
+from writeoffs.db.locks import SAMPLE_SEED, ledger_lock
 from writeoffs.db.schema import (
     audit_log,
     collection_activities,
@@ -66,7 +67,6 @@ from writeoffs.sample.render import PG_COPY, SQLITE_LEDGER, Renderer
 SOURCE = "sample"
 ACTOR = "sample-generator"
 AUDIT_ACTION = "sample.seed"
-_SEED_LOCK = 7_311_017  # advisory lock: two concurrent seeds of one ledger serialise, the second sees the first
 _TABLES = ("customers", "invoices", "payments", "payment_allocations", "collection_activities", "holds")
 _TABLE_OBJECTS = {
     "customers": customers,
@@ -128,8 +128,7 @@ def seed_ledger(
     pg = engine.dialect.name == "postgresql"
     style = PG_COPY if pg else SQLITE_LEDGER
     with engine.begin() as conn:
-        if pg:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SEED_LOCK})
+        ledger_lock(conn, SAMPLE_SEED)  # two concurrent seeds of one ledger serialise, the second sees the first
         prior = _prior_seed(conn, spec)
         if prior is not None:
             return SeedResult(spec, True, prior, time.perf_counter() - started)
