@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, select, text, update
 
-from writeoffs import audit, ledger
+from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries as entry_rules
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.accounting.status import LEDGER_OWNED_STATUSES, RECOVERY_STATUSES, InvoiceStatus, sql_list
@@ -129,7 +129,9 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
             conn, {"customers": customers, "invoices": invoices, "holds": holds}, keep_indexes=frozenset({"holds"})
         )
     counts.update(_merge_customers(conn, p))
-    counts.update(_merge_invoices(conn, p))
+    # The balance and status changes of the load are movements of its as-of date (writeoffs.subledger).
+    with subledger.movement(conn, "ingest", as_of, f"ingest:{src}:{as_of.isoformat()}:{b.load_no}"):
+        counts.update(_merge_invoices(conn, p))
     if conn.dialect.name == "postgresql" and counts["invoices_inserted_or_changed"] > 10_000:
         # The statements below (and the aging) join the invoices just written; stale statistics would plan them
         # as if the table were still small.
