@@ -36,6 +36,8 @@ from writeoffs.db.schema import MOVEMENT_KINDS, customers, invoice_movements, in
 from writeoffs.errors import WriteoffError
 
 Level = Literal["invoice", "customer", "entity", "currency"]
+#: "As known at": None (everything recorded), a date (by the end of that day, UTC), a moment, or a recorded_at value.
+Known = date | datetime | str | None
 LEVELS: tuple[str, ...] = ("invoice", "customer", "entity", "currency")
 #: The SQLite table its triggers read the declared context from (migration 0013; SQLite only).
 _SQLITE_CONTEXT = "invoice_movement_context"
@@ -86,11 +88,14 @@ def recorded_text(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _known_filter(known: date | datetime | None) -> Any:
-    """``recorded_at`` condition for "as known at": a date means the end of that day (UTC)."""
+def _known_filter(known: Known) -> Any:
+    """``recorded_at`` condition for "as known at": a date means the end of that day (UTC); a string is a
+    ``recorded_at`` value (e.g. :func:`last_recorded` at some point)."""
     m = invoice_movements.c
     if known is None:
         return literal(True)
+    if isinstance(known, str):
+        return m.recorded_at <= known
     if isinstance(known, datetime):
         return m.recorded_at <= recorded_text(known)
     return m.recorded_at < recorded_text(datetime.combine(known + timedelta(days=1), time()))
@@ -132,7 +137,7 @@ def balances_as_of(
     as_of: date,
     *,
     level: Level = "entity",
-    known: date | datetime | None = None,
+    known: Known = None,
     entity: str | None = None,
     currency: str | None = None,
     customer_ref: str | None = None,
@@ -182,7 +187,7 @@ def aging_as_of(
     *,
     basis: Basis = "due_date",
     buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
-    known: date | datetime | None = None,
+    known: Known = None,
 ) -> dict[str, Any]:
     """The aging of ``as_of`` from movements (the same shape as :func:`writeoffs.aging.summary`): one query.
 
@@ -242,7 +247,7 @@ def changes_between(
     start: date,
     end: date,
     *,
-    known: date | datetime | None = None,
+    known: Known = None,
     entity: str | None = None,
     currency: str | None = None,
     customer_ref: str | None = None,
