@@ -21,6 +21,7 @@ Every question below is ONE query (set-wise, ``GROUP BY``), on SQLite and Postgr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ from typing import Any, Literal
 from sqlalchemy import Connection, func, literal, select, text
 
 from writeoffs.aging import Basis, days_since, summarise
-from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case
-from writeoffs.db.schema import MOVEMENT_KINDS, customers, invoice_movements, invoices
+from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case, bucket_case_text
+from writeoffs.db.money import from_db
+from writeoffs.db.schema import MOVEMENT_KINDS, aging_runs, customers, invoice_movements, invoices
 from writeoffs.errors import WriteoffError
 
 Level = Literal["invoice", "customer", "entity", "currency"]
@@ -89,16 +91,8 @@ def recorded_text(moment: datetime) -> str:
 
 
 def _known_filter(known: Known) -> Any:
-    """``recorded_at`` condition for "as known at": a date means the end of that day (UTC); a string is a
-    ``recorded_at`` value (e.g. :func:`last_recorded` at some point)."""
-    m = invoice_movements.c
-    if known is None:
-        return literal(True)
-    if isinstance(known, str):
-        return m.recorded_at <= known
-    if isinstance(known, datetime):
-        return m.recorded_at <= recorded_text(known)
-    return m.recorded_at < recorded_text(datetime.combine(known + timedelta(days=1), time()))
+    """``recorded_at`` condition for "as known at" (see :func:`known_param`)."""
+    return literal(True) if known is None else invoice_movements.c.recorded_at <= known_param(known)
 
 
 def last_recorded(conn: Connection) -> str | None:
@@ -181,6 +175,69 @@ def balances_as_of(
 # --- aging ------------------------------------------------------------------------------------------------------------
 
 
+def aged_invoices_sql(dialect: str, *, basis: Basis = "due_date", buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> str:
+    """The one home of "an invoice's aging as of a past date": SQL selecting, per invoice raised on or before ``:d``
+    (a DATE parameter) with an open balance at the end of that day, ``invoice_id, entity_code, currency,
+    customer_id, days_past_due, bucket, open_balance``, from the movements recorded up to ``:known`` (a
+    ``recorded_at`` text; pass :data:`EVERYTHING` for all). Used by :func:`aging_as_of`, the allowance estimate
+    and the KPIs; money comes back as stored (read it with ``writeoffs.db.money.from_db``)."""
+    if basis not in ("due_date", "invoice_date"):
+        raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
+    if dialect == "postgresql":
+        dpd = f"(CAST(:d AS DATE) - i.{basis})"
+        day = "CAST(:d AS DATE)"
+    else:
+        dpd = f"CAST(julianday(:d) - julianday(i.{basis}) AS INTEGER)"
+        day = ":d"
+    return f"""
+        SELECT b.invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
+               {bucket_case_text(dpd, buckets)} AS bucket, b.open_balance
+        FROM (SELECT m.invoice_id, SUM(m.balance_change) AS open_balance FROM invoice_movements m
+              WHERE m.effective_date <= {day} AND m.recorded_at <= :known
+              GROUP BY m.invoice_id) b
+        JOIN invoices i ON i.id = b.invoice_id
+        WHERE b.open_balance > 0 AND i.invoice_date <= {day}
+    """
+
+
+def aging_spec(conn: Connection, as_of: date) -> tuple[Basis, tuple[Bucket, ...]]:
+    """The basis and buckets the pipeline ages with: those of the latest aging run on or before ``as_of`` (the
+    ingest's configuration, stored with each run), else due date and the default buckets."""
+    r = conn.execute(
+        select(aging_runs.c.basis, aging_runs.c.bucket_spec)
+        .where(aging_runs.c.as_of_date <= as_of)
+        .order_by(aging_runs.c.as_of_date.desc())
+        .limit(1)
+    ).first()
+    if r is None:
+        return "due_date", tuple(DEFAULT_BUCKETS)
+    spec = json.loads(r.bucket_spec)
+    return r.basis, tuple(
+        Bucket(b["label"], int(b["low"]), None if b["high"] is None else int(b["high"])) for b in spec
+    )
+
+
+#: A ``:known`` bound that every ``recorded_at`` is below (text comparison).
+EVERYTHING = "9999"
+
+
+def known_param(known: Known) -> str:
+    """The ``:known`` bound of :func:`aged_invoices_sql` for an "as known at" value (inclusive)."""
+    if known is None:
+        return EVERYTHING
+    if isinstance(known, str):
+        return known
+    if isinstance(known, datetime):
+        return recorded_text(known)
+    # The end of that day: everything recorded before the next midnight (UTC).
+    return recorded_text(datetime.combine(known + timedelta(days=1), time()) - timedelta(microseconds=1))
+
+
+def aged_params(as_of: date, known: Known = None) -> dict[str, Any]:
+    """Parameters of :func:`aged_invoices_sql`, bound as text (``'YYYY-MM-DD'`` is what both databases store)."""
+    return {"d": as_of.isoformat(), "known": known_param(known)}
+
+
 def aging_as_of(
     conn: Connection,
     as_of: date,
@@ -194,24 +251,15 @@ def aging_as_of(
     Each invoice raised on or before the date with an open balance at the end of it, bucketed by days past due (or
     since invoice date) on that date. Nothing is stored: a past month end needs no snapshot taken on the day.
     """
-    if basis not in ("due_date", "invoice_date"):
-        raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
-    m, i = invoice_movements.c, invoices.c
-    per_invoice = (
-        select(m.invoice_id, func.sum(m.balance_change).label("balance"))
-        .where(m.effective_date <= as_of, _known_filter(known))
-        .group_by(m.invoice_id)
-        .subquery()
-    )
-    dpd = days_since(conn, as_of, i[basis])
-    bucket = bucket_case(dpd, buckets).label("bucket")
-    q = (
-        select(i.entity_code, i.currency, bucket, func.count(), func.sum(per_invoice.c.balance))
-        .select_from(per_invoice.join(invoices, invoices.c.id == per_invoice.c.invoice_id))
-        .where(per_invoice.c.balance > 0, i.invoice_date <= as_of)
-        .group_by(i.entity_code, i.currency, bucket)
-    )
-    return summarise(conn.execute(q).all(), as_of, buckets)
+    aged = aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets)
+    rows = conn.execute(
+        text(
+            f"SELECT a.entity_code, a.currency, a.bucket, COUNT(*), SUM(a.open_balance) FROM ({aged}) a "
+            "GROUP BY a.entity_code, a.currency, a.bucket"
+        ),
+        aged_params(as_of, known),
+    ).all()
+    return summarise([(e, c, b, n, from_db(conn, s)) for e, c, b, n, s in rows], as_of, buckets)
 
 
 def aging_current(
