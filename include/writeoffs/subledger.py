@@ -169,7 +169,9 @@ def balances_as_of(
         .group_by(ent, i.currency, key)
         .order_by(ent, i.currency, key)
     )
-    return [Balance(e, cur, k, Decimal(bal or 0), int(n or 0)) for e, cur, k, bal, n in conn.execute(q)]
+    return [
+        Balance(e, cur, k, Decimal(0) if bal is None else bal, int(n or 0)) for e, cur, k, bal, n in conn.execute(q)
+    ]
 
 
 # --- aging ------------------------------------------------------------------------------------------------------------
@@ -331,7 +333,9 @@ def changes_between(
         .group_by(i.entity_code, i.currency, m.kind)
         .order_by(i.entity_code, i.currency, m.kind)
     )
-    return [Change(e, cur, k, int(n), int(ni), Decimal(s or 0)) for e, cur, k, n, ni, s in conn.execute(q)]
+    return [
+        Change(e, cur, k, int(n), int(ni), Decimal(0) if s is None else s) for e, cur, k, n, ni, s in conn.execute(q)
+    ]
 
 
 def invoice_history(conn: Connection, entity: str, invoice_ref: str) -> list[dict[str, Any]]:
@@ -354,3 +358,55 @@ def invoice_history(conn: Connection, entity: str, invoice_ref: str) -> list[dic
         }
         for r in rows
     ]
+
+
+# --- sub-ledger vs GL at a date -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GlComparison:
+    entity: str
+    currency: str
+    subledger: Decimal  # open AR as of the date, from movements
+    gl: Decimal  # AR control: posted lines dated on or before the date
+    difference: Decimal  # gl - subledger
+
+
+def compare_with_gl(conn: Connection, as_of: date, *, known: Known = None) -> list[GlComparison]:
+    """Sub-ledger open AR vs the GL's AR control account at the end of ``as_of``, per entity and currency: one query.
+
+    A difference is a cut-off (or worse): e.g. an invoice raised before the date that first arrived in a later
+    extract is in the sub-ledger as of its invoice date, while the AR sync entry that booked it is dated the day of
+    that extract.
+    """
+    params = aged_params(as_of, known)
+    rows = conn.execute(
+        text(
+            """
+            WITH sub AS (
+                SELECT i.entity_code, i.currency, SUM(m.balance_change) AS amount
+                FROM invoice_movements m JOIN invoices i ON i.id = m.invoice_id
+                WHERE m.effective_date <= :d AND m.recorded_at <= :known
+                GROUP BY i.entity_code, i.currency),
+            gl AS (
+                SELECT l.entity_code, l.currency, SUM(l.debit - l.credit) AS amount
+                FROM journal_lines l
+                JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted' AND e.posting_date <= :d
+                JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'ar_control'
+                GROUP BY l.entity_code, l.currency),
+            k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
+            SELECT k.entity_code, k.currency, sub.amount, gl.amount
+            FROM k
+            LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
+            LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
+            ORDER BY k.entity_code, k.currency
+            """
+        ),
+        params,
+    ).all()
+    out = []
+    for entity, currency, sub, gl in rows:
+        s = from_db(conn, sub) or Decimal(0)
+        g = from_db(conn, gl) or Decimal(0)
+        out.append(GlComparison(entity, currency, s, g, g - s))
+    return out
