@@ -182,3 +182,26 @@ def test_the_migration_opens_the_history_of_an_existing_ledger(fresh: Engine) ->
     assert movements(fresh, b) == [("opening", date(2026, 2, 3), D("0"), "paid")]
     with fresh.connect() as conn:
         assert [(r.key, r.balance) for r in subledger.balances_as_of(conn, date(2026, 3, 1))] == [("US01", D("40"))]
+
+
+def test_reconciliation_finds_a_history_that_was_bypassed(ledger: Engine) -> None:
+    """An owner who switches the movement trigger off and edits a balance leaves a sub-ledger whose history no longer
+    explains it: the reconciliation's ``movements`` check reports the invoice."""
+    from writeoffs.reconcile import Tolerances, check_movements
+
+    with ledger.begin() as conn:
+        f.entity(conn)
+        iid = f.invoice(conn, f.customer(conn), ref="INV-EDITED", amount="500.00")
+        f.invoice(conn, f.customer(conn), amount="70.00")
+    with ledger.connect() as conn:
+        assert check_movements(conn, AS_OF, Tolerances()) == []
+    with ledger.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE invoices DISABLE TRIGGER trg_invoices_moved_update"))
+        else:
+            conn.execute(text("DROP TRIGGER trg_invoices_moved_update"))
+        conn.execute(update(invoices).where(invoices.c.id == iid).values(open_balance=D("1.00")))
+    with ledger.connect() as conn:
+        (found,) = check_movements(conn, AS_OF, Tolerances())
+    assert (found.check, found.expected, found.actual) == ("movements", D("1"), D("500"))
+    assert [d["ref"] for d in found.documents] == ["INV-EDITED"]
