@@ -448,7 +448,7 @@ def _check_rates_cover_aging(
         text(f"SELECT DISTINCT s.entity_code, s.bucket FROM {_aged(conn, as_of)} s").bindparams(
             bindparam("d", type_=Date)
         ),
-        {"d": as_of, "known": subledger.EVERYTHING},
+        {"d": as_of},
     ).all()
     missing = sorted((e, b) for e, b in rows if e in rates and b not in rates[e])
     if missing:
@@ -462,10 +462,7 @@ def _check_rates_cover_aging(
 def _scope(conn: Connection, as_of: date, entities: Sequence[str]) -> list[tuple[str, str]]:
     """(entity, currency) pairs to estimate: open AR as of the date, or a non-zero allowance balance to release."""
     ent_sql = ", ".join(f":e{n}" for n in range(len(entities)))
-    params: dict[str, object] = {f"e{n}": e for n, e in enumerate(entities)} | {
-        "d": as_of,
-        "known": subledger.EVERYTHING,
-    }
+    params: dict[str, object] = {f"e{n}": e for n, e in enumerate(entities)} | {"d": as_of}
     rows = conn.execute(
         text(
             f"""
@@ -547,7 +544,7 @@ def _store_estimates(
     dialect = conn.dialect.name
     rates_sql, params = _rates_table(rates, (e for e, _ in todo))
     pairs_sql, p2 = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
-    params |= p2 | {"d": as_of, "known": subledger.EVERYTHING}
+    params |= p2 | {"d": as_of}
     select_sql = f"""
         WITH rt AS ({rates_sql}), pr AS ({pairs_sql}),
         ag AS (SELECT s.entity_code, s.currency, s.bucket, SUM(s.open_balance) AS open_sum
@@ -630,7 +627,6 @@ def _functional_required(
     dialect = conn.dialect.name
     pairs_sql, params = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
     params["d"] = as_of
-    params["known"] = subledger.EVERYTHING
     rows = conn.execute(
         text(
             f"""

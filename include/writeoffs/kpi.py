@@ -38,6 +38,7 @@ from writeoffs.buckets import bucket_case_text
 from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.money import money_str, round_money
 from writeoffs.safe_text import csv_writer, md
+from writeoffs.subledger import later_movements_sql
 
 _Q4 = Decimal("0.0001")
 _PCT = Decimal("0.01")
@@ -369,10 +370,10 @@ _SALES = """
 #: Open AR at the end of the period from the sub-ledger's movements (writeoffs.subledger): exact for any past date,
 #: whether or not anyone aged it on the day. Open balances are never negative, so summing every invoice's movements
 #: (zero-balance invoices add nothing) equals summing the open ones.
-_AR_MOVEMENTS = """
-    SELECT i.entity_code, i.currency, i.fx_rate, SUM(m.balance_change)
-    FROM invoice_movements m JOIN invoices i ON i.id = m.invoice_id
-    WHERE m.effective_date <= :end AND i.invoice_date <= :end
+_AR_MOVEMENTS = f"""
+    SELECT i.entity_code, i.currency, i.fx_rate, SUM(i.open_balance - COALESCE(x.later, 0))
+    FROM invoices i LEFT JOIN ({later_movements_sql(day=":end")}) x ON x.invoice_id = i.id
+    WHERE i.invoice_date <= :end
     GROUP BY i.entity_code, i.currency, i.fx_rate
 """
 _RECOVERIES = """

@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, literal, select, text
+from sqlalchemy import Connection, func, literal, or_, select, text
 
 from writeoffs.aging import Basis, days_since, summarise
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case, bucket_case_text
@@ -139,33 +139,29 @@ def balances_as_of(
 ) -> list[Balance]:
     """Open balances at the end of ``as_of`` per invoice, customer, entity (and currency) or currency: one query.
 
-    ``known``: only what the ledger had recorded by then (a date: by the end of that day, UTC).
+    Every invoice raised on or before the date counts (zero balances included, so a customer who had paid shows
+    0). ``known``: only what the ledger had recorded by then (a date: by the end of that day, UTC); an invoice it
+    did not know yet shows 0.
     """
     if level not in LEVELS:
         raise WriteoffError(f"balance level must be one of {', '.join(LEVELS)}, not {level!r}")
     m, i, c = invoice_movements.c, invoices.c, customers.c
     key = {"invoice": i.invoice_ref, "customer": c.customer_ref, "entity": i.entity_code, "currency": i.currency}[level]
     ent = literal("") if level == "currency" else i.entity_code
-    per_invoice = (
-        select(m.invoice_id, func.sum(m.balance_change).label("balance"))
-        .where(m.effective_date <= as_of, _known_filter(known))
-        .group_by(m.invoice_id)
-        .subquery()
-    )
+    # Current balance minus what came later (see later_movements_sql for why, and for the invariant it relies on).
+    later_when = m.effective_date > as_of
+    if known is not None:
+        later_when = or_(later_when, m.recorded_at > known_param(known))
+    later = (
+        select(m.invoice_id, func.sum(m.balance_change).label("later")).where(later_when).group_by(m.invoice_id)
+    ).subquery()
+    balance = i.open_balance - func.coalesce(later.c.later, 0)
     q = (
-        select(
-            ent.label("entity"),
-            i.currency,
-            key.label("key"),
-            func.sum(per_invoice.c.balance),
-            func.count().filter(per_invoice.c.balance > 0),
-        )
+        select(ent.label("entity"), i.currency, key.label("key"), func.sum(balance), func.count().filter(balance > 0))
         .select_from(
-            per_invoice.join(invoices, invoices.c.id == per_invoice.c.invoice_id).join(
-                customers, customers.c.id == i.customer_id
-            )
+            invoices.outerjoin(later, later.c.invoice_id == i.id).join(customers, customers.c.id == i.customer_id)
         )
-        .where(*_filters(entity, currency, customer_ref, invoice_ref))
+        .where(i.invoice_date <= as_of, *_filters(entity, currency, customer_ref, invoice_ref))
         .group_by(ent, i.currency, key)
         .order_by(ent, i.currency, key)
     )
@@ -177,12 +173,27 @@ def balances_as_of(
 # --- aging ------------------------------------------------------------------------------------------------------------
 
 
-def aged_invoices_sql(dialect: str, *, basis: Basis = "due_date", buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> str:
+def later_movements_sql(*, known: bool = False, day: str = ":d") -> str:
+    """The movements a balance as of ``:d`` leaves out: dated after it, or (``known``) recorded after ``:known``.
+
+    Why "current balance minus what came later" rather than "sum of everything up to the date": both are equal (the
+    triggers write every change; reconciliation's ``movements`` check verifies it), but the current balances are
+    materialised and the movements after a recent date are few (an index range on ``effective_date``), so a month
+    end just passed costs about what today's aging costs, instead of aggregating the whole history per invoice.
+    """
+    recorded = " OR m.recorded_at > :known" if known else ""
+    return f"""SELECT m.invoice_id, SUM(m.balance_change) AS later FROM invoice_movements m
+               WHERE m.effective_date > {day}{recorded} GROUP BY m.invoice_id"""
+
+
+def aged_invoices_sql(
+    dialect: str, *, basis: Basis = "due_date", buckets: Sequence[Bucket] = DEFAULT_BUCKETS, known: bool = False
+) -> str:
     """The one home of "an invoice's aging as of a past date": SQL selecting, per invoice raised on or before ``:d``
     (a DATE parameter) with an open balance at the end of that day, ``invoice_id, entity_code, currency,
-    customer_id, days_past_due, bucket, open_balance``, from the movements recorded up to ``:known`` (a
-    ``recorded_at`` text; pass :data:`EVERYTHING` for all). Used by :func:`aging_as_of`, the allowance estimate
-    and the KPIs; money comes back as stored (read it with ``writeoffs.db.money.from_db``)."""
+    customer_id, days_past_due, bucket, open_balance``; with ``known``, only what was recorded up to ``:known`` (a
+    ``recorded_at`` text). Used by :func:`aging_as_of`, the allowance estimate and the reconciliation; money comes
+    back as stored (read it with ``writeoffs.db.money.from_db``)."""
     if basis not in ("due_date", "invoice_date"):
         raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
     if dialect == "postgresql":
@@ -192,13 +203,12 @@ def aged_invoices_sql(dialect: str, *, basis: Basis = "due_date", buckets: Seque
         dpd = f"CAST(julianday(:d) - julianday(i.{basis}) AS INTEGER)"
         day = ":d"
     return f"""
-        SELECT b.invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
-               {bucket_case_text(dpd, buckets)} AS bucket, b.open_balance
-        FROM (SELECT m.invoice_id, SUM(m.balance_change) AS open_balance FROM invoice_movements m
-              WHERE m.effective_date <= {day} AND m.recorded_at <= :known
-              GROUP BY m.invoice_id) b
-        JOIN invoices i ON i.id = b.invoice_id
-        WHERE b.open_balance > 0 AND i.invoice_date <= {day}
+        SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
+               {bucket_case_text(dpd, buckets)} AS bucket, i.open_balance - COALESCE(x.later, 0) AS open_balance
+        FROM invoices i
+        LEFT JOIN ({later_movements_sql(known=known, day=day)}) x ON x.invoice_id = i.id
+        WHERE i.invoice_date <= {day} AND (i.open_balance > 0 OR x.invoice_id IS NOT NULL)
+          AND i.open_balance - COALESCE(x.later, 0) > 0
     """
 
 
@@ -237,7 +247,7 @@ def known_param(known: Known) -> str:
 
 def aged_params(as_of: date, known: Known = None) -> dict[str, Any]:
     """Parameters of :func:`aged_invoices_sql`, bound as text (``'YYYY-MM-DD'`` is what both databases store)."""
-    return {"d": as_of.isoformat(), "known": known_param(known)}
+    return {"d": as_of.isoformat()} | ({} if known is None else {"known": known_param(known)})
 
 
 def aging_as_of(
@@ -253,7 +263,7 @@ def aging_as_of(
     Each invoice raised on or before the date with an open balance at the end of it, bucketed by days past due (or
     since invoice date) on that date. Nothing is stored: a past month end needs no snapshot taken on the day.
     """
-    aged = aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets)
+    aged = aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets, known=known is not None)
     rows = conn.execute(
         text(
             f"SELECT a.entity_code, a.currency, a.bucket, COUNT(*), SUM(a.open_balance) FROM ({aged}) a "
@@ -380,18 +390,20 @@ def compare_with_gl(conn: Connection, as_of: date, *, known: Known = None) -> li
     that extract.
     """
     params = aged_params(as_of, known)
+    day = "CAST(:d AS DATE)" if conn.dialect.name == "postgresql" else ":d"
+    later = later_movements_sql(known=known is not None, day=day)
     rows = conn.execute(
         text(
-            """
+            f"""
             WITH sub AS (
-                SELECT i.entity_code, i.currency, SUM(m.balance_change) AS amount
-                FROM invoice_movements m JOIN invoices i ON i.id = m.invoice_id
-                WHERE m.effective_date <= :d AND m.recorded_at <= :known
+                SELECT i.entity_code, i.currency, SUM(i.open_balance - COALESCE(x.later, 0)) AS amount
+                FROM invoices i LEFT JOIN ({later}) x ON x.invoice_id = i.id
+                WHERE i.invoice_date <= {day}
                 GROUP BY i.entity_code, i.currency),
             gl AS (
                 SELECT l.entity_code, l.currency, SUM(l.debit - l.credit) AS amount
                 FROM journal_lines l
-                JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted' AND e.posting_date <= :d
+                JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted' AND e.posting_date <= {day}
                 JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'ar_control'
                 GROUP BY l.entity_code, l.currency),
             k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)

@@ -81,6 +81,9 @@ PG_UP = [
        FOR EACH ROW EXECUTE FUNCTION ledger_movements_guard()""",
     """CREATE TRIGGER trg_movements_no_truncate BEFORE TRUNCATE ON invoice_movements
        FOR EACH STATEMENT EXECUTE FUNCTION ledger_movements_guard()""",
+    # Immutable in the bulk path's replica mode too (and the bulk path may then rebuild this table's indexes).
+    "ALTER TABLE invoice_movements ENABLE ALWAYS TRIGGER trg_movements_guard",
+    "ALTER TABLE invoice_movements ENABLE ALWAYS TRIGGER trg_movements_no_truncate",
     # Pinned like every guard (0011): a temporary table must not stand in for invoice_movements.
     """DO $$ BEGIN
       EXECUTE format('ALTER FUNCTION ledger_invoice_moved() SET search_path = %I, pg_temp', current_schema());
