@@ -59,6 +59,7 @@ from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries, keys
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.db import bulk
 from writeoffs.db.money import from_db_or_zero
 from writeoffs.db.schema import allowance_estimates, journal_entries, legal_entities
 from writeoffs.errors import ConfigError, LedgerError
@@ -344,6 +345,7 @@ def estimate_allowance(
     dialect = conn.dialect.name
     if dialect == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        bulk.set_local_work_mem(conn)  # the aging from movements hashes per-invoice sums: in memory
     q = select(legal_entities.c.code, legal_entities.c.functional_currency).where(
         legal_entities.c.writeoff_method == "allowance"
     )

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import Connection, Date, bindparam, text
 
 from writeoffs.buckets import bucket_case_text
+from writeoffs.db import bulk
 from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.money import money_str, round_money
 from writeoffs.safe_text import csv_writer, md
@@ -503,6 +504,7 @@ def kpi_report(
     """Compute the KPIs of [start, end] (inclusive) on one connection (run it in one read transaction)."""
     period = Period.of(start, end)
     th = thresholds or Thresholds()
+    bulk.set_local_work_mem(conn)  # open AR from movements hashes per-invoice sums: in memory
     fcur = _functional_currencies(conn)
     wo = _writeoffs(conn, start, end)
     cum = _writeoffs(conn, _EPOCH, end)

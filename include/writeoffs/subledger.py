@@ -33,6 +33,7 @@ from sqlalchemy import Connection, func, literal, or_, select, text
 
 from writeoffs.aging import Basis, days_since, summarise
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case, bucket_case_text
+from writeoffs.db import bulk
 from writeoffs.db.money import from_db
 from writeoffs.db.schema import MOVEMENT_KINDS, aging_runs, customers, invoice_movements, invoices
 from writeoffs.errors import WriteoffError
@@ -156,6 +157,7 @@ def balances_as_of(
         select(m.invoice_id, func.sum(m.balance_change).label("later")).where(later_when).group_by(m.invoice_id)
     ).subquery()
     balance = i.open_balance - func.coalesce(later.c.later, 0)
+    bulk.set_local_work_mem(conn)  # the per-invoice sums of a month's movements: hashed in memory, not spilled
     q = (
         select(ent.label("entity"), i.currency, key.label("key"), func.sum(balance), func.count().filter(balance > 0))
         .select_from(
@@ -264,6 +266,7 @@ def aging_as_of(
     since invoice date) on that date. Nothing is stored: a past month end needs no snapshot taken on the day.
     """
     aged = aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets, known=known is not None)
+    bulk.set_local_work_mem(conn)  # the per-invoice sums of the later movements: hashed in memory, not spilled
     rows = conn.execute(
         text(
             f"SELECT a.entity_code, a.currency, a.bucket, COUNT(*), SUM(a.open_balance) FROM ({aged}) a "
@@ -392,6 +395,7 @@ def compare_with_gl(conn: Connection, as_of: date, *, known: Known = None) -> li
     params = aged_params(as_of, known)
     day = "CAST(:d AS DATE)" if conn.dialect.name == "postgresql" else ":d"
     later = later_movements_sql(known=known is not None, day=day)
+    bulk.set_local_work_mem(conn)
     rows = conn.execute(
         text(
             f"""
