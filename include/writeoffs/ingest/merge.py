@@ -43,7 +43,7 @@ from writeoffs.accounting import entries as entry_rules
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.accounting.status import LEDGER_OWNED_STATUSES, RECOVERY_STATUSES, InvoiceStatus, sql_list
 from writeoffs.db import bulk
-from writeoffs.db.schema import customers, holds, invoices, legal_entities
+from writeoffs.db.schema import customers, holds, invoice_movements, invoices, legal_entities
 from writeoffs.errors import ConfigError, WriteoffError
 from writeoffs.ingest.config import SourcesConfig
 from writeoffs.ingest.tables import STAGING, ingest_batches
@@ -125,8 +125,12 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
         # in this transaction, which is what the FK trigger's KEY SHARE lock would have ensured. holds keeps its
         # indexes (few rows; the close-holds update uses them). No journal entry is written inside this window:
         # _post_ar_sync runs after bulk.leave() and checks it.
+        # The invoices' movements (one per new invoice, written by the ENABLE ALWAYS trigger of migration 0013) go in
+        # with their two indexes rebuilt after, like the invoices'.
         mode = bulk.enter(
-            conn, {"customers": customers, "invoices": invoices, "holds": holds}, keep_indexes=frozenset({"holds"})
+            conn,
+            {"customers": customers, "invoices": invoices, "holds": holds, "invoice_movements": invoice_movements},
+            keep_indexes=frozenset({"holds"}),
         )
     counts.update(_merge_customers(conn, p))
     # The balance and status changes of the load are movements of its as-of date (writeoffs.subledger).
