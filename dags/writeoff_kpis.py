@@ -3,17 +3,21 @@
 Month-end: books the Allowance for Doubtful Accounts of allowance-method entities, then reports the write-off KPIs
 of the month.
 
-**Runs** on the 1st of every month at 07:00 UTC for the month just ended (catchup off), or manually with params.
+**Runs** on the 1st of every month at 07:00 UTC for the month just ended (Airflow catchup off), or manually with
+params. Everything is computed from the sub-ledger's movements as of the month end (`writeoffs.subledger`), so no
+aging snapshot of that day is needed (a month end without an ingest is the normal case), and a **scheduled run
+catches up missed months**: every month after the latest report on disk (up to 12) is reported too, oldest first.
 
 **Tasks**
-1. `resolve_period`: the month and its end date from the params, else the run date (the month before it).
-2. `allowance_estimate`: for every entity with `writeoff_method = allowance`: estimate per aging bucket from the
-   aging snapshot of the month end and the loss rates of `include/config/allowance.yaml`, store the rows in
-   `allowance_estimates` and post ONE adjustment per entity and currency (`Dr Bad Debt Expense / Cr Allowance`, or
-   the reverse). Idempotent: a re-run of the same month end posts nothing. Skipped when no entity uses the
-   allowance method. Fails clearly when the period is closed or the month end has no aging snapshot.
-3. `kpi_report`: write-off amount, rate (% of sales, % of AR, classified), recovery rate, trend vs the previous
-   month, breakdowns by segment, reason, approver, source system and aging bucket. Writes
+1. `resolve_period`: the month and its end date from the params, else the run date (the month before it); for a
+   scheduled run, the missed months before it (`writeoffs.kpi.months_to_report`).
+2. `allowance_estimate`: for every entity with `writeoff_method = allowance`, for each month in order: estimate per
+   aging bucket from the sub-ledger as of the month end and the loss rates of `include/config/allowance.yaml`,
+   store the rows in `allowance_estimates` and post ONE adjustment per entity and currency (`Dr Bad Debt Expense /
+   Cr Allowance`, or the reverse). Idempotent: a re-run of the same month end posts nothing. Skipped when no entity
+   uses the allowance method. Fails clearly when the period is closed.
+3. `kpi_report`: for each month: write-off amount, rate (% of sales, % of AR, classified), recovery rate, trend vs
+   the previous month, breakdowns by segment, reason, approver, source system and aging bucket. Writes
    `$WRITEOFFS_DATA_DIR/reports/kpi/<YYYY-MM>.md`, `.json` and `<YYYY-MM>-tax-listing.csv`, and the charts (trend,
    rates against the bands, aging buckets, by reason) as `<YYYY-MM>-<chart>.svg` and `.png` beside them (served by
    the workspace at `/writeoffs/reports`).
@@ -74,7 +78,16 @@ def writeoff_kpis() -> None:
             as_of = run_day.replace(day=1) - timedelta(days=1)  # the month that just ended
         start = as_of.replace(day=1)
         end = as_of.replace(day=calendar.monthrange(as_of.year, as_of.month)[1])
-        return {"as_of": as_of.isoformat(), "from": start.isoformat(), "to": end.isoformat()}
+        target = {"as_of": as_of.isoformat(), "from": start.isoformat(), "to": end.isoformat()}
+        if params.get("as_of") or params.get("period"):
+            return {**target, "months": [target]}  # a manual run reports the month asked for
+        from writeoffs.kpi import Period, months_to_report, reported_months
+
+        months = months_to_report(Period.month(as_of.year, as_of.month), reported_months())
+        missed = [
+            {"as_of": p.end.isoformat(), "from": p.start.isoformat(), "to": p.end.isoformat()} for p in months[:-1]
+        ]
+        return {**target, "months": [*missed, target]}
 
     @task(pool=LEDGER_WRITES)
     @fail_fast
@@ -89,10 +102,15 @@ def writeoff_kpis() -> None:
             if not has_allowance_entities(conn):
                 return {"as_of": period["as_of"], "skipped": "no entity uses the allowance method"}
         ti = get_current_context()["ti"]
-        result = run_allowance(
-            engine, date.fromisoformat(period["as_of"]), config=load_config(), actor=f"{ti.dag_id}:{ti.run_id}"[:64]
-        )
-        return result.summary()
+        config = load_config()
+        # Month by month, oldest first: estimates are booked in date order.
+        results = [
+            run_allowance(
+                engine, date.fromisoformat(m["as_of"]), config=config, actor=f"{ti.dag_id}:{ti.run_id}"[:64]
+            ).summary()
+            for m in period["months"]
+        ]
+        return {**results[-1], "entries_posted": sum(r["entries_posted"] for r in results), "months": results}
 
     @task
     @fail_fast
@@ -104,15 +122,16 @@ def writeoff_kpis() -> None:
         from writeoffs_airflow.ledger import ledger_engine
 
         engine = ledger_engine()
-        report, files = run_kpis(
-            engine, date.fromisoformat(period["from"]), date.fromisoformat(period["to"]), previous=True
-        )
-        # The charts (trend, rates against the bands, aging buckets, by reason) as SVG and PNG beside the report.
-        charts = write_report_charts(engine, report, files.markdown.parent)
+        out = []
+        for m in period["months"]:
+            report, files = run_kpis(engine, date.fromisoformat(m["from"]), date.fromisoformat(m["to"]), previous=True)
+            # The charts (trend, rates against the bands, aging buckets, by reason) as SVG and PNG beside the report.
+            charts = write_report_charts(engine, report, files.markdown.parent)
+            out.append({"headline": headline(report), "files": files.summary(), "charts": [str(p) for p in charts]})
         return {
-            "headline": headline(report),
-            "files": files.summary(),
-            "charts": [str(p) for p in charts],
+            **out[-1],
+            "months": [m["from"][:7] for m in period["months"]],
+            "caught_up": [o["headline"] for o in out[:-1]],
             "allowance_entries": allowance.get("entries_posted", 0),
         }
 

@@ -123,6 +123,12 @@ def summary(conn: Connection, as_of: date, buckets: Sequence[Bucket] = DEFAULT_B
         .where(s.as_of_date == as_of)
         .group_by(s.entity_code, s.currency, s.bucket)
     ).all()
+    return summarise(rows, as_of, buckets)
+
+
+def summarise(rows: Sequence[Any], as_of: date, buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> dict[str, Any]:
+    """``(entity, currency, bucket, invoices, open balance)`` rows as an aging summary (one shape for the stored
+    snapshot and the aging from movements, :func:`writeoffs.subledger.aging_as_of`)."""
     order = {b.label: i for i, b in enumerate(buckets)}
     out: dict[str, dict[str, Any]] = {}
     invoices_n = 0

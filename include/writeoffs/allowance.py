@@ -1,4 +1,4 @@
-"""Allowance for Doubtful Accounts: estimate it from the aging snapshot, then post the adjustment.
+"""Allowance for Doubtful Accounts: estimate it from the aging as of its date, then post the adjustment.
 
 Allowance-method entities (``legal_entities.writeoff_method = 'allowance'``) write bad debts off against a reserve
 estimated in advance. Per entity and currency, as of a business date:
@@ -23,10 +23,13 @@ Exactly once: the entry's idempotency key is ``alw:<entity>:<currency>:<as_of>``
 with ``ON CONFLICT DO NOTHING``; both commit in the caller's transaction, so a re-run of a date finds its estimate
 stored and posts nothing, and the next date posts only the difference to what the books already hold.
 
-**Cut-off**: an estimate covers the AR of its date's aging snapshot less what was written off after the snapshot
-was taken (``aging_runs.computed_at``) and dated on or before the estimate's date: a month-end run posts its
-write-offs after the ingest's aging, and counting those invoices again would over-reserve. The rows stored in
-``allowance_estimates`` hold the open balances at that cut-off.
+**The AR an estimate covers** is the sub-ledger's as of the estimate's date, from the invoice movements
+(:func:`writeoffs.subledger.aged_invoices_sql`): every movement dated on or before it, whenever it was recorded. No
+snapshot needs to exist for the date (a month end without an ingest is the normal case), and a write-off dated on or
+before the date is out of AR whether it was posted before or after the day's aging ran (counting it again would
+over-reserve). The basis and buckets are those of the latest aging run on or before the date (the ingest's
+configuration), else due date and the default buckets. The rows stored in ``allowance_estimates`` hold those open
+balances.
 
 Estimates are booked in date order: a date before an estimate that is already booked is refused (its adjustment
 would silently invalidate the later one). A closed (or missing) fiscal period is refused before anything is written.
@@ -45,20 +48,21 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Date, DateTime, bindparam, select, text
+from sqlalchemy import Connection, Date, bindparam, select, text
 
-from writeoffs import audit, ledger
+from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries, keys
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.db import bulk
 from writeoffs.db.locks import ALLOWANCE_ESTIMATE, ledger_lock
 from writeoffs.db.money import from_db_or_zero
-from writeoffs.db.schema import aging_runs, allowance_estimates, journal_entries, legal_entities
+from writeoffs.db.schema import allowance_estimates, journal_entries, legal_entities
 from writeoffs.errors import ConfigError, LedgerError
 from writeoffs.journal import JournalEntry
 from writeoffs.money import money_str, round_money
@@ -71,7 +75,6 @@ SOURCE_TYPE = "allowance"
 #: ``allowance_estimates.loss_rate`` is NUMERIC(9, 6): a fraction with 6 decimals = a percentage with 4.
 RATE_DECIMALS = 6
 _Q4 = Decimal("0.0001")
-_SNAP_TYPE = DateTime(timezone=True)
 _HUNDRED = Decimal(100)
 
 
@@ -317,31 +320,10 @@ def _union_rows(prefix: str, columns: Sequence[tuple[str, str]], rows: Sequence[
     return " UNION ALL ".join(parts), params
 
 
-#: The cut-off (one home): the AR an estimate covers is its date's aging snapshot less what was written off after
-#: the snapshot was taken and dated on or before the estimate's date (a month-end run posts write-offs after the
-#: ingest's aging; those invoices have left AR and the write-off itself used their reserve). Reversed write-offs
-#: are not subtracted (the invoice is back in AR). Other movements after the snapshot belong to the next estimate.
-_WRITTEN_OFF_SINCE_SNAPSHOT = """
-    wo_after AS (
-        SELECT w.invoice_id, SUM(w.amount) AS amount
-        FROM writeoffs w JOIN journal_entries e ON e.id = w.journal_entry_id AND e.status = 'posted'
-        WHERE w.status = 'posted' AND e.posting_date <= :d AND w.posted_at > :snap_at
-        GROUP BY w.invoice_id
-    )
-"""
-_OPEN_AT_CUTOFF = "(s.open_balance - COALESCE(wo_after.amount, 0))"
-_CUTOFF_JOIN = "LEFT JOIN wo_after ON wo_after.invoice_id = s.invoice_id"
-
-
-def _open_sum(dialect: str) -> str:
-    """SUM of the open balance at the cut-off: exact on both databases (NUMERIC on PostgreSQL, integer
-    ten-thousandths on SQLite, see ``writeoffs.db.money``); read it with :func:`_money_sum`."""
-    return f"SUM({_OPEN_AT_CUTOFF})"
-
-
-def _snapshot_at(conn: Connection, as_of: date) -> datetime:
-    """When the aging snapshot of ``as_of`` was taken (the estimate's cut-off)."""
-    return conn.execute(select(aging_runs.c.computed_at).where(aging_runs.c.as_of_date == as_of)).scalar_one()
+def _aged(conn: Connection, as_of: date) -> str:
+    """The invoices' aging as of ``as_of`` from movements (one home: writeoffs.subledger), as an SQL subquery."""
+    basis, buckets = subledger.aging_spec(conn, as_of)
+    return f"({subledger.aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets)})"
 
 
 def _money_sum(dialect: str, value: object) -> Decimal:
@@ -361,6 +343,8 @@ def estimate_allowance(
 ) -> AllowanceResult:
     """Estimate and post in the caller's transaction (see the module docstring). Idempotent per date."""
     ledger_lock(conn, ALLOWANCE_ESTIMATE)
+    if conn.dialect.name == "postgresql":
+        bulk.set_local_work_mem(conn)  # the aging from movements hashes per-invoice sums: in memory
     q = select(legal_entities.c.code, legal_entities.c.functional_currency).where(
         legal_entities.c.writeoff_method == "allowance"
     )
@@ -369,13 +353,8 @@ def estimate_allowance(
     functional = dict(conn.execute(q.order_by(legal_entities.c.code)).all())
     if not functional:
         return AllowanceResult(as_of, config.version, ())
-    if conn.execute(select(aging_runs.c.as_of_date).where(aging_runs.c.as_of_date == as_of)).first() is None:
-        raise LedgerError(
-            f"no aging snapshot for {as_of}: the allowance is estimated from it (run ar_aging_ingest or "
-            "writeoffs.aging.compute_aging for that date first)"
-        )
     rates = {e: config.rates_for(e) for e in functional}
-    _check_rates_cover_snapshot(conn, as_of, rates, config)
+    _check_rates_cover_aging(conn, as_of, rates, config)
 
     pairs = _scope(conn, as_of, sorted(functional))
     done = _done_pairs(conn, as_of, pairs)
@@ -463,13 +442,13 @@ def _with_id(r: PairResult, entry_id: int) -> PairResult:
     return replace(r, entry_id=entry_id)
 
 
-def _check_rates_cover_snapshot(
+def _check_rates_cover_aging(
     conn: Connection, as_of: date, rates: Mapping[str, Mapping[str, Decimal]], config: AllowanceConfig
 ) -> None:
     rows = conn.execute(
-        text(
-            "SELECT DISTINCT entity_code, bucket FROM aging_snapshots WHERE as_of_date = :d AND open_balance > 0"
-        ).bindparams(bindparam("d", type_=Date)),
+        text(f"SELECT DISTINCT s.entity_code, s.bucket FROM {_aged(conn, as_of)} s").bindparams(
+            bindparam("d", type_=Date)
+        ),
         {"d": as_of},
     ).all()
     missing = sorted((e, b) for e, b in rows if e in rates and b not in rates[e])
@@ -482,14 +461,13 @@ def _check_rates_cover_snapshot(
 
 
 def _scope(conn: Connection, as_of: date, entities: Sequence[str]) -> list[tuple[str, str]]:
-    """(entity, currency) pairs to estimate: open AR in the snapshot, or a non-zero allowance balance to release."""
+    """(entity, currency) pairs to estimate: open AR as of the date, or a non-zero allowance balance to release."""
     ent_sql = ", ".join(f":e{n}" for n in range(len(entities)))
     params: dict[str, object] = {f"e{n}": e for n, e in enumerate(entities)} | {"d": as_of}
     rows = conn.execute(
         text(
             f"""
-            SELECT entity_code, currency FROM aging_snapshots
-            WHERE as_of_date = :d AND entity_code IN ({ent_sql}) AND open_balance > 0
+            SELECT s.entity_code, s.currency FROM {_aged(conn, as_of)} s WHERE s.entity_code IN ({ent_sql})
             UNION
             SELECT l.entity_code, l.currency
             FROM journal_lines l
@@ -567,13 +545,11 @@ def _store_estimates(
     dialect = conn.dialect.name
     rates_sql, params = _rates_table(rates, (e for e, _ in todo))
     pairs_sql, p2 = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
-    params |= p2 | {"d": as_of, "snap_at": _snapshot_at(conn, as_of)}
+    params |= p2 | {"d": as_of}
     select_sql = f"""
         WITH rt AS ({rates_sql}), pr AS ({pairs_sql}),
-        {_WRITTEN_OFF_SINCE_SNAPSHOT},
-        ag AS (SELECT s.entity_code, s.currency, s.bucket, {_open_sum(dialect)} AS open_sum
-               FROM aging_snapshots s {_CUTOFF_JOIN} WHERE s.as_of_date = :d
-               GROUP BY s.entity_code, s.currency, s.bucket)
+        ag AS (SELECT s.entity_code, s.currency, s.bucket, SUM(s.open_balance) AS open_sum
+               FROM {_aged(conn, as_of)} s GROUP BY s.entity_code, s.currency, s.bucket)
         SELECT pr.entity_code, pr.currency, rt.bucket, rt.rate, c.minor_unit, ag.open_sum
         FROM pr
         JOIN rt ON rt.entity_code = pr.entity_code
@@ -592,13 +568,11 @@ def _store_estimates(
                 FROM ({select_sql}) x
                 ON CONFLICT (as_of_date, entity_code, currency, bucket) DO NOTHING
                 """
-            ).bindparams(bindparam("d", type_=Date), bindparam("snap_at", type_=_SNAP_TYPE)),
+            ).bindparams(bindparam("d", type_=Date)),
             params,
         )
         return
-    rows = conn.execute(
-        text(select_sql).bindparams(bindparam("d", type_=Date), bindparam("snap_at", type_=_SNAP_TYPE)), params
-    ).all()
+    rows = conn.execute(text(select_sql).bindparams(bindparam("d", type_=Date)), params).all()
     out = []
     for r in rows:
         open_sum = _money_sum(dialect, r.open_sum)
@@ -654,20 +628,17 @@ def _functional_required(
     dialect = conn.dialect.name
     pairs_sql, params = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
     params["d"] = as_of
-    params["snap_at"] = _snapshot_at(conn, as_of)
     rows = conn.execute(
         text(
             f"""
-            WITH pr AS ({pairs_sql}), {_WRITTEN_OFF_SINCE_SNAPSHOT}
-            SELECT s.entity_code, s.currency, s.bucket, i.fx_rate, {_open_sum(dialect)} AS open_sum
-            FROM aging_snapshots s
+            WITH pr AS ({pairs_sql})
+            SELECT s.entity_code, s.currency, s.bucket, i.fx_rate, SUM(s.open_balance) AS open_sum
+            FROM {_aged(conn, as_of)} s
             JOIN pr ON pr.entity_code = s.entity_code AND pr.currency = s.currency
             JOIN invoices i ON i.id = s.invoice_id
-            {_CUTOFF_JOIN}
-            WHERE s.as_of_date = :d
             GROUP BY s.entity_code, s.currency, s.bucket, i.fx_rate
             """
-        ).bindparams(bindparam("d", type_=Date), bindparam("snap_at", type_=_SNAP_TYPE)),
+        ).bindparams(bindparam("d", type_=Date)),
         params,
     ).all()
     per_bucket: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)

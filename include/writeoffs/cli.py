@@ -147,6 +147,7 @@ _EXTENSIONS: list[str] = [
     "writeoffs.kpi_cli",
     "writeoffs.audit_anchor",
     "writeoffs.db.roles",
+    "writeoffs.subledger_cli",
 ]
 
 

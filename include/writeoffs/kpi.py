@@ -5,7 +5,7 @@ What is measured, all set-wise SQL (``GROUP BY``) over the books, money as ``Dec
 - **Write-off amount**: write-off journal entries posted in the period minus reversals of write-off entries posted
   in the period, per entity and currency, with functional totals (the booked functional amounts of the entries).
 - **Write-off rate**: net write-offs / sales of the period (invoices raised in it) and / open AR at period end
-  (the aging snapshot of the end date when there is one, else the invoices' current open balances, stated as such).
+  (the sub-ledger as of the end date, summed from the invoice movements: no aging snapshot is needed).
   Classified: < 2 % excellent; 2-5 % acceptable (monitor segments); > 5 % concerning (needs review). The rate is
   rounded to 2 decimals (half-up) first and classified as reported, so "2.00 %" always reads "acceptable".
 - **Recovery rate**: recoveries booked in the period / net write-offs of the period, and cumulatively up to the
@@ -35,9 +35,11 @@ from typing import Any
 from sqlalchemy import Connection, Date, bindparam, text
 
 from writeoffs.buckets import bucket_case_text
+from writeoffs.db import bulk
 from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.money import money_str, round_money
 from writeoffs.safe_text import csv_writer, md
+from writeoffs.subledger import later_movements_sql
 
 _Q4 = Decimal("0.0001")
 _PCT = Decimal("0.01")
@@ -366,24 +368,20 @@ _SALES = """
     SELECT entity_code, currency, fx_rate, SUM(amount) FROM invoices
     WHERE invoice_date >= :start AND invoice_date <= :end GROUP BY entity_code, currency, fx_rate
 """
-_AR_SNAPSHOT = """
-    SELECT s.entity_code, s.currency, i.fx_rate, SUM(s.open_balance)
-    FROM aging_snapshots s JOIN invoices i ON i.id = s.invoice_id
-    WHERE s.as_of_date = :end GROUP BY s.entity_code, s.currency, i.fx_rate
-"""
-_AR_INVOICES = """
-    SELECT entity_code, currency, fx_rate, SUM(open_balance) FROM invoices
-    WHERE open_balance > 0 AND invoice_date <= :end GROUP BY entity_code, currency, fx_rate
+#: Open AR at the end of the period from the sub-ledger's movements (writeoffs.subledger): exact for any past date,
+#: whether or not anyone aged it on the day. Open balances are never negative, so summing every invoice's movements
+#: (zero-balance invoices add nothing) equals summing the open ones.
+_AR_MOVEMENTS = f"""
+    SELECT i.entity_code, i.currency, i.fx_rate, SUM(i.open_balance - COALESCE(x.later, 0))
+    FROM invoices i LEFT JOIN ({later_movements_sql(day=":end")}) x ON x.invoice_id = i.id
+    WHERE i.invoice_date <= :end
+    GROUP BY i.entity_code, i.currency, i.fx_rate
 """
 _RECOVERIES = """
     SELECT i.entity_code, r.currency, i.fx_rate, SUM(r.amount)
     FROM recoveries r JOIN invoices i ON i.id = r.invoice_id
     WHERE r.recovery_date >= :start AND r.recovery_date <= :end GROUP BY i.entity_code, r.currency, i.fx_rate
 """
-
-
-def _has_snapshot(conn: Connection, day: date) -> bool:
-    return bool(_rows(conn, "SELECT 1 FROM aging_runs WHERE as_of_date = :end", day, day))
 
 
 def _functional_currencies(conn: Connection) -> dict[str, str]:
@@ -506,13 +504,13 @@ def kpi_report(
     """Compute the KPIs of [start, end] (inclusive) on one connection (run it in one read transaction)."""
     period = Period.of(start, end)
     th = thresholds or Thresholds()
+    bulk.set_local_work_mem(conn)  # open AR from movements hashes per-invoice sums: in memory
     fcur = _functional_currencies(conn)
     wo = _writeoffs(conn, start, end)
     cum = _writeoffs(conn, _EPOCH, end)
     sales = _sums(conn, _SALES, start, end)
-    snapshot = _has_snapshot(conn, end)
-    ar = _sums(conn, _AR_SNAPSHOT if snapshot else _AR_INVOICES, start, end)
-    ar_basis = f"aging snapshot of {end}" if snapshot else "invoices' current open balances (no aging snapshot)"
+    ar = _sums(conn, _AR_MOVEMENTS, start, end)
+    ar_basis = f"sub-ledger as of {end} (invoice movements)"
     rec = _sums(conn, _RECOVERIES, start, end)
     cum_rec = _sums(conn, _RECOVERIES, _EPOCH, end)
     zero = {k: Decimal(0) for k in ("gross", "reversed", "functional_gross", "functional_reversed", "functional_net")}
@@ -837,6 +835,47 @@ def run_kpis(
         with conn.begin():
             report = kpi_report(conn, start, end, previous=previous)
     return report, write_report(report, base_dir)
+
+
+#: How many missed months one run catches up at most (older gaps: run them by hand with ``period``).
+CATCH_UP_MONTHS = 12
+
+
+def reported_months(base_dir: Path | None = None) -> set[str]:
+    """Months (``YYYY-MM``) whose monthly report is on disk (its JSON is written last but one, the Markdown last)."""
+    if base_dir is None:
+        from writeoffs.db.engine import data_dir
+
+        base_dir = data_dir()
+    folder = base_dir / "reports" / "kpi"
+    if not folder.is_dir():
+        return set()
+    out = set()
+    for markdown in folder.glob("????-??.md"):
+        label = markdown.stem
+        if (folder / f"{label}.json").exists():
+            out.add(label)
+    return out
+
+
+def months_to_report(target: Period, reported: set[str], *, limit: int = CATCH_UP_MONTHS) -> list[Period]:
+    """The month ``target`` and the months missed since the latest one reported before it, oldest first.
+
+    A monthly run that did not happen (scheduler down, a failed month) leaves no report; the next run reports it
+    too, from the sub-ledger as of that month's end (movements: nothing depends on what ran on the day). With no
+    earlier report at all (a first run) only ``target`` is reported; at most ``limit`` months in one run.
+    """
+    if target.kind != "month":
+        raise ValueError(f"catch-up works on months, not {target.kind!r}")
+    earlier = sorted(m for m in reported if m < target.label)
+    out = [target]
+    if not earlier:
+        return out
+    p = target.previous()
+    while p.label > earlier[-1] and len(out) < limit:
+        out.append(p)
+        p = p.previous()
+    return sorted(out, key=lambda q: q.start)
 
 
 def headline(report: KpiReport) -> str:

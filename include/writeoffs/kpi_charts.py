@@ -1,9 +1,10 @@
 """The KPI charts: write-off trend, rates against the 2 % / 5 % bands, aging-bucket bars, write-offs by reason.
 
 Data from :mod:`writeoffs.kpi` (the trend is :func:`~writeoffs.kpi.kpi_report` for each of the last months, so the
-chart shows exactly the net write-offs of the monthly reports) and the latest aging snapshot up to the period's end
-(one aggregate query). Drawn by :mod:`writeoffs.charts` as SVG; the workspace shows them inline and the monthly KPI
-DAG writes them beside its Markdown report (:func:`write_report_charts`: SVG, and PNG by :mod:`writeoffs.kpi_png`).
+chart shows exactly the net write-offs of the monthly reports) and the aging of the period's end from the sub-ledger's
+movements (:func:`writeoffs.subledger.aging_as_of`, one aggregate query). Drawn by :mod:`writeoffs.charts` as SVG;
+the workspace shows them inline and the monthly KPI DAG writes them beside its Markdown report
+(:func:`write_report_charts`: SVG, and PNG by :mod:`writeoffs.kpi_png`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
+from writeoffs import subledger
 from writeoffs.buckets import DEFAULT_BUCKETS
 from writeoffs.charts import bar_chart, line_chart, rate_chart
-from writeoffs.db.schema import aging_snapshots
 from writeoffs.kpi import KpiReport, Period, kpi_report
 
 TREND_MONTHS = 6
@@ -54,19 +55,17 @@ def collect(conn: Connection, report: KpiReport, *, months: int = TREND_MONTHS) 
         monthly = monthly or kpi_report(conn, p.start, p.end, previous=False, thresholds=report.thresholds)
         for kpi in monthly.by_entity:
             trend.setdefault(f"{kpi.entity} {kpi.currency}", [Decimal(0)] * len(periods))[k] = kpi.net_written_off
-    snap = conn.execute(
-        select(func.max(aging_snapshots.c.as_of_date)).where(aging_snapshots.c.as_of_date <= report.period.end)
-    ).scalar()
+    # The aging of the period's last day from the sub-ledger's movements (no snapshot needs to exist for it).
+    snap = report.period.end
+    aged = subledger.aging_as_of(conn, snap)["by_entity_currency"]
+    sums: dict[tuple[str, str], Decimal] = {}
+    for key, entry in aged.items():
+        cur = key.split("/", 1)[1]
+        for label, b in entry["buckets"].items():
+            sums[(cur, label)] = sums.get((cur, label), Decimal(0)) + Decimal(b["open_balance"])
     aging: dict[str, list[tuple[str, Decimal]]] = {}
-    if snap is not None:
-        rows = conn.execute(
-            select(aging_snapshots.c.currency, aging_snapshots.c.bucket, func.sum(aging_snapshots.c.open_balance))
-            .where(aging_snapshots.c.as_of_date == snap)
-            .group_by(aging_snapshots.c.currency, aging_snapshots.c.bucket)
-        ).all()
-        sums = {(c, b): Decimal(str(v or 0)) for c, b, v in rows}
-        for cur in sorted({c for c, _ in sums}):
-            aging[cur] = [(b.label, sums.get((cur, b.label), Decimal(0))) for b in DEFAULT_BUCKETS]
+    for cur in sorted({c for c, _ in sums}):
+        aging[cur] = [(b.label, sums.get((cur, b.label), Decimal(0))) for b in DEFAULT_BUCKETS]
     reasons: dict[str, Decimal] = {}
     for r in report.breakdowns.get("reason", ()):
         reasons[r.value] = reasons.get(r.value, Decimal(0)) + r.functional_amount
@@ -108,7 +107,7 @@ def render(data: ChartData) -> dict[str, str]:
             f"chart-aging-buckets-{cur}", f"Open AR by aging bucket, {cur} ({data.aging_as_of})", bars, unit=cur
         )
     if not data.aging:
-        out["aging-buckets"] = bar_chart("chart-aging-buckets", "Open AR by aging bucket (no aging snapshot)", [])
+        out["aging-buckets"] = bar_chart("chart-aging-buckets", "Open AR by aging bucket (no open AR)", [])
     return out
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "allowance", help="estimate the allowance for doubtful accounts from the aging snapshot and post the adjustment"
+        "allowance", help="estimate the allowance for doubtful accounts as of a date and post the adjustment"
     )
-    p.add_argument("--as-of", required=True, type=date.fromisoformat, help="business date of the aging snapshot")
+    p.add_argument("--as-of", required=True, type=date.fromisoformat, help="business date (the sub-ledger as of it)")
     p.add_argument("--config", default=None, help="loss rates (default: $WRITEOFFS_ALLOWANCE_PATH or include/config)")
     p.set_defaults(func=cmd_allowance)
 

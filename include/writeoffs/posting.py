@@ -69,7 +69,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import bindparam
 
-from writeoffs import approvals, audit, ledger
+from writeoffs import approvals, audit, ledger, subledger
 from writeoffs.accounting import entries, keys
 from writeoffs.accounting.chart import Accounts, Role, accounts_for_batch, batch_policy
 from writeoffs.accounting.status import POSTABLE_INVOICE_STATUSES
@@ -763,20 +763,21 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
             je.c.status == "posted",
         )
         new_balance = i.c.open_balance - w.c.amount
-        res = conn.execute(
-            update(i)
-            .where(w.c.invoice_id == i.c.id, in_chunk)
-            .values(
-                open_balance=new_balance,
-                written_off_amount=i.c.written_off_amount + w.c.amount,
-                written_off_date=ctx.posting_date,
-                status=case(
-                    (new_balance == 0, "written_off"),
-                    (i.c.status == "reversed", "open"),
-                    else_=i.c.status,
-                ),
+        with subledger.movement(conn, "writeoff", ctx.posting_date, f"batch:{ctx.batch_id}"):
+            res = conn.execute(
+                update(i)
+                .where(w.c.invoice_id == i.c.id, in_chunk)
+                .values(
+                    open_balance=new_balance,
+                    written_off_amount=i.c.written_off_amount + w.c.amount,
+                    written_off_date=ctx.posting_date,
+                    status=case(
+                        (new_balance == 0, "written_off"),
+                        (i.c.status == "reversed", "open"),
+                        else_=i.c.status,
+                    ),
+                )
             )
-        )
         if res.rowcount != len(ok):
             raise LedgerError(f"batch {ctx.batch_id}: sub-ledger update touched {res.rowcount} of {len(ok)} invoices")
         res = conn.execute(

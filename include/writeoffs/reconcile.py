@@ -10,8 +10,9 @@ All checks of a run read one consistent snapshot (REPEATABLE READ on PostgreSQL,
 SQLite): a posting committing halfway through a run must not show up as a break in one check and not in another.
 
 What is compared is the *current* state of both ledgers; ``as_of`` is the business date the run is filed under.
-The invoice sub-ledger keeps no history (only today's ``open_balance``), so a point-in-time comparison of a past
-date cannot be computed from it, and pretending otherwise would produce false breaks on every re-run.
+A point-in-time comparison of a past date (sub-ledger from its movements vs GL lines dated up to then) is
+:func:`writeoffs.subledger.compare_with_gl` (``python -m writeoffs subledger-vs-gl --as-of D``); the
+``movements`` check here verifies that the movements still add up to every invoice's current balance.
 
 Amounts are compared per currency with a tolerance (default 0, i.e. exact to the 4th decimal). Structural checks
 (an entry that does not balance, a posting without its journal entry, two active write-off entries) ignore the
@@ -1431,6 +1432,58 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
     return out
 
 
+def check_movements(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
+    """The sub-ledger's history explains its balances: per invoice, the movements (``invoice_movements``, migration
+    0013) add up to the current open balance. They can only disagree if the triggers that write them were bypassed
+    (a superuser's replica session, a dropped trigger), which is exactly when the as-of answers would be wrong.
+    Structural: no tolerance."""
+    rows = conn.execute(
+        text(
+            f"""
+            SELECT i.entity_code, i.currency, i.id, i.invoice_ref, i.open_balance AS expected,
+                   COALESCE(m.total, 0) AS actual
+            FROM invoices i
+            LEFT JOIN (SELECT invoice_id, SUM(balance_change) AS total FROM invoice_movements GROUP BY invoice_id) m
+                   ON m.invoice_id = i.id
+            WHERE ROUND(i.open_balance - COALESCE(m.total, 0), 4) <> 0
+            ORDER BY i.entity_code, i.currency, i.id
+            LIMIT {MAX_DOCUMENTS * 20}
+            """
+        )
+    ).all()
+    out = []
+    for (entity, currency), items in sorted(_group(rows, lambda r: (r.entity_code, r.currency)).items()):
+        expected = _sum(conn, (r.expected for r in items))
+        actual = _sum(conn, (r.actual for r in items))
+        out.append(
+            Break(
+                check="movements",
+                entity=entity,
+                currency=currency,
+                account=None,
+                expected=expected,
+                actual=actual,
+                documents=_capped(
+                    [
+                        {
+                            "type": "invoice",
+                            "id": r.id,
+                            "ref": r.invoice_ref,
+                            "open_balance": money_str(_dec(conn, r.expected)),
+                            "movements_total": money_str(_dec(conn, r.actual)),
+                        }
+                        for r in items
+                    ]
+                ),
+                message=(
+                    f"{len(items)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} invoice(s) of {entity} {currency}: "
+                    "the sub-ledger movements do not add up to the open balance (the history was bypassed)"
+                ),
+            )
+        )
+    return out
+
+
 #: The registry: every run executes all of these, in this order. Add a check by appending here.
 CHECKS: tuple[Check, ...] = (
     Check("subledger_vs_gl", "Sub-ledger open AR = GL AR control, per entity and currency", check_subledger_vs_gl),
@@ -1472,6 +1525,7 @@ CHECKS: tuple[Check, ...] = (
         check_period_seals,
     ),
     Check("audit_chain", "Audit chain intact under its key and up to the checkpoint kept outside", check_audit_chain),
+    Check("movements", "Every invoice's movements add up to its open balance (history not bypassed)", check_movements),
 )
 
 

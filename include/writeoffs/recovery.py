@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, insert, select, update
 
-from writeoffs import audit, ledger
+from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries, keys
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.accounting.status import check as check_status
@@ -135,7 +135,8 @@ def book_recovery(
     total = inv.recovered_amount + amt
     status = "recovered" if total == inv.written_off_amount else "partially_recovered"
     check_status("invoice", inv.status, status)
-    conn.execute(update(invoices).where(invoices.c.id == inv.id).values(recovered_amount=total, status=status))
+    with subledger.movement(conn, "recovery", recovery_date, key):
+        conn.execute(update(invoices).where(invoices.c.id == inv.id).values(recovered_amount=total, status=status))
     audit.append(
         conn,
         actor=actor,

@@ -28,12 +28,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import Connection, case, select, update
 
-from writeoffs import audit, ledger
+from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries
 from writeoffs.accounting.chart import batch_policy
 from writeoffs.accounting.status import InvoiceStatus, WriteoffStatus
@@ -284,16 +284,17 @@ def reverse_writeoff(
     check_status("invoice", inv.status, InvoiceStatus.REVERSED)
     check_status("writeoff", wo.status, WriteoffStatus.REVERSED)
     remaining = invoices.c.written_off_amount - wo.amount
-    conn.execute(
-        update(invoices)
-        .where(invoices.c.id == inv.id)
-        .values(
-            open_balance=invoices.c.open_balance + wo.amount,
-            written_off_amount=remaining,
-            status="reversed",
-            written_off_date=case((remaining == 0, None), else_=invoices.c.written_off_date),
+    with subledger.movement(conn, "reversal", posting_date, mirror.key):
+        conn.execute(
+            update(invoices)
+            .where(invoices.c.id == inv.id)
+            .values(
+                open_balance=invoices.c.open_balance + wo.amount,
+                written_off_amount=remaining,
+                status="reversed",
+                written_off_date=case((remaining == 0, None), else_=invoices.c.written_off_date),
+            )
         )
-    )
     conn.execute(update(writeoffs).where(writeoffs.c.id == wo.id).values(status="reversed"))
     audit.append(
         conn,
@@ -319,7 +320,9 @@ def reverse_writeoff(
     return ReversalResult(wo.id, inv.invoice_ref, original.id, reversal_id, wo.amount, wo.currency)
 
 
-def clear_reversal(conn: Connection, *, invoice_ref: str, entity_code: str, reason: str, actor: str) -> None:
+def clear_reversal(
+    conn: Connection, *, invoice_ref: str, entity_code: str, reason: str, actor: str, on: date | None = None
+) -> None:
     """A person clears a reversed invoice: it becomes ``open`` and the policy may propose it again.
 
     Until then (or until the policy's ``reversal_cooling_days`` have passed) selection excludes it as
@@ -338,7 +341,9 @@ def clear_reversal(conn: Connection, *, invoice_ref: str, entity_code: str, reas
     if inv.status != InvoiceStatus.REVERSED:
         raise LedgerError(f"invoice {invoice_ref} is {inv.status!r}, not 'reversed': nothing to clear")
     check_status("invoice", inv.status, InvoiceStatus.OPEN)
-    conn.execute(update(invoices).where(invoices.c.id == inv.id).values(status=InvoiceStatus.OPEN.value))
+    # A status-only movement, dated the day it is cleared (``on``: the business date, default today UTC).
+    with subledger.movement(conn, "reversal_cleared", on or datetime.now(UTC).date(), f"cleared by {actor}"):
+        conn.execute(update(invoices).where(invoices.c.id == inv.id).values(status=InvoiceStatus.OPEN.value))
     audit.append(
         conn,
         actor=actor,

@@ -20,7 +20,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from tests import factories
-from writeoffs import audit, ledger
+from writeoffs import audit, ledger, subledger
 from writeoffs.approvals import batch_hash_of, current_items
 from writeoffs.db.schema import invoices, journal_lines, recoveries, writeoff_batches, writeoffs
 from writeoffs.journal import JournalEntry, JournalLine
@@ -155,16 +155,18 @@ def add_item(
 
 
 def _written_off(conn: Connection, inv: int, amount: str, status: str = "written_off") -> None:
-    conn.execute(
-        update(invoices)
-        .where(invoices.c.id == inv)
-        .values(
-            open_balance=invoices.c.open_balance - D(amount),
-            written_off_amount=D(amount),
-            written_off_date=AS_OF,
-            status=status,
+    # The sub-ledger side of a write-off posted on AS_OF, declared as posting.py declares it (writeoffs.subledger).
+    with subledger.movement(conn, "writeoff", AS_OF):
+        conn.execute(
+            update(invoices)
+            .where(invoices.c.id == inv)
+            .values(
+                open_balance=invoices.c.open_balance - D(amount),
+                written_off_amount=D(amount),
+                written_off_date=AS_OF,
+                status=status,
+            )
         )
-    )
 
 
 def build_clean_ledger(engine: Engine) -> Scenario:
@@ -200,7 +202,8 @@ def build_clean_ledger(engine: Engine) -> Scenario:
         )
         # A $1,000 payment on INV-PART-2500.
         factories.payment(conn, cid, paid_part, "1000.00", date(2026, 10, 1))
-        conn.execute(update(invoices).where(invoices.c.id == paid_part).values(open_balance=D("1500.00")))
+        with subledger.movement(conn, "ingest", date(2026, 10, 1)):
+            conn.execute(update(invoices).where(invoices.c.id == paid_part).values(open_balance=D("1500.00")))
         post(
             conn,
             _entry(
@@ -299,7 +302,8 @@ def build_clean_ledger(engine: Engine) -> Scenario:
             source_type="writeoff",
         ).reversal("rev:wo:rev500", AS_OF)
         post(conn, rev)
-        conn.execute(update(invoices).where(invoices.c.id == reversed_inv).values(status="reversed"))
+        with subledger.movement(conn, "reversal", AS_OF):
+            conn.execute(update(invoices).where(invoices.c.id == reversed_inv).values(status="reversed"))
         # Direct recovery of $30,000 on the worked example: Dr Cash / Cr Bad Debt Recovery income.
         r = post(
             conn,
@@ -312,11 +316,12 @@ def build_clean_ledger(engine: Engine) -> Scenario:
             ),
         )
         add_recovery(conn, worked, "USD", "30000.00", "rec:worked:1", r["rec:worked:1"])
-        conn.execute(
-            update(invoices)
-            .where(invoices.c.id == worked)
-            .values(recovered_amount=D("30000.00"), status="partially_recovered")
-        )
+        with subledger.movement(conn, "recovery", AS_OF):
+            conn.execute(
+                update(invoices)
+                .where(invoices.c.id == worked)
+                .values(recovered_amount=D("30000.00"), status="partially_recovered")
+            )
         # Allowance recovery of EUR 200: reinstate (Dr AR / Cr Allowance), then collect (Dr Cash / Cr AR).
         r = post(
             conn,
@@ -331,11 +336,12 @@ def build_clean_ledger(engine: Engine) -> Scenario:
             ),
         )
         add_recovery(conn, eur_rec, "EUR", "200.00", "rec:eu800:1", r["rec:eu800:1"])
-        conn.execute(
-            update(invoices)
-            .where(invoices.c.id == eur_rec)
-            .values(recovered_amount=D("200.00"), status="partially_recovered")
-        )
+        with subledger.movement(conn, "recovery", AS_OF):
+            conn.execute(
+                update(invoices)
+                .where(invoices.c.id == eur_rec)
+                .values(recovered_amount=D("200.00"), status="partially_recovered")
+            )
     return Scenario(worked, open_usd, paid_part, reversed_inv, eur_wo, eur_rec, gbp, us_batch, eu_batch)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, select, update
 from tests import factories as f
 from tests.integration import recon_support as rs
 from tests.integration.posting_support import TIERS, approve, make_batch
-from writeoffs import audit, reconcile
+from writeoffs import audit, reconcile, subledger
 from writeoffs import ledger as gl
 from writeoffs.aging import compute_aging
 from writeoffs.allowance import default_config, entry_key, estimate_allowance, parse_config
@@ -142,7 +142,11 @@ def test_second_date_releases_only_the_delta_and_reruns_post_nothing(ledger: Eng
     run(ledger, AS_OF)
     with ledger.begin() as conn:
         # The 400-day invoice is paid in full: 1,800.00 of reserve is no longer needed.
-        conn.execute(update(invoices).where(invoices.c.id == ids["365+"]).values(open_balance=D("0"), status="paid"))
+        # The source reports it paid: the ingest's change, dated its extract (writeoffs.subledger).
+        with subledger.movement(conn, "ingest", LATER):
+            conn.execute(
+                update(invoices).where(invoices.c.id == ids["365+"]).values(open_balance=D("0"), status="paid")
+            )
         compute_aging(conn, LATER)
 
     result = run(ledger, LATER)
@@ -189,13 +193,22 @@ def test_an_earlier_date_after_a_later_estimate_is_refused(ledger: Engine) -> No
         run(ledger, date(2026, 11, 27))
 
 
-def test_missing_snapshot_and_missing_rate_are_clear_errors(ledger: Engine) -> None:
+def test_no_snapshot_is_needed_and_a_missing_rate_is_a_clear_error(ledger: Engine) -> None:
+    """Issue 19: the estimate ages the sub-ledger's movements as of its date; a date nobody aged is estimated too,
+    with the figures an aging of that date holds."""
     build_aging(ledger)
-    with pytest.raises(LedgerError, match=r"no aging snapshot for 2026-11-25"):
-        run(ledger, date(2026, 11, 25))
+    no_snapshot = date(2026, 11, 25)
+    run(ledger, no_snapshot)
+    with ledger.connect() as conn:
+        aged = subledger.aging_as_of(conn, no_snapshot)["by_entity_currency"]["EU01/EUR"]["buckets"]
+    rows = estimates(ledger, no_snapshot)
+    assert {b: v["open_balance"] for b, v in aged.items()} == {
+        b: str(v[0]) for (cur, b), v in rows.items() if cur == "EUR" and v[0]
+    }
+    assert rows[("EUR", "365+")] == (D("2000.00"), D("0.900000"), D("1800.00"))
     partial = parse_config({"version": "x", "loss_rates": {"current": "1%", "1-30": "2%"}}, source="partial.yaml")
     with pytest.raises(ConfigError, match=r"partial.yaml: loss_rates has no rate for aging bucket.*EU01: '31-60'"):
-        run(ledger, AS_OF, partial)
+        run(ledger, date(2026, 11, 26), partial)
 
 
 def test_per_entity_rates_override_the_defaults(ledger: Engine) -> None:

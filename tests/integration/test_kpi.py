@@ -15,7 +15,8 @@ November 2026, US01 (USD, direct method):
 October 2026: INV-OCT 10,000.00 written off on 15 Oct (the previous period of the trend).
 
 Net written off in November 47,000.00 (47,500 - 500); sales 1,000,000.00 -> 4.70 % acceptable; open AR at 30 Nov
-(snapshot) 1,000,500.00 -> 4.70 %; recovery rate 9,000 / 47,000 = 19.15 %, cumulative 9,000 / 57,000 = 15.79 %.
+(the sub-ledger as of that day) 1,000,500.00 -> 4.70 %;
+recovery rate 9,000 / 47,000 = 19.15 %, cumulative 9,000 / 57,000 = 15.79 %.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def test_november_kpis_are_exact(ledger: Engine, tmp_path: Path) -> None:
     assert (k.rate_of_ar, k.class_of_ar) == (D("4.70"), "acceptable")
     assert (k.recovery_rate, k.cumulative_written_off, k.cumulative_recovered) == (D("19.15"), D("57000"), D("9000"))
     assert k.cumulative_recovery_rate == D("15.79")
-    assert r.ar_basis == "aging snapshot of 2026-11-30"
+    assert r.ar_basis == "sub-ledger as of 2026-11-30 (invoice movements)"
     fk = r.kpi("US01", "USD", functional=True)
     assert (fk.net_written_off, fk.sales, fk.rate_of_sales) == (D("47000.00"), D("1000000.00"), D("4.70"))
 
@@ -176,7 +177,8 @@ def test_trend_50000_to_30000_is_a_20000_improvement_and_2_percent_is_acceptable
     assert t.sentence() == "50,000.00 USD -> 30,000.00 USD = 20,000.00 USD improvement"
     k = r.kpi("US01", "USD")
     assert (k.rate_of_sales, k.class_of_sales) == (D("2.00"), "acceptable")  # 30,000 / 1,500,000 exactly 2 %
-    assert r.ar_basis.startswith("invoices' current open balances")  # no snapshot on 30 Nov
+    # No snapshot on 30 Nov: the open AR is the sub-ledger's as of that day, from its movements (issue 19).
+    assert (r.ar_basis, k.open_ar) == ("sub-ledger as of 2026-11-30 (invoice movements)", D("1500000"))
     assert k.open_ar == D("1500000")  # INV-A and INV-B are written off: only the sales invoice is open
     assert render_markdown(r).count("improvement") >= 1
 

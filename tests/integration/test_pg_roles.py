@@ -106,6 +106,15 @@ ATTACKS: dict[str, str] = {
     "add a table": "CREATE TABLE backdoor (x int)",
     "add a column": "ALTER TABLE audit_log ADD COLUMN note text",
     "rewrite the migration record": "UPDATE alembic_version SET version_num = '0001'",
+    # issue 19: the sub-ledger's history
+    "edit a movement": "UPDATE invoice_movements SET balance_change = 0",
+    "delete movements": "DELETE FROM invoice_movements",
+    "truncate the movements": "TRUNCATE invoice_movements",
+    "stop recording movements": "ALTER TABLE invoices DISABLE TRIGGER trg_invoices_moved_update",
+    "replace the movement trigger function": (
+        "CREATE OR REPLACE FUNCTION ledger_invoice_moved() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN RETURN NULL; END $$"
+    ),
 }
 
 
@@ -132,6 +141,7 @@ def _fingerprint(conn) -> tuple:
         conn.execute(text("SELECT * FROM audit_log ORDER BY id")).all(),
         conn.execute(text("SELECT * FROM fiscal_periods ORDER BY entity_code, period")).all(),
         conn.execute(text("SELECT count(*) FROM invoices")).scalar_one(),
+        conn.execute(text("SELECT * FROM invoice_movements ORDER BY id")).all(),
         conn.execute(
             text(
                 "SELECT tgname, tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"

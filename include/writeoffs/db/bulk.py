@@ -49,12 +49,14 @@ class BulkMode:
 
 
 def user_triggers(conn: Connection, tables: list[str]) -> int:
-    """Triggers on ``tables`` (current schema) other than PostgreSQL's internal FK triggers."""
+    """Triggers on ``tables`` (current schema) that replica mode would silence: not PostgreSQL's internal FK triggers
+    and not the ``ENABLE ALWAYS`` ones (which fire in replica mode too, e.g. the invoice movements of migration 0013,
+    so they still see every row)."""
     return conn.execute(
         text(
             "SELECT count(*) FROM pg_trigger tg JOIN pg_class t ON t.oid = tg.tgrelid "
             "WHERE t.relname = ANY(:tables) AND t.relnamespace = current_schema()::regnamespace "
-            "AND NOT tg.tgisinternal"
+            "AND NOT tg.tgisinternal AND tg.tgenabled <> 'A'"
         ),
         {"tables": tables},
     ).scalar_one()

@@ -29,10 +29,14 @@ def full_metadata() -> MetaData:
 #: Indexes that exist on SQLite only (migration 0005): the staging checks' correlated lookups, which PostgreSQL plans
 #: as hash joins but SQLite runs as nested loops. They are not in the metadata, so comparisons must skip them.
 SQLITE_ONLY_INDEX_PREFIX = "ixsqlite_"
+#: Tables that exist on SQLite only (migration 0013: the movement context its triggers read, see writeoffs.subledger).
+SQLITE_ONLY_TABLES = frozenset({"invoice_movement_context"})
 
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """Alembic ``include_object`` hook: leave the SQLite-only helper indexes out of autogenerate comparisons."""
+    if type_ == "table" and reflected and name in SQLITE_ONLY_TABLES:
+        return False
     return not (type_ == "index" and reflected and (name or "").startswith(SQLITE_ONLY_INDEX_PREFIX))
 
 

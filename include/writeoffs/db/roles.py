@@ -53,7 +53,7 @@ RUNTIME_DELETE: frozenset[str] = frozenset(
     }
 )
 #: Insert-and-read only: the books of record and the audit trail.
-APPEND_ONLY: frozenset[str] = frozenset({"journal_lines", "audit_log"})
+APPEND_ONLY: frozenset[str] = frozenset({"journal_lines", "audit_log", "invoice_movements"})
 #: Insert-and-read only as well: reference data and records that are never changed once written.
 INSERT_ONLY: frozenset[str] = frozenset(
     {

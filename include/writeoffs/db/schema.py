@@ -244,6 +244,30 @@ holds = Table(
     Index("ix_holds_customer_id", "customer_id"),
 )
 
+#: Why an invoice's open balance or status moved (migration 0013). ``opening``: the balance the ledger held when the
+#: sub-ledger history began; ``direct``: a change made outside the ledger's functions (raw SQL), recorded all the same.
+MOVEMENT_KINDS = ("opening", "ingest", "charge_off", "writeoff", "recovery", "reversal", "reversal_cleared", "direct")
+
+# The point-in-time sub-ledger (migration 0013): one immutable row per change of an invoice's open balance or status,
+# written by the database itself (triggers on invoices) in the statement that changes it; see writeoffs.subledger.
+# No foreign key on purpose (a per-row trigger per movement at ingest scale); the only writer is the invoices
+# trigger, which writes ids of rows it has just seen.
+invoice_movements = Table(
+    "invoice_movements",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("invoice_id", ID, nullable=False),
+    Column("effective_date", Date, nullable=False),  # the business date of the change
+    Column("recorded_at", String(32), nullable=False),  # when the ledger learned it: UTC 'YYYY-MM-DD HH:MM:SS.ffffff'
+    Column("kind", String(16), nullable=False),
+    Column("balance_change", MONEY, nullable=False),  # signed change of open_balance (the first movement: all of it)
+    Column("status", String(24), nullable=False),  # the invoice's status after the change
+    Column("ref", String(200), nullable=True),  # the document or run that moved it (ingest load, batch, recovery key)
+    CheckConstraint(_in("kind", MOVEMENT_KINDS), name="kind"),
+    Index("ix_invoice_movements_invoice_id_effective_date", "invoice_id", "effective_date"),
+    Index("ix_invoice_movements_effective_date", "effective_date"),
+)
+
 aging_runs = Table(
     "aging_runs",
     metadata,

@@ -38,12 +38,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, select, text, update
 
-from writeoffs import audit, ledger
+from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries as entry_rules
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.accounting.status import LEDGER_OWNED_STATUSES, RECOVERY_STATUSES, InvoiceStatus, sql_list
 from writeoffs.db import bulk
-from writeoffs.db.schema import customers, holds, invoices, legal_entities
+from writeoffs.db.schema import customers, holds, invoice_movements, invoices, legal_entities
 from writeoffs.errors import ConfigError, WriteoffError
 from writeoffs.ingest.config import SourcesConfig
 from writeoffs.ingest.tables import STAGING, ingest_batches
@@ -125,11 +125,17 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
         # in this transaction, which is what the FK trigger's KEY SHARE lock would have ensured. holds keeps its
         # indexes (few rows; the close-holds update uses them). No journal entry is written inside this window:
         # _post_ar_sync runs after bulk.leave() and checks it.
+        # The invoices' movements (one per new invoice, written by the ENABLE ALWAYS trigger of migration 0013) go in
+        # with their two indexes rebuilt after, like the invoices'.
         mode = bulk.enter(
-            conn, {"customers": customers, "invoices": invoices, "holds": holds}, keep_indexes=frozenset({"holds"})
+            conn,
+            {"customers": customers, "invoices": invoices, "holds": holds, "invoice_movements": invoice_movements},
+            keep_indexes=frozenset({"holds"}),
         )
     counts.update(_merge_customers(conn, p))
-    counts.update(_merge_invoices(conn, p))
+    # The balance and status changes of the load are movements of its as-of date (writeoffs.subledger).
+    with subledger.movement(conn, "ingest", as_of, f"ingest:{src}:{as_of.isoformat()}:{b.load_no}"):
+        counts.update(_merge_invoices(conn, p))
     if conn.dialect.name == "postgresql" and counts["invoices_inserted_or_changed"] > 10_000:
         # The statements below (and the aging) join the invoices just written; stale statistics would plan them
         # as if the table were still small.

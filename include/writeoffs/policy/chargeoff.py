@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, func, select, update
 
-from writeoffs import audit
+from writeoffs import audit, subledger
 from writeoffs.db.schema import customers, invoices
 from writeoffs.money import money_str
 from writeoffs.policy.schema import Policy
@@ -48,20 +48,21 @@ def charge_off(conn: Connection, policy: Policy, as_of: date, *, actor: str = "s
         # ix_invoices_status_due_date: after the first run, a daily run touches only the day's new crossings.
         # The per-layer threshold is then checked exactly on that small set, joined rather than correlated.
         lowest = typed(as_of - timedelta(days=min(thresholds)), Date())
-        result = conn.execute(
-            update(i)
-            .where(
-                i.c.status == "open",
-                basis <= lowest,
-                i.c.open_balance > 0,
-                c.c.id == i.c.customer_id,
-                p.entity_code == c.c.entity_code,
-                p.segment == c.c.segment,
-                p.charge_off_days.is_not(None),
-                days_between(d, basis) >= p.charge_off_days,
+        with subledger.movement(conn, "charge_off", as_of, f"charge-off {as_of.isoformat()}:{policy.short_hash()}"):
+            result = conn.execute(
+                update(i)
+                .where(
+                    i.c.status == "open",
+                    basis <= lowest,
+                    i.c.open_balance > 0,
+                    c.c.id == i.c.customer_id,
+                    p.entity_code == c.c.entity_code,
+                    p.segment == c.c.segment,
+                    p.charge_off_days.is_not(None),
+                    days_between(d, basis) >= p.charge_off_days,
+                )
+                .values(status="charged_off", charged_off_date=as_of)
             )
-            .values(status="charged_off", charged_off_date=as_of)
-        )
         count = max(result.rowcount or 0, 0)
     totals: dict[str, dict[str, str]] = {}
     if count:

@@ -1,0 +1,428 @@
+"""The point-in-time sub-ledger: invoice balances, aging and changes for any past date, from immutable movements.
+
+``invoices`` holds the current balances (materialised: selection, posting and today's aging read them);
+``invoice_movements`` holds every change of an invoice's open balance or status, written by the database in the
+statement that changes the invoice (migration 0013). Two dates per movement:
+
+- ``effective_date``: the business date of the change (an ingest load's as-of date, a write-off's posting date, a
+  recovery's date, a reversal's posting date; an invoice's first movement is dated its invoice date);
+- ``recorded_at``: when the ledger learned it (the database's UTC clock).
+
+So "as of 31 March, as known today" sums the movements effective on or before 31 March; "as known on 31 March" also
+leaves out what was recorded after that day: an extract of 31 March loaded on 3 April (late) shows in the first and
+not in the second.
+
+Why a balance moved is declared once per change, by the function that makes it, with :func:`movement` (one home per
+rule: merge, charge-off, write-off posting, recovery, reversal, clearing a reversal). A change nobody declared (raw
+SQL) is still recorded, as kind ``direct`` dated the day it was made.
+
+Every question below is ONE query (set-wise, ``GROUP BY``), on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import Connection, func, literal, or_, select, text
+
+from writeoffs.aging import Basis, days_since, summarise
+from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case, bucket_case_text
+from writeoffs.db import bulk
+from writeoffs.db.money import from_db
+from writeoffs.db.schema import MOVEMENT_KINDS, aging_runs, customers, invoice_movements, invoices
+from writeoffs.errors import WriteoffError
+
+Level = Literal["invoice", "customer", "entity", "currency"]
+#: "As known at": None (everything recorded), a date (by the end of that day, UTC), a moment, or a recorded_at value.
+Known = date | datetime | str | None
+LEVELS: tuple[str, ...] = ("invoice", "customer", "entity", "currency")
+#: The SQLite table its triggers read the declared context from (migration 0013; SQLite only).
+_SQLITE_CONTEXT = "invoice_movement_context"
+_PG_SETTINGS = ("writeoffs.movement_kind", "writeoffs.movement_date", "writeoffs.movement_ref")
+
+
+# --- declaring why a balance moves ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def movement(conn: Connection, kind: str, effective_date: date, ref: str | None = None) -> Iterator[None]:
+    """Declare, for the statements run inside, why invoices move: ``kind``, business date, document.
+
+    The triggers of migration 0013 read it; it is cleared on the way out so that a later statement of the same
+    transaction cannot borrow it. (On an error the transaction is rolled back, and the declaration with it.)
+    """
+    if kind not in MOVEMENT_KINDS or kind in ("opening", "direct"):
+        raise WriteoffError(f"unknown movement kind {kind!r}")
+    ref = None if ref is None else str(ref)[:200]
+    if conn.dialect.name == "postgresql":
+        _pg_set(conn, kind, effective_date.isoformat(), ref or "")
+        yield
+        _pg_set(conn, "", "", "")
+        return
+    conn.execute(text(f"DELETE FROM {_SQLITE_CONTEXT}"))
+    conn.execute(
+        text(f"INSERT INTO {_SQLITE_CONTEXT} (kind, effective_date, ref) VALUES (:k, :d, :r)"),
+        {"k": kind, "d": effective_date.isoformat(), "r": ref},
+    )
+    yield
+    conn.execute(text(f"DELETE FROM {_SQLITE_CONTEXT}"))
+
+
+def _pg_set(conn: Connection, kind: str, day: str, ref: str) -> None:
+    conn.execute(
+        text("SELECT set_config(:a, :k, true), set_config(:b, :d, true), set_config(:c, :r, true)"),
+        dict(zip(("a", "b", "c"), _PG_SETTINGS, strict=True)) | {"k": kind, "d": day, "r": ref},
+    )
+
+
+# --- the two dates ----------------------------------------------------------------------------------------------------
+
+
+def recorded_text(moment: datetime) -> str:
+    """A moment in ``recorded_at``'s text form, UTC (it compares as text, in time order); naive means UTC."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _known_filter(known: Known) -> Any:
+    """``recorded_at`` condition for "as known at" (see :func:`known_param`)."""
+    return literal(True) if known is None else invoice_movements.c.recorded_at <= known_param(known)
+
+
+def last_recorded(conn: Connection) -> str | None:
+    """The newest ``recorded_at`` (a "known at" moment that includes everything recorded so far)."""
+    return conn.execute(select(func.max(invoice_movements.c.recorded_at))).scalar()
+
+
+# --- balances ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    entity: str  # '' at currency level
+    currency: str
+    key: str  # invoice ref, customer ref, entity code or currency, per level
+    balance: Decimal
+    invoices: int  # invoices with an open balance
+
+
+def _filters(entity: str | None, currency: str | None, customer_ref: str | None, invoice_ref: str | None) -> list:
+    i, c = invoices.c, customers.c
+    out = []
+    if entity:
+        out.append(i.entity_code == entity)
+    if currency:
+        out.append(i.currency == currency)
+    if customer_ref:
+        out.append(c.customer_ref == customer_ref)
+    if invoice_ref:
+        out.append(i.invoice_ref == invoice_ref)
+    return out
+
+
+def balances_as_of(
+    conn: Connection,
+    as_of: date,
+    *,
+    level: Level = "entity",
+    known: Known = None,
+    entity: str | None = None,
+    currency: str | None = None,
+    customer_ref: str | None = None,
+    invoice_ref: str | None = None,
+) -> list[Balance]:
+    """Open balances at the end of ``as_of`` per invoice, customer, entity (and currency) or currency: one query.
+
+    Every invoice raised on or before the date counts (zero balances included, so a customer who had paid shows
+    0). ``known``: only what the ledger had recorded by then (a date: by the end of that day, UTC); an invoice it
+    did not know yet shows 0.
+    """
+    if level not in LEVELS:
+        raise WriteoffError(f"balance level must be one of {', '.join(LEVELS)}, not {level!r}")
+    m, i, c = invoice_movements.c, invoices.c, customers.c
+    key = {"invoice": i.invoice_ref, "customer": c.customer_ref, "entity": i.entity_code, "currency": i.currency}[level]
+    ent = literal("") if level == "currency" else i.entity_code
+    # Current balance minus what came later (see later_movements_sql for why, and for the invariant it relies on).
+    later_when = m.effective_date > as_of
+    if known is not None:
+        later_when = or_(later_when, m.recorded_at > known_param(known))
+    later = (
+        select(m.invoice_id, func.sum(m.balance_change).label("later")).where(later_when).group_by(m.invoice_id)
+    ).subquery()
+    balance = i.open_balance - func.coalesce(later.c.later, 0)
+    bulk.set_local_work_mem(conn)  # the per-invoice sums of a month's movements: hashed in memory, not spilled
+    q = (
+        select(ent.label("entity"), i.currency, key.label("key"), func.sum(balance), func.count().filter(balance > 0))
+        .select_from(
+            invoices.outerjoin(later, later.c.invoice_id == i.id).join(customers, customers.c.id == i.customer_id)
+        )
+        .where(i.invoice_date <= as_of, *_filters(entity, currency, customer_ref, invoice_ref))
+        .group_by(ent, i.currency, key)
+        .order_by(ent, i.currency, key)
+    )
+    return [
+        Balance(e, cur, k, Decimal(0) if bal is None else bal, int(n or 0)) for e, cur, k, bal, n in conn.execute(q)
+    ]
+
+
+# --- aging ------------------------------------------------------------------------------------------------------------
+
+
+def later_movements_sql(*, known: bool = False, day: str = ":d") -> str:
+    """The movements a balance as of ``:d`` leaves out: dated after it, or (``known``) recorded after ``:known``.
+
+    Why "current balance minus what came later" rather than "sum of everything up to the date": both are equal (the
+    triggers write every change; reconciliation's ``movements`` check verifies it), but the current balances are
+    materialised and the movements after a recent date are few (an index range on ``effective_date``), so a month
+    end just passed costs about what today's aging costs, instead of aggregating the whole history per invoice.
+    """
+    recorded = " OR m.recorded_at > :known" if known else ""
+    return f"""SELECT m.invoice_id, SUM(m.balance_change) AS later FROM invoice_movements m
+               WHERE m.effective_date > {day}{recorded} GROUP BY m.invoice_id"""
+
+
+def aged_invoices_sql(
+    dialect: str, *, basis: Basis = "due_date", buckets: Sequence[Bucket] = DEFAULT_BUCKETS, known: bool = False
+) -> str:
+    """The one home of "an invoice's aging as of a past date": SQL selecting, per invoice raised on or before ``:d``
+    (a DATE parameter) with an open balance at the end of that day, ``invoice_id, entity_code, currency,
+    customer_id, days_past_due, bucket, open_balance``; with ``known``, only what was recorded up to ``:known`` (a
+    ``recorded_at`` text). Used by :func:`aging_as_of`, the allowance estimate and the reconciliation; money comes
+    back as stored (read it with ``writeoffs.db.money.from_db``)."""
+    if basis not in ("due_date", "invoice_date"):
+        raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
+    if dialect == "postgresql":
+        dpd = f"(CAST(:d AS DATE) - i.{basis})"
+        day = "CAST(:d AS DATE)"
+    else:
+        dpd = f"CAST(julianday(:d) - julianday(i.{basis}) AS INTEGER)"
+        day = ":d"
+    return f"""
+        SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
+               {bucket_case_text(dpd, buckets)} AS bucket, i.open_balance - COALESCE(x.later, 0) AS open_balance
+        FROM invoices i
+        LEFT JOIN ({later_movements_sql(known=known, day=day)}) x ON x.invoice_id = i.id
+        WHERE i.invoice_date <= {day} AND (i.open_balance > 0 OR x.invoice_id IS NOT NULL)
+          AND i.open_balance - COALESCE(x.later, 0) > 0
+    """
+
+
+def aging_spec(conn: Connection, as_of: date) -> tuple[Basis, tuple[Bucket, ...]]:
+    """The basis and buckets the pipeline ages with: those of the latest aging run on or before ``as_of`` (the
+    ingest's configuration, stored with each run), else due date and the default buckets."""
+    r = conn.execute(
+        select(aging_runs.c.basis, aging_runs.c.bucket_spec)
+        .where(aging_runs.c.as_of_date <= as_of)
+        .order_by(aging_runs.c.as_of_date.desc())
+        .limit(1)
+    ).first()
+    if r is None:
+        return "due_date", tuple(DEFAULT_BUCKETS)
+    spec = json.loads(r.bucket_spec)
+    return r.basis, tuple(
+        Bucket(b["label"], int(b["low"]), None if b["high"] is None else int(b["high"])) for b in spec
+    )
+
+
+#: A ``:known`` bound that every ``recorded_at`` is below (text comparison).
+EVERYTHING = "9999"
+
+
+def known_param(known: Known) -> str:
+    """The ``:known`` bound of :func:`aged_invoices_sql` for an "as known at" value (inclusive)."""
+    if known is None:
+        return EVERYTHING
+    if isinstance(known, str):
+        return known
+    if isinstance(known, datetime):
+        return recorded_text(known)
+    # The end of that day: everything recorded before the next midnight (UTC).
+    return recorded_text(datetime.combine(known + timedelta(days=1), time()) - timedelta(microseconds=1))
+
+
+def aged_params(as_of: date, known: Known = None) -> dict[str, Any]:
+    """Parameters of :func:`aged_invoices_sql`, bound as text (``'YYYY-MM-DD'`` is what both databases store)."""
+    return {"d": as_of.isoformat()} | ({} if known is None else {"known": known_param(known)})
+
+
+def aging_as_of(
+    conn: Connection,
+    as_of: date,
+    *,
+    basis: Basis = "due_date",
+    buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
+    known: Known = None,
+) -> dict[str, Any]:
+    """The aging of ``as_of`` from movements (the same shape as :func:`writeoffs.aging.summary`): one query.
+
+    Each invoice raised on or before the date with an open balance at the end of it, bucketed by days past due (or
+    since invoice date) on that date. Nothing is stored: a past month end needs no snapshot taken on the day.
+    """
+    aged = aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets, known=known is not None)
+    bulk.set_local_work_mem(conn)  # the per-invoice sums of the later movements: hashed in memory, not spilled
+    rows = conn.execute(
+        text(
+            f"SELECT a.entity_code, a.currency, a.bucket, COUNT(*), SUM(a.open_balance) FROM ({aged}) a "
+            "GROUP BY a.entity_code, a.currency, a.bucket"
+        ),
+        aged_params(as_of, known),
+    ).all()
+    return summarise([(e, c, b, n, from_db(conn, s)) for e, c, b, n, s in rows], as_of, buckets)
+
+
+def aging_current(
+    conn: Connection, as_of: date, *, basis: Basis = "due_date", buckets: Sequence[Bucket] = DEFAULT_BUCKETS
+) -> dict[str, Any]:
+    """Today's balances aged on ``as_of`` (what a snapshot taken now would hold), without storing anything."""
+    i = invoices.c
+    dpd = days_since(conn, as_of, i[basis])
+    bucket = bucket_case(dpd, buckets).label("bucket")
+    q = (
+        select(i.entity_code, i.currency, bucket, func.count(), func.sum(i.open_balance))
+        .where(i.open_balance > 0, i.invoice_date <= as_of)
+        .group_by(i.entity_code, i.currency, bucket)
+    )
+    return summarise(conn.execute(q).all(), as_of, buckets)
+
+
+# --- what changed -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    entity: str
+    currency: str
+    kind: str
+    movements: int
+    invoices: int
+    balance_change: Decimal
+
+
+def changes_between(
+    conn: Connection,
+    start: date,
+    end: date,
+    *,
+    known: Known = None,
+    entity: str | None = None,
+    currency: str | None = None,
+    customer_ref: str | None = None,
+    invoice_ref: str | None = None,
+) -> list[Change]:
+    """What moved after ``start`` up to and including ``end`` (effective dates), per entity, currency and kind.
+
+    The balance as of ``end`` is the balance as of ``start`` plus these changes (tested): one query.
+    """
+    if end < start:
+        raise WriteoffError(f"changes between {start} and {end}: the end is before the start")
+    m, i = invoice_movements.c, invoices.c
+    q = (
+        select(
+            i.entity_code,
+            i.currency,
+            m.kind,
+            func.count(),
+            func.count(m.invoice_id.distinct()),
+            func.sum(m.balance_change),
+        )
+        .select_from(
+            invoice_movements.join(invoices, invoices.c.id == m.invoice_id).join(
+                customers, customers.c.id == i.customer_id
+            )
+        )
+        .where(
+            m.effective_date > start,
+            m.effective_date <= end,
+            _known_filter(known),
+            *_filters(entity, currency, customer_ref, invoice_ref),
+        )
+        .group_by(i.entity_code, i.currency, m.kind)
+        .order_by(i.entity_code, i.currency, m.kind)
+    )
+    return [
+        Change(e, cur, k, int(n), int(ni), Decimal(0) if s is None else s) for e, cur, k, n, ni, s in conn.execute(q)
+    ]
+
+
+def invoice_history(conn: Connection, entity: str, invoice_ref: str) -> list[dict[str, Any]]:
+    """Every movement of one invoice, in order (effective date, then as recorded)."""
+    m, i = invoice_movements.c, invoices.c
+    rows = conn.execute(
+        select(m.effective_date, m.recorded_at, m.kind, m.balance_change, m.status, m.ref)
+        .select_from(invoice_movements.join(invoices, invoices.c.id == m.invoice_id))
+        .where(i.entity_code == entity, i.invoice_ref == invoice_ref)
+        .order_by(m.effective_date, m.id)
+    ).all()
+    return [
+        {
+            "effective_date": r.effective_date,
+            "recorded_at": r.recorded_at,
+            "kind": r.kind,
+            "balance_change": r.balance_change,
+            "status": r.status,
+            "ref": r.ref,
+        }
+        for r in rows
+    ]
+
+
+# --- sub-ledger vs GL at a date -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GlComparison:
+    entity: str
+    currency: str
+    subledger: Decimal  # open AR as of the date, from movements
+    gl: Decimal  # AR control: posted lines dated on or before the date
+    difference: Decimal  # gl - subledger
+
+
+def compare_with_gl(conn: Connection, as_of: date, *, known: Known = None) -> list[GlComparison]:
+    """Sub-ledger open AR vs the GL's AR control account at the end of ``as_of``, per entity and currency: one query.
+
+    A difference is a cut-off (or worse): e.g. an invoice raised before the date that first arrived in a later
+    extract is in the sub-ledger as of its invoice date, while the AR sync entry that booked it is dated the day of
+    that extract.
+    """
+    params = aged_params(as_of, known)
+    day = "CAST(:d AS DATE)" if conn.dialect.name == "postgresql" else ":d"
+    later = later_movements_sql(known=known is not None, day=day)
+    bulk.set_local_work_mem(conn)
+    rows = conn.execute(
+        text(
+            f"""
+            WITH sub AS (
+                SELECT i.entity_code, i.currency, SUM(i.open_balance - COALESCE(x.later, 0)) AS amount
+                FROM invoices i LEFT JOIN ({later}) x ON x.invoice_id = i.id
+                WHERE i.invoice_date <= {day}
+                GROUP BY i.entity_code, i.currency),
+            gl AS (
+                SELECT l.entity_code, l.currency, SUM(l.debit - l.credit) AS amount
+                FROM journal_lines l
+                JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted' AND e.posting_date <= {day}
+                JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'ar_control'
+                GROUP BY l.entity_code, l.currency),
+            k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
+            SELECT k.entity_code, k.currency, sub.amount, gl.amount
+            FROM k
+            LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
+            LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
+            ORDER BY k.entity_code, k.currency
+            """
+        ),
+        params,
+    ).all()
+    out = []
+    for entity, currency, sub, gl in rows:
+        s = from_db(conn, sub) or Decimal(0)
+        g = from_db(conn, gl) or Decimal(0)
+        out.append(GlComparison(entity, currency, s, g, g - s))
+    return out
