@@ -43,7 +43,7 @@ from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "include")]
+sys.path[:0] = [str(ROOT), str(ROOT / "include"), str(ROOT / "plugins")]
 
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
@@ -128,11 +128,8 @@ def run_ours(export: Path, pg_url: str, work: Path, n: int) -> dict:
     passed = {k: env[k] for k in env if k.startswith("WRITEOFFS_")}
     server = start_airflow(dag_files=sorted((ROOT / "dags").glob("*.py")), env=passed, home=work / "airflow")
     home = str(server.home)
-    sampler = RssSampler(
-        lambda p: (
-            home in " ".join(p.info["cmdline"] or []) or any(home in " ".join(x.cmdline()) for x in p.parents()[:3])
-        )
-    )
+    # The components run with the Airflow home as working directory, and so do the task processes they start.
+    sampler = RssSampler(lambda p: p.cwd().startswith(home))
     sampler.start()
     dags = ("ar_aging_ingest", "writeoff_candidates", "writeoff_approval", "ledger_reconciliation")
     runs: dict[str, dict] = {}
@@ -140,10 +137,13 @@ def run_ours(export: Path, pg_url: str, work: Path, n: int) -> dict:
         started = time.time()
         server.trigger("ar_aging_ingest", "bench", {"as_of": AS_OF.isoformat(), "sources": ["erp_csv"]})
         runs["ar_aging_ingest"] = wait_finished(server, "ar_aging_ingest", timeout=3600)
-        runs["writeoff_candidates"] = wait_finished(server, "writeoff_candidates", timeout=1800)
+        # The month-end allowance is funded before anything draws on it: at once after the ingest, while the
+        # candidates run (the approval DAG posts auto-approved batches as soon as it starts and refuses a write-off
+        # the allowance cannot absorb). Selection takes longer than this estimate at any size measured so far.
         t = time.time()
         cli("allowance", "--as-of", AS_OF.isoformat())
         allowance = (t, time.time())
+        runs["writeoff_candidates"] = wait_finished(server, "writeoff_candidates", timeout=1800)
         run = server.wait_for(lambda: latest_run(server, "writeoff_approval"), timeout=300, what="the approval run")
         answers = answer_all(server, run["dag_run_id"], timeout=3600)
         runs["writeoff_approval"] = wait_finished(server, "writeoff_approval", timeout=600)
@@ -460,10 +460,12 @@ def main() -> int:
             result["floor"] = run_floor(export, args.pg_url)
             schemas.append(result["floor"]["schema"])
             load.append(os.getloadavg()[0])
+            print(json.dumps({"floor": result["floor"]}, default=str), flush=True)  # kept if a later part fails
         if not args.skip_peer:
             result["peer"] = run_peer(export, args.pg_url, min(args.peer_invoices, args.invoices))
             schemas.append(result["peer"]["schema"])
             load.append(os.getloadavg()[0])
+            print(json.dumps({"peer": result["peer"]}, default=str), flush=True)
         if not args.skip_airflow:
             result["ours"] = run_ours(export, args.pg_url, work, args.invoices)
             schemas.append(result["ours"]["schema"])
