@@ -27,7 +27,7 @@ os.environ["WRITEOFFS_DATA_DIR"] = tempfile.mkdtemp(prefix="bench_audit_")
 from sqlalchemy import Engine, create_engine  # noqa: E402
 
 from writeoffs import audit, audit_anchor  # noqa: E402
-from writeoffs.db.engine import make_engine  # noqa: E402
+from writeoffs.db.engine import make_engine, schema_url  # noqa: E402
 from writeoffs.db.migrate import upgrade  # noqa: E402
 
 PG_URL = os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -72,7 +72,7 @@ def main() -> int:
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
-        pg = compare(f"{PG_URL}?options=-csearch_path%3D{schema}", args.n, args.repeat)
+        pg = compare(schema_url(PG_URL, schema), args.n, args.repeat)
         print("postgresql", {k: round(v, 2) for k, v in pg.items()}, f"+{pg['with_ms'] - pg['without_ms']:.2f} ms")
     finally:
         with admin.begin() as conn:

@@ -48,6 +48,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "include"), str(ROOT / "plugins")]
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
+from writeoffs.db.engine import schema_url  # noqa: E402
+
 AS_OF = date(2026, 11, 24)
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 APPROVAL_TASK_MARKERS = ("approve", "confirm")  # HITL request tasks: their time is people's time
@@ -55,10 +57,6 @@ APPROVAL_TASK_MARKERS = ("approve", "confirm")  # HITL request tasks: their time
 
 def libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
-
-
-def schema_url(url: str, schema: str) -> str:
-    return f"{url}?options=-csearch_path%3D{schema}"
 
 
 class RssSampler(threading.Thread):

@@ -55,7 +55,7 @@ os.environ.setdefault("WRITEOFFS_AUDIT_KEY", secrets.token_hex(32))
 os.environ.pop("WRITEOFFS_AUDIT_KEY_FILE", None)
 os.environ.pop("WRITEOFFS_AUDIT_CHECKPOINT", None)
 
-from writeoffs.db.engine import make_engine  # noqa: E402
+from writeoffs.db.engine import make_engine, schema_url  # noqa: E402
 from writeoffs.db.migrate import upgrade  # noqa: E402
 
 PG_URL = os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -66,7 +66,7 @@ AS_OF = date(2026, 11, 24)
 
 def pg_schema_url(schema: str) -> str:
     """A PostgreSQL URL whose connections use ``schema`` as search_path."""
-    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+    return schema_url(PG_URL, schema)
 
 
 def ledger_url_of(engine: Engine) -> str:

@@ -28,7 +28,7 @@ from scripts.airflow_local import start_airflow
 from tests.browser.conftest import sign_in
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, make_batch, pending_requests, write_policy
-from writeoffs.db.engine import make_engine
+from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import approvals, invoices, journal_entries, writeoff_batches, writeoffs
 from writeoffs_airflow.alerts import required_action_url
@@ -58,7 +58,7 @@ def airflow_ledger(tmp_path_factory, pg_admin):
     schema = f"wb_{uuid.uuid4().hex[:12]}"
     with pg_admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    url = schema_url(PG_URL, schema)
     ledger = make_engine(url)
     upgrade(ledger)
     with ledger.begin() as conn:

@@ -30,7 +30,7 @@ from tests.browser.conftest import sign_in
 from tests.browser.test_approval_browser import SETTLE, batch_status, screenshots_dir
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
-from writeoffs.db.engine import make_engine
+from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import approvals, invoices, writeoffs
 
@@ -48,7 +48,7 @@ def env(tmp_path_factory, pg_admin):
     schema = f"wsb_{uuid.uuid4().hex[:12]}"
     with pg_admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    url = schema_url(PG_URL, schema)
     ledger = make_engine(url)
     upgrade(ledger)
     with ledger.begin() as conn:

@@ -34,7 +34,7 @@ from scripts.airflow_local import AirflowServer, start_airflow
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
 from tests.receivers import SmtpReceiver, WebhookReceiver
-from writeoffs.db.engine import make_engine
+from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import approvals, audit_log, invoices, journal_entries, writeoff_batches, writeoffs
 
@@ -66,7 +66,7 @@ def sc(tmp_path_factory, pg_admin) -> Scenario:
     schema = f"wt_{uuid.uuid4().hex[:12]}"
     with pg_admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    url = schema_url(PG_URL, schema)
     s.ledger = make_engine(url)
     upgrade(s.ledger)
     s.policy = write_policy(tmp / "policy.yaml")

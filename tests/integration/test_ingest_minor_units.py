@@ -15,6 +15,7 @@ import pytest
 from conftest import AS_OF, PG_URL
 from sqlalchemy import func, select, text
 
+from writeoffs.db.engine import schema_url
 from writeoffs.db.money import from_db
 from writeoffs.db.schema import invoices
 from writeoffs.errors import InputError
@@ -281,7 +282,7 @@ def test_sql_source_postgres_numeric_columns(pg_admin, ledger) -> None:
         )
     try:
         config = source_config.load()
-        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        url = schema_url(PG_URL, schema)
         s = stage(ledger, config, build_source(config.source("billing_db"), url=url), AS_OF)
         assert (s["datasets"]["invoices"]["read"], s["datasets"]["invoices"]["accepted"]) == (5, 3)
         assert (s["datasets"]["payments"]["read"], s["datasets"]["payments"]["accepted"]) == (2, 0)

@@ -21,6 +21,7 @@ from conftest import AS_OF, PG_URL
 from sqlalchemy import func, select, text
 
 from writeoffs import ledger
+from writeoffs.db.engine import schema_url
 from writeoffs.db.schema import invoices, journal_entries
 from writeoffs.errors import InputError
 from writeoffs.ingest import config as source_config
@@ -225,7 +226,7 @@ def test_sql_source_postgres_with_typed_columns(pg_admin, ledger) -> None:
         )
     try:
         config = cfg()
-        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        url = schema_url(PG_URL, schema)
         s = stage(ledger, config, build_source(config.source("billing_db"), url=url), AS_OF)
         # The parameterised query (invoice_date <= :as_of) left the future invoice out.
         assert s["datasets"]["invoices"] == {

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, inspect, select, text
 
 from writeoffs.db import migrate
-from writeoffs.db.engine import make_engine
+from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.migrate import include_object
 from writeoffs.db.schema import currencies
 from writeoffs.money import MINOR_UNITS
@@ -48,7 +48,7 @@ def target(request, tmp_path) -> Iterator[Target]:
         schema = request.getfixturevalue("pg_schema")
         base = request.getfixturevalue("pg_admin").url.render_as_string(hide_password=False)
         # libpq "options" pins search_path, so the CLI migrates into the fresh schema and nowhere else.
-        url = f"{base}?options=-csearch_path%3D{schema}"
+        url = schema_url(base, schema)
         engine = make_engine(url)
     yield Target(request.param, url, engine)
     engine.dispose()
@@ -211,7 +211,7 @@ def test_roundtrip_alembic_cli(target: Target):
 def test_cli_migrates_only_the_selected_postgres_schema(pg_admin: Engine, pg_schema: str):
     """The search_path URL must not leak objects into ``public`` (where another team's tables may live)."""
     base = pg_admin.url.render_as_string(hide_password=False)
-    target = Target("postgresql", f"{base}?options=-csearch_path%3D{pg_schema}", pg_admin)
+    target = Target("postgresql", schema_url(base, pg_schema), pg_admin)
     with pg_admin.connect() as conn:
         before = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
     alembic_cli(target, "upgrade", "head")

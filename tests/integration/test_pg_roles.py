@@ -22,7 +22,7 @@ from tests import factories as f
 from tests.conftest import AS_OF, PG_URL
 from tests.integration.posting_support import TIERS, approve, make_batch
 from writeoffs import audit, audit_anchor, reconcile
-from writeoffs.db.engine import make_engine
+from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.roles import grant_runtime
 from writeoffs.db.schema import journal_entries, journal_lines
 from writeoffs.posting import post_batch
@@ -44,7 +44,7 @@ def runtime(pg_ledger: Engine, pg_admin: Engine) -> Iterator[Engine]:
     with pg_ledger.begin() as conn:
         grant_runtime(conn, role, create=True)
     schema = _schema_of(pg_ledger)
-    url = PG_URL.replace("://postgres@", f"://{role}@", 1) + f"?options=-csearch_path%3D{schema}"
+    url = schema_url(PG_URL.replace("://postgres@", f"://{role}@", 1), schema)
     engine = make_engine(url)
     try:
         yield engine

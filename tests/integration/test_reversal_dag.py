@@ -28,7 +28,7 @@ from scripts.airflow_local import AirflowServer, start_airflow
 from tests import factories as f
 from tests.integration.approval_support import answer, pending_requests
 from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
-from writeoffs.db.engine import make_engine
+from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import audit_log, invoices, journal_entries, writeoffs
 from writeoffs.posting import post_batch
@@ -54,7 +54,7 @@ def env(tmp_path_factory, pg_admin) -> Iterator[Env]:
     schema = f"wr_{uuid.uuid4().hex[:12]}"
     with pg_admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    url = schema_url(PG_URL, schema)
     e.ledger = make_engine(url)
     upgrade(e.ledger)
     with e.ledger.begin() as conn:

@@ -18,7 +18,7 @@ from tests import factories as f
 from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
 from writeoffs import subledger
 from writeoffs.db import migrate
-from writeoffs.db.engine import make_engine
+from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.schema import invoice_movements, invoices
 from writeoffs.posting import post_batch
 from writeoffs.recovery import book_recovery
@@ -164,7 +164,7 @@ def fresh(request, tmp_path):
     else:
         schema = request.getfixturevalue("pg_schema")
         base = request.getfixturevalue("pg_admin").url.render_as_string(hide_password=False)
-        engine = make_engine(f"{base}?options=-csearch_path%3D{schema}")
+        engine = make_engine(schema_url(base, schema))
     yield engine
     engine.dispose()
 

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from bench.bench_workspace import build as build_big_batch
 from scripts.airflow_local import DEFAULT_USERS, start_airflow
 from tests.integration.approval_support import make_batch, write_policy
-from writeoffs.db.engine import make_engine
+from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.migrate import upgrade
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.postgres]
@@ -38,7 +38,7 @@ def env(tmp_path_factory, pg_admin):
     schema = f"wt_{uuid.uuid4().hex[:12]}"
     with pg_admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    url = schema_url(PG_URL, schema)
     ledger = make_engine(url)
     upgrade(ledger)
     big = build_big_batch(ledger, BIG)  # also creates entity US01

@@ -45,6 +45,13 @@ def search_path_option(search_path: str) -> str:
     return f"-csearch_path={escaped}"
 
 
+def schema_url(url: str, schema: str) -> str:
+    """``url`` whose connections use ``schema`` as ``search_path``: the form to hand to another process (a CLI, an
+    Airflow task) where ``make_engine(url, schema=...)`` cannot be called."""
+    full = make_url(normalise_url(url)).update_query_dict({"options": search_path_option(schema)})
+    return full.render_as_string(hide_password=False)
+
+
 def make_engine(
     url: str | None = None,
     *,
