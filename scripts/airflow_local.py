@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from writeoffs.private_files import write_private
+from writeoffs_airflow.executors import EXECUTOR as LOCAL_EXECUTOR
 from writeoffs_airflow.pools import ensure_pools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +243,7 @@ def start_airflow(
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if celery else "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if celery else LOCAL_EXECUTOR,
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in users.items()),

@@ -24,16 +24,12 @@ import os
 import re
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 DAG_ID = "writeoff_approval"
 OPTION = {"approve": "Approve", "confirm": "Confirm", "reject": "Reject"}
-#: Airflow 3.3.2 race: an answer within seconds of the task parking can be lost (task put up for retry). Requests
-#: younger than this are waited for; see docs/approvals.md.
-SETTLE_SECONDS = 8.0
 _BATCH = re.compile(r"batch (\d+):")
 
 
@@ -73,10 +69,6 @@ def answer(
     client: httpx.Client, detail: dict[str, Any], option: str, exclude: str = "", comment: str = ""
 ) -> dict[str, Any]:
     ti = detail["task_instance"]
-    created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
-    wait = SETTLE_SECONDS - (datetime.now(UTC) - created).total_seconds()
-    if wait > 0:
-        time.sleep(wait)
     fields = set(detail.get("params") or {})
     if exclude and "exclude_invoice_refs" not in fields:
         # Never drop what the approver asked for: this request has no exclusion field (e.g. the confirm step).

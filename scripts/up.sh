@@ -33,7 +33,8 @@ export WRITEOFFS_SOURCES_DIR="${WRITEOFFS_SOURCES_DIR:-$WRITEOFFS_DATA_DIR/sourc
 export PYTHONPATH="$ROOT/include:$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 
 # --- sizing for 2 cores: one API worker, one parsing process, at most 4 task slots -----------------------------
-export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+# The LocalExecutor made safe for answers given the instant a request opens (plugins/writeoffs_airflow/executors.py).
+export AIRFLOW__CORE__EXECUTOR=writeoffs_airflow.executors.ParkAwareLocalExecutor
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="${AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG:-4}"
 export AIRFLOW__API__WORKERS="${AIRFLOW__API__WORKERS:-1}"
