@@ -7,8 +7,9 @@ SQL (:func:`sqlalchemy_url`): the extra ``sqlalchemy_url``, if set, is used as i
 built with ``sqlalchemy.engine.URL.create`` (user and password escaped by SQLAlchemy): every extra the Postgres
 provider itself would hand to the driver (all but ``PostgresHook.ignored_extra_options``) becomes a libpq parameter
 in the URL's query — ``connect_timeout: 10``, ``sslmode``, ``sslrootcert``, ``keepalives: true`` (as ``1``),
-``options`` … — and the provider's ``sqlalchemy_query`` adds its entries; ``sqlalchemy_scheme`` picks the driver
-(default ``postgresql+psycopg``). Airflow's own ``Connection.get_uri()`` is not used for PostgreSQL: with one
+``options`` … — and the provider's ``sqlalchemy_query`` adds its entries; ``sqlalchemy_scheme`` (or a URI scheme
+such as ``postgresql+psycopg://``) picks the driver (default ``postgresql+psycopg``). Airflow's own
+``Connection.get_uri()`` is not used for PostgreSQL: with one
 non-string extra it packs them all into a single ``__extra__`` parameter the driver refuses. Other connection types
 keep Airflow's URI and must have string extras. An extra that is a list or a mapping is refused (ConfigError naming
 the connection and the key), never dropped: a dropped ``sslmode`` would mean plain text.
@@ -51,7 +52,8 @@ def sqlalchemy_url(conn: Any) -> str:
     extra = extras(conn)
     if extra.get("sqlalchemy_url"):
         return str(extra["sqlalchemy_url"])
-    if str(conn.conn_type or "").lower() not in ("postgres", "postgresql"):
+    conn_type = str(conn.conn_type or "").lower()
+    if conn_type not in ("postgres", "postgresql") and not conn_type.startswith("postgresql+"):
         for key, value in extra.items():
             if not isinstance(value, str):
                 raise ConfigError(
@@ -73,7 +75,7 @@ def sqlalchemy_url(conn: Any) -> str:
         raise ConfigError(f"Airflow connection {conn.conn_id!r}: extra 'sqlalchemy_query' must be a JSON object")
     query.update({str(k): _scalar(conn, f"sqlalchemy_query.{k}", v) for k, v in sa_query.items()})
     url = URL.create(
-        drivername=str(extra.get("sqlalchemy_scheme") or DEFAULT_PG_DRIVER),
+        drivername=str(extra.get("sqlalchemy_scheme") or (conn_type if "+" in conn_type else DEFAULT_PG_DRIVER)),
         username=conn.login or None,
         password=conn.password or None,
         host=conn.host or None,

@@ -261,3 +261,22 @@ def test_http_extras_of_the_wrong_shape_are_refused(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DB", _http_conn(**extra))
     with pytest.raises(ConfigError, match="erp_db"):
         source_for(_source_config("http"))
+
+
+def test_a_uri_connection_keeps_its_search_path_option(monkeypatch: pytest.MonkeyPatch, pg_schema: str) -> None:
+    """The URI form (compose, ``make up``): Airflow parses the query into extras; the ``options`` extra (a search
+    path with a space, escaped for libpq) goes back to libpq unchanged."""
+    from writeoffs.db.engine import schema_url
+    from writeoffs_airflow.ledger import ledger_engine
+
+    path = f'"$user", {pg_schema}'
+    url = schema_url("postgresql://postgres@127.0.0.1:5432/test?connect_timeout=7", path)
+    for scheme in ("postgresql://", "postgresql+psycopg://"):  # conn_type 'postgres' / 'postgresql+psycopg'
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFF_LEDGER", scheme + url.split("://", 1)[1])
+        engine = ledger_engine()
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SHOW search_path")).scalar() == path
+            assert _libpq_params(engine)["connect_timeout"] == "7"
+        finally:
+            engine.dispose()
