@@ -123,7 +123,8 @@ def test_production_auth_and_no_chart_defaults_with_passwords(values: dict[str, 
     assert values["config"]["core"]["auth_manager"].endswith("FabAuthManager")
     assert "simple" not in values["config"]["core"]["auth_manager"].lower()
     assert "SIMPLE_AUTH_MANAGER" not in VALUES.read_text().upper()  # no demo users or passwords file
-    assert values["createUserJob"]["defaultUser"]["enabled"] is False  # else admin/admin
+    assert values["createUserJob"]["enabled"] is False  # else the chart creates admin/admin
+    assert values["createUserJob"]["defaultUser"]["enabled"] is False
     assert values["postgresql"]["enabled"] is False  # the bundled PostgreSQL has a default password
     assert values["config"]["api"]["base_url"].startswith("https://")
     assert "apache-airflow-providers-fab==" in DOCKERFILE.read_text()
