@@ -6,9 +6,11 @@ run's deadlines only when the run succeeds) — :func:`writeoffs_airflow.alerts.
 :class:`~writeoffs_airflow.alerts.DeadlineMissed` message through the project's Slack and e-mail notifiers.
 
 How Airflow runs it: the scheduler creates the deadline with the run, notices it has passed in its loop and hands
-the callback (a ``SyncCallback``) to the executor, which runs it like a task (LocalExecutor and CeleryExecutor
-support it; no triggerer is needed). The reference is the run's ``queued_at`` (manual and asset-triggered runs in
-Airflow 3 have no logical date, and a logical-date deadline would be skipped for them).
+the callback (a ``SyncCallback``) to the default executor, which runs it like a task (LocalExecutor and
+CeleryExecutor support it; no triggerer is needed). An executor without callback support (``supports_callbacks``
+False) makes Airflow 3.3.2's scheduler loop raise on the missed deadline: turn the alert off there (``0`` below).
+The reference is the run's ``queued_at`` (manual and asset-triggered runs in Airflow 3 have no logical date, and a
+logical-date deadline would be skipped for them).
 
 The interval is ``WRITEOFFS_INGEST_DEADLINE_SECONDS`` (default 7200: the 1,000,000-invoice ingest takes about two
 minutes on two cores, so two hours leaves room for retries and a queue); ``0`` turns the alert off. Read when the

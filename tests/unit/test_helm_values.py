@@ -88,6 +88,19 @@ def test_executor_and_airflow_version(values: dict[str, Any]) -> None:
     assert values["dagProcessor"]["enabled"] is True and values["triggerer"]["enabled"] is True  # HITL defers
 
 
+def test_the_default_executor_runs_the_deadline_callback(values: dict[str, Any]) -> None:
+    """The deadline alert is a SyncCallback sent to the default executor (the first of ``executor``); one without
+    callback support makes the scheduler loop raise on every missed deadline."""
+    from importlib import import_module
+
+    from airflow.executors.executor_loader import ExecutorLoader
+
+    default = values["executor"].split(",")[0].strip()
+    module, name = ExecutorLoader.executors[default].rsplit(".", 1)
+    assert getattr(import_module(module), name).supports_callbacks is True
+    assert values["data"]["brokerUrlSecretName"] and values["workers"]["replicas"] >= 2
+
+
 def test_the_ledger_writes_pool_is_created_before_the_scheduler_starts(values: dict[str, Any]) -> None:
     (pool,) = POOLS
     assert pool.name == LEDGER_WRITES and pool.slots == 1
