@@ -32,11 +32,18 @@ DEFAULT_PG_DRIVER = "postgresql+psycopg"
 
 
 def extras(conn: Any) -> dict[str, Any]:
-    """The connection's extra as a dict (SDK and core connections alike); anything but a JSON object is refused."""
-    raw = conn.extra_dejson if hasattr(conn, "extra_dejson") else json.loads(conn.extra or "{}")
+    """The connection's extra as a dict (SDK and core connections alike); anything but a JSON object is refused
+    (Airflow's ``extra_dejson`` logs bad JSON and returns ``{}``, which would drop e.g. ``sslmode`` silently)."""
+    text = conn.extra or ""
+    try:
+        raw = json.loads(text) if text.strip() else {}
+    except ValueError:
+        raise ConfigError(f"Airflow connection {conn.conn_id!r}: extra is not valid JSON") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"Airflow connection {conn.conn_id!r}: extra must be a JSON object")
-    return dict(raw)
+    if hasattr(conn, "extra_dejson"):
+        conn.extra_dejson  # noqa: B018 - Airflow masks the extra's sensitive values in logs when it parses them
+    return raw
 
 
 def _scalar(conn: Any, key: str, value: Any) -> str:

@@ -116,6 +116,18 @@ def test_extras_that_are_not_scalars_are_refused(monkeypatch: pytest.MonkeyPatch
         ledger_url()
 
 
+def test_an_extra_that_is_not_a_json_object_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow's own parser logs bad JSON and returns {}: the TLS settings in it would be dropped silently."""
+    from writeoffs_airflow.ledger import ledger_url
+
+    conn = json.loads(pg_conn())
+    for bad in ('{"sslmode": "verify-full",}', '["sslmode"]'):
+        conn["extra"] = bad
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFF_LEDGER", json.dumps(conn))
+        with pytest.raises(ConfigError, match=CONN_ID):
+            ledger_url()
+
+
 def test_a_password_with_url_characters_survives(monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy.engine import make_url
 
