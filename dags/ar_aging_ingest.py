@@ -20,6 +20,9 @@ Daily (cron in `WRITEOFFS_INGEST_SCHEDULE`, default 05:30 UTC), or manually with
    entity and currency; only when it passes is the **ar_aging_snapshot** asset updated, which
    `writeoff_candidates` is scheduled on (so a break blocks candidate selection).
 
+A run that has not succeeded within `WRITEOFFS_INGEST_DEADLINE_SECONDS` (default two hours) of being queued sends a
+deadline alert through the failure channels (writeoffs_airflow.deadlines).
+
 See docs/ingestion.md for onboarding a source.
 """
 
@@ -32,6 +35,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from writeoffs_airflow.assets import AGING
+from writeoffs_airflow.deadlines import ingest_deadline
 from writeoffs_airflow.defaults import default_args
 from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.pools import LEDGER_WRITES
@@ -150,6 +154,7 @@ def validate_aging(as_of: str, aged: dict, **context) -> dict:
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=4),
+    deadline=ingest_deadline(),  # alert when a run has not succeeded in time (WRITEOFFS_INGEST_DEADLINE_SECONDS)
     default_args=default_args(),
     tags=["writeoffs", "ingest", "aging"],
     doc_md=__doc__,

@@ -20,6 +20,9 @@ an unconfigured channel is skipped and logged once per process, so a deployment 
 The message names the DAG, task, run, business date, the error (for reconciliation: the break summary) and a link
 to the task log in the Airflow UI (``[api] base_url``).
 
+A run that has not succeeded by its deadline (Airflow's deadline alerts, :mod:`writeoffs_airflow.deadlines`) is
+reported through the same two notifiers with a :class:`DeadlineMissed` message (:func:`deadline_missed`).
+
 The same two channels tell approvers that a write-off request waits for them, or that their answer was refused
 (:func:`approval_notifiers`, :class:`ApprovalNotice`; called by ``writeoffs_airflow.hitl``).
 """
@@ -29,9 +32,10 @@ from __future__ import annotations
 import html
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -164,19 +168,112 @@ class FailureAlert:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DeadlineMissed:
+    """A run that had not succeeded by its deadline (still running, queued, or failed): built from what Airflow hands
+    a deadline callback, ``{"dag_run": <the REST API's DAG run>, "deadline": {"id", "deadline_time"}}``."""
+
+    dag_id: str
+    run_id: str
+    business_date: date | None
+    deadline_time: str
+    state: str
+    run_url: str
+
+    @classmethod
+    def from_context(cls, context: Any) -> DeadlineMissed:
+        from urllib.parse import quote
+
+        from airflow.configuration import conf
+
+        from writeoffs.errors import WriteoffError
+        from writeoffs_airflow.rundate import business_date_of_run
+
+        run = context.get("dag_run") or {}
+        run = run if isinstance(run, dict) else {}
+        deadline = context.get("deadline") or {}
+        dag_id = str(run.get("dag_id") or "?")
+        run_id = str(run.get("dag_run_id") or run.get("run_id") or "?")
+        try:
+            bd: date | None = business_date_of_run(run)
+        except (WriteoffError, ValueError):  # an alert about a late run must still go out
+            bd = None
+        when = deadline.get("deadline_time") if isinstance(deadline, dict) else None
+        when_text = when.isoformat() if isinstance(when, datetime) else str(when or "n/a")
+        base = conf.get("api", "base_url", fallback="http://localhost:8080/")
+        return cls(
+            dag_id=dag_id,
+            run_id=run_id,
+            business_date=bd,
+            deadline_time=when_text,
+            state=str(run.get("state") or "unknown"),
+            run_url=f"{base.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}",
+        )
+
+    @property
+    def subject(self) -> str:
+        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        return f"[Airflow] {self.dag_id} missed its deadline (business date {bd})"
+
+    def slack_text(self) -> str:
+        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        return (
+            f":alarm_clock: *{self.dag_id}* has not succeeded by its deadline {self.deadline_time}\n"
+            f"*DAG:* {self.dag_id}  *Run:* {self.run_id}  *Business date:* {bd}  *State:* {self.state}\n"
+            f"*Run:* <{self.run_url}|open the run> {self.run_url}"
+        )
+
+    def html(self) -> str:
+        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        rows = (
+            ("DAG", self.dag_id),
+            ("Run", self.run_id),
+            ("Business date", bd),
+            ("Deadline", self.deadline_time),
+            ("State", self.state),
+        )
+        cells = "".join(f"<tr><th align='left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        url = html.escape(self.run_url, quote=True)
+        return (
+            f"<p><b>{html.escape(self.dag_id)} has not succeeded by its deadline.</b></p>"
+            f"<table>{cells}</table>"
+            f'<p>Run: <a href="{url}">{url}</a></p>'
+        )
+
+
 # --- notifiers --------------------------------------------------------------------------------------------------
 
 
-class LedgerSlackNotifier(SlackWebhookNotifier):
-    """The provider's webhook notifier with the project's message, skipped when its connection is missing."""
+class AlertMessage(Protocol):
+    @property
+    def subject(self) -> str: ...
 
-    def __init__(self, slack_webhook_conn_id: str = SLACK_CONN_ID, **kwargs: Any) -> None:
+    def slack_text(self) -> str: ...
+
+    def html(self) -> str: ...
+
+
+#: Builds the message of one alert from the context Airflow hands the callback.
+MessageBuilder = Callable[[Any], AlertMessage]
+
+
+class LedgerSlackNotifier(SlackWebhookNotifier):
+    """The provider's webhook notifier with the project's message, skipped when its connection is missing.
+    ``message`` builds the text from the context: a task failure by default, :class:`DeadlineMissed` for deadlines."""
+
+    def __init__(
+        self,
+        slack_webhook_conn_id: str = SLACK_CONN_ID,
+        message: MessageBuilder = FailureAlert.from_context,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(slack_webhook_conn_id=slack_webhook_conn_id, text="", **kwargs)
+        self.message = message
 
     def notify(self, context: Any) -> None:
         if _connection(self.slack_webhook_conn_id, "Slack") is None:
             return
-        alert = FailureAlert.from_context(context)
+        alert = self.message(context)
         # Sent through the provider's hook (URL building, retries, response check), not a hand-rolled request.
         self.hook.send(text=alert.slack_text(), unfurl_links=False)
 
@@ -184,8 +281,11 @@ class LedgerSlackNotifier(SlackWebhookNotifier):
 class LedgerEmailNotifier(SmtpNotifier):
     """The provider's SMTP notifier with the project's message; recipients from the connection's extra ``to``."""
 
-    def __init__(self, smtp_conn_id: str = SMTP_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self, smtp_conn_id: str = SMTP_CONN_ID, message: MessageBuilder = FailureAlert.from_context, **kwargs: Any
+    ) -> None:
         super().__init__(to=[], smtp_conn_id=smtp_conn_id, subject="", html_content="", **kwargs)
+        self.message = message
 
     def notify(self, context: Any) -> None:
         conn = _connection(self.smtp_conn_id, "E-mail")
@@ -203,7 +303,7 @@ class LedgerEmailNotifier(SmtpNotifier):
                     self.smtp_conn_id,
                 )
             return
-        alert = FailureAlert.from_context(context)
+        alert = self.message(context)
         with self.hook as smtp:
             smtp.send_email_smtp(
                 to=to,
@@ -217,6 +317,25 @@ class LedgerEmailNotifier(SmtpNotifier):
 def failure_callbacks() -> list[Any]:
     """Notifiers for ``on_failure_callback``: Slack and e-mail. Safe at parse time (no lookups, no I/O)."""
     return [LedgerSlackNotifier(), LedgerEmailNotifier()]
+
+
+def deadline_missed(context: dict[str, Any], **kwargs: Any) -> None:
+    """The callback of the project's deadline alerts (``SyncCallback``: Airflow's executor runs it, no triggerer).
+
+    Sends :class:`DeadlineMissed` through both failure notifiers; a channel that is not configured is skipped as
+    for failures. Every channel is tried; then the first error is raised, so Airflow records the callback as failed.
+    """
+    errors: list[Exception] = []
+    for notifier in (
+        LedgerSlackNotifier(message=DeadlineMissed.from_context),
+        LedgerEmailNotifier(message=DeadlineMissed.from_context),
+    ):
+        try:
+            notifier(context)
+        except Exception as exc:  # the other channel must still be tried
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 # --- approval requests ------------------------------------------------------------------------------------------

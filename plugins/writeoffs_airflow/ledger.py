@@ -1,7 +1,9 @@
 """Resolve the ledger database for a task: Airflow connection ``writeoff_ledger``, else env, else SQLite.
 
-A PostgreSQL connection (``AIRFLOW_CONN_WRITEOFF_LEDGER='postgresql://user:pw@host:5432/ledger'``) is used as is;
-any connection may instead carry the full SQLAlchemy URL in its extra as ``{"sqlalchemy_url": "..."}``.
+A PostgreSQL connection (``AIRFLOW_CONN_WRITEOFF_LEDGER='postgresql://user:pw@host:5432/ledger'``, or the JSON form)
+is turned into a URL with its extras as libpq parameters (``connect_timeout``, ``sslmode``, ...:
+``writeoffs_airflow.connections.sqlalchemy_url``); any connection may instead carry the full SQLAlchemy URL in its
+extra as ``{"sqlalchemy_url": "..."}``.
 
 The audit chain's key comes from the connection ``writeoff_audit_key`` (its password: the key as hex), so that it
 can live in a secrets backend; without that connection the domain falls back to ``WRITEOFFS_AUDIT_KEY_FILE`` /
@@ -11,7 +13,6 @@ Called inside tasks only (it touches the secrets backend / API), never at DAG pa
 
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING
 
@@ -31,10 +32,9 @@ def ledger_url() -> str | None:
         conn = Connection.get(LEDGER_CONN_ID)
     except AirflowNotFoundException:
         return None
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else json.loads(conn.extra or "{}")
-    if extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
-    return conn.get_uri()
+    from writeoffs_airflow.connections import sqlalchemy_url
+
+    return sqlalchemy_url(conn)
 
 
 def audit_key() -> bytes | None:

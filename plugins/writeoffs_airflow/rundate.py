@@ -32,3 +32,26 @@ def business_date(context: Any, *, param: str = "as_of") -> date:
         context.get("data_interval_end") or getattr(dag_run, "data_interval_end", None),
         getattr(dag_run, "run_after", None),
     )
+
+
+def business_date_of_run(dag_run: Any, *, param: str = "as_of") -> date:
+    """The business date of a run given as the REST API's DAG run (a mapping, datetimes as ISO text): what a
+    deadline-alert callback receives instead of a task context. Same rule and precedence as :func:`business_date`
+    (a run's conf carries the ``as_of`` param; no asset events are known there)."""
+    from datetime import datetime
+
+    from writeoffs.policy.rundate import resolve_as_of
+
+    def moment(value: Any) -> datetime | None:
+        if value is None or value == "" or isinstance(value, datetime):
+            return value or None
+        return datetime.fromisoformat(str(value))
+
+    run = dict(dag_run or {})
+    conf = run.get("conf") or {}
+    return resolve_as_of(
+        conf.get(param) if isinstance(conf, dict) else None,
+        (),
+        moment(run.get("data_interval_end")),
+        moment(run.get("run_after")),
+    )

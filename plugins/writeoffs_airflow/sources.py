@@ -1,14 +1,15 @@
 """Resolve a configured source's connection (Airflow Connections) into what the domain connectors take.
 
-SQL sources: the connection's extra ``{"sqlalchemy_url": "..."}`` if set, else its URI. HTTP sources: the base URL
-is built from the connection (``schema://host:port/``, or ``extra.base_url``); login/password become basic auth and
-``extra.headers`` (e.g. ``{"Authorization": "Bearer ..."}``) are sent with every request. A source without a
+SQL sources: the connection's extra ``{"sqlalchemy_url": "..."}`` if set, else a URL built from the connection with
+its extras as driver parameters (``writeoffs_airflow.connections.sqlalchemy_url``). HTTP sources: the base URL is
+built from the connection (``schema://host:port/``, or ``extra.base_url``); login/password become basic auth,
+``extra.headers`` (e.g. ``{"Authorization": "Bearer ..."}``) are sent with every request, and ``timeout``, ``verify``,
+``proxies`` and ``cert`` set the transport (``writeoffs_airflow.connections.http_options``). A source without a
 connection in Airflow falls back to the ``url`` in sources.yaml (the demo defaults). Called inside tasks only.
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,20 +30,20 @@ def _connection(conn_id: str | None):
 
 
 def source_for(config: SourceConfig) -> Source:
-    from writeoffs.ingest.sources import HttpAuth, build_source
+    from writeoffs.ingest.sources import HttpAuth, HttpOptions, build_source
+    from writeoffs_airflow.connections import extras, http_options, sqlalchemy_url
 
     conn = _connection(config.conn_id) if config.kind in ("sql", "http") else None
     if conn is None:
         return build_source(config)
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else json.loads(conn.extra or "{}")
     if config.kind == "sql":
-        return build_source(config, url=str(extra.get("sqlalchemy_url") or conn.get_uri()))
+        return build_source(config, url=sqlalchemy_url(conn))
+    extra = extras(conn)
+    options = http_options(conn)
     base = extra.get("base_url")
     if not base:
         scheme = conn.schema or "https"
         port = f":{conn.port}" if conn.port else ""
         base = f"{scheme}://{conn.host}{port}/"
-    auth = HttpAuth(
-        username=conn.login or None, password=conn.password or None, headers=dict(extra.get("headers") or {})
-    )
-    return build_source(config, url=str(base), auth=auth)
+    auth = HttpAuth(username=conn.login or None, password=conn.password or None, headers=options.pop("headers", {}))
+    return build_source(config, url=str(base), auth=auth, http=HttpOptions(**options))

@@ -76,6 +76,25 @@ def waits_for_people(t) -> bool:
     return isinstance(cls, type) and bool(HITLOperator) and issubclass(cls, HITLOperator)
 
 
+from airflow.serialization.decoders import decode_deadline_alert
+from airflow.serialization.encoders import encode_deadline_alert
+from airflow.serialization.enums import DagAttributeTypes, Encoding
+
+
+def deadlines_of(dag) -> list:  # the DAG's deadline alerts as the scheduler reads them back (serialized form)
+    out = []
+    for alert in dag.deadline or []:
+        back = decode_deadline_alert({Encoding.TYPE: DagAttributeTypes.DEADLINE_ALERT,
+                                      Encoding.VAR: encode_deadline_alert(alert)})
+        out.append({
+            "reference": back.reference.reference_name,
+            "interval_s": back.interval.total_seconds(),
+            "callback": type(back.callback).__name__,
+            "path": back.callback.path,
+        })
+    return out
+
+
 dags = {}
 for dag_id, dag in bag.dags.items():
     default_args = dict(dag.default_args or {})
@@ -100,6 +119,7 @@ for dag_id, dag in bag.dags.items():
             t.task_id: sorted(t.serialized_params) for t in dag.tasks if waits_for_people(t)
         },
         "pools": {t.task_id: t.pool for t in dag.tasks},
+        "deadlines": deadlines_of(dag),
     }
 print(json.dumps({
     "import_errors": {str(k): v for k, v in bag.import_errors.items()},
@@ -377,3 +397,22 @@ def test_the_pool_check_catches_a_ledger_writer_outside_the_pool(tmp_path):
         "pooled.tidy is in pool 'ledger_writes' but not listed in LEDGER_WRITERS",
     ]
     assert pool_problems(rep["dags"], frozenset({"pooled.tidy"})) == []
+
+
+def test_the_daily_ingest_carries_its_deadline_alert(report):
+    """Issue 17: the daily ingest alerts when a run has not succeeded two hours (default) after it was queued; the
+    callback is the project's notifier entry point, run by the executor (SyncCallback: no triggerer needed)."""
+    import importlib
+
+    from writeoffs_airflow import alerts
+
+    assert report["dags"]["ar_aging_ingest"]["deadlines"] == [
+        {
+            "reference": "DagRunQueuedAtDeadline",
+            "interval_s": 7200.0,
+            "callback": "SyncCallback",
+            "path": "writeoffs_airflow.alerts.deadline_missed",
+        }
+    ]
+    module, name = report["dags"]["ar_aging_ingest"]["deadlines"][0]["path"].rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is alerts.deadline_missed

@@ -174,3 +174,105 @@ def test_every_dag_reads_the_business_date_through_the_one_rule() -> None:
             if needle in text:
                 offenders.append(f"{path.relative_to(root)}: {needle}")
     assert offenders == []
+
+
+# --- deadline alerts (writeoffs_airflow.deadlines) --------------------------------------------------------------
+
+INGEST_RUN_ID = "scheduled__2026-11-24T05:30:00+00:00"
+
+
+def deadline_context(**run_over: object) -> dict:
+    """What Airflow's ``Deadline.handle_miss`` hands the callback: the run as the REST API's DAGRunResponse (JSON
+    mode) and the deadline; no task instance, no exception."""
+    run = {
+        "dag_run_id": INGEST_RUN_ID,
+        "dag_id": "ar_aging_ingest",
+        "logical_date": "2026-11-24T05:30:00Z",
+        "queued_at": "2026-11-24T05:30:02.118000Z",
+        "start_date": "2026-11-24T05:30:03Z",
+        "end_date": None,
+        "data_interval_start": "2026-11-24T05:30:00Z",
+        "data_interval_end": "2026-11-24T05:30:00Z",
+        "run_after": "2026-11-24T05:30:00Z",
+        "state": "running",
+        "run_type": "scheduled",
+        "conf": {},
+    }
+    run.update(run_over)
+    return {
+        "dag_run": run,
+        "deadline": {"id": "0199", "deadline_time": datetime(2026, 11, 24, 7, 30, 2, tzinfo=UTC)},
+    }
+
+
+def test_the_context_matches_what_airflow_sends() -> None:
+    """The keys the deadline message reads exist in Airflow's DAG run model (a rename would silently lose them)."""
+    from airflow.api_fastapi.core_api.datamodels.dag_run import DAGRunResponse
+
+    fields = set(DAGRunResponse.model_fields)
+    assert {"dag_run_id", "dag_id", "conf", "state", "data_interval_end", "run_after"} <= fields
+
+
+def test_a_missed_deadline_reaches_both_channels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline callback itself (what the executor runs when the scheduler finds the deadline passed), through
+    the real provider notifiers into the local receivers. The scheduler/executor side is in
+    test_deadline_alert_airflow.py."""
+    with WebhookReceiver() as slack, SmtpReceiver() as smtp:
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFFS_SLACK", slack.airflow_conn("T111/B222/secret"))
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFFS_SMTP", smtp.airflow_conn(to="controller@example.com"))
+        alerts.deadline_missed(context=deadline_context())
+        (req,) = slack.wait_for(1)
+        (mail,) = smtp.wait_for(1)
+    run_url = "http://airflow.example:8080/dags/ar_aging_ingest/runs/scheduled__2026-11-24T05%3A30%3A00%2B00%3A00"
+    text = req.json["text"]
+    for part in ("ar_aging_ingest", "deadline 2026-11-24T07:30:02+00:00", INGEST_RUN_ID, "2026-11-24", "running"):
+        assert part in text, part
+    assert run_url in text
+    assert mail.subject == "[Airflow] ar_aging_ingest missed its deadline (business date 2026-11-24)"
+    assert mail.rcpt_tos == ["controller@example.com"]
+    body = mail.text()
+    assert INGEST_RUN_ID in body and run_url in body and "2026-11-24T07:30:02+00:00" in body
+
+
+def test_a_deadline_alert_reads_the_as_of_of_a_manual_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The business date follows the one rule: a manual run's conf ``as_of`` wins over its run_after."""
+    with WebhookReceiver() as slack:
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFFS_SLACK", slack.airflow_conn())
+        ctx = deadline_context(conf={"as_of": "2026-11-20"}, data_interval_end=None, run_type="manual")
+        alerts.deadline_missed(ctx)
+        (req,) = slack.wait_for(1)
+    assert "*Business date:* 2026-11-20" in req.json["text"]
+    bad = alerts.DeadlineMissed.from_context(deadline_context(conf={"as_of": "20/11/2026"}))
+    assert bad.business_date is None  # a bad date does not stop the alert
+
+
+def test_a_failing_channel_does_not_stop_the_other_and_fails_the_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    with WebhookReceiver(status=500, reply=b"down") as slack, SmtpReceiver() as smtp:
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFFS_SLACK", slack.airflow_conn())
+        monkeypatch.setenv("AIRFLOW_CONN_WRITEOFFS_SMTP", smtp.airflow_conn())
+        with pytest.raises(AirflowException, match="down"):
+            alerts.deadline_missed(deadline_context())
+        smtp.wait_for(1)  # the e-mail still went out
+    assert len(slack.requests) >= 1
+
+
+def test_the_deadline_interval_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from writeoffs_airflow import deadlines
+
+    env = deadlines.INGEST_DEADLINE_ENV
+    monkeypatch.delenv(env, raising=False)
+    (alert,) = deadlines.ingest_deadline()
+    assert alert.interval == timedelta(hours=2)
+    assert alert.callback.path == "writeoffs_airflow.alerts.deadline_missed"
+    monkeypatch.setenv(env, "900")
+    assert deadlines.ingest_deadline()[0].interval == timedelta(minutes=15)
+    monkeypatch.setenv(env, "0")
+    assert deadlines.ingest_deadline() == []  # explicitly off
+    for bad in ("-5", "2h", "1.5", "٣", "nan"):
+        monkeypatch.setenv(env, bad)
+        with pytest.raises(ValueError, match=env):
+            deadlines.ingest_deadline()

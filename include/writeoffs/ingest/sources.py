@@ -557,14 +557,28 @@ class HttpAuth:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HttpOptions:
+    """Transport settings from the Airflow HTTP connection's extras: a timeout overriding the source's ``timeout_s``,
+    TLS verification (False, or a CA bundle path), proxies per scheme, a client certificate."""
+
+    timeout_s: float | None = None
+    verify: bool | str = True
+    proxies: Mapping[str, str] = field(default_factory=dict)
+    cert: str | tuple[str, str] | None = None
+
+
 class HttpSource:
     """A paginated JSON API: ``{"data": [...], "next": "<relative url>" | null}`` (or ``?page=k``)."""
 
-    def __init__(self, config: SourceConfig, base_url: str, auth: HttpAuth | None = None) -> None:
+    def __init__(
+        self, config: SourceConfig, base_url: str, auth: HttpAuth | None = None, options: HttpOptions | None = None
+    ) -> None:
         self.config = config
         self.name = config.name
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.auth = auth or HttpAuth()
+        self.options = options or HttpOptions()
         self._artifacts: list[Artifact] = []
         self.sleep = time.sleep  # replaced by tests that want to count waits, never mocked away
 
@@ -578,12 +592,13 @@ class HttpSource:
         import requests
 
         cfg = self.config
+        timeout = self.options.timeout_s or cfg.timeout_s
         last = ""
         for attempt in range(cfg.retries + 1):
             try:
-                resp = session.get(url, timeout=cfg.timeout_s)
+                resp = session.get(url, timeout=timeout)
             except requests.Timeout:
-                last = f"timed out after {cfg.timeout_s:g} s"
+                last = f"timed out after {timeout:g} s"
             except requests.ConnectionError as exc:
                 last = f"connection failed ({type(exc).__name__})"
             else:
@@ -611,6 +626,9 @@ class HttpSource:
         if self.auth.username:
             session.auth = (self.auth.username, self.auth.password or "")
         session.headers.update(dict(self.auth.headers))
+        session.verify = self.options.verify
+        session.proxies.update(dict(self.options.proxies))
+        session.cert = self.options.cert
         session.headers.setdefault("Accept", "application/json")
         url = urljoin(self.base_url, expand(ds.endpoint or "", as_of))
         if cfg.page_param:
@@ -722,7 +740,12 @@ def _sha256(path: Path) -> str:
 
 
 def build_source(
-    config: SourceConfig, *, url: str | None = None, auth: HttpAuth | None = None, location: str | None = None
+    config: SourceConfig,
+    *,
+    url: str | None = None,
+    auth: HttpAuth | None = None,
+    location: str | None = None,
+    http: HttpOptions | None = None,
 ) -> Source:
     """The connector for a configured source. ``url``/``auth`` come from the Airflow connection in the DAG."""
     if config.kind == "file":
@@ -735,4 +758,4 @@ def build_source(
     target = url or config.url
     if not target:
         raise InputError("no base URL (set conn_id in the DAG or url in the config)", source=config.name)
-    return HttpSource(config, expand(target), auth)
+    return HttpSource(config, expand(target), auth, http)

@@ -51,13 +51,12 @@ def default_engine():
     """The ledger of the deployment: Airflow connection ``writeoff_ledger`` (read in the api-server from Airflow's
     secrets backends and metadata DB), else ``WRITEOFFS_LEDGER_URL``, else the SQLite file of the data dir. The
     audit key: connection ``writeoff_audit_key``, else the environment (``writeoffs.audit_anchor``)."""
-    import json
-
     from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
 
     from writeoffs.audit_anchor import parse_key
     from writeoffs.db.engine import make_engine
+    from writeoffs_airflow.connections import sqlalchemy_url
     from writeoffs_airflow.ledger import AUDIT_KEY_CONN_ID, LEDGER_CONN_ID
 
     try:  # the audit key (to show the chain's status) from the same place the tasks read it, else the environment
@@ -69,8 +68,7 @@ def default_engine():
         conn = Connection.get_connection_from_secrets(LEDGER_CONN_ID)
     except AirflowNotFoundException:  # not defined: the env / default applies (any other failure is raised, and
         return make_engine(None, audit_key=audit_key)  # not cached: never a silent fall-back to another ledger)
-    extra = json.loads(conn.extra or "{}")
-    return make_engine(str(extra.get("sqlalchemy_url") or conn.get_uri()), audit_key=audit_key)
+    return make_engine(sqlalchemy_url(conn), audit_key=audit_key)
 
 
 def _user_name(user: BaseUser) -> str:
