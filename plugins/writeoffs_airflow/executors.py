@@ -27,6 +27,7 @@ from collections import Counter
 from typing import Any
 
 from airflow.executors.local_executor import LocalExecutor
+from airflow.executors.workloads.task import ExecuteTask
 
 #: The executor setting that selects it (``[core] executor``).
 EXECUTOR = f"{__name__}.ParkAwareLocalExecutor"
@@ -41,9 +42,8 @@ class ParkAwareLocalExecutor(LocalExecutor):
 
     def _process_workloads(self, workload_list: Any) -> None:
         for workload in workload_list:
-            key = getattr(getattr(workload, "ti", None), "key", None)
-            if key is not None:
-                self._outstanding[key] += 1
+            if isinstance(workload, ExecuteTask):  # callbacks and connection tests have keys of their own
+                self._outstanding[workload.key] += 1
         super()._process_workloads(workload_list)
 
     def change_state(self, key: Any, state: Any, info: Any = None, remove_running: bool = True) -> None:
