@@ -82,14 +82,30 @@ def _profile(engine, path: Path, explain_ms: int) -> None:
                 cur.execute("SELECT set_config(%s, %s, false)", (name, value))
         dbapi_conn.commit()
 
+    def backend_cpu(conn) -> float:
+        """CPU seconds the connection's PostgreSQL backend has used (same host; a measure less noisy than wall
+        time on a shared machine: waiting for a core does not count)."""
+        pid = conn.info.get("backend_pid")
+        if pid is None:
+            pid = conn.info["backend_pid"] = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @event.listens_for(engine, "before_cursor_execute")
-    def _before(conn, _cursor, _statement, _params, _context, _many) -> None:
-        conn.info.setdefault("t0", []).append(time.perf_counter())
+    def _before(conn, _cursor, statement, _params, _context, _many) -> None:
+        if "pg_backend_pid" not in statement:
+            conn.info.setdefault("t0", []).append((time.perf_counter(), backend_cpu(conn)))
 
     @event.listens_for(engine, "after_cursor_execute")
     def _after(conn, cursor, statement, _params, _context, _many) -> None:
-        took = time.perf_counter() - conn.info["t0"].pop()
-        out.write(f"{took:9.3f} s {cursor.rowcount:>9} rows  {' '.join(statement.split())[:160]}\n")
+        if "pg_backend_pid" in statement:
+            return
+        t0, c0 = conn.info["t0"].pop()
+        took, cpu = time.perf_counter() - t0, backend_cpu(conn) - c0
+        out.write(f"{took:9.3f} s {cpu:8.2f} cpu {cursor.rowcount:>9} rows  {' '.join(statement.split())[:160]}\n")
         out.flush()
 
 
