@@ -33,70 +33,80 @@ sys.path.insert(0, str(ROOT / "include"))
 AS_OF = date(2026, 11, 24)
 
 
-def generate(out: Path, n: int, seed: int = 7) -> None:
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pcsv
+def generate(out: Path, n: int, *, invoices_only: bool = False) -> None:
+    """The sample generator's CSV export (``python -m writeoffs generate``: invoices, payments, activities).
 
-    rng = np.random.default_rng(seed)
-    d = out / "erp_export"
-    d.mkdir(parents=True)
-    ent = rng.random(n) < 0.7
-    entity = np.where(ent, "US01", "EU01")
-    currency = np.where(ent, "USD", np.where(rng.random(n) < 0.5, "EUR", "GBP"))
-    fx = np.where(currency == "GBP", "1.1500", "")
-    cust = rng.integers(1, n // 20 + 2, n)
-    inv_days = rng.integers(0, 900, n)
-    base = np.datetime64(AS_OF.isoformat()) - inv_days.astype("timedelta64[D]")
-    due = base + np.timedelta64(30, "D")
-    cents = rng.integers(1_000, 10_000_000, n)
-    paid = np.where(rng.random(n) < 0.3, 0, np.where(rng.random(n) < 0.5, cents, cents // 2))
+    ``invoices_only`` keeps the invoices and empties payments and activities (the old benchmark's input: it
+    measured neither the payments' nor the activities' part of the merge).
+    """
+    from writeoffs.sample import SampleSpec, write_sample
 
-    def fmt(c: np.ndarray) -> list[str]:
-        return [f"{v / 100:,.2f}" for v in c.tolist()]
-
-    def mdy(a: np.ndarray) -> pa.Array:
-        return pc.strftime(pa.array(a.astype("datetime64[s]")), format="%m/%d/%Y")
-
-    yes_no = lambda p: np.where(rng.random(n) < p, "Yes", "No")  # noqa: E731
-    table = pa.table(
-        {
-            "Company": entity,
-            "Invoice No": [f"INV{i:08d}" for i in range(n)],
-            "Customer No": [f"C{c:07d}" for c in cust.tolist()],
-            "Customer Name": [f"Customer {c}" for c in cust.tolist()],
-            "Parent Customer No": [""] * n,
-            "Segment": np.where(rng.random(n) < 0.5, "retail", "manufacturing"),
-            "Invoice Date": mdy(base),
-            "Due Date": mdy(due),
-            "Currency": currency,
-            "Amount": fmt(cents),
-            "Open Balance": fmt(paid),
-            "FX Rate": fx,
-            "Disputed": yes_no(0.02),
-            "Dispute Since": [""] * n,
-            "Payment Plan": yes_no(0.01),
-            "Bankrupt": ["No"] * n,
-            "Transferred To Parent": ["No"] * n,
-            "Description": ["services"] * n,
-        }
-    )
-    with (d / "invoices.csv").open("wb") as f:
-        f.write(b"\xef\xbb\xbf")
-        pcsv.write_csv(table, f, pcsv.WriteOptions(quoting_style="all_valid"))
-    (d / "payments.csv").write_text(
-        '"Company","Payment No","Customer No","Payment Date","Currency","Amount","Invoice No","Applied Amount"\n'
-    )
-    (d / "activities.csv").write_text('"Company","Customer No","Invoice No","Activity","Date","End Date","Outcome"\n')
-    (d / "control.json").write_text(json.dumps({"as_of": AS_OF.isoformat(), "invoices": {"rows": n}}))
+    write_sample(SampleSpec(invoices=n, as_of=AS_OF), out, ("csv",))
+    if invoices_only:
+        d = out / "erp_export"
+        for name in ("payments.csv", "activities.csv"):
+            with (d / name).open("rb") as f:
+                header = f.readline()
+            (d / name).write_bytes(header)
 
 
-def _generate_in_child(out: Path, n: int) -> float:
+def _generate_in_child(out: Path, n: int, invoices_only: bool) -> float:
     """Generate in a separate process: its memory is not the ingestion's (RUSAGE_SELF stays ingestion-only)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--generate-only", str(out), "--invoices", str(n)], check=True, cwd=ROOT)
+    cmd = [sys.executable, __file__, "--generate-only", str(out), "--invoices", str(n)]
+    subprocess.run([*cmd, "--invoices-only"] if invoices_only else cmd, check=True, cwd=ROOT)
     return time.perf_counter() - t0
+
+
+def _profile(engine, path: Path, explain_ms: int) -> None:
+    """Write every statement's wall time and row count to ``path`` and, for statements (triggers' included) slower
+    than ``explain_ms``, PostgreSQL's own plan with actual times and buffers (auto_explain, sent to the client as
+    LOG notices). The plans cost time of their own: a profiled run's totals are not the benchmark's."""
+    from sqlalchemy import event
+
+    out = path.open("a")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.add_notice_handler(lambda d: out.write(f"-- plan\n{d.message_primary}\n") or out.flush())
+        with dbapi_conn.cursor() as cur:
+            cur.execute("LOAD 'auto_explain'")
+            for name, value in (
+                ("auto_explain.log_min_duration", str(explain_ms)),
+                ("auto_explain.log_analyze", "on"),
+                ("auto_explain.log_buffers", "on"),
+                ("auto_explain.log_wal", "on"),
+                ("auto_explain.log_nested_statements", "on"),
+                ("client_min_messages", "log"),
+            ):
+                cur.execute("SELECT set_config(%s, %s, false)", (name, value))
+        dbapi_conn.commit()
+
+    def backend_cpu(conn) -> float:
+        """CPU seconds the connection's PostgreSQL backend has used (same host; a measure less noisy than wall
+        time on a shared machine: waiting for a core does not count)."""
+        pid = conn.info.get("backend_pid")
+        if pid is None:
+            pid = conn.info["backend_pid"] = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn, _cursor, statement, _params, _context, _many) -> None:
+        if "pg_backend_pid" not in statement:
+            conn.info.setdefault("t0", []).append((time.perf_counter(), backend_cpu(conn)))
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn, cursor, statement, _params, _context, _many) -> None:
+        if "pg_backend_pid" in statement:
+            return
+        t0, c0 = conn.info["t0"].pop()
+        took, cpu = time.perf_counter() - t0, backend_cpu(conn) - c0
+        out.write(f"{took:9.3f} s {cpu:8.2f} cpu {cursor.rowcount:>9} rows  {' '.join(statement.split())[:160]}\n")
+        out.flush()
 
 
 def _ingest(engine, cfg, times: dict[str, float], prefix: str = "") -> tuple[dict, dict, dict]:
@@ -130,9 +140,14 @@ def main() -> int:
     )
     ap.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema afterwards")
     ap.add_argument("--stage-only", action="store_true", help="stop after staging (for profiling the merge by hand)")
+    ap.add_argument(
+        "--invoices-only", action="store_true", help="empty payments and activities files (the old benchmark's input)"
+    )
+    ap.add_argument("--profile", metavar="FILE", help="append each statement's time (and slow plans) to FILE")
+    ap.add_argument("--explain-ms", type=int, default=1000, help="with --profile: plan statements slower than this")
     args = ap.parse_args()
     if args.generate_only:
-        generate(Path(args.generate_only), args.invoices)
+        generate(Path(args.generate_only), args.invoices, invoices_only=args.invoices_only)
         return 0
 
     from sqlalchemy import text
@@ -147,7 +162,7 @@ def main() -> int:
         if args.csv_dir:
             base, gen_s = Path(args.csv_dir), 0.0
         else:
-            base, gen_s = Path(tmp), _generate_in_child(Path(tmp), args.invoices)
+            base, gen_s = Path(tmp), _generate_in_child(Path(tmp), args.invoices, args.invoices_only)
         csv_bytes = (base / "erp_export" / "invoices.csv").stat().st_size
         os.environ["WRITEOFFS_SOURCES_DIR"] = str(base)
         cfg = source_config.load()
@@ -158,6 +173,9 @@ def main() -> int:
         engine = make_engine(args.pg_url, schema=schema)
         try:
             upgrade(engine)
+            if args.profile:
+                engine.dispose()
+                _profile(engine, Path(args.profile), args.explain_ms)
             times: dict[str, float] = {}
             if args.stage_only:
                 t = time.perf_counter()

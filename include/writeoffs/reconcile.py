@@ -54,6 +54,7 @@ from sqlalchemy import (
 from writeoffs import audit
 from writeoffs.accounting import keys
 from writeoffs.audit_anchor import check_audit_chain
+from writeoffs.db import stats
 from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.db.schema import (
     MONEY,
@@ -1749,6 +1750,12 @@ def reconcile(
     """Run all checks on one snapshot, store run + breaks, write the report. Re-running a run key replaces it."""
     tolerance = tolerance or Tolerances()
     started = time.perf_counter()
+    with engine.begin() as conn:
+        # The checks join the tables the last ingest and posting just bulk-wrote: planned on stale statistics
+        # (autovacuum has not caught up yet) one of them took minutes instead of seconds (writeoffs.db.stats).
+        analyzed = stats.analyze_stale(conn)
+    if analyzed:
+        log.info("statistics refreshed before the checks: %s", ", ".join(analyzed))
     with engine.connect() as raw:
         conn = _snapshot(raw)
         with conn.begin():

@@ -51,13 +51,17 @@ def _row(i: int, *, balance: str | None = None, disputed: bool = False, entity: 
     )
 
 
-def write_export(d: Path, rows: list[str]) -> Path:
+def write_export(d: Path, rows: list[str], payments: list[str] = (), activities: list[str] = ()) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "invoices.csv").write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     (d / "payments.csv").write_text(
         '"Company","Payment No","Customer No","Payment Date","Currency","Amount","Invoice No","Applied Amount"\n'
+        + "".join(f"{r}\n" for r in payments)
     )
-    (d / "activities.csv").write_text('"Company","Customer No","Invoice No","Activity","Date","End Date","Outcome"\n')
+    (d / "activities.csv").write_text(
+        '"Company","Customer No","Invoice No","Activity","Date","End Date","Outcome"\n'
+        + "".join(f"{r}\n" for r in activities)
+    )
     (d / "control.json").write_text(json.dumps({"as_of": AS_OF.isoformat()}))
     return d
 
@@ -91,7 +95,26 @@ def test_bulk_merge_matches_the_normal_path_and_restores_indexes_and_triggers(
     make_ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = [_row(i, disputed=i % 4 == 0, entity="US01" if i % 2 else "EU01") for i in range(1, 13)]
-    d = write_export(tmp_path / "erp_export", rows)
+    ent = lambda i: ("US01", "USD") if i % 2 else ("EU01", "EUR")  # noqa: E731  (as _row spreads them)
+    # Payments (one on two invoices, one by a payer known only from payments) and activities (on invoices, on an
+    # account, twice the same call): the bulk path loads these tables too.
+    payments = [
+        f'"{ent(i)[0]}","PMT-{i:03d}","C-{i % 3:03d}","10/20/2025","{ent(i)[1]}","300.00","INV-{i:04d}","300.00"'
+        for i in range(1, 7)
+    ] + [
+        '"US01","PMT-900","C-001","10/21/2025","USD","500.00","INV-0007","200.00"',
+        '"US01","PMT-900","C-001","10/21/2025","USD","500.00","INV-0009","300.00"',
+        '"US01","PMT-901","C-PAYER","10/22/2025","USD","50.00","INV-0011","50.00"',
+    ]
+    activities = [
+        f'"{ent(i)[0]}","C-{i % 3:03d}","INV-{i:04d}","Call","10/01/2025","","no answer"' for i in range(1, 9)
+    ]
+    activities += [
+        '"US01","C-001","","Email","10/02/2025","","sent"',
+        '"US01","C-001","INV-0001","Call","10/01/2025","","no answer"',
+        '"US01","C-ONLY-ACTIVITY","","Call","10/03/2025","","left message"',
+    ]
+    d = write_export(tmp_path / "erp_export", rows, payments, activities)
     results = {}
     for path, minimum in (("bulk", 1), ("normal", 10**9)):
         monkeypatch.setattr(merge_mod, "BULK_MIN_ROWS", minimum)
@@ -116,6 +139,21 @@ def test_bulk_merge_matches_the_normal_path_and_restores_indexes_and_triggers(
             hold_rows = conn.execute(
                 text("SELECT i.invoice_ref, h.hold_type FROM holds h JOIN invoices i ON i.id = h.invoice_id ORDER BY 1")
             ).all()
+            cash_rows = conn.execute(
+                text(
+                    "SELECT p.payment_ref, c.customer_ref, p.amount, i.invoice_ref, a.amount, a.kind "
+                    "FROM payments p JOIN customers c ON c.id = p.customer_id "
+                    "JOIN payment_allocations a ON a.payment_id = p.id JOIN invoices i ON i.id = a.invoice_id "
+                    "ORDER BY 1, 4"
+                )
+            ).all()
+            activity_rows = conn.execute(
+                text(
+                    "SELECT c.customer_ref, i.invoice_ref, a.activity_type, a.activity_date, a.outcome, a.source_ref "
+                    "FROM collection_activities a JOIN customers c ON c.id = a.customer_id "
+                    "LEFT JOIN invoices i ON i.id = a.invoice_id ORDER BY 1, 2, 3, 4, 6"
+                )
+            ).all()
         gl_ties(engine)
         results[path] = (
             merged["counts"],
@@ -123,9 +161,12 @@ def test_bulk_merge_matches_the_normal_path_and_restores_indexes_and_triggers(
             ledger_rows,
             hold_rows,
             snapshot,
+            cash_rows,
+            activity_rows,
         )
     assert results["bulk"] == results["normal"]
     assert len(results["bulk"][2]) == 12 and len(results["bulk"][3]) == 3
+    assert len(results["bulk"][5]) == 9 and len(results["bulk"][6]) == 11
 
 
 def test_bulk_merge_rerun_takes_the_normal_path_and_changes_nothing(
@@ -196,6 +237,25 @@ def test_an_orphan_loaded_in_bulk_mode_rolls_everything_back(pg_ledger: Engine) 
         assert conn.execute(text("SELECT COUNT(*) FROM legal_entities")).scalar_one() == 0
         assert conn.execute(INDEXES).all() == indexes  # the dropped indexes came back with the rollback
         assert conn.execute(text("SHOW session_replication_role")).scalar_one() == "origin"
+
+
+def test_a_loaded_parent_named_in_table_locks_is_locked_until_commit(pg_ledger: Engine) -> None:
+    """The FK triggers' KEY SHARE locks keep a referenced row until commit. With them off, a parent the load wrote
+    itself (customers under holds here; payments under allocations in the merge) still has rows from before the load
+    that the load never touched: naming it in ``table_locks`` locks it as a whole, and no writer gets in before
+    commit."""
+    lock = text(
+        "SELECT l.mode FROM pg_locks l JOIN pg_class t ON t.oid = l.relation "
+        "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND t.relname = 'customers' "
+        "AND t.relnamespace = current_schema()::regnamespace"
+    )
+    with pg_ledger.begin() as conn:
+        # Indexes kept: rebuilding one takes a SHARE lock of its own.
+        mode = bulk.enter(conn, {"customers": customers, "holds": holds}, drop_indexes=False)
+        assert mode is not None
+        assert "ShareLock" not in set(conn.execute(lock).scalars())
+        bulk.leave(conn, mode, context="test", table_locks=frozenset({"customers"}))
+        assert "ShareLock" in set(conn.execute(lock).scalars())
 
 
 def test_journal_writes_are_refused_while_triggers_are_off(pg_ledger: Engine) -> None:

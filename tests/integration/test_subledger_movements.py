@@ -156,6 +156,29 @@ def test_postgres_truncate_of_movements_is_refused(pg_ledger: Engine) -> None:
         conn.execute(text("TRUNCATE invoice_movements"))
 
 
+def test_postgres_movements_of_one_statement_share_one_recorded_time(pg_ledger: Engine) -> None:
+    """The statement trigger formats the database's clock once per statement (migration 0015), not once per row:
+    the same value in every movement a statement writes, later for a later statement."""
+    with pg_ledger.begin() as conn:
+        f.entity(conn)
+        cust = f.customer(conn)
+        ids = [f.invoice(conn, cust, amount="500.00", invoice_date=date(2026, 1, 5)) for _ in range(3)]
+    with pg_ledger.begin() as conn:
+        conn.execute(update(invoices).where(invoices.c.id.in_(ids)).values(open_balance=D("200.00")))
+    with pg_ledger.begin() as conn:
+        conn.execute(update(invoices).where(invoices.c.id.in_(ids)).values(open_balance=D("100.00")))
+    m = invoice_movements.c
+    with pg_ledger.connect() as conn:
+        times = conn.execute(
+            select(m.balance_change, m.recorded_at).where(m.invoice_id.in_(ids), m.balance_change < 0).order_by(m.id)
+        ).all()
+        definition = conn.execute(text("SELECT pg_get_functiondef('ledger_invoice_moved'::regproc)")).scalar_one()
+    assert [t[0] for t in times] == [D("-300")] * 3 + [D("-100")] * 3
+    assert len({t[1] for t in times[:3]}) == 1 and len({t[1] for t in times[3:]}) == 1
+    assert times[0][1] < times[3][1]
+    assert "statement_timestamp" not in definition.split("BEGIN", 1)[1]  # in the declarations only
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fresh(request, tmp_path):
     """An empty database (not a template: the migration itself is under test)."""

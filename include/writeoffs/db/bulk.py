@@ -140,12 +140,14 @@ def leave(
 def lock_parents(conn: Connection, tables: Mapping[str, Table], *, table_locks: frozenset[str] = frozenset()) -> None:
     """Lock the referenced tables the load did not write, as the FK triggers would: nobody may delete a parent row
     before we commit. ``FOR KEY SHARE`` on every row, or for the parents in ``table_locks`` one ``SHARE`` lock (row
-    locks on a million parents would dirty every page of the parent table, which is what we set out to avoid)."""
+    locks on a million parents would dirty every page of the parent table, which is what we set out to avoid).
+    A parent the load wrote itself is locked only if named in ``table_locks`` (its rows that existed before the
+    load and that the load did not touch are otherwise unlocked)."""
     referred = {fk.referred_table.name for t in tables.values() for fk in t.foreign_key_constraints}
-    for parent in sorted(referred - set(tables)):
+    for parent in sorted(referred):
         if parent in table_locks:
             conn.execute(text(f"LOCK TABLE {parent} IN SHARE MODE"))
-        else:
+        elif parent not in tables:
             conn.execute(text(f"SELECT count(*) FROM (SELECT 1 FROM {parent} FOR KEY SHARE) AS locked"))
 
 

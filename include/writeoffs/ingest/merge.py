@@ -20,8 +20,9 @@ Rules that protect the ledger's own state:
   (source, as-of, entity, currency, load). PostgreSQL takes a table lock on ``invoices`` for the merge so that
   the before/after totals measure only this merge.
 - a first load (or one that is mostly new) on PostgreSQL takes the bulk path of :mod:`writeoffs.db.bulk` for
-  customers, invoices and holds (FK triggers off, non-unique indexes rebuilt, every key checked set-wise before the
-  AR sync entry is posted); a daily load updates only the rows that changed and inserts the new ones.
+  every table it writes - customers, invoices (and their movements), holds, payments, allocations, activities - (FK
+  triggers off, non-unique indexes rebuilt, every key checked set-wise before the AR sync entry is posted); a daily
+  load updates only the rows that changed and inserts the new ones.
 - unknown entities: created with :func:`writeoffs.ledger.bootstrap_entity` from ``entities:`` in sources.yaml
   (``unknown_entities: bootstrap``), otherwise the merge is refused with the entity named.
 """
@@ -42,8 +43,17 @@ from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries as entry_rules
 from writeoffs.accounting.chart import resolve_accounts
 from writeoffs.accounting.status import LEDGER_OWNED_STATUSES, RECOVERY_STATUSES, InvoiceStatus, sql_list
-from writeoffs.db import bulk
-from writeoffs.db.schema import customers, holds, invoice_movements, invoices, legal_entities
+from writeoffs.db import bulk, stats
+from writeoffs.db.schema import (
+    collection_activities,
+    customers,
+    holds,
+    invoice_movements,
+    invoices,
+    legal_entities,
+    payment_allocations,
+    payments,
+)
 from writeoffs.errors import ConfigError, WriteoffError
 from writeoffs.ingest.config import SourcesConfig
 from writeoffs.ingest.tables import STAGING, ingest_batches
@@ -61,6 +71,18 @@ _KEPT_WHILE_OPEN_SQL = sql_list((InvoiceStatus.CHARGED_OFF, InvoiceStatus.REVERS
 
 #: Smallest load (staged invoices) for which the PostgreSQL bulk path is considered.
 BULK_MIN_ROWS = 100_000
+#: Rows written to a table by one merge above which it is analyzed in the merge's transaction (writeoffs.db.stats).
+ANALYZE_AFTER_ROWS = 10_000
+#: What the bulk path loads (writeoffs.db.bulk): every table the merge writes before the AR sync entry.
+_BULK_TABLES = {
+    "customers": customers,
+    "invoices": invoices,
+    "holds": holds,
+    "invoice_movements": invoice_movements,
+    "payments": payments,
+    "payment_allocations": payment_allocations,
+    "collection_activities": collection_activities,
+}
 
 
 class StagingLost(WriteoffError):
@@ -118,34 +140,45 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
     counts: dict[str, int] = {}
     mode = None
     if _bulk_worthy(conn, details.get("invoices", {}).get("accepted", 0)):
-        # A first load (or one at least twice the table): customers, invoices and the holds derived from them go
-        # in with FK triggers off, customers and invoices without their non-unique indexes (rebuilt after), and
-        # every key is validated set-wise before anything else runs (writeoffs.db.bulk); an orphan rolls the whole
-        # merge back. Every customer the new invoices reference was upserted - hence row-locked - just above them
-        # in this transaction, which is what the FK trigger's KEY SHARE lock would have ensured. holds keeps its
-        # indexes (few rows; the close-holds update uses them). No journal entry is written inside this window:
-        # _post_ar_sync runs after bulk.leave() and checks it.
+        # A first load (or one at least twice the table): every table the merge writes goes in with FK triggers
+        # off, without its non-unique indexes (rebuilt after; holds keeps them: few rows, the close-holds update
+        # uses them), and every key is validated set-wise at bulk.leave() (writeoffs.db.bulk); an orphan rolls the
+        # whole merge back. The per-row FK checks were most of a first load's time (measured at 1M invoices with
+        # 300k payments and 1.85M activities: see BENCHMARKS.md) and every one of them is redundant: each child row
+        # comes out of a join with its parent in this transaction. What the FK triggers' KEY SHARE locks would
+        # have ensured until commit, the locks ensure: invoices is locked for the merge (above), customers and
+        # payments are locked SHARE (no writer) at bulk.leave(), before the keys are validated. No journal entry
+        # is written inside this window: _post_ar_sync runs after bulk.leave() and checks it.
         # The invoices' movements (one per new invoice, written by the ENABLE ALWAYS trigger of migration 0013) go in
         # with their two indexes rebuilt after, like the invoices'.
-        mode = bulk.enter(
-            conn,
-            {"customers": customers, "invoices": invoices, "holds": holds, "invoice_movements": invoice_movements},
-            keep_indexes=frozenset({"holds"}),
-        )
+        mode = bulk.enter(conn, _BULK_TABLES, keep_indexes=frozenset({"holds"}))
     counts.update(_merge_customers(conn, p))
     # The balance and status changes of the load are movements of its as-of date (writeoffs.subledger).
     with subledger.movement(conn, "ingest", as_of, f"ingest:{src}:{as_of.isoformat()}:{b.load_no}"):
         counts.update(_merge_invoices(conn, p))
-    if conn.dialect.name == "postgresql" and counts["invoices_inserted_or_changed"] > 10_000:
+    if counts["invoices_inserted_or_changed"] > ANALYZE_AFTER_ROWS:
         # The statements below (and the aging) join the invoices just written; stale statistics would plan them
         # as if the table were still small.
-        conn.execute(text("ANALYZE invoices"))
-        conn.execute(text("ANALYZE customers"))
+        stats.analyze(conn, ("invoices", "customers"))
     counts.update(_merge_holds(conn, p))
-    if mode is not None:
-        bulk.leave(conn, mode, context=f"merge of batch {batch_id} ({src} {as_of})")
     counts.update(_merge_payments(conn, p))
     counts.update(_merge_activities(conn, p))
+    if mode is not None:
+        bulk.leave(
+            conn,
+            mode,
+            context=f"merge of batch {batch_id} ({src} {as_of})",
+            table_locks=frozenset({"customers", "payments"}),
+        )
+    # What the next tasks (aging, selection, reconciliation) plan over: analyzed with this transaction's rows, not
+    # left to autovacuum, which sees them only after the commit and its naptime.
+    loaded = {
+        "invoice_movements": counts["invoices_inserted_or_changed"],
+        "payments": counts["payments_inserted"],
+        "payment_allocations": counts["allocations_inserted"],
+        "collection_activities": counts["activities_inserted"] + counts["activities_updated"],
+    }
+    stats.analyze(conn, [t for t, n in loaded.items() if n > ANALYZE_AFTER_ROWS])
     after = _open_ar(conn, entities)
     posted, notes = _post_ar_sync(conn, src, as_of, b.load_no, before, after, actor)
     summary = {
@@ -420,10 +453,9 @@ _HOLD_FLAGS = (("dispute", "disputed", "s.dispute_since"), ("payment_plan", "pay
 def _merge_holds(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     out: dict[str, int] = {}
     note = f"ingest:{p['src']}"
-    if conn.dialect.name == "postgresql":
-        # Without fresh statistics the planner takes holds for empty and anti-joins thousands of new holds
-        # against it in a nested loop (measured: 12 s on a re-run of a million invoices instead of 0.3 s).
-        conn.execute(text("ANALYZE holds"))
+    # Without fresh statistics the planner takes holds for empty and anti-joins thousands of new holds against it
+    # in a nested loop (measured: 12 s on a re-run of a million invoices instead of 0.3 s).
+    stats.analyze(conn, ("holds",))
 
     def open_ingest_holds() -> dict[str, int]:
         # Only holds this ingestion opened are closed by it; holds set by people stay until people end them.
@@ -470,8 +502,7 @@ def _merge_holds(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         if not before.get(hold_type):
             out[f"{hold_type}_holds_closed"] = 0
             continue
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("ANALYZE holds"))  # a few rows against a million: the planner must know it
+        stats.analyze(conn, ("holds",))  # a few rows against a million: the planner must know it
         out[f"{hold_type}_holds_closed"] = _sql(
             conn,
             f"""
@@ -629,10 +660,15 @@ def _merge_activities(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     # No natural key in the source: the k-th identical activity of a (customer, invoice, type, date) is its key,
     # so a re-load inserts nothing while two calls on the same day stay two calls.
     distinct = "IS DISTINCT FROM" if conn.dialect.name == "postgresql" else "IS NOT"
+    # Partitioned by the ledger's ids, not the source's references: the same partitions ((entity, customer ref)
+    # is one customer id; an invoice ref is one invoice id, and a row whose ref matches no invoice is dropped by
+    # the WHERE below; no ref is NULL either way), so the same occurrence numbers, but the sort of a first load
+    # (1.85M activities at 1M invoices, spilled to disk) compares integers instead of text and carries only the
+    # columns used (measured: BENCHMARKS.md).
     ranked = """
-        SELECT s.*, c.id AS customer_id, i.id AS invoice_id,
-               CAST(ROW_NUMBER() OVER (PARTITION BY s.entity, s.customer_ref, s.invoice_ref, s.activity_type,
-                                                    s.activity_date ORDER BY s.source_file, s.source_row)
+        SELECT s.activity_type, s.activity_date, s.end_date, s.outcome, c.id AS customer_id, i.id AS invoice_id,
+               CAST(ROW_NUMBER() OVER (PARTITION BY c.id, i.id, s.activity_type, s.activity_date
+                                       ORDER BY s.source_file, s.source_row)
                     AS VARCHAR(12)) AS occurrence
         FROM stg_activities s
         JOIN customers c ON c.entity_code = s.entity AND c.customer_ref = s.customer_ref
