@@ -222,32 +222,42 @@ def choose_checkpoint(conn: Connection, as_of: date, known: Known = None) -> Che
     return best
 
 
-def checkpoint_amounts_sql(dialect: str, *, known: bool = False) -> str:
-    """SQL of ``invoice_id, amount`` rows whose sum per invoice is its balance at the end of ``:d``: the checkpoint
-    ``:cp``'s rows (of date ``:c``, high-water mark ``:hw``) and the movements that bring it to ``:d`` (see
-    "checkpoints" above); with ``known``, only what was recorded up to ``:known``. Parameters from
-    :func:`aged_params`. Left unaggregated so that a caller can join the invoices first and sum once."""
+def checkpoint_moves_sql(dialect: str, *, known: bool = False) -> str:
+    """SQL of ``invoice_id, change``: per invoice, what the movements add to the checkpoint ``:cp`` (of date ``:c``,
+    high-water mark ``:hw``) to reach the end of ``:d`` (see "checkpoints" above); with ``known``, only what was
+    recorded up to ``:known``. Parameters from :func:`aged_params`."""
     d, c, lo, hi = (_day_sql(dialect, p) for p in (":d", ":c", ":lo", ":hi"))
     rec = " AND m.recorded_at <= :known" if known else ""
     plus = f"m.effective_date <= {d}{rec}"
     minus = f"m.effective_date <= {c} AND m.id <= :hw"
     return f"""
-            SELECT b.invoice_id, b.balance AS amount FROM balance_checkpoint_rows b WHERE b.checkpoint_id = :cp
-            UNION ALL
+        SELECT u.invoice_id, SUM(u.amount) AS change FROM (
             SELECT m.invoice_id, CASE WHEN ({plus}) AND NOT ({minus}) THEN m.balance_change
-                                      WHEN ({minus}) AND NOT ({plus}) THEN -m.balance_change ELSE 0 END
+                                      WHEN ({minus}) AND NOT ({plus}) THEN -m.balance_change ELSE 0 END AS amount
             FROM invoice_movements m WHERE m.effective_date > {lo} AND m.effective_date <= {hi}
             UNION ALL
             SELECT m.invoice_id, m.balance_change FROM invoice_movements m
             WHERE m.id > :hw AND m.effective_date <= {lo}{rec}
-    """
+        ) u GROUP BY u.invoice_id"""
+
+
+def checkpoint_join_sql(dialect: str, *, known: bool = False) -> tuple[str, str, str]:
+    """How a query over ``invoices i`` reads balances at the end of ``:d`` from a checkpoint: the joins to add after
+    ``FROM invoices i``, the balance expression, and the condition "may have a balance" (the checkpoint's row or a
+    movement). Joined to the invoices like the later movements of the exact path: the invoices are scanned once and
+    the checkpoint's rows and the movements' sums are hashed."""
+    joins = f"""
+        LEFT JOIN balance_checkpoint_rows b ON b.checkpoint_id = :cp AND b.invoice_id = i.id
+        LEFT JOIN ({checkpoint_moves_sql(dialect, known=known)}) x ON x.invoice_id = i.id"""
+    present = "(b.invoice_id IS NOT NULL OR x.invoice_id IS NOT NULL)"
+    return joins, "COALESCE(b.balance, 0) + COALESCE(x.change, 0)", present
 
 
 def checkpoint_balances_sql(dialect: str, *, known: bool = False) -> str:
     """SQL of ``invoice_id, balance`` at the end of ``:d`` for every invoice whose balance may be non-zero, from a
-    checkpoint (:func:`checkpoint_amounts_sql` summed per invoice)."""
-    return f"""SELECT u.invoice_id, SUM(u.amount) AS balance
-        FROM ({checkpoint_amounts_sql(dialect, known=known)}) u GROUP BY u.invoice_id"""
+    checkpoint (:func:`checkpoint_join_sql`)."""
+    joins, balance, present = checkpoint_join_sql(dialect, known=known)
+    return f"SELECT i.id AS invoice_id, {balance} AS balance FROM invoices i {joins} WHERE {present}"
 
 
 # --- balances ---------------------------------------------------------------------------------------------------------
@@ -365,14 +375,13 @@ def aged_invoices_sql(
     else:
         dpd = f"CAST(julianday(:d) - julianday(i.{basis}) AS INTEGER)"
         day = ":d"
-    if checkpoint:  # the invoices joined before the sum: a hash join, whatever the estimate of the sums
+    if checkpoint:
+        joins, balance, present = checkpoint_join_sql(dialect, known=known)
         return f"""
         SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
-               {bucket_case_text(dpd, buckets)} AS bucket, SUM(x.amount) AS open_balance
-        FROM ({checkpoint_amounts_sql(dialect, known=known)}) x JOIN invoices i ON i.id = x.invoice_id
-        WHERE i.invoice_date <= {day}
-        GROUP BY i.id, i.entity_code, i.currency, i.customer_id, i.{basis}
-        HAVING SUM(x.amount) > 0
+               {bucket_case_text(dpd, buckets)} AS bucket, {balance} AS open_balance
+        FROM invoices i {joins}
+        WHERE i.invoice_date <= {day} AND {present} AND {balance} > 0
     """
     return f"""
         SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
