@@ -15,7 +15,8 @@ Daily (cron in `WRITEOFFS_INGEST_SCHEDULE`, default 05:30 UTC), or manually with
    per entity and currency so the GL AR control account keeps tying to the sub-ledger.
 6. `recoveries` — books the cash that arrived for written-off invoices ('recovery' allocations of the merge) as
    recovery income, capped at what is still written off; the excess is reported (docs/posting.md, Recoveries).
-7. `aging` — recomputes the aging snapshot of the business date.
+7. `aging` — recomputes the aging snapshot of the business date, then builds the sub-ledger checkpoint of the last
+   month end if it is missing (docs/subledger.md, Checkpoints).
 8. `validate_aging` — bucket consistency and the tie-out of the aging total to the GL AR control account per
    entity and currency; only when it passes is the **ar_aging_snapshot** asset updated, which
    `writeoff_candidates` is scheduled on (so a break blocks candidate selection).

@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -1485,6 +1485,94 @@ def check_movements(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
     return out
 
 
+#: How far back (days before the run's date) reconciliation recomputes the sub-ledger's balance checkpoints.
+CHECKPOINT_RECHECK_DAYS = 62
+
+
+def check_checkpoints(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
+    """Every sub-ledger checkpoint (migration 0016) is what the movements say: per invoice, the sum of the movements
+    effective on or before its date up to its high-water mark; and its marks are true (no movement it claims to cover
+    is missing, none was recorded after its ``recorded_through``). A checkpoint is derived data the as-of answers
+    start from, so one that was edited or forged would make them wrong: one statement per checkpoint recomputes it.
+    Structural: no tolerance.
+
+    Bounded cost: only the checkpoints of the last ``CHECKPOINT_RECHECK_DAYS`` before the run's date are recomputed
+    (each costs about one pass over the movements: seconds at 1M invoices, so all of a year's would cost minutes a
+    run). An older checkpoint was recomputed by every daily run of its first two months, and no role the DAGs use
+    can change one afterwards (the runtime role may only insert and read them; tests/integration/test_pg_roles.py)."""
+    from writeoffs.subledger import checkpoints
+
+    day = "CAST(:d AS DATE)" if conn.dialect.name == "postgresql" else ":d"
+    out = []
+    since = as_of - timedelta(days=CHECKPOINT_RECHECK_DAYS)
+    for cp in (cp for cp in checkpoints(conn) if cp.as_of >= since):
+        params = {"cp": cp.id, "d": cp.as_of.isoformat(), "hw": cp.movements_through}
+        top, covered = conn.execute(
+            text("SELECT MAX(id), MAX(CASE WHEN id <= :hw THEN recorded_at END) FROM invoice_movements"), params
+        ).one()
+        if cp.movements_through > (top or 0) or (covered or "") > cp.recorded_through:
+            out.append(
+                Break(
+                    check="checkpoints",
+                    message=(
+                        f"checkpoint of {cp.as_of}: its marks are false (covers movements up to id "
+                        f"{cp.movements_through} recorded by {cp.recorded_through}; the movements go up to id {top}, "
+                        f"those covered were recorded up to {covered})"
+                    ),
+                    documents=({"type": "checkpoint", "id": cp.id, "as_of": cp.as_of.isoformat()},),
+                )
+            )
+        rows = conn.execute(
+            text(
+                f"""
+                SELECT i.entity_code, i.currency, x.invoice_id, i.invoice_ref, x.expected, x.actual
+                FROM (SELECT u.invoice_id, SUM(u.expected) AS expected, SUM(u.actual) AS actual FROM (
+                        SELECT m.invoice_id, m.balance_change AS expected, 0 AS actual FROM invoice_movements m
+                        WHERE m.effective_date <= {day} AND m.id <= :hw
+                        UNION ALL
+                        SELECT b.invoice_id, 0, b.balance FROM balance_checkpoint_rows b
+                        WHERE b.checkpoint_id = :cp) u
+                      GROUP BY u.invoice_id HAVING SUM(u.expected) <> SUM(u.actual)) x
+                LEFT JOIN invoices i ON i.id = x.invoice_id
+                ORDER BY i.entity_code, i.currency, x.invoice_id
+                LIMIT {MAX_DOCUMENTS * 20}
+                """
+            ),
+            params,
+        ).all()
+        for (entity, currency), items in sorted(
+            _group(rows, lambda r: (r.entity_code or "", r.currency or "")).items()
+        ):
+            out.append(
+                Break(
+                    check="checkpoints",
+                    entity=entity or None,
+                    currency=currency or None,
+                    expected=_sum(conn, (r.expected for r in items)),
+                    actual=_sum(conn, (r.actual for r in items)),
+                    documents=_capped(
+                        [
+                            {
+                                "type": "invoice",
+                                "id": r.invoice_id,
+                                "ref": r.invoice_ref,
+                                "checkpoint": cp.as_of.isoformat(),
+                                "movements_total": money_str(_dec(conn, r.expected)),
+                                "checkpoint_balance": money_str(_dec(conn, r.actual)),
+                            }
+                            for r in items
+                        ]
+                    ),
+                    message=(
+                        f"checkpoint of {cp.as_of}: {len(items)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} "
+                        f"invoice balance(s) of {entity or '?'} {currency or '?'} differ from the movements "
+                        "(edited or forged; delete it and build it again)"
+                    ),
+                )
+            )
+    return out
+
+
 #: The registry: every run executes all of these, in this order. Add a check by appending here.
 CHECKS: tuple[Check, ...] = (
     Check("subledger_vs_gl", "Sub-ledger open AR = GL AR control, per entity and currency", check_subledger_vs_gl),
@@ -1527,6 +1615,7 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check("audit_chain", "Audit chain intact under its key and up to the checkpoint kept outside", check_audit_chain),
     Check("movements", "Every invoice's movements add up to its open balance (history not bypassed)", check_movements),
+    Check("checkpoints", "Every sub-ledger checkpoint equals its movements, up to its marks", check_checkpoints),
 )
 
 

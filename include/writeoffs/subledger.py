@@ -35,7 +35,16 @@ from writeoffs.aging import Basis, days_since, summarise
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case, bucket_case_text
 from writeoffs.db import bulk
 from writeoffs.db.money import from_db
-from writeoffs.db.schema import MOVEMENT_KINDS, aging_runs, customers, invoice_movements, invoices
+from writeoffs.db.schema import (
+    ID,
+    MONEY,
+    MOVEMENT_KINDS,
+    aging_runs,
+    balance_checkpoints,
+    customers,
+    invoice_movements,
+    invoices,
+)
 from writeoffs.errors import WriteoffError
 
 Level = Literal["invoice", "customer", "entity", "currency"]
@@ -101,6 +110,156 @@ def last_recorded(conn: Connection) -> str | None:
     return conn.execute(select(func.max(invoice_movements.c.recorded_at))).scalar()
 
 
+# --- checkpoints ------------------------------------------------------------------------------------------------------
+#
+# "As of D" from the movements alone costs the movements between D and today; a checkpoint (migration 0016) holds
+# every invoice's balance at a period end C, so that "as of D" costs the checkpoint plus the movements between C and D
+# (at most about a month). Derived data, never a source of truth: built by ONE statement over invoice_movements,
+# recorded with the high-water mark it covers, and the answer stays exact for both dates:
+#
+#   balance(D, known K) = Σ movements [eff <= D and recorded <= K]
+#   checkpoint(C)       = Σ movements [eff <= C and id <= H]            (H: the highest id when it was built)
+#
+# so balance(D, K) = checkpoint(C) + Σ movements × ([eff <= D and rec <= K] - [eff <= C and id <= H]). The bracket
+# is zero for every movement with id <= H outside the dates between C and D, provided every movement up to H was
+# recorded by K (``recorded_through <= K``; a checkpoint built after K does not answer "as known at K": the exact
+# path does). What is left: the movements dated between C and D, and those with id > H dated on or before both -
+# the late ones (an extract effective before C that arrived after the build), found through the primary key.
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A built checkpoint: per invoice, the movements effective on or before ``as_of`` with an id up to
+    ``movements_through``; every movement up to that id was recorded by ``recorded_through``."""
+
+    id: int
+    as_of: date
+    movements_through: int
+    recorded_through: str
+
+
+def checkpoints(conn: Connection, as_of: date | None = None) -> list[Checkpoint]:
+    """The built checkpoints, oldest first (or the one of ``as_of``)."""
+    c = balance_checkpoints.c
+    q = select(c.id, c.as_of_date, c.movements_through, c.recorded_through).order_by(c.as_of_date)
+    if as_of is not None:
+        q = q.where(c.as_of_date == as_of)
+    return [Checkpoint(int(i), d, int(hw), rec) for i, d, hw, rec in conn.execute(q)]
+
+
+def _day_sql(dialect: str, param: str) -> str:
+    return f"CAST({param} AS DATE)" if dialect == "postgresql" else param
+
+
+def build_checkpoint(conn: Connection, as_of: date) -> Checkpoint:
+    """Build the checkpoint of ``as_of`` in the caller's transaction; idempotent (an existing one is returned as is).
+
+    The header takes the high-water mark (the highest movement id, the latest ``recorded_at`` up to it), then ONE
+    ``INSERT ... SELECT`` sums those movements per invoice (non-zero balances only). On PostgreSQL the writers of
+    movements wait for the build (``invoices`` locked ``SHARE ROW EXCLUSIVE``: every movement is written by a trigger
+    on ``invoices`` in the statement that changes it), so no movement with a lower id can commit after the mark was
+    taken; on SQLite the first write holds the database's only write lock until the commit.
+    """
+    found = checkpoints(conn, as_of)
+    if found:
+        return found[0]
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE invoices IN SHARE ROW EXCLUSIVE MODE"))
+        found = checkpoints(conn, as_of)  # built meanwhile by another run (the lock excludes itself)
+        if found:
+            return found[0]
+    day = _day_sql(conn.dialect.name, ":d")
+    conn.execute(
+        text(
+            f"""INSERT INTO balance_checkpoints (as_of_date, movements_through, recorded_through)
+                SELECT {day}, COALESCE(MAX(id), 0), COALESCE(MAX(recorded_at), '') FROM invoice_movements"""
+        ),
+        {"d": as_of.isoformat()},
+    )
+    built = checkpoints(conn, as_of)
+    if not built:
+        raise WriteoffError(f"checkpoint of {as_of}: the header was not written")
+    bulk.set_local_work_mem(conn)
+    conn.execute(
+        text(
+            f"""INSERT INTO balance_checkpoint_rows (checkpoint_id, invoice_id, balance)
+                SELECT :cp, m.invoice_id, SUM(m.balance_change) FROM invoice_movements m
+                WHERE m.effective_date <= {day} AND m.id <= :hw
+                GROUP BY m.invoice_id HAVING SUM(m.balance_change) <> 0"""
+        ),
+        {"cp": built[0].id, "d": as_of.isoformat(), "hw": built[0].movements_through},
+    )
+    return built[0]
+
+
+def period_end_on_or_before(day: date) -> date:
+    """The last month end on or before ``day`` (the date a checkpoint is kept for)."""
+    return day if (day + timedelta(days=1)).month != day.month else day.replace(day=1) - timedelta(days=1)
+
+
+def checkpoint_period_end(conn: Connection, as_of: date) -> Checkpoint:
+    """After an ingest of ``as_of``: the checkpoint of the last month end on or before it, built if missing (once a
+    month; later runs find it). Called by the ingest's aging step (``writeoffs.ingest.pipeline.age``)."""
+    return build_checkpoint(conn, period_end_on_or_before(as_of))
+
+
+def choose_checkpoint(conn: Connection, as_of: date, known: Known = None) -> Checkpoint | None:
+    """The checkpoint an as-of question starts from, or None: the exact path without one (current balance minus the
+    movements dated after the date) when no checkpoint covers the question or that path reads fewer days.
+
+    Covering: for "as known at K", only a checkpoint whose covered movements were all recorded by K. Nearest by date
+    (before or after ``as_of``); the movements recorded since it was built are read through the primary key.
+    """
+    bound = None if known is None else known_param(known)
+    usable = [c for c in checkpoints(conn) if bound is None or c.recorded_through <= bound]
+    if not usable:
+        return None
+    best = min(usable, key=lambda c: (abs((c.as_of - as_of).days), -c.movements_through))
+    if known is None:  # "as known at" without a checkpoint reads every movement: any covering one is better
+        last = conn.execute(select(func.max(invoice_movements.c.effective_date))).scalar()
+        if last is None or (last - as_of).days <= abs((best.as_of - as_of).days):
+            return None
+    return best
+
+
+def checkpoint_moves_sql(dialect: str, *, known: bool = False) -> str:
+    """SQL of ``invoice_id, change``: per invoice, what the movements add to the checkpoint ``:cp`` (of date ``:c``,
+    high-water mark ``:hw``) to reach the end of ``:d`` (see "checkpoints" above); with ``known``, only what was
+    recorded up to ``:known``. Parameters from :func:`aged_params`."""
+    d, c, lo, hi = (_day_sql(dialect, p) for p in (":d", ":c", ":lo", ":hi"))
+    rec = " AND m.recorded_at <= :known" if known else ""
+    plus = f"m.effective_date <= {d}{rec}"
+    minus = f"m.effective_date <= {c} AND m.id <= :hw"
+    return f"""
+        SELECT u.invoice_id, SUM(u.amount) AS change FROM (
+            SELECT m.invoice_id, CASE WHEN ({plus}) AND NOT ({minus}) THEN m.balance_change
+                                      WHEN ({minus}) AND NOT ({plus}) THEN -m.balance_change ELSE 0 END AS amount
+            FROM invoice_movements m WHERE m.effective_date > {lo} AND m.effective_date <= {hi}
+            UNION ALL
+            SELECT m.invoice_id, m.balance_change FROM invoice_movements m
+            WHERE m.id > :hw AND m.effective_date <= {lo}{rec}
+        ) u GROUP BY u.invoice_id"""
+
+
+def checkpoint_join_sql(dialect: str, *, known: bool = False) -> tuple[str, str, str]:
+    """How a query over ``invoices i`` reads balances at the end of ``:d`` from a checkpoint: the joins to add after
+    ``FROM invoices i``, the balance expression, and the condition "may have a balance" (the checkpoint's row or a
+    movement). Joined to the invoices like the later movements of the exact path: the invoices are scanned once and
+    the checkpoint's rows and the movements' sums are hashed."""
+    joins = f"""
+        LEFT JOIN balance_checkpoint_rows b ON b.checkpoint_id = :cp AND b.invoice_id = i.id
+        LEFT JOIN ({checkpoint_moves_sql(dialect, known=known)}) x ON x.invoice_id = i.id"""
+    present = "(b.invoice_id IS NOT NULL OR x.invoice_id IS NOT NULL)"
+    return joins, "COALESCE(b.balance, 0) + COALESCE(x.change, 0)", present
+
+
+def checkpoint_balances_sql(dialect: str, *, known: bool = False) -> str:
+    """SQL of ``invoice_id, balance`` at the end of ``:d`` for every invoice whose balance may be non-zero, from a
+    checkpoint (:func:`checkpoint_join_sql`)."""
+    joins, balance, present = checkpoint_join_sql(dialect, known=known)
+    return f"SELECT i.id AS invoice_id, {balance} AS balance FROM invoices i {joins} WHERE {present}"
+
+
 # --- balances ---------------------------------------------------------------------------------------------------------
 
 
@@ -137,32 +296,38 @@ def balances_as_of(
     currency: str | None = None,
     customer_ref: str | None = None,
     invoice_ref: str | None = None,
+    use_checkpoints: bool = True,
 ) -> list[Balance]:
     """Open balances at the end of ``as_of`` per invoice, customer, entity (and currency) or currency: one query.
 
     Every invoice raised on or before the date counts (zero balances included, so a customer who had paid shows
     0). ``known``: only what the ledger had recorded by then (a date: by the end of that day, UTC); an invoice it
-    did not know yet shows 0.
+    did not know yet shows 0. ``use_checkpoints=False``: from the movements alone (the same answer, for checking).
     """
     if level not in LEVELS:
         raise WriteoffError(f"balance level must be one of {', '.join(LEVELS)}, not {level!r}")
     m, i, c = invoice_movements.c, invoices.c, customers.c
     key = {"invoice": i.invoice_ref, "customer": c.customer_ref, "entity": i.entity_code, "currency": i.currency}[level]
     ent = literal("") if level == "currency" else i.entity_code
-    # Current balance minus what came later (see later_movements_sql for why, and for the invariant it relies on).
-    later_when = m.effective_date > as_of
-    if known is not None:
-        later_when = or_(later_when, m.recorded_at > known_param(known))
-    later = (
-        select(m.invoice_id, func.sum(m.balance_change).label("later")).where(later_when).group_by(m.invoice_id)
-    ).subquery()
-    balance = i.open_balance - func.coalesce(later.c.later, 0)
+    cp = choose_checkpoint(conn, as_of, known) if use_checkpoints else None
+    if cp is not None:  # from the nearest checkpoint (see "checkpoints" above)
+        sql = checkpoint_balances_sql(conn.dialect.name, known=known is not None)
+        moved = text(sql).bindparams(**aged_params(as_of, known, cp)).columns(invoice_id=ID, balance=MONEY).subquery()
+        balance = func.coalesce(moved.c.balance, 0)
+        source = invoices.outerjoin(moved, moved.c.invoice_id == i.id)
+    else:  # current balance minus what came later (see later_movements_sql for why, and the invariant it relies on)
+        later_when = m.effective_date > as_of
+        if known is not None:
+            later_when = or_(later_when, m.recorded_at > known_param(known))
+        later = (
+            select(m.invoice_id, func.sum(m.balance_change).label("later")).where(later_when).group_by(m.invoice_id)
+        ).subquery()
+        balance = i.open_balance - func.coalesce(later.c.later, 0)
+        source = invoices.outerjoin(later, later.c.invoice_id == i.id)
     bulk.set_local_work_mem(conn)  # the per-invoice sums of a month's movements: hashed in memory, not spilled
     q = (
         select(ent.label("entity"), i.currency, key.label("key"), func.sum(balance), func.count().filter(balance > 0))
-        .select_from(
-            invoices.outerjoin(later, later.c.invoice_id == i.id).join(customers, customers.c.id == i.customer_id)
-        )
+        .select_from(source.join(customers, customers.c.id == i.customer_id))
         .where(i.invoice_date <= as_of, *_filters(entity, currency, customer_ref, invoice_ref))
         .group_by(ent, i.currency, key)
         .order_by(ent, i.currency, key)
@@ -189,13 +354,19 @@ def later_movements_sql(*, known: bool = False, day: str = ":d") -> str:
 
 
 def aged_invoices_sql(
-    dialect: str, *, basis: Basis = "due_date", buckets: Sequence[Bucket] = DEFAULT_BUCKETS, known: bool = False
+    dialect: str,
+    *,
+    basis: Basis = "due_date",
+    buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
+    known: bool = False,
+    checkpoint: bool = False,
 ) -> str:
     """The one home of "an invoice's aging as of a past date": SQL selecting, per invoice raised on or before ``:d``
     (a DATE parameter) with an open balance at the end of that day, ``invoice_id, entity_code, currency,
     customer_id, days_past_due, bucket, open_balance``; with ``known``, only what was recorded up to ``:known`` (a
-    ``recorded_at`` text). Used by :func:`aging_as_of`, the allowance estimate and the reconciliation; money comes
-    back as stored (read it with ``writeoffs.db.money.from_db``)."""
+    ``recorded_at`` text). ``checkpoint``: from a checkpoint (:func:`choose_checkpoint`; its parameters come from
+    :func:`aged_params`) instead of the current balances. Used by :func:`aging_as_of`, the allowance estimate and the
+    reconciliation; money comes back as stored (read it with ``writeoffs.db.money.from_db``)."""
     if basis not in ("due_date", "invoice_date"):
         raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
     if dialect == "postgresql":
@@ -204,6 +375,14 @@ def aged_invoices_sql(
     else:
         dpd = f"CAST(julianday(:d) - julianday(i.{basis}) AS INTEGER)"
         day = ":d"
+    if checkpoint:
+        joins, balance, present = checkpoint_join_sql(dialect, known=known)
+        return f"""
+        SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
+               {bucket_case_text(dpd, buckets)} AS bucket, {balance} AS open_balance
+        FROM invoices i {joins}
+        WHERE i.invoice_date <= {day} AND {present} AND {balance} > 0
+    """
     return f"""
         SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
                {bucket_case_text(dpd, buckets)} AS bucket, i.open_balance - COALESCE(x.later, 0) AS open_balance
@@ -247,9 +426,20 @@ def known_param(known: Known) -> str:
     return recorded_text(datetime.combine(known + timedelta(days=1), time()) - timedelta(microseconds=1))
 
 
-def aged_params(as_of: date, known: Known = None) -> dict[str, Any]:
-    """Parameters of :func:`aged_invoices_sql`, bound as text (``'YYYY-MM-DD'`` is what both databases store)."""
-    return {"d": as_of.isoformat()} | ({} if known is None else {"known": known_param(known)})
+def aged_params(as_of: date, known: Known = None, checkpoint: Checkpoint | None = None) -> dict[str, Any]:
+    """Parameters of :func:`aged_invoices_sql` (and :func:`checkpoint_balances_sql` with ``checkpoint``), dates bound
+    as text (``'YYYY-MM-DD'`` is what both databases store)."""
+    out = {"d": as_of.isoformat()} | ({} if known is None else {"known": known_param(known)})
+    if checkpoint is not None:
+        lo, hi = sorted((checkpoint.as_of, as_of))
+        out |= {
+            "cp": checkpoint.id,
+            "c": checkpoint.as_of.isoformat(),
+            "hw": checkpoint.movements_through,
+            "lo": lo.isoformat(),
+            "hi": hi.isoformat(),
+        }
+    return out
 
 
 def aging_as_of(
@@ -259,20 +449,25 @@ def aging_as_of(
     basis: Basis = "due_date",
     buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
     known: Known = None,
+    use_checkpoints: bool = True,
 ) -> dict[str, Any]:
     """The aging of ``as_of`` from movements (the same shape as :func:`writeoffs.aging.summary`): one query.
 
     Each invoice raised on or before the date with an open balance at the end of it, bucketed by days past due (or
-    since invoice date) on that date. Nothing is stored: a past month end needs no snapshot taken on the day.
+    since invoice date) on that date. Nothing is stored: a past month end needs no snapshot taken on the day; a
+    checkpoint near the date (:func:`choose_checkpoint`) only makes it cheaper (``use_checkpoints=False``: without).
     """
-    aged = aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets, known=known is not None)
-    bulk.set_local_work_mem(conn)  # the per-invoice sums of the later movements: hashed in memory, not spilled
+    cp = choose_checkpoint(conn, as_of, known) if use_checkpoints else None
+    aged = aged_invoices_sql(
+        conn.dialect.name, basis=basis, buckets=buckets, known=known is not None, checkpoint=cp is not None
+    )
+    bulk.set_local_work_mem(conn)  # the per-invoice sums of the movements read: hashed in memory, not spilled
     rows = conn.execute(
         text(
             f"SELECT a.entity_code, a.currency, a.bucket, COUNT(*), SUM(a.open_balance) FROM ({aged}) a "
             "GROUP BY a.entity_code, a.currency, a.bucket"
         ),
-        aged_params(as_of, known),
+        aged_params(as_of, known, cp),
     ).all()
     return summarise([(e, c, b, n, from_db(conn, s)) for e, c, b, n, s in rows], as_of, buckets)
 

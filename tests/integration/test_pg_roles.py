@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from tests import factories as f
 from tests.conftest import AS_OF, PG_URL
 from tests.integration.posting_support import TIERS, approve, make_batch
-from writeoffs import audit, audit_anchor, reconcile
+from writeoffs import audit, audit_anchor, reconcile, subledger
 from writeoffs.db.engine import make_engine, schema_url
 from writeoffs.db.roles import grant_runtime
 from writeoffs.db.schema import journal_entries, journal_lines
@@ -69,6 +69,10 @@ def _post_one(owner: Engine, runtime: Engine) -> int:
 
 def test_the_runtime_role_approves_posts_and_reconciles(pg_ledger: Engine, runtime: Engine, tmp_path) -> None:
     batch = _post_one(pg_ledger, runtime)
+    with runtime.begin() as conn:  # what the ingest's aging step does (it locks invoices while it builds)
+        checkpoint = subledger.build_checkpoint(conn, AS_OF)
+    with runtime.connect() as conn:
+        assert subledger.checkpoints(conn) == [checkpoint]
     with runtime.connect() as conn:
         entry = conn.execute(select(journal_entries).where(journal_entries.c.batch_id == batch)).one()
         assert entry.status == "posted"
@@ -115,6 +119,11 @@ ATTACKS: dict[str, str] = {
         "CREATE OR REPLACE FUNCTION ledger_invoice_moved() RETURNS trigger LANGUAGE plpgsql AS $$"
         " BEGIN RETURN NULL; END $$"
     ),
+    # issue 19: the balance checkpoints derived from the movements (built by the runtime role, never changed)
+    "edit a checkpoint balance": "UPDATE balance_checkpoint_rows SET balance = 0",
+    "move a checkpoint's high-water mark": "UPDATE balance_checkpoints SET movements_through = movements_through + 9",
+    "delete a checkpoint": "DELETE FROM balance_checkpoint_rows",
+    "truncate the checkpoints": "TRUNCATE balance_checkpoints, balance_checkpoint_rows",
 }
 
 
@@ -123,6 +132,8 @@ def test_each_attack_is_refused_to_the_runtime_role(pg_ledger: Engine, runtime: 
     _post_one(pg_ledger, runtime)
     with pg_ledger.begin() as conn:
         conn.exec_driver_sql("UPDATE fiscal_periods SET status = 'closed' WHERE period = '2026-10'")
+    with runtime.begin() as conn:
+        subledger.build_checkpoint(conn, AS_OF)
     with runtime.connect() as conn:
         before = _fingerprint(conn)
     with pytest.raises(DBAPIError) as refused, runtime.begin() as conn:
@@ -142,6 +153,8 @@ def _fingerprint(conn) -> tuple:
         conn.execute(text("SELECT * FROM fiscal_periods ORDER BY entity_code, period")).all(),
         conn.execute(text("SELECT count(*) FROM invoices")).scalar_one(),
         conn.execute(text("SELECT * FROM invoice_movements ORDER BY id")).all(),
+        conn.execute(text("SELECT * FROM balance_checkpoints ORDER BY id")).all(),
+        conn.execute(text("SELECT * FROM balance_checkpoint_rows ORDER BY checkpoint_id, invoice_id")).all(),
         conn.execute(
             text(
                 "SELECT tgname, tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"

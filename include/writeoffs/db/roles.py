@@ -53,7 +53,16 @@ RUNTIME_DELETE: frozenset[str] = frozenset(
     }
 )
 #: Insert-and-read only: the books of record and the audit trail.
-APPEND_ONLY: frozenset[str] = frozenset({"journal_lines", "audit_log", "invoice_movements"})
+APPEND_ONLY: frozenset[str] = frozenset(
+    {
+        "journal_lines",
+        "audit_log",
+        "invoice_movements",
+        # Derived from the movements (migration 0016): built, never changed; reconciliation recomputes them.
+        "balance_checkpoints",
+        "balance_checkpoint_rows",
+    }
+)
 #: Insert-and-read only as well: reference data and records that are never changed once written.
 INSERT_ONLY: frozenset[str] = frozenset(
     {

@@ -268,6 +268,28 @@ invoice_movements = Table(
     Index("ix_invoice_movements_effective_date", "effective_date"),
 )
 
+#: Balance checkpoints (migration 0016): derived from ``invoice_movements``, never a source of truth. A checkpoint of
+#: ``as_of_date`` holds, per invoice, the sum of the movements effective on or before that date with an id up to
+#: ``movements_through`` (the high-water mark when it was built); every movement up to that id was recorded by
+#: ``recorded_through``. Only non-zero balances are stored. See ``writeoffs.subledger`` ("checkpoints").
+balance_checkpoints = Table(
+    "balance_checkpoints",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("as_of_date", Date, nullable=False),
+    Column("movements_through", ID, nullable=False),  # highest invoice_movements.id covered
+    Column("recorded_through", String(32), nullable=False),  # every covered movement was recorded by then (UTC text)
+    UniqueConstraint("as_of_date"),
+)
+
+balance_checkpoint_rows = Table(
+    "balance_checkpoint_rows",
+    metadata,
+    Column("checkpoint_id", ID, ForeignKey("balance_checkpoints.id"), primary_key=True),
+    Column("invoice_id", ID, primary_key=True),
+    Column("balance", MONEY, nullable=False),
+)
+
 aging_runs = Table(
     "aging_runs",
     metadata,

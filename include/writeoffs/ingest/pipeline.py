@@ -20,6 +20,7 @@ from writeoffs.ingest.config import SourcesConfig
 from writeoffs.ingest.merge import merge
 from writeoffs.ingest.sources import Source, build_source
 from writeoffs.ingest.staging import stage
+from writeoffs.subledger import checkpoint_period_end
 
 if TYPE_CHECKING:
     from writeoffs.validation.config import ValidationConfig
@@ -28,8 +29,14 @@ log = logging.getLogger(__name__)
 
 
 def age(engine: Engine, config: SourcesConfig, as_of: date) -> dict[str, Any]:
+    """The aging snapshot of ``as_of``; then, in a transaction of its own, the sub-ledger checkpoint of the last month
+    end on or before it if it is missing (``writeoffs.subledger.checkpoint_period_end``: once a month, derived from
+    the movements, so that as-of questions about past dates start near them)."""
     with engine.begin() as conn:
-        return compute_aging(conn, as_of, basis=config.aging.basis, buckets=config.aging.buckets())
+        aged = compute_aging(conn, as_of, basis=config.aging.basis, buckets=config.aging.buckets())
+    with engine.begin() as conn:
+        checkpoint_period_end(conn, as_of)
+    return aged
 
 
 def run(
