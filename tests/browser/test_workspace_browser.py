@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from sqlalchemy import select, text
 
 from scripts.airflow_local import DEFAULT_USERS, start_airflow
 from tests.browser.conftest import sign_in
-from tests.browser.test_approval_browser import SETTLE, batch_status, screenshots_dir
+from tests.browser.test_approval_browser import batch_status, screenshots_dir
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
 from writeoffs.db.engine import make_engine, schema_url
@@ -113,9 +112,7 @@ def wait_request(server, run_id: str, step: str, batch_id: int) -> dict:
             None,
         )
 
-    detail = server.wait_for(found, timeout=180, what=f"{step} request")
-    time.sleep(SETTLE)  # Airflow 3.3.2 loses answers given the instant a request opens (docs/approvals.md)
-    return detail
+    return server.wait_for(found, timeout=180, what=f"{step} request")
 
 
 def test_roles_see_what_they_may_and_the_ar_manager_excludes_with_a_checkbox(browser, env) -> None:

@@ -119,26 +119,16 @@ def sc(tmp_path_factory, pg_admin) -> Scenario:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-#: Seconds a request must have been seen waiting before a test answers it. Airflow 3.3.2 race: an answer that
-#: lands before the scheduler has processed the executor event of the park makes the scheduler see "finished
-#: with success, but the task is queued" and put the task up for retry (the answer is lost, nothing recorded).
-#: Humans never answer that fast; scripts/approve.py waits the same way.
-SETTLE = 8.0
-
-
 def request_for(sc: Scenario, name: str, step: str, user: str = "admin", timeout: float = 120) -> dict:
     """Wait for the pending request of a batch and step (``approve`` matches the escalation attempts too)."""
     batch_id = sc.batches[name]
-    seen: dict[str, float] = {}
 
     def find():
         with sc.server.client(user) as c:
             for d in pending_requests(c, DAG_ID, sc.run_id):
                 tid = d["task_instance"]["task_id"]
                 if f"batch {batch_id}:" in d["subject"] and tid.split(".")[-1].startswith(step):
-                    first = seen.setdefault(d["task_instance"]["id"], time.monotonic())
-                    return d if time.monotonic() - first >= SETTLE else None
-        seen.clear()
+                    return d  # answered at once: no answer is lost (tests/integration/test_early_answer.py)
         return None
 
     return sc.server.wait_for(find, timeout=timeout, what=f"{step} request of batch {name} ({batch_id})")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -38,8 +37,6 @@ pytestmark = [pytest.mark.airflow, pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "writeoff_reversal"
 PG_URL = os.environ.get("WRITEOFFS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-#: See test_approval_hitl.SETTLE: answers that land before the scheduler saw the task park are lost in 3.3.2.
-SETTLE = 8.0
 
 
 class Env:
@@ -78,13 +75,10 @@ def env(tmp_path_factory, pg_admin) -> Iterator[Env]:
 
 
 def request_of(e: Env, run_id: str, timeout: float = 150) -> dict:
-    seen: dict[str, float] = {}
-
     def find():
         with e.server.client("admin") as c:
             for d in pending_requests(c, DAG_ID, run_id):
-                first = seen.setdefault(d["task_instance"]["id"], time.monotonic())
-                return d if time.monotonic() - first >= SETTLE else None
+                return d
         return None
 
     return e.server.wait_for(find, timeout=timeout, what=f"reversal request of run {run_id}")
