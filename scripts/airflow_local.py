@@ -288,6 +288,10 @@ def start_airflow(
         "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # The scheduler's and triggerer's log servers on ports of their own (Airflow's fixed 8793/8794 would collide
+        # with any other deployment on the host, e.g. a second test process or `make up`).
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         **(celery_env(celery, metadata_url) if celery and metadata_url else {}),
         **(env or {}),
     }
