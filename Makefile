@@ -27,18 +27,19 @@ $(STAMP): requirements.txt
 demo: install
 	$(BIN)/python scripts/demo_cycle.py
 
-# The whole suite in two parts. Tests that start a real Airflow (marker `airflow`: processes, ports, timing budgets)
-# run one at a time; all others on two processes (pytest-xdist), each with its own Airflow home and ledger schemas.
+# The whole suite in two parts, each on two processes (pytest-xdist), each process with its own Airflow home and
+# ledger schemas. Tests that start a real Airflow (marker `airflow`: processes, ports, timing budgets) go by module
+# (`--dist loadfile`): a module's tests share its Airflow; two such modules run at a time, never more.
 test: install
 	@status=0; \
 	$(BIN)/python -m pytest -q -n 2 -m "not airflow" || status=1; \
-	$(BIN)/python -m pytest -q -m airflow || status=1; \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m airflow || status=1; \
 	exit $$status
 
 test-fast: install
 	@status=0; \
 	$(BIN)/python -m pytest -q -n 2 -m "not airflow and not slow" || status=1; \
-	$(BIN)/python -m pytest -q -m "airflow and not slow" || status=1; \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "airflow and not slow" || status=1; \
 	exit $$status
 
 up: install

@@ -206,6 +206,30 @@ def write_passwords(home: Path, users: Iterable[str]) -> dict[str, str]:
     return passwords
 
 
+def migrate_metadata(env: Mapping[str, str]) -> None:
+    """``airflow db migrate`` with ``env`` (its AIRFLOW_HOME and metadata database)."""
+    airflow = str(VENV_BIN / "airflow")
+    done = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+
+def migrated_metadata_db(home: Path) -> Path:
+    """A freshly migrated SQLite metadata DB in ``home`` (``home/airflow.db``), to copy for each ``start_airflow``
+    (``metadata_template``): ``airflow db migrate`` costs ~10 s of a 2-core machine every time it runs. Made with
+    the same installation and Airflow environment variables cleared, as ``start_airflow`` clears them."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+    }
+    migrate_metadata(env)
+    return home / "airflow.db"
+
+
 def start_airflow(
     *,
     dag_files: Iterable[Path],
@@ -216,14 +240,19 @@ def start_airflow(
     startup_timeout: float = 240,
     metadata_url: str | None = None,
     celery: Celery | None = None,
+    metadata_template: Path | None = None,
 ) -> AirflowServer:
     """Start a private Airflow; the caller must ``stop()`` it (use a fixture with ``yield``).
 
     ``metadata_url``: Airflow's metadata database (default: SQLite in the home). ``celery``: run the CeleryExecutor
     with that many ``airflow celery worker`` processes instead of the LocalExecutor; needs a PostgreSQL
-    ``metadata_url`` (it is also Celery's result backend)."""
+    ``metadata_url`` (it is also Celery's result backend). ``metadata_template``: a SQLite metadata DB that
+    ``airflow db migrate`` of this same installation made and nothing has used since (see
+    ``migrated_metadata_db``); the default SQLite DB starts as a copy of it instead of being migrated here."""
     if celery is not None and not (metadata_url or "").startswith("postgresql"):
         raise ValueError("the CeleryExecutor needs a PostgreSQL metadata database: pass metadata_url='postgresql...'")
+    if metadata_template is not None and metadata_url is not None:
+        raise ValueError("metadata_template replaces the default SQLite metadata DB: do not pass metadata_url too")
     home = home or Path(tempfile.mkdtemp(prefix="wo-airflow-"))
     dags = home / "dags"
     dags.mkdir(parents=True, exist_ok=True)
@@ -260,15 +289,18 @@ def start_airflow(
         "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # The scheduler's and triggerer's log servers on ports of their own (Airflow's fixed 8793/8794 would collide
+        # with any other deployment on the host, e.g. a second test process or `make up`).
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         **(celery_env(celery, metadata_url) if celery and metadata_url else {}),
         **(env or {}),
     }
     server = AirflowServer(base_url=base_url, home=home, passwords=passwords, env=full_env, celery=celery)
-    migrate = subprocess.run(
-        [str(VENV_BIN / "airflow"), "db", "migrate"], env=full_env, capture_output=True, text=True, timeout=600
-    )
-    if migrate.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
+    if metadata_template is not None:
+        shutil.copyfile(metadata_template, home / "airflow.db")
+    else:
+        migrate_metadata(full_env)
     components: list[tuple[str, list[str], dict[str, str]]] = [
         (args[0], args, {}) for args in [["api-server"], ["scheduler"], ["dag-processor"]]
     ]

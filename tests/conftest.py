@@ -75,8 +75,17 @@ def ledger_url_of(engine: Engine) -> str:
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> str:
-    """Airflow's metadata DB (SQLite in the session's AIRFLOW_HOME), migrated once; needed by ``dag.test()``."""
+def airflow_db(airflow_metadata_template: Path) -> str:
+    """Airflow's metadata DB (SQLite in the session's AIRFLOW_HOME), migrated once; needed by ``dag.test()``.
+
+    A copy of the session's migrated template when nothing has created the file yet (SQLite creates it on the first
+    connection, so no connection can hold the old one); otherwise ``airflow db migrate`` brings it up to date."""
+    from airflow.configuration import conf
+
+    target = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    if conf.get("database", "sql_alchemy_conn") == f"sqlite:///{target}" and not target.exists():
+        shutil.copyfile(airflow_metadata_template, target)
+        return os.environ["AIRFLOW_HOME"]
     env = dict(os.environ)
     result = subprocess.run(
         [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
@@ -88,6 +97,16 @@ def airflow_db() -> str:
     if result.returncode != 0:
         pytest.fail(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture(scope="session")
+def airflow_metadata_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite Airflow metadata DB migrated once per session (``airflow db migrate`` costs ~10 s each time): the
+    session's own (``airflow_db``), each real Airflow a test starts (``start_airflow(metadata_template=...)``) and a
+    test's own Airflow home begin with a copy of this file. Nothing else ever opens it."""
+    from scripts.airflow_local import migrated_metadata_db
+
+    return migrated_metadata_db(tmp_path_factory.mktemp("airflow-metadata-template"))
 
 
 @pytest.fixture

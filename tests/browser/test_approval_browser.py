@@ -28,7 +28,6 @@ from tests.browser.conftest import sign_in
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, make_batch, pending_requests, write_policy
 from writeoffs.db.engine import make_engine, schema_url
-from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import approvals, invoices, journal_entries, writeoff_batches, writeoffs
 from writeoffs_airflow.alerts import required_action_url
 
@@ -50,18 +49,17 @@ def screenshots_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow_ledger(tmp_path_factory, pg_admin):
+def airflow_ledger(tmp_path_factory, pg_admin, ledger_templates, airflow_metadata_template):
     tmp = tmp_path_factory.mktemp("browser")
     schema = f"wb_{uuid.uuid4().hex[:12]}"
-    with pg_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    ledger_templates.new_pg_schema(schema)  # a clone of the session's migrated ledger
     url = schema_url(PG_URL, schema)
     ledger = make_engine(url)
-    upgrade(ledger)
     with ledger.begin() as conn:
         entity(conn)
         batch_id, refs = make_batch(conn, ["1200.00", "250.00", "75.25"], tier="ar_manager", prefix="ui")
     server = start_airflow(
+        metadata_template=airflow_metadata_template,
         dag_files=[ROOT / "dags" / f"{DAG_ID}.py"],
         env={
             "WRITEOFFS_LEDGER_URL": url,

@@ -30,7 +30,6 @@ from tests.browser.test_approval_browser import batch_status, screenshots_dir
 from tests.factories import entity
 from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
 from writeoffs.db.engine import make_engine, schema_url
-from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import approvals, invoices, writeoffs
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.postgres]
@@ -42,19 +41,18 @@ COMMENT = "INV 2: customer disputes the delivery, keep it open"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, pg_admin):
+def env(tmp_path_factory, pg_admin, ledger_templates, airflow_metadata_template):
     tmp = tmp_path_factory.mktemp("workspace_browser")
     schema = f"wsb_{uuid.uuid4().hex[:12]}"
-    with pg_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    ledger_templates.new_pg_schema(schema)  # a clone of the session's migrated ledger
     url = schema_url(PG_URL, schema)
     ledger = make_engine(url)
-    upgrade(ledger)
     with ledger.begin() as conn:
         entity(conn)
         batch_id, refs = make_batch(conn, ["1200.00", "250.00", "75.25"], tier="ar_manager", prefix="wsb")
         cfo_batch, _ = make_batch(conn, ["60000.00"], tier="cfo", prefix="wsc")
     server = start_airflow(
+        metadata_template=airflow_metadata_template,
         dag_files=[ROOT / "dags" / f"{DAG_ID}.py"],
         users={**DEFAULT_USERS, "auditor": "viewer"},
         env={

@@ -35,7 +35,6 @@ from tests.factories import entity
 from tests.integration.approval_support import AS_OF, answer, make_batch, pending_requests, write_policy
 from tests.receivers import SmtpReceiver, WebhookReceiver
 from writeoffs.db.engine import make_engine, schema_url
-from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import approvals, audit_log, invoices, journal_entries, writeoff_batches, writeoffs
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
@@ -60,15 +59,13 @@ class Scenario:
 
 
 @pytest.fixture(scope="module")
-def sc(tmp_path_factory, pg_admin) -> Scenario:
+def sc(tmp_path_factory, pg_admin, ledger_templates, airflow_metadata_template) -> Scenario:
     s = Scenario()
     tmp = tmp_path_factory.mktemp("approval")
     schema = f"wt_{uuid.uuid4().hex[:12]}"
-    with pg_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    ledger_templates.new_pg_schema(schema)  # a clone of the session's migrated ledger
     url = schema_url(PG_URL, schema)
     s.ledger = make_engine(url)
-    upgrade(s.ledger)
     s.policy = write_policy(tmp / "policy.yaml")
     s.batches, s.refs = {}, {}
     with s.ledger.begin() as conn:
@@ -89,6 +86,7 @@ def sc(tmp_path_factory, pg_admin) -> Scenario:
     smtp_conn["extra"]["approver_addresses"] = {u: f"{u}@example.com" for u in ("ar_manager", "controller", "cfo")}
     try:
         s.server = start_airflow(
+            metadata_template=airflow_metadata_template,
             dag_files=[ROOT / "dags" / f"{DAG_ID}.py"],
             env={
                 "WRITEOFFS_LEDGER_URL": url,

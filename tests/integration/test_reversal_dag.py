@@ -28,7 +28,6 @@ from tests import factories as f
 from tests.integration.approval_support import answer, pending_requests
 from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
 from writeoffs.db.engine import make_engine, schema_url
-from writeoffs.db.migrate import upgrade
 from writeoffs.db.schema import audit_log, invoices, journal_entries, writeoffs
 from writeoffs.posting import post_batch
 
@@ -45,15 +44,13 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, pg_admin) -> Iterator[Env]:
+def env(tmp_path_factory, pg_admin, ledger_templates, airflow_metadata_template) -> Iterator[Env]:
     e = Env()
     tmp = tmp_path_factory.mktemp("reversal")
     schema = f"wr_{uuid.uuid4().hex[:12]}"
-    with pg_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    ledger_templates.new_pg_schema(schema)  # a clone of the session's migrated ledger
     url = schema_url(PG_URL, schema)
     e.ledger = make_engine(url)
-    upgrade(e.ledger)
     with e.ledger.begin() as conn:
         ids = f.worked_example(conn)
         other = f.invoice(conn, ids["customer_id"], ref="INV-B-45000", amount="45000.00", days_past_due=400)
@@ -62,6 +59,7 @@ def env(tmp_path_factory, pg_admin) -> Iterator[Env]:
     approve(e.ledger, batch)
     assert post_batch(e.ledger, batch, actor="airflow", tiers=TIERS, posting_date=AS_OF).posted == 2
     e.server = start_airflow(
+        metadata_template=airflow_metadata_template,
         dag_files=[ROOT / "dags" / f"{DAG_ID}.py"],
         env={"WRITEOFFS_LEDGER_URL": url, "WRITEOFFS_DATA_DIR": str(tmp / "data")},
     )

@@ -24,7 +24,6 @@ from bench.bench_workspace import build as build_big_batch
 from scripts.airflow_local import DEFAULT_USERS, start_airflow
 from tests.integration.approval_support import make_batch, write_policy
 from writeoffs.db.engine import make_engine, schema_url
-from writeoffs.db.migrate import upgrade
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.postgres]
 
@@ -33,18 +32,17 @@ BIG = 100_000
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, pg_admin):
+def env(tmp_path_factory, pg_admin, ledger_templates, airflow_metadata_template):
     tmp = tmp_path_factory.mktemp("workspace")
     schema = f"wt_{uuid.uuid4().hex[:12]}"
-    with pg_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    ledger_templates.new_pg_schema(schema)  # a clone of the session's migrated ledger
     url = schema_url(PG_URL, schema)
     ledger = make_engine(url)
-    upgrade(ledger)
     big = build_big_batch(ledger, BIG)  # also creates entity US01
     with ledger.begin() as conn:
         small, refs = make_batch(conn, ["1200.00", "800.50"], tier="ar_manager", prefix="ws")
     server = start_airflow(
+        metadata_template=airflow_metadata_template,
         dag_files=[],
         users={**DEFAULT_USERS, "auditor": "viewer"},
         env={
