@@ -10,19 +10,19 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy.exc import OperationalError
 
 from tests.factories import entity
 from writeoffs.db.locks import ALLOWANCE_ESTIMATE, AUDIT_APPEND, ledger_lock
 from writeoffs.db.schema import fiscal_periods
-
-pytestmark = pytest.mark.postgres
 
 
 def _period(entity: str) -> dict:
     return {"entity_code": entity, "period": "2031-01", "start_date": date(2031, 1, 1), "end_date": date(2031, 1, 31)}
 
 
+@pytest.mark.postgres
 def test_fiscal_period_writers_of_two_ledgers_do_not_wait_for_each_other(make_ledger) -> None:
     a: Engine = make_ledger("postgresql")
     b: Engine = make_ledger("postgresql")
@@ -42,6 +42,7 @@ def test_fiscal_period_writers_of_two_ledgers_do_not_wait_for_each_other(make_le
         tb.commit()
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("purpose", [AUDIT_APPEND, ALLOWANCE_ESTIMATE])
 def test_ledger_locks_are_per_ledger(make_ledger, purpose: int) -> None:
     a: Engine = make_ledger("postgresql")
@@ -55,3 +56,46 @@ def test_ledger_locks_are_per_ledger(make_ledger, purpose: int) -> None:
             with ca2.begin(), pytest.raises(Exception, match="lock timeout"):
                 ca2.execute(text("SET LOCAL lock_timeout = '200ms'"))
                 ledger_lock(ca2, purpose)  # the same ledger: held (the lock is real)
+
+
+@pytest.mark.parametrize("purpose", [AUDIT_APPEND, ALLOWANCE_ESTIMATE])
+def test_sqlite_ledger_lock_holds_the_writer_lock_from_its_call(make_ledger, purpose: int) -> None:
+    """SQLite (pysqlite) starts a transaction only at the first write: a read before it runs outside any
+    transaction, so two processes appending audit rows could both read the same last row and both take its id + 1
+    (seen under load: "audit log is append-only", audit id used twice, in the demo's confirm step). The lock must
+    be the database's writer lock, taken when ``ledger_lock`` is called, even as the transaction's first statement."""
+    a: Engine = make_ledger("sqlite")
+    other = create_engine(a.url, connect_args={"timeout": 0.2})
+    try:
+        with a.connect() as ca, ca.begin():
+            ledger_lock(ca, purpose)
+            with other.connect() as cb, cb.begin(), pytest.raises(OperationalError, match="locked"):
+                ledger_lock(cb, purpose)  # waits for the first holder, then gives up after its busy timeout
+    finally:
+        other.dispose()
+
+
+def test_sqlite_concurrent_audit_appends_keep_one_chain(make_ledger, tmp_path) -> None:
+    """Two processes appending audit rows at once, each append its own transaction starting with the append."""
+    import subprocess
+    import sys
+
+    a: Engine = make_ledger("sqlite")
+    script = tmp_path / "append.py"
+    script.write_text(
+        "import sys\n"
+        "from writeoffs.db.engine import make_engine\n"
+        "from writeoffs import audit\n"
+        "e = make_engine(sys.argv[1])\n"
+        "for i in range(60):\n"
+        "    with e.begin() as c:\n"
+        "        audit.append(c, actor='system', action='test.append', object_type='test', object_id=i)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, str(script), str(a.url)], stderr=subprocess.PIPE) for _ in range(2)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    from writeoffs import audit
+
+    with a.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_log WHERE action = 'test.append'")).scalar_one() == 120
+        assert audit.verify(conn) == []
