@@ -96,7 +96,7 @@ def test_report_and_headline_for_breaks() -> None:
 def test_report_for_a_clean_run() -> None:
     r = _result(())
     assert "**CLEAN**" in render_report(r) and "## Breaks" not in render_report(r)
-    assert r.headline() == "Reconciliation 2026-11-24: all 16 checks clean (run k:1)"
+    assert r.headline() == f"Reconciliation 2026-11-24: all {len(CHECKS)} checks clean (run k:1)"
 
 
 @pytest.mark.parametrize(
