@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     run_cli("summary", env=env)
-    print("\nThe brief's worked example, as an auditor would trace it:")
+    print("\nThe worked example, as an auditor would trace it:")
     run_cli("trail", "INV-WORKED-45000", env=env)
     reports = base / "reports"
     print(f"\nReports (validation Data Docs, batch candidate lists, reconciliation): {reports}")

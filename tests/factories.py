@@ -224,7 +224,7 @@ def payment(
 
 
 def worked_example(conn: Connection, as_of: date = date(2026, 11, 24)) -> dict[str, int]:
-    """The brief's case: $45,000 consulting invoice 14 months old, 12 attempts, 3 letters, 90 days at an agency."""
+    """The worked example: $45,000 consulting invoice 14 months old, 12 attempts, 3 letters, 90 days at an agency."""
     entity(conn)
     cid = customer(conn, ref="C-NORTHWIND", segment="it_services")
     inv_date = date(as_of.year - 1, as_of.month - 2, 15) if as_of.month > 2 else date(as_of.year - 2, 12, 15)

@@ -198,7 +198,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AllowanceConfig:
 
 
 def default_config() -> AllowanceConfig:
-    """The brief's default rates over the default buckets (used by tests and as documentation)."""
+    """The default rates over the default buckets (used by tests and as documentation)."""
     pct = ("0.5%", "2%", "5%", "10%", "20%", "35%", "60%", "90%")
     return parse_config(
         {"version": "default", "loss_rates": {b.label: p for b, p in zip(DEFAULT_BUCKETS, pct, strict=True)}},

@@ -1,7 +1,7 @@
 """Aging buckets: one definition shared by aging snapshots, policy reports and KPIs.
 
 Buckets are by days past due as of the business date; ``current`` is everything not yet due (dpd <= 0).
-The default follows the brief: current, 1-30, 31-60, 61-90, 91-120, 121-180, 181-365, 365+.
+The default: current, 1-30, 31-60, 61-90, 91-120, 121-180, 181-365, 365+.
 """
 
 from __future__ import annotations

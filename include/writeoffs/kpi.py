@@ -1,4 +1,4 @@
-"""Write-off KPIs for a period (month, quarter or any from/to range), per DOMAIN.md "KPIs and thresholds".
+"""Write-off KPIs for a period (month, quarter or any from/to range): rates with their thresholds, recovery, timing.
 
 What is measured, all set-wise SQL (``GROUP BY``) over the books, money as ``Decimal``:
 

@@ -1,6 +1,6 @@
 """Failure alerts for every DAG of the project: Slack (incoming webhook) and e-mail (SMTP), through the providers.
 
-Usage (the lead wires this into every DAG)::
+Usage (every DAG wires this in through writeoffs_airflow.defaults)::
 
     default_args = {"owner": "finance-data", "retries": 1, "on_failure_callback": failure_callbacks()}
 

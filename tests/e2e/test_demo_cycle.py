@@ -49,7 +49,7 @@ def test_demo_runs_the_whole_cycle_unattended(tmp_path: Path) -> None:
         posted = conn.execute(select(writeoffs.c.id).where(writeoffs.c.status == "posted")).all()
         assert posted
 
-        # The brief's worked example: Dr Bad Debt Expense 45,000 / Cr AR 45,000, invoice written off.
+        # The worked example: Dr Bad Debt Expense 45,000 / Cr AR 45,000, invoice written off.
         inv = conn.execute(select(invoices).where(invoices.c.invoice_ref == "INV-WORKED-45000")).one()
         assert inv.status == "written_off" and inv.open_balance == 0
         lines = conn.execute(

@@ -29,7 +29,7 @@ DAY = date(2026, 11, 24)
 
 
 def writeoff_entry(key: str = "wo:INV-WORKED-45000", amount: str = "45000.00", day: date = DAY) -> JournalEntry:
-    """The brief's worked example: Dr Bad Debt Expense / Cr Accounts Receivable."""
+    """The worked example: Dr Bad Debt Expense / Cr Accounts Receivable."""
     return JournalEntry(
         key=key,
         entity="US01",

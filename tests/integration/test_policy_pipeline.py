@@ -289,7 +289,7 @@ def test_cli_candidates_are_prepared_by_the_os_account_not_a_named_person(ledger
 
 
 def test_the_worked_examples_request_shows_the_decisive_evidence(ledger: Engine) -> None:
-    """What the controller reads for the brief's worked example: the evidence the selection recorded, as columns."""
+    """What the controller reads for the worked example: the evidence the selection recorded, as columns."""
     from writeoffs.approval_view import load_batch_view, subject, summary_markdown
 
     book(ledger)

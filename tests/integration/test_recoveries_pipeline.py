@@ -1,7 +1,7 @@
 """Cash for written-off invoices through the pipeline: ERP export → stage → merge ('recovery' allocation) →
 book_pending_recoveries (recovery entry) → reconciliation clean. Both ledger databases.
 
-The brief's worked example end to end: $45,000 written off, six months later the new owner pays $30,000 →
+The worked example end to end: $45,000 written off, six months later the new owner pays $30,000 →
 `Dr Cash 30,000 / Cr Bad Debt Recovery 30,000`, $15,000 stays written off; re-runs post nothing new.
 """
 

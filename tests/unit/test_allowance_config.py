@@ -1,4 +1,4 @@
-"""The allowance configuration: the committed file is valid and carries the brief's rates; bad files are refused
+"""The allowance configuration: the committed file is valid and carries the default rates; bad files are refused
 with a message naming the field (table-driven)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from writeoffs.allowance import DEFAULT_CONFIG_PATH, default_config, load_config
 from writeoffs.errors import ConfigError
 
 D = Decimal
-BRIEF = {
+DEFAULT_RATES = {
     "current": D("0.005"),
     "1-30": D("0.02"),
     "31-60": D("0.05"),
@@ -23,11 +23,11 @@ BRIEF = {
 }
 
 
-def test_committed_config_has_the_brief_default_rates() -> None:
+def test_committed_config_has_the_default_rates() -> None:
     cfg = load_config(DEFAULT_CONFIG_PATH)
-    assert dict(cfg.default_rates) == BRIEF
-    assert cfg.rates_for("ANY") == BRIEF
-    assert dict(default_config().default_rates) == BRIEF
+    assert dict(cfg.default_rates) == DEFAULT_RATES
+    assert cfg.rates_for("ANY") == DEFAULT_RATES
+    assert dict(default_config().default_rates) == DEFAULT_RATES
 
 
 def test_entity_override_merges_bucket_by_bucket_and_changes_the_hash() -> None:

@@ -64,7 +64,7 @@ def view(*items: BatchItem, tier: str = "controller") -> BatchView:
     )
 
 
-#: The evidence the selection records for the brief's worked example (writeoffs.policy.selection): 24 keys, sorted
+#: The evidence the selection records for the worked example (writeoffs.policy.selection): 24 keys, sorted
 #: alphabetically the decisive ones came after "+13 more" in the old evidence cell.
 WORKED_EVIDENCE = {
     "days_past_due": 426,

@@ -21,7 +21,7 @@ def variant(over: dict[str, Any]) -> str:
     return yaml.safe_dump(_deep_merge(yaml.safe_load(TEXT), over))
 
 
-def test_default_policy_matches_the_brief() -> None:
+def test_default_policy_matches_the_documented_defaults() -> None:
     p = parse_policy(TEXT)
     r = p.rules_for("US01", "default")
     assert (r.charge_off_days, r.writeoff_days) == (120, 365)

@@ -153,7 +153,7 @@ _NAME_SECOND = (
 _SUFFIX = {0: ("Inc.", "LLC", "Corp.", "Co."), 1: ("GmbH", "Ltd", "B.V.", "S.A.S.", "AG", "plc")}
 _SURNAMES = ("Smith", "Jones", "Garcia", "Dubois", "Schmidt", "Rossi", "Novak", "Jensen", "O'Brien")
 
-# The brief's worked example: always present, exactly as described.
+# The worked example: always present, exactly as described.
 WORKED_CUSTOMER_REF = "C-NORTHWIND"
 WORKED_CUSTOMER_NAME = "Northwind IT Services"
 WORKED_INVOICE_REF = "INV-WORKED-45000"
@@ -470,7 +470,7 @@ def generate_chunk(u: Universe, k: int, ids: _Counters) -> Chunk:
 
     worked = np.zeros(n, dtype=bool)
     if k == 0:
-        # Customer 0 is the worked example and has exactly one invoice: overwrite it with the brief's facts.
+        # Customer 0 is the worked example and has exactly one invoice: overwrite it with the worked example's facts.
         w_inv = worked_invoice_date(u.spec.as_of).toordinal()
         worked[0] = True
         inv[0], terms[0], due[0], dpd[0] = w_inv, 30, w_inv + 30, as_of - (w_inv + 30)
