@@ -336,8 +336,24 @@ def start_airflow(
         # The project's pools (ledger_writes), as `make up` and compose create them: a task in a missing pool
         # would never be scheduled.
         admin = next(u for u, role in users.items() if role == "admin")
-        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {server.token(admin)}"}) as c:
-            ensure_pools(c)
+
+        def pools_created() -> bool:
+            # Right after start the SQLite metadata DB can be busy for tens of seconds (the DAG processor's first
+            # writes): a timeout or a server error is retried; anything else (e.g. 403) is raised.
+            try:
+                with httpx.Client(
+                    base_url=base_url, headers={"Authorization": f"Bearer {server.token(admin)}"}, timeout=30
+                ) as c:
+                    ensure_pools(c)
+                return True
+            except httpx.TimeoutException:
+                return False
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code < 500:
+                    raise
+                return False
+
+        server.wait_for(pools_created, timeout=startup_timeout, interval=1, what="the project's pools")
 
         def dags_parsed() -> bool:
             with server.client() as c:
