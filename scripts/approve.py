@@ -11,9 +11,9 @@
 
 Environment: AIRFLOW_API_URL (default http://127.0.0.1:8080), AIRFLOW_USER, AIRFLOW_PASSWORD.
 The token comes from ``POST /auth/token``; requests are listed with ``GET /api/v2/dags/~/dagRuns/~/hitlDetails``
-and answered with ``PATCH .../taskInstances/{task_id}/{map_index}/hitlDetails``. Airflow answers 403 when you are
-not an assigned approver; the DAG refuses (and audits) answers that break segregation of duties, so check the
-batch afterwards with ``list`` or in the ledger.
+and answered with ``PATCH .../taskInstances/{task_id}/{map_index}/hitlDetails``. An answer the ledger would refuse
+(not your tier, your own batch, an exclusion outside the batch) is refused before Airflow takes it, with the reason
+(403/422: see docs/approvals.md, "Refusals"); the request stays open for someone who may decide.
 """
 
 from __future__ import annotations
@@ -92,7 +92,11 @@ def answer(
             break
         time.sleep(2 * attempt)
     if r.status_code != 200:
-        sys.exit(f"answer refused by Airflow: HTTP {r.status_code} {r.text}")
+        try:
+            why = r.json().get("detail")
+        except ValueError:
+            why = None
+        sys.exit(f"answer refused: HTTP {r.status_code}: {why if isinstance(why, str) else r.text}")
     return dict(r.json())
 
 

@@ -359,17 +359,33 @@ def refusal_lines(
     may decide. ``reason`` is the ledger's refusal message and may quote input (an exclusion list): it is cut to
     ``limit``; each channel escapes the text for its own markup."""
     who = ", ".join(eligible) or "nobody (the tier has no one left who may decide)"
+    why = shorten(reason, limit)
     return (
-        f"The {step} answer by {refused or 'unknown'} was not recorded: {shorten(reason, limit)}",
-        f"The request is open again until {open_until}." if open_until else "No time is left: the step times out.",
+        f"The {step} answer by {refused or 'unknown'} was not recorded: {why}{'' if why.endswith('.') else '.'}",
+        f"The request stays open until {open_until}." if open_until else "No time is left: the step times out.",
         f"Who may decide ({tier} tier): {who}.",
     )
+
+
+REFUSAL_HEAD = "> **Answer refused.**"
 
 
 def refusal_markdown(**facts: object) -> str:
     """:func:`refusal_lines` as a Markdown quote block, every part escaped."""
     what, status, who = refusal_lines(**facts)  # type: ignore[arg-type]
-    return f"> **Answer refused.** {_cell(what)}\n>\n> {_cell(status)} {_cell(who)}"
+    return f"{REFUSAL_HEAD} {_cell(what)}\n>\n> {_cell(status)} {_cell(who)}"
+
+
+#: Separates a refusal note from the request text it sits on (a Markdown rule).
+REFUSAL_RULE = "\n\n---\n\n"
+
+
+def with_refusal(body: str, block: str) -> str:
+    """The request text with the refusal note ``block`` (:func:`refusal_markdown`) at the top, replacing the note of
+    an earlier refusal: the latest refusal is what the next answerer needs; every one is in the audit log."""
+    if body.startswith(REFUSAL_HEAD) and REFUSAL_RULE in body:
+        body = body.split(REFUSAL_RULE, 1)[1]
+    return block + REFUSAL_RULE + body
 
 
 def summary_markdown(

@@ -191,11 +191,15 @@ def record_decision(
     comment: str | None = None,
     excluded_invoice_refs: Sequence[str] = (),
     now: datetime | None = None,
+    dry_run: bool = False,
 ) -> None:
-    """Record one step's decision on a batch, or refuse it (and audit the refused attempt separately)."""
+    """Record one step's decision on a batch, or refuse it (and audit the refused attempt separately).
+
+    ``dry_run``: run every check and audit a refusal exactly as a real answer would be, but record nothing else
+    (the api-server's answer gate asks this before Airflow accepts an answer; the task records it afterwards)."""
     now = now or datetime.now(UTC)
     try:
-        _record(conn, batch_id, step, approver, decision, tiers, comment, tuple(excluded_invoice_refs), now)
+        _record(conn, batch_id, step, approver, decision, tiers, comment, tuple(excluded_invoice_refs), now, dry_run)
     except ApprovalError as exc:
         _audit_refusal(conn, batch_id, step, approver, decision, comment, excluded_invoice_refs, str(exc), now)
         raise
@@ -241,6 +245,7 @@ def _record(
     comment: str | None,
     excluded: tuple[str, ...],
     now: datetime,
+    dry_run: bool = False,
 ) -> None:
     if step not in STEPS:
         raise ApprovalError(f"unknown approval step {step!r}; expected one of {STEPS}")
@@ -313,6 +318,8 @@ def _record(
             problem = _four_eyes_problem(tier, batch.currency, total, approved_by or "", approver)
             if problem:
                 raise SegregationOfDuties(f"batch {batch_id}: {problem}")
+    if dry_run:
+        return  # every check passed; nothing is written
     approved_hash = batch_hash_of((r.invoice_ref, r.amount, r.reason_code) for r in remaining)
 
     details = {

@@ -10,10 +10,13 @@ Waiting is Airflow 3.3's ``awaiting_input`` state: no worker slot and no trigger
 the scheduler enforces ``response_timeout`` and resumes the task with a timeout event, which we record as
 ``expired`` or ``escalated`` (per tier config), never as an approval.
 
-A refused answer (the preparer approving their own batch, a mistyped exclusion) is audited by
-``record_decision`` and the *same* request is re-opened for the remaining time: the deadline travels in the
-park kwargs, so refusals cannot extend the response window. Airflow keeps the request's text as first written, so
-the refusal is explained by notice (e-mail, Slack) and in the task log, not in the body.
+A refused answer (the preparer approving their own batch, a mistyped exclusion) is normally refused by the
+api-server's answer gate before Airflow takes it (:mod:`writeoffs_airflow.answer_gate`): the request stays open and
+its text says at the top who was refused, why and who may decide. The task checks again when it records the answer
+(:func:`writeoffs_airflow.answers.take_answer`); an answer refused there (the batch changed in between, no gate
+installed) is audited and the *same* request is re-opened for the remaining time: the deadline travels in the park
+kwargs, so refusals cannot extend the response window. A task cannot rewrite the request's text, so that refusal is
+explained by notice (e-mail, Slack) and in the task log.
 
 Every request notifies the people it is assigned to (``ApproverNotifier``: e-mail and Slack with a link to the
 request's page in the UI).
@@ -34,6 +37,13 @@ from airflow.sdk.bases.notifier import BaseNotifier
 from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped, TaskAwaitingInput
 
 from writeoffs.tiers import SYSTEM_ACTOR  # a constant; the module imports nothing heavy
+from writeoffs_airflow.answers import (  # the answer's vocabulary: one home, shared with the api-server's gate
+    APPROVE,
+    COMMENT_PARAM,
+    CONFIRM,
+    EXCLUDE_PARAM,
+    REJECT,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -42,13 +52,6 @@ if TYPE_CHECKING:
     from writeoffs.tiers import Tier
 
 log = logging.getLogger(__name__)
-
-APPROVE = "Approve"
-CONFIRM = "Confirm"
-REJECT = "Reject"
-#: Actor recorded for decisions the system makes (timeouts, routing a mis-tiered batch up): never a person.
-EXCLUDE_PARAM = "exclude_invoice_refs"
-COMMENT_PARAM = "comment"
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -225,9 +228,6 @@ class BatchDecisionOperator(HITLOperator):
     ) -> tuple[str, str]:
         raise NotImplementedError
 
-    def decision_of(self, option: str) -> str:
-        return "rejected" if option == REJECT else {"approve": "approved", "confirm": "confirmed"}[self.step]
-
     def timeout_decision(self, view: BatchView, tier: Tier, tiers: Sequence[Tier]) -> str:
         return "expired"
 
@@ -345,8 +345,7 @@ class BatchDecisionOperator(HITLOperator):
         tier: str | None,
         digest: str | None,
     ) -> dict[str, Any]:
-        from writeoffs.approvals import record_decision
-        from writeoffs.errors import ApprovalError, SegregationOfDuties
+        from writeoffs_airflow.answers import AnswerRefused, take_answer
 
         engine = _engine()
         batch_id = int(self.batch_id)
@@ -358,38 +357,25 @@ class BatchDecisionOperator(HITLOperator):
         ret = super().execute_complete(context=context, event=event)
         user = ret["responded_by_user"] or {}
         approver = str(user.get("name") or user.get("id") or "")
-        params = ret["params_input"] or {}
-        comment = (params.get(COMMENT_PARAM) or "").strip() or None
-        decision = self.decision_of(ret["chosen_options"][0])
-        excluded: tuple[str, ...] = ()
-        refused: Exception | None = None
         try:
-            excluded = self.exclusions(engine, batch_id, params) if decision != "rejected" else ()
-            with engine.begin() as conn:
-                record_decision(
-                    conn,
-                    batch_id=batch_id,
-                    step=self.step,
-                    approver=approver,
-                    decision=decision,
-                    tiers=tiers,
-                    comment=comment,
-                    excluded_invoice_refs=excluded,
-                )
-        except (SegregationOfDuties, _AnswerRefused) as exc:
-            refused = exc
-        except ApprovalError as exc:
-            if not any(m in str(exc) for m in _CORRECTABLE):
-                raise  # e.g. items changed since they were shown: no answer can make this batch valid
-            refused = exc
-        if refused is not None:
-            # The answer is refused (and audited); someone entitled may still answer within the deadline.
-            self.log.error("Batch %s: answer by %r refused: %s", batch_id, approver, refused)
-            if isinstance(refused, _AnswerRefused):
-                self._audit_refused(engine, batch_id, approver, decision, str(refused))
-            self._explain_refusal(context, engine, batch_id, tiers, approver, str(refused), deadline)
+            taken = take_answer(
+                engine,
+                batch_id=batch_id,
+                step=self.step,
+                approver=approver,
+                option=ret["chosen_options"][0],
+                params=ret["params_input"],
+                tiers=tiers,
+            )
+        except AnswerRefused as refused:
+            # Normally the api-server's answer gate refused this before Airflow took it (and the request never
+            # closed); this is the answer that got past it (a change in between, or no gate installed). Refused and
+            # audited; someone entitled may still answer within the deadline.
+            self.log.error("Batch %s: answer by %r refused: %s", batch_id, approver, refused.reason)
+            self._explain_refusal(context, engine, batch_id, tiers, approver, refused.reason, deadline)
             self._reopen(context, deadline=deadline, tier=tier, digest=digest)
             return self._time_out(engine, batch_id, tiers)
+        decision, excluded = taken.decision, taken.excluded
         self.log.info("Batch %s: %s %s by %s", batch_id, self.step, decision, approver)
         # The comment stays out of XCom: it is internal and lives in the ledger's approvals row.
         return {
@@ -419,23 +405,6 @@ class BatchDecisionOperator(HITLOperator):
         self.log.warning("Batch %s: no valid %s response before the deadline: %s", batch_id, self.step, decision)
         return {"batch_id": batch_id, "step": self.step, "decision": decision, "approver": SYSTEM_ACTOR}
 
-    @staticmethod
-    def _audit_refused(engine: Engine, batch_id: int, approver: str, decision: str, reason: str) -> None:
-        from writeoffs import audit
-
-        with engine.begin() as conn:
-            audit.append(
-                conn,
-                actor=approver or "unknown",
-                action="approval.refused",
-                object_type="writeoff_batch",
-                object_id=batch_id,
-                details={"decision": decision, "reason": reason},
-            )
-
-    def exclusions(self, engine: Engine, batch_id: int, params: dict[str, Any]) -> tuple[str, ...]:
-        return ()
-
     def _explain_refusal(
         self,
         context: Any,
@@ -451,30 +420,24 @@ class BatchDecisionOperator(HITLOperator):
 
         Not the request's body: Airflow 3.3 keeps a task instance's request text as first written (the execution
         API's upsert only clears the response of an existing request, and a retry carries the same row over to the
-        new try), so the body cannot be rewritten from the task. See docs/approvals.md.
+        new try), so a task cannot rewrite it. The api-server's answer gate, which refuses answers before Airflow
+        takes them, does (:mod:`writeoffs_airflow.answer_gate`). See docs/approvals.md.
         """
         from writeoffs.approval_view import refusal_lines, refusal_markdown, subject
-        from writeoffs.approvals import eligible_answerers
-        from writeoffs.errors import ApprovalError
+        from writeoffs_airflow.answers import refusal_facts
 
+        facts = refusal_facts(
+            engine,
+            batch_id=batch_id,
+            step=self.step,
+            tiers=tiers,
+            refused=refused,
+            reason=reason,
+            deadline=datetime.fromisoformat(deadline) if deadline else None,
+            now=datetime.now(UTC),
+        )
         view = _load_view(engine, batch_id)
-        try:
-            with engine.connect() as conn:
-                eligible: tuple[str, ...] = eligible_answerers(conn, batch_id, self.step, tiers)
-        except ApprovalError:
-            eligible = ()  # nobody: the block says so
-        remaining = self._remaining(deadline)
-        until = None
-        if remaining > timedelta(0) and deadline:
-            until = datetime.fromisoformat(deadline).strftime("%Y-%m-%d %H:%M %Z").strip()
-        facts = {
-            "refused": refused,
-            "reason": reason,
-            "step": self.step,
-            "tier": view.tier,
-            "eligible": eligible,
-            "open_until": until,
-        }
+        eligible = facts["eligible"]
         block = refusal_markdown(**facts)
         recipients = tuple(dict.fromkeys(p for p in (refused, *eligible) if p))
         self.log.warning("Refusal explained to %s:\n%s", ", ".join(recipients), block)
@@ -515,14 +478,6 @@ class BatchDecisionOperator(HITLOperator):
             kwargs={"deadline": deadline, "tier": tier, "digest": digest},
             timeout=remaining,
         )
-
-
-#: Refusals a different (entitled, careful) answer can cure; the request is re-opened for them.
-_CORRECTABLE = ("exceeds tier", "every item is excluded", "not (remaining) items")
-
-
-class _AnswerRefused(Exception):
-    """An answer that cannot be recorded as given (e.g. exclusions naming invoices outside the batch)."""
 
 
 class BatchApprovalOperator(BatchDecisionOperator):
@@ -593,16 +548,6 @@ class BatchApprovalOperator(BatchDecisionOperator):
         if tier.on_timeout == "escalate" and not self.final and next_tier(tier.name, tiers) is not None:
             return "escalated"
         return "expired"
-
-    def exclusions(self, engine: Engine, batch_id: int, params: dict[str, Any]) -> tuple[str, ...]:
-        from writeoffs.approval_view import check_exclusions, parse_invoice_refs
-        from writeoffs.errors import ApprovalError
-
-        refs = parse_invoice_refs(params.get(EXCLUDE_PARAM))
-        try:
-            return check_exclusions(_load_view(engine, batch_id), refs)
-        except ApprovalError as exc:
-            raise _AnswerRefused(str(exc)) from exc
 
 
 class BatchConfirmOperator(BatchDecisionOperator):

@@ -12,6 +12,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from writeoffs_airflow.answer_gate import AnswerGate  # imports nothing heavy
+
 URL_PREFIX = "/writeoffs"  # the same as writeoffs_airflow.workspace.links.URL_PREFIX (not imported: keep this cheap)
 
 
@@ -42,6 +44,10 @@ class WriteoffsWorkspacePlugin(AirflowPlugin):
     name = "writeoffs_workspace"
     fastapi_apps = [  # noqa: RUF012 (AirflowPlugin's declared shape)
         {"app": workspace_app, "url_prefix": URL_PREFIX, "name": "Write-off workspace"},
+    ]
+    # Refuses, before Airflow takes it, an answer the ledger would refuse, and says why in the request's text.
+    fastapi_root_middlewares = [  # noqa: RUF012
+        {"middleware": AnswerGate, "args": [], "kwargs": {}, "name": "Write-off answer gate"},
     ]
     external_views = [  # noqa: RUF012
         {

@@ -4,7 +4,8 @@ The people sign in on Airflow's own login page (SimpleAuthManager) and answer th
 *Required Action* tab, the form Airflow builds from the operator's params:
 
 1. the CFO (not an approver of the AR manager's tier) opens the request: the body says who may answer, Airflow
-   offers no answer button, and an answer sent with the CFO's own browser session is refused (403);
+   offers no answer button, and an answer sent with the CFO's own browser session is refused (403); the request's
+   text then says at the top that the CFO was refused, why, and who may decide;
 2. the AR manager picks one invoice out of the pick list, writes a comment and approves;
 3. the controller (four eyes: not the approver) sees exactly what will be posted and confirms;
 4. the ledger shows the batch posted without the picked invoice, the comment stored with the approval.
@@ -124,6 +125,13 @@ def test_approver_excludes_by_picking_and_comments_controller_confirms(browser, 
         page.get_by_test_id("hitl-option-Approve").click()
     assert answered.value.status == 403, f"the CFO's answer was accepted: HTTP {answered.value.status}"
     page.get_by_text("Access Denied").wait_for(timeout=10_000)
+    # The ledger refused it before Airflow took it: the request stays open, and its text now says at the top who was
+    # refused, why and who may decide.
+    page.reload()
+    page.get_by_text("Answer refused.").wait_for(timeout=30_000)
+    note = page.inner_text("body")
+    assert "The approve answer by cfo was not recorded" in note, "the request does not say who was refused"
+    assert "Who may decide (ar_manager tier): ar_manager, controller." in note, "nor who may decide"
     shot(page, "0-wrong-tier-refused")
     assert batch_status(ledger, batch_id) == "awaiting_approval"
     context.close()

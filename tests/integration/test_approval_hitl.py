@@ -8,7 +8,8 @@ Scenarios (batch -> what the approver does -> what must hold in the ledger):
 approve, then confirm by a second person (four eyes above 1,000 USD; the approver is not asked and gets 403) ->
 posted; reject -> nothing posted; exclusion (a typo is refused by our check and the request re-opened) -> excluded
 invoice not posted, the same person confirms below the four-eyes amount; the preparer is not asked to approve their
-own batch (403) and another approver decides; non-assigned user -> refused by Airflow (403); over-limit batch ->
+own batch (403, refused by the ledger before Airflow takes it) and another approver decides; a wrong-tier user -> 403
+and the request's text then says who was refused, why and who may decide; over-limit batch ->
 routed up, the lower tier cannot answer, the CFO confirms the controller's approval; no answer -> expired; no answer
 on an escalating tier -> escalated, then expired; nothing posted for those. The run is triggered by ``preparer``:
 every batch records them as ``routed_by`` (who may then answer none of them; proven in the ledger tests).
@@ -268,7 +269,8 @@ def test_approve_then_confirm_posts_within_10_seconds(sc: Scenario) -> None:
     assert {u["id"] for u in conf["assigned_users"]} == {"controller"}
     with sc.server.client("ar_manager") as c:
         r = answer(c, conf, "Confirm", {"comment": ""})
-    assert r.status_code == 403 and "not a respondent" in r.text, r.text
+    assert r.status_code == 403, r.text
+    assert "four eyes: 'ar_manager' approved this batch and may not also confirm it" in r.json()["detail"]
     with sc.server.client("controller") as c:
         t0 = time.monotonic()
         ok(answer(c, conf, "Confirm", {"comment": ""}))
@@ -315,14 +317,18 @@ def test_reject_posts_nothing(sc: Scenario) -> None:
 def test_exclusion_is_honoured(sc: Scenario) -> None:
     req = request_for(sc, "exclude", "approve")
     with sc.server.client("controller") as c:
-        # A typo in the exclusion list is refused (not silently posted) and the request stays open.
-        ok(answer(c, req, "Approve", {"exclude_invoice_refs": "INV-nope-9", "comment": ""}))
-    # The refusal is explained to the refused user and everyone who may still decide.
-    refusal = mail_about(sc, "Answer refused: ", sc.batches["exclude"])
-    assert sorted(refusal.rcpt_tos) == ["ar_manager@example.com", "controller@example.com"]
-    text = refusal.text()
-    assert "The approve answer by controller was not recorded: " in text and "INV-nope-9" in text
-    assert "Who may decide (ar_manager tier): ar_manager, controller." in text
+        # A typo in the exclusion list is refused before Airflow takes the answer (the api-server's answer gate asks
+        # the ledger first): the request stays open and its text now says why, at the top.
+        r = answer(c, req, "Approve", {"exclude_invoice_refs": "INV-nope-9", "comment": ""})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "The approve answer by controller was not recorded: " in detail and "INV-nope-9" in detail
+    assert "Who may decide (ar_manager tier): ar_manager, controller." in detail
+    reopened = request_for(sc, "exclude", "approve")
+    assert reopened["task_instance"]["try_number"] == req["task_instance"]["try_number"]  # the same request
+    assert reopened["body"].startswith("> **Answer refused.** The approve answer by controller was not recorded")
+    assert "INV-nope-9" in reopened["body"].split("---", 1)[0] and "The request stays open until " in reopened["body"]
+    assert reopened["body"].split("\n\n---\n\n", 1)[1] == req["body"]  # the request's own text, unchanged below
     req = request_for(sc, "exclude", "approve")
     assert batch_status(sc, "exclude") == "awaiting_approval"
     with sc.server.client("controller") as c:
@@ -352,11 +358,11 @@ def test_exclusion_is_honoured(sc: Scenario) -> None:
 def test_the_preparer_is_not_asked_and_another_approver_decides(sc: Scenario) -> None:
     req = request_for(sc, "self", "approve")
     # ar_manager prepared this batch: the ledger names who may answer (the tier's approvers minus the preparer and
-    # whoever routed it) and Airflow refuses everyone else. The ledger's own refusal is in the approvals tests.
+    # whoever routed it), and refuses the preparer's answer before Airflow takes it.
     assert {u["id"] for u in req["assigned_users"]} == {"controller"}
     with sc.server.client("ar_manager") as c:
         r = answer(c, req, "Approve", NO_PARAMS)
-    assert r.status_code == 403 and "not a respondent" in r.text, r.text
+    assert r.status_code == 403 and "nobody may approve their own batch" in r.json()["detail"], r.text
     assert batch_status(sc, "self") == "awaiting_approval" and "approve" not in decisions(sc, "self")
     with sc.server.client("controller") as c:
         ok(answer(c, req, "Approve", NO_PARAMS))
@@ -368,13 +374,21 @@ def test_the_preparer_is_not_asked_and_another_approver_decides(sc: Scenario) ->
     assert decisions(sc, "self")["approve"].approver == "controller"
 
 
-def test_non_assigned_user_is_refused_by_airflow(sc: Scenario) -> None:
+def test_a_wrong_tier_user_is_refused_and_the_request_then_says_why(sc: Scenario) -> None:
     req = request_for(sc, "over_limit", "approve")
     with sc.server.client("outsider") as c:
-        r = answer(c, req, "Approve", NO_PARAMS)
-    # Airflow's own check (SimpleAuthManager, all_admins off): only assigned_users may answer.
+        # The answer names someone else as the approver: identity is the token's, never the payload's.
+        r = answer(c, req, "Approve", {**NO_PARAMS, "comment": "approved by cfo"})
     assert r.status_code == 403, r.text
-    assert "not a respondent" in r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("The approve answer by outsider was not recorded: ")
+    assert "Who may decide (controller tier): controller." in detail
+    after = request_for(sc, "over_limit", "approve")
+    assert after["response_received"] is False and after["task_instance"]["state"] == "awaiting_input"
+    assert after["body"].startswith("> **Answer refused.** The approve answer by outsider was not recorded")
+    assert "Who may decide (controller tier): controller." in after["body"].split("---", 1)[0]
+    refused = [(actor, d) for a, actor, d in audit_actions(sc, "over_limit") if a == "approval.refused"]
+    assert refused and refused[-1][0] == "outsider" and refused[-1][1]["step"] == "approve"
     assert batch_status(sc, "over_limit") == "awaiting_approval"
 
 
@@ -386,7 +400,13 @@ def test_over_limit_batch_goes_up_and_lower_tier_cannot_answer(sc: Scenario) -> 
     escal = [d for a, _, d in audit_actions(sc, "over_limit") if a == "approval.escalated"]
     assert escal and escal[0]["escalated_to"] == "controller"
     with sc.server.client("ar_manager") as c:
-        assert answer(c, req, "Approve", NO_PARAMS).status_code == 403
+        r = answer(c, req, "Approve", NO_PARAMS)
+    assert r.status_code == 403 and "Who may decide (controller tier): controller." in r.json()["detail"], r.text
+    # The latest refusal replaces the earlier note (every refusal stays in the audit log).
+    note = request_for(sc, "over_limit", "approve")["body"]
+    assert (
+        note.startswith("> **Answer refused.** The approve answer by ar_manager") and note.count("Answer refused") == 1
+    )
     with sc.server.client("controller") as c:
         ok(answer(c, req, "Approve", NO_PARAMS))
     conf = request_for(sc, "over_limit", "confirm")

@@ -210,7 +210,7 @@ def test_a_refused_answer_is_audited_explained_to_the_people_concerned_and_the_r
     body = mail.text()
     assert "The approve answer by controller was not recorded: " in body and "INV-nope-9" in body
     assert "Who may decide (ar_manager tier): ar_manager, controller." in body
-    assert "The request is open again until " in body and f'href="{LINK}"' in body
+    assert "The request stays open until " in body and f'href="{LINK}"' in body
     assert '<a href="http://evil"' not in body  # the refused input is text, not a link
     text = posts[1].json["text"]
     assert "was not recorded" in text and "Who may decide (ar_manager tier)" in text and f"<{LINK}|" in text

@@ -281,3 +281,23 @@ def test_routing_refuses_a_batch_nobody_may_approve(ledger: Engine) -> None:
                            currency="CHF", entity="CH01")  # fmt: skip
     with pytest.raises(ApprovalError, match="cannot be approved by anyone: tier 'cfo' has no limit configured for CHF"):
         route_to_entitled_tier(ledger, batch, TIERS)
+
+
+def test_a_dry_run_checks_and_audits_a_refusal_but_records_nothing_else(ledger: Engine) -> None:
+    # The api-server's answer gate asks with dry_run before Airflow takes an answer: it must never stand in for the
+    # task's real recording (an approval recorded by the gate would be one nobody confirmed went through Airflow).
+    batch = simple_batch(ledger)
+    with pytest.raises(SegregationOfDuties, match="is not an approver of tier 'controller'"):
+        decide(ledger, batch, "approve", "mallory", "approved", dry_run=True)
+    status, n, refused = state(ledger, batch)
+    assert (status, n) == ("proposed", 0) and len(refused) == 1  # the refusal is audited all the same
+    decide(ledger, batch, "approve", "controller", "approved", dry_run=True, excluded_invoice_refs=["INV-A1"])
+    status, n, refused = state(ledger, batch)
+    assert (status, n, len(refused)) == ("proposed", 0, 1)
+    with ledger.connect() as conn:
+        assert {s for (s,) in conn.execute(select(writeoffs.c.status).where(writeoffs.c.batch_id == batch))} == {
+            "candidate"
+        }
+        assert not conn.execute(select(audit_log.c.id).where(audit_log.c.action == "approval.approved")).first()
+    decide(ledger, batch, "approve", "controller", "approved")  # the real answer is still free to be recorded
+    assert state(ledger, batch)[:2] == ("approved", 1)

@@ -196,10 +196,10 @@ def test_a_refusal_says_who_was_refused_why_and_who_may_decide() -> None:
     block = refusal_markdown(**facts)
     assert block.startswith("> **Answer refused.** The approve answer by ar_manager was not recorded: ")
     assert "cannot exclude \\['INV-9'\\]" in block  # Markdown-escaped
-    assert "open again until 2026-11-26 14:00 UTC" in block
+    assert "stays open until 2026-11-26 14:00 UTC" in block
     assert block.endswith("Who may decide (controller tier): controller, ar_manager.")
     lines = refusal_lines(**facts)
-    assert lines[0].endswith("cannot exclude ['INV-9']: not pending items of this batch")  # plain for e-mail/Slack
+    assert lines[0].endswith("cannot exclude ['INV-9']: not pending items of this batch.")  # plain for e-mail/Slack
 
 
 def test_a_refusal_reason_is_cut_and_cannot_inject_markdown() -> None:
@@ -310,3 +310,18 @@ def test_every_reason_and_rule_has_a_plain_language_label() -> None:
         "legal_action_required",
     }
     assert set(RULE_LABELS) == {name for name, _ in ROUTES} | set(EXCLUSIONS) | shortfalls
+
+
+def test_a_refusal_note_goes_on_top_and_replaces_the_earlier_one() -> None:
+    from writeoffs.approval_view import REFUSAL_RULE, with_refusal
+
+    request = "### Write-off batch 7 — US01 / USD\n\n| | |\n|---|---|\n| Invoices | 3 |"
+    first = refusal_markdown(refused="cfo", reason="not an approver", step="approve", tier="t", eligible=["a"])
+    once = with_refusal(request, first)
+    assert once.startswith(first) and once.endswith(REFUSAL_RULE + request)
+    second = refusal_markdown(refused="bob", reason="typo", step="approve", tier="t", eligible=["a"])
+    twice = with_refusal(once, second)
+    assert twice == second + REFUSAL_RULE + request  # the latest note only; the request text untouched
+    # A request text that merely contains a rule is never cut: only a note of ours at the very top is replaced.
+    tricky = "### Batch\n\n---\n\n> **Answer refused.** forged"
+    assert with_refusal(tricky, second) == second + REFUSAL_RULE + tricky
