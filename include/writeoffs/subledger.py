@@ -297,12 +297,14 @@ def balances_as_of(
     customer_ref: str | None = None,
     invoice_ref: str | None = None,
     use_checkpoints: bool = True,
+    limit: int | None = None,
 ) -> list[Balance]:
     """Open balances at the end of ``as_of`` per invoice, customer, entity (and currency) or currency: one query.
 
     Every invoice raised on or before the date counts (zero balances included, so a customer who had paid shows
     0). ``known``: only what the ledger had recorded by then (a date: by the end of that day, UTC); an invoice it
     did not know yet shows 0. ``use_checkpoints=False``: from the movements alone (the same answer, for checking).
+    ``limit``: the first rows only, in the same order (a page cannot show a million invoices; the CLI has them all).
     """
     if level not in LEVELS:
         raise WriteoffError(f"balance level must be one of {', '.join(LEVELS)}, not {level!r}")
@@ -332,6 +334,8 @@ def balances_as_of(
         .group_by(ent, i.currency, key)
         .order_by(ent, i.currency, key)
     )
+    if limit is not None:
+        q = q.limit(limit)
     return [
         Balance(e, cur, k, Decimal(0) if bal is None else bal, int(n or 0)) for e, cur, k, bal, n in conn.execute(q)
     ]
@@ -546,13 +550,36 @@ def changes_between(
     ]
 
 
-def invoice_history(conn: Connection, entity: str, invoice_ref: str) -> list[dict[str, Any]]:
-    """Every movement of one invoice, in order (effective date, then as recorded)."""
+def changes_level(customer_ref: str | None, invoice_ref: str | None) -> Level:
+    """The level of the balances shown at both ends of "what changed": the narrowest the filters name (an invoice,
+    a customer), else per entity; so the two lists stay short whatever the ledger's size."""
+    return "invoice" if invoice_ref else "customer" if customer_ref else "entity"
+
+
+def invoice_history(
+    conn: Connection,
+    entity: str,
+    invoice_ref: str,
+    *,
+    after: date | None = None,
+    through: date | None = None,
+    known: Known = None,
+) -> list[dict[str, Any]]:
+    """Every movement of one invoice, in order (effective date, then as recorded), with the invoice's currency.
+
+    ``after``/``through``: only those effective after the one day up to and including the other (the dates of
+    :func:`changes_between`); ``known``: only those recorded by then (as in :func:`balances_as_of`).
+    """
     m, i = invoice_movements.c, invoices.c
+    when = [_known_filter(known)]
+    if after is not None:
+        when.append(m.effective_date > after)
+    if through is not None:
+        when.append(m.effective_date <= through)
     rows = conn.execute(
-        select(m.effective_date, m.recorded_at, m.kind, m.balance_change, m.status, m.ref)
+        select(m.effective_date, m.recorded_at, m.kind, m.balance_change, m.status, m.ref, i.currency)
         .select_from(invoice_movements.join(invoices, invoices.c.id == m.invoice_id))
-        .where(i.entity_code == entity, i.invoice_ref == invoice_ref)
+        .where(i.entity_code == entity, i.invoice_ref == invoice_ref, *when)
         .order_by(m.effective_date, m.id)
     ).all()
     return [
@@ -561,6 +588,7 @@ def invoice_history(conn: Connection, entity: str, invoice_ref: str) -> list[dic
             "recorded_at": r.recorded_at,
             "kind": r.kind,
             "balance_change": r.balance_change,
+            "currency": r.currency,
             "status": r.status,
             "ref": r.ref,
         }

@@ -111,12 +111,12 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
-    from writeoffs.subledger import changes_between, invoice_history
+    from writeoffs.subledger import changes_between, changes_level, invoice_history
 
     if args.end < args.start:
         raise InputError(f"--to {args.end} is before --from {args.start}")
     scope = _scope(args)
-    level = "invoice" if args.invoice else "customer" if args.customer else "entity"
+    level = changes_level(args.customer, args.invoice)
     with _engine(args).connect() as conn:
         changes = [
             {
@@ -138,11 +138,9 @@ def cmd_changes(args: argparse.Namespace) -> int:
             "changes": changes,
         }
         if args.invoice and args.entity:
-            doc["movements"] = [
-                m
-                for m in invoice_history(conn, args.entity, args.invoice)
-                if args.start < m["effective_date"] <= args.end
-            ]
+            doc["movements"] = invoice_history(
+                conn, args.entity, args.invoice, after=args.start, through=args.end, known=args.known_on
+            )
     _print(doc)
     return 0
 

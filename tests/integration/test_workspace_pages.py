@@ -418,3 +418,163 @@ def test_an_answer_from_another_site_is_refused_before_anything_is_sent(ws) -> N
         from writeoffs.db.schema import approvals
 
         assert conn.execute(select(approvals.c.id).where(approvals.c.batch_id == bid)).first() is None
+
+
+# --- the sub-ledger page (issue 19): balance of X as of D, what changed between D1 and D2 ---------------------------
+
+EVIL_CUSTOMER = "=cmd|' /C calc'!A0<script>alert(1)</script>"
+SL_EARLY = "2026-10-20 08:00:00.000000"  # when the invoices and the first payment "were recorded" (see sub below)
+SL_RECORDED = "2026-11-10 18:00:00.000000"
+
+
+@pytest.fixture
+def sub(ws):
+    """Two invoices of a hostile customer, raised in October and recorded then; a payment of SL-1 (400.00) effective
+    and recorded on 10 November; a payment of SL-2<b> (50.50) effective 12 November but recorded today (late).
+
+    The database's clock writes ``recorded_at`` and a test cannot move it, so the movements that stand for earlier
+    days are re-dated with the immutability guard lifted (triggers dropped on SQLite / disabled on PostgreSQL, as
+    in the tamper tests); the late payment keeps the clock's own time.
+    """
+    from datetime import date
+
+    from tests.factories import customer, invoice
+    from writeoffs.db.schema import invoice_movements
+    from writeoffs.subledger import movement
+
+    with ws.engine.begin() as conn:
+        cid = customer(conn, "US01", ref=EVIL_CUSTOMER)
+        one = invoice(conn, cid, ref="SL-1", amount="1000.00", invoice_date=date(2026, 10, 1))
+        two = invoice(conn, cid, ref="SL-2<b>", amount="250.50", invoice_date=date(2026, 10, 5))
+    with ws.engine.begin() as conn, movement(conn, "ingest", date(2026, 11, 10), ref="extract 2026-11-10"):
+        conn.execute(update(invoices).where(invoices.c.id == one).values(open_balance=Decimal("600.00")))
+    with ws.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER trg_movements_no_update")
+        else:
+            conn.exec_driver_sql("ALTER TABLE invoice_movements DISABLE TRIGGER trg_movements_guard")
+        m = invoice_movements.c
+        conn.execute(update(invoice_movements).where(m.invoice_id.in_([one, two])).values(recorded_at=SL_EARLY))
+        conn.execute(
+            update(invoice_movements).where(m.invoice_id == one, m.kind == "ingest").values(recorded_at=SL_RECORDED)
+        )
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ALTER TABLE invoice_movements ENABLE ALWAYS TRIGGER trg_movements_guard")
+    with ws.engine.begin() as conn, movement(conn, "ingest", date(2026, 11, 12), ref="extract 2026-11-12 (late)"):
+        conn.execute(update(invoices).where(invoices.c.id == two).values(open_balance=Decimal("200.00")))
+    return ws
+
+
+def section(html: str, table_id: str) -> str:
+    """The HTML of one table."""
+    return html.split(f'<table id="{table_id}"', 1)[1].split("</table>", 1)[0]
+
+
+def balances_in(html: str, table_id: str = "subledger-balances") -> dict[str, Decimal]:
+    import html as h
+
+    body = section(html, table_id)
+    return {h.unescape(k): Decimal(v) for k, v in re.findall(r'data-key="([^"]*)" data-balance="([^"]+)"', body)}
+
+
+def test_subledger_balances_at_two_dates_and_as_known_on_a_day(sub) -> None:
+    c = sub("controller")
+    ask = {"level": "invoice", "customer": EVIL_CUSTOMER}
+    october = c.get("/subledger", params={**ask, "as_of": "2026-10-31"})
+    assert october.status_code == 200
+    assert balances_in(october.text) == {"SL-1": Decimal(1000), "SL-2<b>": Decimal("250.50")}
+    assert "1,000.00 USD" in october.text and "250.50 USD" in october.text  # exact, with the currency
+
+    # After both payments, as known today: the late one (recorded today, dated 12 November) is in.
+    november = c.get("/subledger", params={**ask, "as_of": "2026-11-30"}).text
+    assert balances_in(november) == {"SL-1": Decimal(600), "SL-2<b>": Decimal(200)}
+    assert "as known today" in november
+    # As the ledger knew it at the end of 15 November: the payment recorded on the 10th, not the late one.
+    then = c.get("/subledger", params={**ask, "as_of": "2026-11-30", "known_on": "2026-11-15"}).text
+    assert balances_in(then) == {"SL-1": Decimal(600), "SL-2<b>": Decimal("250.50")}
+    assert "as known at the end of 2026-11-15 (UTC)" in then
+    # ... and before the first payment was recorded: neither.
+    before = c.get("/subledger", params={**ask, "as_of": "2026-11-30", "known_on": "2026-11-09"}).text
+    assert balances_in(before) == {"SL-1": Decimal(1000), "SL-2<b>": Decimal("250.50")}
+
+    # Per customer and per currency the same answer adds up; the entity also holds the batches' older invoices.
+    per_customer = c.get("/subledger", params={"as_of": "2026-11-30", "level": "customer", "entity": "US01"}).text
+    assert balances_in(per_customer)[EVIL_CUSTOMER] == Decimal(800)
+    per_currency = c.get("/subledger", params={"as_of": "2026-11-30", "level": "currency", "currency": "USD"}).text
+    assert list(balances_in(per_currency)) == ["USD"]
+
+
+def test_subledger_changes_between_two_dates_and_the_invoices_movements(sub) -> None:
+    c = sub("controller")
+    ask = {"from": "2026-10-31", "to": "2026-11-30", "entity": "US01", "customer": EVIL_CUSTOMER}
+    page = c.get("/subledger", params=ask).text
+    changes = re.findall(r'data-kind="([^"]+)" data-change="([^"]+)"', section(page, "subledger-changes"))
+    assert [(k, Decimal(v)) for k, v in changes] == [("ingest", Decimal("-450.50"))]
+    assert ">2</td>" in section(page, "subledger-changes")  # two movements, two invoices
+    # Both ends per customer (the narrowest level the filters name) and their difference: the changes' sum.
+    ends = re.findall(r'data-from="([^"]+)" data-to="([^"]+)"', page)
+    assert [(Decimal(a), Decimal(z)) for a, z in ends] == [(Decimal("1250.50"), Decimal(800))]
+    assert "-450.50 USD" in page
+
+    known = c.get("/subledger", params={**ask, "known_on": "2026-11-15"}).text
+    changes = re.findall(r'data-kind="([^"]+)" data-change="([^"]+)"', section(known, "subledger-changes"))
+    assert [(k, Decimal(v)) for k, v in changes] == [("ingest", Decimal(-400))]
+
+    # One invoice: its movements in the window (the opening movement is dated before it), as known.
+    one = c.get("/subledger", params={**ask, "invoice": "SL-1"}).text
+    movements = section(one, "subledger-movements")
+    assert re.findall(r'data-kind="([^"]+)"', movements) == ["ingest"]
+    assert "-400.00 USD" in movements and SL_RECORDED in movements and "extract 2026-11-10" in movements
+    whole = c.get("/subledger", params={"as_of": "2026-11-30", "entity": "US01", "invoice": "SL-2<b>"}).text
+    movements = section(whole, "subledger-movements")
+    assert len(re.findall(r"<tr data-kind", movements)) == 2 and "-50.50 USD" in movements
+    hidden = c.get(
+        "/subledger", params={"as_of": "2026-11-30", "known_on": "2026-11-15", "entity": "US01", "invoice": "SL-2<b>"}
+    ).text
+    movements = section(hidden, "subledger-movements")
+    assert len(re.findall(r"<tr data-kind", movements)) == 1 and "-50.50" not in movements
+    # Without the entity the invoice cannot be told apart across entities: the page says what is missing.
+    assert 'id="movements-hint"' in c.get("/subledger", params={"as_of": "2026-11-30", "invoice": "SL-1"}).text
+
+
+def test_subledger_page_access_escaping_and_bad_input(sub, monkeypatch) -> None:
+    assert sub(None).get("/subledger").status_code == 401
+    for who in ("outsider", ""):
+        r = sub(who).get("/subledger", params={"as_of": "2026-11-30"})
+        assert r.status_code == 403 and "subledger-balances" not in r.text, who
+    monkeypatch.setenv("WRITEOFFS_WORKSPACE_READERS", "auditor")
+    assert sub("auditor").get("/subledger", params={"as_of": "2026-11-30"}).status_code == 200
+    c = sub("ar_manager")
+    empty = c.get("/subledger")
+    assert empty.status_code == 200 and 'id="subledger-hint"' in empty.text
+    assert 'id="nav-subledger" data-testid="nav-subledger" href="/writeoffs/subledger" class="active"' in empty.text
+
+    # Hostile refs from the ledger and in the query: escaped in cells, attributes and the echoed form.
+    page = c.get("/subledger", params={"as_of": "2026-11-30", "level": "customer", "invoice": '"><script>x'}).text
+    assert "<script" not in page and "<b>" not in page
+    page = c.get("/subledger", params={"as_of": "2026-11-30", "level": "invoice", "customer": EVIL_CUSTOMER}).text
+    assert "<script" not in page and "<b>" not in page
+    assert "=cmd|&#x27; /C calc&#x27;!A0&lt;script&gt;alert(1)&lt;/script&gt;" in page and "SL-2&lt;b&gt;" in page
+
+    # Fail closed: a clear line on the page with status 400, the form kept, nothing computed, no stack trace.
+    bad = {
+        ("as_of", "31/03/2026"): "as of &#x27;31/03/2026&#x27; is not a date in the form YYYY-MM-DD",
+        ("known_on", "<script>"): "known on &#x27;&lt;script&gt;&#x27; is not a date in the form YYYY-MM-DD",
+        ("level", "region"): "level &#x27;region&#x27; is not one of invoice, customer, entity, currency",
+        ("from", "2026-11-01"): "what changed needs both dates",
+        ("known_on", "9999-12-31"): "known on 9999-12-31 is beyond the last day",
+    }
+    for (name, value), message in bad.items():
+        r = c.get("/subledger", params={"as_of": "2026-11-30", name: value})
+        assert r.status_code == 400, (name, value)
+        assert message in r.text and 'data-status="400"' in r.text and 'id="subledger-form"' in r.text, r.text[-800:]
+        assert "Traceback" not in r.text and "subledger-balances" not in r.text and "<script>" not in r.text
+    r = c.get("/subledger", params={"from": "2026-11-30", "to": "2026-11-01"})
+    assert r.status_code == 400 and "to 2026-11-01 is before from 2026-11-30" in r.text
+
+    # A page never lists a million invoices: the first rows only, and it says so.
+    from writeoffs_airflow.workspace import subledger_view
+
+    monkeypatch.setattr(subledger_view, "ROW_LIMIT", 2)
+    many = c.get("/subledger", params={"as_of": "2026-11-30", "level": "invoice"}).text
+    assert len(balances_in(many)) == 2 and 'id="subledger-more"' in many

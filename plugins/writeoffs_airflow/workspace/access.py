@@ -7,7 +7,8 @@
 - A decided batch (posted, rejected, expired, ...) is visible to the answerers (approve and confirm) of its tier.
 - Readers (``WRITEOFFS_WORKSPACE_READERS``, comma separated Airflow usernames: auditors, controllers who look but do
   not approve) see every batch and every page, and can never answer anything through the workspace.
-- The invoice trail, reconciliation and KPI pages: readers and the people of the tiers of the policy in force.
+- The invoice trail, reconciliation, sub-ledger and KPI pages: readers and the people of the tiers of the policy in
+  force.
 
 Fail closed: a batch whose recorded policy is missing or edited, or whose tier is unknown, is visible to readers
 only. Names are compared in :func:`writeoffs.identity.normalized` form.
@@ -114,7 +115,7 @@ class Access:
         return self.me in self.tier_people(batch)
 
     def may_read_reports(self) -> bool:
-        """Trail, reconciliation, KPIs: readers and the people of the policy in force."""
+        """Trail, reconciliation, sub-ledger, KPIs: readers and the people of the policy in force."""
         if not self.me:
             return False
         return self.is_reader or self.me in policy_people(self.conn)

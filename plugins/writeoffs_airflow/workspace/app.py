@@ -308,6 +308,30 @@ def create_app(
             raise HTTPException(404, "no such Data Docs file")
         return FileResponse(found, media_type=reports.DOCS_TYPES[found.suffix], headers=DOCS_HEADERS)
 
+    @app.get("/subledger", response_class=HTMLResponse)
+    def subledger(request: Request, user: BaseUser = Depends(get_user)) -> Response:
+        """Balances as of a date and what changed between two dates, as known today or on a past day: the
+        questions of the ``balance`` and ``changes`` CLI commands, answered by the same functions."""
+        from writeoffs.errors import InputError
+        from writeoffs_airflow.workspace import subledger_view
+
+        form = {k: str(v)[:400] for k, v in request.query_params.items() if k in SUBLEDGER_FIELDS}
+        engine = engine_of()
+        with engine.connect() as conn:
+            acc = reports_access(conn, user)
+        try:
+            ask = subledger_view.parse(form)
+        except InputError as exc:  # a bad date or level: the form again with one clear line, status 400
+            body = pages.subledger_page(form, None, None, prefix=prefix_of(request), user=acc.user, error=str(exc))
+            return html(body, 400)
+        result = None
+        if ask.asked:
+            with engine.connect() as raw:
+                conn = _snapshot(raw)
+                with conn.begin():
+                    result = subledger_view.answer(conn, ask)
+        return html(pages.subledger_page(form, ask, result, prefix=prefix_of(request), user=acc.user))
+
     def kpi_data(engine, period: str | None):
         """The month's report and charts, read in one snapshot (read-only repeatable read on PostgreSQL)."""
         from writeoffs import kpi_charts
@@ -317,11 +341,7 @@ def create_app(
             month = _month(period) or _month_of(queries.latest_business_date(raw))
             raw.rollback()
             p = Period.month(*month)
-            conn = (
-                raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-                if raw.dialect.name == "postgresql"
-                else raw
-            )
+            conn = _snapshot(raw)
             with conn.begin():
                 report = kpi_report(conn, p.start, p.end, previous=True)
                 svgs = kpi_charts.render(kpi_charts.collect(conn, report))
@@ -344,6 +364,19 @@ def create_app(
         return Response(svgs[name], media_type="image/svg+xml", headers=SECURITY_HEADERS)
 
     return app
+
+
+#: The sub-ledger form's fields (anything else in the query string is ignored).
+SUBLEDGER_FIELDS = ("as_of", "known_on", "level", "entity", "customer", "invoice", "currency", "from", "to")
+
+
+def _snapshot(raw):
+    """The connection for reads that must agree with each other (several queries, one page): a read-only
+    repeatable-read transaction on PostgreSQL. On SQLite (single-machine deployments) the driver starts no
+    transaction for reads, so each query sees the file as it is then."""
+    if raw.dialect.name == "postgresql":
+        return raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    return raw
 
 
 def _month(text: str | None) -> tuple[int, int] | None:

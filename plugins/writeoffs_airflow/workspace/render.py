@@ -28,6 +28,7 @@ table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #e2e8f0;pad
 vertical-align:top}th{background:#f8fafc}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#64748b}.warn{color:#b45309}.bad{color:#b91c1c}.ok{color:#15803d}
 form.inline{display:inline-flex;gap:.5rem;align-items:center;margin:.5rem 0}
+div.inline{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin:.5rem 0}
 .pager a,.pager span{margin-right:.75rem}dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}
 dl.facts dt{color:#475569}dl.facts dd{margin:0}pre{white-space:pre-wrap;background:#f8fafc;padding:.5rem}
 svg{max-width:100%;height:auto}.charts{display:flex;flex-wrap:wrap;gap:1rem}.charts figure{margin:0}
@@ -37,6 +38,7 @@ NAV = (
     ("queue", "My queue", "/queue"),
     ("trail", "Invoice trail", "/trail"),
     ("reconciliation", "Reconciliation", "/reconciliation"),
+    ("subledger", "Sub-ledger", "/subledger"),
     ("kpis", "KPIs", "/kpis"),
     ("reports", "Reports", "/reports"),
     ("validation", "Validation", "/validation"),
@@ -123,7 +125,7 @@ def facts(items: Sequence[tuple[str, str]], facts_id: str = "facts") -> str:
 
 
 def error_page(status: int, message: str, *, prefix: str, user: str = "", login: str | None = None) -> str:
-    titles = {401: "Sign-in needed", 403: "Not allowed", 404: "Not found", 422: "Bad request"}
+    titles = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found", 422: "Bad request"}
     body = f'<p id="error" data-testid="error" data-status="{status}">{cut(message, 300)}</p>'
     if login:
         body += f'<p><a id="login-link" data-testid="login-link" href="{esc(login)}">Sign in to Airflow</a></p>'
