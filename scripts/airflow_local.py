@@ -52,6 +52,41 @@ DEFAULT_USERS: dict[str, str] = {
 }
 
 
+#: The production auth manager (``plugins/writeoffs_airflow/fab_auth.py``) and the FAB role of each SimpleAuthManager
+#: role, so the same users can run under either.
+FAB_AUTH_MANAGER = "writeoffs_airflow.fab_auth.WriteoffsFabAuthManager"
+FAB_ROLES = {"admin": "Admin", "op": "Op", "user": "User", "viewer": "Viewer"}
+_FAB_USERS_SCRIPT = """
+import json, sys
+from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+with get_application_builder() as ab:
+    for u in json.load(sys.stdin):
+        if ab.sm.find_user(username=u["username"]) is None:
+            role = ab.sm.find_role(u["role"])
+            if role is None:
+                sys.exit(f"no FAB role {u['role']!r}")
+            if not ab.sm.add_user(username=u["username"], first_name=u["username"], last_name="-",
+                                  email=u["username"] + "@example.com", role=role, password=u["password"]):
+                sys.exit(f"could not create FAB user {u['username']!r}")
+"""
+
+
+def create_fab_users(env: Mapping[str, str], users: Mapping[str, str], passwords: Mapping[str, str]) -> None:
+    """The deployment's users in FAB's user table, with their passwords and the FAB role of their role; one process
+    (``airflow users create`` costs an interpreter start per user)."""
+    rows = [{"username": u, "role": FAB_ROLES[r], "password": passwords[u]} for u, r in users.items()]
+    done = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", _FAB_USERS_SCRIPT],
+        input=json.dumps(rows),
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"creating the FAB users failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -241,6 +276,7 @@ def start_airflow(
     metadata_url: str | None = None,
     celery: Celery | None = None,
     metadata_template: Path | None = None,
+    auth: str = "simple",
 ) -> AirflowServer:
     """Start a private Airflow; the caller must ``stop()`` it (use a fixture with ``yield``).
 
@@ -248,7 +284,11 @@ def start_airflow(
     with that many ``airflow celery worker`` processes instead of the LocalExecutor; needs a PostgreSQL
     ``metadata_url`` (it is also Celery's result backend). ``metadata_template``: a SQLite metadata DB that
     ``airflow db migrate`` of this same installation made and nothing has used since (see
-    ``migrated_metadata_db``); the default SQLite DB starts as a copy of it instead of being migrated here."""
+    ``migrated_metadata_db``); the default SQLite DB starts as a copy of it instead of being migrated here.
+    ``auth``: ``simple`` (SimpleAuthManager, passwords in the home) or ``fab`` (the production auth manager,
+    :data:`FAB_AUTH_MANAGER`, the same users and passwords in FAB's user table)."""
+    if auth not in ("simple", "fab"):
+        raise ValueError(f"auth must be 'simple' or 'fab', not {auth!r}")
     if celery is not None and not (metadata_url or "").startswith("postgresql"):
         raise ValueError("the CeleryExecutor needs a PostgreSQL metadata database: pass metadata_url='postgresql...'")
     if metadata_template is not None and metadata_url is not None:
@@ -294,6 +334,7 @@ def start_airflow(
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         **(celery_env(celery, metadata_url) if celery and metadata_url else {}),
+        **({"AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER} if auth == "fab" else {}),
         **(env or {}),
     }
     server = AirflowServer(base_url=base_url, home=home, passwords=passwords, env=full_env, celery=celery)
@@ -301,6 +342,10 @@ def start_airflow(
         shutil.copyfile(metadata_template, home / "airflow.db")
     else:
         migrate_metadata(full_env)
+    if auth == "fab":
+        if metadata_template is not None:
+            migrate_metadata(full_env)  # FAB's own tables, if the template was made without them
+        create_fab_users(full_env, users, passwords)
     components: list[tuple[str, list[str], dict[str, str]]] = [
         (args[0], args, {}) for args in [["api-server"], ["scheduler"], ["dag-processor"]]
     ]
