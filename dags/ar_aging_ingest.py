@@ -87,6 +87,7 @@ def validate(summaries: list[dict], as_of: str, **context) -> list[dict]:
 
     from writeoffs.validation.run import validate_batches
     from writeoffs_airflow.ledger import ledger_engine
+    from writeoffs_airflow.storage import docs_store
 
     summaries = list(summaries)
     validate_batches(
@@ -94,6 +95,7 @@ def validate(summaries: list[dict], as_of: str, **context) -> list[dict]:
         [int(s["batch_id"]) for s in summaries],
         as_of=date.fromisoformat(as_of),
         run_key=context["run_id"],
+        reports=docs_store(),
     )  # ValidationBlocked is permanent: fail_fast fails the task at once
     return summaries
 
@@ -141,8 +143,9 @@ def validate_aging(as_of: str, aged: dict, **context) -> dict:
 
     from writeoffs.validation.run import validate_aging as check_aging
     from writeoffs_airflow.ledger import ledger_engine
+    from writeoffs_airflow.storage import docs_store
 
-    check_aging(ledger_engine(), as_of=date.fromisoformat(as_of), run_key=context["run_id"])
+    check_aging(ledger_engine(), as_of=date.fromisoformat(as_of), run_key=context["run_id"], reports=docs_store())
     # Downstream DAGs read the business date from the asset event instead of guessing it.
     context["outlet_events"][AGING].extra = {"as_of": as_of, "invoices": aged["invoices"]}
     return aged

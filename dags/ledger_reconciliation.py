@@ -10,7 +10,8 @@ allowance account is explained by its entries.
 **Tasks**
 1. `run_checks`: runs the check registry (`writeoffs.reconcile.CHECKS`) on one database snapshot, stores the run and
    its breaks in `recon_runs` / `recon_breaks`, writes
-   `$WRITEOFFS_DATA_DIR/reports/reconciliation/<as_of>-<run>.md`, returns a summary.
+   `reconciliation/<as_of>-<run>.md` in the reports store (`WRITEOFFS_REPORTS_STORE`, default
+   `$WRITEOFFS_DATA_DIR/reports`; docs/deploy.md), returns a summary.
 2. `assert_no_breaks`: fails (red, no retry) when there is any break; the failure callbacks send the summary and a
    link to the log to Slack (`writeoffs_slack`) and e-mail (`writeoffs_smtp`).
 
@@ -61,6 +62,7 @@ def ledger_reconciliation() -> None:
         from writeoffs.reconcile import Tolerances, reconcile
         from writeoffs_airflow.ledger import ledger_engine
         from writeoffs_airflow.rundate import business_date
+        from writeoffs_airflow.storage import reports_root
 
         context = get_current_context()
         as_of = business_date(context)
@@ -69,6 +71,7 @@ def ledger_reconciliation() -> None:
             ledger_engine(),
             as_of,
             run_key=f"{ti.dag_id}:{ti.run_id}",
+            reports=reports_root(),  # shared by every worker and the api-server (WRITEOFFS_REPORTS_STORE)
             # The param can only tighten the configured tolerances (a wider one is refused, the run fails).
             tolerance=Tolerances.configured().tightened_by(Tolerances.parse(context["params"].get("tolerance") or "")),
         )

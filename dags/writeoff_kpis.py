@@ -18,9 +18,10 @@ catches up missed months**: every month after the latest report on disk (up to 1
    uses the allowance method. Fails clearly when the period is closed.
 3. `kpi_report`: for each month: write-off amount, rate (% of sales, % of AR, classified), recovery rate, trend vs
    the previous month, breakdowns by segment, reason, approver, source system and aging bucket. Writes
-   `$WRITEOFFS_DATA_DIR/reports/kpi/<YYYY-MM>.md`, `.json` and `<YYYY-MM>-tax-listing.csv`, and the charts (trend,
-   rates against the bands, aging buckets, by reason) as `<YYYY-MM>-<chart>.svg` and `.png` beside them (served by
-   the workspace at `/writeoffs/reports`).
+   `kpi/<YYYY-MM>.md`, `.json` and `<YYYY-MM>-tax-listing.csv` in the reports store (`WRITEOFFS_REPORTS_STORE`,
+   default `$WRITEOFFS_DATA_DIR/reports`; docs/deploy.md), and the charts (trend, rates against the bands, aging
+   buckets, by reason) as `<YYYY-MM>-<chart>.svg` and `.png` beside them (served by the workspace at
+   `/writeoffs/reports`).
 
 **Params**: `as_of` (month-end date, YYYY-MM-DD) or `period` (YYYY-MM); `as_of` wins. See docs/kpi.md.
 """
@@ -82,8 +83,9 @@ def writeoff_kpis() -> None:
         if params.get("as_of") or params.get("period"):
             return {**target, "months": [target]}  # a manual run reports the month asked for
         from writeoffs.kpi import Period, months_to_report, reported_months
+        from writeoffs_airflow.storage import reports_root
 
-        months = months_to_report(Period.month(as_of.year, as_of.month), reported_months())
+        months = months_to_report(Period.month(as_of.year, as_of.month), reported_months(reports=reports_root()))
         missed = [
             {"as_of": p.end.isoformat(), "from": p.start.isoformat(), "to": p.end.isoformat()} for p in months[:-1]
         ]
@@ -119,15 +121,21 @@ def writeoff_kpis() -> None:
 
         from writeoffs.kpi import headline, run_kpis
         from writeoffs.kpi_charts import write_report_charts
+        from writeoffs.report_store import location
         from writeoffs_airflow.ledger import ledger_engine
+        from writeoffs_airflow.storage import reports_root
 
         engine = ledger_engine()
+        store = reports_root()  # shared by every worker and the api-server (WRITEOFFS_REPORTS_STORE)
         out = []
         for m in period["months"]:
-            report, files = run_kpis(engine, date.fromisoformat(m["from"]), date.fromisoformat(m["to"]), previous=True)
+            start, end = date.fromisoformat(m["from"]), date.fromisoformat(m["to"])
+            report, files = run_kpis(engine, start, end, previous=True, reports=store)
             # The charts (trend, rates against the bands, aging buckets, by reason) as SVG and PNG beside the report.
             charts = write_report_charts(engine, report, files.markdown.parent)
-            out.append({"headline": headline(report), "files": files.summary(), "charts": [str(p) for p in charts]})
+            out.append(
+                {"headline": headline(report), "files": files.summary(), "charts": [location(p) for p in charts]}
+            )
         return {
             **out[-1],
             "months": [m["from"][:7] for m in period["months"]],

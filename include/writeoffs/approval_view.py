@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 from sqlalchemy import Connection, select
 
@@ -27,6 +26,7 @@ from writeoffs.catalogues import REASON_LABELS, RULE_LABELS, label
 from writeoffs.db.schema import customers, invoices, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError, shorten
 from writeoffs.money import quantum
+from writeoffs.report_store import StorePath
 from writeoffs.safe_text import csv_writer, md
 
 #: Item statuses that leave an item out of what will be posted.
@@ -535,12 +535,12 @@ CSV_COLUMNS = (
 )
 
 
-def candidates_csv_path(reports_dir: Path, view: BatchView) -> Path:
+def candidates_csv_path(reports_dir: StorePath, view: BatchView) -> StorePath:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", view.batch_key)
     return reports_dir / "batches" / f"batch_{view.batch_id}_{safe}.csv"
 
 
-def write_candidates_csv(reports_dir: Path, view: BatchView) -> Path:
+def write_candidates_csv(reports_dir: StorePath, view: BatchView) -> StorePath:
     """Every item of the batch (including already-excluded ones, with their status); written atomically."""
     path = candidates_csv_path(reports_dir, view)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ from writeoffs.buckets import bucket_case_text
 from writeoffs.db import bulk
 from writeoffs.db.money import from_db_or_zero, rate_from_db
 from writeoffs.money import money_str, round_money
+from writeoffs.report_store import StorePath
 from writeoffs.safe_text import csv_writer, md
 from writeoffs.subledger import later_movements_sql
 
@@ -791,28 +792,30 @@ def render_listing_csv(report: KpiReport) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ReportFiles:
-    markdown: Path
-    json: Path
-    listing: Path
+    markdown: StorePath
+    json: StorePath
+    listing: StorePath
 
     def summary(self) -> dict[str, str]:
-        return {"markdown": str(self.markdown), "json": str(self.json), "listing": str(self.listing)}
+        from writeoffs.report_store import location
+
+        return {"markdown": location(self.markdown), "json": location(self.json), "listing": location(self.listing)}
 
 
-def _write(path: Path, content: str) -> None:
+def _write(path: StorePath, content: str) -> None:
     # Temp file then rename: a reader (or a retried task) never sees half a report.
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(content, encoding="utf-8")
     tmp.replace(path)
 
 
-def write_report(report: KpiReport, base_dir: Path | None = None) -> ReportFiles:
-    """``$WRITEOFFS_DATA_DIR/reports/kpi/<period>.md``, ``.json`` and ``<period>-tax-listing.csv`` (replaced)."""
-    if base_dir is None:
-        from writeoffs.db.engine import data_dir
+def write_report(report: KpiReport, base_dir: Path | None = None, *, reports: StorePath | None = None) -> ReportFiles:
+    """``<reports>/kpi/<period>.md``, ``.json`` and ``<period>-tax-listing.csv`` (replaced). ``reports`` is the
+    reports store's root (:mod:`writeoffs.report_store`; default ``WRITEOFFS_REPORTS_STORE``, else
+    ``$WRITEOFFS_DATA_DIR/reports``); ``base_dir`` a data folder whose ``reports`` folder is used instead."""
+    from writeoffs.report_store import reports_under
 
-        base_dir = data_dir()
-    folder = base_dir / "reports" / "kpi"
+    folder = reports_under(base_dir, reports) / "kpi"
     folder.mkdir(parents=True, exist_ok=True)
     label = report.period.label
     files = ReportFiles(folder / f"{label}.md", folder / f"{label}.json", folder / f"{label}-tax-listing.csv")
@@ -823,7 +826,13 @@ def write_report(report: KpiReport, base_dir: Path | None = None) -> ReportFiles
 
 
 def run_kpis(
-    engine: Any, start: date, end: date, *, previous: bool = True, base_dir: Path | None = None
+    engine: Any,
+    start: date,
+    end: date,
+    *,
+    previous: bool = True,
+    base_dir: Path | None = None,
+    reports: StorePath | None = None,
 ) -> tuple[KpiReport, ReportFiles]:
     """Compute on one consistent snapshot and write the files (the DAG and CLI entry point)."""
     with engine.connect() as raw:
@@ -834,20 +843,19 @@ def run_kpis(
         )
         with conn.begin():
             report = kpi_report(conn, start, end, previous=previous)
-    return report, write_report(report, base_dir)
+    return report, write_report(report, base_dir, reports=reports)
 
 
 #: How many missed months one run catches up at most (older gaps: run them by hand with ``period``).
 CATCH_UP_MONTHS = 12
 
 
-def reported_months(base_dir: Path | None = None) -> set[str]:
-    """Months (``YYYY-MM``) whose monthly report is on disk (its JSON is written last but one, the Markdown last)."""
-    if base_dir is None:
-        from writeoffs.db.engine import data_dir
+def reported_months(base_dir: Path | None = None, *, reports: StorePath | None = None) -> set[str]:
+    """Months (``YYYY-MM``) whose monthly report is in the reports store (its JSON is written last but one, the
+    Markdown last); ``base_dir`` and ``reports`` as for :func:`write_report`."""
+    from writeoffs.report_store import reports_under
 
-        base_dir = data_dir()
-    folder = base_dir / "reports" / "kpi"
+    folder = reports_under(base_dir, reports) / "kpi"
     if not folder.is_dir():
         return set()
     out = set()

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 from sqlalchemy import Connection
 
@@ -20,6 +19,7 @@ from writeoffs import subledger
 from writeoffs.buckets import DEFAULT_BUCKETS
 from writeoffs.charts import bar_chart, line_chart, rate_chart
 from writeoffs.kpi import KpiReport, Period, kpi_report
+from writeoffs.report_store import StorePath
 
 TREND_MONTHS = 6
 
@@ -111,7 +111,7 @@ def render(data: ChartData) -> dict[str, str]:
     return out
 
 
-def write_charts(data: ChartData, folder: Path) -> list[Path]:
+def write_charts(data: ChartData, folder: StorePath) -> list[StorePath]:
     """``<folder>/<period>-<chart>.svg`` per chart (written whole, then renamed); returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -124,7 +124,7 @@ def write_charts(data: ChartData, folder: Path) -> list[Path]:
     return out
 
 
-def write_report_charts(engine, report: KpiReport, folder: Path) -> list[Path]:
+def write_report_charts(engine, report: KpiReport, folder: StorePath) -> list[StorePath]:
     """The charts of ``report`` as SVG and PNG files beside its Markdown (``reports/kpi/<period>-<chart>.svg`` and
     ``.png``, :mod:`writeoffs.kpi_png`), read in one snapshot (read-only repeatable read on PostgreSQL)."""
     from writeoffs.kpi_png import write_pngs

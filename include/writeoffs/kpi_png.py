@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from pathlib import Path
 
 from writeoffs.charts import PALETTE
 from writeoffs.errors import shorten
 from writeoffs.kpi_charts import ChartData
+from writeoffs.report_store import StorePath
 
 #: Pixels: 8 x 4.5 inches at 100 dpi.
 SIZE = (8.0, 4.5)
@@ -98,7 +98,7 @@ def figures(data: ChartData) -> dict[str, object]:
     return out
 
 
-def write_pngs(data: ChartData, folder: Path) -> list[Path]:
+def write_pngs(data: ChartData, folder: StorePath) -> list[StorePath]:
     """``<folder>/<period>-<chart>.png`` per chart (written whole, then renamed); returns the paths."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -76,6 +76,7 @@ from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
 from writeoffs.period_seal import check_period_seals
 from writeoffs.recon_lines import check_approval_digests, check_writeoff_lines
+from writeoffs.report_store import StorePath, location
 from writeoffs.safe_text import md
 
 log = logging.getLogger(__name__)
@@ -1661,7 +1662,7 @@ class ReconResult:
     as_of: date
     outcomes: tuple[CheckOutcome, ...]
     tolerance: Tolerances
-    report_path: Path | None
+    report_path: StorePath | None
     seconds: float
 
     @property
@@ -1678,7 +1679,7 @@ class ReconResult:
         per = ", ".join(f"{o.check.name} {len(o.breaks)}" for o in self.outcomes if o.breaks)
         first = "; ".join(b.message for b in self.breaks[:3])
         return f"Reconciliation {self.as_of}: {self.break_count} break(s) ({per}). {first}" + (
-            f" ... Report: {self.report_path}" if self.report_path else ""
+            f" ... Report: {location(self.report_path)}" if self.report_path else ""
         )
 
     def summary(self) -> dict[str, Any]:
@@ -1690,7 +1691,7 @@ class ReconResult:
             "checks_run": len(self.outcomes),
             "break_count": self.break_count,
             "breaks_by_check": {o.check.name: len(o.breaks) for o in self.outcomes},
-            "report_path": str(self.report_path) if self.report_path else None,
+            "report_path": location(self.report_path) if self.report_path else None,
             "tolerance": self.tolerance.as_dict(),
             "seconds": round(self.seconds, 3),
             "headline": self.headline(),
@@ -1705,7 +1706,7 @@ def _snapshot(conn: Connection) -> Connection:
 
 
 def store_run(
-    conn: Connection, *, run_key: str, as_of: date, outcomes: Sequence[CheckOutcome], report_path: Path | None
+    conn: Connection, *, run_key: str, as_of: date, outcomes: Sequence[CheckOutcome], report_path: StorePath | None
 ) -> int:
     """Write (or, for a retried run key, replace) the run and its breaks. Idempotent per ``run_key``."""
     n_breaks = sum(len(o.breaks) for o in outcomes)
@@ -1714,7 +1715,7 @@ def store_run(
         "as_of_date": as_of,
         "checks_run": len(outcomes),
         "break_count": n_breaks,
-        "report_path": str(report_path) if report_path else None,
+        "report_path": location(report_path) if report_path else None,
     }
     if existing is None:
         run_id = conn.execute(
@@ -1759,14 +1760,16 @@ def store_run(
     return int(run_id)
 
 
-def report_path_for(as_of: date, run_key: str, base_dir: Path | None = None) -> Path:
-    """``$WRITEOFFS_DATA_DIR/reports/reconciliation/<as_of>-<run>.md`` (run key made file-name safe)."""
-    if base_dir is None:
-        from writeoffs.db.engine import data_dir
+def report_path_for(
+    as_of: date, run_key: str, base_dir: Path | None = None, *, reports: StorePath | None = None
+) -> StorePath:
+    """``<reports>/reconciliation/<as_of>-<run>.md`` (run key made file-name safe). ``reports`` is the reports
+    store's root (:mod:`writeoffs.report_store`; default ``WRITEOFFS_REPORTS_STORE``, else
+    ``$WRITEOFFS_DATA_DIR/reports``); ``base_dir`` a data folder whose ``reports`` folder is used instead."""
+    from writeoffs.report_store import reports_under
 
-        base_dir = data_dir()
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_key).strip("_")[:150] or "run"
-    return base_dir / "reports" / "reconciliation" / f"{as_of.isoformat()}-{safe}.md"
+    return reports_under(base_dir, reports) / "reconciliation" / f"{as_of.isoformat()}-{safe}.md"
 
 
 def _cell(value: object) -> str:
@@ -1834,6 +1837,7 @@ def reconcile(
     tolerance: Tolerances | None = None,
     checks: Sequence[Check] = CHECKS,
     report_dir: Path | None = None,
+    reports: StorePath | None = None,
     write_report: bool = True,
 ) -> ReconResult:
     """Run all checks on one snapshot, store run + breaks, write the report. Re-running a run key replaces it."""
@@ -1849,7 +1853,7 @@ def reconcile(
         conn = _snapshot(raw)
         with conn.begin():
             outcomes = run_checks(conn, as_of, tolerance, checks)
-    path = report_path_for(as_of, run_key, report_dir) if write_report else None
+    path = report_path_for(as_of, run_key, report_dir, reports=reports) if write_report else None
     with engine.begin() as conn:
         run_id = store_run(conn, run_key=run_key, as_of=as_of, outcomes=outcomes, report_path=path)
     result = ReconResult(run_id, run_key, as_of, tuple(outcomes), tolerance, path, time.perf_counter() - started)
@@ -1886,5 +1890,5 @@ def _cmd_reconcile(args: Any) -> int:
     )
     print(result.headline())
     if result.report_path:
-        print(f"report: {result.report_path}")
+        print(f"report: {location(result.report_path)}")
     return 1 if result.break_count else 0

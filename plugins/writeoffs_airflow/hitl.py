@@ -46,6 +46,7 @@ from writeoffs_airflow.answers import (  # the answer's vocabulary: one home, sh
 )
 
 if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
     from sqlalchemy import Engine
 
     from writeoffs.approval_view import BatchView
@@ -66,26 +67,34 @@ def batch_tiers(engine: Engine, batch_id: int) -> tuple[Tier, ...]:
         return governing_tiers(conn, batch_id)
 
 
-def reports_dir() -> Path:
-    from writeoffs.db.engine import data_dir
+def reports_dir() -> ObjectStoragePath:
+    """The reports store (``WRITEOFFS_REPORTS_STORE``, default ``$WRITEOFFS_DATA_DIR/reports``): the candidate
+    list is written there, so it does not live only on the worker that ran the request."""
+    from writeoffs_airflow.storage import reports_root
 
-    return data_dir() / "reports"
+    return reports_root()
 
 
-def candidates_link(path: Path, batch_id: int | None = None) -> str:
+def candidates_link(path: ObjectStoragePath | Path, batch_id: int | None = None) -> str:
     """Where the approver finds the full list: the workspace plugin's CSV download of the batch over HTTP, behind
     Airflow's login (``<[api] base_url>/writeoffs/batches/<id>/candidates.csv``); without a base URL,
-    ``$WRITEOFFS_REPORTS_URL/<relative path>`` if set, else a file URL."""
+    ``$WRITEOFFS_REPORTS_URL/<path in the reports store>`` if set, else a file URL (local store) or the store's
+    own URL (``s3://...``)."""
+    from writeoffs.report_store import is_local, location
+
     if batch_id is not None:
         from writeoffs_airflow.workspace.links import batch_csv_url
 
         url = batch_csv_url(batch_id)
         if url:
             return url
+    where = location(path)
     base = os.environ.get("WRITEOFFS_REPORTS_URL")
     if base:
-        return f"{base.rstrip('/')}/{path.relative_to(reports_dir()).as_posix()}"
-    return path.resolve().as_uri()
+        root = location(reports_dir()).rstrip("/") + "/"
+        if where.startswith(root):
+            return f"{base.rstrip('/')}/{where[len(root) :]}"
+    return Path(where).resolve().as_uri() if is_local(path) else where
 
 
 def hitl_users(names: Sequence[str]) -> list[dict[str, str]]:

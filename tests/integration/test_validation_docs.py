@@ -52,6 +52,10 @@ def two_runs(make_ledger, tmp_path, monkeypatch) -> tuple[Engine, list[Path]]:
     """Two validation runs of two batches under the same business date and run key (the second rebuilds the
     first's site, as a cleared DAG run or the aging validation of the same run does)."""
     monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path / "data"))
+    return _two_runs(make_ledger)
+
+
+def _two_runs(make_ledger) -> tuple[Engine, list[Path]]:
     ledger = make_ledger("sqlite")
     with ledger.begin() as conn:
         factories.entity(conn)
@@ -109,3 +113,24 @@ def _served_behind_airflows_login(ledger: Engine, pages: list[Path]) -> None:
     app.dependency_overrides[get_user] = lambda: User("auditor")
     for bad in ("/validation/files/../../../etc/passwd", "/validation/files/%2e%2e/x.html", "/validation/files/a.py"):
         assert client.get(bad).status_code == 404, bad
+
+
+@pytest.mark.slow
+def test_with_a_reports_store_the_sites_are_published_there_and_served_from_there(
+    make_ledger, tmp_path, monkeypatch
+) -> None:
+    """``WRITEOFFS_REPORTS_STORE`` set (fsspec's in-memory store standing in for S3): GX still builds on the
+    worker's disk, the run publishes the site to ``<store>/validation``, and the workspace serves it from there,
+    also once the worker's build folder is gone (another machine)."""
+    import shutil
+    import uuid
+
+    from writeoffs_airflow.storage import reports_root
+
+    monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WRITEOFFS_REPORTS_STORE", f"memory://docs-{uuid.uuid4().hex}/reports")
+    ledger, pages = _two_runs(make_ledger)
+    shutil.rmtree(tmp_path / "data" / "reports" / "validation")
+    published = reports_root() / "validation"
+    assert {p.name for p in published.rglob("*.html")} >= {pages[0].name, pages[1].name, "index.html"}
+    _served_behind_airflows_login(ledger, pages)

@@ -134,3 +134,51 @@ def test_a_month_end_without_ingest_or_snapshot_reports_and_catches_up_a_missed_
     assert "sub-ledger as of 2026-10-31" in oct_md and "sub-ledger as of 2026-11-30" in nov_md
     # November: 2,000.00 written off of 10,000.00 sales = 20 %; open AR at 30 Nov 10,000.00 = 20 %.
     assert "| EU01 | EUR | 2,000.00 | 10,000.00 | 20.00 % | concerning |" in nov_md
+
+
+def test_with_an_object_store_the_reports_go_there_and_are_served_from_there(
+    airflow_db: str, ledger_env, pg_ledger: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``WRITEOFFS_REPORTS_STORE`` set to an object store (fsspec's in-memory one, in this process as ``dag.test()``
+    runs the tasks here): the report, the listing and the charts are written there, nothing under the worker's data
+    folder, and the workspace serves them from the store; the catch-up reads the store too (a second run for the
+    same month finds the report there)."""
+    import uuid
+
+    from airflow.api_fastapi.core_api.security import get_user
+    from airflow.dag_processing.dagbag import DagBag
+    from fastapi.testclient import TestClient
+
+    from writeoffs.kpi import reported_months
+    from writeoffs_airflow.storage import reports_root
+    from writeoffs_airflow.workspace.app import create_app
+
+    with pg_ledger.begin() as conn:
+        f.entity(conn, "EU01", "EUR", "direct")
+        cid = f.customer(conn, "EU01", "C-EU")
+        f.invoice(conn, cid, entity_code="EU01", currency="EUR", amount="2000.00", days_past_due=400, as_of=MONTH_END)
+        compute_aging(conn, MONTH_END)
+    ledger_env(pg_ledger)
+    monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path))
+    store = f"memory://kpi-{uuid.uuid4().hex}/reports"
+    monkeypatch.setenv("WRITEOFFS_REPORTS_STORE", store)
+
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "writeoff_kpis.py")).dags["writeoff_kpis"]
+    run = dag.test(run_conf={"period": "2026-11"})
+
+    assert str(run.state) == "success"
+    assert not (tmp_path / "reports").exists()
+    kpi = reports_root() / "kpi"
+    names = {p.name for p in kpi.iterdir()}
+    assert {"2026-11.md", "2026-11.json", "2026-11-tax-listing.csv", "2026-11-writeoff-trend.png"} <= names
+    assert "2026-11-aging-buckets-EUR.svg" in names
+    assert reported_months(reports=reports_root()) == {"2026-11"}
+    app = create_app(engine_factory=lambda: pg_ledger, reader_names=frozenset({"auditor"}))
+    app.dependency_overrides[get_user] = lambda: type("U", (), {"get_name": lambda self: "auditor"})()
+    client = TestClient(app, root_path="/writeoffs")
+    served = client.get("/reports/kpi/2026-11.md")
+    assert served.status_code == 200 and served.text == (kpi / "2026-11.md").read_text(encoding="utf-8")
+    assert (
+        client.get("/reports/kpi/2026-11-writeoff-trend.png").content
+        == (kpi / "2026-11-writeoff-trend.png").read_bytes()
+    )

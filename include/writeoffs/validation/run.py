@@ -35,6 +35,7 @@ from writeoffs.audit import canonical_json
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, make_buckets
 from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.errors import ConfigError, WriteoffError
+from writeoffs.report_store import StorePath
 from writeoffs.validation.checks import STAGED, Check, Scope, Tables, TieOut, checks_for
 from writeoffs.validation.config import Severity, ValidationConfig
 from writeoffs.validation.config import load as load_config
@@ -351,6 +352,24 @@ def _docs_dir(cfg: ValidationConfig, as_of: date, run_key: str) -> Path:
     return cfg.reports_path() / as_of.isoformat() / slug(run_key)
 
 
+def publish_docs(docs: Path, cfg: ValidationConfig, reports: StorePath | None) -> None:
+    """Copy a Data Docs site Great Expectations built on this worker's disk to ``<reports>/validation/<as-of>/<run>``
+    (same layout), so the workspace on another machine can serve it. ``reports`` None: the reports store when
+    ``WRITEOFFS_REPORTS_STORE`` is set (:mod:`writeoffs.report_store`), else nothing (the site is read where it
+    was built, as before). GX writes only to a local folder, hence build here, then publish."""
+    from writeoffs import report_store
+
+    if reports is None:
+        if not report_store.configured():
+            return
+        reports = report_store.reports_root()
+    dest = reports / "validation"
+    for part in docs.relative_to(cfg.reports_path()).parts:
+        dest = dest / part
+    count = report_store.publish_tree(docs, dest)
+    log.info("Data Docs: %d file(s) published to %s", count, report_store.location(dest))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # entry points
 
@@ -363,6 +382,7 @@ def validate_batches(
     run_key: str,
     config: ValidationConfig | None = None,
     tables: Tables = Tables(),
+    reports: StorePath | None = None,
 ) -> ValidationReport:
     """Validate the staged datasets of ``batch_ids``; quarantine warnings; raise :class:`ValidationBlocked`."""
     from writeoffs.validation.gx import prewarm, run_suites
@@ -406,6 +426,8 @@ def validate_batches(
         ]
         docs = _docs_dir(cfg, as_of, run_key)
         outcomes, index = run_suites(engine, gx_targets, run_name=run_key, docs_dir=docs) if targets else ([], None)
+        if targets:
+            publish_docs(docs, cfg, reports)
         log.info("GX evaluated %d target(s) in %.2f s", len(targets), time.perf_counter() - started)
         results = []
         for t, outcome in zip(targets, outcomes, strict=True):
@@ -585,6 +607,7 @@ def validate_aging(
     run_key: str,
     config: ValidationConfig | None = None,
     tables: Tables = Tables(),
+    reports: StorePath | None = None,
 ) -> ValidationReport:
     """Check the aging snapshot of ``as_of`` (bucket consistency, GL tie-out) before candidate selection."""
     from writeoffs.validation.gx import run_suites
@@ -594,9 +617,9 @@ def validate_aging(
         buckets, origin = _aging_buckets(conn, as_of)
     scope = Scope("aging", as_of, tables, buckets=buckets, tolerance=cfg.tie_out.tolerance, dialect=engine.dialect.name)
     planned, skipped = _plan(scope, cfg, {})
-    outcomes, index = run_suites(
-        engine, [(scope, "aging", planned, None)], run_name=run_key, docs_dir=_docs_dir(cfg, as_of, run_key)
-    )
+    docs = _docs_dir(cfg, as_of, run_key)
+    outcomes, index = run_suites(engine, [(scope, "aging", planned, None)], run_name=run_key, docs_dir=docs)
+    publish_docs(docs, cfg, reports)
     target = TargetResult(
         suite="aging",
         run_key=run_key,

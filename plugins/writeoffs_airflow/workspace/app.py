@@ -272,8 +272,6 @@ def create_app(
 
     @app.get("/reports/{folder}/{name}")
     def report_file(folder: str, name: str, user: BaseUser = Depends(get_user)) -> Response:
-        from fastapi.responses import FileResponse
-
         from writeoffs_airflow.workspace import reports
 
         with engine_of().connect() as conn:
@@ -284,7 +282,8 @@ def create_app(
         media, download = reports.TYPES[path.suffix]
         headers = dict(SECURITY_HEADERS)
         headers["Content-Disposition"] = f'{"attachment" if download else "inline"}; filename="{path.name}"'
-        return FileResponse(path, media_type=media, headers=headers)
+        # Streamed from the reports store (a local disk or an object store: there may be no local file to send).
+        return StreamingResponse(reports.chunks(path), media_type=media, headers=headers)
 
     @app.get("/validation", response_class=HTMLResponse)
     def validation_docs(request: Request, user: BaseUser = Depends(get_user)) -> Response:
@@ -297,8 +296,6 @@ def create_app(
 
     @app.get("/validation/files/{path:path}")
     def validation_file(path: str, user: BaseUser = Depends(get_user)) -> Response:
-        from fastapi.responses import FileResponse
-
         from writeoffs_airflow.workspace import reports
 
         with engine_of().connect() as conn:
@@ -306,7 +303,9 @@ def create_app(
         found = reports.resolve_docs(path)
         if found is None:
             raise HTTPException(404, "no such Data Docs file")
-        return FileResponse(found, media_type=reports.DOCS_TYPES[found.suffix], headers=DOCS_HEADERS)
+        return StreamingResponse(
+            reports.chunks(found), media_type=reports.DOCS_TYPES[found.suffix], headers=DOCS_HEADERS
+        )
 
     @app.get("/subledger", response_class=HTMLResponse)
     def subledger(request: Request, user: BaseUser = Depends(get_user)) -> Response:
