@@ -155,7 +155,7 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
     counts.update(_merge_customers(conn, p))
     # The balance and status changes of the load are movements of its as-of date (writeoffs.subledger).
     with subledger.movement(conn, "ingest", as_of, f"ingest:{src}:{as_of.isoformat()}:{b.load_no}"):
-        counts.update(_merge_invoices(conn, p))
+        counts.update(_merge_invoices(conn, p, bulk_mode=mode is not None))
     if counts["invoices_inserted_or_changed"] > ANALYZE_AFTER_ROWS:
         # The statements below (and the aging) join the invoices just written; stale statistics would plan them
         # as if the table were still small.
@@ -374,7 +374,7 @@ def _merge_customers(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     return {"customers_upserted": upserted, "customers_created_from_refs": others, "parent_links_set": parents}
 
 
-def _merge_invoices(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
+def _merge_invoices(conn: Connection, p: dict[str, Any], *, bulk_mode: bool = False) -> dict[str, int]:
     distinct = "IS DISTINCT FROM" if conn.dialect.name == "postgresql" else "IS NOT"
     values = {
         "customer_id": "c.id",
@@ -417,6 +417,24 @@ def _merge_invoices(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         """,
         p,
     )
+    is_new = "NOT EXISTS (SELECT 1 FROM invoices i WHERE i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref)"
+    if conn.dialect.name == "postgresql" and not bulk_mode:
+        # Which staged rows are new is decided before the first one is inserted. Probed inside the INSERT, the
+        # anti-join also visits the index entries of the rows this very statement has inserted so far (invisible
+        # to it, but still in the index): on a small or empty table the planner may take the (entity_code, status)
+        # index for the probe, and each probe then walks every row inserted before it -- quadratic. Measured at a
+        # first load of 40,000 invoices: 22.7 s for the INSERT, 24.5 s the merge (20,000: 6.3 s). The bulk path
+        # has no such index during the load (dropped, rebuilt after).
+        conn.execute(text("DROP TABLE IF EXISTS pg_temp.merge_new_invoices"))
+        conn.execute(
+            text(
+                "CREATE TEMPORARY TABLE merge_new_invoices ON COMMIT DROP AS "
+                f"SELECT s.entity, s.invoice_ref FROM stg_invoices s WHERE s.batch_id = :b AND {is_new}"
+            ),
+            p,
+        )
+        conn.execute(text("ANALYZE pg_temp.merge_new_invoices"))
+        is_new = "(s.entity, s.invoice_ref) IN (SELECT entity, invoice_ref FROM pg_temp.merge_new_invoices)"
     inserted = _sql(
         conn,
         f"""
@@ -424,8 +442,7 @@ def _merge_invoices(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
         SELECT s.entity, s.invoice_ref, :src, {", ".join(values.values())}
         FROM stg_invoices s
         JOIN customers c ON c.entity_code = s.entity AND c.customer_ref = s.customer_ref
-        WHERE s.batch_id = :b
-          AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref)
+        WHERE s.batch_id = :b AND {is_new}
         """,
         p,
     )
