@@ -315,3 +315,29 @@ def test_chain_status_reuses_the_latest_run_and_verifies_what_came_after(ledger:
     keyless = audit_anchor.bind(make_engine(ledger_url_of(ledger), audit_key=b""), key=None, checkpoint=None)
     monkeypatch.delenv("WRITEOFFS_AUDIT_KEY", raising=False)
     assert audit_anchor.chain_status(keyless).intact is None
+
+
+def test_two_ledgers_in_one_database_keep_separate_checkpoints_and_one_ledger_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found with two benchmark ledgers in one PostgreSQL database: make_engine(url, schema=...) named the checkpoint
+    # file after the database alone, so each ledger's checkpoint looked forged to the other ("not written with the
+    # audit key") and neither advanced.
+    from writeoffs.db.engine import schema_url
+
+    monkeypatch.delenv(audit_anchor.CHECKPOINT_ENV, raising=False)
+    monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path))
+    url = "postgresql+psycopg://app@127.0.0.1:5432/test"
+    key = b"k" * 32
+
+    def path_of(engine: Engine) -> str:
+        return engine.get_execution_options()[audit_anchor.CHECKPOINT_OPTION]
+
+    a, b = make_engine(url, schema="ledger_a", audit_key=key), make_engine(url, schema="ledger_b", audit_key=key)
+    same_a = make_engine(schema_url(url, "ledger_a"), audit_key=key)
+    try:
+        assert path_of(a) != path_of(b)
+        assert path_of(a) == path_of(same_a)  # the same ledger by keyword or by URL: one file
+    finally:
+        for e in (a, b, same_a):
+            e.dispose()

@@ -89,7 +89,10 @@ def make_engine(
             connect_args["options"] = search_path_option(schema)
         engine = create_engine(full, connect_args=connect_args, pool_pre_ping=True, **kwargs)
     key = audit_key if audit_key is not None else key_from_env()
-    return bind(engine, key=key, checkpoint=audit_checkpoint or checkpoint_path(full))
+    # The checkpoint belongs to the ledger: with ``schema=`` that is the schema's, as if reached through
+    # schema_url(url, schema) (the same file either way); two ledgers in one database never share a file.
+    ledger = full.update_query_dict({"options": search_path_option(schema)}) if schema else full
+    return bind(engine, key=key, checkpoint=audit_checkpoint or checkpoint_path(ledger))
 
 
 class LedgerNotInitialised(WriteoffError):
