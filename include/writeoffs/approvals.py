@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from writeoffs import audit
 from writeoffs.db.schema import approvals, audit_log, customers, invoices, writeoff_batches, writeoffs
-from writeoffs.errors import ApprovalError, ConfigError, SegregationOfDuties
+from writeoffs.errors import AnswerNotTaken, ApprovalError, ConfigError, SegregationOfDuties
 from writeoffs.identity import normalized as _norm
 from writeoffs.tiers import AUTO_TIER, SYSTEM_ACTOR, Item, Tier, next_tier, tier_named
 
@@ -287,7 +287,7 @@ def _record(
     refs = {r.invoice_ref for r in items}
     unknown = sorted(set(excluded) - refs)
     if unknown:
-        raise ApprovalError(f"excluded invoices {unknown[:10]} are not (remaining) items of batch {batch_id}")
+        raise AnswerNotTaken(f"excluded invoices {unknown[:10]} are not (remaining) items of batch {batch_id}")
 
     # The approver must decide on what was shown: the items may not have changed since the previous step.
     shown = batch_hash_of((r.invoice_ref, r.amount, r.reason_code) for r in items)
@@ -307,10 +307,13 @@ def _record(
     total = sum((r.amount for r in remaining), Decimal(0)) if remaining else None
     if decision in GRANTING:
         if not remaining:
-            raise ApprovalError(f"batch {batch_id}: every item is excluded; reject the batch instead")
+            raise AnswerNotTaken(f"batch {batch_id}: every item is excluded; reject the batch instead")
         problem = tier.problem_for(batch.currency, limit_items(remaining), user=approver)
         if problem:
-            raise ApprovalError(f"batch {batch_id}: {problem}")
+            # A limit the remaining items exceed can be cured (exclude items, or another person's higher limit); a
+            # currency the tier sets no limit for cannot, by any answer.
+            configured = batch.currency in tier.limits and batch.currency in tier.batch_limits
+            raise (AnswerNotTaken if configured else ApprovalError)(f"batch {batch_id}: {problem}")
         if step == "confirm":
             approved_by = conn.execute(
                 select(approvals.c.approver).where(approvals.c.batch_id == batch_id, approvals.c.step == "approve")

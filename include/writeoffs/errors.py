@@ -126,5 +126,11 @@ class SegregationOfDuties(ApprovalError):
     """The same person prepared and approved, or the approver is not entitled to the tier."""
 
 
+class AnswerNotTaken(ApprovalError):
+    """What an approver answered cannot be recorded, and a different answer could be: an exclusion naming an invoice
+    that is not an item of the batch, every item excluded, a limit the remaining items exceed. The request stays
+    open (the approval operators and the answer gate match this class, not the message)."""
+
+
 class AuditChainBroken(WriteoffError):
     """The hash chain of the audit log does not verify: a row was edited, inserted or deleted."""

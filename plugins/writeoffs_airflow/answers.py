@@ -28,9 +28,6 @@ EXCLUDE_PARAM = "exclude_invoice_refs"
 COMMENT_PARAM = "comment"
 #: A step's granting decision (the other answer is always REJECT -> "rejected").
 GRANTS = {"approve": "approved", "confirm": "confirmed"}
-#: Ledger refusals a different (entitled, careful) answer can cure: the request stays open for them. Anything else
-#: (e.g. the items changed since they were shown) no answer can cure, and fails the step.
-CORRECTABLE = ("exceeds tier", "every item is excluded", "not (remaining) items")
 
 
 class AnswerRefused(Exception):
@@ -72,11 +69,13 @@ def take_answer(
 ) -> Taken:
     """Record the answer (or, ``dry_run``, only check it); refusals are audited either way.
 
-    Raises :class:`AnswerRefused` for what another answer can cure, the ledger's own error for anything else.
+    Raises :class:`AnswerRefused` for what another answer can cure (the ledger's ``SegregationOfDuties`` and
+    ``AnswerNotTaken``, matched by class), the ledger's own error for anything else (e.g. the items changed since
+    they were shown: no answer can cure that, and the step fails).
     """
     from writeoffs.approval_view import check_exclusions, load_batch_view, parse_invoice_refs
     from writeoffs.approvals import record_decision
-    from writeoffs.errors import ApprovalError, SegregationOfDuties
+    from writeoffs.errors import AnswerNotTaken, ApprovalError, SegregationOfDuties
 
     decision = decision_of(step, option)
     params = params if isinstance(params, Mapping) else {}
@@ -108,9 +107,7 @@ def take_answer(
             )
     except SegregationOfDuties as exc:
         raise AnswerRefused(str(exc), who=True) from exc
-    except ApprovalError as exc:
-        if not any(m in str(exc) for m in CORRECTABLE):
-            raise
+    except AnswerNotTaken as exc:
         raise AnswerRefused(str(exc), who=False) from exc
     return Taken(decision, comment, excluded)
 

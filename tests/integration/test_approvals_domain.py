@@ -14,7 +14,7 @@ from tests.integration.posting_support import AS_OF, TIERS, approve, make_batch
 from writeoffs import audit
 from writeoffs.approvals import batch_hash_of, record_decision, route_to_entitled_tier, verify_batch_approval
 from writeoffs.db.schema import approvals, audit_log, writeoff_batches, writeoffs
-from writeoffs.errors import ApprovalError, SegregationOfDuties
+from writeoffs.errors import AnswerNotTaken, ApprovalError, SegregationOfDuties
 from writeoffs.posting import post_batch
 from writeoffs.tiers import SYSTEM_ACTOR
 
@@ -76,7 +76,8 @@ def test_unentitled_approver_is_refused_and_the_attempt_audited(
 def test_over_limit_is_refused(ledger: Engine) -> None:
     batch = simple_batch(ledger, amounts=("6000.00", "10.00"), tier="ar_manager")
 
-    with pytest.raises(ApprovalError, match=r"largest item 6,000.00 USD exceeds tier 'ar_manager' item limit 5,000"):
+    # AnswerNotTaken: another answer (an exclusion, a higher tier) can cure it; the approval glue matches the class.
+    with pytest.raises(AnswerNotTaken, match=r"largest item 6,000.00 USD exceeds tier 'ar_manager' item limit 5,000"):
         decide(ledger, batch, "approve", "ar_manager", "approved")
     assert state(ledger, batch)[:2] == ("proposed", 0)
 
@@ -85,7 +86,7 @@ def test_batch_total_over_the_tier_batch_limit_is_refused(ledger: Engine) -> Non
     """Many items under the per-item limit do not add up to a free pass: the batch limit binds the total."""
     batch = simple_batch(ledger, amounts=("4500.00",) * 6, tier="ar_manager")  # 27,000 > 25,000
 
-    with pytest.raises(ApprovalError, match=r"batch total 27,000.00 USD exceeds tier 'ar_manager' batch limit 25,000"):
+    with pytest.raises(AnswerNotTaken, match=r"batch total 27,000.00 USD exceeds tier 'ar_manager' batch limit 25,000"):
         decide(ledger, batch, "approve", "ar_manager", "approved")
     assert state(ledger, batch)[:2] == ("proposed", 0)
     # Excluding one item brings the total to 22,500: within both limits.
@@ -116,8 +117,9 @@ def test_a_currency_without_a_limit_cannot_be_approved_by_anyone(ledger: Engine)
     for tier, who in (("ar_manager", "ar_manager"), ("cfo", "cfo")):
         with ledger.begin() as conn:
             conn.execute(update(writeoff_batches).where(writeoff_batches.c.id == low).values(tier=tier))
-        with pytest.raises(ApprovalError, match=f"tier '{tier}' has no limit configured for CHF"):
+        with pytest.raises(ApprovalError, match=f"tier '{tier}' has no limit configured for CHF") as refused:
             decide(ledger, low, "approve", who, "approved")
+        assert not isinstance(refused.value, AnswerNotTaken)  # no answer can cure it: never a request left open
     assert state(ledger, low)[:2] == ("proposed", 0)
 
 
@@ -142,7 +144,7 @@ def test_excluding_the_large_item_brings_the_batch_within_limit(ledger: Engine) 
 
 def test_excluding_an_invoice_outside_the_batch_is_refused(ledger: Engine) -> None:
     batch = simple_batch(ledger)
-    with pytest.raises(ApprovalError, match=r"excluded invoices \['INV-NOPE'\] are not"):
+    with pytest.raises(AnswerNotTaken, match=r"excluded invoices \['INV-NOPE'\] are not"):
         decide(ledger, batch, "approve", "controller", "approved", excluded_invoice_refs=["INV-NOPE"])
     assert state(ledger, batch)[:2] == ("proposed", 0)
 
@@ -301,3 +303,12 @@ def test_a_dry_run_checks_and_audits_a_refusal_but_records_nothing_else(ledger: 
         assert not conn.execute(select(audit_log.c.id).where(audit_log.c.action == "approval.approved")).first()
     decide(ledger, batch, "approve", "controller", "approved")  # the real answer is still free to be recorded
     assert state(ledger, batch)[:2] == ("approved", 1)
+
+
+def test_excluding_every_item_is_refused_and_rejecting_is_the_answer(ledger: Engine) -> None:
+    batch = simple_batch(ledger)
+    with pytest.raises(AnswerNotTaken, match="every item is excluded; reject the batch instead"):
+        decide(ledger, batch, "approve", "controller", "approved", excluded_invoice_refs=["INV-A0", "INV-A1"])
+    assert state(ledger, batch)[:2] == ("proposed", 0)
+    decide(ledger, batch, "approve", "controller", "rejected")
+    assert state(ledger, batch)[:2] == ("rejected", 1)
