@@ -217,18 +217,6 @@ def exclusion_choices(view: BatchView, limit: int = PICK_LIMIT) -> dict[str, str
     }
 
 
-def check_exclusions(view: BatchView, refs: Sequence[str]) -> tuple[str, ...]:
-    """Refuse exclusions that name invoices outside the batch: a typo must not silently post the invoice."""
-    known = {i.invoice_ref for i in pending_items(view)}
-    unknown = [r for r in refs if r not in known]
-    if unknown:
-        raise ApprovalError(
-            f"batch {view.batch_id}: cannot exclude {unknown}: not pending items of this batch "
-            f"(invoice refs are case-sensitive)"
-        )
-    return tuple(refs)
-
-
 def to_post(view: BatchView, excluded_refs: Sequence[str] = ()) -> tuple[BatchItem, ...]:
     excluded = set(excluded_refs)
     return tuple(i for i in pending_items(view) if i.invoice_ref not in excluded)

@@ -201,12 +201,12 @@ def record_decision(
     try:
         _record(conn, batch_id, step, approver, decision, tiers, comment, tuple(excluded_invoice_refs), now, dry_run)
     except ApprovalError as exc:
-        _audit_refusal(conn, batch_id, step, approver, decision, comment, excluded_invoice_refs, str(exc), now)
+        audit_refusal(conn.engine, batch_id, step, approver, decision, comment, excluded_invoice_refs, str(exc), now)
         raise
 
 
-def _audit_refusal(
-    conn: Connection,
+def audit_refusal(
+    engine: Engine,
     batch_id: int,
     step: str,
     approver: str,
@@ -214,10 +214,12 @@ def _audit_refusal(
     comment: str | None,
     excluded: Sequence[str],
     reason: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> None:
-    # Own connection, own transaction: committed even though the caller's transaction will roll back.
-    with conn.engine.begin() as side:
+    """Audit a refused answer (``approval.refused``) on a connection and transaction of its own: committed even
+    though the caller's transaction rolls back. :func:`record_decision` calls it for its refusals; the approval glue
+    for answers refused before they reach it (a form field of the wrong shape)."""
+    with engine.begin() as side:
         audit.append(
             side,
             actor=approver or "unknown",

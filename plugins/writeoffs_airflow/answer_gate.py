@@ -68,20 +68,17 @@ class AnswerGate:
 
 
 async def _read_body(receive: Any) -> tuple[bytes, bool]:
-    chunks, size = [], 0
+    """The whole request body (the app still gets all of it), and whether it is complete and small enough
+    (:data:`MAX_BODY`) to inspect."""
+    chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), False
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
+            return b"".join(chunks), False  # the client went away
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(chunks), size <= MAX_BODY
-        if size > MAX_BODY:
-            # Not inspected; the rest is still read so the app gets the whole body.
-            rest, _ = await _read_body(receive)
-            return b"".join(chunks) + rest, False
+            body = b"".join(chunks)
+            return body, len(body) <= MAX_BODY
 
 
 def _replaying(body: bytes, receive: Any) -> Any:

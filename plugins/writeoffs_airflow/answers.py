@@ -73,25 +73,28 @@ def take_answer(
     ``AnswerNotTaken``, matched by class), the ledger's own error for anything else (e.g. the items changed since
     they were shown: no answer can cure that, and the step fails).
     """
-    from writeoffs.approval_view import check_exclusions, load_batch_view, parse_invoice_refs
-    from writeoffs.approvals import record_decision
-    from writeoffs.errors import AnswerNotTaken, ApprovalError, SegregationOfDuties
+    from writeoffs.approval_view import parse_invoice_refs
+    from writeoffs.approvals import audit_refusal, record_decision
+    from writeoffs.errors import AnswerNotTaken, SegregationOfDuties
 
     decision = decision_of(step, option)
     params = params if isinstance(params, Mapping) else {}
-    comment, excluded = None, ()
-    try:
-        raw = params.get(COMMENT_PARAM)
-        if raw is not None and not isinstance(raw, str):
-            raise ApprovalError("the internal comment must be text")
-        comment = (raw or "").strip() or None
-        if step == "approve" and decision != "rejected":
-            refs = parse_invoice_refs(params.get(EXCLUDE_PARAM))
-            with engine.connect() as conn:
-                excluded = check_exclusions(load_batch_view(conn, batch_id), refs)
-    except ApprovalError as exc:
-        _audit_refused(engine, batch_id, approver, step, decision, str(exc))
-        raise AnswerRefused(str(exc), who=False) from exc
+    comment = params.get(COMMENT_PARAM)
+    raw = params.get(EXCLUDE_PARAM) if step == "approve" and decision != "rejected" else None
+    # The form's fields as the answer sent them (hostile until checked): text, and refs as text or a list of text.
+    # Whether the refs are items of the batch is the ledger's rule (record_decision), not checked here.
+    shape = None
+    if comment is not None and not isinstance(comment, str):
+        shape = "the internal comment must be text"
+    elif raw is not None and not (
+        isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(r, str) for r in raw))
+    ):
+        shape = "exclusions must be invoice refs: text, or a list of texts"
+    if shape is not None:
+        audit_refusal(engine, batch_id, step, approver, decision, None, (), shape)
+        raise AnswerRefused(shape, who=False)
+    comment = (comment or "").strip() or None
+    excluded = parse_invoice_refs(raw)
     try:
         with engine.begin() as conn:
             record_decision(
@@ -112,21 +115,6 @@ def take_answer(
     return Taken(decision, comment, excluded)
 
 
-def _audit_refused(engine: Engine, batch_id: int, approver: str, step: str, decision: str, reason: str) -> None:
-    # record_decision audits its own refusals; this is for answers refused before it is called.
-    from writeoffs import audit
-
-    with engine.begin() as conn:
-        audit.append(
-            conn,
-            actor=approver or "unknown",
-            action="approval.refused",
-            object_type="writeoff_batch",
-            object_id=batch_id,
-            details={"step": step, "decision": decision, "reason": reason},
-        )
-
-
 def refusal_facts(
     engine: Engine,
     *,
@@ -140,12 +128,14 @@ def refusal_facts(
 ) -> dict[str, object]:
     """What :func:`writeoffs.approval_view.refusal_lines` says about a refusal: who, why, until when the request is
     open and who may still decide (:func:`writeoffs.approvals.eligible_answerers`; nobody, if none is left)."""
-    from writeoffs.approval_view import load_batch_view
+    from sqlalchemy import select
+
     from writeoffs.approvals import eligible_answerers
+    from writeoffs.db.schema import writeoff_batches
     from writeoffs.errors import ApprovalError
 
     with engine.connect() as conn:
-        view = load_batch_view(conn, batch_id)
+        tier = conn.execute(select(writeoff_batches.c.tier).where(writeoff_batches.c.id == batch_id)).scalar_one()
         try:
             eligible: tuple[str, ...] = eligible_answerers(conn, batch_id, step, tiers)
         except ApprovalError:
@@ -155,7 +145,7 @@ def refusal_facts(
         "refused": refused,
         "reason": reason,
         "step": step,
-        "tier": view.tier,
+        "tier": tier,
         "eligible": eligible,
         "open_until": until,
     }

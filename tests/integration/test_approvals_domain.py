@@ -146,6 +146,9 @@ def test_excluding_an_invoice_outside_the_batch_is_refused(ledger: Engine) -> No
     batch = simple_batch(ledger)
     with pytest.raises(AnswerNotTaken, match=r"excluded invoices \['INV-NOPE'\] are not"):
         decide(ledger, batch, "approve", "controller", "approved", excluded_invoice_refs=["INV-NOPE"])
+    # Refs are case-sensitive: no fuzzy matching on money (the one exclusion rule; the approval form has no other).
+    with pytest.raises(AnswerNotTaken, match=r"excluded invoices \['inv-a1'\] are not"):
+        decide(ledger, batch, "approve", "controller", "approved", excluded_invoice_refs=["INV-A0", "inv-a1"])
     assert state(ledger, batch)[:2] == ("proposed", 0)
 
 
@@ -312,3 +315,34 @@ def test_excluding_every_item_is_refused_and_rejecting_is_the_answer(ledger: Eng
     assert state(ledger, batch)[:2] == ("proposed", 0)
     decide(ledger, batch, "approve", "controller", "rejected")
     assert state(ledger, batch)[:2] == ("rejected", 1)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"exclude_invoice_refs": {"INV-A0": True}, "comment": None},  # not refs
+        {"exclude_invoice_refs": ["INV-A0", 7], "comment": None},
+        {"exclude_invoice_refs": None, "comment": ["approved by cfo"]},  # not text
+    ],
+)
+def test_an_answer_whose_fields_have_the_wrong_shape_is_refused_and_audited(ledger: Engine, params: dict) -> None:
+    # What the HITL form sends is hostile until checked: a field of another type is a refusal the answerer can cure
+    # (the request stays open), never a crash of the approval task or an exclusion guessed from it.
+    from writeoffs_airflow.answers import AnswerRefused, take_answer
+
+    batch = simple_batch(ledger)
+    for dry_run in (True, False):
+        with pytest.raises(AnswerRefused, match="must be") as refused:
+            take_answer(
+                ledger,
+                batch_id=batch,
+                step="approve",
+                approver="controller",
+                option="Approve",
+                params=params,
+                tiers=TIERS,
+                dry_run=dry_run,
+            )
+        assert refused.value.who is False
+    status, n, reasons = state(ledger, batch)
+    assert (status, n) == ("proposed", 0) and len(reasons) == 2 and "must be" in reasons[0]

@@ -563,6 +563,7 @@ def test_subledger_page_access_escaping_and_bad_input(sub, monkeypatch) -> None:
         ("level", "region"): "level &#x27;region&#x27; is not one of invoice, customer, entity, currency",
         ("from", "2026-11-01"): "what changed needs both dates",
         ("known_on", "9999-12-31"): "known on 9999-12-31 is beyond the last day",
+        ("invoice", "SL-1" + "x" * 300): "invoice is longer than 200 characters",  # refused, never cut to a key
     }
     for (name, value), message in bad.items():
         r = c.get("/subledger", params={"as_of": "2026-11-30", name: value})

@@ -13,7 +13,6 @@ from writeoffs.approval_view import (
     BatchItem,
     BatchView,
     breakdown,
-    check_exclusions,
     confirmation_markdown,
     deadline_text,
     evidence_cells,
@@ -27,7 +26,6 @@ from writeoffs.approval_view import (
     write_candidates_csv,
 )
 from writeoffs.approvals import batch_hash_of
-from writeoffs.errors import ApprovalError
 
 
 def item(ref: str, amount: str, reason: str = "uncollectible_after_collections", dpd: int = 400, **kw) -> BatchItem:
@@ -263,14 +261,6 @@ def test_fingerprint_is_the_approvals_batch_hash() -> None:
 )
 def test_parse_invoice_refs(text, expected) -> None:
     assert parse_invoice_refs(text) == expected
-
-
-def test_exclusion_of_an_unknown_invoice_is_refused() -> None:
-    assert check_exclusions(WORKED, ["INV-2"]) == ("INV-2",)
-    with pytest.raises(ApprovalError, match="INV-9"):
-        check_exclusions(WORKED, ["INV-2", "INV-9"])
-    with pytest.raises(ApprovalError):
-        check_exclusions(WORKED, ["inv-2"])  # refs are case-sensitive: no fuzzy matching on money
 
 
 def test_breakdown_totals_are_decimal_and_exact() -> None:

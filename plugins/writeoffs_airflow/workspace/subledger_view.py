@@ -18,7 +18,7 @@ from writeoffs.errors import InputError
 
 #: Most balance rows a page shows (invoice and customer levels can be a million rows: the CLI lists them all).
 ROW_LIMIT = 500
-#: Longest filter value kept (longer is not a key the ledger holds).
+#: Longest filter value accepted (the ledger's key columns hold no longer one: a longer one is refused).
 ENTITY_MAX, REF_MAX, CURRENCY_MAX = 40, 200, 10
 
 
@@ -63,7 +63,11 @@ class Answer:
 
 
 def _text(form: dict[str, str], name: str, limit: int) -> str | None:
-    return (form.get(name) or "").strip()[:limit] or None
+    # Refused, not cut: a cut value could be the prefix of another key the ledger holds, and show its balance.
+    value = (form.get(name) or "").strip()
+    if len(value) > limit:
+        raise InputError(f"{name} is longer than {limit} characters: no {name} in the ledger has such a key")
+    return value or None
 
 
 def _day(form: dict[str, str], name: str, label: str) -> date | None:
