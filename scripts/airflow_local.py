@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -134,7 +135,23 @@ class AirflowServer:
             base_url=f"{self.base_url}/api/v2",
             headers={"Authorization": f"Bearer {self.token(user)}"},
             timeout=30,
+            event_hooks={"response": [self._explain_server_error]},
         )
+
+    def _explain_server_error(self, response: httpx.Response) -> None:
+        """On a 5xx, print what the api-server logged about it (its body only names an error ID to look for):
+        pytest shows it with the failing test."""
+        if response.status_code < 500:
+            return
+        response.read()
+        found = re.search(r"look for ID (\w+)", response.text)
+        path = self.home / "api-server.log"
+        if found is None or not path.exists():
+            return
+        lines = path.read_text(errors="replace").splitlines()
+        hits = [i for i, line in enumerate(lines) if found[1] in line]
+        if hits:
+            print(f"api-server log around error {found[1]}:", *lines[max(hits[0] - 5, 0) : hits[0] + 60], sep="\n")
 
     # -- REST helpers
     def trigger(self, dag_id: str, run_id: str, conf: Mapping[str, Any] | None = None, *, user: str = "admin") -> dict:
@@ -241,6 +258,13 @@ def write_passwords(home: Path, users: Iterable[str]) -> dict[str, str]:
     return passwords
 
 
+def sqlite_metadata_url(home: Path) -> str:
+    """The SQLite metadata DB in ``home``. Its writers (scheduler, DAG processor, triggerer, api-server) queue for
+    one lock; Python's default 5 s wait ran out on a loaded 2-core CI machine and an answer got HTTP 500
+    ("database is locked"), so each connection waits up to 60 s."""
+    return f"sqlite:///{home / 'airflow.db'}?timeout=60"
+
+
 def migrate_metadata(env: Mapping[str, str]) -> None:
     """``airflow db migrate`` with ``env`` (its AIRFLOW_HOME and metadata database)."""
     airflow = str(VENV_BIN / "airflow")
@@ -259,7 +283,7 @@ def migrated_metadata_db(home: Path) -> Path:
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_metadata_url(home),
     }
     migrate_metadata(env)
     return home / "airflow.db"
@@ -324,7 +348,7 @@ def start_airflow(
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or sqlite_metadata_url(home),
         # Fast feedback for tests: HITL timeouts are swept every second, new DAG files parsed quickly.
         "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
