@@ -122,7 +122,7 @@ def main() -> int:
                         before = len(subledger.checkpoints(conn))
                         cp = subledger.checkpoint_period_end(conn, day)
                         built = len(subledger.checkpoints(conn)) > before
-                    if built:
+                    if built and cp is not None:
                         builds.append({"as_of": cp.as_of.isoformat(), "s": round(time.perf_counter() - t_cp, 2)})
             with engine.begin() as conn:
                 conn.execute(text("ANALYZE invoice_movements"))

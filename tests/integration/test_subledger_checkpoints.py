@@ -104,7 +104,13 @@ def test_the_ingest_aging_step_builds_the_month_end_checkpoint_once(ledger: Engi
         conn.execute(balance_checkpoint_rows.delete())
         conn.execute(balance_checkpoints.delete())
     config = source_config.load()
-    age(ledger, config, AS_OF)
+    first = date(2026, 10, 20)
+    age(ledger, config, first)  # the ledger's first ingest: no checkpoint of a month end before the ledger existed
+    with ledger.connect() as conn:
+        assert subledger.checkpoints(conn) == []
+        assert subledger.choose_checkpoint(conn, date(2026, 9, 30)) is None
+    assert _balances(ledger, date(2026, 9, 30)) == {"INV-A": D("500"), "INV-B": D("70")}  # the exact path
+    age(ledger, config, AS_OF)  # the first ingest after the ledger's first month end builds it
     age(ledger, config, AS_OF)  # idempotent: a re-run finds it
     with ledger.connect() as conn:
         (cp,) = subledger.checkpoints(conn)
