@@ -240,6 +240,31 @@ def test_an_orphan_loaded_in_bulk_mode_rolls_everything_back(pg_ledger: Engine) 
         assert conn.execute(text("SHOW session_replication_role")).scalar_one() == "origin"
 
 
+def test_only_the_tables_named_proven_skip_the_key_check(pg_ledger: Engine) -> None:
+    """``proven`` (aging snapshots copied from locked invoices, staging rows of the batch just opened) skips the
+    set-wise check of exactly those tables: an orphan in any other loaded table still rolls the load back."""
+    with pytest.raises(bulk.OrphanRows, match=r"1 rows of holds reference a missing invoices \(invoice_id\)"):
+        with pg_ledger.begin() as conn:
+            ledger.bootstrap_entity(
+                conn, code="US01", name="US", functional_currency="USD", periods_from=AS_OF, periods_to=AS_OF
+            )
+            mode = bulk.enter(conn, {"customers": customers, "holds": holds}, drop_indexes=False)
+            assert mode is not None
+            cust = conn.execute(
+                text("INSERT INTO customers (entity_code, customer_ref, name) VALUES ('US01', 'C1', 'C') RETURNING id")
+            ).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO holds (customer_id, invoice_id, hold_type, start_date) "
+                    "VALUES (:c, 424242, 'dispute', DATE '2026-11-01')"
+                ),
+                {"c": cust},
+            )
+            bulk.leave(conn, mode, context="test", proven=frozenset({"customers"}))
+    with pg_ledger.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM holds")).scalar_one() == 0
+
+
 def test_a_loaded_parent_named_in_table_locks_is_locked_until_commit(pg_ledger: Engine) -> None:
     """The FK triggers' KEY SHARE locks keep a referenced row until commit. With them off, a parent the load wrote
     itself (customers under holds here; payments under allocations in the merge) still has rows from before the load

@@ -139,8 +139,11 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
                 row=2 if cfg.kind == "file" else None,
             )
     if mode is not None:
+        # Their one key is batch_id, written by this code as the id of the batch row _open_batch wrote in this
+        # transaction: a check of "this batch's rows name an existing batch" scanned a million rows to prove that
+        # the batch exists (0.8 s at 1M invoices). The parent is still locked at leave().
         where = dict.fromkeys(staging_tables, f"c.batch_id = {int(batch_id)}")
-        bulk.leave(conn, mode, context=f"staging {cfg.name} {as_of}", where=where)
+        bulk.leave(conn, mode, context=f"staging {cfg.name} {as_of}", where=where, proven=frozenset(staging_tables))
     for dataset in cfg.datasets:
         moved = _quarantine_set_checks(
             conn, cfg.name, cfg.on_bad_rows, dataset, batch_id, keys_unique=unique_keys.get(dataset, False)
