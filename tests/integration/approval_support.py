@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
@@ -125,8 +126,18 @@ def answer(
     option: str,
     params_input: dict | None = None,
 ) -> httpx.Response:
+    """PATCH the answer as the client's user. Sent again (at most twice more) only when Airflow's SQLite metadata
+    database refused the write - HTTP 500 "Database error": another Airflow process committed between the handler's
+    read and its write (SQLite's WAL snapshot, no busy wait for that case), and the handler's transaction was rolled
+    back, so nothing was recorded; a person would click again. Seen once in CI under load; production runs
+    Airflow on PostgreSQL. Any other answer (including our gate's 403/422) is returned as it came."""
     ti = detail["task_instance"]
-    return client.patch(
-        f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails",
-        json={"chosen_options": [option], "params_input": params_input or {}},
+    path = (
+        f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
     )
+    for attempt in range(3):
+        r = client.patch(path, json={"chosen_options": [option], "params_input": params_input or {}})
+        if not (r.status_code == 500 and "Database error" in r.text) or attempt == 2:
+            return r
+        time.sleep(1)
+    raise AssertionError("unreachable")
