@@ -105,6 +105,22 @@ def cmd_export_beancount(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export_journal(args: argparse.Namespace) -> int:
+    """A posted batch as the journal-import file an external GL reads (``writeoffs.gl_export``: one CSV, its
+    ``.sha256`` beside it, same batch => same bytes)."""
+    from pathlib import Path
+
+    from writeoffs.gl_export import export_batch
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _engine(args).connect() as conn:
+        result = export_batch(conn, args.batch, out)
+    print(f"batch {args.batch}: {result.entries} entries, {result.lines} lines -> {result.path}")
+    print(f"sha256 {result.sha256}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m writeoffs", description=__doc__)
     parser.add_argument("--ledger-url", help="SQLAlchemy URL of the ledger (default: $WRITEOFFS_LEDGER_URL or SQLite)")
@@ -126,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     bean.add_argument("--as-of", help="balance assertions the day after (default: last posting)")
     bean.add_argument("--check", action="store_true", help="run bean-check on both files (exit 1 if it fails)")
     bean.set_defaults(func=cmd_export_beancount)
+    journal = sub.add_parser(
+        "export-journal", help="a posted batch as a journal-import CSV for an external GL, with its .sha256"
+    )
+    journal.add_argument("--batch", type=int, required=True, help="write-off batch id")
+    journal.add_argument("--out", required=True, help="directory (created if missing)")
+    journal.set_defaults(func=cmd_export_journal)
     clear = sub.add_parser(
         "clear-reversal", help="a reversed invoice may be proposed again (audited; actor = the OS user)"
     )

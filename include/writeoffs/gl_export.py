@@ -30,6 +30,7 @@ from typing import Protocol
 from sqlalchemy import Connection, func, select
 
 from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoff_batches
+from writeoffs.errors import WriteoffError
 from writeoffs.money import round_money
 from writeoffs.safe_text import csv_writer
 
@@ -168,9 +169,15 @@ def _write_with_checksum(path: Path, data: bytes) -> str:
 
 
 def export_batch(conn: Connection, batch_id: int, out_dir: str | os.PathLike[str]) -> PublishResult:
-    """Write ``<batch_key-safe>.csv`` and its ``.sha256`` for the batch's posted write-off entries."""
-    batch_key = conn.execute(select(writeoff_batches.c.batch_key).where(writeoff_batches.c.id == batch_id)).scalar_one()
+    """Write ``<batch_key-safe>.csv`` and its ``.sha256`` for the batch's posted write-off entries. Refused (one
+    line, nothing written) for a batch that does not exist or has no posted write-off entry: an importer must never
+    receive an empty journal as if it were the batch."""
+    batch_key = conn.execute(select(writeoff_batches.c.batch_key).where(writeoff_batches.c.id == batch_id)).scalar()
+    if batch_key is None:
+        raise WriteoffError(f"write-off batch {batch_id} does not exist")
     rows = _rows(conn, (journal_entries.c.batch_id == batch_id) & (journal_entries.c.source_type == "writeoff"))
+    if not rows:
+        raise WriteoffError(f"write-off batch {batch_id} has no posted write-off entries: nothing to export")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in batch_key)
     path = Path(out_dir) / f"writeoffs_batch_{batch_id}_{safe}.csv"
     digest = _write_with_checksum(path, render_csv(rows))

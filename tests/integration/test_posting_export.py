@@ -69,3 +69,30 @@ def test_export_layout_checksum_and_reproducibility(ledger: Engine, tmp_path) ->
     assert (first.entries, first.lines, builtin.entries, builtin.lines) == (1, 2, 1, 2)
     assert sum(Decimal(r["debit"]) for r in body) == sum(Decimal(r["credit"]) for r in body)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left behind
+
+
+def test_the_cli_exports_a_posted_batch_and_refuses_one_with_nothing_posted(ledger: Engine, tmp_path, capsys) -> None:
+    """``python -m writeoffs export-journal``: the file the library writes, byte for byte; a batch that does not
+    exist or has nothing posted is refused in one line and no file is written (an importer must never receive an
+    empty journal as the batch)."""
+    from tests.conftest import ledger_url_of
+    from writeoffs.cli import main
+
+    batch = posted_batch(ledger)
+    url = ledger_url_of(ledger)
+    out = tmp_path / "gl"
+    assert main(["--ledger-url", url, "export-journal", "--batch", str(batch), "--out", str(out)]) == 0
+    with ledger.connect() as conn:
+        expected = export_batch(conn, batch, tmp_path / "lib")
+    (written,) = sorted(out.glob("*.csv"))
+    assert written.read_bytes() == open(expected.path, "rb").read()
+    assert f"sha256 {expected.sha256}" in capsys.readouterr().out
+
+    with ledger.begin() as conn:
+        unposted = make_batch(conn, [(f.invoice(conn, f.customer(conn), ref="INV-X", days_past_due=400), "9.00", "x")])
+    for missing in (unposted, 987654):
+        empty = tmp_path / f"none-{missing}"
+        assert main(["--ledger-url", url, "export-journal", "--batch", str(missing), "--out", str(empty)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: write-off batch") and len(err.splitlines()) == 1, err
+        assert list(empty.glob("*")) == []
