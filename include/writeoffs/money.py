@@ -7,7 +7,6 @@ Never floating point in an accounting system: a float passed in is refused rathe
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from writeoffs.errors import InvalidAmount, UnknownCurrency
@@ -112,94 +111,6 @@ def check_max_amount(amount: object) -> None:
 def round_money(value: object, currency: str) -> Decimal:
     """Quantise to the currency's minor unit with :data:`ROUNDING`."""
     return to_decimal(value).quantize(quantum(currency), rounding=ROUNDING)
-
-
-def parse_amount(text: str, *, decimal_sep: str = ".", thousands_sep: str = ",") -> Decimal:
-    """Parse an amount as printed by an ERP export (``1.234,56`` with ``decimal_sep=','``, ``thousands_sep='.'``).
-
-    Raises :class:`InvalidAmount` for anything that is not a plain finite number (``NaN``, ``1e5``, ``12abc``).
-    """
-    raw = (text or "").strip()
-    if not raw:
-        raise InvalidAmount("amount is empty")
-    neg = raw.startswith("(") and raw.endswith(")")  # accounting negatives: (123.45)
-    if neg:
-        raw = raw[1:-1].strip()
-        if raw.startswith(("+", "-")):
-            raise InvalidAmount(f"amount {text!r} is signed inside accounting parentheses")
-    if thousands_sep and thousands_sep in raw:
-        # Grouping must sit between groups of three digits before the decimal separator: otherwise "1.234,56"
-        # read with US separators would silently become 1.23456 (a 1000x error) instead of being refused.
-        whole, _, frac = raw.partition(decimal_sep)
-        groups = whole.lstrip("+-").split(thousands_sep)
-        if (
-            thousands_sep in frac
-            or not (1 <= len(groups[0]) <= 3 and groups[0].isdigit())
-            or not all(len(g) == 3 and g.isdigit() for g in groups[1:])
-        ):
-            raise InvalidAmount(
-                f"amount {text!r}: thousands separator {thousands_sep!r} is not between groups of three digits"
-            )
-        raw = raw.replace(thousands_sep, "")
-    if decimal_sep != ".":
-        if "." in raw:
-            raise InvalidAmount(f"amount {text!r} has '.' but the decimal separator is {decimal_sep!r}")
-        raw = raw.replace(decimal_sep, ".")
-    dec = to_decimal(raw)
-    return -dec if neg else dec
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    """An amount in a currency, always quantised to the currency's minor unit."""
-
-    amount: Decimal
-    currency: str
-
-    def __post_init__(self) -> None:
-        cur = check_currency(self.currency)
-        object.__setattr__(self, "currency", cur)
-        object.__setattr__(self, "amount", round_money(self.amount, cur))
-
-    @classmethod
-    def of(cls, amount: object, currency: str) -> Money:
-        return cls(to_decimal(amount), currency)
-
-    def _same(self, other: Money) -> None:
-        if not isinstance(other, Money) or other.currency != self.currency:
-            raise InvalidAmount(f"cannot combine {self.currency} with {getattr(other, 'currency', other)!r}")
-
-    def __add__(self, other: Money) -> Money:
-        self._same(other)
-        return Money(self.amount + other.amount, self.currency)
-
-    def __sub__(self, other: Money) -> Money:
-        self._same(other)
-        return Money(self.amount - other.amount, self.currency)
-
-    def __neg__(self) -> Money:
-        return Money(-self.amount, self.currency)
-
-    def __lt__(self, other: Money) -> bool:
-        self._same(other)
-        return self.amount < other.amount
-
-    def __le__(self, other: Money) -> bool:
-        self._same(other)
-        return self.amount <= other.amount
-
-    def is_zero(self) -> bool:
-        return self.amount == 0
-
-    def convert(self, rate: object, to_currency: str) -> Money:
-        """Convert at ``rate`` (units of ``to_currency`` per unit of this currency), rounded once at the end."""
-        r = to_decimal(rate)
-        if r <= 0:
-            raise InvalidAmount(f"FX rate {rate!r} must be positive")
-        return Money(self.amount * r, to_currency)
-
-    def __str__(self) -> str:
-        return f"{self.amount:,} {self.currency}"
 
 
 def money_str(value: Decimal) -> str:

@@ -178,7 +178,7 @@ def test_vectorised_ingest_pass_agrees_with_the_scalar_rule() -> None:
 
 def test_grouping_that_is_not_thousands_is_refused_not_merged_into_fewer_decimals() -> None:
     # Zero padding is not a decimal, so "45.000,00" with US separators (45.00000 once the "," goes) would be 45:
-    # the grouping is checked first, as money.parse_amount does.
+    # the grouping is checked first.
     cfg = source_config.load().source("erp_csv")  # thousands ",", decimal "."
     cols = dict(cfg.datasets["invoices"].columns)
     row = {

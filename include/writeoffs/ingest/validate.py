@@ -528,9 +528,9 @@ def _plausible_dates(col: pa.Array, name: str, cfg: SourceConfig, ctx: Context, 
 def _plain_number_text(col: pa.Array, present: pa.Array, f: Field, cfg: SourceConfig, rows: _Rows) -> pa.Array:
     """The number as text with ``.`` as the decimal point and no grouping.
 
-    Grouping must sit between groups of three digits before the decimal separator (as in
-    :func:`writeoffs.money.parse_amount`): otherwise ``45.000,00`` read with US separators would silently become
-    45.00000, i.e. 45, a 1000x error, now that zero padding is not counted as decimals.
+    Grouping must sit between groups of three digits before the decimal separator: otherwise ``45.000,00`` read
+    with US separators would silently become 45.00000, i.e. 45, a 1000x error, now that zero padding is not
+    counted as decimals.
     """
     text = _signed_text(col, present, f, cfg, rows)
     if cfg.thousands_sep:
