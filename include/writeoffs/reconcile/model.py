@@ -1,0 +1,266 @@
+"""Reconciliation's value objects and the helpers every check shares.
+
+Value objects: :class:`Break` (one finding), :class:`Tolerances` (accepted difference per currency), :class:`Check`
+(a registered check), :class:`CheckOutcome` and :class:`ReconResult` (what a run produced). Shared helpers: money
+read by raw SQL at the ledger's 4 decimals (``_dec``, ``_sum``), the tolerance CTE, bound IN lists, capped document
+lists, the journal tables' short names and row grouping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection
+
+from writeoffs.db.money import from_db_or_zero, to_db
+from writeoffs.db.schema import journal_entries, journal_lines
+from writeoffs.errors import ConfigError
+from writeoffs.money import check_currency, money_str, to_decimal
+from writeoffs.report_store import StorePath, location
+
+#: Documents kept per break (the message always states the full count): a break row must stay readable and a
+#: systemic failure must not turn into a multi-megabyte JSON cell.
+MAX_DOCUMENTS = 50
+_Q4 = Decimal("0.0001")
+
+
+# --- value objects ----------------------------------------------------------------------------------------------
+
+
+def _dec(conn: Connection, value: object) -> Decimal:
+    """A money value read by raw SQL, at the ledger's 4 decimals (decoded by writeoffs.db.money; NULL is 0)."""
+    return from_db_or_zero(conn, value).quantize(_Q4)
+
+
+def _sum(conn: Connection, values: Iterable[object]) -> Decimal:
+    return sum((_dec(conn, v) for v in values), Decimal(0).quantize(_Q4))
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """One disagreement. ``difference`` is ``actual - expected`` (what the books show beyond what they should)."""
+
+    check: str
+    message: str
+    entity: str | None = None
+    currency: str | None = None
+    account: str | None = None
+    expected: Decimal | None = None
+    actual: Decimal | None = None
+    documents: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def difference(self) -> Decimal | None:
+        if self.expected is None or self.actual is None:
+            return None
+        return self.actual - self.expected
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe (money as strings)."""
+
+        def s(v: Decimal | None) -> str | None:
+            return None if v is None else money_str(v)
+
+        return {
+            "check": self.check,
+            "entity": self.entity,
+            "currency": self.currency,
+            "account": self.account,
+            "expected": s(self.expected),
+            "actual": s(self.actual),
+            "difference": s(self.difference),
+            "documents": [dict(d) for d in self.documents],
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerances:
+    """Accepted absolute difference per currency; ``default`` for currencies not listed. Never negative."""
+
+    default: Decimal = Decimal(0)
+    per_currency: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        default = to_decimal(self.default)
+        per = {check_currency(c): to_decimal(v) for c, v in dict(self.per_currency).items()}
+        if default < 0 or any(v < 0 for v in per.values()):
+            raise ConfigError("reconciliation tolerances must not be negative")
+        object.__setattr__(self, "default", default)
+        object.__setattr__(self, "per_currency", per)
+
+    def for_currency(self, currency: str | None) -> Decimal:
+        return self.per_currency.get(currency or "", self.default)
+
+    @classmethod
+    def parse(cls, spec: str | Mapping[str, object] | None) -> Tolerances:
+        """From ``"USD=0.01,EUR=0.01,default=0"`` or a mapping (Airflow params, JSON config)."""
+        if spec is None or spec == "":
+            return cls()
+        if isinstance(spec, str):
+            pairs: dict[str, object] = {}
+            for part in spec.split(","):
+                if not part.strip():
+                    continue
+                key, sep, value = part.partition("=")
+                if not sep:
+                    raise ConfigError(f"tolerance {part.strip()!r}: expected CUR=amount, e.g. USD=0.01")
+                pairs[key.strip()] = value.strip()
+            spec = pairs
+        items = dict(spec)
+        default = items.pop("default", items.pop("DEFAULT", "0"))
+        try:
+            # to_decimal refuses floats: a float tolerance is a config error, never silently binary noise.
+            return cls(to_decimal(default), {k: to_decimal(v) for k, v in items.items()})
+        except ConfigError:
+            raise
+        except Exception as exc:  # InputError subclasses and friends: re-raised as a config problem
+            raise ConfigError(f"invalid reconciliation tolerance {spec!r}: {exc}") from exc
+
+    def as_dict(self) -> dict[str, str]:
+        return {"default": money_str(self.default), **{k: money_str(v) for k, v in sorted(self.per_currency.items())}}
+
+    def tightened_by(self, requested: Tolerances) -> Tolerances:
+        """``requested`` (a run's param) applied to these configured tolerances: it may only make them stricter.
+
+        A param that would accept a larger difference than the configuration for any currency is refused: whoever
+        may trigger a run must not be able to hide an amount break by widening the tolerance."""
+        looser = [
+            f"{cur} {money_str(v)} > {money_str(self.for_currency(cur))}"
+            for cur, v in sorted(requested.per_currency.items())
+            if v > self.for_currency(cur)
+        ]
+        if requested.default > self.default:
+            looser.append(f"default {money_str(requested.default)} > {money_str(self.default)}")
+        if looser:
+            raise ConfigError(
+                "a run may only tighten reconciliation tolerances, never loosen them "
+                f"({', '.join(looser)}; configured: {WRITEOFFS_RECON_TOLERANCE_ENV})"
+            )
+        currencies = set(self.per_currency) | set(requested.per_currency)
+        per = {c: min(self.for_currency(c), requested.for_currency(c)) for c in currencies}
+        return Tolerances(min(self.default, requested.default), per)
+
+    @classmethod
+    def configured(cls) -> Tolerances:
+        """The deployment's tolerances (``$WRITEOFFS_RECON_TOLERANCE``, syntax of :meth:`parse`); exact if unset."""
+        return cls.parse(os.environ.get(WRITEOFFS_RECON_TOLERANCE_ENV, ""))
+
+
+#: Environment variable holding the configured reconciliation tolerances (set by whoever deploys, not per run).
+WRITEOFFS_RECON_TOLERANCE_ENV = "WRITEOFFS_RECON_TOLERANCE"
+
+
+CheckFn = Callable[[Connection, date, Tolerances], list[Break]]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    title: str
+    fn: CheckFn
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    check: Check
+    breaks: tuple[Break, ...]
+    seconds: float
+    error: str | None = None  # the check itself could not run (reported as a break too)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconResult:
+    run_id: int
+    run_key: str
+    as_of: date
+    outcomes: tuple[CheckOutcome, ...]
+    tolerance: Tolerances
+    report_path: StorePath | None
+    seconds: float
+
+    @property
+    def breaks(self) -> list[Break]:
+        return [b for o in self.outcomes for b in o.breaks]
+
+    @property
+    def break_count(self) -> int:
+        return sum(len(o.breaks) for o in self.outcomes)
+
+    def headline(self) -> str:
+        if not self.break_count:
+            return f"Reconciliation {self.as_of}: all {len(self.outcomes)} checks clean (run {self.run_key})"
+        per = ", ".join(f"{o.check.name} {len(o.breaks)}" for o in self.outcomes if o.breaks)
+        first = "; ".join(b.message for b in self.breaks[:3])
+        return f"Reconciliation {self.as_of}: {self.break_count} break(s) ({per}). {first}" + (
+            f" ... Report: {location(self.report_path)}" if self.report_path else ""
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """XCom/JSON-safe summary."""
+        return {
+            "run_id": self.run_id,
+            "run_key": self.run_key,
+            "as_of": self.as_of.isoformat(),
+            "checks_run": len(self.outcomes),
+            "break_count": self.break_count,
+            "breaks_by_check": {o.check.name: len(o.breaks) for o in self.outcomes},
+            "report_path": location(self.report_path) if self.report_path else None,
+            "tolerance": self.tolerance.as_dict(),
+            "seconds": round(self.seconds, 3),
+            "headline": self.headline(),
+        }
+
+
+# --- SQL helpers ------------------------------------------------------------------------------------------------
+
+
+def _tol_cte(conn: Connection, tolerance: Tolerances) -> tuple[str, dict[str, object]]:
+    """A ``tol(currency, amount)`` CTE so that tolerances are applied inside the set-wise query, not in Python.
+
+    Tolerances are bound like the money they are compared with (``writeoffs.db.money.to_db``)."""
+    params: dict[str, object] = {"default_tol": to_db(conn, tolerance.default)}
+    rows = []
+    for n, (cur, amt) in enumerate(sorted(tolerance.per_currency.items())):
+        rows.append(f"SELECT CAST(:tc{n} AS VARCHAR(3)) AS currency, CAST(:ta{n} AS NUMERIC(20, 4)) AS amount")
+        params[f"tc{n}"] = cur
+        params[f"ta{n}"] = to_db(conn, amt)
+    if not rows:
+        rows.append("SELECT CAST(NULL AS VARCHAR(3)) AS currency, CAST(NULL AS NUMERIC(20, 4)) AS amount WHERE 1 = 0")
+    return "tol AS (" + " UNION ALL ".join(rows) + ")", params
+
+
+#: Tolerance for currency column ``col``: joined CTE row or the default.
+def _tol_of(alias: str) -> str:
+    return f"COALESCE({alias}.amount, CAST(:default_tol AS NUMERIC(20, 4)))"
+
+
+def _in_list(name: str, values: Sequence[object]) -> tuple[str, dict[str, object]]:
+    keys = {f"{name}{n}": v for n, v in enumerate(values)}
+    return ", ".join(f":{k}" for k in keys), keys
+
+
+def _capped(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    return tuple(docs[:MAX_DOCUMENTS])
+
+
+def _more(n: int) -> str:
+    return f" (first {MAX_DOCUMENTS} listed)" if n > MAX_DOCUMENTS else ""
+
+
+#: Short names of the journal tables, for the checks written in SQLAlchemy Core.
+_JE = journal_entries
+_JL = journal_lines
+
+
+def _group(rows: Iterable[Any], key: Callable[[Any], tuple]) -> dict[tuple, list[Any]]:
+    groups: dict[tuple, list[Any]] = defaultdict(list)
+    for r in rows:
+        groups[key(r)].append(r)
+    return groups
