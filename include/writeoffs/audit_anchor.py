@@ -479,32 +479,6 @@ def _check_one(key: bytes, row_id: int, by_id: dict[int, Any]) -> list[AuditFind
     return [f for f in audit.walk(key, chunk, prev=prev, expected_id=row_id) if isinstance(f, AuditFinding)]
 
 
-# --- reconciliation ---------------------------------------------------------------------------------------------
-
-
-def check_audit_chain(conn: Any, as_of: Any, tolerance: Any) -> list[Any]:
-    """The audit chain verifies with the key and reaches the last checkpoint kept outside the ledger.
-
-    Reads on its own connection, after reading the checkpoint (``writeoffs.audit_anchor.verify_anchored``): a
-    posting that commits during the run must not look like a truncated tail. No checkpoint while the ledger has
-    audit rows, or no key, is a break (fail closed), never a skip.
-    """
-    from writeoffs.reconcile import MAX_DOCUMENTS, Break
-
-    findings = verify_anchored(conn.engine)
-    if not findings:
-        return []
-    first = findings[0]
-    return [
-        Break(
-            check="audit_chain",
-            message=f"audit chain broken or not anchored: row {first.row_id}: {first.problem}"
-            + (f" (+{len(findings) - 1} more finding(s))" if len(findings) > 1 else ""),
-            documents=tuple({"row_id": f.row_id, "problem": f.problem} for f in findings[:MAX_DOCUMENTS]),
-        )
-    ]
-
-
 # --- CLI ------------------------------------------------------------------------------------------------------------
 
 

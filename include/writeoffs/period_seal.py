@@ -76,7 +76,7 @@ _COLUMNS = ("lines", "debit", "credit", "functional_debit", "functional_credit",
 
 def check_period_seals(conn: Connection, as_of: date, tolerance: Any) -> list[Any]:
     """Every closed period's posted lines still add up to the seal recorded when it was closed."""
-    from writeoffs.reconcile import MAX_DOCUMENTS, Break
+    from writeoffs.reconcile.model import MAX_DOCUMENTS, Break
 
     fp = fiscal_periods
     closed = [

@@ -63,7 +63,7 @@ def _reason_map(conn: Connection) -> list[tuple[str, str, str]]:
 def check_writeoff_lines(conn: Connection, as_of: date, tolerance: Any) -> list[Any]:
     """Each posted (or since reversed) write-off item's entry debits the account its reason requires and moves its
     amount: Dr expense-or-allowance / Cr AR control, exactly two lines of its invoice."""
-    from writeoffs.reconcile import MAX_DOCUMENTS, Break
+    from writeoffs.reconcile.model import MAX_DOCUMENTS, Break
 
     mapping = _reason_map(conn)
     params: dict[str, object] = {}
@@ -187,7 +187,8 @@ def check_approval_digests(conn: Connection, as_of: date, tolerance: Any) -> lis
     """
     from writeoffs.approvals import batch_hash_of
     from writeoffs.db.schema import audit_log, writeoff_batches, writeoffs
-    from writeoffs.reconcile import MAX_DOCUMENTS, POSTED_BATCH_STATUSES, Break
+    from writeoffs.reconcile.checks_writeoffs import POSTED_BATCH_STATUSES
+    from writeoffs.reconcile.model import MAX_DOCUMENTS, Break
 
     b = writeoff_batches
     batches = {

@@ -13,11 +13,11 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from writeoffs import audit
-from writeoffs.audit_anchor import check_audit_chain
 from writeoffs.db import stats
 from writeoffs.db.schema import recon_breaks, recon_runs
 from writeoffs.period_seal import check_period_seals
 from writeoffs.recon_lines import check_approval_digests, check_writeoff_lines
+from writeoffs.reconcile.checks_audit import check_audit_chain
 from writeoffs.reconcile.checks_gl import (
     check_ar_functional,
     check_checkpoints,
