@@ -36,7 +36,7 @@ would silently invalidate the later one). A closed (or missing) fiscal period is
 
 Amounts are set-wise: PostgreSQL computes the estimate rows with one ``INSERT ... SELECT`` (exact NUMERIC). SQLite
 stores NUMERIC as binary floating point, so there the same aggregate is summed exactly in integer ten-thousandths
-and rounded in Python (a handful of rows: one per entity, currency and bucket), as ``posting.py`` does for its
+and rounded in Python (a handful of rows: one per entity, currency and bucket), as ``writeoffs.posting`` does for its
 set-wise path. The integration tests assert the same exact figures on both databases.
 """
 

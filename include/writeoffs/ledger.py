@@ -397,7 +397,7 @@ def post_selected(
     :func:`post_entries` (which uses it with unnest arrays): entries are inserted ``pending`` with ``ON CONFLICT
     (idempotency_key) DO NOTHING``, lines are inserted for the pending ones that have none yet, then ONE UPDATE flips
     them to ``posted`` and the database checks balance, line count and open period. Nothing is rounded or checked
-    for balance here: the source owns its amounts (see ``posting._journal_sources``); the database refuses an
+    for balance here: the source owns its amounts (see ``posting.build._journal_sources``); the database refuses an
     unbalanced result. A closed period is refused by the database too; callers check it first for a clearer message.
     """
     if conn.dialect.name != "postgresql":

@@ -155,7 +155,7 @@ def add_item(
 
 
 def _written_off(conn: Connection, inv: int, amount: str, status: str = "written_off") -> None:
-    # The sub-ledger side of a write-off posted on AS_OF, declared as posting.py declares it (writeoffs.subledger).
+    # The sub-ledger side of a write-off posted on AS_OF, declared as writeoffs.posting does (writeoffs.subledger).
     with subledger.movement(conn, "writeoff", AS_OF):
         conn.execute(
             update(invoices)
@@ -231,7 +231,7 @@ def build_clean_ledger(engine: Engine) -> Scenario:
         policy_hash = factories.record_policy(conn, "recon", version="test").content_hash
         us_batch = _batch(conn, "test:US01:USD", "US01", "USD", policy_hash)
         eu_batch = _batch(conn, "test:EU01:EUR", "EU01", "EUR", policy_hash)
-        # Direct write-offs: Dr Bad Debt Expense / Cr AR, lines tagged with the invoice (as posting.py does).
+        # Direct write-offs: Dr Bad Debt Expense / Cr AR, lines tagged with the invoice (as writeoffs.posting does).
         e = post(
             conn,
             _entry(
