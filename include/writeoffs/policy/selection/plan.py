@@ -1,49 +1,30 @@
-"""Write-off candidate selection: one set-wise SQL decision per invoice, with the rule that fired and its evidence.
-
-The decision query (:func:`decision_query`) evaluates every open invoice against the resolved policy in a single
-statement of CTEs: collection effort, holds, payments and parent/child facts are aggregated once per invoice, then
-one CASE picks the route (first that applies, in the documented order), a second the exclusion that blocks it.
-Writing candidates is one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on top of the same query; the what-if
-backtest runs the very same query read-only, so a draft policy is judged by exactly the code that would run it.
-
-Outcome per invoice: ``candidate`` (rule = route), ``excluded`` (a route fired but an exclusion blocks it; rule =
-the exclusion) or ``not_eligible`` (no route fired; rule = the closest shortfall, e.g. ``insufficient_letters``).
+"""The decision query builder (:class:`_Plan`): population (optionally screened to the invoices that can reach a
+route), collection effort, then holds, payments, parent/child facts, route, exclusion, amount, tier and evidence.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     Connection,
     Date,
-    Integer,
     Select,
     String,
     and_,
     case,
-    delete,
     exists,
     false,
     func,
-    insert,
     literal,
     not_,
     null,
     or_,
     select,
     true,
-    update,
 )
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from writeoffs import audit
-from writeoffs.accounting.keys import writeoff_candidate_prefix
 from writeoffs.accounting.status import InvoiceStatus
 from writeoffs.buckets import bucket_case
 from writeoffs.db.schema import (
@@ -55,156 +36,12 @@ from writeoffs.db.schema import (
     journal_entries,
     payment_allocations,
     payments,
-    selection_decisions,
-    selection_runs,
     writeoffs,
 )
-from writeoffs.errors import WriteoffError
-from writeoffs.policy.schema import Policy, Reason, Rules
-from writeoffs.policy.sqlx import (
-    days_between,
-    drop_temp,
-    json_bool,
-    json_obj,
-    json_pick,
-    money_text,
-    rows_table,
-    temp_table,
-    typed,
-)
-from writeoffs.tiers import AUTO_TIER
-
-#: Invoice statuses that are still receivables in a live run (charged-off invoices stay on the books).
-LIVE_STATUSES = ("open", "charged_off", "reversed")
-#: Write-off statuses that mean "already in flight": an invoice in another run's pending batch is not re-selected.
-IN_FLIGHT = ("candidate", "approved")
-
-#: Session-temporary tables of a live run (dropped at the end of the step; on PostgreSQL also ON COMMIT).
-_POP, _EFFORT, _DECIDED = "wo_pop", "wo_effort", "wo_decided"
-
-SKIP_DECIDED = "batch already decided; re-selected on a later as-of date"
-#: Routes in evaluation order: (rule name, reason). The first route whose conditions hold decides the reason.
-ROUTES: tuple[tuple[str, Reason], ...] = (
-    ("dispute_resolved_lost", Reason.DISPUTE_LOST),
-    ("settlement_remainder", Reason.SETTLEMENT),
-    ("customer_bankrupt", Reason.BANKRUPTCY),
-    ("customer_dissolved", Reason.DISSOLVED),
-    ("statute_days_exceeded", Reason.STATUTE),
-    ("small_balance_aged", Reason.SMALL_BALANCE),
-    ("aged_and_collections_exhausted", Reason.UNCOLLECTIBLE),
-)
-#: Exclusions in evaluation order (the first that applies is reported).
-EXCLUSIONS = (
-    "reversed_hold",
-    "open_dispute",
-    "active_payment_plan",
-    "parent_paid_transferred",
-    "child_partial",
-    "partial_not_allowed",
-    "recent_payment",
-)
-#: Routes that the recent-payment exclusion does not block: a settlement or a lost dispute usually comes with a
-#: recent payment of the undisputed/settled part, and trustee distributions say nothing about collectability.
-_RECENT_PAYMENT_EXEMPT = ("settlement_remainder", "dispute_resolved_lost", "customer_bankrupt")
-
-_PARAM_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("entity_code", String(16)),
-    ("segment", String(32)),
-    ("charge_off_days", Integer()),
-    ("writeoff_days", Integer()),
-    ("min_attempts", Integer()),
-    ("min_letters", Integer()),
-    ("min_agency_days", Integer()),
-    ("excl_dispute", Boolean()),
-    ("excl_plan", Boolean()),
-    ("recent_days", Integer()),
-    ("small_days", Integer()),
-    ("partial_allowed", Boolean()),
-    ("partial_settlements", Boolean()),
-    ("bk_days", Integer()),  # NULL: route disabled
-    ("dis_days", Integer()),
-    ("dl_days", Integer()),
-    ("st_days", Integer()),
-    ("statute_days", Integer()),
-    ("child_full", Boolean()),
-    ("parent_paid_excl", Boolean()),
-    ("cooling_days", Integer()),  # NULL: a reversed invoice waits for a person to clear it
-)
-_CURRENCY_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("entity_code", String(16)),
-    ("segment", String(32)),
-    ("currency", String(3)),
-    ("tolerance", MONEY),
-    ("legal_above", MONEY),
-)
-
-
-def _route_days(route: Any) -> int | None:
-    return route.min_days_past_due if route.enabled else None
-
-
-def resolved_layers(conn: Connection, policy: Policy) -> list[tuple[str, str, Rules]]:
-    """The policy resolved for every (entity, segment) present in the ledger."""
-    pairs = conn.execute(select(customers.c.entity_code, customers.c.segment).distinct()).all()
-    return [(entity, segment, policy.rules_for(entity, segment)) for entity, segment in sorted(pairs)]
-
-
-def param_tables(
-    conn: Connection, policy: Policy, layers: list[tuple[str, str, Rules]] | None = None
-) -> tuple[Any, Any]:
-    """The resolved policy (:func:`resolved_layers`) as two small literal tables."""
-    rows, cur_rows = [], []
-    for entity, segment, r in resolved_layers(conn, policy) if layers is None else layers:
-        rows.append(
-            (
-                entity,
-                segment,
-                r.charge_off_days,
-                r.writeoff_days,
-                r.effort.min_contact_attempts,
-                r.effort.min_demand_letters,
-                r.effort.min_agency_days,
-                r.exclusions.open_dispute,
-                r.exclusions.active_payment_plan,
-                r.exclusions.recent_payment_days,
-                r.small_balance.min_days_past_due,
-                r.partial.allowed,
-                r.partial.settlements,
-                _route_days(r.bankruptcy),
-                _route_days(r.dissolved),
-                _route_days(r.dispute_lost),
-                _route_days(r.settlement),
-                r.statute_days,
-                r.parent_child.child_full_only,
-                r.parent_child.exclude_if_parent_paid_transferred,
-                r.reversal_cooling_days,
-            )
-        )
-        tol, legal = r.small_balance.tolerance, r.effort.legal_action_required_above
-        for cur in sorted(set(tol) | set(legal)):
-            cur_rows.append((entity, segment, cur, tol.get(cur), legal.get(cur)))
-    return rows_table("params", _PARAM_COLUMNS, rows), rows_table("cur_params", _CURRENCY_COLUMNS, cur_rows)
-
-
-def _tier_case(amount: Any, currency: Any, tolerance: Any, policy: Policy) -> Any:
-    """``writeoffs.tiers.tier_for`` in SQL, with ``auto`` at or below the small-balance tolerance."""
-    whens: list[tuple[Any, Any]] = [(and_(tolerance.is_not(None), amount <= tolerance), literal(AUTO_TIER))]
-    tiers = policy.tiers
-    for t in tiers[:-1]:
-        # Tier.covers: only the currencies the tier has a limit for (anything else goes up, and the top tier refuses
-        # what the policy names no limit for when the batch is approved). Batch totals are checked at approval.
-        covered = [and_(currency == cur, amount <= typed(lim, MONEY)) for cur, lim in t.limits.items()]
-        whens.append((or_(*covered) if covered else false(), literal(t.name)))
-    return case(*whens, else_=literal(tiers[-1].name))
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What to evaluate. ``point_in_time`` reconstructs balances as they were on ``as_of`` (what-if on a past date)
-    instead of trusting today's open balance and status (a live run)."""
-
-    as_of: date
-    point_in_time: bool = False
+from writeoffs.policy.schema import Policy
+from writeoffs.policy.selection.model import _RECENT_PAYMENT_EXEMPT, IN_FLIGHT, LIVE_STATUSES, ROUTES, Scope
+from writeoffs.policy.selection.params import _PARAM_COLUMNS, _tier_case, param_tables, resolved_layers
+from writeoffs.policy.sqlx import days_between, json_bool, json_obj, json_pick, money_text, typed
 
 
 class _Plan:
@@ -665,203 +502,3 @@ class _Plan:
             _tier_case(s.c.balance, s.c.currency, s.c.tolerance, self.policy).label("tier"),
             literal(None, String()).label("evidence"),
         )
-
-
-def decision_query(conn: Connection, policy: Policy, scope: Scope, *, screen: bool = False) -> Select[Any]:
-    """One row per evaluated invoice with its outcome, rule, reason, amount, tier and evidence (JSON text).
-
-    One statement of CTEs. ``screen`` evaluates only the invoices that can reach a route (the live run and the
-    what-if use it; :meth:`_Plan.screened_out` gives the rest); without it every invoice in scope gets its full
-    decision and evidence (explanations, tests, small ledgers).
-    """
-    plan = _Plan(conn, policy, scope)
-    pop = plan.population(screen=True if screen else None).cte("pop")
-    return plan.decide(pop, plan.effort(pop).cte("effort"))
-
-
-def screened_out_query(conn: Connection, policy: Policy, scope: Scope) -> Select[Any]:
-    """The decisions ``decision_query(..., screen=True)`` leaves out (all ``not_eligible`` / ``under_threshold``)."""
-    return _Plan(conn, policy, scope).screened_out()
-
-
-@dataclass(frozen=True, slots=True)
-class SelectionResult:
-    as_of: date
-    policy_version: str
-    policy_hash: str
-    inserted: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "as_of": self.as_of.isoformat(),
-            "policy_version": self.policy_version,
-            "policy_hash": self.policy_hash,
-            "inserted": self.inserted,
-        }
-
-
-def idempotency_prefix(as_of: date, policy: Policy) -> str:
-    return writeoff_candidate_prefix(as_of, policy.content_hash)
-
-
-def insert_candidates(
-    conn: Connection, policy: Policy, as_of: date, *, actor: str = "system", batch_map: Any = None
-) -> SelectionResult:
-    """Write the candidates for ``as_of`` in the caller's transaction, each attached to its batch.
-
-    ``batch_map`` (from :func:`writeoffs.policy.batching.open_batches`) maps (entity, currency, tier) to the batch id
-    and whether that batch is still open; the batch is assigned in the INSERT itself (no second pass over the
-    rows). A candidate whose batch was already decided is written ``skipped`` with the reason instead.
-    Idempotent: the idempotency key is unique per (as_of, policy hash, invoice), so a re-run inserts nothing.
-    """
-    # The screened population and its effort are materialised (see ``sqlx.temp_table`` for why); the rest of the
-    # decision runs inside the INSERT over those two small, analysed tables.
-    plan = _Plan(conn, policy, Scope(as_of))
-    pop = temp_table(conn, _POP, plan.population(screen=True))
-    effort = temp_table(conn, _EFFORT, plan.effort(pop))
-    # Materialised once: the candidates and the decision trail are both written from it. Evidence (a JSON object
-    # per row, the costliest column by far) only for the rows that keep it: candidates and excluded invoices.
-    decided = temp_table(conn, _DECIDED, plan.decide(pop, effort, evidence_for=("candidate", "excluded")))
-    dc = decided.c
-    cols = [
-        "invoice_id",
-        "as_of_date",
-        "currency",
-        "amount",
-        "reason_code",
-        "rule",
-        "evidence",
-        "tier",
-        "policy_version",
-        "policy_hash",
-        "status",
-        "idempotency_key",
-        "batch_id",
-        "skip_reason",
-    ]
-    source: Any = decided
-    if batch_map is not None:
-        bm = batch_map
-        source = decided.outerjoin(
-            bm, and_(bm.c.entity_code == dc.entity_code, bm.c.currency == dc.currency, bm.c.tier == dc.tier)
-        )
-        is_open = bm.c.is_open == true()
-        batch_id = case((is_open, bm.c.batch_id), else_=literal(None, Integer()))
-        status = case((is_open, literal("candidate")), else_=literal("skipped"))
-        skip = case((is_open, literal(None, String())), else_=literal(SKIP_DECIDED))
-    else:
-        batch_id, status, skip = literal(None, Integer()), literal("candidate"), literal(None, String())
-    src = (
-        select(
-            dc.invoice_id,
-            typed(as_of, Date()).label("as_of_date"),
-            dc.currency,
-            dc.amount,
-            dc.reason_code,
-            dc.rule,
-            dc.evidence,
-            dc.tier,
-            literal(policy.version, String()).label("policy_version"),
-            literal(policy.content_hash, String()).label("policy_hash"),
-            status.label("status"),
-            (literal(idempotency_prefix(as_of, policy), String()) + func.cast(dc.invoice_id, String())).label("key"),
-            batch_id.label("batch_id"),
-            skip.label("skip_reason"),
-        )
-        .select_from(source)
-        .where(dc.outcome == "candidate")
-    )
-    ins = (pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert)(writeoffs)
-    # Counted, not taken from rowcount: Python's sqlite3 reports -1 for a statement that starts with WITH.
-    mine = select(func.count()).where(writeoffs.c.as_of_date == as_of, writeoffs.c.policy_hash == policy.content_hash)
-    before = conn.execute(mine).scalar_one()
-    conn.execute(ins.from_select(cols, src).on_conflict_do_nothing())
-    inserted = conn.execute(mine).scalar_one() - before
-    trail = record_decisions(conn, policy, as_of, decided)
-    drop_temp(conn, _DECIDED)
-    drop_temp(conn, _EFFORT)
-    drop_temp(conn, _POP)
-    audit.append(
-        conn,
-        actor=actor,
-        action="policy.select_candidates",
-        object_type="writeoff_run",
-        object_id=f"{as_of.isoformat()}:{policy.short_hash()}",
-        details={
-            "as_of": as_of,
-            "policy_version": policy.version,
-            "policy_hash": policy.content_hash,
-            "inserted": inserted,
-            "decisions": trail,
-        },
-    )
-    return SelectionResult(as_of, policy.version, policy.content_hash, inserted)
-
-
-def record_decisions(conn: Connection, policy: Policy, as_of: date, decided: Any) -> dict[str, int]:
-    """The decision trail of this run: one row per considered invoice, written set-wise (one INSERT ... SELECT).
-
-    A re-run of the same (as-of date, policy) replaces its rows, as its candidates are re-derived: the trail says
-    what the latest run decided. Compact: evidence is kept only for excluded invoices (a route fired; the evidence
-    shows what the exclusion saw); a candidate's evidence is on its write-off row, a not-eligible invoice's answer
-    is its shortfall. Screened-out invoices (under every route's threshold) are counted, not stored: ``trail``
-    derives that answer from the run's date and the invoice.
-
-    No foreign keys: one trigger call per row would double the selection's time on a large book. The run row is
-    written first in this transaction and the invoice ids come from ``invoices`` in it; that no row is orphaned is
-    checked set-wise below, and invoices are never deleted.
-    """
-    counts = dict(conn.execute(select(decided.c.outcome, func.count()).group_by(decided.c.outcome)).all())
-    values = {
-        "considered": sum(counts.values()),
-        "candidates": counts.get("candidate", 0),
-        "excluded": counts.get("excluded", 0),
-        "not_eligible": counts.get("not_eligible", 0),
-    }
-    run_id = conn.execute(
-        select(selection_runs.c.id).where(
-            selection_runs.c.as_of_date == as_of, selection_runs.c.policy_hash == policy.content_hash
-        )
-    ).scalar()
-    if run_id is None:
-        run_id = conn.execute(
-            insert(selection_runs)
-            .values(as_of_date=as_of, policy_version=policy.version, policy_hash=policy.content_hash, **values)
-            .returning(selection_runs.c.id)
-        ).scalar_one()
-    else:
-        conn.execute(delete(selection_decisions).where(selection_decisions.c.run_id == run_id))
-        conn.execute(update(selection_runs).where(selection_runs.c.id == run_id).values(**values))
-    d = decided.c
-    conn.execute(
-        insert(selection_decisions).from_select(
-            ["run_id", "invoice_id", "outcome", "rule", "route", "evidence"],
-            select(
-                literal(run_id, Integer()),
-                d.invoice_id,
-                d.outcome,
-                d.rule,
-                case((d.outcome == "excluded", d.route), else_=literal(None, String())),
-                case((d.outcome == "excluded", d.evidence), else_=literal(None, String())),
-            ),
-        )
-    )
-    sd = selection_decisions.c
-    orphans = conn.execute(
-        select(func.count())
-        .select_from(selection_decisions.outerjoin(invoices, invoices.c.id == sd.invoice_id))
-        .where(sd.run_id == run_id, invoices.c.id.is_(None))
-    ).scalar_one()
-    if orphans:  # a bug, never data: the transaction (candidates included) rolls back
-        raise WriteoffError(f"decision trail of run {run_id}: {orphans} row(s) name no invoice")
-    return {"run_id": run_id, **values}
-
-
-def decisions(conn: Connection, policy: Policy, as_of: date, *, point_in_time: bool = False) -> list[dict[str, Any]]:
-    """Every decision as dicts (tests, small ledgers, explanations); use the SQL aggregates for large ones."""
-    q = decision_query(conn, policy, Scope(as_of, point_in_time))
-    return [dict(row._mapping) for row in conn.execute(q)]
-
-
-def money(value: Any) -> Decimal:
-    return Decimal(str(value)).quantize(Decimal("0.0001"))
