@@ -22,8 +22,8 @@ from writeoffs.db import bulk
 from writeoffs.db.schema import customers, holds, invoices, journal_entries
 from writeoffs.errors import InputError, LedgerError
 from writeoffs.ingest import config as source_config
-from writeoffs.ingest import merge as merge_mod
 from writeoffs.ingest import staging as staging_mod
+from writeoffs.ingest.merge import batch as merge_mod
 from writeoffs.ingest.merge import merge
 from writeoffs.ingest.pipeline import age
 from writeoffs.ingest.sources import build_source
