@@ -15,7 +15,7 @@ import pytest
 
 from writeoffs.buckets import bucket_of
 from writeoffs.errors import InputError
-from writeoffs.money import parse_amount
+from writeoffs.money import to_decimal
 from writeoffs.sample import SampleSpec, parse_formats, write_sample
 from writeoffs.sample.generator import BUCKET_LABELS, BUCKET_WEIGHTS, DISPUTE_RATE
 from writeoffs.sample.render import (
@@ -30,6 +30,11 @@ from writeoffs.sample.render import (
 AS_OF = date(2026, 11, 24)
 BOM = b"\xef\xbb\xbf"
 KINDS = ("invoices", "payments", "activities")
+
+
+def _amount(text: str) -> Decimal:
+    """An amount as the sample writes it (US format: ',' groups thousands, '.' is the decimal point)."""
+    return to_decimal(text.replace(",", ""))
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -176,10 +181,10 @@ def test_control_totals_equal_the_sum_of_the_rows(sample: Path, invoices_csv, pa
     assert control["as_of"] == "2026-11-24"
     inv = control["invoices"]
     assert inv["rows"] == len(invoices_csv) == 20_000
-    assert Decimal(inv["amount_total"]) == sum(parse_amount(r["Amount"]) for r in invoices_csv)
-    assert Decimal(inv["open_balance_total"]) == sum(parse_amount(r["Open Balance"]) for r in invoices_csv)
+    assert Decimal(inv["amount_total"]) == sum(_amount(r["Amount"]) for r in invoices_csv)
+    assert Decimal(inv["open_balance_total"]) == sum(_amount(r["Open Balance"]) for r in invoices_csv)
     assert control["payments"]["rows"] == len(payments_csv)
-    assert Decimal(control["payments"]["amount_total"]) == sum(parse_amount(r["Applied Amount"]) for r in payments_csv)
+    assert Decimal(control["payments"]["amount_total"]) == sum(_amount(r["Applied Amount"]) for r in payments_csv)
     assert control["activities"]["rows"] == len(activities_csv)
     # Decimal strings, never floats.
     assert all(isinstance(inv[k], str) for k in ("amount_total", "open_balance_total"))
@@ -201,7 +206,7 @@ def test_aging_buckets_follow_the_design(invoices_csv) -> None:
 def test_about_three_percent_disputed(invoices_csv) -> None:
     disputed = [r for r in invoices_csv if r["Disputed"] == "Yes"]
     assert abs(len(disputed) / len(invoices_csv) - DISPUTE_RATE) < 0.006
-    assert all(parse_amount(r["Open Balance"]) > 0 for r in disputed)  # a disputed invoice is never fully paid
+    assert all(_amount(r["Open Balance"]) > 0 for r in disputed)  # a disputed invoice is never fully paid
     assert all(_us(r["Invoice Date"]) <= _us(r["Dispute Since"]) <= AS_OF for r in disputed)
 
 
@@ -224,7 +229,7 @@ def test_parent_child_and_transfers(invoices_csv, payments_csv) -> None:
         assert customers[parent]["Company"] == customers[child]["Company"]
     transferred = [r for r in invoices_csv if r["Transferred To Parent"] == "Yes"]
     assert transferred and all(r["Customer No"] in children for r in transferred)
-    partial = [r for r in transferred if 0 < parse_amount(r["Open Balance"]) < parse_amount(r["Amount"])]
+    partial = [r for r in transferred if 0 < _amount(r["Open Balance"]) < _amount(r["Amount"])]
     assert partial, "some transferred balances are partly paid by the parent"
     payers = {(p["Invoice No"], p["Customer No"]) for p in payments_csv}
     for r in partial:
@@ -235,19 +240,19 @@ def test_payments_explain_every_paid_amount(invoices_csv, payments_csv) -> None:
     applied: dict[str, Decimal] = defaultdict(Decimal)
     per_payment: dict[str, list[dict[str, str]]] = defaultdict(list)
     for p in payments_csv:
-        applied[p["Invoice No"]] += parse_amount(p["Applied Amount"])
+        applied[p["Invoice No"]] += _amount(p["Applied Amount"])
         per_payment[p["Payment No"]].append(p)
     invoice_dates = {r["Invoice No"]: _us(r["Invoice Date"]) for r in invoices_csv}
     for r in invoices_csv:
-        assert applied.get(r["Invoice No"], Decimal(0)) == parse_amount(r["Amount"]) - parse_amount(r["Open Balance"])
-    fully = [r for r in invoices_csv if parse_amount(r["Open Balance"]) == 0]
-    partly = [r for r in invoices_csv if 0 < parse_amount(r["Open Balance"]) < parse_amount(r["Amount"])]
+        assert applied.get(r["Invoice No"], Decimal(0)) == _amount(r["Amount"]) - _amount(r["Open Balance"])
+    fully = [r for r in invoices_csv if _amount(r["Open Balance"]) == 0]
+    partly = [r for r in invoices_csv if 0 < _amount(r["Open Balance"]) < _amount(r["Amount"])]
     assert len(fully) > 1_000 and len(partly) > 1_000
     multi = [rows for rows in per_payment.values() if len(rows) > 1]
     assert multi, "some payments are applied to two invoices"
     for rows in per_payment.values():
         assert len({(r["Amount"], r["Payment Date"], r["Customer No"]) for r in rows}) == 1
-        assert parse_amount(rows[0]["Amount"]) == sum(parse_amount(r["Applied Amount"]) for r in rows)
+        assert _amount(rows[0]["Amount"]) == sum(_amount(r["Applied Amount"]) for r in rows)
         for r in rows:
             assert invoice_dates[r["Invoice No"]] <= _us(r["Payment Date"]) <= AS_OF
 
@@ -268,7 +273,7 @@ def test_collection_effort_grows_with_age(invoices_csv, activities_csv) -> None:
     per_invoice = Counter(a["Invoice No"] for a in activities_csv if a["Invoice No"])
     open_by_bucket: dict[str, list[int]] = defaultdict(list)
     for r in invoices_csv:
-        if parse_amount(r["Open Balance"]) > 0 and r["Invoice No"] != "INV-WORKED-45000":
+        if _amount(r["Open Balance"]) > 0 and r["Invoice No"] != "INV-WORKED-45000":
             open_by_bucket[bucket_of((AS_OF - _us(r["Due Date"])).days)].append(per_invoice[r["Invoice No"]])
     means = [sum(v) / len(v) for b in BUCKET_LABELS if (v := open_by_bucket[b])]
     assert means[0] == 0  # nobody chases an invoice that is not due
@@ -319,7 +324,7 @@ def _canonical_from_csv(row: dict[str, str], fields: tuple[str, ...], headers: t
         elif field.endswith("date") or field == "dispute_since":
             out[field] = _us(value).isoformat()
         elif field in ("amount", "open_balance", "applied_amount"):
-            out[field] = format(parse_amount(value), "f")
+            out[field] = format(_amount(value), "f")
         elif value in ("Yes", "No"):
             out[field] = value == "Yes"
         elif field == "activity_type":
