@@ -259,11 +259,9 @@ def write_passwords(home: Path, users: Iterable[str]) -> dict[str, str]:
 
 
 def sqlite_metadata_url(home: Path) -> str:
-    """The SQLite metadata DB in ``home``, with Python's default 5 s wait for its write lock. A 60 s wait was
-    tried (an answer had got HTTP 500 "database is locked" under load in CI); in the next make test the demo's
-    answer hung past its client's 30 s timeout with the api-server silent meanwhile (cause not proven), so the
-    default stays. A refused write is rolled back and comes back as HTTP 500 "Database error"; the approval tests
-    send such an answer again (tests/integration/approval_support.answer)."""
+    """The SQLite metadata DB in ``home``, with Python's default 5 s wait for its write lock: a refused write is
+    rolled back and answered HTTP 500 "Database error", which scripts/approve.py and the approval tests send again
+    (a 60 s wait made a client time out instead)."""
     return f"sqlite:///{home / 'airflow.db'}"
 
 

@@ -314,8 +314,8 @@ def _record(
         if problem:
             # A limit the remaining items exceed can be cured (exclude items, or another person's higher limit); a
             # currency the tier sets no limit for cannot, by any answer.
-            configured = batch.currency in tier.limits and batch.currency in tier.batch_limits
-            raise (AnswerNotTaken if configured else ApprovalError)(f"batch {batch_id}: {problem}")
+            refusal = AnswerNotTaken if tier.sets_limits(batch.currency) else ApprovalError
+            raise refusal(f"batch {batch_id}: {problem}")
         if step == "confirm":
             approved_by = conn.execute(
                 select(approvals.c.approver).where(approvals.c.batch_id == batch_id, approvals.c.step == "approve")

@@ -140,6 +140,11 @@ class Tier:
                 return found + suffix
         return None
 
+    def sets_limits(self, currency: str) -> bool:
+        """Whether the policy sets both an item and a batch limit for ``currency`` in this tier (without both, nobody
+        may approve in that currency: :meth:`problem`)."""
+        return currency in self.limits and currency in self.batch_limits
+
     def covers(self, amount: Decimal, currency: str) -> bool:
         """May this tier approve one item of ``amount``? A currency it has no limit for: no."""
         return _within(self.limits, amount, currency)
@@ -162,7 +167,7 @@ class Tier:
         re-check all call it."""
         if max_item is None:
             return None
-        if currency not in self.limits or currency not in self.batch_limits:
+        if not self.sets_limits(currency):
             return (
                 f"tier {self.name!r} has no limit configured for {currency}: nobody may approve {currency} "
                 f"write-offs until the policy sets one (approval.tiers[].limits and batch_limits)"

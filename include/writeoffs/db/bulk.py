@@ -124,9 +124,10 @@ def leave(
 ) -> None:
     """Triggers back on, indexes rebuilt, every foreign key of the loaded tables validated (see module doc).
 
-    ``proven`` names loaded tables whose keys hold by construction and are not checked again: every row was copied,
-    key by key, from rows of its parents in this transaction, and those parents were locked (``SHARE``) before the
-    copy, so no parent row can have gone since. Their parents are still locked here like any other.
+    ``proven`` names loaded tables whose keys hold by construction and are not checked again: every key was copied
+    from a parent row that no other transaction can remove before the commit - read from a parent locked
+    (``SHARE``) before the copy (the aging snapshot), or written by this transaction itself (the staging rows' batch).
+    Their parents are still locked here like any other.
 
     ``where`` narrows the check of a table to the rows the load could have written (an SQL condition on the
     child's columns, alias ``c``), e.g. one snapshot date of a table that keeps every date. ``table_locks`` names
