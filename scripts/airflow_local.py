@@ -174,12 +174,23 @@ class AirflowServer:
             return {(t["task_id"], t["map_index"]): t["state"] for t in r.json()["task_instances"]}
 
     def wait_for(self, predicate, *, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
+        """Poll ``predicate`` until it returns something truthy. Predicates only read: a request that times out or a
+        server error (the api-server shares the machine with the scheduler and the tasks; its SQLite metadata DB can
+        be briefly locked) counts as "not yet", any other error is raised."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
+            try:
+                last = predicate()
+            except httpx.TimeoutException as exc:
+                last = f"{type(exc).__name__}, asked again"
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code < 500:
+                    raise
+                last = f"HTTP {exc.response.status_code}, asked again"
+            else:
+                if last:
+                    return last
             time.sleep(interval)
         raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last value {last!r}\n{self.log_tail()}")
 
@@ -408,19 +419,12 @@ def start_airflow(
 
         def pools_created() -> bool:
             # Right after start the SQLite metadata DB can be busy for tens of seconds (the DAG processor's first
-            # writes): a timeout or a server error is retried; anything else (e.g. 403) is raised.
-            try:
-                with httpx.Client(
-                    base_url=base_url, headers={"Authorization": f"Bearer {server.token(admin)}"}, timeout=30
-                ) as c:
-                    ensure_pools(c)
-                return True
-            except httpx.TimeoutException:
-                return False
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code < 500:
-                    raise
-                return False
+            # writes): wait_for asks again after a timeout or a server error; anything else (e.g. 403) is raised.
+            with httpx.Client(
+                base_url=base_url, headers={"Authorization": f"Bearer {server.token(admin)}"}, timeout=30
+            ) as c:
+                ensure_pools(c)
+            return True
 
         server.wait_for(pools_created, timeout=startup_timeout, interval=1, what="the project's pools")
 

@@ -69,11 +69,21 @@ def http(method: str, url: str, *, token: str | None = None, body: dict | None =
         req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, {}
+    # The api-server shares 2 cores with the scheduler, a DAG run and other tests: a read may take seconds. A GET
+    # that times out is asked again (it changes nothing); a write that times out fails the test.
+    attempts = 3 if method == "GET" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return exc.code, {}
+        except (TimeoutError, urllib.error.URLError) as exc:
+            timed_out = isinstance(exc, TimeoutError) or isinstance(exc.reason, TimeoutError)
+            if not timed_out or attempt == attempts:
+                raise
+            print(f"[make up] {method} {url} timed out after 30 s; asking again", flush=True)
+    raise AssertionError("unreachable")
 
 
 def expected_dag_ids() -> set[str]:
