@@ -32,8 +32,8 @@ demo: install
 # (`--dist loadfile`): a module's tests share its Airflow; two such modules run at a time, never more.
 test: install
 	@status=0; \
-	$(BIN)/python -m pytest -q -n 2 -m "not airflow" || status=1; \
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m airflow || status=1; \
+	$(BIN)/python -m pytest -q -n 2 --durations=10 -m "not airflow" || status=1; \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10 -m airflow || status=1; \
 	exit $$status
 
 test-fast: install

@@ -122,14 +122,21 @@ def ledger_env(monkeypatch):
     return apply
 
 
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[Engine]:
+def reachable_pg_engine() -> Engine:
+    """An engine on the test PostgreSQL server, or the test fails with one line saying it is down."""
     engine = make_engine(PG_URL)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
+        engine.dispose()
         pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc}. Start it (see .ci/run).")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[Engine]:
+    engine = reachable_pg_engine()
     yield engine
     engine.dispose()
 
@@ -160,8 +167,8 @@ class LedgerTemplates:
       triggers, grants and rows (``alembic_version``, currencies) result: ``test_ledger_template.py`` checks it.
     """
 
-    def __init__(self, pg_admin: Engine, workdir: Path) -> None:
-        self._pg_admin = pg_admin
+    def __init__(self, workdir: Path) -> None:
+        self._pg_admin_engine: Engine | None = None  # on first PostgreSQL use: SQLite clones need no server
         self._workdir = workdir
         self._sqlite_file: Path | None = None
         self._pg_script: str | None = None
@@ -179,6 +186,16 @@ class LedgerTemplates:
             assert not leftovers, f"the template ledger is not fully in its main file: {leftovers}"
             self._sqlite_file = path
         return self._sqlite_file
+
+    @property
+    def _pg_admin(self) -> Engine:
+        if self._pg_admin_engine is None:
+            self._pg_admin_engine = reachable_pg_engine()
+        return self._pg_admin_engine
+
+    def close(self) -> None:
+        if self._pg_admin_engine is not None:
+            self._pg_admin_engine.dispose()
 
     def pg_script(self) -> str:
         """The SQL the migrations send to an empty schema, as one script (recorded on first use)."""
@@ -287,8 +304,10 @@ class PgLedgerSchemas:
 
 
 @pytest.fixture(scope="session")
-def ledger_templates(pg_admin: Engine, tmp_path_factory: pytest.TempPathFactory) -> LedgerTemplates:
-    return LedgerTemplates(pg_admin, tmp_path_factory.mktemp("ledger-template"))
+def ledger_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerTemplates]:
+    templates = LedgerTemplates(tmp_path_factory.mktemp("ledger-template"))
+    yield templates
+    templates.close()
 
 
 @pytest.fixture(scope="session")
@@ -299,18 +318,20 @@ def pg_ledger_schemas(ledger_templates: LedgerTemplates) -> Iterator[PgLedgerSch
 
 
 @pytest.fixture
-def make_ledger(
-    tmp_path, ledger_templates: LedgerTemplates, pg_ledger_schemas: PgLedgerSchemas
-) -> Iterator[Callable[[str], Engine]]:
-    """Factory: ``make_ledger("sqlite" | "postgresql")`` returns a migrated, empty ledger engine (a template clone)."""
+def make_ledger(request, tmp_path, ledger_templates: LedgerTemplates) -> Iterator[Callable[[str], Engine]]:
+    """Factory: ``make_ledger("sqlite" | "postgresql")`` returns a migrated, empty ledger engine (a template clone).
+    A test that asks only for SQLite ledgers never touches the PostgreSQL server."""
     created: list[tuple[Engine, str | None]] = []
+    pg_schemas: list[PgLedgerSchemas] = []
 
     def factory(dialect: str) -> Engine:
         if dialect == "sqlite":
             engine = ledger_templates.sqlite(tmp_path / f"ledger_{len(created)}.db")
             schema = None
         elif dialect == "postgresql":
-            schema = pg_ledger_schemas.take()
+            if not pg_schemas:
+                pg_schemas.append(request.getfixturevalue("pg_ledger_schemas"))
+            schema = pg_schemas[0].take()
             # The schema travels in the URL, so `ledger_url_of(engine)` can hand it to subprocesses and Airflow.
             engine = make_engine(pg_schema_url(schema))
         else:
@@ -322,7 +343,7 @@ def make_ledger(
     for engine, schema in created:
         engine.dispose()
         if schema:
-            pg_ledger_schemas.drop(schema)
+            pg_schemas[0].drop(schema)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -335,3 +356,35 @@ def ledger(request, make_ledger) -> Engine:
 def pg_ledger(make_ledger) -> Engine:
     """A migrated, empty ledger on PostgreSQL only (for behaviour only the server enforces)."""
     return make_ledger("postgresql")
+
+
+#: Fixtures that reach the PostgreSQL server (``make_ledger`` does only when asked for a PostgreSQL ledger).
+_PG_FIXTURES = frozenset({"pg_admin", "pg_schema", "pg_ledger", "pg_ledger_schemas"})
+
+
+#: The unit tier (pure functions, in-memory objects) asks for none of these: a test that does is refused.
+_UNIT_DIR = Path(__file__).parent / "unit"
+_NOT_UNIT = frozenset(
+    _PG_FIXTURES
+    | {"ledger", "make_ledger", "ledger_templates", "airflow_db", "airflow_metadata_template", "ledger_env"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers and tiers follow what a test uses.
+
+    - ``postgres``: a PostgreSQL fixture, or a parameter (``ledger``, ``dialect``) set to ``postgresql``; tests that
+      reach the server some other way carry the marker by hand. ``-m "not postgres"`` runs everything that needs no
+      server, and passes with the server down.
+    - ``tests/unit`` holds no test that creates a ledger or reaches a database or Airflow: collection stops.
+    """
+    misplaced = []
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if _PG_FIXTURES & fixtures or "postgresql" in params.values():
+            item.add_marker(pytest.mark.postgres)
+        if _UNIT_DIR in Path(item.path).parents and _NOT_UNIT & fixtures:
+            misplaced.append(f"{item.nodeid} uses {', '.join(sorted(_NOT_UNIT & fixtures))}")
+    if misplaced:
+        raise pytest.UsageError("tests/unit needs no database; move these to tests/integration:\n" + "\n".join(misplaced))
