@@ -387,4 +387,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if _UNIT_DIR in Path(item.path).parents and _NOT_UNIT & fixtures:
             misplaced.append(f"{item.nodeid} uses {', '.join(sorted(_NOT_UNIT & fixtures))}")
     if misplaced:
-        raise pytest.UsageError("tests/unit needs no database; move these to tests/integration:\n" + "\n".join(misplaced))
+        listed = "\n".join(misplaced)
+        raise pytest.UsageError(f"tests/unit needs no database; move these to tests/integration:\n{listed}")
