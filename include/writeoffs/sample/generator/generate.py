@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,9 +56,127 @@ def _draw_bucket(rng: np.random.Generator, distressed: np.ndarray) -> np.ndarray
     return np.minimum(np.where(distressed, bad, normal), len(BUCKET_WEIGHTS) - 1)
 
 
+@dataclass(slots=True)
+class _Invoices:
+    """One chunk's invoices as drawn (indexed by position within the chunk); the later draws read them."""
+
+    cust: np.ndarray
+    dpd: np.ndarray  # days past due at as-of
+    due: np.ndarray
+    inv: np.ndarray  # invoice date
+    amount: np.ndarray
+    fx: np.ndarray
+    full: np.ndarray
+    part: np.ndarray
+    disputed: np.ndarray
+    plan: np.ndarray
+    transferred: np.ndarray
+    desc: np.ndarray
+    worked: np.ndarray
+    paid: np.ndarray
+    open_balance: np.ndarray
+    inv_id: np.ndarray
+    payer: np.ndarray
+
+
+@dataclass(slots=True)
+class _Payments:
+    """One chunk's payment allocations (one row per payment and invoice) and the instalments drawn per invoice."""
+
+    owner: np.ndarray  # invoice position of each allocation row
+    applied: np.ndarray
+    pay_date: np.ndarray
+    pay_total: np.ndarray
+    pay_id: np.ndarray
+    alloc_id: np.ndarray
+    n_inst: np.ndarray  # per invoice; a payment plan's instalments are also its hold's note
+
+
+@dataclass(slots=True)
+class _Activities:
+    """One chunk's collection activities, sorted by customer, invoice, date and type."""
+
+    act_id: np.ndarray
+    local: np.ndarray
+    cust: np.ndarray
+    type: np.ndarray
+    channel: np.ndarray
+    date: np.ndarray
+    end: np.ndarray
+    outcome: np.ndarray
+
+
+@dataclass(slots=True)
+class _Holds:
+    """One chunk's holds (disputes and payment plans), sorted by invoice and start."""
+
+    dispute_since: np.ndarray  # per invoice
+    hold_id: np.ndarray
+    local: np.ndarray
+    type: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    resolution: np.ndarray
+    note: np.ndarray
+
+
 def generate_chunk(u: Universe, k: int, ids: _Counters) -> Chunk:
     """Chunk ``k`` of the universe; ``ids`` carries the global id counters and is advanced."""
     rng = np.random.default_rng([u.spec.seed, k + 1])
+    c0, c1 = u.chunks[k]
+    # The draws share one stream: their order is part of the output.
+    iv = _draw_invoices(u, k, rng, ids)
+    pays = _draw_payments(u, rng, iv, ids)
+    acts = _draw_activities(u, k, rng, iv, ids)
+    holds = _draw_holds(u, rng, iv, pays.n_inst, ids)
+    inv_id, owner = iv.inv_id, pays.owner
+
+    return Chunk(
+        index=k,
+        cust_start=c0,
+        cust_stop=c1,
+        inv_id=inv_id,
+        inv_cust=iv.cust,
+        inv_date=iv.inv,
+        due_date=iv.due,
+        amount=iv.amount,
+        open_balance=iv.open_balance,
+        fx_e4=iv.fx,
+        disputed=iv.disputed,
+        dispute_since=holds.dispute_since,
+        payment_plan=iv.plan,
+        transferred=iv.transferred,
+        description=iv.desc,
+        pay_id=pays.pay_id,
+        pay_cust=iv.payer[owner],
+        pay_date=pays.pay_date,
+        pay_amount=pays.pay_total,
+        alloc_id=pays.alloc_id,
+        alloc_inv=inv_id[owner],
+        alloc_local=owner,
+        applied=pays.applied,
+        act_id=acts.act_id,
+        act_cust=acts.cust,
+        act_inv=np.where(acts.local >= 0, inv_id[np.maximum(acts.local, 0)], 0),
+        act_local=acts.local,
+        act_type=acts.type,
+        act_channel=acts.channel,
+        act_date=acts.date,
+        act_end=acts.end,
+        act_outcome=acts.outcome,
+        hold_id=holds.hold_id,
+        hold_cust=iv.cust[holds.local],
+        hold_inv=inv_id[holds.local],
+        hold_type=holds.type,
+        hold_start=holds.start,
+        hold_end=holds.end,
+        hold_resolution=holds.resolution,
+        hold_note=holds.note,
+    )
+
+
+def _draw_invoices(u: Universe, k: int, rng: np.random.Generator, ids: _Counters) -> _Invoices:
+    """The chunk's invoices: aging, amount, FX rate, payment state (chunk 0 starts with the worked example)."""
     as_of = u.as_of_ord
     c0, c1 = u.chunks[k]
     cust = np.repeat(np.arange(c0, c1, dtype=np.int64), u.inv_count[c0:c1])
@@ -113,8 +232,17 @@ def generate_chunk(u: Universe, k: int, ids: _Counters) -> Chunk:
     inv_id = ids.invoice + 1 + np.arange(n, dtype=np.int64)
     ids.invoice += n
     payer = np.where(transferred, u.parent[cust], cust)
+    return _Invoices(
+        cust, dpd, due, inv, amount, fx, full, part, disputed, plan, transferred, desc, worked, paid, open_balance,
+        inv_id, payer,
+    )  # fmt: skip
 
-    # --- payments --------------------------------------------------------------------------------------------
+
+def _draw_payments(u: Universe, rng: np.random.Generator, iv: _Invoices, ids: _Counters) -> _Payments:
+    """Payments of the paid part of each invoice: one, two, or a plan's instalments; neighbours sometimes share one."""
+    as_of = u.as_of_ord
+    n = iv.cust.size
+    full, part, plan, paid, due, inv, payer = iv.full, iv.part, iv.plan, iv.paid, iv.due, iv.inv, iv.payer
     n_inst = np.where(plan, rng.integers(2, 6, n), 1 + (rng.random(n) < 0.25))
     npay = np.where(full, 1, np.where(part, n_inst, 0))
     owner, j = _group_index(npay)
@@ -142,8 +270,15 @@ def generate_chunk(u: Universe, k: int, ids: _Counters) -> Chunk:
     ids.payment += int(new_payment.sum())
     alloc_id = ids.allocation + 1 + np.arange(owner.size, dtype=np.int64)
     ids.allocation += owner.size
+    return _Payments(owner, applied, pay_date, pay_total, pay_id, alloc_id, n_inst)
 
-    # --- collection activities: effort grows with age --------------------------------------------------------
+
+def _draw_activities(u: Universe, k: int, rng: np.random.Generator, iv: _Invoices, ids: _Counters) -> _Activities:
+    """Collection activities: effort grows with age; plus account-level ones and the worked example's."""
+    as_of = u.as_of_ord
+    c0, c1 = u.chunks[k]
+    n = iv.cust.size
+    cust, dpd, due, amount, open_balance, worked = iv.cust, iv.dpd, iv.due, iv.amount, iv.open_balance, iv.worked
     active = (open_balance > 0) & (dpd > 0) & ~worked
     lam = np.where(active, np.minimum(dpd, 490) / 35.0, 0.0)
     n_contact = np.minimum(rng.poisson(lam), 14)
@@ -200,8 +335,15 @@ def generate_chunk(u: Universe, k: int, ids: _Counters) -> Chunk:
     a_local, a_cust, a_type, a_chan, a_date, a_end, a_out = (c[order] for c in cols)
     act_id = ids.activity + 1 + np.arange(a_local.size, dtype=np.int64)
     ids.activity += a_local.size
+    return _Activities(act_id, a_local, a_cust, a_type, a_chan, a_date, a_end, a_out)
 
-    # --- holds -----------------------------------------------------------------------------------------------
+
+def _draw_holds(u: Universe, rng: np.random.Generator, iv: _Invoices, n_inst: np.ndarray, ids: _Counters) -> _Holds:
+    """Holds: open disputes, resolved past disputes (ledger-only history) and payment plans."""
+    as_of = u.as_of_ord
+    n = iv.cust.size
+    disputed, inv, due, dpd, plan = iv.disputed, iv.inv, iv.due, iv.dpd, iv.plan
+    open_balance, worked = iv.open_balance, iv.worked
     d_own = np.flatnonzero(disputed)
     d_start = inv[d_own] + rng.integers(0, as_of - inv[d_own] + 1)
     dispute_since = np.zeros(n, dtype=np.int64)
@@ -227,49 +369,7 @@ def generate_chunk(u: Universe, k: int, ids: _Counters) -> Chunk:
     h_local, h_type, h_start, h_end, h_res, h_note = (c[horder] for c in hcols)
     hold_id = ids.hold + 1 + np.arange(h_local.size, dtype=np.int64)
     ids.hold += h_local.size
-
-    return Chunk(
-        index=k,
-        cust_start=c0,
-        cust_stop=c1,
-        inv_id=inv_id,
-        inv_cust=cust,
-        inv_date=inv,
-        due_date=due,
-        amount=amount,
-        open_balance=open_balance,
-        fx_e4=fx,
-        disputed=disputed,
-        dispute_since=dispute_since,
-        payment_plan=plan,
-        transferred=transferred,
-        description=desc,
-        pay_id=pay_id,
-        pay_cust=payer[owner],
-        pay_date=pay_date,
-        pay_amount=pay_total,
-        alloc_id=alloc_id,
-        alloc_inv=inv_id[owner],
-        alloc_local=owner,
-        applied=applied,
-        act_id=act_id,
-        act_cust=a_cust,
-        act_inv=np.where(a_local >= 0, inv_id[np.maximum(a_local, 0)], 0),
-        act_local=a_local,
-        act_type=a_type,
-        act_channel=a_chan,
-        act_date=a_date,
-        act_end=a_end,
-        act_outcome=a_out,
-        hold_id=hold_id,
-        hold_cust=cust[h_local],
-        hold_inv=inv_id[h_local],
-        hold_type=h_type,
-        hold_start=h_start,
-        hold_end=h_end,
-        hold_resolution=h_res,
-        hold_note=h_note,
-    )
+    return _Holds(dispute_since, hold_id, h_local, h_type, h_start, h_end, h_res, h_note)
 
 
 def _worked_activities(u: Universe) -> list[tuple]:

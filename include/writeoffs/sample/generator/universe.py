@@ -65,13 +65,58 @@ def _pick_distinct(rnd: random.Random, population: range, k: int) -> list[int]:
     return rnd.sample(population, min(k, len(population)))
 
 
+@dataclass(slots=True)
+class _Customers:
+    """The customers drawn one by one (see :func:`_draw_customers`), before their invoices are counted."""
+
+    refs: list[str]
+    names: list[str]
+    entity: np.ndarray
+    currency: np.ndarray
+    segment: np.ndarray
+    parent: np.ndarray
+    bankrupt: np.ndarray
+    bankruptcy_date: np.ndarray
+    dissolved: np.ndarray
+    dissolved_date: np.ndarray
+    weights: np.ndarray  # relative invoice volume
+
+
 def build_universe(spec: SampleSpec) -> Universe:
     rnd = random.Random(spec.seed)
     as_of_ord = spec.as_of.toordinal()
     # Dates never precede the oldest possible invoice (longest tail plus longest terms), plus a margin.
     base_ord = as_of_ord - LONG_TAIL_MAX_DAYS - int(TERMS_DAYS.max()) - 31
     n_cust = max(10, spec.invoices // INVOICES_PER_CUSTOMER)
+    cs = _draw_customers(rnd, n_cust, as_of_ord)
+    counts = _invoice_counts(spec, n_cust, cs.weights)
+    month_of_day, rates = _gbp_rates(rnd, spec, base_ord, as_of_ord)
+    chunks = _chunk_plan(counts, n_cust)
 
+    return Universe(
+        spec=spec,
+        as_of_ord=as_of_ord,
+        base_ord=base_ord,
+        cust_ref=cs.refs,
+        cust_name=cs.names,
+        entity=cs.entity,
+        currency=cs.currency,
+        segment=cs.segment,
+        parent=cs.parent,
+        is_child=cs.parent >= 0,
+        bankrupt=cs.bankrupt,
+        bankruptcy_date=cs.bankruptcy_date,
+        dissolved=cs.dissolved,
+        dissolved_date=cs.dissolved_date,
+        inv_count=counts,
+        gbp_rate_by_month=np.array(rates, dtype=np.int64),
+        chunks=chunks,
+        month_of_day=month_of_day,
+    )
+
+
+def _draw_customers(rnd: random.Random, n_cust: int, as_of_ord: int) -> _Customers:
+    """The customers in index order, from ``rnd``: entity, currency, segment, volume weight and the special cases."""
     # Special customers are disjoint sets drawn once; customer 0 is the worked example and stays ordinary.
     n_bk = max(MIN_BANKRUPT, round(BANKRUPT_RATE * n_cust))
     n_ds = max(MIN_DISSOLVED, round(DISSOLVED_RATE * n_cust))
@@ -117,7 +162,11 @@ def build_universe(spec: SampleSpec) -> Universe:
         if i in dissolved_set:
             dissolved[i] = True
             ds_date[i] = as_of_ord - rnd.randint(60, 900)
+    return _Customers(refs, names, entity, currency, segment, parent, bankrupt, bk_date, dissolved, ds_date, weights)
 
+
+def _invoice_counts(spec: SampleSpec, n_cust: int, weights: np.ndarray) -> np.ndarray:
+    """Invoices per customer, summing to ``spec.invoices``."""
     # Every customer has at least one invoice (the export only knows customers through their invoices); the
     # worked example's customer has exactly one.
     np_rng = np.random.default_rng([spec.seed, 0])
@@ -126,7 +175,11 @@ def build_universe(spec: SampleSpec) -> Universe:
     w = weights.copy()
     w[0] = 0.0
     counts += np_rng.multinomial(extra, w / w.sum())
+    return counts
 
+
+def _gbp_rates(rnd: random.Random, spec: SampleSpec, base_ord: int, as_of_ord: int) -> tuple[np.ndarray, list[int]]:
+    """(months since the base month per day from ``base_ord``, the GBP->EUR rate per month in 1/10,000)."""
     # GBP->EUR booked rate per month: a bounded random walk around 1.15.
     base = date.fromordinal(base_ord)
     months = (spec.as_of.year * 12 + spec.as_of.month) - (base.year * 12 + base.month)
@@ -142,32 +195,16 @@ def build_universe(spec: SampleSpec) -> Universe:
     for _ in range(months + 1):
         rate = min(11_900, max(11_200, rate + rnd.randint(-80, 80)))
         rates.append(rate)
+    return month_of_day, rates
 
+
+def _chunk_plan(counts: np.ndarray, n_cust: int) -> list[tuple[int, int]]:
+    """Customer index ranges [start, stop) of the chunks."""
     # Chunks: runs of whole customers holding about CHUNK_INVOICES invoices each.
     chunk_of = (np.cumsum(counts) - 1) // CHUNK_INVOICES
     starts = [0, *(np.flatnonzero(np.diff(chunk_of)) + 1).tolist()]
     chunks = list(zip(starts, [*starts[1:], n_cust], strict=True))
-
-    return Universe(
-        spec=spec,
-        as_of_ord=as_of_ord,
-        base_ord=base_ord,
-        cust_ref=refs,
-        cust_name=names,
-        entity=entity,
-        currency=currency,
-        segment=segment,
-        parent=parent,
-        is_child=parent >= 0,
-        bankrupt=bankrupt,
-        bankruptcy_date=bk_date,
-        dissolved=dissolved,
-        dissolved_date=ds_date,
-        inv_count=counts,
-        gbp_rate_by_month=np.array(rates, dtype=np.int64),
-        chunks=chunks,
-        month_of_day=month_of_day,
-    )
+    return chunks
 
 
 def _customer_name(rnd: random.Random, ent: int) -> str:
