@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries, keys
-from writeoffs.accounting.chart import resolve_accounts
+from writeoffs.accounting.chart import Accounts, resolve_accounts
 from writeoffs.accounting.status import check as check_status
 from writeoffs.db.schema import invoices, payments, recoveries
 from writeoffs.errors import AmountExceedsBalance, InvalidAmount, LedgerError
@@ -58,6 +58,46 @@ def book_recovery(
     actor: str,
 ) -> RecoveryResult:
     """Book a recovery in the caller's transaction; see the module docstring for the entries."""
+    inv = _locked_invoice(conn, invoice_id)
+    amt = round_money(to_decimal(amount), inv.currency)
+    if amt <= 0:
+        raise InvalidAmount(f"recovery on {inv.invoice_ref}: amount must be positive, got {amount}")
+    key = recovery_key(inv.entity_code, payment_ref, invoice_id)
+
+    prior = conn.execute(select(recoveries).where(recoveries.c.idempotency_key == key)).first()
+    if prior is not None:
+        return _replayed(inv, prior, amt, payment_ref)
+
+    _check_recoverable(inv, amt)
+    if inv.written_off_date is not None and recovery_date < inv.written_off_date:
+        # Cash dated before the write-off it would recover is not a recovery of it: a recovery can never precede
+        # the write-off (DOMAIN). Booked on the write-off date instead, a new entry into an open period.
+        recovery_date = inv.written_off_date
+    accts = resolve_accounts(conn, inv.entity_code)
+    entry_id = _post_entry(conn, inv, accts, amt, recovery_date, payment_ref, key, actor)
+    recovery_id, total, status = _record(conn, inv, amt, recovery_date, payment_ref, key, entry_id)
+    audit.append(
+        conn,
+        actor=actor,
+        action="recovery.booked",
+        object_type="invoice",
+        object_id=inv.id,
+        details={
+            "invoice_ref": inv.invoice_ref,
+            "amount": amt,
+            "currency": inv.currency,
+            "payment_ref": payment_ref,
+            "recovery_date": recovery_date,
+            "journal_entry_id": entry_id,
+            "recovered_total": total,
+            "method": accts.method,
+        },
+    )
+    return RecoveryResult(recovery_id, entry_id, inv.invoice_ref, amt, inv.currency, total, status)
+
+
+def _locked_invoice(conn: Connection, invoice_id: int) -> Row:
+    """The invoice, locked against concurrent recoveries before its balances are checked."""
     q = select(invoices).where(invoices.c.id == invoice_id)
     if conn.dialect.name == "postgresql":
         q = q.with_for_update()
@@ -66,29 +106,29 @@ def book_recovery(
     inv = conn.execute(q).first()
     if inv is None:
         raise LedgerError(f"invoice {invoice_id} does not exist")
-    amt = round_money(to_decimal(amount), inv.currency)
-    if amt <= 0:
-        raise InvalidAmount(f"recovery on {inv.invoice_ref}: amount must be positive, got {amount}")
-    key = recovery_key(inv.entity_code, payment_ref, invoice_id)
+    return inv
 
-    prior = conn.execute(select(recoveries).where(recoveries.c.idempotency_key == key)).first()
-    if prior is not None:
-        if prior.amount != amt:
-            raise LedgerError(
-                f"payment {payment_ref} was already booked as a recovery of {money_str(prior.amount)} on "
-                f"{inv.invoice_ref}, not {money_str(amt)}"
-            )
-        return RecoveryResult(
-            prior.id,
-            prior.journal_entry_id,
-            inv.invoice_ref,
-            prior.amount,
-            prior.currency,
-            inv.recovered_amount,
-            inv.status,
-            True,
+
+def _replayed(inv: Row, prior: Row, amt: Decimal, payment_ref: str) -> RecoveryResult:
+    """The first booking of this payment on this invoice; refused if the amount differs."""
+    if prior.amount != amt:
+        raise LedgerError(
+            f"payment {payment_ref} was already booked as a recovery of {money_str(prior.amount)} on "
+            f"{inv.invoice_ref}, not {money_str(amt)}"
         )
+    return RecoveryResult(
+        prior.id,
+        prior.journal_entry_id,
+        inv.invoice_ref,
+        prior.amount,
+        prior.currency,
+        inv.recovered_amount,
+        inv.status,
+        True,
+    )
 
+
+def _check_recoverable(inv: Row, amt: Decimal) -> None:
     recoverable = inv.written_off_amount - inv.recovered_amount
     if amt > recoverable:
         raise AmountExceedsBalance(
@@ -96,11 +136,19 @@ def book_recovery(
             f"yet recovered ({money_str(recoverable)} = written off {money_str(inv.written_off_amount)} - recovered "
             f"{money_str(inv.recovered_amount)})"
         )
-    if inv.written_off_date is not None and recovery_date < inv.written_off_date:
-        # Cash dated before the write-off it would recover is not a recovery of it: a recovery can never precede
-        # the write-off (DOMAIN). Booked on the write-off date instead, a new entry into an open period.
-        recovery_date = inv.written_off_date
-    accts = resolve_accounts(conn, inv.entity_code)
+
+
+def _post_entry(
+    conn: Connection,
+    inv: Row,
+    accts: Accounts,
+    amt: Decimal,
+    recovery_date: date,
+    payment_ref: str,
+    key: str,
+    actor: str,
+) -> int:
+    """Post the recovery entry; its id."""
     entry = entries.recovery(
         accts,
         posting_date=recovery_date,
@@ -114,8 +162,13 @@ def book_recovery(
     if entry.key != key:
         raise LedgerError(f"recovery key scheme mismatch: {entry.key} != {key}")
     posted = ledger.post_entries(conn, [entry], created_by=actor)
-    entry_id = {**posted.posted, **posted.already}[key]
+    return {**posted.posted, **posted.already}[key]
 
+
+def _record(
+    conn: Connection, inv: Row, amt: Decimal, recovery_date: date, payment_ref: str, key: str, entry_id: int
+) -> tuple[int, Decimal, str]:
+    """Store the recovery row and move the invoice's recovered amount and status; (recovery id, total, status)."""
     payment_id = conn.execute(
         select(payments.c.id).where(payments.c.entity_code == inv.entity_code, payments.c.payment_ref == payment_ref)
     ).scalar()
@@ -137,21 +190,4 @@ def book_recovery(
     check_status("invoice", inv.status, status)
     with subledger.movement(conn, "recovery", recovery_date, key):
         conn.execute(update(invoices).where(invoices.c.id == inv.id).values(recovered_amount=total, status=status))
-    audit.append(
-        conn,
-        actor=actor,
-        action="recovery.booked",
-        object_type="invoice",
-        object_id=inv.id,
-        details={
-            "invoice_ref": inv.invoice_ref,
-            "amount": amt,
-            "currency": inv.currency,
-            "payment_ref": payment_ref,
-            "recovery_date": recovery_date,
-            "journal_entry_id": entry_id,
-            "recovered_total": total,
-            "method": accts.method,
-        },
-    )
-    return RecoveryResult(recovery_id, entry_id, inv.invoice_ref, amt, inv.currency, total, status)
+    return recovery_id, total, status

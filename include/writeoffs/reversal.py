@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, case, select, update
+from sqlalchemy import Connection, Row, case, select, update
 
 from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries
@@ -207,6 +207,55 @@ def reverse_writeoff(
     if _norm(requested_by) == _norm(approved_by):
         raise SegregationOfDuties(f"{approved_by!r} requested this reversal and cannot approve it")
     found = find_writeoff(conn, writeoff_id=writeoff_id, invoice_ref=invoice_ref, entity_code=entity_code)
+    wo, inv = _lock_writeoff(conn, found)
+    ref = _request_ref(request_id)
+
+    if wo.status == "reversed":
+        return _replayed(conn, wo, inv, ref)
+    tier = _check_reversible(conn, wo, inv, approved_by, tiers)
+
+    original, entry = _original_entry(conn, wo.journal_entry_id)
+    mirror = entries.reversal(
+        entry,
+        original_entry_id=original.id,
+        posting_date=posting_date,
+        description=(
+            f"Reversal of write-off {wo.id} on {inv.invoice_ref}: {reason} "
+            f"(requested by {requested_by}, approved by {approved_by})"
+        ),
+        source_id=ref or str(wo.id),
+        policy_version=original.policy_version,
+    )
+    posted = ledger.post_entries(conn, [mirror], created_by=requested_by, batch_id=original.batch_id)
+    reversal_id = {**posted.posted, **posted.already}[mirror.key]
+
+    _reinstate(conn, wo, inv, posting_date, mirror.key)
+    audit.append(
+        conn,
+        actor=approved_by,
+        action="writeoff.reversed",
+        object_type="writeoff",
+        object_id=wo.id,
+        details={
+            "invoice_ref": inv.invoice_ref,
+            "amount": wo.amount,
+            "currency": wo.currency,
+            "reason": reason,
+            "note": (note or "")[:500] or None,
+            "requested_by": requested_by,
+            "approved_by": approved_by,
+            "tier": tier.name,
+            "original_entry_id": original.id,
+            "reversal_entry_id": reversal_id,
+            "posting_date": posting_date,
+            "request_id": request_id,
+        },
+    )
+    return ReversalResult(wo.id, inv.invoice_ref, original.id, reversal_id, wo.amount, wo.currency)
+
+
+def _lock_writeoff(conn: Connection, found: Row) -> tuple[Row, Row]:
+    """The write-off and its invoice, locked before anything about them is checked: (write-off, invoice)."""
     lock = select(writeoffs).where(writeoffs.c.id == found.id)
     inv_lock = select(invoices).where(invoices.c.id == found.invoice_id)
     if conn.dialect.name == "postgresql":
@@ -215,19 +264,25 @@ def reverse_writeoff(
         conn.execute(update(writeoffs).where(writeoffs.c.id == found.id).values(id=writeoffs.c.id))
     wo = conn.execute(lock).one()
     inv = conn.execute(inv_lock).one()
-    ref = _request_ref(request_id)
+    return wo, inv
 
-    if wo.status == "reversed":
-        prior = conn.execute(
-            select(journal_entries.c.id, journal_entries.c.source_id).where(
-                journal_entries.c.reverses_entry_id == wo.journal_entry_id
-            )
-        ).first()
-        if prior is not None and ref is not None and prior.source_id == ref:
-            return ReversalResult(wo.id, inv.invoice_ref, wo.journal_entry_id, prior.id, wo.amount, wo.currency, True)
-        raise LedgerError(
-            f"write-off {wo.id} on {inv.invoice_ref} is already reversed (reversal entry {prior.id if prior else '?'})"
+
+def _replayed(conn: Connection, wo: Row, inv: Row, ref: str | None) -> ReversalResult:
+    """An already reversed write-off: the earlier result if this same request reversed it, else refused."""
+    prior = conn.execute(
+        select(journal_entries.c.id, journal_entries.c.source_id).where(
+            journal_entries.c.reverses_entry_id == wo.journal_entry_id
         )
+    ).first()
+    if prior is not None and ref is not None and prior.source_id == ref:
+        return ReversalResult(wo.id, inv.invoice_ref, wo.journal_entry_id, prior.id, wo.amount, wo.currency, True)
+    raise LedgerError(
+        f"write-off {wo.id} on {inv.invoice_ref} is already reversed (reversal entry {prior.id if prior else '?'})"
+    )
+
+
+def _check_reversible(conn: Connection, wo: Row, inv: Row, approved_by: str, tiers: Sequence[Tier] | None) -> Tier:
+    """Refused unless ``wo`` is posted, ``approved_by`` is entitled and nothing is recovered against it; its tier."""
     if wo.status != "posted" or wo.journal_entry_id is None:
         raise LedgerError(f"write-off {wo.id} on {inv.invoice_ref} is {wo.status!r}: only posted write-offs reverse")
     tier, approvers, _ = _entitled(conn, wo, tiers)
@@ -241,8 +296,12 @@ def reverse_writeoff(
             f"invoice {inv.invoice_ref} has {money_str(inv.recovered_amount)} recovered against its write-off; "
             "reverse the recovery first"
         )
+    return tier
 
-    original = conn.execute(select(journal_entries).where(journal_entries.c.id == wo.journal_entry_id)).one()
+
+def _original_entry(conn: Connection, entry_id: int) -> tuple[Row, JournalEntry]:
+    """The write-off's journal entry as stored: (its row, the entry rebuilt from its lines)."""
+    original = conn.execute(select(journal_entries).where(journal_entries.c.id == entry_id)).one()
     lines = conn.execute(
         select(journal_lines).where(journal_lines.c.entry_id == original.id).order_by(journal_lines.c.line_no)
     ).all()
@@ -267,24 +326,15 @@ def reverse_writeoff(
         source_type=original.source_type,
         source_id=original.source_id,
     )
-    mirror = entries.reversal(
-        entry,
-        original_entry_id=original.id,
-        posting_date=posting_date,
-        description=(
-            f"Reversal of write-off {wo.id} on {inv.invoice_ref}: {reason} "
-            f"(requested by {requested_by}, approved by {approved_by})"
-        ),
-        source_id=ref or str(wo.id),
-        policy_version=original.policy_version,
-    )
-    posted = ledger.post_entries(conn, [mirror], created_by=requested_by, batch_id=original.batch_id)
-    reversal_id = {**posted.posted, **posted.already}[mirror.key]
+    return original, entry
 
+
+def _reinstate(conn: Connection, wo: Row, inv: Row, posting_date: date, movement_key: str) -> None:
+    """Put the receivable back on the invoice and mark invoice and write-off 'reversed'."""
     check_status("invoice", inv.status, InvoiceStatus.REVERSED)
     check_status("writeoff", wo.status, WriteoffStatus.REVERSED)
     remaining = invoices.c.written_off_amount - wo.amount
-    with subledger.movement(conn, "reversal", posting_date, mirror.key):
+    with subledger.movement(conn, "reversal", posting_date, movement_key):
         conn.execute(
             update(invoices)
             .where(invoices.c.id == inv.id)
@@ -296,28 +346,6 @@ def reverse_writeoff(
             )
         )
     conn.execute(update(writeoffs).where(writeoffs.c.id == wo.id).values(status="reversed"))
-    audit.append(
-        conn,
-        actor=approved_by,
-        action="writeoff.reversed",
-        object_type="writeoff",
-        object_id=wo.id,
-        details={
-            "invoice_ref": inv.invoice_ref,
-            "amount": wo.amount,
-            "currency": wo.currency,
-            "reason": reason,
-            "note": (note or "")[:500] or None,
-            "requested_by": requested_by,
-            "approved_by": approved_by,
-            "tier": tier.name,
-            "original_entry_id": original.id,
-            "reversal_entry_id": reversal_id,
-            "posting_date": posting_date,
-            "request_id": request_id,
-        },
-    )
-    return ReversalResult(wo.id, inv.invoice_ref, original.id, reversal_id, wo.amount, wo.currency)
 
 
 def clear_reversal(

@@ -106,6 +106,8 @@ ACTIVITY_HEADERS: tuple[str, ...] = ("Company", "Customer No", "Invoice No", "Ac
 
 #: Dates beyond as-of: current invoices fall due up to 60 days later.
 FUTURE_DAYS = 90
+#: One ledger table's rows, columnar: (table, columns, column values).
+LedgerTable = tuple[str, tuple[str, ...], list[list[object]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,105 +317,119 @@ class Renderer:
             [source] * n,
         ]
 
-    def ledger_tables(self, c: Chunk, s: Style, source: str) -> list[tuple[str, tuple[str, ...], list[list[object]]]]:
+    def ledger_tables(self, c: Chunk, s: Style, source: str) -> list[LedgerTable]:
         """(table, columns, column values) for every ledger table a chunk feeds, in foreign-key order."""
-        u = self.u
+        return [
+            self._invoices_table(c, s, source),
+            self._payments_table(c, s, source),
+            self._allocations_table(c, s),
+            self._activities_table(c, s, source),
+            self._holds_table(c, s),
+        ]
+
+    def _invoices_table(self, c: Chunk, s: Style, source: str) -> LedgerTable:
         n = c.n_invoices
         status = np.array(["open", "paid"], dtype=object)[(c.open_balance == 0).astype(np.int64)].tolist()
+        return (
+            "invoices",
+            (
+                "id",
+                "entity_code",
+                "invoice_ref",
+                "customer_id",
+                "source",
+                "invoice_date",
+                "due_date",
+                "currency",
+                "amount",
+                "open_balance",
+                "fx_rate",
+                "status",
+                "balance_transferred_to_parent",
+                "description",
+            ),
+            [
+                self.ints(c.inv_id, s),
+                self.customer("entity", c.inv_cust, s),
+                invoice_refs(c.inv_id),
+                self.ints(c.inv_cust + 1, s),
+                [source] * n,
+                self.dates(c.inv_date, s),
+                self.dates(c.due_date, s),
+                self.customer("currency", c.inv_cust, s),
+                money(c.amount, s),
+                money(c.open_balance, s),
+                rate(c.fx_e4),
+                status,
+                self.flags(c.transferred, s),
+                self.vocab("description", DESCRIPTION_TABLE, c.description, s),
+            ],
+        )
+
+    def _payments_table(self, c: Chunk, s: Style, source: str) -> LedgerTable:
+        u = self.u
         first = c.payment_rows
         pay_cur = u.currency[c.inv_cust[c.alloc_local]][first]
-        out = [
-            (
-                "invoices",
-                (
-                    "id",
-                    "entity_code",
-                    "invoice_ref",
-                    "customer_id",
-                    "source",
-                    "invoice_date",
-                    "due_date",
-                    "currency",
-                    "amount",
-                    "open_balance",
-                    "fx_rate",
-                    "status",
-                    "balance_transferred_to_parent",
-                    "description",
-                ),
-                [
-                    self.ints(c.inv_id, s),
-                    self.customer("entity", c.inv_cust, s),
-                    invoice_refs(c.inv_id),
-                    self.ints(c.inv_cust + 1, s),
-                    [source] * n,
-                    self.dates(c.inv_date, s),
-                    self.dates(c.due_date, s),
-                    self.customer("currency", c.inv_cust, s),
-                    money(c.amount, s),
-                    money(c.open_balance, s),
-                    rate(c.fx_e4),
-                    status,
-                    self.flags(c.transferred, s),
-                    self.vocab("description", DESCRIPTION_TABLE, c.description, s),
-                ],
-            ),
-            (
-                "payments",
-                ("id", "entity_code", "payment_ref", "customer_id", "payment_date", "currency", "amount", "source"),
-                [
-                    self.ints(c.pay_id[first], s),
-                    self.customer("entity", c.pay_cust[first], s),
-                    payment_refs(c.pay_id[first]),
-                    self.ints(c.pay_cust[first] + 1, s),
-                    self.dates(c.pay_date[first], s),
-                    [CURRENCIES[i] for i in pay_cur.tolist()],
-                    money(c.pay_amount[first], s),
-                    [source] * int(first.sum()),
-                ],
-            ),
-            (
-                "payment_allocations",
-                ("id", "payment_id", "invoice_id", "amount", "allocated_on", "kind"),
-                [
-                    self.ints(c.alloc_id, s),
-                    self.ints(c.pay_id, s),
-                    self.ints(c.alloc_inv, s),
-                    money(c.applied, s),
-                    self.dates(c.pay_date, s),
-                    ["regular"] * c.alloc_id.size,
-                ],
-            ),
-            (
-                "collection_activities",
-                ("id", "customer_id", "invoice_id", "activity_type", "activity_date", "end_date", "outcome", "source"),
-                [
-                    self.ints(c.act_id, s),
-                    self.ints(c.act_cust + 1, s),
-                    self.ints(c.act_inv, s, zero_is_null=True),
-                    self.vocab("activity", ACTIVITY_TYPES, c.act_type, s),
-                    self.dates(c.act_date, s),
-                    self.dates(c.act_end, s),
-                    self.vocab("outcome", OUTCOMES, c.act_outcome, s),
-                    [source] * c.act_id.size,
-                ],
-            ),
-            (
-                "holds",
-                ("id", "customer_id", "invoice_id", "hold_type", "start_date", "end_date", "resolution", "note"),
-                [
-                    self.ints(c.hold_id, s),
-                    self.ints(c.hold_cust + 1, s),
-                    self.ints(c.hold_inv, s),
-                    self.vocab("hold_type", HOLD_TYPES, c.hold_type, s),
-                    self.dates(c.hold_start, s),
-                    self.dates(c.hold_end, s),
-                    self.vocab("resolution", RESOLUTIONS, c.hold_resolution, s),
-                    hold_notes(c.hold_type, c.hold_note),
-                ],
-            ),
-        ]
-        return out
+        return (
+            "payments",
+            ("id", "entity_code", "payment_ref", "customer_id", "payment_date", "currency", "amount", "source"),
+            [
+                self.ints(c.pay_id[first], s),
+                self.customer("entity", c.pay_cust[first], s),
+                payment_refs(c.pay_id[first]),
+                self.ints(c.pay_cust[first] + 1, s),
+                self.dates(c.pay_date[first], s),
+                [CURRENCIES[i] for i in pay_cur.tolist()],
+                money(c.pay_amount[first], s),
+                [source] * int(first.sum()),
+            ],
+        )
+
+    def _allocations_table(self, c: Chunk, s: Style) -> LedgerTable:
+        return (
+            "payment_allocations",
+            ("id", "payment_id", "invoice_id", "amount", "allocated_on", "kind"),
+            [
+                self.ints(c.alloc_id, s),
+                self.ints(c.pay_id, s),
+                self.ints(c.alloc_inv, s),
+                money(c.applied, s),
+                self.dates(c.pay_date, s),
+                ["regular"] * c.alloc_id.size,
+            ],
+        )
+
+    def _activities_table(self, c: Chunk, s: Style, source: str) -> LedgerTable:
+        return (
+            "collection_activities",
+            ("id", "customer_id", "invoice_id", "activity_type", "activity_date", "end_date", "outcome", "source"),
+            [
+                self.ints(c.act_id, s),
+                self.ints(c.act_cust + 1, s),
+                self.ints(c.act_inv, s, zero_is_null=True),
+                self.vocab("activity", ACTIVITY_TYPES, c.act_type, s),
+                self.dates(c.act_date, s),
+                self.dates(c.act_end, s),
+                self.vocab("outcome", OUTCOMES, c.act_outcome, s),
+                [source] * c.act_id.size,
+            ],
+        )
+
+    def _holds_table(self, c: Chunk, s: Style) -> LedgerTable:
+        return (
+            "holds",
+            ("id", "customer_id", "invoice_id", "hold_type", "start_date", "end_date", "resolution", "note"),
+            [
+                self.ints(c.hold_id, s),
+                self.ints(c.hold_cust + 1, s),
+                self.ints(c.hold_inv, s),
+                self.vocab("hold_type", HOLD_TYPES, c.hold_type, s),
+                self.dates(c.hold_start, s),
+                self.dates(c.hold_end, s),
+                self.vocab("resolution", RESOLUTIONS, c.hold_resolution, s),
+                hold_notes(c.hold_type, c.hold_note),
+            ],
+        )
 
 
 def hold_notes(kind: np.ndarray, note: np.ndarray) -> list[str]:

@@ -58,11 +58,12 @@ from writeoffs.sample.generator import (
     GENERATOR_VERSION,
     SampleSpec,
     Totals,
+    Universe,
     build_universe,
     iter_chunks,
     months_before,
 )
-from writeoffs.sample.render import PG_COPY, SQLITE_LEDGER, Renderer
+from writeoffs.sample.render import PG_COPY, SQLITE_LEDGER, Renderer, Style
 
 SOURCE = "sample"
 ACTOR = "sample-generator"
@@ -132,33 +133,10 @@ def seed_ledger(
         prior = _prior_seed(conn, spec)
         if prior is not None:
             return SeedResult(spec, True, prior, time.perf_counter() - started)
-        for code, name, functional, method in ENTITIES:
-            ledger.bootstrap_entity(
-                conn,
-                code=code,
-                name=name,
-                functional_currency=functional,
-                method=method,
-                periods_from=spec.as_of.replace(day=1),
-                periods_to=months_before(spec.as_of, -12),
-            )
-        load = _copy if pg else _executemany
+        _bootstrap_entities(conn, spec.as_of.replace(day=1), months_before(spec.as_of, -12))
         t0 = time.perf_counter()
         bulk = _bulk_begin(conn) if pg else None
-        cols, values = r.ledger_customers(style, SOURCE)
-        load(conn, "customers", cols, _payload(values, pg))
-        totals = Totals()
-
-        def rendered() -> Iterator[tuple[int, list[tuple[str, tuple[str, ...], object]]]]:
-            for chunk in iter_chunks(u, totals):
-                tables = r.ledger_tables(chunk, style, SOURCE)
-                yield int(chunk.inv_id[-1]), [(t, c, _payload(v, pg)) for t, c, v in tables]
-
-        for k, (done, tables) in enumerate(_prefetched(rendered()), start=1):
-            for table, tcols, payload in tables:
-                load(conn, table, tcols, payload)
-            if progress:
-                progress(f"  seed chunk {k}/{len(u.chunks)}: {done:,} of {spec.invoices:,} invoices loaded")
+        totals = _load_rows(conn, u, r, style, pg, progress)
         stages["load"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -167,47 +145,84 @@ def seed_ledger(
         stages["indexes_and_keys"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if pg:
-            for table in _TABLES:
-                # Explicit ids do not advance the id sequences; later inserts by other features must not collide.
-                conn.execute(
-                    text(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), m) "
-                        f"FROM (SELECT MAX(id) AS m FROM {table}) s WHERE m IS NOT NULL"
-                    )
-                )
+            _advance_id_sequences(conn)
         first_day = date.fromordinal(totals.min_date).replace(day=1)
-        for code, name, functional, method in ENTITIES:
-            ledger.bootstrap_entity(
-                conn,
-                code=code,
-                name=name,
-                functional_currency=functional,
-                method=method,
-                periods_from=first_day,
-                periods_to=months_before(spec.as_of, -12),
-            )
+        _bootstrap_entities(conn, first_day, months_before(spec.as_of, -12))
         _tie_out(conn, totals)
         stages["check"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        opening = opening_entries(conn, spec, totals)
-        posted = ledger.post_entries(conn, opening, created_by=actor)
-        details: dict[str, object] = {
-            "spec": spec.as_dict(),
-            "generator_version": GENERATOR_VERSION,
-            "totals": totals.as_dict(),
-            "opening_entries": dict(sorted(posted.posted.items())),
-        }
-        audit.append(
-            conn,
-            actor=actor,
-            action=AUDIT_ACTION,
-            object_type="ledger",
-            object_id=f"sample:{spec.seed}:{spec.invoices}:{spec.as_of.isoformat()}",
-            details=details,
-        )
+        details = _post_opening(conn, spec, totals, actor)
         stages["post"] = time.perf_counter() - t0
     return SeedResult(spec, False, details, time.perf_counter() - started, stages)
+
+
+def _bootstrap_entities(conn: Connection, periods_from: date, periods_to: date) -> None:
+    """The sample's legal entities, with fiscal periods from ``periods_from`` to ``periods_to``."""
+    for code, name, functional, method in ENTITIES:
+        ledger.bootstrap_entity(
+            conn,
+            code=code,
+            name=name,
+            functional_currency=functional,
+            method=method,
+            periods_from=periods_from,
+            periods_to=periods_to,
+        )
+
+
+def _load_rows(conn: Connection, u: Universe, r: Renderer, style: Style, pg: bool, progress: Progress | None) -> Totals:
+    """Load the customers, then every chunk's tables (rendered one chunk ahead); the control totals."""
+    spec = u.spec
+    load = _copy if pg else _executemany
+    cols, values = r.ledger_customers(style, SOURCE)
+    load(conn, "customers", cols, _payload(values, pg))
+    totals = Totals()
+
+    def rendered() -> Iterator[tuple[int, list[tuple[str, tuple[str, ...], object]]]]:
+        for chunk in iter_chunks(u, totals):
+            tables = r.ledger_tables(chunk, style, SOURCE)
+            yield int(chunk.inv_id[-1]), [(t, c, _payload(v, pg)) for t, c, v in tables]
+
+    for k, (done, tables) in enumerate(_prefetched(rendered()), start=1):
+        for table, tcols, payload in tables:
+            load(conn, table, tcols, payload)
+        if progress:
+            progress(f"  seed chunk {k}/{len(u.chunks)}: {done:,} of {spec.invoices:,} invoices loaded")
+    return totals
+
+
+def _advance_id_sequences(conn: Connection) -> None:
+    """PostgreSQL: move each loaded table's id sequence past the explicit ids."""
+    for table in _TABLES:
+        # Explicit ids do not advance the id sequences; later inserts by other features must not collide.
+        conn.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), m) "
+                f"FROM (SELECT MAX(id) AS m FROM {table}) s WHERE m IS NOT NULL"
+            )
+        )
+
+
+def _post_opening(conn: Connection, spec: SampleSpec, totals: Totals, actor: str) -> dict[str, object]:
+    """Post the opening-balance entries and audit the seed; the audit details."""
+    opening = opening_entries(conn, spec, totals)
+    posted = ledger.post_entries(conn, opening, created_by=actor)
+    details: dict[str, object] = {
+        "spec": spec.as_dict(),
+        "generator_version": GENERATOR_VERSION,
+        "totals": totals.as_dict(),
+        "opening_entries": dict(sorted(posted.posted.items())),
+    }
+    audit.append(
+        conn,
+        actor=actor,
+        action=AUDIT_ACTION,
+        object_type="ledger",
+        object_id=f"sample:{spec.seed}:{spec.invoices}:{spec.as_of.isoformat()}",
+        details=details,
+    )
+    return details
 
 
 def opening_entries(conn: Connection, spec: SampleSpec, totals: Totals) -> list[JournalEntry]:

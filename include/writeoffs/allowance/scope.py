@@ -1,0 +1,102 @@
+"""Which (entity, currency) pairs an estimate covers, which are already done, and the refusals before any write."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Connection, Date, bindparam, select, text
+
+from writeoffs.allowance.config import AllowanceConfig
+from writeoffs.allowance.model import ENTRY_PREFIX, SOURCE_TYPE, entry_key
+from writeoffs.allowance.sql import _aged
+from writeoffs.db.schema import allowance_estimates, journal_entries
+from writeoffs.errors import ConfigError, LedgerError
+
+
+def _check_rates_cover_aging(
+    conn: Connection, as_of: date, rates: Mapping[str, Mapping[str, Decimal]], config: AllowanceConfig
+) -> None:
+    rows = conn.execute(
+        text(f"SELECT DISTINCT s.entity_code, s.bucket FROM {_aged(conn, as_of)} s").bindparams(
+            bindparam("d", type_=Date)
+        ),
+        {"d": as_of},
+    ).all()
+    missing = sorted((e, b) for e, b in rows if e in rates and b not in rates[e])
+    if missing:
+        detail = ", ".join(f"{e}: {b!r}" for e, b in missing)
+        raise ConfigError(
+            f"allowance config {config.source}: loss_rates has no rate for aging bucket(s) holding open balances "
+            f"on {as_of} ({detail})"
+        )
+
+
+def _scope(conn: Connection, as_of: date, entities: Sequence[str]) -> list[tuple[str, str]]:
+    """(entity, currency) pairs to estimate: open AR as of the date, or a non-zero allowance balance to release."""
+    ent_sql = ", ".join(f":e{n}" for n in range(len(entities)))
+    params: dict[str, object] = {f"e{n}": e for n, e in enumerate(entities)} | {"d": as_of}
+    rows = conn.execute(
+        text(
+            f"""
+            SELECT s.entity_code, s.currency FROM {_aged(conn, as_of)} s WHERE s.entity_code IN ({ent_sql})
+            UNION
+            SELECT l.entity_code, l.currency
+            FROM journal_lines l
+            JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted' AND e.posting_date <= :d
+            JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'allowance'
+            WHERE l.entity_code IN ({ent_sql})
+            GROUP BY l.entity_code, l.currency
+            HAVING ROUND(SUM(l.credit - l.debit), 4) <> 0
+                OR ROUND(SUM(l.functional_credit - l.functional_debit), 4) <> 0
+            """
+        ).bindparams(bindparam("d", type_=Date)),
+        params,
+    ).all()
+    return sorted({(r[0], r[1]) for r in rows})
+
+
+def _done_pairs(conn: Connection, as_of: date, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
+    """Pairs already estimated for ``as_of`` (stored estimate rows or a posted entry) -> their entry id, if any."""
+    if not pairs:
+        return {}
+    keys = {entry_key(e, c, as_of): (e, c) for e, c in pairs}
+    entries = dict(
+        conn.execute(
+            select(journal_entries.c.idempotency_key, journal_entries.c.id).where(
+                journal_entries.c.idempotency_key.in_(list(keys))
+            )
+        ).all()
+    )
+    stored = {
+        (r.entity_code, r.currency)
+        for r in conn.execute(
+            select(allowance_estimates.c.entity_code, allowance_estimates.c.currency)
+            .where(allowance_estimates.c.as_of_date == as_of)
+            .distinct()
+        )
+    }
+    out: dict[tuple[str, str], int | None] = {}
+    for key, pair in keys.items():
+        if key in entries or pair in stored:
+            out[pair] = entries.get(key)
+    return out
+
+
+def _refuse_out_of_order(conn: Connection, as_of: date, todo: Sequence[tuple[str, str]]) -> None:
+    later = conn.execute(
+        select(journal_entries.c.entity_code, journal_entries.c.idempotency_key, journal_entries.c.posting_date).where(
+            journal_entries.c.source_type == SOURCE_TYPE,
+            journal_entries.c.posting_date > as_of,
+            journal_entries.c.idempotency_key.like(f"{ENTRY_PREFIX}%"),
+            journal_entries.c.entity_code.in_(sorted({e for e, _ in todo})),
+        )
+    ).all()
+    wanted = {f"{ENTRY_PREFIX}{e}:{c}:" for e, c in todo}
+    clash = sorted(r.idempotency_key for r in later if r.idempotency_key.rsplit(":", 1)[0] + ":" in wanted)
+    if clash:
+        raise LedgerError(
+            f"allowance estimate for {as_of} refused: a later estimate is already booked ({', '.join(clash[:5])}); "
+            "estimates are booked in date order"
+        )
