@@ -9,7 +9,7 @@ The merge (:mod:`writeoffs.ingest.merge`) records cash that arrives for a writte
   something written off and not recovered, with no recoveries row for its (payment, invoice) - matched by payment
   id or by the recovery's idempotency key ``rec:<entity>:<payment_ref>:<invoice_id>``, so a recovery booked by
   hand for the same payment is not booked again.
-- **Cap**: a recovery never exceeds what is written off minus what is already recovered (DOMAIN). An allocation
+- **Cap**: a recovery never exceeds what is written off minus what is already recovered. An allocation
   above that is booked up to the cap; the excess is **unapplied cash**, never income: booked ``Dr Cash / Cr Unapplied
   Cash`` (:func:`writeoffs.accounting.entries.unapplied_cash`, a liability to apply or refund), reported in the
   summary and audited (``recovery.excess``). So the GL's cash always equals the cash received.
@@ -214,7 +214,7 @@ def _book_chunk(conn: Connection, invoice_ids: list[int], run: PendingRecoveries
             )
             ledger.post_entries(conn, [entry], created_by=actor)
             doc = {**doc, "entry_key": entry.key}
-            # Unapplied cash: never income beyond what was written off (DOMAIN). Audited once: afterwards the
+            # Unapplied cash: never income beyond what was written off. Audited once: afterwards the
             # allocation has its recoveries row, or the invoice has nothing left to recover.
             audit.append(
                 conn,

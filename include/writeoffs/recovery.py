@@ -71,7 +71,7 @@ def book_recovery(
     _check_recoverable(inv, amt)
     if inv.written_off_date is not None and recovery_date < inv.written_off_date:
         # Cash dated before the write-off it would recover is not a recovery of it: a recovery can never precede
-        # the write-off (DOMAIN). Booked on the write-off date instead, a new entry into an open period.
+        # the write-off (an accounting rule). Booked on the write-off date instead, a new entry into an open period.
         recovery_date = inv.written_off_date
     accts = resolve_accounts(conn, inv.entity_code)
     entry_id = _post_entry(conn, inv, accts, amt, recovery_date, payment_ref, key, actor)
