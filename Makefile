@@ -29,10 +29,14 @@ demo: install
 
 # The whole suite in two parts, each on two processes (pytest-xdist), each process with its own Airflow home and
 # ledger schemas. Tests that start a real Airflow (marker `airflow`: processes, ports, timing budgets) go by module
-# (`--dist loadfile`): a module's tests share its Airflow; two such modules run at a time, never more.
+# (`--dist loadfile`): a module's tests share its Airflow; two such modules run at a time, never more. The first part
+# measures line coverage (pytest-cov; configuration in pyproject.toml).
 test: install
 	@status=0; \
-	$(BIN)/python -m pytest -q -n 2 --durations=10 -m "not airflow" || status=1; \
+	$(BIN)/python -m pytest -q -n 2 --durations=10 --cov --cov-report= -m "not airflow" || status=1; \
+	$(BIN)/coverage html -q -d $(WRITEOFFS_DATA_DIR)/coverage && \
+	echo "line coverage of include/ and plugins/ by the in-process tests: $$($(BIN)/coverage report --format=total) %" \
+	"(per file: $(WRITEOFFS_DATA_DIR)/coverage/index.html)"; \
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10 -m airflow || status=1; \
 	exit $$status
 
