@@ -140,7 +140,7 @@ def _parse_money(
     Decimals are counted on the text without zero padding (``1234.5000`` is 1234.5: a NUMERIC(18, 4) source
     column or a Parquet decimal prints zeros that are not decimals), so the verdict is the value's, exactly as
     :func:`writeoffs.money.check_minor_units` decides it on a Decimal; nothing is rounded. A float handed over by
-    a source reaches this point as its shortest round-trip text (:func:`writeoffs.ingest.sources._text`), so binary
+    a source reaches this point as its shortest round-trip text (:func:`writeoffs.ingest.sources.base._text`), so binary
     noise (``0.30000000000000004``) shows up as decimals and is refused, never rounded away.
     """
     text = _plain_number_text(col, present, f, cfg, rows)
