@@ -19,6 +19,7 @@ of quotes, line breaks, carriage returns and NUL bytes (a few per record).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,18 +107,7 @@ def scan(path: str | Path, *, delimiter: str, quotechar: str | None) -> Scan:
     start = 3 if data[:3].tobytes() == _UTF8_BOM else 0
     d = ord(delimiter)
     q = ord(quotechar) if quotechar else -1
-    special = np.zeros(256, dtype=bool)
-    special[[_LF, _CR, _NUL]] = True
-    if q >= 0:
-        special[q] = True
-    pos_parts, val_parts = [], []
-    for off in range(0, n, _BLOCK):
-        blk = data[off : off + _BLOCK]
-        p = np.flatnonzero(special[blk])
-        pos_parts.append(p + off)
-        val_parts.append(blk[p])
-    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int64)
-    val = np.concatenate(val_parts) if val_parts else np.zeros(0, np.uint8)
+    pos, val = _special_bytes(data, n, q)
     quotes = pos[val == q] if q >= 0 else np.zeros(0, np.int64)
     lfs = pos[val == _LF]
 
@@ -130,48 +120,7 @@ def scan(path: str | Path, *, delimiter: str, quotechar: str | None) -> Scan:
     problems: list[tuple[int, Problem]] = []  # (byte position, problem): the earliest wins
 
     if len(quotes):
-        k = np.arange(len(quotes))
-        opening = k % 2 == 0
-        prev_pos = quotes - 1
-        prev = byte(prev_pos)
-        at_start = (prev_pos < start) | np.isin(prev, [d, _LF, _CR]) | (prev == q)
-        bad_open = opening & ~at_start
-        next_pos = quotes + 1
-        nxt = byte(next_pos)
-        at_end = (next_pos >= n) | np.isin(nxt, [d, _LF, _CR]) | (nxt == q)
-        bad_close = ~opening & ~at_end
-        if bad_open.any():
-            i = int(np.flatnonzero(bad_open)[0])
-            problems.append(
-                (
-                    int(quotes[i]),
-                    Problem(
-                        line_of(int(quotes[i])),
-                        f"stray quote {quotechar} inside an unquoted field (strict quoting: a quote may only open a"
-                        " field at its start)",
-                    ),
-                )
-            )
-        if bad_close.any():
-            i = int(np.flatnonzero(bad_close)[0])
-            opened = int(quotes[i - 1])
-            after = chr(int(nxt[i])) if int(nxt[i]) < 128 else None
-            problems.append(
-                (
-                    opened,
-                    Problem(
-                        line_of(opened),
-                        f"quoted field opened on line {line_of(opened)} is not closed where a field ends"
-                        f" ({after!r} follows its closing quote on line {line_of(int(quotes[i]))}): stray quote?",
-                        after=after,
-                    ),
-                )
-            )
-        if len(quotes) % 2:
-            opened = int(quotes[-1])
-            problems.append(
-                (opened, Problem(line_of(opened), f"quoted field opened on line {line_of(opened)} is never closed"))
-            )
+        problems += _quote_problems(quotes, start, n, d, q, quotechar, line_of, byte)
 
     # Line breaks outside quotes end records; inside quotes they belong to the value.
     quotes_before = np.searchsorted(quotes, lfs)
@@ -180,21 +129,7 @@ def scan(path: str | Path, *, delimiter: str, quotechar: str | None) -> Scan:
     quoted_break = line_of(int(quotes[quotes_before[inside[0]] - 1])) if len(inside) else None
     crs = pos[val == _CR]
     if len(crs):
-        outside = np.searchsorted(quotes, crs) % 2 == 0
-        lone = outside & (byte(crs + 1) != _LF) & (crs + 1 < n)
-        lone |= outside & (crs + 1 >= n) & (n > 0)  # a CR as the very last byte
-        if lone.any():
-            p = int(crs[np.flatnonzero(lone)[0]])
-            problems.append(
-                (
-                    p,
-                    Problem(
-                        line_of(p),
-                        "carriage return without line feed (CR-only line endings?): save the export with LF or"
-                        " CRLF line endings",
-                    ),
-                )
-            )
+        problems += _lone_cr_problems(crs, quotes, n, line_of, byte)
     nuls = pos[val == _NUL]
     if len(nuls):
         p = int(nuls[0])
@@ -207,6 +142,108 @@ def scan(path: str | Path, *, delimiter: str, quotechar: str | None) -> Scan:
     records = int(np.count_nonzero(~empty))
     first = min(problems, key=lambda t: t[0])[1] if problems else None
     return Scan(records, first, quoted_break)
+
+
+def _special_bytes(data: np.ndarray, n: int, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and values of the bytes that matter to the scan (LF, CR, NUL and the quote ``q``), block by block."""
+    special = np.zeros(256, dtype=bool)
+    special[[_LF, _CR, _NUL]] = True
+    if q >= 0:
+        special[q] = True
+    pos_parts, val_parts = [], []
+    for off in range(0, n, _BLOCK):
+        blk = data[off : off + _BLOCK]
+        p = np.flatnonzero(special[blk])
+        pos_parts.append(p + off)
+        val_parts.append(blk[p])
+    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int64)
+    val = np.concatenate(val_parts) if val_parts else np.zeros(0, np.uint8)
+    return pos, val
+
+
+def _quote_problems(
+    quotes: np.ndarray,
+    start: int,
+    n: int,
+    d: int,
+    q: int,
+    quotechar: str | None,
+    line_of: Callable[[int], int],
+    byte: Callable[[np.ndarray], np.ndarray],
+) -> list[tuple[int, Problem]]:
+    """Strict quoting: the first quote opening inside a field, the first closing before a field's end, and a quote
+    never closed, each with its byte position."""
+    problems: list[tuple[int, Problem]] = []
+    k = np.arange(len(quotes))
+    opening = k % 2 == 0
+    prev_pos = quotes - 1
+    prev = byte(prev_pos)
+    at_start = (prev_pos < start) | np.isin(prev, [d, _LF, _CR]) | (prev == q)
+    bad_open = opening & ~at_start
+    next_pos = quotes + 1
+    nxt = byte(next_pos)
+    at_end = (next_pos >= n) | np.isin(nxt, [d, _LF, _CR]) | (nxt == q)
+    bad_close = ~opening & ~at_end
+    if bad_open.any():
+        i = int(np.flatnonzero(bad_open)[0])
+        problems.append(
+            (
+                int(quotes[i]),
+                Problem(
+                    line_of(int(quotes[i])),
+                    f"stray quote {quotechar} inside an unquoted field (strict quoting: a quote may only open a"
+                    " field at its start)",
+                ),
+            )
+        )
+    if bad_close.any():
+        i = int(np.flatnonzero(bad_close)[0])
+        opened = int(quotes[i - 1])
+        after = chr(int(nxt[i])) if int(nxt[i]) < 128 else None
+        problems.append(
+            (
+                opened,
+                Problem(
+                    line_of(opened),
+                    f"quoted field opened on line {line_of(opened)} is not closed where a field ends"
+                    f" ({after!r} follows its closing quote on line {line_of(int(quotes[i]))}): stray quote?",
+                    after=after,
+                ),
+            )
+        )
+    if len(quotes) % 2:
+        opened = int(quotes[-1])
+        problems.append(
+            (opened, Problem(line_of(opened), f"quoted field opened on line {line_of(opened)} is never closed"))
+        )
+    return problems
+
+
+def _lone_cr_problems(
+    crs: np.ndarray,
+    quotes: np.ndarray,
+    n: int,
+    line_of: Callable[[int], int],
+    byte: Callable[[np.ndarray], np.ndarray],
+) -> list[tuple[int, Problem]]:
+    """The first carriage return outside quotes not followed by a line feed, with its byte position."""
+    problems: list[tuple[int, Problem]] = []
+    outside = np.searchsorted(quotes, crs) % 2 == 0
+    lone = outside & (byte(crs + 1) != _LF) & (crs + 1 < n)
+    lone |= outside & (crs + 1 >= n) & (n > 0)  # a CR as the very last byte
+    if lone.any():
+        p = int(crs[np.flatnonzero(lone)[0]])
+        problems.append(
+            (
+                p,
+                Problem(
+                    line_of(p),
+                    "carriage return without line feed (CR-only line endings?): save the export with LF or"
+                    " CRLF line endings",
+                ),
+            )
+        )
+    return problems
 
 
 def _column_at(data: np.ndarray, start: int, ends: np.ndarray, p: int, d: int, q: int) -> int:

@@ -26,7 +26,7 @@ from writeoffs import audit
 from writeoffs.db import bulk
 from writeoffs.db.schema import legal_entities
 from writeoffs.errors import InputError, WriteoffError
-from writeoffs.ingest.config import SourcesConfig
+from writeoffs.ingest.config import SourceConfig, SourcesConfig
 from writeoffs.ingest.fields import DATASETS, NATURAL_KEYS
 from writeoffs.ingest.sources import Source
 from writeoffs.ingest.tables import STAGING, ingest_batches, ingest_quarantine
@@ -108,50 +108,8 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
     control = source.control(as_of)
     counts: dict[str, _Counts] = {}
     reasons: Counter[str] = Counter()
-    # PostgreSQL: the staging rows go in with FK triggers off (one per row on batch_id, most of the COPY's time);
-    # bulk.leave() checks the same keys set-wise for this batch before anything else happens. Nothing in this
-    # window writes a journal entry or an audit row.
-    staging_tables = {**{t.name: t for t in STAGING.values()}, ingest_quarantine.name: ingest_quarantine}
-    mode = bulk.enter(conn, staging_tables, drop_indexes=False)
-    unique_keys: dict[str, bool] = {}
-    for dataset, ds_cfg in cfg.datasets.items():
-        c = counts[dataset] = _Counts()
-        last_file = ""
-        with _GoodRows(conn, dataset, batch_id) as good_rows:
-            for chunk in source.read(dataset, as_of):
-                last_file = chunk.file or last_file
-                v = validate_chunk(chunk, cfg, ctx)
-                if v.bad and cfg.on_bad_rows == "reject":
-                    raise first_problem(v.bad, cfg.name)
-                good_rows.write(v.good)
-                good_rows.quarantine(v.bad)
-                c.read += v.read
-                c.accepted += v.good.num_rows
-                c.quarantined += len(v.bad)
-                c.filtered += v.filtered
-                reasons.update(q.reason for q in v.bad)
-        unique_keys[dataset] = good_rows.keys_unique()
-        if c.read == 0 and not ds_cfg.allow_empty and (last_file or not ds_cfg.optional):
-            raise InputError(
-                "no data rows (header only or empty result); set allow_empty if that can be right",
-                source=cfg.name,
-                file=last_file or ds_cfg.file or ds_cfg.endpoint or f"{dataset} query",
-                row=2 if cfg.kind == "file" else None,
-            )
-    if mode is not None:
-        # Their one key is batch_id, written by this code as the id of the batch row _open_batch wrote in this
-        # transaction: a check of "this batch's rows name an existing batch" scanned a million rows to prove that
-        # the batch exists (0.8 s at 1M invoices). The parent is still locked at leave().
-        where = dict.fromkeys(staging_tables, f"c.batch_id = {int(batch_id)}")
-        bulk.leave(conn, mode, context=f"staging {cfg.name} {as_of}", where=where, proven=frozenset(staging_tables))
-    for dataset in cfg.datasets:
-        moved = _quarantine_set_checks(
-            conn, cfg.name, cfg.on_bad_rows, dataset, batch_id, keys_unique=unique_keys.get(dataset, False)
-        )
-        for reason, n in moved.items():
-            counts[dataset].accepted -= n
-            counts[dataset].quarantined += n
-            reasons[reason] += n
+    unique_keys = _stage_rows(conn, source, as_of, ctx, batch_id, counts, reasons)
+    _quarantine_all_set_checks(conn, cfg, batch_id, unique_keys, counts, reasons)
     if conn.dialect.name == "postgresql":
         # Fresh statistics: without them the planner takes a million-row staging table for empty and picks
         # nested loops for the duplicate checks and the merge.
@@ -160,21 +118,7 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
     totals = _accepted_totals(conn, batch_id, {ds: c.totals_template(ds) for ds, c in counts.items()})
     _check_invariant(conn, batch_id, counts)
     files = [dataclasses.asdict(a) for a in source.artifacts()]
-    details = {
-        ds: {
-            "read": c.read,
-            "accepted": c.accepted,
-            "quarantined": c.quarantined,
-            "filtered": c.filtered,
-            "totals": totals.get(ds, {}),
-        }
-        for ds, c in counts.items()
-    }
-    # Physical records counted independently of the parser (file sources): the reader has already refused the
-    # file if they differ from what was read, so accepted + quarantined + filtered = records holds here.
-    for ds, n in getattr(source, "records", {}).items():
-        if ds in details:
-            details[ds]["records"] = n
+    details = _details(source, counts, totals)
     rows_read = sum(c.read for c in counts.values())
     rows_accepted = sum(c.accepted for c in counts.values())
     rows_quarantined = sum(c.quarantined for c in counts.values())
@@ -220,6 +164,98 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
         details=summary,
     )
     return json.loads(audit.canonical_json(summary))  # Decimals become strings: safe for XCom
+
+
+def _stage_rows(
+    conn: Connection,
+    source: Source,
+    as_of: date,
+    ctx: Context,
+    batch_id: int,
+    counts: dict[str, _Counts],
+    reasons: Counter[str],
+) -> dict[str, bool]:
+    """Read, validate and write every dataset of ``source`` into staging and quarantine, counting into ``counts``
+    and ``reasons``; returns per dataset whether its staged keys are unique."""
+    cfg = source.config
+    # PostgreSQL: the staging rows go in with FK triggers off (one per row on batch_id, most of the COPY's time);
+    # bulk.leave() checks the same keys set-wise for this batch before anything else happens. Nothing in this
+    # window writes a journal entry or an audit row.
+    staging_tables = {**{t.name: t for t in STAGING.values()}, ingest_quarantine.name: ingest_quarantine}
+    mode = bulk.enter(conn, staging_tables, drop_indexes=False)
+    unique_keys: dict[str, bool] = {}
+    for dataset, ds_cfg in cfg.datasets.items():
+        c = counts[dataset] = _Counts()
+        last_file = ""
+        with _GoodRows(conn, dataset, batch_id) as good_rows:
+            for chunk in source.read(dataset, as_of):
+                last_file = chunk.file or last_file
+                v = validate_chunk(chunk, cfg, ctx)
+                if v.bad and cfg.on_bad_rows == "reject":
+                    raise first_problem(v.bad, cfg.name)
+                good_rows.write(v.good)
+                good_rows.quarantine(v.bad)
+                c.read += v.read
+                c.accepted += v.good.num_rows
+                c.quarantined += len(v.bad)
+                c.filtered += v.filtered
+                reasons.update(q.reason for q in v.bad)
+        unique_keys[dataset] = good_rows.keys_unique()
+        if c.read == 0 and not ds_cfg.allow_empty and (last_file or not ds_cfg.optional):
+            raise InputError(
+                "no data rows (header only or empty result); set allow_empty if that can be right",
+                source=cfg.name,
+                file=last_file or ds_cfg.file or ds_cfg.endpoint or f"{dataset} query",
+                row=2 if cfg.kind == "file" else None,
+            )
+    if mode is not None:
+        # Their one key is batch_id, written by this code as the id of the batch row _open_batch wrote in this
+        # transaction: a check of "this batch's rows name an existing batch" scanned a million rows to prove that
+        # the batch exists (0.8 s at 1M invoices). The parent is still locked at leave().
+        where = dict.fromkeys(staging_tables, f"c.batch_id = {int(batch_id)}")
+        bulk.leave(conn, mode, context=f"staging {cfg.name} {as_of}", where=where, proven=frozenset(staging_tables))
+    return unique_keys
+
+
+def _quarantine_all_set_checks(
+    conn: Connection,
+    cfg: SourceConfig,
+    batch_id: int,
+    unique_keys: dict[str, bool],
+    counts: dict[str, _Counts],
+    reasons: Counter[str],
+) -> None:
+    """The set-wise checks of every dataset, their rows moved from the accepted to the quarantined counts."""
+    for dataset in cfg.datasets:
+        moved = _quarantine_set_checks(
+            conn, cfg.name, cfg.on_bad_rows, dataset, batch_id, keys_unique=unique_keys.get(dataset, False)
+        )
+        for reason, n in moved.items():
+            counts[dataset].accepted -= n
+            counts[dataset].quarantined += n
+            reasons[reason] += n
+
+
+def _details(
+    source: Source, counts: dict[str, _Counts], totals: dict[str, dict[str, Decimal]]
+) -> dict[str, dict[str, Any]]:
+    """The batch's per-dataset counts and accepted totals (``ingest_batches.details``)."""
+    details = {
+        ds: {
+            "read": c.read,
+            "accepted": c.accepted,
+            "quarantined": c.quarantined,
+            "filtered": c.filtered,
+            "totals": totals.get(ds, {}),
+        }
+        for ds, c in counts.items()
+    }
+    # Physical records counted independently of the parser (file sources): the reader has already refused the
+    # file if they differ from what was read, so accepted + quarantined + filtered = records holds here.
+    for ds, n in getattr(source, "records", {}).items():
+        if ds in details:
+            details[ds]["records"] = n
+    return details
 
 
 def _open_batch(conn: Connection, source: str, as_of: date) -> tuple[int, int]:

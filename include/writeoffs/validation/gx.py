@@ -123,6 +123,32 @@ def run_suites(
     """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
+
+    context = _context(docs_dir)
+    definitions, parts, deferred = _define_suites(context, _datasource(context, engine), targets)
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="validation",
+            validation_definitions=definitions,
+            # BASIC: counts plus a sample of offending values for the report (SUMMARY adds a GROUP BY of the
+            # offending values per expectation: measurably slower at 1M rows). Offending rows themselves are
+            # selected by the SQL predicates at quarantine time, never shipped through GX.
+            result_format={"result_format": "BASIC", "partial_unexpected_count": 10},
+        )
+    )
+    run_id = RunIdentifier(run_name=run_name)
+    result = checkpoint.run(run_id=run_id)
+    by_suite = {ident.expectation_suite_identifier.name: (ident, res) for ident, res in result.run_results.items()}
+    for name, (suite, by_sql, counts, order) in deferred.items():
+        ident, res = by_suite[name]
+        _add_sql_results(context, ident, res, suite, by_sql, counts, order)
+    _build_docs(context, by_suite, docs_dir)
+    return _suite_outcomes(context, targets, parts, by_suite), docs_dir / "index.html"
+
+
+def _context(docs_dir: Path) -> Any:
+    """An ephemeral GX context, quiet, whose only Data Docs site writes to ``docs_dir``."""
+    import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     # GX logs every metric at INFO and draws progress bars: noise that would bury our summary in the task log.
@@ -140,7 +166,17 @@ def run_suites(
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    datasource = _datasource(context, engine)
+    return context
+
+
+def _define_suites(
+    context: Any, datasource: Any, targets: list[tuple[Scope, str, list[Planned], RowCounts | None]]
+) -> tuple[list[Any], list[tuple[str, list[str]]], dict[str, tuple[Any, list[Planned], RowCounts, dict[str, int]]]]:
+    """The GX suites and validation definitions of every target: a structure suite on the table asset, a data suite
+    on the batch's query asset; returns the definitions, each target's GX suite names, and the SQL-counted suites
+    whose row-level results are added after the run."""
+    import great_expectations as gx
+
     definitions = []
     table_assets: dict[str, Any] = {}
     parts: list[tuple[str, list[str]]] = []  # (target suite, its GX suite names)
@@ -181,22 +217,10 @@ def run_suites(
                 assert counts is not None
                 deferred[name] = (suite, by_sql, counts, {p.check.name: i for i, p in enumerate(planned)})
         parts.append((suite_name, names))
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name="validation",
-            validation_definitions=definitions,
-            # BASIC: counts plus a sample of offending values for the report (SUMMARY adds a GROUP BY of the
-            # offending values per expectation: measurably slower at 1M rows). Offending rows themselves are
-            # selected by the SQL predicates at quarantine time, never shipped through GX.
-            result_format={"result_format": "BASIC", "partial_unexpected_count": 10},
-        )
-    )
-    run_id = RunIdentifier(run_name=run_name)
-    result = checkpoint.run(run_id=run_id)
-    by_suite = {ident.expectation_suite_identifier.name: (ident, res) for ident, res in result.run_results.items()}
-    for name, (suite, by_sql, counts, order) in deferred.items():
-        ident, res = by_suite[name]
-        _add_sql_results(context, ident, res, suite, by_sql, counts, order)
+    return definitions, parts, deferred
+
+
+def _build_docs(context: Any, by_suite: dict[str, tuple[Any, Any]], docs_dir: Path) -> None:
     # One build for the whole run (GX's UpdateDataDocsAction rebuilds the index once per suite result). Without GX's
     # index: its clean-up deletes every page of the site whose result this (ephemeral) context does not hold, i.e.
     # the pages of earlier builds into the same site; ours lists every page on disk and works offline.
@@ -210,6 +234,14 @@ def run_suites(
     )
     finish_site(docs_dir)
 
+
+def _suite_outcomes(
+    context: Any,
+    targets: list[tuple[Scope, str, list[Planned], RowCounts | None]],
+    parts: list[tuple[str, list[str]]],
+    by_suite: dict[str, tuple[Any, Any]],
+) -> list[SuiteOutcome]:
+    """Per target: the outcomes of all its GX suites and the Data Docs page of its data suite."""
     outcomes: list[SuiteOutcome] = []
     for (scope, _, _, _), (suite_name, names) in zip(targets, parts, strict=True):
         exps: list[ExpectationOutcome] = []
@@ -222,7 +254,7 @@ def run_suites(
                 if urls and urls[0].get("site_url"):
                     page = str(urls[0]["site_url"])
         outcomes.append(SuiteOutcome(scope, tuple(exps), page))
-    return outcomes, docs_dir / "index.html"
+    return outcomes
 
 
 def _expectations(p: Planned) -> Sequence[Any]:

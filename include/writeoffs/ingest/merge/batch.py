@@ -81,19 +81,11 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
         prev = json.loads(b.merge_summary or "{}")
         return {**prev, "already_merged": True}
     details = json.loads(b.details)
-    for dataset, t in STAGING.items():
-        expected = details.get(dataset, {}).get("accepted", 0)
-        have = conn.execute(text(f"SELECT COUNT(*) FROM {t.name} WHERE batch_id = :b"), {"b": batch_id}).scalar_one()
-        if have != expected:
-            raise StagingLost(
-                f"batch {batch_id} ({b.source} {b.as_of_date}): {dataset} has {have} staged rows, {expected} expected;"
-                " re-run the staging task"
-            )
+    _check_staged(conn, b, details)
     src = b.source
     p = {"b": batch_id, "src": src, "d": as_of}
     entities = _ensure_entities(conn, config, batch_id, as_of)
     before = _open_ar(conn, entities)
-    counts: dict[str, int] = {}
     mode = None
     if _bulk_worthy(conn, details.get("invoices", {}).get("accepted", 0)):
         # A first load (or one at least twice the table): every table the merge writes goes in with FK triggers
@@ -108,17 +100,7 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
         # The invoices' movements (one per new invoice, written by the ENABLE ALWAYS trigger of migration 0013) go in
         # with their two indexes rebuilt after, like the invoices'.
         mode = bulk.enter(conn, _BULK_TABLES, keep_indexes=frozenset({"holds"}))
-    counts.update(_merge_customers(conn, p))
-    # The balance and status changes of the load are movements of its as-of date (writeoffs.subledger).
-    with subledger.movement(conn, "ingest", as_of, f"ingest:{src}:{as_of.isoformat()}:{b.load_no}"):
-        counts.update(_merge_invoices(conn, p, bulk_mode=mode is not None))
-    if counts["invoices_inserted_or_changed"] > ANALYZE_AFTER_ROWS:
-        # The statements below (and the aging) join the invoices just written; stale statistics would plan them
-        # as if the table were still small.
-        stats.analyze(conn, ("invoices", "customers"))
-    counts.update(_merge_holds(conn, p))
-    counts.update(_merge_payments(conn, p))
-    counts.update(_merge_activities(conn, p))
+    counts = _merge_tables(conn, p, b.load_no, bulk_mode=mode is not None)
     if mode is not None:
         bulk.leave(
             conn,
@@ -126,15 +108,7 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
             context=f"merge of batch {batch_id} ({src} {as_of})",
             table_locks=frozenset({"customers", "payments"}),
         )
-    # What the next tasks (aging, selection, reconciliation) plan over: analyzed with this transaction's rows, not
-    # left to autovacuum, which sees them only after the commit and its naptime.
-    loaded = {
-        "invoice_movements": counts["invoices_inserted_or_changed"],
-        "payments": counts["payments_inserted"],
-        "payment_allocations": counts["allocations_inserted"],
-        "collection_activities": counts["activities_inserted"] + counts["activities_updated"],
-    }
-    stats.analyze(conn, [t for t, n in loaded.items() if n > ANALYZE_AFTER_ROWS])
+    _analyze_loaded(conn, counts)
     after = _open_ar(conn, entities)
     posted, notes = _post_ar_sync(conn, src, as_of, b.load_no, before, after, actor)
     summary = {
@@ -147,9 +121,58 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
         "ar_sync": posted,
         "notes": notes,
     }
+    _record_merged(conn, b, summary, actor)
+    return json.loads(audit.canonical_json(summary))
+
+
+def _check_staged(conn: Connection, b: Any, details: dict[str, Any]) -> None:
+    """Every dataset of batch ``b`` still has the rows staging accepted, or :class:`StagingLost`."""
+    batch_id = b.id
+    for dataset, t in STAGING.items():
+        expected = details.get(dataset, {}).get("accepted", 0)
+        have = conn.execute(text(f"SELECT COUNT(*) FROM {t.name} WHERE batch_id = :b"), {"b": batch_id}).scalar_one()
+        if have != expected:
+            raise StagingLost(
+                f"batch {batch_id} ({b.source} {b.as_of_date}): {dataset} has {have} staged rows, {expected} expected;"
+                " re-run the staging task"
+            )
+
+
+def _merge_tables(conn: Connection, p: dict[str, Any], load_no: int, *, bulk_mode: bool) -> dict[str, int]:
+    """The per-table merges in order (customers, invoices, holds, payments, activities); returns their counts."""
+    src, as_of = p["src"], p["d"]
+    counts: dict[str, int] = {}
+    counts.update(_merge_customers(conn, p))
+    # The balance and status changes of the load are movements of its as-of date (writeoffs.subledger).
+    with subledger.movement(conn, "ingest", as_of, f"ingest:{src}:{as_of.isoformat()}:{load_no}"):
+        counts.update(_merge_invoices(conn, p, bulk_mode=bulk_mode))
+    if counts["invoices_inserted_or_changed"] > ANALYZE_AFTER_ROWS:
+        # The statements below (and the aging) join the invoices just written; stale statistics would plan them
+        # as if the table were still small.
+        stats.analyze(conn, ("invoices", "customers"))
+    counts.update(_merge_holds(conn, p))
+    counts.update(_merge_payments(conn, p))
+    counts.update(_merge_activities(conn, p))
+    return counts
+
+
+def _analyze_loaded(conn: Connection, counts: dict[str, int]) -> None:
+    # What the next tasks (aging, selection, reconciliation) plan over: analyzed with this transaction's rows, not
+    # left to autovacuum, which sees them only after the commit and its naptime.
+    loaded = {
+        "invoice_movements": counts["invoices_inserted_or_changed"],
+        "payments": counts["payments_inserted"],
+        "payment_allocations": counts["allocations_inserted"],
+        "collection_activities": counts["activities_inserted"] + counts["activities_updated"],
+    }
+    stats.analyze(conn, [t for t, n in loaded.items() if n > ANALYZE_AFTER_ROWS])
+
+
+def _record_merged(conn: Connection, b: Any, summary: dict[str, Any], actor: str) -> None:
+    """Batch ``b`` marked merged (with its summary, so a retry returns it) and the ``ingest.merged`` audit row."""
     conn.execute(
         update(ingest_batches)
-        .where(ingest_batches.c.id == batch_id)
+        .where(ingest_batches.c.id == b.id)
         .values(
             status="merged",
             merged_load_no=b.load_no,
@@ -162,10 +185,9 @@ def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: 
         actor=actor,
         action="ingest.merged",
         object_type="ingest_batch",
-        object_id=f"{src}:{summary['as_of']}:{b.load_no}",
+        object_id=f"{summary['source']}:{summary['as_of']}:{b.load_no}",
         details=summary,
     )
-    return json.loads(audit.canonical_json(summary))
 
 
 def _bulk_worthy(conn: Connection, staged_invoices: int) -> bool:

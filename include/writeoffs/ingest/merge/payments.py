@@ -52,6 +52,7 @@ def _merge_payments(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
 _RECOVERY_SQL = sql_list(RECOVERY_STATUSES)
 
 
+# Long: one INSERT ... SELECT whose CTEs are the allocation rule (room, regular, recovery), kept whole to be read as one
 def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     """Staged (payment, invoice, applied amount) rows become allocations, split into 'regular' and 'recovery'.
 
