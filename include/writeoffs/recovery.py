@@ -28,6 +28,7 @@ from writeoffs import audit, ledger, subledger
 from writeoffs.accounting import entries, keys
 from writeoffs.accounting.chart import Accounts, resolve_accounts
 from writeoffs.accounting.status import check as check_status
+from writeoffs.db.locks import locked
 from writeoffs.db.schema import invoices, payments, recoveries
 from writeoffs.errors import AmountExceedsBalance, InvalidAmount, LedgerError
 from writeoffs.money import money_str, round_money, to_decimal
@@ -98,12 +99,7 @@ def book_recovery(
 
 def _locked_invoice(conn: Connection, invoice_id: int) -> Row:
     """The invoice, locked against concurrent recoveries before its balances are checked."""
-    q = select(invoices).where(invoices.c.id == invoice_id)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    else:  # SQLite: take the writer lock before reading the balances we check
-        conn.execute(update(invoices).where(invoices.c.id == invoice_id).values(id=invoices.c.id))
-    inv = conn.execute(q).first()
+    inv = conn.execute(locked(conn, invoices, invoices.c.id == invoice_id)).first()
     if inv is None:
         raise LedgerError(f"invoice {invoice_id} does not exist")
     return inv

@@ -39,6 +39,7 @@ from writeoffs.accounting.chart import batch_policy
 from writeoffs.accounting.status import InvoiceStatus, WriteoffStatus
 from writeoffs.accounting.status import check as check_status
 from writeoffs.catalogues import REVERSAL_REASONS
+from writeoffs.db.locks import locked
 from writeoffs.db.schema import invoices, journal_entries, journal_lines, writeoff_batches, writeoffs
 from writeoffs.errors import ConfigError, LedgerError, SegregationOfDuties
 from writeoffs.identity import normalized as _norm
@@ -256,14 +257,8 @@ def reverse_writeoff(
 
 def _lock_writeoff(conn: Connection, found: Row) -> tuple[Row, Row]:
     """The write-off and its invoice, locked before anything about them is checked: (write-off, invoice)."""
-    lock = select(writeoffs).where(writeoffs.c.id == found.id)
-    inv_lock = select(invoices).where(invoices.c.id == found.invoice_id)
-    if conn.dialect.name == "postgresql":
-        lock, inv_lock = lock.with_for_update(), inv_lock.with_for_update()
-    else:  # take SQLite's writer lock before reading what we will change
-        conn.execute(update(writeoffs).where(writeoffs.c.id == found.id).values(id=writeoffs.c.id))
-    wo = conn.execute(lock).one()
-    inv = conn.execute(inv_lock).one()
+    wo = conn.execute(locked(conn, writeoffs, writeoffs.c.id == found.id)).one()
+    inv = conn.execute(locked(conn, invoices, invoices.c.id == found.invoice_id)).one()
     return wo, inv
 
 
@@ -358,12 +353,9 @@ def clear_reversal(
     """
     if not (reason or "").strip():
         raise LedgerError("clearing a reversal needs a reason")
-    q = select(invoices).where(invoices.c.invoice_ref == invoice_ref, invoices.c.entity_code == entity_code)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    else:
-        conn.execute(update(invoices).where(invoices.c.invoice_ref == invoice_ref).values(id=invoices.c.id))
-    inv = conn.execute(q).first()
+    inv = conn.execute(
+        locked(conn, invoices, invoices.c.invoice_ref == invoice_ref, invoices.c.entity_code == entity_code)
+    ).first()
     if inv is None:
         raise LedgerError(f"invoice {invoice_ref} of entity {entity_code} does not exist")
     if inv.status != InvoiceStatus.REVERSED:

@@ -99,3 +99,33 @@ def test_sqlite_concurrent_audit_appends_keep_one_chain(make_ledger, tmp_path) -
     with a.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_log WHERE action = 'test.append'")).scalar_one() == 120
         assert audit.verify(conn) == []
+
+
+def test_a_locked_row_read_first_in_a_transaction_keeps_other_writers_out(ledger: Engine) -> None:
+    """``locked``: the row lock every read-then-change uses (a batch before posting, an invoice before a recovery,
+    an ingest batch before its merge). Held from the SELECT to the commit, even as the transaction's first statement
+    (on SQLite, a plain read first would not lock anything), and only the rows asked for on PostgreSQL."""
+    from writeoffs.db.locks import locked
+    from writeoffs.db.schema import legal_entities
+
+    with ledger.begin() as conn:
+        entity(conn, "US01", "USD")
+        entity(conn, "EU01", "EUR", method="allowance")
+    postgres = ledger.dialect.name == "postgresql"
+    other = ledger if postgres else create_engine(ledger.url, connect_args={"timeout": 0.2})
+    us = legal_entities.c.code == "US01"
+    try:
+        with ledger.connect() as ca, ca.begin():
+            row = ca.execute(locked(ca, legal_entities, us, columns=(legal_entities.c.code,))).one()
+            assert row.code == "US01"
+            with other.connect() as cb, cb.begin(), pytest.raises(OperationalError, match="lock timeout|locked"):
+                if postgres:
+                    cb.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                cb.execute(locked(cb, legal_entities, us)).one()  # waits for the holder, then gives up
+            if postgres:  # another row is not held
+                with other.connect() as cb, cb.begin():
+                    cb.execute(text("SET LOCAL lock_timeout = '1s'"))
+                    assert cb.execute(locked(cb, legal_entities, legal_entities.c.code == "EU01")).one()
+    finally:
+        if not postgres:
+            other.dispose()

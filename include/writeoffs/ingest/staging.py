@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert
 
 from writeoffs import audit
 from writeoffs.db import bulk
+from writeoffs.db.locks import locked
 from writeoffs.db.schema import legal_entities
 from writeoffs.errors import InputError, WriteoffError
 from writeoffs.ingest.config import SourceConfig, SourcesConfig
@@ -259,11 +260,9 @@ def _details(
 
 
 def _open_batch(conn: Connection, source: str, as_of: date) -> tuple[int, int]:
-    row = conn.execute(
-        select(ingest_batches.c.id, ingest_batches.c.load_no)
-        .where(ingest_batches.c.source == source, ingest_batches.c.as_of_date == as_of)
-        .with_for_update()
-    ).first()
+    found = (ingest_batches.c.source == source, ingest_batches.c.as_of_date == as_of)
+    columns = (ingest_batches.c.id, ingest_batches.c.load_no)
+    row = conn.execute(locked(conn, ingest_batches, *found, columns=columns)).first()
     if row is None:
         batch_id = conn.execute(
             insert(ingest_batches)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Connection, case, func, or_, select, update
+from sqlalchemy import Connection, case, func, or_, select
 
 from writeoffs import approvals
 from writeoffs.accounting import keys
 from writeoffs.accounting.chart import Role, accounts_for_batch, batch_policy
+from writeoffs.db.locks import locked
 from writeoffs.db.schema import writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError, LedgerError
 from writeoffs.money import money_str
@@ -21,13 +22,7 @@ from writeoffs.posting.model import _Context
 
 def lock_batch(conn: Connection, batch_id: int):
     """Serialise posters of one batch: row lock on PostgreSQL, the database write lock on SQLite."""
-    if conn.dialect.name == "postgresql":
-        row = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id).with_for_update()).first()
-    else:
-        # SQLite: a no-op write as the first statement takes the writer lock now (waiting on the busy timeout),
-        # instead of a read snapshot that would fail to upgrade later.
-        conn.execute(update(writeoff_batches).where(writeoff_batches.c.id == batch_id).values(id=writeoff_batches.c.id))
-        row = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
+    row = conn.execute(locked(conn, writeoff_batches, writeoff_batches.c.id == batch_id)).first()
     if row is None:
         raise LedgerError(f"write-off batch {batch_id} does not exist")
     return row

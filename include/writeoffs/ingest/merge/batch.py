@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 
 from writeoffs import audit, ledger, subledger
 from writeoffs.db import bulk, stats
+from writeoffs.db.locks import locked
 from writeoffs.db.schema import (
     collection_activities,
     customers,
@@ -73,7 +74,7 @@ def merge(
 
 
 def _merge_batch(conn: Connection, config: SourcesConfig, batch_id: int, as_of: date, actor: str) -> dict[str, Any]:
-    b = conn.execute(select(ingest_batches).where(ingest_batches.c.id == batch_id).with_for_update()).first()
+    b = conn.execute(locked(conn, ingest_batches, ingest_batches.c.id == batch_id)).first()
     if b is None:
         raise WriteoffError(f"ingest batch {batch_id} does not exist")
     if b.merged_load_no == b.load_no:
