@@ -41,6 +41,36 @@ from writeoffs_airflow.pools import LEDGER_WRITES
 MONTHLY = CronTriggerTimetable("0 7 1 * *", timezone="UTC")
 
 
+def _resolve_period(context) -> dict:
+    """The month to report (params ``as_of`` / ``period``, else the month before the run's date) and, for a
+    scheduled run, the missed months before it (``writeoffs.kpi.months_to_report``), oldest first."""
+    import calendar
+    from datetime import date
+
+    from writeoffs_airflow.rundate import business_date
+
+    params = context["params"]
+    if params.get("as_of"):
+        as_of = date.fromisoformat(str(params["as_of"])[:10])
+    elif params.get("period"):
+        y, m = (int(x) for x in str(params["period"]).split("-"))
+        as_of = date(y, m, calendar.monthrange(y, m)[1])
+    else:
+        run_day = business_date({**context, "params": {}})
+        as_of = run_day.replace(day=1) - timedelta(days=1)  # the month that just ended
+    start = as_of.replace(day=1)
+    end = as_of.replace(day=calendar.monthrange(as_of.year, as_of.month)[1])
+    target = {"as_of": as_of.isoformat(), "from": start.isoformat(), "to": end.isoformat()}
+    if params.get("as_of") or params.get("period"):
+        return {**target, "months": [target]}  # a manual run reports the month asked for
+    from writeoffs.kpi import Period, months_to_report, reported_months
+    from writeoffs_airflow.storage import reports_root
+
+    months = months_to_report(Period.month(as_of.year, as_of.month), reported_months(reports=reports_root()))
+    missed = [{"as_of": p.end.isoformat(), "from": p.start.isoformat(), "to": p.end.isoformat()} for p in months[:-1]]
+    return {**target, "months": [*missed, target]}
+
+
 @dag(
     dag_id="writeoff_kpis",
     schedule=MONTHLY,
@@ -62,34 +92,7 @@ def writeoff_kpis() -> None:
     @task
     @fail_fast
     def resolve_period() -> dict:
-        import calendar
-        from datetime import date
-
-        from writeoffs_airflow.rundate import business_date
-
-        context = get_current_context()
-        params = context["params"]
-        if params.get("as_of"):
-            as_of = date.fromisoformat(str(params["as_of"])[:10])
-        elif params.get("period"):
-            y, m = (int(x) for x in str(params["period"]).split("-"))
-            as_of = date(y, m, calendar.monthrange(y, m)[1])
-        else:
-            run_day = business_date({**context, "params": {}})
-            as_of = run_day.replace(day=1) - timedelta(days=1)  # the month that just ended
-        start = as_of.replace(day=1)
-        end = as_of.replace(day=calendar.monthrange(as_of.year, as_of.month)[1])
-        target = {"as_of": as_of.isoformat(), "from": start.isoformat(), "to": end.isoformat()}
-        if params.get("as_of") or params.get("period"):
-            return {**target, "months": [target]}  # a manual run reports the month asked for
-        from writeoffs.kpi import Period, months_to_report, reported_months
-        from writeoffs_airflow.storage import reports_root
-
-        months = months_to_report(Period.month(as_of.year, as_of.month), reported_months(reports=reports_root()))
-        missed = [
-            {"as_of": p.end.isoformat(), "from": p.start.isoformat(), "to": p.end.isoformat()} for p in months[:-1]
-        ]
-        return {**target, "months": [*missed, target]}
+        return _resolve_period(get_current_context())
 
     @task(pool=LEDGER_WRITES)
     @fail_fast

@@ -39,6 +39,10 @@ _ITEMS = """
 """
 
 
+#: A finding's group: (entity, currency, kind).
+_Key = tuple[str, str, str]
+
+
 def _reason_map(conn: Connection) -> list[tuple[str, str, str]]:
     """(policy hash, reason, expense account) for every recorded policy that posted items were selected under."""
     from writeoffs.errors import WriteoffError
@@ -63,9 +67,20 @@ def _reason_map(conn: Connection) -> list[tuple[str, str, str]]:
 def check_writeoff_lines(conn: Connection, as_of: date, tolerance: Any) -> list[Any]:
     """Each posted (or since reversed) write-off item's entry debits the account its reason requires and moves its
     amount: Dr expense-or-allowance / Cr AR control, exactly two lines of its invoice."""
-    from writeoffs.reconcile.model import MAX_DOCUMENTS, Break
+    expected, params = _expected_accounts(_reason_map(conn))
+    rows = _line_findings(conn, expected, params)
+    # Invoice refs for the offending items only: joining invoices for every posted item would scan the sub-ledger.
+    wanted = sorted({r.invoice_id for r in rows})
+    refs = {
+        i: ref
+        for i, ref in conn.execute(select(invoices.c.id, invoices.c.invoice_ref).where(invoices.c.id.in_(wanted)))
+    }
+    groups, totals = _group_line_findings(conn, rows, refs)
+    return _line_breaks(groups, totals)
 
-    mapping = _reason_map(conn)
+
+def _expected_accounts(mapping: list[tuple[str, str, str]]) -> tuple[str, dict[str, object]]:
+    """SQL (and its parameters): the reason map as rows (policy hash, reason, account); none when it is empty."""
     params: dict[str, object] = {}
     selects = []
     for n, (h, reason, account) in enumerate(mapping):
@@ -74,7 +89,12 @@ def check_writeoff_lines(conn: Connection, as_of: date, tolerance: Any) -> list[
     expected = " UNION ALL ".join(selects) or (
         "SELECT NULL AS policy_hash, NULL AS reason_code, NULL AS account_code WHERE 1 = 0"
     )
-    rows = conn.execute(
+    return expected, params
+
+
+def _line_findings(conn: Connection, expected: str, params: dict[str, object]) -> list[Any]:
+    """The posted items whose entry's lines differ from what the item requires (one query)."""
+    return conn.execute(
         text(
             f"""
             WITH expected AS ({expected}),
@@ -113,14 +133,22 @@ def check_writeoff_lines(conn: Connection, as_of: date, tolerance: Any) -> list[
         ),
         params,
     ).all()
-    # Invoice refs for the offending items only: joining invoices for every posted item would scan the sub-ledger.
-    wanted = sorted({r.invoice_id for r in rows})
-    refs = {
-        i: ref
-        for i, ref in conn.execute(select(invoices.c.id, invoices.c.invoice_ref).where(invoices.c.id.in_(wanted)))
-    }
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    totals: dict[tuple[str, str, str], list[tuple[Decimal, Decimal]]] = defaultdict(list)
+
+
+def _line_kind(r: Any) -> str:
+    if r.want is None or r.dr_min is None or r.dr_min != r.dr_max or r.dr_min != r.want:
+        return "account"
+    if r.n_lines != 2 or r.foreign_lines:
+        return "shape"
+    return "amount"
+
+
+def _group_line_findings(
+    conn: Connection, rows: list[Any], refs: dict[int, str]
+) -> tuple[dict[_Key, list[dict[str, Any]]], dict[_Key, list[tuple[Decimal, Decimal]]]]:
+    """Per (entity, currency, kind): the items' documents, and per item (amount approved, amount the entry moved)."""
+    groups: dict[_Key, list[dict[str, Any]]] = defaultdict(list)
+    totals: dict[_Key, list[tuple[Decimal, Decimal]]] = defaultdict(list)
     for r in rows:
         amount = from_db_or_zero(conn, r.amount)
         debit = from_db_or_zero(conn, r.debit)
@@ -130,13 +158,7 @@ def check_writeoff_lines(conn: Connection, as_of: date, tolerance: Any) -> list[
             (v for v in (debit, credit, from_db_or_zero(conn, r.ar_credit)) if v != amount),
             amount,
         )
-        if r.want is None or r.dr_min is None or r.dr_min != r.dr_max or r.dr_min != r.want:
-            kind = "account"
-        elif r.n_lines != 2 or r.foreign_lines:
-            kind = "shape"
-        else:
-            kind = "amount"
-        key = (r.entity_code, r.currency, kind)
+        key = (r.entity_code, r.currency, _line_kind(r))
         groups[key].append(
             {
                 "type": "writeoff",
@@ -152,6 +174,16 @@ def check_writeoff_lines(conn: Connection, as_of: date, tolerance: Any) -> list[
             }
         )
         totals[key].append((amount, moved))
+    return groups, totals
+
+
+def _line_breaks(
+    groups: dict[_Key, list[dict[str, Any]]],
+    totals: dict[_Key, list[tuple[Decimal, Decimal]]],
+) -> list[Any]:
+    """One break per (entity, currency, kind), the items attached."""
+    from writeoffs.reconcile.model import MAX_DOCUMENTS, Break
+
     out = []
     what = {
         "account": "debited another account than the item's reason requires (line moved, or reason unmapped)",

@@ -84,6 +84,38 @@ def kpi_report(
     ar_basis = f"sub-ledger as of {end} (invoice movements)"
     rec = _sums(conn, _RECOVERIES, start, end)
     cum_rec = _sums(conn, _RECOVERIES, _EPOCH, end)
+    by_currency, ent_acc = _per_currency(fcur, wo, cum, sales, ar, rec, cum_rec, th)
+    by_entity = _per_entity(ent_acc, th)
+
+    prev_period = trend = trend_f = None
+    if previous:
+        prev_period = period.previous()
+        trend, trend_f = _trend(conn, prev_period, start, end, fcur)
+    return KpiReport(
+        period=period,
+        ar_basis=ar_basis,
+        thresholds=th,
+        by_currency=tuple(by_currency),
+        by_entity=tuple(by_entity),
+        breakdowns=_breakdowns(conn, start, end),
+        previous=prev_period,
+        trend=trend or (),
+        trend_functional=trend_f or (),
+        listing=_listing(conn, start, end),
+    )
+
+
+def _per_currency(
+    fcur: Mapping[str, str],
+    wo: Mapping[tuple[str, str], Any],
+    cum: Mapping[tuple[str, str], Any],
+    sales: Mapping[tuple[str, str], Any],
+    ar: Mapping[tuple[str, str], Any],
+    rec: Mapping[tuple[str, str], Any],
+    cum_rec: Mapping[tuple[str, str], Any],
+    th: Thresholds,
+) -> tuple[list[Kpi], dict[str, dict[str, Any]]]:
+    """The KPIs per entity and currency, and per entity the functional-currency sums :func:`_per_entity` needs."""
     zero = {k: Decimal(0) for k in ("gross", "reversed", "functional_gross", "functional_reversed", "functional_net")}
     zero["n"] = 0
     z2 = (Decimal(0), Decimal(0))
@@ -119,6 +151,11 @@ def kpi_report(
         acc["cum"] += c["functional_net"]
         acc["cum_rec"] += cum_rec.get((entity, cur), z2)[1]
         acc["currency"] = f
+    return by_currency, ent_acc
+
+
+def _per_entity(ent_acc: dict[str, dict[str, Any]], th: Thresholds) -> list[Kpi]:
+    """The KPIs per entity in its functional currency, from the sums :func:`_per_currency` collected."""
     by_entity = []
     for entity, acc in sorted(ent_acc.items()):
         f = acc["currency"]
@@ -136,29 +173,22 @@ def kpi_report(
                 th,
             )
         )
+    return by_entity
 
-    prev_period = trend = trend_f = None
-    if previous:
-        prev_period = period.previous()
-        prev_pairs, prev_f = _net_by_pair(conn, prev_period.start, prev_period.end)
-        cur_pairs, cur_f = _net_by_pair(conn, start, end)
-        trend = tuple(
-            TrendRow(e, c, prev_pairs.get((e, c), Decimal(0)), cur_pairs.get((e, c), Decimal(0)))
-            for e, c in sorted(set(prev_pairs) | set(cur_pairs))
-        )
-        trend_f = tuple(
-            TrendRow(e, fcur.get(e, "?"), prev_f.get(e, Decimal(0)), cur_f.get(e, Decimal(0)))
-            for e in sorted(set(prev_f) | set(cur_f))
-        )
-    return KpiReport(
-        period=period,
-        ar_basis=ar_basis,
-        thresholds=th,
-        by_currency=tuple(by_currency),
-        by_entity=tuple(by_entity),
-        breakdowns=_breakdowns(conn, start, end),
-        previous=prev_period,
-        trend=trend or (),
-        trend_functional=trend_f or (),
-        listing=_listing(conn, start, end),
+
+def _trend(
+    conn: Connection, prev_period: Period, start: date, end: date, fcur: Mapping[str, str]
+) -> tuple[tuple[TrendRow, ...], tuple[TrendRow, ...]]:
+    """The net written off of the previous period vs this one: per entity and currency, and per entity in its
+    functional currency."""
+    prev_pairs, prev_f = _net_by_pair(conn, prev_period.start, prev_period.end)
+    cur_pairs, cur_f = _net_by_pair(conn, start, end)
+    trend = tuple(
+        TrendRow(e, c, prev_pairs.get((e, c), Decimal(0)), cur_pairs.get((e, c), Decimal(0)))
+        for e, c in sorted(set(prev_pairs) | set(cur_pairs))
     )
+    trend_f = tuple(
+        TrendRow(e, fcur.get(e, "?"), prev_f.get(e, Decimal(0)), cur_f.get(e, Decimal(0)))
+        for e in sorted(set(prev_f) | set(cur_f))
+    )
+    return trend, trend_f

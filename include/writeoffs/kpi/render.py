@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from writeoffs.kpi.model import RECOVERY_BENCHMARK, TAX_NOTE, KpiReport, _fmt, _jsonable
+from writeoffs.kpi.period import Period
 from writeoffs.safe_text import csv_writer, md
 
 
@@ -30,8 +31,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], right: int =
 
 
 def render_markdown(report: KpiReport, listing_name: str | None = None) -> str:
+    out = _intro(report)
+    out += _per_entity(report)
+    out += _per_currency(report)
+    if report.previous is not None:
+        out += _trend(report, report.previous)
+    out += _recovery_note()
+    out += _breakdowns(report)
+    out += ["", "## For the tax adviser", "", TAX_NOTE]
+    if listing_name:
+        out += ["", f"Write-offs of the period per invoice, customer and reason: `{listing_name}`."]
+    return "\n".join(out) + "\n"
+
+
+def _intro(report: KpiReport) -> list[str]:
     p, th = report.period, report.thresholds
-    out = [
+    return [
         f"# Write-off KPIs {p.label} ({p.start.isoformat()} to {p.end.isoformat()})",
         "",
         f"- Write-off rate classes: below {th.excellent_below} % **excellent**; {th.excellent_below}-"
@@ -44,6 +59,9 @@ def render_markdown(report: KpiReport, listing_name: str | None = None) -> str:
         "## Per entity (functional currency)",
         "",
     ]
+
+
+def _per_entity(report: KpiReport) -> list[str]:
     head = [
         "Entity",
         "Currency",
@@ -58,7 +76,7 @@ def render_markdown(report: KpiReport, listing_name: str | None = None) -> str:
         "Recovery rate",
         "Cumulative recovery rate",
     ]
-    out += _table(
+    return _table(
         head,
         [
             (
@@ -79,7 +97,10 @@ def render_markdown(report: KpiReport, listing_name: str | None = None) -> str:
         ],
         right=2,
     )
-    out += ["", "## Per entity and currency", ""]
+
+
+def _per_currency(report: KpiReport) -> list[str]:
+    out = ["", "## Per entity and currency", ""]
     out += _table(
         [
             "Entity",
@@ -120,19 +141,25 @@ def render_markdown(report: KpiReport, listing_name: str | None = None) -> str:
         ],
         right=2,
     )
-    if report.previous is not None:
-        pr = report.previous
-        out += ["", f"## Trend vs previous period {pr.label} ({pr.start.isoformat()} to {pr.end.isoformat()})", ""]
-        out += _table(
-            ["Entity", "Currency", "Previous", "Current", "Change", "Direction"],
-            [
-                (t.entity, t.currency, _fmt(t.previous), _fmt(t.current), _fmt(t.change), t.direction)
-                for t in (*report.trend_functional, *report.trend)
-            ],
-            right=2,
-        )
-        out += [""] + [f"- {t.entity}: {t.sentence()}" for t in report.trend_functional]
-    out += [
+    return out
+
+
+def _trend(report: KpiReport, pr: Period) -> list[str]:
+    out = ["", f"## Trend vs previous period {pr.label} ({pr.start.isoformat()} to {pr.end.isoformat()})", ""]
+    out += _table(
+        ["Entity", "Currency", "Previous", "Current", "Change", "Direction"],
+        [
+            (t.entity, t.currency, _fmt(t.previous), _fmt(t.current), _fmt(t.change), t.direction)
+            for t in (*report.trend_functional, *report.trend)
+        ],
+        right=2,
+    )
+    out += [""] + [f"- {t.entity}: {t.sentence()}" for t in report.trend_functional]
+    return out
+
+
+def _recovery_note() -> list[str]:
+    return [
         "",
         "## Recovery rate",
         "",
@@ -140,6 +167,9 @@ def render_markdown(report: KpiReport, listing_name: str | None = None) -> str:
         "compares recoveries booked in the period with write-offs of the same period; the cumulative rate (all "
         "recoveries / all net write-offs up to the period end) is the one to compare with the benchmark.",
     ]
+
+
+def _breakdowns(report: KpiReport) -> list[str]:
     titles = {
         "segment": "customer segment",
         "reason": "reason",
@@ -147,6 +177,7 @@ def render_markdown(report: KpiReport, listing_name: str | None = None) -> str:
         "source_system": "source system",
         "aging_bucket": "aging bucket at write-off",
     }
+    out: list[str] = []
     for name, rows in report.breakdowns.items():
         out += ["", f"## By {titles.get(name, name)}", ""]
         out += _table(
@@ -164,10 +195,7 @@ def render_markdown(report: KpiReport, listing_name: str | None = None) -> str:
             ],
             right=2,
         )
-    out += ["", "## For the tax adviser", "", TAX_NOTE]
-    if listing_name:
-        out += ["", f"Write-offs of the period per invoice, customer and reason: `{listing_name}`."]
-    return "\n".join(out) + "\n"
+    return out
 
 
 LISTING_COLUMNS = (

@@ -340,67 +340,80 @@ def check_checkpoints(conn: Connection, as_of: date, tolerance: Tolerances) -> l
     since = as_of - timedelta(days=CHECKPOINT_RECHECK_DAYS)
     for cp in (cp for cp in checkpoints(conn) if cp.as_of >= since):
         params = {"cp": cp.id, "d": cp.as_of.isoformat(), "hw": cp.movements_through}
-        top, covered = conn.execute(
-            text("SELECT MAX(id), MAX(CASE WHEN id <= :hw THEN recorded_at END) FROM invoice_movements"), params
-        ).one()
-        if cp.movements_through > (top or 0) or (covered or "") > cp.recorded_through:
-            out.append(
-                Break(
-                    check="checkpoints",
-                    message=(
-                        f"checkpoint of {cp.as_of}: its marks are false (covers movements up to id "
-                        f"{cp.movements_through} recorded by {cp.recorded_through}; the movements go up to id {top}, "
-                        f"those covered were recorded up to {covered})"
-                    ),
-                    documents=({"type": "checkpoint", "id": cp.id, "as_of": cp.as_of.isoformat()},),
-                )
+        out += _checkpoint_marks(conn, cp, params)
+        out += _checkpoint_balances(conn, cp, params, day)
+    return out
+
+
+def _checkpoint_marks(conn: Connection, cp: Any, params: dict[str, Any]) -> list[Break]:
+    """A break if the checkpoint's high-water marks are false (a movement it claims to cover is missing, or was
+    recorded after its ``recorded_through``)."""
+    top, covered = conn.execute(
+        text("SELECT MAX(id), MAX(CASE WHEN id <= :hw THEN recorded_at END) FROM invoice_movements"), params
+    ).one()
+    if cp.movements_through > (top or 0) or (covered or "") > cp.recorded_through:
+        return [
+            Break(
+                check="checkpoints",
+                message=(
+                    f"checkpoint of {cp.as_of}: its marks are false (covers movements up to id "
+                    f"{cp.movements_through} recorded by {cp.recorded_through}; the movements go up to id {top}, "
+                    f"those covered were recorded up to {covered})"
+                ),
+                documents=({"type": "checkpoint", "id": cp.id, "as_of": cp.as_of.isoformat()},),
             )
-        rows = conn.execute(
-            text(
-                f"""
-                SELECT i.entity_code, i.currency, x.invoice_id, i.invoice_ref, x.expected, x.actual
-                FROM (SELECT u.invoice_id, SUM(u.expected) AS expected, SUM(u.actual) AS actual FROM (
-                        SELECT m.invoice_id, m.balance_change AS expected, 0 AS actual FROM invoice_movements m
-                        WHERE m.effective_date <= {day} AND m.id <= :hw
-                        UNION ALL
-                        SELECT b.invoice_id, 0, b.balance FROM balance_checkpoint_rows b
-                        WHERE b.checkpoint_id = :cp) u
-                      GROUP BY u.invoice_id HAVING SUM(u.expected) <> SUM(u.actual)) x
-                LEFT JOIN invoices i ON i.id = x.invoice_id
-                ORDER BY i.entity_code, i.currency, x.invoice_id
-                LIMIT {MAX_DOCUMENTS * 20}
-                """
-            ),
-            params,
-        ).all()
-        for (entity, currency), items in sorted(
-            _group(rows, lambda r: (r.entity_code or "", r.currency or "")).items()
-        ):
-            out.append(
-                Break(
-                    check="checkpoints",
-                    entity=entity or None,
-                    currency=currency or None,
-                    expected=_sum(conn, (r.expected for r in items)),
-                    actual=_sum(conn, (r.actual for r in items)),
-                    documents=_capped(
-                        [
-                            {
-                                "type": "invoice",
-                                "id": r.invoice_id,
-                                "ref": r.invoice_ref,
-                                "checkpoint": cp.as_of.isoformat(),
-                                "movements_total": money_str(_dec(conn, r.expected)),
-                                "checkpoint_balance": money_str(_dec(conn, r.actual)),
-                            }
-                            for r in items
-                        ]
-                    ),
-                    message=(
-                        f"checkpoint of {cp.as_of}: {len(items)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} "
-                        f"invoice balance(s) of {entity or '?'} {currency or '?'} differ from the movements "
-                        "(edited or forged; delete it and build it again)"
-                    ),
-                )
+        ]
+    return []
+
+
+def _checkpoint_balances(conn: Connection, cp: Any, params: dict[str, Any], day: str) -> list[Break]:
+    """Per entity and currency, the invoices whose checkpoint balance differs from their movements (one statement
+    recomputes the checkpoint)."""
+    out = []
+    rows = conn.execute(
+        text(
+            f"""
+            SELECT i.entity_code, i.currency, x.invoice_id, i.invoice_ref, x.expected, x.actual
+            FROM (SELECT u.invoice_id, SUM(u.expected) AS expected, SUM(u.actual) AS actual FROM (
+                    SELECT m.invoice_id, m.balance_change AS expected, 0 AS actual FROM invoice_movements m
+                    WHERE m.effective_date <= {day} AND m.id <= :hw
+                    UNION ALL
+                    SELECT b.invoice_id, 0, b.balance FROM balance_checkpoint_rows b
+                    WHERE b.checkpoint_id = :cp) u
+                  GROUP BY u.invoice_id HAVING SUM(u.expected) <> SUM(u.actual)) x
+            LEFT JOIN invoices i ON i.id = x.invoice_id
+            ORDER BY i.entity_code, i.currency, x.invoice_id
+            LIMIT {MAX_DOCUMENTS * 20}
+            """
+        ),
+        params,
+    ).all()
+    for (entity, currency), items in sorted(_group(rows, lambda r: (r.entity_code or "", r.currency or "")).items()):
+        out.append(
+            Break(
+                check="checkpoints",
+                entity=entity or None,
+                currency=currency or None,
+                expected=_sum(conn, (r.expected for r in items)),
+                actual=_sum(conn, (r.actual for r in items)),
+                documents=_capped(
+                    [
+                        {
+                            "type": "invoice",
+                            "id": r.invoice_id,
+                            "ref": r.invoice_ref,
+                            "checkpoint": cp.as_of.isoformat(),
+                            "movements_total": money_str(_dec(conn, r.expected)),
+                            "checkpoint_balance": money_str(_dec(conn, r.actual)),
+                        }
+                        for r in items
+                    ]
+                ),
+                message=(
+                    f"checkpoint of {cp.as_of}: {len(items)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} "
+                    f"invoice balance(s) of {entity or '?'} {currency or '?'} differ from the movements "
+                    "(edited or forged; delete it and build it again)"
+                ),
             )
+        )
     return out

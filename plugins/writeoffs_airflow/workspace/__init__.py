@@ -2,7 +2,7 @@
 
 Modules: :mod:`.access` (who may see what; the ledger decides), :mod:`.queries` (set-wise reads: one page of a
 batch, its totals, the CSV stream, reconciliation), :mod:`.render` (escaped HTML building blocks),
-:mod:`.pages` (the pages), :mod:`.app` (routes, authentication through Airflow's auth manager). Nothing here runs at
-import time beyond definitions; the Airflow plugin (``writeoffs_airflow.workspace_plugin``) builds the app on the
-first request.
+:mod:`.pages` (the pages), :mod:`.routes` (the routes, one router per area), :mod:`.app` (the app,
+authentication through Airflow's auth manager). Nothing here runs at import time beyond definitions; the Airflow
+plugin (``writeoffs_airflow.workspace_plugin``) builds the app on the first request.
 """

@@ -1,201 +1,44 @@
-"""Human-in-the-loop operators for write-off batches (Airflow's standard-provider HITL, Airflow 3.3).
-
-One request per batch and step, never per invoice. The operators only *collect* answers: whether an answer may be
-recorded is decided by ``writeoffs.approvals.record_decision`` (segregation of duties, tier entitlement and limit,
-items unchanged), and posting re-checks the recorded approval again. Airflow's own ``assigned_users`` check
-(HTTP 403 for anyone else) is a first filter, not the control: it depends on the auth manager configuration
-(``simple_auth_manager_all_admins`` turns it off).
-
-Waiting is Airflow 3.3's ``awaiting_input`` state: no worker slot and no triggerer are held while a batch waits;
-the scheduler enforces ``response_timeout`` and resumes the task with a timeout event, which we record as
-``expired`` or ``escalated`` (per tier config), never as an approval.
-
-A refused answer (the preparer approving their own batch, a mistyped exclusion) is normally refused by the
-api-server's answer gate before Airflow takes it (:mod:`writeoffs_airflow.answer_gate`): the request stays open and
-its text says at the top who was refused, why and who may decide. The task checks again when it records the answer
-(:func:`writeoffs_airflow.answers.take_answer`); an answer refused there (the batch changed in between, no gate
-installed) is audited and the *same* request is re-opened for the remaining time: the deadline travels in the park
-kwargs, so refusals cannot extend the response window. A task cannot rewrite the request's text, so that refusal is
-explained by notice (e-mail, Slack) and in the task log.
-
-Every request notifies the people it is assigned to (``ApproverNotifier``: e-mail and Slack with a link to the
-request's page in the UI).
-"""
+"""The request operators: :class:`BatchDecisionOperator` (ask, park, record the answer or the timeout, re-open
+after a refusal) and its two steps, :class:`BatchApprovalOperator` and :class:`BatchConfirmOperator`."""
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.sdk import Param
-from airflow.sdk.bases.notifier import BaseNotifier
 from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped, TaskAwaitingInput
 
 from writeoffs.tiers import SYSTEM_ACTOR  # a constant; the module imports nothing heavy
 from writeoffs_airflow.answers import (  # the answer's vocabulary: one home, shared with the api-server's gate
     APPROVE,
-    COMMENT_PARAM,
     CONFIRM,
     EXCLUDE_PARAM,
     REJECT,
 )
+from writeoffs_airflow.hitl.config import (
+    _engine,
+    approval_params,
+    batch_tiers,
+    candidates_link,
+    confirm_params,
+    hitl_users,
+    offer_exclusions,
+    reports_dir,
+)
+from writeoffs_airflow.hitl.notifier import ApproverNotifier, send_notice
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
     from sqlalchemy import Engine
 
     from writeoffs.approval_view import BatchView
     from writeoffs.tiers import Tier
 
-log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------------------ config
-
-
-def batch_tiers(engine: Engine, batch_id: int) -> tuple[Tier, ...]:
-    """The tiers of the policy version recorded on the batch, ``auto`` first: they govern its approval and posting,
-    not the policy file as it is now (editing it after selection changes nothing for existing batches)."""
-    from writeoffs.approvals import governing_tiers
-
-    with engine.connect() as conn:
-        return governing_tiers(conn, batch_id)
-
-
-def reports_dir() -> ObjectStoragePath:
-    """The reports store (``WRITEOFFS_REPORTS_STORE``, default ``$WRITEOFFS_DATA_DIR/reports``): the candidate
-    list is written there, so it does not live only on the worker that ran the request."""
-    from writeoffs_airflow.storage import reports_root
-
-    return reports_root()
-
-
-def candidates_link(path: ObjectStoragePath | Path, batch_id: int | None = None) -> str:
-    """Where the approver finds the full list: the workspace plugin's CSV download of the batch over HTTP, behind
-    Airflow's login (``<[api] base_url>/writeoffs/batches/<id>/candidates.csv``); without a base URL,
-    ``$WRITEOFFS_REPORTS_URL/<path in the reports store>`` if set, else a file URL (local store) or the store's
-    own URL (``s3://...``)."""
-    from writeoffs.report_store import is_local, location
-
-    if batch_id is not None:
-        from writeoffs_airflow.workspace.links import batch_csv_url
-
-        url = batch_csv_url(batch_id)
-        if url:
-            return url
-    where = location(path)
-    base = os.environ.get("WRITEOFFS_REPORTS_URL")
-    if base:
-        root = location(reports_dir()).rstrip("/") + "/"
-        if where.startswith(root):
-            return f"{base.rstrip('/')}/{where[len(root) :]}"
-    return Path(where).resolve().as_uri() if is_local(path) else where
-
-
-def hitl_users(names: Sequence[str]) -> list[dict[str, str]]:
-    # Tier approvers are Airflow usernames; SimpleAuthManager (and Keycloak with username ids) use the username
-    # as user id, which is what Airflow compares ``assigned_users`` against.
-    return [{"id": n, "name": n} for n in names]
-
-
-def exclusion_param() -> Param:
-    """The "Exclude invoices" field: a list of invoice refs, or a string of them (answers through the REST API, refs
-    beyond the pick list). Either way the ledger checks every ref. :func:`offer_exclusions` adds the pick list."""
-    return Param(
-        None,
-        type=["array", "string", "null"],
-        title="Exclude invoices",
-        description="Pick the invoices to leave out of this write-off (optional; largest first).",
-        source="task",
-    )
-
-
-def offer_exclusions(param: Param, choices: dict[str, str]) -> None:
-    """Turn the field into a pick list of this batch's items (ref -> label), built when the request is made: the
-    Airflow form shows a JSON-schema ``array`` with ``examples`` as a multi-select with the labels."""
-    param.schema["examples"] = list(choices)
-    param.schema["values_display"] = dict(choices)
-
-
-def approval_params() -> dict[str, Param]:
-    return {
-        EXCLUDE_PARAM: exclusion_param(),
-        # Optional (null allowed): a non-nullable string is a required field in the Airflow form, and an empty
-        # required field disables the answer buttons.
-        COMMENT_PARAM: Param(
-            None,
-            type=["null", "string"],
-            title="Internal comment",
-            description="Stored with the decision in the ledger and audit log; never shown to customers.",
-            source="task",
-        ),
-    }
-
-
-def confirm_params() -> dict[str, Param]:
-    return {COMMENT_PARAM: approval_params()[COMMENT_PARAM]}
-
-
-# ------------------------------------------------------------------------------------------------ notifier
-
-
-class ApproverNotifier(BaseNotifier):
-    """Tells the assigned approvers that a batch waits for them: e-mail and Slack (``writeoffs_airflow.alerts``),
-    with the batch summary and a link that opens the request in the Airflow UI.
-
-    A channel that fails is logged and does not fail the task: the request is open in Airflow either way, and a
-    Slack outage must not turn into a retried approval task.
-    """
-
-    def notify(self, context: Any) -> None:
-        op = context["task"]
-        users = tuple(u["name"] for u in (op.assigned_users or []))
-        send_notice(context, recipients=users, subject=op.subject, lines=tuple(getattr(op, "notice_lines", ())))
-
-
-def request_link(context: Any) -> str | None:
-    from writeoffs_airflow.alerts import required_action_url
-
-    ti = context["task_instance"]
-    try:
-        return required_action_url(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-    except ValueError as exc:  # no [api] base_url: the message still names the batch, run and task
-        log.warning("%s", exc)
-        return None
-
-
-def send_notice(context: Any, *, recipients: Sequence[str], subject: str, lines: Sequence[str]) -> None:
-    from writeoffs_airflow.alerts import ApprovalNotice, approval_notifiers
-
-    ti = context["task_instance"]
-    link = request_link(context)
-    where = f"DAG {ti.dag_id}, run {ti.run_id}, task {ti.task_id}, map index {ti.map_index}"
-    notice = ApprovalNotice(recipients=tuple(recipients), subject=subject, lines=(*lines, where), link=link)
-    log.info("APPROVAL NOTICE for %s: %s (%s)", ", ".join(recipients), subject, link or where)
-    for notifier in approval_notifiers(notice):
-        try:
-            notifier.notify(context)
-        except Exception:  # one channel's outage must not fail the request or hide the other channel
-            log.exception("Approval notice through %s failed", type(notifier).__name__)
-
-
-# ------------------------------------------------------------------------------------------------ operators
-
 
 #: Retry delay of the request tasks: short, because the usual retry of a request task re-asks people whose answer
 #: Airflow lost (see BatchDecisionOperator.execute); they must not wait the DAG's retry delay for it.
 HITL_RETRY_DELAY = timedelta(seconds=5)
-
-
-def _engine() -> Engine:
-    from writeoffs_airflow.ledger import ledger_engine
-
-    return ledger_engine()
 
 
 def _load_view(engine: Engine, batch_id: int) -> BatchView:
@@ -602,135 +445,3 @@ class BatchConfirmOperator(BatchDecisionOperator):
             deadline=deadline,
         )
         return subject(view, "confirm"), body
-
-
-# ------------------------------------------------------------------------------------------------ task bodies
-
-
-def business_date_of(context: Any) -> str:
-    """The run's business date as ISO text (the one rule: :func:`writeoffs_airflow.rundate.business_date`)."""
-    from writeoffs_airflow.rundate import business_date
-
-    return business_date(context).isoformat()
-
-
-def claim_batches(as_of: str, *, run_id: str, routed_by: str = SYSTEM_ACTOR) -> list[int]:
-    """Claim every proposed human-tier batch up to ``as_of`` for this run (status -> awaiting_approval).
-
-    Up to, not only on: a batch of an earlier business date that no run claimed (the run of its day was still open,
-    or failed) is claimed by the next run instead of staying ``proposed`` forever while its invoices are skipped as
-    "in flight". Concurrent runs never share a batch: the claim is one conditional UPDATE, and each run then reads
-    back what it holds. Idempotent: a retried task gets the batches it claimed before plus any newly proposed ones.
-    """
-    from datetime import date
-
-    from sqlalchemy import select, update
-
-    from writeoffs import audit
-    from writeoffs.db.schema import writeoff_batches as b
-    from writeoffs.tiers import AUTO_TIER
-
-    day = date.fromisoformat(as_of)
-    engine = _engine()
-    with engine.begin() as conn:
-        claimed = conn.execute(
-            update(b)
-            .where(b.c.as_of_date <= day, b.c.tier != AUTO_TIER, b.c.status == "proposed")
-            .values(status="awaiting_approval", dag_run_id=run_id, routed_by=routed_by)
-        ).rowcount
-        ids = list(
-            conn.execute(
-                select(b.c.id).where(b.c.dag_run_id == run_id, b.c.status == "awaiting_approval").order_by(b.c.id)
-            ).scalars()
-        )
-        if claimed:
-            audit.append(
-                conn,
-                actor=SYSTEM_ACTOR,
-                action="approval.batches_opened",
-                object_type="approval_run",
-                object_id=run_id,
-                details={"as_of": as_of, "batch_ids": ids, "routed_by": routed_by},
-            )
-    log.info("Routing %d batch(es) up to %s for approval: %s", len(ids), as_of, ids)
-    return ids
-
-
-def _posting_date(engine: Engine, batch_id: int):
-    from sqlalchemy import select
-
-    from writeoffs.db.schema import writeoff_batches
-
-    with engine.connect() as conn:
-        return conn.execute(select(writeoff_batches.c.as_of_date).where(writeoff_batches.c.id == batch_id)).scalar_one()
-
-
-def _summary(result: object) -> dict[str, str]:
-    # The posting result type belongs to writeoffs.posting; XCom gets strings only (money never as float).
-    if isinstance(result, dict):
-        return {str(k): str(v) for k, v in result.items()}
-    fields = getattr(result, "__dataclass_fields__", None)
-    if fields:
-        return {k: str(getattr(result, k)) for k in fields}
-    return {"result": str(result)}
-
-
-def post_confirmed(batch_id: int) -> dict[str, str]:
-    """Post one batch after its confirmation; ``post_batch`` re-checks the recorded approval and posts once."""
-    from sqlalchemy import select
-
-    from writeoffs.db.schema import writeoff_batches
-    from writeoffs.posting import post_batch
-
-    engine = _engine()
-    with engine.connect() as conn:
-        status = conn.execute(select(writeoff_batches.c.status).where(writeoff_batches.c.id == batch_id)).scalar_one()
-    if status in ("rejected", "expired"):
-        raise AirflowSkipException(f"batch {batch_id} is {status}: nothing to post")
-    result = post_batch(
-        engine,
-        batch_id,
-        actor=SYSTEM_ACTOR,
-        tiers=batch_tiers(engine, batch_id),
-        posting_date=_posting_date(engine, batch_id),
-    )
-    return {"batch_id": str(batch_id), **_summary(result)}
-
-
-def post_auto(as_of: str) -> list[dict[str, str]]:
-    """Auto-tier batches (under the small-balance tolerance): no human decision; ``post_batch`` auto-approves them
-    under the policy's tolerance (refusing anything above it), posts and audits."""
-    from datetime import date
-
-    from sqlalchemy import select
-
-    from writeoffs.db.schema import writeoff_batches as b
-    from writeoffs.posting import post_batch
-    from writeoffs.tiers import AUTO_TIER
-
-    engine = _engine()
-    with engine.connect() as conn:
-        ids = list(
-            conn.execute(
-                select(b.c.id).where(
-                    b.c.as_of_date == date.fromisoformat(as_of),
-                    b.c.tier == AUTO_TIER,
-                    b.c.status.in_(("proposed", "awaiting_approval", "confirmed")),
-                )
-            ).scalars()
-        )
-    return [
-        {
-            "batch_id": str(batch_id),
-            **_summary(
-                post_batch(
-                    engine,
-                    batch_id,
-                    actor=SYSTEM_ACTOR,
-                    tiers=batch_tiers(engine, batch_id),
-                    posting_date=_posting_date(engine, batch_id),
-                )
-            ),
-        }
-        for batch_id in ids
-    ]

@@ -1,19 +1,14 @@
-"""Reconciliation checks: recoveries and the allowance for doubtful accounts.
-
-``recoveries`` (within what was written off, ``recovered_amount`` consistent), ``allowance`` (the allowance account
-explained by its entries), ``recovery_cash`` (cash received on written-off amounts = cash booked) and
-``allowance_sign`` (never in debit; equal to the latest estimate right after its true-up).
-"""
+"""The allowance for doubtful accounts: ``allowance`` (the allowance account explained by its entries) and
+``allowance_sign`` (never in debit; equal to the latest estimate right after its true-up)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date
 
-from sqlalchemy import Connection, and_, exists, func, literal, or_, select, text, union_all
+from sqlalchemy import Connection, and_, func, select, text
 
 from writeoffs.accounting import keys
-from writeoffs.db.schema import MONEY, accounts, allowance_estimates, invoices, payment_allocations, recoveries
+from writeoffs.db.schema import accounts, allowance_estimates
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
     _JE,
@@ -21,111 +16,14 @@ from writeoffs.reconcile.model import (
     MAX_DOCUMENTS,
     Break,
     Tolerances,
-    _capped,
     _dec,
-    _group,
     _in_list,
-    _more,
-    _sum,
     _tol_cte,
     _tol_of,
 )
 
 #: Journal sources allowed to move the allowance account (plus reversals of entries of these sources).
 ALLOWANCE_SOURCES: tuple[str, ...] = ("allowance", "writeoff", "recovery")
-
-
-def check_recoveries(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
-    """Per invoice: recoveries never exceed the amount written off; ``recovered_amount`` = sum of recoveries rows;
-    recoveries are in the invoice currency and have a posted journal entry."""
-    tol_sql, params = _tol_cte(conn, tolerance)
-    rows = conn.execute(
-        text(
-            f"""
-            WITH {tol_sql},
-            r AS (SELECT rc.invoice_id, SUM(rc.amount) AS amount, COUNT(*) AS n,
-                         SUM(CASE WHEN e.id IS NULL OR e.status <> 'posted' THEN 1 ELSE 0 END) AS unposted,
-                         SUM(CASE WHEN rc.currency <> i.currency THEN 1 ELSE 0 END) AS wrong_currency
-                  FROM recoveries rc
-                  JOIN invoices i ON i.id = rc.invoice_id
-                  LEFT JOIN journal_entries e ON e.id = rc.journal_entry_id
-                  GROUP BY rc.invoice_id),
-            c AS (
-                SELECT i.id, i.invoice_ref, i.entity_code, i.currency, i.written_off_amount, i.recovered_amount,
-                       r.amount AS recovered, r.n, r.unposted, r.wrong_currency
-                FROM r JOIN invoices i ON i.id = r.invoice_id
-                UNION ALL
-                SELECT i.id, i.invoice_ref, i.entity_code, i.currency, i.written_off_amount, i.recovered_amount,
-                       0, 0, 0, 0
-                FROM invoices i
-                WHERE i.recovered_amount <> 0 AND NOT EXISTS (SELECT 1 FROM recoveries x WHERE x.invoice_id = i.id)
-            )
-            SELECT c.*,
-                   CASE WHEN ROUND(c.recovered - c.written_off_amount, 4) > {_tol_of("tol")} THEN 1 ELSE 0 END
-                       AS exceeds,
-                   CASE WHEN ABS(ROUND(c.recovered - c.recovered_amount, 4)) > {_tol_of("tol")} THEN 1 ELSE 0 END
-                       AS mismatch
-            FROM c LEFT JOIN tol ON tol.currency = c.currency
-            WHERE ROUND(c.recovered - c.written_off_amount, 4) > {_tol_of("tol")}
-               OR ABS(ROUND(c.recovered - c.recovered_amount, 4)) > {_tol_of("tol")}
-               OR c.unposted > 0 OR c.wrong_currency > 0
-            ORDER BY c.entity_code, c.currency, c.id
-            """
-        ),
-        params,
-    ).all()
-    groups: dict[tuple, list] = defaultdict(list)
-    for r in rows:
-        if r.exceeds:
-            groups[(r.entity_code, r.currency, "exceeds")].append(r)
-        if r.mismatch:
-            groups[(r.entity_code, r.currency, "mismatch")].append(r)
-        if r.unposted:
-            groups[(r.entity_code, r.currency, "unposted")].append(r)
-        if r.wrong_currency:
-            groups[(r.entity_code, r.currency, "currency")].append(r)
-    out = []
-    for (entity, currency, k), items in groups.items():
-        docs = [
-            {
-                "type": "invoice",
-                "id": r.id,
-                "ref": r.invoice_ref,
-                "written_off_amount": money_str(_dec(conn, r.written_off_amount)),
-                "recovered_amount": money_str(_dec(conn, r.recovered_amount)),
-                "recoveries_total": money_str(_dec(conn, r.recovered)),
-                "recoveries": r.n,
-            }
-            for r in items
-        ]
-        recovered = _sum(conn, (r.recovered for r in items))
-        if k == "exceeds":
-            expected = _sum(conn, (r.written_off_amount for r in items))
-            what = "recovered more than was written off"
-        elif k == "mismatch":
-            expected = _sum(conn, (r.recovered_amount for r in items))
-            what = "have recovered_amount different from the sum of their recoveries"
-        elif k == "unposted":
-            expected = recovered
-            what = f"have {sum(r.unposted for r in items)} recovery row(s) without a posted journal entry"
-        else:
-            expected = recovered
-            what = "have recoveries in a currency other than the invoice's"
-        out.append(
-            Break(
-                check="recoveries",
-                entity=entity,
-                currency=currency,
-                expected=expected,
-                actual=recovered,
-                documents=_capped(docs),
-                message=(
-                    f"{len(items)} invoice(s) of {entity} {what} (limit/recorded {money_str(expected)}, recoveries "
-                    f"{money_str(recovered)} {currency}){_more(len(items))}"
-                ),
-            )
-        )
-    return out
 
 
 def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
@@ -140,7 +38,16 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
     tol_sql, params = _tol_cte(conn, tolerance)
     sources, p2 = _in_list("src", ALLOWANCE_SOURCES)
     params.update(p2)
-    allowance_lines = f"""
+    allowance_lines = _allowance_lines(sources)
+    out = _unexplained_allowance(conn, tol_sql, params, p2, allowance_lines)
+    out += _allowance_vs_writeoffs(conn, tol_sql, params, allowance_lines)
+    return out
+
+
+def _allowance_lines(sources: str) -> str:
+    """SQL: the posted lines of allowance-role accounts, flagged ``explained`` (moved by one of ``sources`` or a
+    reversal of one) and ``from_writeoff``."""
+    return f"""
         SELECT l.entity_code, l.currency, l.account_code, l.debit, l.credit, e.id AS entry_id,
                e.idempotency_key, e.source_type,
                CASE WHEN e.source_type IN ({sources})
@@ -152,6 +59,10 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
         JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'allowance'
         LEFT JOIN journal_entries o ON o.id = e.reverses_entry_id
     """
+
+
+def _unexplained_allowance(conn: Connection, tol_sql: str, params: dict, p2: dict, allowance_lines: str) -> list[Break]:
+    """1. Per entity and currency, the allowance balance moved by entries of other sources, with those entries."""
     out: list[Break] = []
     unexplained = conn.execute(
         text(
@@ -206,6 +117,12 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                 ),
             )
         )
+    return out
+
+
+def _allowance_vs_writeoffs(conn: Connection, tol_sql: str, params: dict, allowance_lines: str) -> list[Break]:
+    """2. Per entity and currency, allowance debits from write-offs vs the sub-ledger's written-off amounts."""
+    out: list[Break] = []
     rows = conn.execute(
         text(
             f"""
@@ -254,105 +171,6 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
     return out
 
 
-#: Journal sources that book cash received on written-off amounts (plus reversals of entries of these sources).
-RECOVERY_CASH_SOURCES: tuple[str, ...] = ("recovery", "unapplied_cash")
-
-
-def check_recovery_cash(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
-    """Cash received on written-off amounts = cash booked for it, per invoice (grouped per entity and currency).
-
-    Received: 'recovery' payment allocations dated on or before ``as_of``, plus recoveries booked without such an
-    allocation (by hand, or for a payment allocated otherwise). Booked: the cash-role account's debit - credit on
-    posted entries of source ``recovery`` or ``unapplied_cash`` (and reversals of those), by the lines' invoice.
-    The excess of a recovery allocation over what is still written off must be booked as unapplied cash, so an
-    allocation booked only up to the cap shows up here. Regular payments are outside: the ERP books them (AR sync).
-    """
-    pa = payment_allocations.alias("pa")
-    inv = invoices.alias("inv")
-    rc = recoveries.alias("rc")
-    pa2 = payment_allocations.alias("pa2")
-    ln, e, o, a = _JL.alias("l"), _JE.alias("e"), _JE.alias("o"), accounts.alias("a")
-    zero = literal(0, type_=MONEY)
-    received_alloc = (
-        select(inv.c.entity_code, inv.c.currency, pa.c.invoice_id, pa.c.amount.label("received"), zero.label("booked"))
-        .select_from(pa.join(inv, inv.c.id == pa.c.invoice_id))
-        .where(pa.c.kind == "recovery", pa.c.allocated_on <= as_of)
-    )
-    received_manual = (
-        select(inv.c.entity_code, rc.c.currency, rc.c.invoice_id, rc.c.amount, zero)
-        .select_from(rc.join(inv, inv.c.id == rc.c.invoice_id))
-        .where(
-            ~exists().where(
-                pa2.c.kind == "recovery",
-                pa2.c.invoice_id == rc.c.invoice_id,
-                pa2.c.payment_id == rc.c.payment_id,
-                pa2.c.allocated_on <= as_of,
-            )
-        )
-    )
-    sources = list(RECOVERY_CASH_SOURCES)
-    booked = (
-        select(ln.c.entity_code, ln.c.currency, ln.c.invoice_id, zero, (ln.c.debit - ln.c.credit))
-        .select_from(
-            ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted"))
-            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "cash"))
-            .outerjoin(o, o.c.id == e.c.reverses_entry_id)
-        )
-        .where(or_(e.c.source_type.in_(sources), and_(e.c.source_type == "reversal", o.c.source_type.in_(sources))))
-    )
-    u = union_all(received_alloc, received_manual, booked).subquery("u")
-    per = (
-        select(
-            u.c.entity_code,
-            u.c.currency,
-            u.c.invoice_id,
-            func.sum(u.c.received).label("received"),
-            func.sum(u.c.booked).label("booked"),
-        )
-        .group_by(u.c.entity_code, u.c.currency, u.c.invoice_id)
-        .having(func.round(func.sum(u.c.received) - func.sum(u.c.booked), 4) != 0)
-        .subquery("per")
-    )
-    ref = invoices.alias("ref")
-    rows = conn.execute(
-        select(per, ref.c.invoice_ref)
-        .select_from(per.outerjoin(ref, ref.c.id == per.c.invoice_id))
-        .order_by(per.c.entity_code, per.c.currency, per.c.invoice_id)
-    ).all()
-    groups = _group(
-        (r for r in rows if abs(_dec(conn, r.booked) - _dec(conn, r.received)) > tolerance.for_currency(r.currency)),
-        lambda r: (r.entity_code, r.currency),
-    )
-    out = []
-    for (entity, currency), items in groups.items():
-        expected, actual = _sum(conn, (r.received for r in items)), _sum(conn, (r.booked for r in items))
-        docs = [
-            {
-                "type": "invoice",
-                "id": r.invoice_id,
-                "ref": r.invoice_ref,
-                "received": money_str(_dec(conn, r.received)),
-                "booked": money_str(_dec(conn, r.booked)),
-            }
-            for r in items
-        ]
-        out.append(
-            Break(
-                check="recovery_cash",
-                entity=entity,
-                currency=currency,
-                expected=expected,
-                actual=actual,
-                documents=_capped(docs),
-                message=(
-                    f"{len(items)} invoice(s) of {entity}: recovery cash received {money_str(expected)} {currency}, "
-                    f"booked to cash {money_str(actual)} (recoveries + unapplied cash){_more(len(items))}"
-                ),
-            )
-        )
-    return out
-
-
 def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """The allowance account (a contra-asset) never has a debit balance; and right after the latest estimate's
     true-up entry (key ``alw:``, posted on the estimate date) its balance equalled the estimate's required allowance.
@@ -363,6 +181,13 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
     An estimate without a true-up entry (the balance was already right) is not judged.
     """
     ln, e, a = _JL.alias("l"), _JE.alias("e"), accounts.alias("a")
+    out = _debit_balances(conn, tolerance, ln, e, a)
+    out += _adequacy_breaks(conn, as_of, tolerance, ln, e, a)
+    return out
+
+
+def _debit_balances(conn: Connection, tolerance: Tolerances, ln, e, a) -> list[Break]:
+    """Sign: allowance accounts with a debit balance beyond the tolerance."""
     allowance_lines = ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted")).join(
         a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance")
     )
@@ -397,6 +222,12 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
                 ),
             )
         )
+    return out
+
+
+def _trueup_cut(as_of: date, ln, e, a):
+    """Per entity and currency: the latest estimate date on or before ``as_of``, its required allowance and the last
+    true-up entry of that day (``cut``)."""
     ae = allowance_estimates.alias("ae")
     latest = (
         select(ae.c.entity_code, ae.c.currency, func.max(ae.c.as_of_date).label("day"))
@@ -419,7 +250,7 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
         .group_by(latest.c.entity_code, latest.c.currency, latest.c.day)
         .subquery("req")
     )
-    cut = (
+    return (
         select(req.c.entity_code, req.c.currency, req.c.day, req.c.req, func.max(e.c.id).label("cut"))
         .select_from(
             req.join(ln, and_(ln.c.entity_code == req.c.entity_code, ln.c.currency == req.c.currency))
@@ -437,6 +268,12 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
         .group_by(req.c.entity_code, req.c.currency, req.c.day, req.c.req)
         .subquery("cut")
     )
+
+
+def _adequacy_breaks(conn: Connection, as_of: date, tolerance: Tolerances, ln, e, a) -> list[Break]:
+    """Adequacy: the allowance balance right after the latest true-up vs the estimate's required allowance."""
+    cut = _trueup_cut(as_of, ln, e, a)
+    out: list[Break] = []
     adequacy = conn.execute(
         select(
             cut.c.entity_code,
