@@ -118,7 +118,7 @@ def test_a_locked_row_read_first_in_a_transaction_keeps_other_writers_out(ledger
         with ledger.connect() as ca, ca.begin():
             row = ca.execute(locked(ca, legal_entities, us, columns=(legal_entities.c.code,))).one()
             assert row.code == "US01"
-            with other.connect() as cb, cb.begin(), pytest.raises(OperationalError, match="lock timeout|locked"):
+            with other.connect() as cb, cb.begin(), pytest.raises(OperationalError, match=r"lock timeout|locked"):
                 if postgres:
                     cb.execute(text("SET LOCAL lock_timeout = '200ms'"))
                 cb.execute(locked(cb, legal_entities, us)).one()  # waits for the holder, then gives up

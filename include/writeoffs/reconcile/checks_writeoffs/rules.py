@@ -158,7 +158,7 @@ _RULE_FINDINGS = {
 def check_posting_rules(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """No posted write-off broke a rule posting re-checks: (1) a dispute/payment-plan hold on the invoice or the
     customer active on the posting date (started on or before it, not ended before it); (2) a child invoice whose
-    balance went to the parent, with a regular payment by the parent on or before the posting date (DOMAIN: such a
+    balance went to the parent, with a regular payment by the parent on or before the posting date (such a
     child invoice cannot be written off). Expected 0; actual the amount written off."""
     groups: dict[tuple, list[Any]] = defaultdict(list)
     for r in conn.execute(_rule_breaches_query()):
