@@ -151,42 +151,7 @@ def _findings_query(dialect: str):
     writer lock held) as the chunk's id range, ids outside the chunk being ignored by the caller. The other write-offs
     of an invoice are looked up per item through their invoice index, for the same reason.
     """
-    if dialect == "postgresql":
-        arrays = (
-            func.unnest(
-                *(
-                    cast(bindparam(f"chunk_{name}", type_=String), ARRAY(getattr(type_, "impl", type_)))
-                    for name, type_ in _CHUNK_ARRAYS
-                )
-            )
-            .table_valued(*(column(name, type_) for name, type_ in _CHUNK_ARRAYS))
-            .render_derived(name="chunk")
-        )
-        c = select(*arrays.c).cte("chunk_items")
-    else:
-        w, i = writeoffs, invoices
-        c = (
-            select(w.c.id, w.c.invoice_id, i.c.customer_id, w.c.as_of_date, i.c.open_balance)
-            .select_from(w.join(i, i.c.id == w.c.invoice_id))
-            .where(w.c.batch_id == bindparam("batch_id"), w.c.id.between(bindparam("lo"), bindparam("hi")))
-            .cte("chunk_items")
-        )
-
-    def found(kind: int, source=c, *, money=None, stamp=None, parent=None, segment=None) -> list:
-        # The same columns with the same types in every branch: typed NULLs (PostgreSQL would type a column that
-        # starts with untyped NULLs as text; SQLAlchemy types the result from the first branch).
-        def typed(value, col):
-            return cast(null(), col.type) if value is None else value
-
-        return [
-            source.c.id,
-            literal_column(str(kind), Integer).label("kind"),
-            typed(money, aging_snapshots.c.open_balance).label("money"),
-            typed(stamp, writeoffs.c.posted_at).label("stamp"),
-            typed(parent, customers.c.parent_id).label("parent_id"),
-            typed(segment, customers.c.segment).label("segment"),
-        ]
-
+    c = _chunk_items(dialect)
     pa = payment_allocations
     late = exists(
         select(1)
@@ -224,20 +189,63 @@ def _findings_query(dialect: str):
     )
     child = c.join(cust, cust.c.id == c.c.customer_id)
     return union_all(
-        select(*found(_LATE_PAYMENT)).select_from(c).where(late),
-        select(*found(_ON_HOLD)).select_from(c).where(invoice_hold),
-        select(*found(_ON_HOLD)).select_from(c).where(customer_hold),
-        select(*found(_ASOF_BALANCE, money=snap.c.open_balance))
+        select(*_found_columns(c, _LATE_PAYMENT)).select_from(c).where(late),
+        select(*_found_columns(c, _ON_HOLD)).select_from(c).where(invoice_hold),
+        select(*_found_columns(c, _ON_HOLD)).select_from(c).where(customer_hold),
+        select(*_found_columns(c, _ASOF_BALANCE, money=snap.c.open_balance))
         .select_from(c.join(snap, and_(snap.c.as_of_date == c.c.as_of_date, snap.c.invoice_id == c.c.invoice_id)))
         .where(snap.c.open_balance != c.c.open_balance),
-        select(*found(_OTHER_POSTED, other_posted, stamp=other_posted.c.stamp)).where(
+        select(*_found_columns(other_posted, _OTHER_POSTED, stamp=other_posted.c.stamp)).where(
             other_posted.c.stamp.is_not(None)
         ),
-        select(*found(_CHILD, parent=cust.c.parent_id, segment=cust.c.segment))
+        select(*_found_columns(c, _CHILD, parent=cust.c.parent_id, segment=cust.c.segment))
         .select_from(child)
         .where(cust.c.parent_id.is_not(None)),
-        select(*found(_PARENT_PAID)).select_from(child).where(cust.c.parent_id.is_not(None), parent_paid),
+        select(*_found_columns(c, _PARENT_PAID)).select_from(child).where(cust.c.parent_id.is_not(None), parent_paid),
     )
+
+
+def _chunk_items(dialect: str):
+    """The chunk's items (CTE ``chunk_items``): unnested from the parameter arrays on PostgreSQL, read by id range on
+    SQLite (see :func:`_findings_query`)."""
+    if dialect == "postgresql":
+        arrays = (
+            func.unnest(
+                *(
+                    cast(bindparam(f"chunk_{name}", type_=String), ARRAY(getattr(type_, "impl", type_)))
+                    for name, type_ in _CHUNK_ARRAYS
+                )
+            )
+            .table_valued(*(column(name, type_) for name, type_ in _CHUNK_ARRAYS))
+            .render_derived(name="chunk")
+        )
+        return select(*arrays.c).cte("chunk_items")
+    else:
+        w, i = writeoffs, invoices
+        return (
+            select(w.c.id, w.c.invoice_id, i.c.customer_id, w.c.as_of_date, i.c.open_balance)
+            .select_from(w.join(i, i.c.id == w.c.invoice_id))
+            .where(w.c.batch_id == bindparam("batch_id"), w.c.id.between(bindparam("lo"), bindparam("hi")))
+            .cte("chunk_items")
+        )
+
+
+def _found_columns(source, kind: int, *, money=None, stamp=None, parent=None, segment=None) -> list:
+    """The columns of one branch of the findings query: the item, the finding's kind and what it found."""
+
+    # The same columns with the same types in every branch: typed NULLs (PostgreSQL would type a column that
+    # starts with untyped NULLs as text; SQLAlchemy types the result from the first branch).
+    def typed(value, col):
+        return cast(null(), col.type) if value is None else value
+
+    return [
+        source.c.id,
+        literal_column(str(kind), Integer).label("kind"),
+        typed(money, aging_snapshots.c.open_balance).label("money"),
+        typed(stamp, writeoffs.c.posted_at).label("stamp"),
+        typed(parent, customers.c.parent_id).label("parent_id"),
+        typed(segment, customers.c.segment).label("segment"),
+    ]
 
 
 def _findings(conn: Connection, ctx: _Context, items: list[_Item]) -> None:

@@ -33,60 +33,96 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
     skipped_ids = {r.id for r, _ in skipped}
     ok = [r for r in rows if r.id not in skipped_ids]
     if skipped:
-        conn.execute(
-            update(writeoffs)
-            .where(writeoffs.c.id == bindparam("wid"), writeoffs.c.status == "approved")
-            .values(status="skipped", skip_reason=bindparam("reason")),
-            [{"wid": r.id, "reason": reason[:200]} for r, reason in skipped],
-        )
+        _mark_skipped(conn, skipped)
     if ok and ctx.method == "allowance":
         _cover_allowance(conn, ctx, ok)
     t1 = time.perf_counter()
-    if not ok:
-        t2 = t1
-    elif conn.dialect.name == "postgresql":
+    t2 = _post_journal(conn, ctx, ok) if ok else t1
+    t3 = time.perf_counter()
+    if ok:
+        _apply_to_subledger(conn, ctx, rows, ok, now)
+    t4 = time.perf_counter()
+    amounts = _audit_chunk(conn, ctx, ok, skipped, report, now)
+    t5 = time.perf_counter()
+    report.posted += len(ok)
+    report.skipped += len(skipped)
+    report.chunks += 1
+    for cur, amt in amounts.items():
+        report.amounts[cur] = report.amounts.get(cur, Decimal(0)) + amt
+    report.skipped_items += [SkippedItem(r.id, r.invoice_ref, reason) for r, reason in skipped]
+    for name, dt in (
+        ("recheck", t1 - t0),
+        ("build", t2 - t1),
+        ("journal", t3 - t2),
+        ("subledger", t4 - t3),
+        ("audit", t5 - t4),
+    ):
+        report.timings[name] = report.timings.get(name, 0.0) + dt
+
+
+def _mark_skipped(conn: Connection, skipped) -> None:
+    """Mark the chunk's skipped items ``skipped``, with their reason."""
+    conn.execute(
+        update(writeoffs)
+        .where(writeoffs.c.id == bindparam("wid"), writeoffs.c.status == "approved")
+        .values(status="skipped", skip_reason=bindparam("reason")),
+        [{"wid": r.id, "reason": reason[:200]} for r, reason in skipped],
+    )
+
+
+def _post_journal(conn: Connection, ctx: _Context, ok) -> float:
+    """Post the journal entries of the items to post; returns when building them ended (``time.perf_counter``)."""
+    if conn.dialect.name == "postgresql":
         sources = _journal_sources(ctx, [r.id for r in ok])
-        t2 = time.perf_counter()
+        built_at = time.perf_counter()
         ledger.post_selected(conn, *sources, created_by=ctx.actor, batch_id=ctx.batch_id)
     else:
         built = _entries(ok, ctx)
-        t2 = time.perf_counter()
+        built_at = time.perf_counter()
         ledger.post_entries(conn, built, created_by=ctx.actor, batch_id=ctx.batch_id)
-    t3 = time.perf_counter()
-    if ok:
-        lo, hi = rows[0].id, rows[-1].id
-        w, i, je = writeoffs, invoices, journal_entries
-        in_chunk = and_(
-            w.c.batch_id == ctx.batch_id,
-            w.c.id.between(lo, hi),
-            w.c.status == "approved",
-            je.c.idempotency_key == w.c.idempotency_key,  # keys.writeoff_entry
-            je.c.status == "posted",
-        )
-        new_balance = i.c.open_balance - w.c.amount
-        with subledger.movement(conn, "writeoff", ctx.posting_date, f"batch:{ctx.batch_id}"):
-            res = conn.execute(
-                update(i)
-                .where(w.c.invoice_id == i.c.id, in_chunk)
-                .values(
-                    open_balance=new_balance,
-                    written_off_amount=i.c.written_off_amount + w.c.amount,
-                    written_off_date=ctx.posting_date,
-                    status=case(
-                        (new_balance == 0, "written_off"),
-                        (i.c.status == "reversed", "open"),
-                        else_=i.c.status,
-                    ),
-                )
-            )
-        if res.rowcount != len(ok):
-            raise LedgerError(f"batch {ctx.batch_id}: sub-ledger update touched {res.rowcount} of {len(ok)} invoices")
+    return built_at
+
+
+def _apply_to_subledger(conn: Connection, ctx: _Context, rows, ok, now: datetime) -> None:
+    """Reduce the posted invoices' balances (a declared ``writeoff`` movement) and link the write-offs to entries."""
+    lo, hi = rows[0].id, rows[-1].id
+    w, i, je = writeoffs, invoices, journal_entries
+    in_chunk = and_(
+        w.c.batch_id == ctx.batch_id,
+        w.c.id.between(lo, hi),
+        w.c.status == "approved",
+        je.c.idempotency_key == w.c.idempotency_key,  # keys.writeoff_entry
+        je.c.status == "posted",
+    )
+    new_balance = i.c.open_balance - w.c.amount
+    with subledger.movement(conn, "writeoff", ctx.posting_date, f"batch:{ctx.batch_id}"):
         res = conn.execute(
-            update(w).where(in_chunk).values(status="posted", journal_entry_id=je.c.id, posted_at=now, skip_reason=None)
+            update(i)
+            .where(w.c.invoice_id == i.c.id, in_chunk)
+            .values(
+                open_balance=new_balance,
+                written_off_amount=i.c.written_off_amount + w.c.amount,
+                written_off_date=ctx.posting_date,
+                status=case(
+                    (new_balance == 0, "written_off"),
+                    (i.c.status == "reversed", "open"),
+                    else_=i.c.status,
+                ),
+            )
         )
-        if res.rowcount != len(ok):
-            raise LedgerError(f"batch {ctx.batch_id}: linked {res.rowcount} of {len(ok)} write-offs to entries")
-    t4 = time.perf_counter()
+    if res.rowcount != len(ok):
+        raise LedgerError(f"batch {ctx.batch_id}: sub-ledger update touched {res.rowcount} of {len(ok)} invoices")
+    res = conn.execute(
+        update(w).where(in_chunk).values(status="posted", journal_entry_id=je.c.id, posted_at=now, skip_reason=None)
+    )
+    if res.rowcount != len(ok):
+        raise LedgerError(f"batch {ctx.batch_id}: linked {res.rowcount} of {len(ok)} write-offs to entries")
+
+
+def _audit_chunk(
+    conn: Connection, ctx: _Context, ok, skipped, report: PostingReport, now: datetime
+) -> dict[str, Decimal]:
+    """Audit the chunk (``writeoff.post_chunk``); returns the posted amounts per currency."""
     amounts: dict[str, Decimal] = defaultdict(Decimal)
     for r in ok:
         amounts[r.currency] += r.amount
@@ -108,21 +144,7 @@ def _post_chunk(conn: Connection, ctx: _Context, rows, report: PostingReport, no
         },
         now=now,
     )
-    t5 = time.perf_counter()
-    report.posted += len(ok)
-    report.skipped += len(skipped)
-    report.chunks += 1
-    for cur, amt in amounts.items():
-        report.amounts[cur] = report.amounts.get(cur, Decimal(0)) + amt
-    report.skipped_items += [SkippedItem(r.id, r.invoice_ref, reason) for r, reason in skipped]
-    for name, dt in (
-        ("recheck", t1 - t0),
-        ("build", t2 - t1),
-        ("journal", t3 - t2),
-        ("subledger", t4 - t3),
-        ("audit", t5 - t4),
-    ):
-        report.timings[name] = report.timings.get(name, 0.0) + dt
+    return amounts
 
 
 def _finish(conn: Connection, ctx: _Context, report: PostingReport, now: datetime) -> str:

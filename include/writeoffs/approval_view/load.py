@@ -1,0 +1,94 @@
+"""Loading a batch's view from the ledger (:func:`load_batch_view`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Connection, select
+
+from writeoffs.approval_view.model import BatchItem, BatchView
+from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_of
+from writeoffs.db.schema import customers, invoices, writeoff_batches, writeoffs
+from writeoffs.errors import ApprovalError
+
+
+def _evidence(raw: str | None) -> dict[str, object]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        # Evidence is informative only; an unreadable blob is shown as is rather than hiding the item.
+        return {"raw": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+#: What an item view reads: the write-off, its invoice and customer (:func:`items_source`).
+ITEM_COLUMNS = (
+    writeoffs.c.id,
+    writeoffs.c.amount,
+    writeoffs.c.reason_code,
+    writeoffs.c.rule,
+    writeoffs.c.evidence,
+    writeoffs.c.status,
+    invoices.c.invoice_ref,
+    invoices.c.due_date,
+    customers.c.customer_ref,
+    customers.c.name,
+)
+
+
+def items_source():
+    """Write-offs joined to their invoice and customer: the FROM of :data:`ITEM_COLUMNS`."""
+    return writeoffs.join(invoices, invoices.c.id == writeoffs.c.invoice_id).join(
+        customers, customers.c.id == invoices.c.customer_id
+    )
+
+
+def item_of(row, as_of: date, buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> BatchItem:
+    """A row of :data:`ITEM_COLUMNS` as the item an approver sees, aged at the batch's business date."""
+    dpd = (as_of - row.due_date).days
+    return BatchItem(
+        writeoff_id=row.id,
+        invoice_ref=row.invoice_ref,
+        customer_ref=row.customer_ref,
+        customer_name=row.name,
+        amount=Decimal(row.amount),
+        reason_code=row.reason_code,
+        rule=row.rule,
+        days_past_due=dpd,
+        bucket=bucket_of(dpd, buckets),
+        status=row.status,
+        evidence=_evidence(row.evidence),
+    )
+
+
+def load_batch_view(conn: Connection, batch_id: int, buckets: Sequence[Bucket] = DEFAULT_BUCKETS) -> BatchView:
+    """Read a batch and all its items (any status) from the ledger."""
+    b = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
+    if b is None:
+        raise ApprovalError(f"write-off batch {batch_id} does not exist")
+    rows = conn.execute(
+        select(*ITEM_COLUMNS)
+        .select_from(items_source())
+        .where(writeoffs.c.batch_id == batch_id)
+        .order_by(writeoffs.c.amount.desc(), invoices.c.invoice_ref)
+    ).all()
+    items = [item_of(r, b.as_of_date, buckets) for r in rows]
+    return BatchView(
+        batch_id=b.id,
+        batch_key=b.batch_key,
+        entity_code=b.entity_code,
+        currency=b.currency,
+        tier=b.tier,
+        as_of_date=b.as_of_date,
+        status=b.status,
+        policy_version=b.policy_version,
+        policy_hash=b.policy_hash,
+        batch_hash=b.batch_hash,
+        prepared_by=b.prepared_by,
+        items=tuple(items),
+    )
