@@ -124,6 +124,14 @@ ATTACKS: dict[str, str] = {
     "move a checkpoint's high-water mark": "UPDATE balance_checkpoints SET movements_through = movements_through + 9",
     "delete a checkpoint": "DELETE FROM balance_checkpoint_rows",
     "truncate the checkpoints": "TRUNCATE balance_checkpoints, balance_checkpoint_rows",
+    "edit a checkpoint's copied due date": "UPDATE balance_checkpoint_rows SET due_date = invoice_date",
+    # issue 19: the record of attribute changes that tells a checkpoint's copies from stale ones (migration 0017)
+    "delete attribute changes": "DELETE FROM invoice_attribute_changes",
+    "truncate attribute changes": "TRUNCATE invoice_attribute_changes",
+    "stop recording attribute changes": (
+        "CREATE OR REPLACE FUNCTION ledger_attribute_changes_guard() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN RETURN NULL; END $$"
+    ),
 }
 
 

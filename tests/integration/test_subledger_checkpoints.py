@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, insert, select, text, update
 
 from tests import factories as f
 from writeoffs import subledger
-from writeoffs.db.schema import balance_checkpoint_rows, balance_checkpoints
+from writeoffs.db.schema import balance_checkpoint_rows, balance_checkpoints, invoices
 from writeoffs.ingest import config as source_config
 from writeoffs.ingest.pipeline import age
 from writeoffs.reconcile import Tolerances, check_checkpoints
@@ -66,14 +66,25 @@ def test_a_forged_checkpoint_is_found(ledger: Engine) -> None:
         top = conn.execute(text("SELECT MAX(id) FROM invoice_movements")).scalar_one()
         cp = conn.execute(
             insert(balance_checkpoints)
-            .values(as_of_date=date(2026, 11, 30), movements_through=top + 1000, recorded_through="9999")
+            .values(
+                as_of_date=date(2026, 11, 30),
+                movements_through=top + 1000,
+                recorded_through="9999",
+                attributes_through=0,
+            )
             .returning(balance_checkpoints.c.id)
         ).scalar_one()
+        copied = conn.execute(
+            select(
+                invoices.c.id.label("invoice_id"), *(invoices.c[a] for a in subledger.checkpoint.CHECKPOINT_ATTRIBUTES)
+            )
+        ).mappings()
+        copies = {r["invoice_id"]: dict(r) for r in copied}
         conn.execute(
             insert(balance_checkpoint_rows),
             [
-                {"checkpoint_id": cp, "invoice_id": a, "balance": D("500")},
-                {"checkpoint_id": cp, "invoice_id": b, "balance": D("7")},
+                {**copies[a], "checkpoint_id": cp, "balance": D("500")},
+                {**copies[b], "checkpoint_id": cp, "balance": D("7")},
             ],
         )
     with ledger.connect() as conn:
@@ -136,3 +147,47 @@ def test_reconciliation_recomputes_only_the_checkpoints_of_its_last_two_months(l
     with ledger.connect() as conn:
         assert [b.check for b in check_checkpoints(conn, last_day, Tolerances())] == ["checkpoints"]
         assert check_checkpoints(conn, last_day + timedelta(days=1), Tolerances()) == []
+
+
+def _aging(engine: Engine, day: date, **kwargs) -> dict:
+    with engine.connect() as conn:
+        return subledger.aging_as_of(conn, day, **kwargs)["by_entity_currency"]["US01/USD"]["buckets"]
+
+
+def test_a_due_date_moved_after_the_build_is_aged_by_the_new_date(ledger: Engine) -> None:
+    """A checkpoint row copies its invoice's dates (migration 0017) so the as-of aging need not read every invoice.
+    An ingest that moves a due date after the build must not be aged by the stale copy: the change is recorded and
+    that invoice is read from ``invoices``. Same answer as from the movements alone."""
+    a, _ = _ledger(ledger)  # INV-A: 500.00 raised 2026-09-01, due 2026-10-01; INV-B: 70.00 due 2026-10-02
+    day = date(2026, 11, 2)  # nearer the checkpoint than the last movement: answered from it
+    with ledger.begin() as conn:
+        f.invoice(conn, f.customer(conn), ref="INV-C", amount="9.00", invoice_date=date(2027, 1, 4))
+        assert subledger.choose_checkpoint(conn, day) is not None
+    before = _aging(ledger, day)
+    assert (before["31-60"]["invoices"], before["31-60"]["open_balance"]) == (2, "570.00")
+    with ledger.begin() as conn:  # the source re-issues INV-A with a later due date
+        conn.execute(update(invoices).where(invoices.c.id == a).values(due_date=date(2026, 11, 30)))
+    after = _aging(ledger, day)
+    assert after == _aging(ledger, day, use_checkpoints=False)
+    assert (after["current"]["invoices"], after["current"]["open_balance"]) == (1, "500.00")
+    assert (after["31-60"]["invoices"], after["31-60"]["open_balance"]) == (1, "70.00")
+    with ledger.connect() as conn:
+        assert check_checkpoints(conn, AS_OF, Tolerances()) == []  # a recorded change is not a break
+
+
+def test_a_false_copy_in_a_checkpoint_is_found(ledger: Engine) -> None:
+    """Why the copies are checked: an edited due date in a checkpoint row mis-buckets the aging from it."""
+    a, _ = _ledger(ledger)
+    day = date(2026, 11, 2)
+    with ledger.begin() as conn:
+        f.invoice(conn, f.customer(conn), ref="INV-C", amount="9.00", invoice_date=date(2027, 1, 4))
+        conn.execute(
+            update(balance_checkpoint_rows)
+            .where(balance_checkpoint_rows.c.invoice_id == a)
+            .values(due_date=date(2026, 11, 30))
+        )
+    assert _aging(ledger, day) != _aging(ledger, day, use_checkpoints=False)
+    with ledger.connect() as conn:
+        (found,) = check_checkpoints(conn, AS_OF, Tolerances())
+    assert found.check == "checkpoints" and "copied entity, currency, customer or dates" in found.message
+    assert [(d["ref"], d["checkpoint"]) for d in found.documents] == [("INV-A", "2026-10-31")]

@@ -122,6 +122,28 @@ ATTACKS = {
     "edit a movement": "UPDATE invoice_movements SET balance_change = 0",
     "delete a movement": "DELETE FROM invoice_movements",
 }
+ATTRIBUTE_ATTACKS = {
+    "edit an attribute change": "UPDATE invoice_attribute_changes SET invoice_id = invoice_id + 1",
+    "delete an attribute change": "DELETE FROM invoice_attribute_changes",
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTRIBUTE_ATTACKS))
+def test_attribute_changes_are_recorded_and_immutable(ledger: Engine, attack: str) -> None:
+    """Migration 0017: a change of an invoice's due date (or currency, customer, dates) is recorded by the database
+    in the statement that makes it, even by raw SQL; a balance-only change is not one; the record cannot be undone."""
+    with ledger.begin() as conn:
+        f.entity(conn)
+        iid = f.invoice(conn, f.customer(conn), amount="500.00", invoice_date=date(2026, 1, 5))
+        conn.execute(update(invoices).where(invoices.c.id == iid).values(open_balance=D("400.00")))
+        conn.execute(update(invoices).where(invoices.c.id == iid).values(due_date=date(2026, 3, 1)))
+    changes = "SELECT invoice_id FROM invoice_attribute_changes"
+    with ledger.connect() as conn:
+        assert conn.execute(text(changes)).scalars().all() == [iid]
+    with pytest.raises(DBAPIError, match="ledger: invoice attribute changes are immutable"), ledger.begin() as conn:
+        conn.execute(text(ATTRIBUTE_ATTACKS[attack]))
+    with ledger.connect() as conn:
+        assert conn.execute(text(changes)).scalars().all() == [iid]
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))

@@ -58,6 +58,7 @@ APPEND_ONLY: frozenset[str] = frozenset(
         "journal_lines",
         "audit_log",
         "invoice_movements",
+        "invoice_attribute_changes",  # written by the invoices trigger (migration 0017), like the movements
         # Derived from the movements (migration 0016): built, never changed; reconciliation recomputes them.
         "balance_checkpoints",
         "balance_checkpoint_rows",

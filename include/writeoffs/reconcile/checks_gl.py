@@ -339,26 +339,33 @@ def check_checkpoints(conn: Connection, as_of: date, tolerance: Tolerances) -> l
     out = []
     since = as_of - timedelta(days=CHECKPOINT_RECHECK_DAYS)
     for cp in (cp for cp in checkpoints(conn) if cp.as_of >= since):
-        params = {"cp": cp.id, "d": cp.as_of.isoformat(), "hw": cp.movements_through}
+        params = {"cp": cp.id, "d": cp.as_of.isoformat(), "hw": cp.movements_through, "ahw": cp.attributes_through}
         out += _checkpoint_marks(conn, cp, params)
         out += _checkpoint_balances(conn, cp, params, day)
+        out += _checkpoint_attributes(conn, cp, params)
     return out
 
 
 def _checkpoint_marks(conn: Connection, cp: Any, params: dict[str, Any]) -> list[Break]:
     """A break if the checkpoint's high-water marks are false (a movement it claims to cover is missing, or was
-    recorded after its ``recorded_through``)."""
+    recorded after its ``recorded_through``; an attribute change it claims to know of is missing)."""
     top, covered = conn.execute(
         text("SELECT MAX(id), MAX(CASE WHEN id <= :hw THEN recorded_at END) FROM invoice_movements"), params
     ).one()
-    if cp.movements_through > (top or 0) or (covered or "") > cp.recorded_through:
+    attributes_top = conn.execute(text("SELECT MAX(id) FROM invoice_attribute_changes")).scalar()
+    if (
+        cp.movements_through > (top or 0)
+        or (covered or "") > cp.recorded_through
+        or cp.attributes_through > (attributes_top or 0)
+    ):
         return [
             Break(
                 check="checkpoints",
                 message=(
                     f"checkpoint of {cp.as_of}: its marks are false (covers movements up to id "
-                    f"{cp.movements_through} recorded by {cp.recorded_through}; the movements go up to id {top}, "
-                    f"those covered were recorded up to {covered})"
+                    f"{cp.movements_through} recorded by {cp.recorded_through} and attribute changes up to id "
+                    f"{cp.attributes_through}; the movements go up to id {top}, those covered were recorded up to "
+                    f"{covered}, the attribute changes go up to id {attributes_top})"
                 ),
                 documents=({"type": "checkpoint", "id": cp.id, "as_of": cp.as_of.isoformat()},),
             )
@@ -417,3 +424,45 @@ def _checkpoint_balances(conn: Connection, cp: Any, params: dict[str, Any], day:
             )
         )
     return out
+
+
+def _checkpoint_attributes(conn: Connection, cp: Any, params: dict[str, Any]) -> list[Break]:
+    """A break if a checkpoint row's copy of its invoice's attributes (migration 0017: what the as-of aging reads
+    from the checkpoint instead of the invoice) differs from the invoice while no change of them was recorded after
+    the checkpoint was built: the copy is false (edited or forged), so the aging from it would bucket or group the
+    invoice wrongly."""
+    from writeoffs.subledger.checkpoint import CHECKPOINT_ATTRIBUTES
+
+    differs = " OR ".join(f"b.{a} <> i.{a}" for a in CHECKPOINT_ATTRIBUTES)
+    rows = conn.execute(
+        text(
+            f"""
+            SELECT i.entity_code, i.currency, b.invoice_id, i.invoice_ref
+            FROM balance_checkpoint_rows b JOIN invoices i ON i.id = b.invoice_id
+            WHERE b.checkpoint_id = :cp AND ({differs})
+              AND NOT EXISTS (SELECT 1 FROM invoice_attribute_changes a WHERE a.invoice_id = b.invoice_id
+                                                                        AND a.id > :ahw)
+            ORDER BY b.invoice_id
+            LIMIT :cap
+            """
+        ),
+        params | {"cap": MAX_DOCUMENTS * 20},
+    ).all()
+    if not rows:
+        return []
+    return [
+        Break(
+            check="checkpoints",
+            message=(
+                f"checkpoint of {cp.as_of}: {len(rows)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} invoice(s) "
+                "whose copied entity, currency, customer or dates differ from the invoice with no recorded change "
+                "(edited or forged; delete it and build it again)"
+            ),
+            documents=_capped(
+                [
+                    {"type": "invoice", "id": r.invoice_id, "ref": r.invoice_ref, "checkpoint": cp.as_of.isoformat()}
+                    for r in rows
+                ]
+            ),
+        )
+    ]

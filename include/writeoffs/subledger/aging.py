@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
@@ -14,7 +14,7 @@ from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case, bucket_case_
 from writeoffs.db import bulk
 from writeoffs.db.money import from_db
 from writeoffs.db.schema import aging_runs, invoices
-from writeoffs.subledger.checkpoint import Checkpoint, checkpoint_join_sql, choose_checkpoint
+from writeoffs.subledger.checkpoint import Checkpoint, checkpoint_moves_sql, choose_checkpoint
 from writeoffs.subledger.common import Known, known_param
 
 
@@ -47,27 +47,51 @@ def aged_invoices_sql(
     reconciliation; money comes back as stored (read it with ``writeoffs.db.money.from_db``)."""
     if basis not in ("due_date", "invoice_date"):
         raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
-    if dialect == "postgresql":
-        dpd = f"(CAST(:d AS DATE) - i.{basis})"
-        day = "CAST(:d AS DATE)"
-    else:
-        dpd = f"CAST(julianday(:d) - julianday(i.{basis}) AS INTEGER)"
-        day = ":d"
+    day = "CAST(:d AS DATE)" if dialect == "postgresql" else ":d"
+
+    def aged(alias: str) -> str:  # days past due and bucket of the row ``alias`` (an invoice or a checkpoint row)
+        if dialect == "postgresql":
+            dpd = f"(CAST(:d AS DATE) - {alias}.{basis})"
+        else:
+            dpd = f"CAST(julianday(:d) - julianday({alias}.{basis}) AS INTEGER)"
+        return f"{dpd} AS days_past_due, {bucket_case_text(dpd, buckets)} AS bucket"
+
     if checkpoint:
-        joins, balance, present = checkpoint_join_sql(dialect, known=known)
-        return f"""
-        SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
-               {bucket_case_text(dpd, buckets)} AS bucket, {balance} AS open_balance
-        FROM invoices i {joins}
-        WHERE i.invoice_date <= {day} AND {present} AND {balance} > 0
-    """
+        return _checkpoint_aged_sql(dialect, aged, day, known=known)
     return f"""
-        SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
-               {bucket_case_text(dpd, buckets)} AS bucket, i.open_balance - COALESCE(x.later, 0) AS open_balance
+        SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {aged("i")},
+               i.open_balance - COALESCE(x.later, 0) AS open_balance
         FROM invoices i
         LEFT JOIN ({later_movements_sql(known=known, day=day)}) x ON x.invoice_id = i.id
         WHERE i.invoice_date <= {day} AND (i.open_balance > 0 OR x.invoice_id IS NOT NULL)
           AND i.open_balance - COALESCE(x.later, 0) > 0
+    """
+
+
+def _checkpoint_aged_sql(dialect: str, aged: Callable[[str], str], day: str, *, known: bool) -> str:
+    """:func:`aged_invoices_sql` from a checkpoint, without reading every invoice.
+
+    ``x``: the invoices the movements since (or before) the checkpoint change; ``t``: those plus the invoices whose
+    attributes changed after the build (``invoice_attribute_changes`` above the checkpoint's mark). Every other
+    invoice with a balance on the date is a checkpoint row as it stands, attributes included (migration 0017): read
+    from the checkpoint alone. The invoices of ``t`` are read from ``invoices`` with their checkpoint balance and
+    their change, as before. The two parts are disjoint, and together the same rows as the invoices joined to the
+    checkpoint (``test_subledger_checkpoints.py``, ``test_subledger_replay.py``)."""
+    return f"""
+        WITH x AS ({checkpoint_moves_sql(dialect, known=known)}),
+        t AS (SELECT x.invoice_id FROM x
+              UNION SELECT a.invoice_id FROM invoice_attribute_changes a WHERE a.id > :ahw)
+        SELECT b.invoice_id, b.entity_code, b.currency, b.customer_id, {aged("b")}, b.balance AS open_balance
+        FROM balance_checkpoint_rows b
+        WHERE b.checkpoint_id = :cp AND b.invoice_date <= {day} AND b.balance > 0
+          AND NOT EXISTS (SELECT 1 FROM t WHERE t.invoice_id = b.invoice_id)
+        UNION ALL
+        SELECT i.id, i.entity_code, i.currency, i.customer_id, {aged("i")},
+               COALESCE(b.balance, 0) + COALESCE(x.change, 0)
+        FROM t JOIN invoices i ON i.id = t.invoice_id
+        LEFT JOIN x ON x.invoice_id = t.invoice_id
+        LEFT JOIN balance_checkpoint_rows b ON b.checkpoint_id = :cp AND b.invoice_id = t.invoice_id
+        WHERE i.invoice_date <= {day} AND COALESCE(b.balance, 0) + COALESCE(x.change, 0) > 0
     """
 
 
@@ -98,6 +122,7 @@ def aged_params(as_of: date, known: Known = None, checkpoint: Checkpoint | None 
             "cp": checkpoint.id,
             "c": checkpoint.as_of.isoformat(),
             "hw": checkpoint.movements_through,
+            "ahw": checkpoint.attributes_through,
             "lo": lo.isoformat(),
             "hi": hi.isoformat(),
         }

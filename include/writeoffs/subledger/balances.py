@@ -53,7 +53,8 @@ def balances_as_of(
     cp = choose_checkpoint(conn, as_of, known) if use_checkpoints else None
     if cp is not None:  # from the nearest checkpoint (see writeoffs.subledger.checkpoint)
         sql = checkpoint_balances_sql(conn.dialect.name, known=known is not None)
-        moved = text(sql).bindparams(**aged_params(as_of, known, cp)).columns(invoice_id=ID, balance=MONEY).subquery()
+        params = {k: v for k, v in aged_params(as_of, known, cp).items() if k != "ahw"}  # reads no copied attribute
+        moved = text(sql).bindparams(**params).columns(invoice_id=ID, balance=MONEY).subquery()
         balance = func.coalesce(moved.c.balance, 0)
         source = invoices.outerjoin(moved, moved.c.invoice_id == i.id)
     else:  # current balance minus what came later (see later_movements_sql for why, and the invariant it relies on)

@@ -36,15 +36,21 @@ class Checkpoint:
     as_of: date
     movements_through: int
     recorded_through: str
+    attributes_through: int = 0  # the highest invoice_attribute_changes id when built: later ones are not in its rows
 
 
 def checkpoints(conn: Connection, as_of: date | None = None) -> list[Checkpoint]:
     """The built checkpoints, oldest first (or the one of ``as_of``)."""
     c = balance_checkpoints.c
-    q = select(c.id, c.as_of_date, c.movements_through, c.recorded_through).order_by(c.as_of_date)
+    q = select(c.id, c.as_of_date, c.movements_through, c.recorded_through, c.attributes_through)
+    q = q.order_by(c.as_of_date)
     if as_of is not None:
         q = q.where(c.as_of_date == as_of)
-    return [Checkpoint(int(i), d, int(hw), rec) for i, d, hw, rec in conn.execute(q)]
+    return [Checkpoint(int(i), d, int(hw), rec, int(ahw)) for i, d, hw, rec, ahw in conn.execute(q)]
+
+
+#: What a checkpoint row copies from its invoice when built (migration 0017): what the aging groups and dates by.
+CHECKPOINT_ATTRIBUTES = ("entity_code", "currency", "customer_id", "invoice_date", "due_date")
 
 
 def _day_sql(dialect: str, param: str) -> str:
@@ -54,11 +60,13 @@ def _day_sql(dialect: str, param: str) -> str:
 def build_checkpoint(conn: Connection, as_of: date) -> Checkpoint:
     """Build the checkpoint of ``as_of`` in the caller's transaction; idempotent (an existing one is returned as is).
 
-    The header takes the high-water mark (the highest movement id, the latest ``recorded_at`` up to it), then ONE
-    ``INSERT ... SELECT`` sums those movements per invoice (non-zero balances only). On PostgreSQL the writers of
-    movements wait for the build (``invoices`` locked ``SHARE ROW EXCLUSIVE``: every movement is written by a trigger
-    on ``invoices`` in the statement that changes it), so no movement with a lower id can commit after the mark was
-    taken; on SQLite the first write holds the database's only write lock until the commit.
+    The header takes the high-water marks (the highest movement id, the latest ``recorded_at`` up to it, the highest
+    attribute change id), then ONE ``INSERT ... SELECT`` sums those movements per invoice (non-zero balances only)
+    and copies each invoice's :data:`CHECKPOINT_ATTRIBUTES`. On PostgreSQL the writers of movements and attribute
+    changes wait for the build (``invoices`` locked ``SHARE ROW EXCLUSIVE``: both are written by a trigger on
+    ``invoices`` in the statement that changes it), so none with a lower id can commit after the marks were taken
+    and the copied attributes are those up to the mark; on SQLite the first write holds the database's only write
+    lock until the commit.
     """
     found = checkpoints(conn, as_of)
     if found:
@@ -71,8 +79,10 @@ def build_checkpoint(conn: Connection, as_of: date) -> Checkpoint:
     day = _day_sql(conn.dialect.name, ":d")
     conn.execute(
         text(
-            f"""INSERT INTO balance_checkpoints (as_of_date, movements_through, recorded_through)
-                SELECT {day}, COALESCE(MAX(id), 0), COALESCE(MAX(recorded_at), '') FROM invoice_movements"""
+            f"""INSERT INTO balance_checkpoints (as_of_date, movements_through, recorded_through, attributes_through)
+                SELECT {day}, COALESCE(MAX(id), 0), COALESCE(MAX(recorded_at), ''),
+                       (SELECT COALESCE(MAX(a.id), 0) FROM invoice_attribute_changes a)
+                FROM invoice_movements"""
         ),
         {"d": as_of.isoformat()},
     )
@@ -82,10 +92,13 @@ def build_checkpoint(conn: Connection, as_of: date) -> Checkpoint:
     bulk.set_local_work_mem(conn)
     conn.execute(
         text(
-            f"""INSERT INTO balance_checkpoint_rows (checkpoint_id, invoice_id, balance)
-                SELECT :cp, m.invoice_id, SUM(m.balance_change) FROM invoice_movements m
-                WHERE m.effective_date <= {day} AND m.id <= :hw
-                GROUP BY m.invoice_id HAVING SUM(m.balance_change) <> 0"""
+            f"""INSERT INTO balance_checkpoint_rows
+                    (checkpoint_id, invoice_id, balance, {", ".join(CHECKPOINT_ATTRIBUTES)})
+                SELECT :cp, s.invoice_id, s.balance, {", ".join(f"i.{a}" for a in CHECKPOINT_ATTRIBUTES)}
+                FROM (SELECT m.invoice_id, SUM(m.balance_change) AS balance FROM invoice_movements m
+                      WHERE m.effective_date <= {day} AND m.id <= :hw
+                      GROUP BY m.invoice_id HAVING SUM(m.balance_change) <> 0) s
+                JOIN invoices i ON i.id = s.invoice_id"""
         ),
         {"cp": built[0].id, "d": as_of.isoformat(), "hw": built[0].movements_through},
     )

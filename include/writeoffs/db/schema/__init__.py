@@ -50,6 +50,7 @@ from writeoffs.db.schema.subledger import (
     invoice_movements,
     balance_checkpoints,
     balance_checkpoint_rows,
+    invoice_attribute_changes,
     aging_runs,
     aging_snapshots,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "customers",
     "fiscal_periods",
     "holds",
+    "invoice_attribute_changes",
     "invoice_movements",
     "invoices",
     "journal_entries",

@@ -60,15 +60,33 @@ balance_checkpoints = Table(
     Column("as_of_date", Date, nullable=False),
     Column("movements_through", ID, nullable=False),  # highest invoice_movements.id covered
     Column("recorded_through", String(32), nullable=False),  # every covered movement was recorded by then (UTC text)
+    Column("attributes_through", ID, nullable=False),  # highest invoice_attribute_changes.id when built (0017)
     UniqueConstraint("as_of_date"),
 )
 
+#: A checkpoint row copies what the aging groups by, as it was when the checkpoint was built (migration 0017); an
+#: invoice whose attributes changed since (``invoice_attribute_changes``) is read from ``invoices`` instead.
 balance_checkpoint_rows = Table(
     "balance_checkpoint_rows",
     metadata,
     Column("checkpoint_id", ID, ForeignKey("balance_checkpoints.id"), primary_key=True),
     Column("invoice_id", ID, primary_key=True),
     Column("balance", MONEY, nullable=False),
+    Column("entity_code", CODE, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("customer_id", ID, nullable=False),
+    Column("invoice_date", Date, nullable=False),
+    Column("due_date", Date, nullable=False),
+)
+
+#: Every change of an invoice's entity, currency, customer, invoice date or due date (migration 0017), written by
+#: the database in the statement that makes it; immutable. Checkpoints use it to know which of their copies still hold.
+invoice_attribute_changes = Table(
+    "invoice_attribute_changes",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("invoice_id", ID, nullable=False),
+    Column("recorded_at", String(32), nullable=False),  # UTC 'YYYY-MM-DD HH:MM:SS.ffffff', the database's clock
 )
 
 aging_runs = Table(
