@@ -125,6 +125,7 @@ ATTACKS: dict[str, str] = {
     "delete a checkpoint": "DELETE FROM balance_checkpoint_rows",
     "truncate the checkpoints": "TRUNCATE balance_checkpoints, balance_checkpoint_rows",
     "edit a checkpoint's copied due date": "UPDATE balance_checkpoint_rows SET due_date = invoice_date",
+    "edit a checkpoint's summary": "UPDATE balance_checkpoint_summary SET balance = 0",
     # issue 19: the record of attribute changes that tells a checkpoint's copies from stale ones (migration 0017)
     "delete attribute changes": "DELETE FROM invoice_attribute_changes",
     "truncate attribute changes": "TRUNCATE invoice_attribute_changes",

@@ -16,7 +16,12 @@ from sqlalchemy import Engine, func, insert, select, text, update
 
 from tests import factories as f
 from writeoffs import subledger
-from writeoffs.db.schema import balance_checkpoint_rows, balance_checkpoints, invoices
+from writeoffs.db.schema import (
+    balance_checkpoint_rows,
+    balance_checkpoint_summary,
+    balance_checkpoints,
+    invoices,
+)
 from writeoffs.ingest import config as source_config
 from writeoffs.ingest.pipeline import age
 from writeoffs.reconcile import Tolerances, check_checkpoints
@@ -112,6 +117,7 @@ def test_a_checkpoint_edited_after_the_fact_changes_no_movement(ledger: Engine) 
 def test_the_ingest_aging_step_builds_the_month_end_checkpoint_once(ledger: Engine) -> None:
     _ledger(ledger)
     with ledger.begin() as conn:
+        conn.execute(balance_checkpoint_summary.delete())
         conn.execute(balance_checkpoint_rows.delete())
         conn.execute(balance_checkpoints.delete())
     config = source_config.load()
@@ -176,7 +182,8 @@ def test_a_due_date_moved_after_the_build_is_aged_by_the_new_date(ledger: Engine
 
 
 def test_a_false_copy_in_a_checkpoint_is_found(ledger: Engine) -> None:
-    """Why the copies are checked: an edited due date in a checkpoint row mis-buckets the aging from it."""
+    """Why the copies are checked: the aging from a checkpoint takes a moved invoice's checkpoint contribution out
+    by its copy, so an edited due date there mis-buckets the aging."""
     a, _ = _ledger(ledger)
     day = date(2026, 11, 2)
     with ledger.begin() as conn:
@@ -186,8 +193,31 @@ def test_a_false_copy_in_a_checkpoint_is_found(ledger: Engine) -> None:
             .where(balance_checkpoint_rows.c.invoice_id == a)
             .values(due_date=date(2026, 11, 30))
         )
-    assert _aging(ledger, day) != _aging(ledger, day, use_checkpoints=False)
+        with subledger.movement(conn, "ingest", date(2026, 11, 1), "load 2"):  # INV-A paid in part after the build
+            conn.execute(update(invoices).where(invoices.c.id == a).values(open_balance=D("400.00")))
+    exact = _aging(ledger, day, use_checkpoints=False)
+    assert (exact["31-60"]["invoices"], exact["31-60"]["open_balance"]) == (2, "470.00")
+    assert _aging(ledger, day) != exact
     with ledger.connect() as conn:
         (found,) = check_checkpoints(conn, AS_OF, Tolerances())
     assert found.check == "checkpoints" and "copied entity, currency, customer or dates" in found.message
     assert [(d["ref"], d["checkpoint"]) for d in found.documents] == [("INV-A", "2026-10-31")]
+
+
+def test_a_false_checkpoint_summary_is_found(ledger: Engine) -> None:
+    """The summary the as-of aging buckets (migration 0017) must be the sum of the checkpoint's own rows: an edited
+    line changes the aging from it, and reconciliation names it."""
+    _ledger(ledger)
+    day = date(2026, 11, 2)
+    with ledger.begin() as conn:
+        f.invoice(conn, f.customer(conn), ref="INV-C", amount="9.00", invoice_date=date(2027, 1, 4))
+        conn.execute(
+            update(balance_checkpoint_summary)
+            .where(balance_checkpoint_summary.c.due_date == date(2026, 10, 1))
+            .values(balance=D("5000"))
+        )
+    assert _aging(ledger, day) != _aging(ledger, day, use_checkpoints=False)
+    with ledger.connect() as conn:
+        (found,) = check_checkpoints(conn, AS_OF, Tolerances())
+    assert "summary differ from its rows" in found.message
+    assert [(d["due_date"], d["checkpoint"]) for d in found.documents] == [("2026-10-01", "2026-10-31")]

@@ -62,6 +62,7 @@ APPEND_ONLY: frozenset[str] = frozenset(
         # Derived from the movements (migration 0016): built, never changed; reconciliation recomputes them.
         "balance_checkpoints",
         "balance_checkpoint_rows",
+        "balance_checkpoint_summary",
     }
 )
 #: Insert-and-read only as well: reference data and records that are never changed once written.

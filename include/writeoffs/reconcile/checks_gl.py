@@ -341,8 +341,10 @@ def check_checkpoints(conn: Connection, as_of: date, tolerance: Tolerances) -> l
     for cp in (cp for cp in checkpoints(conn) if cp.as_of >= since):
         params = {"cp": cp.id, "d": cp.as_of.isoformat(), "hw": cp.movements_through, "ahw": cp.attributes_through}
         out += _checkpoint_marks(conn, cp, params)
-        out += _checkpoint_balances(conn, cp, params, day)
-        out += _checkpoint_attributes(conn, cp, params)
+        rows = _checkpoint_balances(conn, cp, params, day) + _checkpoint_attributes(conn, cp, params)
+        out += rows
+        if not rows:  # the rows are what the movements and invoices say: then the summary must be what they say
+            out += _checkpoint_summary(conn, cp, params)
     return out
 
 
@@ -461,6 +463,56 @@ def _checkpoint_attributes(conn: Connection, cp: Any, params: dict[str, Any]) ->
             documents=_capped(
                 [
                     {"type": "invoice", "id": r.invoice_id, "ref": r.invoice_ref, "checkpoint": cp.as_of.isoformat()}
+                    for r in rows
+                ]
+            ),
+        )
+    ]
+
+
+def _checkpoint_summary(conn: Connection, cp: Any, params: dict[str, Any]) -> list[Break]:
+    """A break if the checkpoint's summary (migration 0017: what the as-of aging buckets) is not the sum of its own
+    positive rows per entity, currency, invoice date and due date."""
+    from writeoffs.subledger.checkpoint import SUMMARY_GROUPS
+
+    groups = ", ".join(SUMMARY_GROUPS)
+    rows = conn.execute(
+        text(
+            f"""
+            SELECT {", ".join(f"g.{c}" for c in SUMMARY_GROUPS)}, SUM(g.n) AS n FROM (
+                SELECT {groups}, invoice_count AS n, balance AS amount FROM balance_checkpoint_summary
+                WHERE checkpoint_id = :cp
+                UNION ALL
+                SELECT {groups}, -COUNT(*), -SUM(balance) FROM balance_checkpoint_rows
+                WHERE checkpoint_id = :cp AND balance > 0 GROUP BY {groups}
+            ) g
+            GROUP BY {", ".join(f"g.{c}" for c in SUMMARY_GROUPS)}
+            HAVING SUM(g.n) <> 0 OR SUM(g.amount) <> 0
+            ORDER BY {", ".join(f"g.{c}" for c in SUMMARY_GROUPS)}
+            LIMIT :cap
+            """
+        ),
+        params | {"cap": MAX_DOCUMENTS * 20},
+    ).all()
+    if not rows:
+        return []
+    return [
+        Break(
+            check="checkpoints",
+            message=(
+                f"checkpoint of {cp.as_of}: {len(rows)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} line(s) of "
+                "its summary differ from its rows (edited or forged; delete it and build it again)"
+            ),
+            documents=_capped(
+                [
+                    {
+                        "type": "checkpoint_summary",
+                        "entity": r.entity_code,
+                        "currency": r.currency,
+                        "invoice_date": str(r.invoice_date),
+                        "due_date": str(r.due_date),
+                        "checkpoint": cp.as_of.isoformat(),
+                    }
                     for r in rows
                 ]
             ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -31,36 +31,40 @@ def later_movements_sql(*, known: bool = False, day: str = ":d") -> str:
                WHERE m.effective_date > {day}{recorded} GROUP BY m.invoice_id"""
 
 
+def _days_past_due_sql(dialect: str, column: str) -> str:
+    """Whole days from ``column`` to the date ``:d``, as SQL text."""
+    if dialect == "postgresql":
+        return f"(CAST(:d AS DATE) - {column})"
+    return f"CAST(julianday(:d) - julianday({column}) AS INTEGER)"
+
+
+def _day_param(dialect: str) -> str:
+    return "CAST(:d AS DATE)" if dialect == "postgresql" else ":d"
+
+
+def _check_basis(basis: str) -> None:
+    if basis not in ("due_date", "invoice_date"):
+        raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
+
+
 def aged_invoices_sql(
     dialect: str,
     *,
     basis: Basis = "due_date",
     buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
     known: bool = False,
-    checkpoint: bool = False,
 ) -> str:
     """The one home of "an invoice's aging as of a past date": SQL selecting, per invoice raised on or before ``:d``
     (a DATE parameter) with an open balance at the end of that day, ``invoice_id, entity_code, currency,
     customer_id, days_past_due, bucket, open_balance``; with ``known``, only what was recorded up to ``:known`` (a
-    ``recorded_at`` text). ``checkpoint``: from a checkpoint (:func:`choose_checkpoint`; its parameters come from
-    :func:`aged_params`) instead of the current balances. Used by :func:`aging_as_of`, the allowance estimate and the
-    reconciliation; money comes back as stored (read it with ``writeoffs.db.money.from_db``)."""
-    if basis not in ("due_date", "invoice_date"):
-        raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
-    day = "CAST(:d AS DATE)" if dialect == "postgresql" else ":d"
-
-    def aged(alias: str) -> str:  # days past due and bucket of the row ``alias`` (an invoice or a checkpoint row)
-        if dialect == "postgresql":
-            dpd = f"(CAST(:d AS DATE) - {alias}.{basis})"
-        else:
-            dpd = f"CAST(julianday(:d) - julianday({alias}.{basis}) AS INTEGER)"
-        return f"{dpd} AS days_past_due, {bucket_case_text(dpd, buckets)} AS bucket"
-
-    if checkpoint:
-        return _checkpoint_aged_sql(dialect, aged, day, known=known)
+    ``recorded_at`` text). Used by the allowance estimate and the reconciliation (the aggregate of
+    :func:`aging_as_of` may start from a checkpoint instead, :func:`_checkpoint_aging_sql`); money comes back as
+    stored (read it with ``writeoffs.db.money.from_db``)."""
+    _check_basis(basis)
+    dpd, day = _days_past_due_sql(dialect, f"i.{basis}"), _day_param(dialect)
     return f"""
-        SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {aged("i")},
-               i.open_balance - COALESCE(x.later, 0) AS open_balance
+        SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
+               {bucket_case_text(dpd, buckets)} AS bucket, i.open_balance - COALESCE(x.later, 0) AS open_balance
         FROM invoices i
         LEFT JOIN ({later_movements_sql(known=known, day=day)}) x ON x.invoice_id = i.id
         WHERE i.invoice_date <= {day} AND (i.open_balance > 0 OR x.invoice_id IS NOT NULL)
@@ -68,30 +72,40 @@ def aged_invoices_sql(
     """
 
 
-def _checkpoint_aged_sql(dialect: str, aged: Callable[[str], str], day: str, *, known: bool) -> str:
-    """:func:`aged_invoices_sql` from a checkpoint, without reading every invoice.
+def _checkpoint_aging_sql(dialect: str, *, basis: Basis, buckets: Sequence[Bucket], known: bool) -> str:
+    """The aging of ``:d`` per entity, currency and bucket (``entity_code, currency, bucket, invoices, balance``)
+    from a checkpoint, reading neither every invoice nor every checkpoint row.
 
-    ``x``: the invoices the movements since (or before) the checkpoint change; ``t``: those plus the invoices whose
-    attributes changed after the build (``invoice_attribute_changes`` above the checkpoint's mark). Every other
-    invoice with a balance on the date is a checkpoint row as it stands, attributes included (migration 0017): read
-    from the checkpoint alone. The invoices of ``t`` are read from ``invoices`` with their checkpoint balance and
-    their change, as before. The two parts are disjoint, and together the same rows as the invoices joined to the
-    checkpoint (``test_subledger_checkpoints.py``, ``test_subledger_replay.py``)."""
+    The checkpoint's summary (migration 0017: its positive balances per entity, currency, invoice date and due date)
+    is what the aging would be if no invoice had changed since; ``t`` are those that did: moved between the
+    checkpoint and the date (``x``, :func:`checkpoint_moves_sql`), or had their entity, currency, customer or dates
+    changed after the build (``invoice_attribute_changes`` above the checkpoint's mark). Each of those takes its
+    checkpoint contribution out (as the summary counted it: its checkpoint row, when positive and raised by the
+    date) and puts its balance on the date in (read from ``invoices``, as the aging from the movements alone reads
+    it). Same answer (``test_subledger_checkpoints.py``, ``test_subledger_replay.py``)."""
+    _check_basis(basis)
+    day = _day_param(dialect)
+    bucket = bucket_case_text(_days_past_due_sql(dialect, "p.basis_date"), buckets)
     return f"""
         WITH x AS ({checkpoint_moves_sql(dialect, known=known)}),
         t AS (SELECT x.invoice_id FROM x
-              UNION SELECT a.invoice_id FROM invoice_attribute_changes a WHERE a.id > :ahw)
-        SELECT b.invoice_id, b.entity_code, b.currency, b.customer_id, {aged("b")}, b.balance AS open_balance
-        FROM balance_checkpoint_rows b
-        WHERE b.checkpoint_id = :cp AND b.invoice_date <= {day} AND b.balance > 0
-          AND NOT EXISTS (SELECT 1 FROM t WHERE t.invoice_id = b.invoice_id)
-        UNION ALL
-        SELECT i.id, i.entity_code, i.currency, i.customer_id, {aged("i")},
-               COALESCE(b.balance, 0) + COALESCE(x.change, 0)
-        FROM t JOIN invoices i ON i.id = t.invoice_id
-        LEFT JOIN x ON x.invoice_id = t.invoice_id
-        LEFT JOIN balance_checkpoint_rows b ON b.checkpoint_id = :cp AND b.invoice_id = t.invoice_id
-        WHERE i.invoice_date <= {day} AND COALESCE(b.balance, 0) + COALESCE(x.change, 0) > 0
+              UNION SELECT a.invoice_id FROM invoice_attribute_changes a WHERE a.id > :ahw),
+        p AS (
+            SELECT s.entity_code, s.currency, s.{basis} AS basis_date, s.invoice_count AS n, s.balance
+            FROM balance_checkpoint_summary s WHERE s.checkpoint_id = :cp AND s.invoice_date <= {day}
+            UNION ALL
+            SELECT b.entity_code, b.currency, b.{basis}, -1, -b.balance
+            FROM t JOIN balance_checkpoint_rows b ON b.checkpoint_id = :cp AND b.invoice_id = t.invoice_id
+            WHERE b.balance > 0 AND b.invoice_date <= {day}
+            UNION ALL
+            SELECT i.entity_code, i.currency, i.{basis}, 1, COALESCE(b.balance, 0) + COALESCE(x.change, 0)
+            FROM t JOIN invoices i ON i.id = t.invoice_id
+            LEFT JOIN x ON x.invoice_id = t.invoice_id
+            LEFT JOIN balance_checkpoint_rows b ON b.checkpoint_id = :cp AND b.invoice_id = t.invoice_id
+            WHERE i.invoice_date <= {day} AND COALESCE(b.balance, 0) + COALESCE(x.change, 0) > 0
+        )
+        SELECT p.entity_code, p.currency, {bucket} AS bucket, SUM(p.n), SUM(p.balance)
+        FROM p GROUP BY p.entity_code, p.currency, {bucket} HAVING SUM(p.n) <> 0
     """
 
 
@@ -145,17 +159,16 @@ def aging_as_of(
     checkpoint near the date (:func:`choose_checkpoint`) only makes it cheaper (``use_checkpoints=False``: without).
     """
     cp = choose_checkpoint(conn, as_of, known) if use_checkpoints else None
-    aged = aged_invoices_sql(
-        conn.dialect.name, basis=basis, buckets=buckets, known=known is not None, checkpoint=cp is not None
-    )
-    bulk.set_local_work_mem(conn)  # the per-invoice sums of the movements read: hashed in memory, not spilled
-    rows = conn.execute(
-        text(
+    if cp is not None:
+        sql = _checkpoint_aging_sql(conn.dialect.name, basis=basis, buckets=buckets, known=known is not None)
+    else:
+        aged = aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets, known=known is not None)
+        sql = (
             f"SELECT a.entity_code, a.currency, a.bucket, COUNT(*), SUM(a.open_balance) FROM ({aged}) a "
             "GROUP BY a.entity_code, a.currency, a.bucket"
-        ),
-        aged_params(as_of, known, cp),
-    ).all()
+        )
+    bulk.set_local_work_mem(conn)  # the per-invoice sums of the movements read: hashed in memory, not spilled
+    rows = conn.execute(text(sql), aged_params(as_of, known, cp)).all()
     return summarise([(e, c, b, n, from_db(conn, s)) for e, c, b, n, s in rows], as_of, buckets)
 
 

@@ -62,7 +62,8 @@ def build_checkpoint(conn: Connection, as_of: date) -> Checkpoint:
 
     The header takes the high-water marks (the highest movement id, the latest ``recorded_at`` up to it, the highest
     attribute change id), then ONE ``INSERT ... SELECT`` sums those movements per invoice (non-zero balances only)
-    and copies each invoice's :data:`CHECKPOINT_ATTRIBUTES`. On PostgreSQL the writers of movements and attribute
+    and copies each invoice's :data:`CHECKPOINT_ATTRIBUTES`; a last one sums the positive balances per
+    :data:`SUMMARY_GROUPS` (what the as-of aging buckets). On PostgreSQL the writers of movements and attribute
     changes wait for the build (``invoices`` locked ``SHARE ROW EXCLUSIVE``: both are written by a trigger on
     ``invoices`` in the statement that changes it), so none with a lower id can commit after the marks were taken
     and the copied attributes are those up to the mark; on SQLite the first write holds the database's only write
@@ -102,7 +103,17 @@ def build_checkpoint(conn: Connection, as_of: date) -> Checkpoint:
         ),
         {"cp": built[0].id, "d": as_of.isoformat(), "hw": built[0].movements_through},
     )
+    conn.execute(text(_SUMMARY_INSERT), {"cp": built[0].id})
     return built[0]
+
+
+#: A checkpoint's summary (migration 0017): its positive balances per entity, currency, invoice date and due date,
+#: from its own rows. Reconciliation's ``checkpoints`` check recomputes it with the same grouping.
+SUMMARY_GROUPS = ("entity_code", "currency", "invoice_date", "due_date")
+_SUMMARY_INSERT = f"""
+    INSERT INTO balance_checkpoint_summary (checkpoint_id, {", ".join(SUMMARY_GROUPS)}, invoice_count, balance)
+    SELECT :cp, {", ".join(SUMMARY_GROUPS)}, COUNT(*), SUM(balance) FROM balance_checkpoint_rows
+    WHERE checkpoint_id = :cp AND balance > 0 GROUP BY {", ".join(SUMMARY_GROUPS)}"""
 
 
 def period_end_on_or_before(day: date) -> date:

@@ -79,6 +79,20 @@ balance_checkpoint_rows = Table(
     Column("due_date", Date, nullable=False),
 )
 
+#: A checkpoint's positive balances summed per entity, currency, invoice date and due date (migration 0017): the
+#: aging of any date buckets these few rows instead of every invoice. Derived from the checkpoint's rows when built.
+balance_checkpoint_summary = Table(
+    "balance_checkpoint_summary",
+    metadata,
+    Column("checkpoint_id", ID, ForeignKey("balance_checkpoints.id"), primary_key=True),
+    Column("entity_code", CODE, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("invoice_date", Date, primary_key=True),
+    Column("due_date", Date, primary_key=True),
+    Column("invoice_count", Integer, nullable=False),
+    Column("balance", MONEY, nullable=False),
+)
+
 #: Every change of an invoice's entity, currency, customer, invoice date or due date (migration 0017), written by
 #: the database in the statement that makes it; immutable. Checkpoints use it to know which of their copies still hold.
 invoice_attribute_changes = Table(

@@ -6,8 +6,10 @@ Create Date: 2026-12-07
 
 The aging as of a past date, from a checkpoint, joined every invoice to the checkpoint's rows to learn each one's
 entity, currency, customer and dates: at 1,000,000 invoices that join was most of its 4.2x the current-balance aging
-(BENCHMARKS.md). A checkpoint row now holds those attributes as they were when it was built, so the as-of aging reads
-the checkpoint's rows alone, plus the few invoices that moved between the checkpoint and the date.
+(BENCHMARKS.md). A checkpoint row now holds those attributes as they were when it was built, and a checkpoint keeps
+its positive balances summed per entity, currency, invoice date and due date (``balance_checkpoint_summary``: what
+an aging of any date can be bucketed from). The as-of aging reads that summary, and corrects it for the few invoices
+that moved between the checkpoint and the date: their checkpoint contribution out, their balance on the date in.
 
 **Exact only while the attributes it copied still hold.** An ingest may change an invoice's due date, invoice date,
 currency or customer after the build. Every such change is recorded, by the database in the statement that makes it
@@ -154,9 +156,35 @@ def _checkpoint_tables(*, attributes: bool) -> None:
         ),
         sa.PrimaryKeyConstraint("checkpoint_id", "invoice_id", name="pk_balance_checkpoint_rows"),
     )
+    if attributes:
+        op.create_table(
+            "balance_checkpoint_summary",
+            sa.Column("checkpoint_id", ident, nullable=False),
+            sa.Column("entity_code", sa.String(16), nullable=False),
+            sa.Column("currency", sa.String(3), nullable=False),
+            sa.Column("invoice_date", sa.Date(), nullable=False),
+            sa.Column("due_date", sa.Date(), nullable=False),
+            sa.Column("invoice_count", sa.Integer(), nullable=False),
+            sa.Column("balance", ExactMoney(), nullable=False),
+            sa.ForeignKeyConstraint(
+                ["checkpoint_id"],
+                ["balance_checkpoints.id"],
+                name="fk_balance_checkpoint_summary_checkpoint_id_balance_checkpoints",
+            ),
+            sa.PrimaryKeyConstraint(
+                "checkpoint_id",
+                "entity_code",
+                "currency",
+                "invoice_date",
+                "due_date",
+                name="pk_balance_checkpoint_summary",
+            ),
+        )
 
 
-def _drop_checkpoint_tables() -> None:
+def _drop_checkpoint_tables(*, attributes: bool) -> None:
+    if attributes:
+        op.drop_table("balance_checkpoint_summary")
     op.drop_table("balance_checkpoint_rows")
     op.drop_table("balance_checkpoints")
 
@@ -170,7 +198,7 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.String(32), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_invoice_attribute_changes"),
     )
-    _drop_checkpoint_tables()
+    _drop_checkpoint_tables(attributes=False)
     _checkpoint_tables(attributes=True)
     if pg:
         for stmt in PG_UP:
@@ -192,6 +220,6 @@ def downgrade() -> None:
     else:
         for stmt in SQLITE_DOWN:
             op.execute(sa.text(stmt))
-    _drop_checkpoint_tables()
+    _drop_checkpoint_tables(attributes=True)
     _checkpoint_tables(attributes=False)
     op.drop_table("invoice_attribute_changes")
