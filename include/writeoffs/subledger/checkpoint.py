@@ -36,7 +36,7 @@ class Checkpoint:
     as_of: date
     movements_through: int
     recorded_through: str
-    attributes_through: int = 0  # the highest invoice_attribute_changes id when built: later ones are not in its rows
+    attributes_through: int  # the highest invoice_attribute_changes id when built: later ones are not in its rows
 
 
 def checkpoints(conn: Connection, as_of: date | None = None) -> list[Checkpoint]:
