@@ -32,12 +32,11 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from writeoffs_airflow.assets import AGING
 from writeoffs_airflow.deadlines import ingest_deadline
-from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.defaults import START_DATE, default_args
 from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.pools import LEDGER_WRITES
 
@@ -154,7 +153,7 @@ def validate_aging(as_of: str, aged: dict, **context) -> dict:
 @dag(
     dag_id="ar_aging_ingest",
     schedule=SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=4),

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from writeoffs_airflow.assets import POSTING
-from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.defaults import START_DATE, default_args
 from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.pools import LEDGER_WRITES
 
@@ -39,7 +38,7 @@ DAILY = CronTriggerTimetable("30 18 * * *", timezone="UTC")
 @dag(
     dag_id="ledger_reconciliation",
     schedule=AssetOrTimeSchedule(timetable=DAILY, assets=POSTING),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=1),

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
-from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.defaults import START_DATE, default_args
 from writeoffs_airflow.failfast import fail_fast
 
 
@@ -45,7 +44,7 @@ def run_whatif(**context) -> dict:
 @dag(
     dag_id="policy_whatif",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     dagrun_timeout=timedelta(hours=1),
     default_args=default_args(),

@@ -27,11 +27,10 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, task, task_group
 
 from writeoffs_airflow.assets import CANDIDATES, POSTING
-from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.defaults import START_DATE, default_args
 from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.hitl import BatchApprovalOperator, BatchConfirmOperator
 from writeoffs_airflow.pools import LEDGER_WRITES
@@ -118,7 +117,7 @@ def batch_flow(batch_id: int) -> None:
 @dag(
     dag_id="writeoff_approval",
     schedule=[CANDIDATES],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     # A run stays open until its batches are decided (days): later days' runs must start meanwhile. Runs never share
     # a batch (claim_batches) and posting serialises per batch in the ledger.

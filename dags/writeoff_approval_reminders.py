@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.defaults import START_DATE, default_args
 from writeoffs_airflow.failfast import fail_fast
 
 
 @dag(
     dag_id="writeoff_approval_reminders",
     schedule="*/15 * * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=14),

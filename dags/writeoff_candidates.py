@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from writeoffs_airflow.assets import AGING, CANDIDATES
-from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.defaults import START_DATE, default_args
 from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.pools import LEDGER_WRITES
 
@@ -121,7 +120,7 @@ def _actor(context) -> str:
 @dag(
     dag_id="writeoff_candidates",
     schedule=[AGING],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),

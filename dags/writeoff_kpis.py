@@ -30,10 +30,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
-from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.defaults import START_DATE, default_args
 from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.pools import LEDGER_WRITES
 
@@ -74,7 +73,7 @@ def _resolve_period(context) -> dict:
 @dag(
     dag_id="writeoff_kpis",
     schedule=MONTHLY,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),

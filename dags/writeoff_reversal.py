@@ -21,13 +21,13 @@ Domain code: `include/writeoffs/reversal.py`; see docs/posting.md.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
 from writeoffs.catalogues import REVERSAL_REASONS  # plain data: the choices offered in the trigger form
 from writeoffs_airflow.assets import POSTING
-from writeoffs_airflow.defaults import default_args
+from writeoffs_airflow.defaults import START_DATE, default_args
 from writeoffs_airflow.failfast import fail_fast
 from writeoffs_airflow.pools import LEDGER_WRITES
 from writeoffs_airflow.reversal_hitl import ReversalApprovalOperator
@@ -116,7 +116,7 @@ def reverse(plan: dict, answer: dict | None, **context) -> dict:
 @dag(
     dag_id="writeoff_reversal",
     schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     # No dagrun_timeout: a run waits for people (bounded by each request's response timeout).

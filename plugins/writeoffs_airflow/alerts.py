@@ -103,6 +103,16 @@ def _log_url(context: Any, dag_id: str, run_id: str, task_id: str) -> str:
     return f"{base.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id)}/tasks/{task_id}"
 
 
+def _date_text(day: date | None) -> str:
+    """A business date as the alerts print it: ISO, or ``n/a`` when the run has none."""
+    return day.isoformat() if day else "n/a"
+
+
+def _table_rows(rows: tuple[tuple[str, str], ...]) -> str:
+    """The HTML rows of an alert's facts table: one label and one escaped value a row."""
+    return "".join(f"<tr><th align='left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+
+
 @dataclass(frozen=True, slots=True)
 class FailureAlert:
     dag_id: str
@@ -136,11 +146,11 @@ class FailureAlert:
 
     @property
     def subject(self) -> str:
-        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        bd = _date_text(self.business_date)
         return f"[Airflow] {self.dag_id}.{self.task_id} failed (business date {bd})"
 
     def slack_text(self) -> str:
-        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        bd = _date_text(self.business_date)
         return (
             f":red_circle: *{self.dag_id}* task *{self.task_id}* failed\n"
             f"*DAG:* {self.dag_id}  *Task:* {self.task_id}  *Run:* {self.run_id}  *Business date:* {bd}"
@@ -150,7 +160,7 @@ class FailureAlert:
         )
 
     def html(self) -> str:
-        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        bd = _date_text(self.business_date)
         rows = (
             ("DAG", self.dag_id),
             ("Task", self.task_id),
@@ -158,7 +168,7 @@ class FailureAlert:
             ("Business date", bd),
             ("Try", str(self.try_number) if self.try_number is not None else "n/a"),
         )
-        cells = "".join(f"<tr><th align='left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        cells = _table_rows(rows)
         url = html.escape(self.log_url, quote=True)
         return (
             f"<p><b>{html.escape(self.dag_id)}.{html.escape(self.task_id)} failed.</b></p>"
@@ -212,11 +222,11 @@ class DeadlineMissed:
 
     @property
     def subject(self) -> str:
-        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        bd = _date_text(self.business_date)
         return f"[Airflow] {self.dag_id} missed its deadline (business date {bd})"
 
     def slack_text(self) -> str:
-        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        bd = _date_text(self.business_date)
         return (
             f":alarm_clock: *{self.dag_id}* has not succeeded by its deadline {self.deadline_time}\n"
             f"*DAG:* {self.dag_id}  *Run:* {self.run_id}  *Business date:* {bd}  *State:* {self.state}\n"
@@ -224,7 +234,7 @@ class DeadlineMissed:
         )
 
     def html(self) -> str:
-        bd = self.business_date.isoformat() if self.business_date else "n/a"
+        bd = _date_text(self.business_date)
         rows = (
             ("DAG", self.dag_id),
             ("Run", self.run_id),
@@ -232,7 +242,7 @@ class DeadlineMissed:
             ("Deadline", self.deadline_time),
             ("State", self.state),
         )
-        cells = "".join(f"<tr><th align='left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        cells = _table_rows(rows)
         url = html.escape(self.run_url, quote=True)
         return (
             f"<p><b>{html.escape(self.dag_id)} has not succeeded by its deadline.</b></p>"

@@ -1,4 +1,5 @@
-"""``default_args`` shared by every DAG of the project: one owner, retries, and failure alerts everywhere.
+"""``default_args`` shared by every DAG of the project: one owner, retries, and failure alerts everywhere; and the
+one start date every DAG has (:data:`START_DATE`).
 
 Cheap at parse time: building the notifiers looks nothing up (see ``writeoffs_airflow.alerts``).
 """
@@ -8,9 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pendulum
+
 from writeoffs_airflow.alerts import failure_callbacks
 
 OWNER = "finance-data"
+
+#: Every DAG's ``start_date`` (catchup is off everywhere, so it only bounds the first run).
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
 #: How long one task may run before Airflow stops it (a hung database or HTTP call must not hold a worker slot and

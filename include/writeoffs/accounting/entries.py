@@ -35,6 +35,12 @@ def functional(amount: Decimal, fx_rate: object, functional_currency: str) -> De
     return round_money(amount * to_decimal(fx_rate), functional_currency)
 
 
+def _document_amounts(accts: Accounts, currency: str, amount: Decimal, fx_rate: object) -> tuple[Decimal, Decimal]:
+    """A document amount rounded to its currency, and its functional amount (:func:`functional` of the rounded one)."""
+    amt = round_money(amount, currency)
+    return amt, functional(amt, fx_rate, accts.functional_currency)
+
+
 def _pair(
     debit_account: str,
     credit_account: str,
@@ -100,7 +106,7 @@ def writeoff(
     approval_ref: str,
 ) -> JournalEntry:
     """Direct method: Dr the reason's expense account; allowance method: Dr Allowance. Cr AR control."""
-    amt = round_money(amount, currency)
+    amt, famt = _document_amounts(accts, currency, amount, fx_rate)
     return JournalEntry(
         key=keys.writeoff_entry(writeoff_key),
         entity=accts.entity,
@@ -111,7 +117,7 @@ def writeoff(
             currency,
             amt,
             accts.functional_currency,
-            functional(amt, fx_rate, accts.functional_currency),
+            famt,
             invoice_id=invoice_id,
             memo=writeoff_memo(invoice_ref, reason_code),
         ),
@@ -136,8 +142,7 @@ def recovery(
     payment_ref: str,
 ) -> JournalEntry:
     """Cash received on a written-off amount. Allowance method: reinstate then collect, in one four-line entry."""
-    amt = round_money(amount, currency)
-    famt = functional(amt, fx_rate, accts.functional_currency)
+    amt, famt = _document_amounts(accts, currency, amount, fx_rate)
     memo = f"recovery {invoice_ref} payment {payment_ref}"
     fc = accts.functional_currency
     cash = accts.role(Role.CASH)
@@ -171,7 +176,7 @@ def unapplied_cash(
     payment_ref: str,
 ) -> JournalEntry:
     """Cash received that cannot be applied (above what remains written off): Dr Cash / Cr Unapplied Cash."""
-    amt = round_money(amount, currency)
+    amt, famt = _document_amounts(accts, currency, amount, fx_rate)
     return JournalEntry(
         key=keys.unapplied_cash(accts.entity, payment_ref, invoice_id),
         entity=accts.entity,
@@ -182,7 +187,7 @@ def unapplied_cash(
             currency,
             amt,
             accts.functional_currency,
-            functional(amt, fx_rate, accts.functional_currency),
+            famt,
             invoice_id=invoice_id,
             memo=f"unapplied cash {invoice_ref} payment {payment_ref}",
         ),

@@ -174,35 +174,24 @@ def finish_batches(conn: Connection, policy: Policy, as_of: date) -> BatchingRes
 def batch_table(conn: Connection, policy_hash: str, as_of: date) -> list[dict[str, Any]]:
     """Per-batch summary (count, total, by reason) for logs and XCom; money as strings."""
     b, w = writeoff_batches, writeoffs
+    # What a row is grouped by, selected in this order (the row indexes below depend on it).
+    keys = (
+        b.c.id,
+        b.c.batch_key,
+        b.c.entity_code,
+        b.c.currency,
+        b.c.tier,
+        b.c.status,
+        b.c.item_count,
+        b.c.total_amount,
+        b.c.batch_hash,
+        w.c.reason_code,
+    )
     rows = conn.execute(
-        select(
-            b.c.id,
-            b.c.batch_key,
-            b.c.entity_code,
-            b.c.currency,
-            b.c.tier,
-            b.c.status,
-            b.c.item_count,
-            b.c.total_amount,
-            b.c.batch_hash,
-            w.c.reason_code,
-            func.count(w.c.id),
-            func.sum(w.c.amount),
-        )
+        select(*keys, func.count(w.c.id), func.sum(w.c.amount))
         .select_from(b.outerjoin(w, w.c.batch_id == b.c.id))
         .where(b.c.as_of_date == as_of, b.c.policy_hash == policy_hash)
-        .group_by(
-            b.c.id,
-            b.c.batch_key,
-            b.c.entity_code,
-            b.c.currency,
-            b.c.tier,
-            b.c.status,
-            b.c.item_count,
-            b.c.total_amount,
-            b.c.batch_hash,
-            w.c.reason_code,
-        )
+        .group_by(*keys)
         .order_by(b.c.batch_key, w.c.reason_code)
     ).all()
     out: dict[int, dict[str, Any]] = {}

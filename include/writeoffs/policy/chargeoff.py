@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, func, select, update
 
-from writeoffs import audit, subledger
+from writeoffs import subledger
 from writeoffs.db.schema import customers, invoices
 from writeoffs.money import money_str
 from writeoffs.policy.schema import Policy
-from writeoffs.policy.selection import param_tables, resolved_layers
+from writeoffs.policy.selection import audit_run, param_tables, resolved_layers, run_ref
 from writeoffs.policy.sqlx import days_between, typed
 
 
@@ -48,7 +48,7 @@ def charge_off(conn: Connection, policy: Policy, as_of: date, *, actor: str = "s
         # ix_invoices_status_due_date: after the first run, a daily run touches only the day's new crossings.
         # The per-layer threshold is then checked exactly on that small set, joined rather than correlated.
         lowest = typed(as_of - timedelta(days=min(thresholds)), Date())
-        with subledger.movement(conn, "charge_off", as_of, f"charge-off {as_of.isoformat()}:{policy.short_hash()}"):
+        with subledger.movement(conn, "charge_off", as_of, f"charge-off {run_ref(as_of, policy)}"):
             result = conn.execute(
                 update(i)
                 .where(
@@ -72,18 +72,14 @@ def charge_off(conn: Connection, policy: Policy, as_of: date, *, actor: str = "s
             .group_by(invoices.c.entity_code, invoices.c.currency)
         ).all()
         totals = {f"{e}:{cur}": {"count": str(n), "open_balance": money_str(s)} for e, cur, n, s in rows}
-    audit.append(
+    audit_run(
         conn,
+        policy,
+        as_of,
         actor=actor,
         action="policy.charge_off",
         object_type="charge_off_run",
-        object_id=f"{as_of.isoformat()}:{policy.short_hash()}",
-        details={
-            "as_of": as_of,
-            "policy_version": policy.version,
-            "policy_hash": policy.content_hash,
-            "charged_off": count,
-            "totals": totals,
-        },
+        charged_off=count,
+        totals=totals,
     )
     return ChargeOffResult(as_of, count, totals)

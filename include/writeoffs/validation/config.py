@@ -27,16 +27,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _refuse_float(v: object, how: str) -> object:
+    """A decimal setting as read from YAML, refused when YAML made it a float (0.01 is read as one): ``how`` says
+    how to write it instead."""
+    if isinstance(v, float):
+        raise ValueError(f"write {how}")
+    return v
+
+
 class TieOutConfig(_Model):
     tolerance: Decimal = Decimal("0.01")
 
     @field_validator("tolerance", mode="before")
     @classmethod
     def _no_float(cls, v: object) -> object:
-        # YAML turns 0.01 into a float; money thresholds must be written as strings (or ints).
-        if isinstance(v, float):
-            raise ValueError('write the tolerance as a quoted string, e.g. "0.01" (money is never a float)')
-        return v
+        return _refuse_float(v, 'the tolerance as a quoted string, e.g. "0.01" (money is never a float)')
 
     @field_validator("tolerance")
     @classmethod
@@ -80,9 +85,7 @@ class ValidationConfig(_Model):
     @field_validator("max_quarantined_fraction", mode="before")
     @classmethod
     def _fraction_no_float(cls, v: object) -> object:
-        if isinstance(v, float):
-            raise ValueError('write the fraction as a quoted string, e.g. "0.05"')
-        return v
+        return _refuse_float(v, 'the fraction as a quoted string, e.g. "0.05"')
 
     @field_validator("max_quarantined_fraction")
     @classmethod

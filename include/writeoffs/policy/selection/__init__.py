@@ -21,7 +21,7 @@ from writeoffs.policy.selection.candidates import SKIP_DECIDED, SelectionResult,
 from writeoffs.policy.selection.model import EXCLUSIONS, IN_FLIGHT, LIVE_STATUSES, ROUTES, Scope, money
 from writeoffs.policy.selection.params import param_tables, resolved_layers
 from writeoffs.policy.selection.query import decision_query, decisions, screened_out_query
-from writeoffs.policy.selection.trail import record_decisions
+from writeoffs.policy.selection.trail import audit_run, record_decisions, run_ref
 
 __all__ = [
     "EXCLUSIONS",
@@ -31,6 +31,7 @@ __all__ = [
     "SKIP_DECIDED",
     "Scope",
     "SelectionResult",
+    "audit_run",
     "decision_query",
     "decisions",
     "idempotency_prefix",
@@ -39,5 +40,6 @@ __all__ = [
     "param_tables",
     "record_decisions",
     "resolved_layers",
+    "run_ref",
     "screened_out_query",
 ]

@@ -12,13 +12,12 @@ from sqlalchemy import Connection, Date, Integer, Select, String, and_, case, fu
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from writeoffs import audit
 from writeoffs.accounting.keys import writeoff_candidate_prefix
 from writeoffs.db.schema import writeoffs
 from writeoffs.policy.schema import Policy
 from writeoffs.policy.selection.model import Scope
 from writeoffs.policy.selection.plan import _Plan
-from writeoffs.policy.selection.trail import record_decisions
+from writeoffs.policy.selection.trail import audit_run, record_decisions
 from writeoffs.policy.sqlx import drop_temp, temp_table, typed
 
 #: Session-temporary tables of a live run (dropped at the end of the step; on PostgreSQL also ON COMMIT).
@@ -64,19 +63,15 @@ def insert_candidates(
     drop_temp(conn, _DECIDED)
     drop_temp(conn, _EFFORT)
     drop_temp(conn, _POP)
-    audit.append(
+    audit_run(
         conn,
+        policy,
+        as_of,
         actor=actor,
         action="policy.select_candidates",
         object_type="writeoff_run",
-        object_id=f"{as_of.isoformat()}:{policy.short_hash()}",
-        details={
-            "as_of": as_of,
-            "policy_version": policy.version,
-            "policy_hash": policy.content_hash,
-            "inserted": inserted,
-            "decisions": trail,
-        },
+        inserted=inserted,
+        decisions=trail,
     )
     return SelectionResult(as_of, policy.version, policy.content_hash, inserted)
 

@@ -1,5 +1,6 @@
 """Recording decisions: the per-invoice decision trail of a run (``selection_runs`` / ``selection_decisions``),
-written set-wise and checked for orphans (:func:`record_decisions`).
+written set-wise and checked for orphans (:func:`record_decisions`); and a policy run's audit row
+(:func:`audit_run`, also written by the charge-off).
 """
 
 from __future__ import annotations
@@ -9,9 +10,29 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, String, case, delete, func, insert, literal, select, update
 
+from writeoffs import audit
 from writeoffs.db.schema import invoices, selection_decisions, selection_runs
 from writeoffs.errors import WriteoffError
 from writeoffs.policy.schema import Policy
+
+
+def run_ref(as_of: date, policy: Policy) -> str:
+    """A policy run's reference: its as-of date and the policy's short hash."""
+    return f"{as_of.isoformat()}:{policy.short_hash()}"
+
+
+def audit_run(
+    conn: Connection, policy: Policy, as_of: date, *, actor: str, action: str, object_type: str, **details: Any
+) -> None:
+    """The audit row of a policy run (named by :func:`run_ref`): the as-of date and policy, then ``details``."""
+    audit.append(
+        conn,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=run_ref(as_of, policy),
+        details={"as_of": as_of, "policy_version": policy.version, "policy_hash": policy.content_hash, **details},
+    )
 
 
 def record_decisions(conn: Connection, policy: Policy, as_of: date, decided: Any) -> dict[str, int]:
