@@ -1,4 +1,5 @@
-"""YAML for configuration files, strictly: a key repeated in one mapping is an error naming its line.
+"""Configuration files: which one to read, reading it, and YAML strictly (a key repeated in one mapping is an error
+naming its line).
 
 PyYAML's ``safe_load`` silently keeps the last of two equal keys, so a source mapped twice loses its first
 half and fails later with a misleading "required field not provided". Every configuration file goes through
@@ -7,6 +8,8 @@ half and fails later with a misleading "required field not provided". Every conf
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -48,3 +51,17 @@ def load(raw: bytes | str, origin: str) -> Any:
         raise ConfigError(f"{origin}: {where}: not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: not valid YAML: {str(exc).splitlines()[0][:200]}") from None
+
+
+def config_file(path: str | os.PathLike[str] | None, env: str, default: Path) -> Path:
+    """The configuration file to read: the argument, else the environment variable ``env`` (when set and not
+    empty), else the committed ``default``. The one rule every configuration loader follows."""
+    return Path(path or os.environ.get(env) or default)
+
+
+def read_config(path: Path, what: str) -> bytes:
+    """The bytes of the configuration file ``path``, or a :class:`ConfigError` naming ``what`` and the file."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None

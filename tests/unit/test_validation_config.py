@@ -56,8 +56,16 @@ def test_bad_config_is_refused(data: dict, message: str) -> None:
 
 
 def test_missing_explicit_config_file_is_an_error(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match=r"nope.yaml: cannot read"):
         load(tmp_path / "nope.yaml")
+
+
+def test_a_configured_file_that_is_missing_is_an_error_not_the_defaults(tmp_path, monkeypatch) -> None:
+    """Fail closed: $WRITEOFFS_VALIDATION_CONFIG naming a file that is not there used to mean the built-in
+    defaults, silently; only when no file is named at all do the built-in defaults apply."""
+    monkeypatch.setenv("WRITEOFFS_VALIDATION_CONFIG", str(tmp_path / "typo.yaml"))
+    with pytest.raises(ConfigError, match=r"typo.yaml: cannot read"):
+        load()
 
 
 def test_registry_names_fit_the_quarantine_reason_column() -> None:

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from writeoffs import strict_yaml
 from writeoffs.buckets import DEFAULT_BUCKETS
 from writeoffs.errors import ConfigError
 
@@ -122,19 +123,13 @@ def parse_config(content: str | Mapping[str, Any], *, source: str = "<config>") 
 
 
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
-    if path:
-        return Path(path)
-    env = os.environ.get(CONFIG_PATH_ENV)
-    return Path(env) if env else DEFAULT_CONFIG_PATH
+    return strict_yaml.config_file(path, CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> AllowanceConfig:
     """Load and validate the configuration (argument, else ``$WRITEOFFS_ALLOWANCE_PATH``, else include/config)."""
     p = config_path(path)
-    try:
-        content = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"allowance config {p}: cannot read: {exc.strerror or exc}") from None
+    content = strict_yaml.read_config(p, "allowance config").decode("utf-8")
     return parse_config(content, source=str(p))
 
 

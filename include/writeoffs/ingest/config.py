@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from writeoffs import strict_yaml
 from writeoffs.buckets import Bucket, make_buckets
 from writeoffs.errors import ConfigError
 from writeoffs.ingest.derive import Condition, Expression, InputColumn, check_dataset
@@ -213,12 +214,8 @@ def parse(data: dict[str, Any], *, origin: str = "<dict>", content_hash: str = "
 
 def load(path: str | Path | None = None) -> SourcesConfig:
     """Load and validate the source config (``WRITEOFFS_SOURCES_CONFIG`` or the committed default)."""
-    from writeoffs import strict_yaml
 
-    p = Path(path or os.environ.get("WRITEOFFS_SOURCES_CONFIG") or DEFAULT_PATH)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read source config {p}: {exc.strerror}") from None
+    p = strict_yaml.config_file(path, "WRITEOFFS_SOURCES_CONFIG", DEFAULT_PATH)
+    raw = strict_yaml.read_config(p, "source config")
     data = strict_yaml.load(raw, str(p))  # duplicate keys are an error naming the line
     return parse(data, origin=str(p), content_hash=hashlib.sha256(raw).hexdigest())

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from writeoffs import strict_yaml
 from writeoffs.errors import ConfigError
 
 Severity = Literal["blocking", "warning"]
@@ -139,17 +140,11 @@ def parse(data: dict[str, Any] | None, *, origin: str = "<dict>", content_hash: 
 
 def load(path: str | Path | None = None) -> ValidationConfig:
     """Load ``WRITEOFFS_VALIDATION_CONFIG`` or the committed default; a missing file means built-in defaults."""
-    from writeoffs import strict_yaml
 
-    p = Path(path or os.environ.get("WRITEOFFS_VALIDATION_CONFIG") or DEFAULT_PATH)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        if path:
-            raise ConfigError(f"validation config {p} does not exist") from None
-        return parse({}, origin="<builtin>")
-    except OSError as exc:
-        raise ConfigError(f"cannot read validation config {p}: {exc.strerror}") from None
+    p = strict_yaml.config_file(path, "WRITEOFFS_VALIDATION_CONFIG", DEFAULT_PATH)
+    if not path and not os.environ.get("WRITEOFFS_VALIDATION_CONFIG") and not p.exists():
+        return parse({}, origin="<builtin>")  # no file named and none committed: the built-in defaults
+    raw = strict_yaml.read_config(p, "validation config")
     data = strict_yaml.load(raw, str(p))  # duplicate keys are an error naming the line
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from writeoffs import strict_yaml
 from writeoffs.errors import ConfigError
 from writeoffs.policy.schema.document import (
     PolicyFile,
@@ -64,17 +65,10 @@ def parse_policy(text: str, *, source: str = "<text>") -> Policy:
 
 
 def policy_path(path: str | os.PathLike[str] | None = None) -> Path:
-    if path:
-        return Path(path)
-    env = os.environ.get(POLICY_PATH_ENV)
-    return Path(env) if env else DEFAULT_POLICY_PATH
+    return strict_yaml.config_file(path, POLICY_PATH_ENV, DEFAULT_POLICY_PATH)
 
 
 def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
     """Load and validate the policy file (argument, else ``$WRITEOFFS_POLICY_PATH``, else include/config)."""
     p = policy_path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"policy {p}: cannot read: {exc.strerror or exc}") from None
-    return parse_policy(text, source=str(p))
+    return parse_policy(strict_yaml.read_config(p, "policy").decode("utf-8"), source=str(p))
