@@ -28,6 +28,19 @@ def _active_posted_writeoffs():
     )
 
 
+def _wo_columns(w: Any, e: Any, i: Any) -> tuple[Any, ...]:
+    """The columns of a posted write-off that its document (:func:`_wo_doc`) and its break's grouping read."""
+    return (
+        w.c.id.label("writeoff_id"),
+        w.c.amount,
+        w.c.as_of_date.label("selected_on"),
+        e.c.posting_date.label("posted_on"),
+        i.c.invoice_ref,
+        i.c.entity_code,
+        i.c.currency,
+    )
+
+
 def _wo_doc(conn: Connection, r: Any, **extra: Any) -> dict[str, Any]:
     return {
         "type": "writeoff",
@@ -59,16 +72,7 @@ def _paid_late_query():
     w, e, i, src = _active_posted_writeoffs()
     pa, p = payment_allocations.alias("pa"), payments.alias("p")
     return (
-        select(
-            w.c.id.label("writeoff_id"),
-            w.c.amount,
-            w.c.as_of_date.label("selected_on"),
-            e.c.posting_date.label("posted_on"),
-            i.c.invoice_ref,
-            i.c.entity_code,
-            i.c.currency,
-            func.min(pa.c.allocated_on).label("paid_on"),
-        )
+        select(*_wo_columns(w, e, i), func.min(pa.c.allocated_on).label("paid_on"))
         .select_from(
             src.join(pa, and_(pa.c.invoice_id == w.c.invoice_id, pa.c.kind == "regular")).join(
                 p, p.c.id == pa.c.payment_id
@@ -192,15 +196,7 @@ def _rule_breaches_query():
     per write-off and kind with the earliest date that makes it a breach (``since``)."""
     w, e, i, src = _active_posted_writeoffs()
     h = holds.alias("h")
-    cols = (
-        w.c.id.label("writeoff_id"),
-        w.c.amount,
-        w.c.as_of_date.label("selected_on"),
-        e.c.posting_date.label("posted_on"),
-        i.c.invoice_ref,
-        i.c.entity_code,
-        i.c.currency,
-    )
+    cols = _wo_columns(w, e, i)
     active_hold = and_(
         h.c.start_date <= e.c.posting_date, or_(h.c.end_date.is_(None), h.c.end_date >= e.c.posting_date)
     )
