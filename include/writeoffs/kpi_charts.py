@@ -127,14 +127,9 @@ def write_charts(data: ChartData, folder: StorePath) -> list[StorePath]:
 def write_report_charts(engine, report: KpiReport, folder: StorePath) -> list[StorePath]:
     """The charts of ``report`` as SVG and PNG files beside its Markdown (``reports/kpi/<period>-<chart>.svg`` and
     ``.png``, :mod:`writeoffs.kpi_png`), read in one snapshot (read-only repeatable read on PostgreSQL)."""
+    from writeoffs.kpi.store import read_snapshot
     from writeoffs.kpi_png import write_pngs
 
-    with engine.connect() as raw:
-        conn = (
-            raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-            if raw.dialect.name == "postgresql"
-            else raw
-        )
-        with conn.begin():
-            data = collect(conn, report)
+    with read_snapshot(engine) as conn:
+        data = collect(conn, report)
     return write_charts(data, folder) + write_pngs(data, folder)
