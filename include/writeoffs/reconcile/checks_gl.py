@@ -26,6 +26,7 @@ from writeoffs.reconcile.model import (
     _dec,
     _group,
     _more,
+    _posted_lines_of_role,
     _sum,
     _tol_cte,
     _tol_of,
@@ -200,9 +201,7 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
     invoice raised at 15.05 and written off at 15.04 leaves 0.01 behind). Expected 0; actual the functional
     residue, in the entity's functional currency (tolerance of that currency)."""
     ln, e, a = _JL.alias("l"), _JE.alias("e"), accounts.alias("a")
-    ar = ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted")).join(
-        a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "ar_control")
-    )
+    ar = _posted_lines_of_role(ln, e, a, "ar_control")
     txn = func.sum(ln.c.debit - ln.c.credit)
     fun = func.sum(ln.c.functional_debit - ln.c.functional_credit)
     cols = (

@@ -3,7 +3,7 @@
 Value objects: :class:`Break` (one finding), :class:`Tolerances` (accepted difference per currency), :class:`Check`
 (a registered check), :class:`CheckOutcome` and :class:`ReconResult` (what a run produced). Shared helpers: money
 read by raw SQL at the ledger's 4 decimals (``_dec``, ``_sum``), the tolerance CTE, bound IN lists, capped document
-lists, the journal tables' short names and row grouping.
+lists, the journal tables' short names, the posted lines of an account role and row grouping.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, and_
 
 from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.db.schema import journal_entries, journal_lines
@@ -257,6 +257,21 @@ def _more(n: int) -> str:
 #: Short names of the journal tables, for the checks written in SQLAlchemy Core.
 _JE = journal_entries
 _JL = journal_lines
+
+
+def _posted(ln: Any, e: Any) -> Any:
+    """Join condition (SQLAlchemy Core): the journal line ``ln`` belongs to the entry ``e``, and ``e`` is posted."""
+    return and_(e.c.id == ln.c.entry_id, e.c.status == "posted")
+
+
+def _of_role(ln: Any, a: Any, role: str) -> Any:
+    """Join condition (SQLAlchemy Core): the journal line ``ln`` is on the account ``a``, and ``a`` has ``role``."""
+    return and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == role)
+
+
+def _posted_lines_of_role(ln: Any, e: Any, a: Any, role: str) -> Any:
+    """The journal lines ``ln`` of posted entries ``e`` on accounts ``a`` of ``role`` (a join to select from)."""
+    return ln.join(e, _posted(ln, e)).join(a, _of_role(ln, a, role))
 
 
 def _group(rows: Iterable[Any], key: Callable[[Any], tuple]) -> dict[tuple, list[Any]]:

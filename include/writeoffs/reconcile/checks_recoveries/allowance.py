@@ -18,6 +18,9 @@ from writeoffs.reconcile.model import (
     Tolerances,
     _dec,
     _in_list,
+    _of_role,
+    _posted,
+    _posted_lines_of_role,
     _tol_cte,
     _tol_of,
 )
@@ -188,9 +191,7 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
 
 def _debit_balances(conn: Connection, tolerance: Tolerances, ln, e, a) -> list[Break]:
     """Sign: allowance accounts with a debit balance beyond the tolerance."""
-    allowance_lines = ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted")).join(
-        a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance")
-    )
+    allowance_lines = _posted_lines_of_role(ln, e, a, "allowance")
     out: list[Break] = []
     sign = conn.execute(
         select(
@@ -263,7 +264,7 @@ def _trueup_cut(as_of: date, ln, e, a):
                     e.c.idempotency_key.like(f"{keys.ALLOWANCE_PREFIX}%"),
                 ),
             )
-            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance"))
+            .join(a, _of_role(ln, a, "allowance"))
         )
         .group_by(req.c.entity_code, req.c.currency, req.c.day, req.c.req)
         .subquery("cut")
@@ -291,8 +292,8 @@ def _adequacy_breaks(conn: Connection, as_of: date, tolerance: Tolerances, ln, e
                     ln.c.entity_code == cut.c.entity_code, ln.c.currency == cut.c.currency, ln.c.entry_id <= cut.c.cut
                 ),
             )
-            .join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted"))
-            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance"))
+            .join(e, _posted(ln, e))
+            .join(a, _of_role(ln, a, "allowance"))
         )
         .group_by(cut.c.entity_code, cut.c.currency, cut.c.day, cut.c.req, cut.c.cut)
         .order_by(cut.c.entity_code, cut.c.currency)

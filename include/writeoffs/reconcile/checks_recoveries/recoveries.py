@@ -20,6 +20,7 @@ from writeoffs.reconcile.model import (
     _dec,
     _group,
     _more,
+    _posted_lines_of_role,
     _sum,
     _tol_cte,
     _tol_of,
@@ -174,11 +175,7 @@ def _recovery_cash_query(as_of: date):
     sources = list(RECOVERY_CASH_SOURCES)
     booked = (
         select(ln.c.entity_code, ln.c.currency, ln.c.invoice_id, zero, (ln.c.debit - ln.c.credit))
-        .select_from(
-            ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted"))
-            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "cash"))
-            .outerjoin(o, o.c.id == e.c.reverses_entry_id)
-        )
+        .select_from(_posted_lines_of_role(ln, e, a, "cash").outerjoin(o, o.c.id == e.c.reverses_entry_id))
         .where(or_(e.c.source_type.in_(sources), and_(e.c.source_type == "reversal", o.c.source_type.in_(sources))))
     )
     u = union_all(received_alloc, received_manual, booked).subquery("u")
