@@ -27,9 +27,9 @@ from writeoffs.reconcile.model import (
     _group,
     _more,
     _posted_lines_of_role,
+    _sub_vs_gl,
     _sum,
     _tol_cte,
-    _tol_of,
 )
 
 _POSTED_AR_LINES = """
@@ -45,26 +45,18 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
     tol_sql, params = _tol_cte(conn, tolerance)
     rows = conn.execute(
         text(
-            f"""
-            WITH {tol_sql},
-            sub AS (SELECT entity_code, currency, SUM(open_balance) AS amount, COUNT(*) AS n
-                    FROM invoices GROUP BY entity_code, currency),
-            gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
-                          SUM(debit - credit) AS amount,
-                          SUM(CASE WHEN invoice_id IS NULL THEN 1 ELSE 0 END) AS untagged
-                   FROM ({_POSTED_AR_LINES}) ar GROUP BY entity_code, currency),
-            k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
-            SELECT k.entity_code, k.currency, gl.account_code, COALESCE(sub.amount, 0) AS expected,
-                   COALESCE(gl.amount, 0) AS actual, COALESCE(sub.n, 0) AS n, COALESCE(gl.untagged, 0) AS untagged,
+            _sub_vs_gl(
+                f"""{tol_sql},
+                sub AS (SELECT entity_code, currency, SUM(open_balance) AS amount, COUNT(*) AS n
+                        FROM invoices GROUP BY entity_code, currency),
+                gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
+                              SUM(debit - credit) AS amount,
+                              SUM(CASE WHEN invoice_id IS NULL THEN 1 ELSE 0 END) AS untagged
+                       FROM ({_POSTED_AR_LINES}) ar GROUP BY entity_code, currency)""",
+                columns=""", COALESCE(gl.untagged, 0) AS untagged,
                    (SELECT a.code FROM accounts a WHERE a.entity_code = k.entity_code AND a.role = 'ar_control')
-                       AS ar_account
-            FROM k
-            LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
-            LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
-            LEFT JOIN tol ON tol.currency = k.currency
-            WHERE ABS(ROUND(COALESCE(gl.amount, 0) - COALESCE(sub.amount, 0), 4)) > {_tol_of("tol")}
-            ORDER BY k.entity_code, k.currency
-            """
+                       AS ar_account""",
+            )
         ),
         params,
     ).all()

@@ -241,6 +241,27 @@ def _tol_of(alias: str) -> str:
     return f"COALESCE({alias}.amount, CAST(:default_tol AS NUMERIC(20, 4)))"
 
 
+def _sub_vs_gl(ctes: str, columns: str = "", joins: str = "") -> str:
+    """SQL: the entities and currencies whose GL amount differs from the sub-ledger's beyond the currency's tolerance.
+
+    ``ctes`` define ``tol`` (:func:`_tol_cte`), ``sub`` (``entity_code``, ``currency``, ``amount``, ``n``: the
+    sub-ledger's) and ``gl`` (``entity_code``, ``currency``, ``account_code``, ``amount``: the GL's); a side without
+    a row counts 0. Rows: ``entity_code``, ``currency``, ``account_code``, ``expected`` (the sub-ledger's), ``actual``
+    (the GL's), ``n``, then ``columns`` (each with a leading comma), from ``k`` (the keys) and ``joins``."""
+    return f"""
+        WITH {ctes},
+        k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
+        SELECT k.entity_code, k.currency, gl.account_code, COALESCE(sub.amount, 0) AS expected,
+               COALESCE(gl.amount, 0) AS actual, COALESCE(sub.n, 0) AS n{columns}
+        FROM k{joins}
+        LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
+        LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
+        LEFT JOIN tol ON tol.currency = k.currency
+        WHERE ABS(ROUND(COALESCE(gl.amount, 0) - COALESCE(sub.amount, 0), 4)) > {_tol_of("tol")}
+        ORDER BY k.entity_code, k.currency
+    """
+
+
 def _in_list(name: str, values: Sequence[object]) -> tuple[str, dict[str, object]]:
     keys = {f"{name}{n}": v for n, v in enumerate(values)}
     return ", ".join(f":{k}" for k in keys), keys

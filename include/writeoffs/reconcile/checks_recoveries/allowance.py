@@ -21,6 +21,7 @@ from writeoffs.reconcile.model import (
     _of_role,
     _posted,
     _posted_lines_of_role,
+    _sub_vs_gl,
     _tol_cte,
     _tol_of,
 )
@@ -128,26 +129,18 @@ def _allowance_vs_writeoffs(conn: Connection, tol_sql: str, params: dict, allowa
     out: list[Break] = []
     rows = conn.execute(
         text(
-            f"""
-            WITH {tol_sql}, al AS ({allowance_lines}),
-            gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
-                          SUM(debit - credit) AS amount
-                   FROM al WHERE from_writeoff = 1 GROUP BY entity_code, currency),
-            sub AS (SELECT i.entity_code, i.currency, SUM(i.written_off_amount) AS amount, COUNT(*) AS n
-                    FROM invoices i JOIN legal_entities le ON le.code = i.entity_code
-                    WHERE le.writeoff_method = 'allowance' AND i.written_off_amount > 0
-                    GROUP BY i.entity_code, i.currency),
-            k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
-            SELECT k.entity_code, k.currency, gl.account_code, le.writeoff_method,
-                   COALESCE(sub.amount, 0) AS expected, COALESCE(gl.amount, 0) AS actual, COALESCE(sub.n, 0) AS n
-            FROM k
-            JOIN legal_entities le ON le.code = k.entity_code
-            LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
-            LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
-            LEFT JOIN tol ON tol.currency = k.currency
-            WHERE ABS(ROUND(COALESCE(gl.amount, 0) - COALESCE(sub.amount, 0), 4)) > {_tol_of("tol")}
-            ORDER BY k.entity_code, k.currency
-            """
+            _sub_vs_gl(
+                f"""{tol_sql}, al AS ({allowance_lines}),
+                gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
+                              SUM(debit - credit) AS amount
+                       FROM al WHERE from_writeoff = 1 GROUP BY entity_code, currency),
+                sub AS (SELECT i.entity_code, i.currency, SUM(i.written_off_amount) AS amount, COUNT(*) AS n
+                        FROM invoices i JOIN legal_entities le ON le.code = i.entity_code
+                        WHERE le.writeoff_method = 'allowance' AND i.written_off_amount > 0
+                        GROUP BY i.entity_code, i.currency)""",
+                columns=", le.writeoff_method",
+                joins="\n        JOIN legal_entities le ON le.code = k.entity_code",
+            )
         ),
         params,
     ).all()
