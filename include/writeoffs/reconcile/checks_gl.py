@@ -25,7 +25,7 @@ from writeoffs.reconcile.model import (
     _capped,
     _dec,
     _group,
-    _more,
+    _listed_break,
     _posted_lines_of_role,
     _sub_vs_gl,
     _sum,
@@ -159,28 +159,27 @@ def check_entries_balanced(conn: Connection, as_of: date, tolerance: Tolerances)
         ]
         if kind == "lines":
             out.append(
-                Break(
+                _listed_break(
                     check="entries_balanced",
                     entity=entity,
-                    documents=_capped(docs),
-                    message=f"{len(items)} posted journal entr(y/ies) of {entity} with fewer than two lines"
-                    f"{_more(len(items))}",
+                    documents=docs,
+                    message=f"{len(items)} posted journal entr(y/ies) of {entity} with fewer than two lines",
                 )
             )
             continue
         dr = _sum(conn, (r.dr for r in items))
         cr = _sum(conn, (r.cr for r in items))
         out.append(
-            Break(
+            _listed_break(
                 check="entries_balanced",
                 entity=entity,
                 currency=currency,
                 expected=dr,
                 actual=cr,
-                documents=_capped(docs),
+                documents=docs,
                 message=(
                     f"{len(items)} journal entr(y/ies) of {entity} do not balance in {kind} currency {currency}: "
-                    f"debits {money_str(dr)}, credits {money_str(cr)}{_more(len(items))}"
+                    f"debits {money_str(dr)}, credits {money_str(cr)}"
                 ),
             )
         )

@@ -275,6 +275,12 @@ def _more(n: int) -> str:
     return f" (first {MAX_DOCUMENTS} listed)" if n > MAX_DOCUMENTS else ""
 
 
+def _listed_break(check: str, message: str, documents: list[dict[str, Any]], **fields: Any) -> Break:
+    """A break that lists ``documents``: the first :data:`MAX_DOCUMENTS` of them, ``message`` saying so if there are
+    more (the message itself states the full count)."""
+    return Break(check=check, message=message + _more(len(documents)), documents=_capped(documents), **fields)
+
+
 #: Short names of the journal tables, for the checks written in SQLAlchemy Core.
 _JE = journal_entries
 _JL = journal_lines

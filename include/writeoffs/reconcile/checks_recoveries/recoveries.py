@@ -16,10 +16,9 @@ from writeoffs.reconcile.model import (
     _JL,
     Break,
     Tolerances,
-    _capped,
     _dec,
     _group,
-    _more,
+    _listed_break,
     _posted_lines_of_role,
     _sum,
     _tol_cte,
@@ -112,16 +111,16 @@ def _recovery_break(conn: Connection, key: tuple, items: list[Any]) -> Break:
     else:
         expected = recovered
         what = "have recoveries in a currency other than the invoice's"
-    return Break(
+    return _listed_break(
         check="recoveries",
         entity=entity,
         currency=currency,
         expected=expected,
         actual=recovered,
-        documents=_capped(docs),
+        documents=docs,
         message=(
             f"{len(items)} invoice(s) of {entity} {what} (limit/recorded {money_str(expected)}, recoveries "
-            f"{money_str(recovered)} {currency}){_more(len(items))}"
+            f"{money_str(recovered)} {currency})"
         ),
     )
 
@@ -213,15 +212,15 @@ def _recovery_cash_break(conn: Connection, key: tuple, items: list[Any]) -> Brea
         }
         for r in items
     ]
-    return Break(
+    return _listed_break(
         check="recovery_cash",
         entity=entity,
         currency=currency,
         expected=expected,
         actual=actual,
-        documents=_capped(docs),
+        documents=docs,
         message=(
             f"{len(items)} invoice(s) of {entity}: recovery cash received {money_str(expected)} {currency}, "
-            f"booked to cash {money_str(actual)} (recoveries + unapplied cash){_more(len(items))}"
+            f"booked to cash {money_str(actual)} (recoveries + unapplied cash)"
         ),
     )

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, and_, func, literal, or_, select, true, union
 
 from writeoffs.db.schema import customers, holds, invoices, payment_allocations, payments, writeoffs
 from writeoffs.money import money_str
-from writeoffs.reconcile.model import _JE, Break, Tolerances, _capped, _dec, _group, _more, _sum
+from writeoffs.reconcile.model import _JE, Break, Tolerances, _dec, _group, _listed_break, _sum
 
 
 def _active_posted_writeoffs():
@@ -138,16 +138,16 @@ def _paid_break(conn: Connection, key: tuple, items: list[Any]) -> Break:
             for r in items
         ]
         what = "paid and written off: regular cash plus the amount written off exceed the invoice"
-    return Break(
+    return _listed_break(
         check="paid_after_selection",
         entity=entity,
         currency=currency,
         expected=_dec(conn, 0),
         actual=actual,
-        documents=_capped(docs),
+        documents=docs,
         message=(
             f"{len(items)} write-off(s)/invoice(s) of {entity} {what}: {money_str(actual)} {currency} "
-            f"written off that was paid{_more(len(items))}"
+            "written off that was paid"
         ),
     )
 
@@ -177,15 +177,14 @@ def check_posting_rules(conn: Connection, as_of: date, tolerance: Tolerances) ->
             for r in items
         ]
         out.append(
-            Break(
+            _listed_break(
                 check="posting_rules",
                 entity=entity,
                 currency=currency,
                 expected=_dec(conn, 0),
                 actual=actual,
-                documents=_capped(docs),
-                message=f"{len(items)} write-off(s) of {entity} {_RULE_FINDINGS[kind]}: {money_str(actual)} {currency}"
-                f"{_more(len(items))}",
+                documents=docs,
+                message=f"{len(items)} write-off(s) of {entity} {_RULE_FINDINGS[kind]}: {money_str(actual)} {currency}",
             )
         )
     return out
