@@ -20,9 +20,11 @@ from writeoffs.reconcile.model import (
     _JE,
     _JL,
     MAX_DOCUMENTS,
+    MAX_FINDINGS,
     Break,
     Tolerances,
     _capped,
+    _count,
     _dec,
     _group,
     _listed_break,
@@ -271,7 +273,7 @@ def check_movements(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                    ON m.invoice_id = i.id
             WHERE ROUND(i.open_balance - COALESCE(m.total, 0), 4) <> 0
             ORDER BY i.entity_code, i.currency, i.id
-            LIMIT {MAX_DOCUMENTS * 20}
+            LIMIT {MAX_FINDINGS}
             """
         )
     ).all()
@@ -300,7 +302,7 @@ def check_movements(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                     ]
                 ),
                 message=(
-                    f"{len(items)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} invoice(s) of {entity} {currency}: "
+                    f"{_count(len(items), len(rows))} invoice(s) of {entity} {currency}: "
                     "the sub-ledger movements do not add up to the open balance (the history was bypassed)"
                 ),
             )
@@ -382,7 +384,7 @@ def _checkpoint_balances(conn: Connection, cp: Any, params: dict[str, Any], day:
                   GROUP BY u.invoice_id HAVING SUM(u.expected) <> SUM(u.actual)) x
             LEFT JOIN invoices i ON i.id = x.invoice_id
             ORDER BY i.entity_code, i.currency, x.invoice_id
-            LIMIT {MAX_DOCUMENTS * 20}
+            LIMIT {MAX_FINDINGS}
             """
         ),
         params,
@@ -409,7 +411,7 @@ def _checkpoint_balances(conn: Connection, cp: Any, params: dict[str, Any], day:
                     ]
                 ),
                 message=(
-                    f"checkpoint of {cp.as_of}: {len(items)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} "
+                    f"checkpoint of {cp.as_of}: {_count(len(items), len(rows))} "
                     f"invoice balance(s) of {entity or '?'} {currency or '?'} differ from the movements "
                     "(edited or forged; delete it and build it again)"
                 ),
@@ -438,7 +440,7 @@ def _checkpoint_attributes(conn: Connection, cp: Any, params: dict[str, Any]) ->
             LIMIT :cap
             """
         ),
-        params | {"cap": MAX_DOCUMENTS * 20},
+        params | {"cap": MAX_FINDINGS},
     ).all()
     if not rows:
         return []
@@ -446,7 +448,7 @@ def _checkpoint_attributes(conn: Connection, cp: Any, params: dict[str, Any]) ->
         Break(
             check="checkpoints",
             message=(
-                f"checkpoint of {cp.as_of}: {len(rows)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} invoice(s) "
+                f"checkpoint of {cp.as_of}: {_count(len(rows))} invoice(s) "
                 "whose copied entity, currency, customer or dates differ from the invoice with no recorded change "
                 "(edited or forged; delete it and build it again)"
             ),
@@ -482,7 +484,7 @@ def _checkpoint_summary(conn: Connection, cp: Any, params: dict[str, Any]) -> li
             LIMIT :cap
             """
         ),
-        params | {"cap": MAX_DOCUMENTS * 20},
+        params | {"cap": MAX_FINDINGS},
     ).all()
     if not rows:
         return []
@@ -490,7 +492,7 @@ def _checkpoint_summary(conn: Connection, cp: Any, params: dict[str, Any]) -> li
         Break(
             check="checkpoints",
             message=(
-                f"checkpoint of {cp.as_of}: {len(rows)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} line(s) of "
+                f"checkpoint of {cp.as_of}: {_count(len(rows))} line(s) of "
                 "its summary differ from its rows (edited or forged; delete it and build it again)"
             ),
             documents=_capped(

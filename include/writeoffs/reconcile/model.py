@@ -27,6 +27,9 @@ from writeoffs.report_store import StorePath, location
 #: Documents kept per break (the message always states the full count): a break row must stay readable and a
 #: systemic failure must not turn into a multi-megabyte JSON cell.
 MAX_DOCUMENTS = 50
+#: Finding rows a check reads at most where one break may stand for many (far more than a break lists, still
+#: bounded); a count that reached it is stated as "N+" (:func:`_count`).
+MAX_FINDINGS = MAX_DOCUMENTS * 20
 _Q4 = Decimal("0.0001")
 
 
@@ -273,6 +276,12 @@ def _capped(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
 
 def _more(n: int) -> str:
     return f" (first {MAX_DOCUMENTS} listed)" if n > MAX_DOCUMENTS else ""
+
+
+def _count(n: int, found: int | None = None) -> str:
+    """``n`` (of the ``found`` rows a query read; default ``n``) as a message states it: ``n+`` if the query stopped
+    at :data:`MAX_FINDINGS` rows, so that there may be more."""
+    return f"{n}{'+' if (n if found is None else found) >= MAX_FINDINGS else ''}"
 
 
 def _listed_break(check: str, message: str, documents: list[dict[str, Any]], **fields: Any) -> Break:
