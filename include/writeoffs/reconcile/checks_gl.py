@@ -340,6 +340,17 @@ def check_checkpoints(conn: Connection, as_of: date, tolerance: Tolerances) -> l
     return out
 
 
+def _false_checkpoint(cp: Any, what: str, documents: list[dict[str, Any]], **fields: Any) -> Break:
+    """A break for a checkpoint found false in ``what`` (its first :data:`MAX_DOCUMENTS` ``documents`` listed): it was
+    edited or forged, and the way out is to build it again."""
+    return Break(
+        check="checkpoints",
+        message=f"checkpoint of {cp.as_of}: {what} (edited or forged; delete it and build it again)",
+        documents=_capped(documents),
+        **fields,
+    )
+
+
 def _checkpoint_marks(conn: Connection, cp: Any, params: dict[str, Any]) -> list[Break]:
     """A break if the checkpoint's high-water marks are false (a movement it claims to cover is missing, or was
     recorded after its ``recorded_through``; an attribute change it claims to know of is missing)."""
@@ -391,30 +402,25 @@ def _checkpoint_balances(conn: Connection, cp: Any, params: dict[str, Any], day:
     ).all()
     for (entity, currency), items in sorted(_group(rows, lambda r: (r.entity_code or "", r.currency or "")).items()):
         out.append(
-            Break(
-                check="checkpoints",
+            _false_checkpoint(
+                cp,
+                f"{_count(len(items), len(rows))} invoice balance(s) of {entity or '?'} {currency or '?'} differ from "
+                "the movements",
+                [
+                    {
+                        "type": "invoice",
+                        "id": r.invoice_id,
+                        "ref": r.invoice_ref,
+                        "checkpoint": cp.as_of.isoformat(),
+                        "movements_total": money_str(_dec(conn, r.expected)),
+                        "checkpoint_balance": money_str(_dec(conn, r.actual)),
+                    }
+                    for r in items
+                ],
                 entity=entity or None,
                 currency=currency or None,
                 expected=_sum(conn, (r.expected for r in items)),
                 actual=_sum(conn, (r.actual for r in items)),
-                documents=_capped(
-                    [
-                        {
-                            "type": "invoice",
-                            "id": r.invoice_id,
-                            "ref": r.invoice_ref,
-                            "checkpoint": cp.as_of.isoformat(),
-                            "movements_total": money_str(_dec(conn, r.expected)),
-                            "checkpoint_balance": money_str(_dec(conn, r.actual)),
-                        }
-                        for r in items
-                    ]
-                ),
-                message=(
-                    f"checkpoint of {cp.as_of}: {_count(len(items), len(rows))} "
-                    f"invoice balance(s) of {entity or '?'} {currency or '?'} differ from the movements "
-                    "(edited or forged; delete it and build it again)"
-                ),
             )
         )
     return out
@@ -445,19 +451,14 @@ def _checkpoint_attributes(conn: Connection, cp: Any, params: dict[str, Any]) ->
     if not rows:
         return []
     return [
-        Break(
-            check="checkpoints",
-            message=(
-                f"checkpoint of {cp.as_of}: {_count(len(rows))} invoice(s) "
-                "whose copied entity, currency, customer or dates differ from the invoice with no recorded change "
-                "(edited or forged; delete it and build it again)"
-            ),
-            documents=_capped(
-                [
-                    {"type": "invoice", "id": r.invoice_id, "ref": r.invoice_ref, "checkpoint": cp.as_of.isoformat()}
-                    for r in rows
-                ]
-            ),
+        _false_checkpoint(
+            cp,
+            f"{_count(len(rows))} invoice(s) whose copied entity, currency, customer or dates differ from the invoice "
+            "with no recorded change",
+            [
+                {"type": "invoice", "id": r.invoice_id, "ref": r.invoice_ref, "checkpoint": cp.as_of.isoformat()}
+                for r in rows
+            ],
         )
     ]
 
@@ -489,24 +490,19 @@ def _checkpoint_summary(conn: Connection, cp: Any, params: dict[str, Any]) -> li
     if not rows:
         return []
     return [
-        Break(
-            check="checkpoints",
-            message=(
-                f"checkpoint of {cp.as_of}: {_count(len(rows))} line(s) of "
-                "its summary differ from its rows (edited or forged; delete it and build it again)"
-            ),
-            documents=_capped(
-                [
-                    {
-                        "type": "checkpoint_summary",
-                        "entity": r.entity_code,
-                        "currency": r.currency,
-                        "invoice_date": str(r.invoice_date),
-                        "due_date": str(r.due_date),
-                        "checkpoint": cp.as_of.isoformat(),
-                    }
-                    for r in rows
-                ]
-            ),
+        _false_checkpoint(
+            cp,
+            f"{_count(len(rows))} line(s) of its summary differ from its rows",
+            [
+                {
+                    "type": "checkpoint_summary",
+                    "entity": r.entity_code,
+                    "currency": r.currency,
+                    "invoice_date": str(r.invoice_date),
+                    "due_date": str(r.due_date),
+                    "checkpoint": cp.as_of.isoformat(),
+                }
+                for r in rows
+            ],
         )
     ]
