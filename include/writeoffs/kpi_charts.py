@@ -9,9 +9,11 @@ the workspace shows them inline and the monthly KPI DAG writes them beside its M
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import TypeVar
 
 from sqlalchemy import Connection
 
@@ -22,6 +24,7 @@ from writeoffs.kpi import KpiReport, Period, kpi_report
 from writeoffs.report_store import StorePath
 
 TREND_MONTHS = 6
+_C = TypeVar("_C")  # a drawn chart: SVG text, a matplotlib Figure
 
 
 @dataclass(frozen=True)
@@ -111,30 +114,41 @@ def render(data: ChartData) -> dict[str, str]:
     return out
 
 
-def write_charts(data: ChartData, folder: StorePath) -> list[StorePath]:
-    """``<folder>/<period>-<chart>.svg`` per chart (written whole, then renamed); returns the paths."""
+def write_chart_files(
+    data: ChartData,
+    folder: StorePath,
+    suffix: str,
+    draw: Callable[[ChartData], Mapping[str, _C]],
+    write: Callable[[_C, StorePath], None],
+) -> list[StorePath]:
+    """``<folder>/<period>-<chart>.<suffix>`` per chart ``draw`` makes of ``data``, each written whole by ``write``
+    to a temporary file, then renamed over it (a reader never sees half a chart); returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for name, svg in render(data).items():
-        path = folder / f"{data.period}-{name}.svg"
+    for name, chart in draw(data).items():
+        path = folder / f"{data.period}-{name}.{suffix}"
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + svg + "\n", encoding="utf-8")
+        write(chart, tmp)
         tmp.replace(path)
         out.append(path)
     return out
 
 
+def _write_svg(svg: str, path: StorePath) -> None:
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + svg + "\n", encoding="utf-8")
+
+
+def write_charts(data: ChartData, folder: StorePath) -> list[StorePath]:
+    """``<folder>/<period>-<chart>.svg`` per chart (written whole, then renamed); returns the paths."""
+    return write_chart_files(data, folder, "svg", render, _write_svg)
+
+
 def write_report_charts(engine, report: KpiReport, folder: StorePath) -> list[StorePath]:
     """The charts of ``report`` as SVG and PNG files beside its Markdown (``reports/kpi/<period>-<chart>.svg`` and
     ``.png``, :mod:`writeoffs.kpi_png`), read in one snapshot (read-only repeatable read on PostgreSQL)."""
+    from writeoffs.kpi.store import read_snapshot
     from writeoffs.kpi_png import write_pngs
 
-    with engine.connect() as raw:
-        conn = (
-            raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-            if raw.dialect.name == "postgresql"
-            else raw
-        )
-        with conn.begin():
-            data = collect(conn, report)
+    with read_snapshot(engine) as conn:
+        data = collect(conn, report)
     return write_charts(data, folder) + write_pngs(data, folder)

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from writeoffs.charts import PALETTE
 from writeoffs.errors import shorten
-from writeoffs.kpi_charts import ChartData
+from writeoffs.kpi_charts import ChartData, write_chart_files
 from writeoffs.report_store import StorePath
 
 #: Pixels: 8 x 4.5 inches at 100 dpi.
@@ -102,14 +102,9 @@ def write_pngs(data: ChartData, folder: StorePath) -> list[StorePath]:
     """``<folder>/<period>-<chart>.png`` per chart (written whole, then renamed); returns the paths."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name, fig in figures(data).items():
-        path = folder / f"{data.period}-{name}.png"
-        tmp = path.with_name(path.name + ".tmp")
+    def write(fig: object, tmp: StorePath) -> None:
         FigureCanvasAgg(fig)  # type: ignore[arg-type]
         with tmp.open("wb") as fh:
             fig.savefig(fh, format="png", dpi=DPI, facecolor="white")  # type: ignore[attr-defined]
-        tmp.replace(path)
-        out.append(path)
-    return out
+
+    return write_chart_files(data, folder, "png", figures, write)

@@ -8,7 +8,7 @@ import io
 from collections.abc import Sequence
 from decimal import Decimal
 
-from writeoffs.kpi.model import RECOVERY_BENCHMARK, TAX_NOTE, KpiReport, _fmt, _jsonable
+from writeoffs.kpi.model import RECOVERY_BENCHMARK, TAX_NOTE, Kpi, KpiReport, _fmt, _jsonable
 from writeoffs.kpi.period import Period
 from writeoffs.safe_text import csv_writer, md
 
@@ -61,40 +61,40 @@ def _intro(report: KpiReport) -> list[str]:
     ]
 
 
+#: The columns both per-entity tables end with: the rates of sales and AR with their classes, and recoveries.
+_RATE_HEAD = (
+    "Sales",
+    "% of sales",
+    "Class",
+    "Open AR",
+    "% of AR",
+    "Class",
+    "Recoveries",
+    "Recovery rate",
+    "Cumulative recovery rate",
+)
+
+
+def _rate_cells(k: Kpi) -> tuple[object, ...]:
+    """The cells of :data:`_RATE_HEAD` for one KPI row."""
+    return (
+        _fmt(k.sales),
+        _pct(k.rate_of_sales),
+        k.class_of_sales or "n/a",
+        _fmt(k.open_ar),
+        _pct(k.rate_of_ar),
+        k.class_of_ar or "n/a",
+        _fmt(k.recoveries),
+        _pct(k.recovery_rate),
+        _pct(k.cumulative_recovery_rate),
+    )
+
+
 def _per_entity(report: KpiReport) -> list[str]:
-    head = [
-        "Entity",
-        "Currency",
-        "Written off (net)",
-        "Sales",
-        "% of sales",
-        "Class",
-        "Open AR",
-        "% of AR",
-        "Class",
-        "Recoveries",
-        "Recovery rate",
-        "Cumulative recovery rate",
-    ]
+    head = ["Entity", "Currency", "Written off (net)", *_RATE_HEAD]
     return _table(
         head,
-        [
-            (
-                k.entity,
-                k.currency,
-                _fmt(k.net_written_off),
-                _fmt(k.sales),
-                _pct(k.rate_of_sales),
-                k.class_of_sales or "n/a",
-                _fmt(k.open_ar),
-                _pct(k.rate_of_ar),
-                k.class_of_ar or "n/a",
-                _fmt(k.recoveries),
-                _pct(k.recovery_rate),
-                _pct(k.cumulative_recovery_rate),
-            )
-            for k in report.by_entity
-        ],
+        [(k.entity, k.currency, _fmt(k.net_written_off), *_rate_cells(k)) for k in report.by_entity],
         right=2,
     )
 
@@ -102,23 +102,7 @@ def _per_entity(report: KpiReport) -> list[str]:
 def _per_currency(report: KpiReport) -> list[str]:
     out = ["", "## Per entity and currency", ""]
     out += _table(
-        [
-            "Entity",
-            "Currency",
-            "Written off",
-            "Reversed",
-            "Net",
-            "Count",
-            "Sales",
-            "% of sales",
-            "Class",
-            "Open AR",
-            "% of AR",
-            "Class",
-            "Recoveries",
-            "Recovery rate",
-            "Cumulative recovery rate",
-        ],
+        ["Entity", "Currency", "Written off", "Reversed", "Net", "Count", *_RATE_HEAD],
         [
             (
                 k.entity,
@@ -127,15 +111,7 @@ def _per_currency(report: KpiReport) -> list[str]:
                 _fmt(k.reversed),
                 _fmt(k.net_written_off),
                 k.count,
-                _fmt(k.sales),
-                _pct(k.rate_of_sales),
-                k.class_of_sales or "n/a",
-                _fmt(k.open_ar),
-                _pct(k.rate_of_ar),
-                k.class_of_ar or "n/a",
-                _fmt(k.recoveries),
-                _pct(k.recovery_rate),
-                _pct(k.cumulative_recovery_rate),
+                *_rate_cells(k),
             )
             for k in report.by_currency
         ],

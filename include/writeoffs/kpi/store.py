@@ -5,10 +5,14 @@ one snapshot, then write; the DAG and CLI entry point) and :func:`reported_month
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Connection
 
 from writeoffs.kpi.compute import kpi_report
 from writeoffs.kpi.model import KpiReport
@@ -51,6 +55,20 @@ def write_report(report: KpiReport, base_dir: Path | None = None, *, reports: St
     return files
 
 
+@contextmanager
+def read_snapshot(engine: Any) -> Iterator[Connection]:
+    """A connection of ``engine`` in one transaction that reads one consistent snapshot: read-only repeatable read on
+    PostgreSQL, the connection as it is elsewhere. For a report and everything drawn or written from it."""
+    with engine.connect() as raw:
+        conn = (
+            raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            if raw.dialect.name == "postgresql"
+            else raw
+        )
+        with conn.begin():
+            yield conn
+
+
 def run_kpis(
     engine: Any,
     start: date,
@@ -61,14 +79,8 @@ def run_kpis(
     reports: StorePath | None = None,
 ) -> tuple[KpiReport, ReportFiles]:
     """Compute on one consistent snapshot and write the files (the DAG and CLI entry point)."""
-    with engine.connect() as raw:
-        conn = (
-            raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-            if raw.dialect.name == "postgresql"
-            else raw
-        )
-        with conn.begin():
-            report = kpi_report(conn, start, end, previous=previous)
+    with read_snapshot(engine) as conn:
+        report = kpi_report(conn, start, end, previous=previous)
     return report, write_report(report, base_dir, reports=reports)
 
 

@@ -20,15 +20,18 @@ from writeoffs.reconcile.model import (
     _JE,
     _JL,
     MAX_DOCUMENTS,
+    MAX_FINDINGS,
     Break,
     Tolerances,
     _capped,
+    _count,
     _dec,
     _group,
-    _more,
+    _listed_break,
+    _posted_lines_of_role,
+    _sub_vs_gl,
     _sum,
     _tol_cte,
-    _tol_of,
 )
 
 _POSTED_AR_LINES = """
@@ -44,26 +47,18 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
     tol_sql, params = _tol_cte(conn, tolerance)
     rows = conn.execute(
         text(
-            f"""
-            WITH {tol_sql},
-            sub AS (SELECT entity_code, currency, SUM(open_balance) AS amount, COUNT(*) AS n
-                    FROM invoices GROUP BY entity_code, currency),
-            gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
-                          SUM(debit - credit) AS amount,
-                          SUM(CASE WHEN invoice_id IS NULL THEN 1 ELSE 0 END) AS untagged
-                   FROM ({_POSTED_AR_LINES}) ar GROUP BY entity_code, currency),
-            k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
-            SELECT k.entity_code, k.currency, gl.account_code, COALESCE(sub.amount, 0) AS expected,
-                   COALESCE(gl.amount, 0) AS actual, COALESCE(sub.n, 0) AS n, COALESCE(gl.untagged, 0) AS untagged,
+            _sub_vs_gl(
+                f"""{tol_sql},
+                sub AS (SELECT entity_code, currency, SUM(open_balance) AS amount, COUNT(*) AS n
+                        FROM invoices GROUP BY entity_code, currency),
+                gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
+                              SUM(debit - credit) AS amount,
+                              SUM(CASE WHEN invoice_id IS NULL THEN 1 ELSE 0 END) AS untagged
+                       FROM ({_POSTED_AR_LINES}) ar GROUP BY entity_code, currency)""",
+                columns=""", COALESCE(gl.untagged, 0) AS untagged,
                    (SELECT a.code FROM accounts a WHERE a.entity_code = k.entity_code AND a.role = 'ar_control')
-                       AS ar_account
-            FROM k
-            LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
-            LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
-            LEFT JOIN tol ON tol.currency = k.currency
-            WHERE ABS(ROUND(COALESCE(gl.amount, 0) - COALESCE(sub.amount, 0), 4)) > {_tol_of("tol")}
-            ORDER BY k.entity_code, k.currency
-            """
+                       AS ar_account""",
+            )
         ),
         params,
     ).all()
@@ -166,28 +161,27 @@ def check_entries_balanced(conn: Connection, as_of: date, tolerance: Tolerances)
         ]
         if kind == "lines":
             out.append(
-                Break(
+                _listed_break(
                     check="entries_balanced",
                     entity=entity,
-                    documents=_capped(docs),
-                    message=f"{len(items)} posted journal entr(y/ies) of {entity} with fewer than two lines"
-                    f"{_more(len(items))}",
+                    documents=docs,
+                    message=f"{len(items)} posted journal entr(y/ies) of {entity} with fewer than two lines",
                 )
             )
             continue
         dr = _sum(conn, (r.dr for r in items))
         cr = _sum(conn, (r.cr for r in items))
         out.append(
-            Break(
+            _listed_break(
                 check="entries_balanced",
                 entity=entity,
                 currency=currency,
                 expected=dr,
                 actual=cr,
-                documents=_capped(docs),
+                documents=docs,
                 message=(
                     f"{len(items)} journal entr(y/ies) of {entity} do not balance in {kind} currency {currency}: "
-                    f"debits {money_str(dr)}, credits {money_str(cr)}{_more(len(items))}"
+                    f"debits {money_str(dr)}, credits {money_str(cr)}"
                 ),
             )
         )
@@ -200,9 +194,7 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
     invoice raised at 15.05 and written off at 15.04 leaves 0.01 behind). Expected 0; actual the functional
     residue, in the entity's functional currency (tolerance of that currency)."""
     ln, e, a = _JL.alias("l"), _JE.alias("e"), accounts.alias("a")
-    ar = ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted")).join(
-        a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "ar_control")
-    )
+    ar = _posted_lines_of_role(ln, e, a, "ar_control")
     txn = func.sum(ln.c.debit - ln.c.credit)
     fun = func.sum(ln.c.functional_debit - ln.c.functional_credit)
     cols = (
@@ -281,7 +273,7 @@ def check_movements(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                    ON m.invoice_id = i.id
             WHERE ROUND(i.open_balance - COALESCE(m.total, 0), 4) <> 0
             ORDER BY i.entity_code, i.currency, i.id
-            LIMIT {MAX_DOCUMENTS * 20}
+            LIMIT {MAX_FINDINGS}
             """
         )
     ).all()
@@ -310,7 +302,7 @@ def check_movements(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
                     ]
                 ),
                 message=(
-                    f"{len(items)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} invoice(s) of {entity} {currency}: "
+                    f"{_count(len(items), len(rows))} invoice(s) of {entity} {currency}: "
                     "the sub-ledger movements do not add up to the open balance (the history was bypassed)"
                 ),
             )
@@ -346,6 +338,17 @@ def check_checkpoints(conn: Connection, as_of: date, tolerance: Tolerances) -> l
         if not rows:  # the rows are what the movements and invoices say: then the summary must be what they say
             out += _checkpoint_summary(conn, cp, params)
     return out
+
+
+def _false_checkpoint(cp: Any, what: str, documents: list[dict[str, Any]], **fields: Any) -> Break:
+    """A break for a checkpoint found false in ``what`` (its first :data:`MAX_DOCUMENTS` ``documents`` listed): it was
+    edited or forged, and the way out is to build it again."""
+    return Break(
+        check="checkpoints",
+        message=f"checkpoint of {cp.as_of}: {what} (edited or forged; delete it and build it again)",
+        documents=_capped(documents),
+        **fields,
+    )
 
 
 def _checkpoint_marks(conn: Connection, cp: Any, params: dict[str, Any]) -> list[Break]:
@@ -392,37 +395,32 @@ def _checkpoint_balances(conn: Connection, cp: Any, params: dict[str, Any], day:
                   GROUP BY u.invoice_id HAVING SUM(u.expected) <> SUM(u.actual)) x
             LEFT JOIN invoices i ON i.id = x.invoice_id
             ORDER BY i.entity_code, i.currency, x.invoice_id
-            LIMIT {MAX_DOCUMENTS * 20}
+            LIMIT {MAX_FINDINGS}
             """
         ),
         params,
     ).all()
     for (entity, currency), items in sorted(_group(rows, lambda r: (r.entity_code or "", r.currency or "")).items()):
         out.append(
-            Break(
-                check="checkpoints",
+            _false_checkpoint(
+                cp,
+                f"{_count(len(items), len(rows))} invoice balance(s) of {entity or '?'} {currency or '?'} differ from "
+                "the movements",
+                [
+                    {
+                        "type": "invoice",
+                        "id": r.invoice_id,
+                        "ref": r.invoice_ref,
+                        "checkpoint": cp.as_of.isoformat(),
+                        "movements_total": money_str(_dec(conn, r.expected)),
+                        "checkpoint_balance": money_str(_dec(conn, r.actual)),
+                    }
+                    for r in items
+                ],
                 entity=entity or None,
                 currency=currency or None,
                 expected=_sum(conn, (r.expected for r in items)),
                 actual=_sum(conn, (r.actual for r in items)),
-                documents=_capped(
-                    [
-                        {
-                            "type": "invoice",
-                            "id": r.invoice_id,
-                            "ref": r.invoice_ref,
-                            "checkpoint": cp.as_of.isoformat(),
-                            "movements_total": money_str(_dec(conn, r.expected)),
-                            "checkpoint_balance": money_str(_dec(conn, r.actual)),
-                        }
-                        for r in items
-                    ]
-                ),
-                message=(
-                    f"checkpoint of {cp.as_of}: {len(items)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} "
-                    f"invoice balance(s) of {entity or '?'} {currency or '?'} differ from the movements "
-                    "(edited or forged; delete it and build it again)"
-                ),
             )
         )
     return out
@@ -448,24 +446,19 @@ def _checkpoint_attributes(conn: Connection, cp: Any, params: dict[str, Any]) ->
             LIMIT :cap
             """
         ),
-        params | {"cap": MAX_DOCUMENTS * 20},
+        params | {"cap": MAX_FINDINGS},
     ).all()
     if not rows:
         return []
     return [
-        Break(
-            check="checkpoints",
-            message=(
-                f"checkpoint of {cp.as_of}: {len(rows)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} invoice(s) "
-                "whose copied entity, currency, customer or dates differ from the invoice with no recorded change "
-                "(edited or forged; delete it and build it again)"
-            ),
-            documents=_capped(
-                [
-                    {"type": "invoice", "id": r.invoice_id, "ref": r.invoice_ref, "checkpoint": cp.as_of.isoformat()}
-                    for r in rows
-                ]
-            ),
+        _false_checkpoint(
+            cp,
+            f"{_count(len(rows))} invoice(s) whose copied entity, currency, customer or dates differ from the invoice "
+            "with no recorded change",
+            [
+                {"type": "invoice", "id": r.invoice_id, "ref": r.invoice_ref, "checkpoint": cp.as_of.isoformat()}
+                for r in rows
+            ],
         )
     ]
 
@@ -492,29 +485,24 @@ def _checkpoint_summary(conn: Connection, cp: Any, params: dict[str, Any]) -> li
             LIMIT :cap
             """
         ),
-        params | {"cap": MAX_DOCUMENTS * 20},
+        params | {"cap": MAX_FINDINGS},
     ).all()
     if not rows:
         return []
     return [
-        Break(
-            check="checkpoints",
-            message=(
-                f"checkpoint of {cp.as_of}: {len(rows)}{'+' if len(rows) >= MAX_DOCUMENTS * 20 else ''} line(s) of "
-                "its summary differ from its rows (edited or forged; delete it and build it again)"
-            ),
-            documents=_capped(
-                [
-                    {
-                        "type": "checkpoint_summary",
-                        "entity": r.entity_code,
-                        "currency": r.currency,
-                        "invoice_date": str(r.invoice_date),
-                        "due_date": str(r.due_date),
-                        "checkpoint": cp.as_of.isoformat(),
-                    }
-                    for r in rows
-                ]
-            ),
+        _false_checkpoint(
+            cp,
+            f"{_count(len(rows))} line(s) of its summary differ from its rows",
+            [
+                {
+                    "type": "checkpoint_summary",
+                    "entity": r.entity_code,
+                    "currency": r.currency,
+                    "invoice_date": str(r.invoice_date),
+                    "due_date": str(r.due_date),
+                    "checkpoint": cp.as_of.isoformat(),
+                }
+                for r in rows
+            ],
         )
     ]

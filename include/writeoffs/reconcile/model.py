@@ -3,7 +3,7 @@
 Value objects: :class:`Break` (one finding), :class:`Tolerances` (accepted difference per currency), :class:`Check`
 (a registered check), :class:`CheckOutcome` and :class:`ReconResult` (what a run produced). Shared helpers: money
 read by raw SQL at the ledger's 4 decimals (``_dec``, ``_sum``), the tolerance CTE, bound IN lists, capped document
-lists, the journal tables' short names and row grouping.
+lists, the journal tables' short names, the posted lines of an account role and row grouping.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, and_
 
 from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.db.schema import journal_entries, journal_lines
@@ -27,6 +27,9 @@ from writeoffs.report_store import StorePath, location
 #: Documents kept per break (the message always states the full count): a break row must stay readable and a
 #: systemic failure must not turn into a multi-megabyte JSON cell.
 MAX_DOCUMENTS = 50
+#: Finding rows a check reads at most where one break may stand for many (far more than a break lists, still
+#: bounded); a count that reached it is stated as "N+" (:func:`_count`).
+MAX_FINDINGS = MAX_DOCUMENTS * 20
 _Q4 = Decimal("0.0001")
 
 
@@ -241,6 +244,27 @@ def _tol_of(alias: str) -> str:
     return f"COALESCE({alias}.amount, CAST(:default_tol AS NUMERIC(20, 4)))"
 
 
+def _sub_vs_gl(ctes: str, columns: str = "", joins: str = "") -> str:
+    """SQL: the entities and currencies whose GL amount differs from the sub-ledger's beyond the currency's tolerance.
+
+    ``ctes`` define ``tol`` (:func:`_tol_cte`), ``sub`` (``entity_code``, ``currency``, ``amount``, ``n``: the
+    sub-ledger's) and ``gl`` (``entity_code``, ``currency``, ``account_code``, ``amount``: the GL's); a side without
+    a row counts 0. Rows: ``entity_code``, ``currency``, ``account_code``, ``expected`` (the sub-ledger's), ``actual``
+    (the GL's), ``n``, then ``columns`` (each with a leading comma), from ``k`` (the keys) and ``joins``."""
+    return f"""
+        WITH {ctes},
+        k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
+        SELECT k.entity_code, k.currency, gl.account_code, COALESCE(sub.amount, 0) AS expected,
+               COALESCE(gl.amount, 0) AS actual, COALESCE(sub.n, 0) AS n{columns}
+        FROM k{joins}
+        LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
+        LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
+        LEFT JOIN tol ON tol.currency = k.currency
+        WHERE ABS(ROUND(COALESCE(gl.amount, 0) - COALESCE(sub.amount, 0), 4)) > {_tol_of("tol")}
+        ORDER BY k.entity_code, k.currency
+    """
+
+
 def _in_list(name: str, values: Sequence[object]) -> tuple[str, dict[str, object]]:
     keys = {f"{name}{n}": v for n, v in enumerate(values)}
     return ", ".join(f":{k}" for k in keys), keys
@@ -254,9 +278,36 @@ def _more(n: int) -> str:
     return f" (first {MAX_DOCUMENTS} listed)" if n > MAX_DOCUMENTS else ""
 
 
+def _count(n: int, found: int | None = None) -> str:
+    """``n`` (of the ``found`` rows a query read; default ``n``) as a message states it: ``n+`` if the query stopped
+    at :data:`MAX_FINDINGS` rows, so that there may be more."""
+    return f"{n}{'+' if (n if found is None else found) >= MAX_FINDINGS else ''}"
+
+
+def _listed_break(check: str, message: str, documents: list[dict[str, Any]], **fields: Any) -> Break:
+    """A break that lists ``documents``: the first :data:`MAX_DOCUMENTS` of them, ``message`` saying so if there are
+    more (the message itself states the full count)."""
+    return Break(check=check, message=message + _more(len(documents)), documents=_capped(documents), **fields)
+
+
 #: Short names of the journal tables, for the checks written in SQLAlchemy Core.
 _JE = journal_entries
 _JL = journal_lines
+
+
+def _posted(ln: Any, e: Any) -> Any:
+    """Join condition (SQLAlchemy Core): the journal line ``ln`` belongs to the entry ``e``, and ``e`` is posted."""
+    return and_(e.c.id == ln.c.entry_id, e.c.status == "posted")
+
+
+def _of_role(ln: Any, a: Any, role: str) -> Any:
+    """Join condition (SQLAlchemy Core): the journal line ``ln`` is on the account ``a``, and ``a`` has ``role``."""
+    return and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == role)
+
+
+def _posted_lines_of_role(ln: Any, e: Any, a: Any, role: str) -> Any:
+    """The journal lines ``ln`` of posted entries ``e`` on accounts ``a`` of ``role`` (a join to select from)."""
+    return ln.join(e, _posted(ln, e)).join(a, _of_role(ln, a, role))
 
 
 def _group(rows: Iterable[Any], key: Callable[[Any], tuple]) -> dict[tuple, list[Any]]:

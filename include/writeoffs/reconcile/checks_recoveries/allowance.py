@@ -18,6 +18,10 @@ from writeoffs.reconcile.model import (
     Tolerances,
     _dec,
     _in_list,
+    _of_role,
+    _posted,
+    _posted_lines_of_role,
+    _sub_vs_gl,
     _tol_cte,
     _tol_of,
 )
@@ -125,26 +129,18 @@ def _allowance_vs_writeoffs(conn: Connection, tol_sql: str, params: dict, allowa
     out: list[Break] = []
     rows = conn.execute(
         text(
-            f"""
-            WITH {tol_sql}, al AS ({allowance_lines}),
-            gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
-                          SUM(debit - credit) AS amount
-                   FROM al WHERE from_writeoff = 1 GROUP BY entity_code, currency),
-            sub AS (SELECT i.entity_code, i.currency, SUM(i.written_off_amount) AS amount, COUNT(*) AS n
-                    FROM invoices i JOIN legal_entities le ON le.code = i.entity_code
-                    WHERE le.writeoff_method = 'allowance' AND i.written_off_amount > 0
-                    GROUP BY i.entity_code, i.currency),
-            k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
-            SELECT k.entity_code, k.currency, gl.account_code, le.writeoff_method,
-                   COALESCE(sub.amount, 0) AS expected, COALESCE(gl.amount, 0) AS actual, COALESCE(sub.n, 0) AS n
-            FROM k
-            JOIN legal_entities le ON le.code = k.entity_code
-            LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
-            LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
-            LEFT JOIN tol ON tol.currency = k.currency
-            WHERE ABS(ROUND(COALESCE(gl.amount, 0) - COALESCE(sub.amount, 0), 4)) > {_tol_of("tol")}
-            ORDER BY k.entity_code, k.currency
-            """
+            _sub_vs_gl(
+                f"""{tol_sql}, al AS ({allowance_lines}),
+                gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
+                              SUM(debit - credit) AS amount
+                       FROM al WHERE from_writeoff = 1 GROUP BY entity_code, currency),
+                sub AS (SELECT i.entity_code, i.currency, SUM(i.written_off_amount) AS amount, COUNT(*) AS n
+                        FROM invoices i JOIN legal_entities le ON le.code = i.entity_code
+                        WHERE le.writeoff_method = 'allowance' AND i.written_off_amount > 0
+                        GROUP BY i.entity_code, i.currency)""",
+                columns=", le.writeoff_method",
+                joins="\n        JOIN legal_entities le ON le.code = k.entity_code",
+            )
         ),
         params,
     ).all()
@@ -188,9 +184,7 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
 
 def _debit_balances(conn: Connection, tolerance: Tolerances, ln, e, a) -> list[Break]:
     """Sign: allowance accounts with a debit balance beyond the tolerance."""
-    allowance_lines = ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted")).join(
-        a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance")
-    )
+    allowance_lines = _posted_lines_of_role(ln, e, a, "allowance")
     out: list[Break] = []
     sign = conn.execute(
         select(
@@ -263,7 +257,7 @@ def _trueup_cut(as_of: date, ln, e, a):
                     e.c.idempotency_key.like(f"{keys.ALLOWANCE_PREFIX}%"),
                 ),
             )
-            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance"))
+            .join(a, _of_role(ln, a, "allowance"))
         )
         .group_by(req.c.entity_code, req.c.currency, req.c.day, req.c.req)
         .subquery("cut")
@@ -291,8 +285,8 @@ def _adequacy_breaks(conn: Connection, as_of: date, tolerance: Tolerances, ln, e
                     ln.c.entity_code == cut.c.entity_code, ln.c.currency == cut.c.currency, ln.c.entry_id <= cut.c.cut
                 ),
             )
-            .join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted"))
-            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "allowance"))
+            .join(e, _posted(ln, e))
+            .join(a, _of_role(ln, a, "allowance"))
         )
         .group_by(cut.c.entity_code, cut.c.currency, cut.c.day, cut.c.req, cut.c.cut)
         .order_by(cut.c.entity_code, cut.c.currency)

@@ -16,10 +16,10 @@ from writeoffs.reconcile.model import (
     _JL,
     Break,
     Tolerances,
-    _capped,
     _dec,
     _group,
-    _more,
+    _listed_break,
+    _posted_lines_of_role,
     _sum,
     _tol_cte,
     _tol_of,
@@ -111,16 +111,16 @@ def _recovery_break(conn: Connection, key: tuple, items: list[Any]) -> Break:
     else:
         expected = recovered
         what = "have recoveries in a currency other than the invoice's"
-    return Break(
+    return _listed_break(
         check="recoveries",
         entity=entity,
         currency=currency,
         expected=expected,
         actual=recovered,
-        documents=_capped(docs),
+        documents=docs,
         message=(
             f"{len(items)} invoice(s) of {entity} {what} (limit/recorded {money_str(expected)}, recoveries "
-            f"{money_str(recovered)} {currency}){_more(len(items))}"
+            f"{money_str(recovered)} {currency})"
         ),
     )
 
@@ -174,11 +174,7 @@ def _recovery_cash_query(as_of: date):
     sources = list(RECOVERY_CASH_SOURCES)
     booked = (
         select(ln.c.entity_code, ln.c.currency, ln.c.invoice_id, zero, (ln.c.debit - ln.c.credit))
-        .select_from(
-            ln.join(e, and_(e.c.id == ln.c.entry_id, e.c.status == "posted"))
-            .join(a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == "cash"))
-            .outerjoin(o, o.c.id == e.c.reverses_entry_id)
-        )
+        .select_from(_posted_lines_of_role(ln, e, a, "cash").outerjoin(o, o.c.id == e.c.reverses_entry_id))
         .where(or_(e.c.source_type.in_(sources), and_(e.c.source_type == "reversal", o.c.source_type.in_(sources))))
     )
     u = union_all(received_alloc, received_manual, booked).subquery("u")
@@ -216,15 +212,15 @@ def _recovery_cash_break(conn: Connection, key: tuple, items: list[Any]) -> Brea
         }
         for r in items
     ]
-    return Break(
+    return _listed_break(
         check="recovery_cash",
         entity=entity,
         currency=currency,
         expected=expected,
         actual=actual,
-        documents=_capped(docs),
+        documents=docs,
         message=(
             f"{len(items)} invoice(s) of {entity}: recovery cash received {money_str(expected)} {currency}, "
-            f"booked to cash {money_str(actual)} (recoveries + unapplied cash){_more(len(items))}"
+            f"booked to cash {money_str(actual)} (recoveries + unapplied cash)"
         ),
     )

@@ -14,10 +14,9 @@ from writeoffs.reconcile.model import (
     MAX_DOCUMENTS,
     Break,
     Tolerances,
-    _capped,
     _dec,
     _in_list,
-    _more,
+    _listed_break,
     _sum,
     _tol_cte,
     _tol_of,
@@ -150,16 +149,16 @@ def _unaccounted_break(conn: Connection, key: tuple, items: list[Any], t: Any) -
         expected = _sum(conn, (r.amount for r in items))
         actual = _sum(conn, (r.amount for r in items if r.status == "skipped" and (r.skip_reason or "").strip()))
         where = "write-offs outside any batch"
-    return Break(
+    return _listed_break(
         check="approved_vs_posted",
         entity=entity,
         currency=currency,
         expected=expected,
         actual=actual,
-        documents=_capped(docs),
+        documents=docs,
         message=(
             f"{where}: {len(docs)} item(s) not accounted for ({', '.join(sorted(kinds))}); approved "
-            f"{money_str(expected)} vs posted+skipped {money_str(actual)} {currency}{_more(len(docs))}"
+            f"{money_str(expected)} vs posted+skipped {money_str(actual)} {currency}"
         ),
     )
 
@@ -308,12 +307,12 @@ def _entry_break(conn: Connection, key: tuple, items: list[Any], entries: dict[i
         }
         for r in items
     ]
-    return Break(
+    return _listed_break(
         check="writeoff_entries",
         entity=entity,
         currency=currency,
         expected=expected,
         actual=actual,
-        documents=_capped(docs),
-        message=(f"{len(items)} invoice(s) of {entity} {_ENTRY_FINDINGS[k]}: {amounts} {currency}{_more(len(items))}"),
+        documents=docs,
+        message=f"{len(items)} invoice(s) of {entity} {_ENTRY_FINDINGS[k]}: {amounts} {currency}",
     )

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, and_, func, literal, or_, select, true, union
 
 from writeoffs.db.schema import customers, holds, invoices, payment_allocations, payments, writeoffs
 from writeoffs.money import money_str
-from writeoffs.reconcile.model import _JE, Break, Tolerances, _capped, _dec, _group, _more, _sum
+from writeoffs.reconcile.model import _JE, Break, Tolerances, _dec, _group, _listed_break, _sum
 
 
 def _active_posted_writeoffs():
@@ -25,6 +25,19 @@ def _active_posted_writeoffs():
         w.join(i, i.c.id == w.c.invoice_id).join(
             e, and_(e.c.id == w.c.journal_entry_id, e.c.status == "posted", e.c.source_type == "writeoff")
         ),
+    )
+
+
+def _wo_columns(w: Any, e: Any, i: Any) -> tuple[Any, ...]:
+    """The columns of a posted write-off that its document (:func:`_wo_doc`) and its break's grouping read."""
+    return (
+        w.c.id.label("writeoff_id"),
+        w.c.amount,
+        w.c.as_of_date.label("selected_on"),
+        e.c.posting_date.label("posted_on"),
+        i.c.invoice_ref,
+        i.c.entity_code,
+        i.c.currency,
     )
 
 
@@ -59,16 +72,7 @@ def _paid_late_query():
     w, e, i, src = _active_posted_writeoffs()
     pa, p = payment_allocations.alias("pa"), payments.alias("p")
     return (
-        select(
-            w.c.id.label("writeoff_id"),
-            w.c.amount,
-            w.c.as_of_date.label("selected_on"),
-            e.c.posting_date.label("posted_on"),
-            i.c.invoice_ref,
-            i.c.entity_code,
-            i.c.currency,
-            func.min(pa.c.allocated_on).label("paid_on"),
-        )
+        select(*_wo_columns(w, e, i), func.min(pa.c.allocated_on).label("paid_on"))
         .select_from(
             src.join(pa, and_(pa.c.invoice_id == w.c.invoice_id, pa.c.kind == "regular")).join(
                 p, p.c.id == pa.c.payment_id
@@ -134,16 +138,16 @@ def _paid_break(conn: Connection, key: tuple, items: list[Any]) -> Break:
             for r in items
         ]
         what = "paid and written off: regular cash plus the amount written off exceed the invoice"
-    return Break(
+    return _listed_break(
         check="paid_after_selection",
         entity=entity,
         currency=currency,
         expected=_dec(conn, 0),
         actual=actual,
-        documents=_capped(docs),
+        documents=docs,
         message=(
             f"{len(items)} write-off(s)/invoice(s) of {entity} {what}: {money_str(actual)} {currency} "
-            f"written off that was paid{_more(len(items))}"
+            "written off that was paid"
         ),
     )
 
@@ -173,15 +177,14 @@ def check_posting_rules(conn: Connection, as_of: date, tolerance: Tolerances) ->
             for r in items
         ]
         out.append(
-            Break(
+            _listed_break(
                 check="posting_rules",
                 entity=entity,
                 currency=currency,
                 expected=_dec(conn, 0),
                 actual=actual,
-                documents=_capped(docs),
-                message=f"{len(items)} write-off(s) of {entity} {_RULE_FINDINGS[kind]}: {money_str(actual)} {currency}"
-                f"{_more(len(items))}",
+                documents=docs,
+                message=f"{len(items)} write-off(s) of {entity} {_RULE_FINDINGS[kind]}: {money_str(actual)} {currency}",
             )
         )
     return out
@@ -192,15 +195,7 @@ def _rule_breaches_query():
     per write-off and kind with the earliest date that makes it a breach (``since``)."""
     w, e, i, src = _active_posted_writeoffs()
     h = holds.alias("h")
-    cols = (
-        w.c.id.label("writeoff_id"),
-        w.c.amount,
-        w.c.as_of_date.label("selected_on"),
-        e.c.posting_date.label("posted_on"),
-        i.c.invoice_ref,
-        i.c.entity_code,
-        i.c.currency,
-    )
+    cols = _wo_columns(w, e, i)
     active_hold = and_(
         h.c.start_date <= e.c.posting_date, or_(h.c.end_date.is_(None), h.c.end_date >= e.c.posting_date)
     )
