@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -137,3 +137,12 @@ def open_ledger(url: str | None = None) -> Engine:
             " run `python -m writeoffs init-db` to upgrade it"
         )
     return engine
+
+
+def consistent_reads(conn: Connection) -> Connection:
+    """``conn`` for reads that must agree with each other (a report, a page, all the checks of a run): a read-only
+    repeatable-read transaction on PostgreSQL, which never blocks writers and never sees half a posting. SQLite
+    (single-machine deployments) keeps the connection as it is."""
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    return conn

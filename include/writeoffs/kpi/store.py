@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from writeoffs.db.engine import consistent_reads
 from writeoffs.kpi.compute import kpi_report
 from writeoffs.kpi.model import KpiReport
 from writeoffs.kpi.render import render_listing_csv, render_markdown
@@ -60,11 +61,7 @@ def read_snapshot(engine: Any) -> Iterator[Connection]:
     """A connection of ``engine`` in one transaction that reads one consistent snapshot: read-only repeatable read on
     PostgreSQL, the connection as it is elsewhere. For a report and everything drawn or written from it."""
     with engine.connect() as raw:
-        conn = (
-            raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-            if raw.dialect.name == "postgresql"
-            else raw
-        )
+        conn = consistent_reads(raw)
         with conn.begin():
             yield conn
 

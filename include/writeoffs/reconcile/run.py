@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from writeoffs import audit
 from writeoffs.db import stats
+from writeoffs.db.engine import consistent_reads
 from writeoffs.db.schema import recon_breaks, recon_runs
 from writeoffs.period_seal import check_period_seals
 from writeoffs.recon_lines import check_approval_digests, check_writeoff_lines
@@ -115,13 +116,6 @@ def run_checks(
     return outcomes
 
 
-def _snapshot(conn: Connection) -> Connection:
-    if conn.dialect.name == "postgresql":
-        # One snapshot for all checks: read-only repeatable read never blocks writers and never sees half a posting.
-        return conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    return conn
-
-
 def store_run(
     conn: Connection, *, run_key: str, as_of: date, outcomes: Sequence[CheckOutcome], report_path: StorePath | None
 ) -> int:
@@ -198,7 +192,7 @@ def reconcile(
     if analyzed:
         log.info("statistics refreshed before the checks: %s", ", ".join(analyzed))
     with engine.connect() as raw:
-        conn = _snapshot(raw)
+        conn = consistent_reads(raw)  # one snapshot for all checks
         with conn.begin():
             outcomes = run_checks(conn, as_of, tolerance, checks)
     path = report_path_for(as_of, run_key, report_dir, reports=reports) if write_report else None

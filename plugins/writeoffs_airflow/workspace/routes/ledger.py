@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
 
+from writeoffs.db.engine import consistent_reads
 from writeoffs_airflow.workspace import pages, queries
 from writeoffs_airflow.workspace.routes.common import SECURITY_HEADERS, Workspace, html, prefix_of, workspace_of
 
@@ -34,7 +35,7 @@ def subledger(request: Request, user: BaseUser = Depends(get_user), ws: Workspac
     result = None
     if ask.asked:
         with engine.connect() as raw:
-            conn = _snapshot(raw)
+            conn = consistent_reads(raw)
             with conn.begin():
                 result = subledger_view.answer(conn, ask)
     return html(pages.subledger_page(form, ask, result, prefix=prefix_of(request), user=acc.user))
@@ -49,7 +50,7 @@ def kpi_data(engine, period: str | None):
         month = _month(period) or _month_of(queries.latest_business_date(raw))
         raw.rollback()
         p = Period.month(*month)
-        conn = _snapshot(raw)
+        conn = consistent_reads(raw)
         with conn.begin():
             report = kpi_report(conn, p.start, p.end, previous=True)
             svgs = kpi_charts.render(kpi_charts.collect(conn, report))
@@ -83,15 +84,6 @@ def kpi_chart(
 
 #: The sub-ledger form's fields (anything else in the query string is ignored).
 SUBLEDGER_FIELDS = ("as_of", "known_on", "level", "entity", "customer", "invoice", "currency", "from", "to")
-
-
-def _snapshot(raw):
-    """The connection for reads that must agree with each other (several queries, one page): a read-only
-    repeatable-read transaction on PostgreSQL. On SQLite (single-machine deployments) the driver starts no
-    transaction for reads, so each query sees the file as it is then."""
-    if raw.dialect.name == "postgresql":
-        return raw.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    return raw
 
 
 def _month(text: str | None) -> tuple[int, int] | None:
