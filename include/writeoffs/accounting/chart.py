@@ -46,6 +46,21 @@ CHART_ROLES: tuple[str, ...] = (
 )
 ROLE_DEFAULT_CODES: dict[Role, str] = {Role.UNAPPLIED_CASH: "2100"}
 
+
+def posted_lines_joins(role: str, *, through: str | None = None) -> str:
+    """SQL joins from ``journal_lines l`` to its posted entry ``e`` (posted on or before ``through``, an SQL
+    expression such as ``:d``, when given) and to its account ``a`` of the chart role ``role``: the lines whose sum
+    is that account's balance in the GL. The one home of "an account's posted lines", for the raw-SQL checks and
+    reports. ``role`` is one of :data:`CHART_ROLES` (a constant of the caller, never data)."""
+    if role not in CHART_ROLES:
+        raise ValueError(f"not a chart role: {role!r}")
+    dated = f" AND e.posting_date <= {through}" if through else ""
+    return (
+        f"JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted'{dated}\n"
+        f"JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = '{role}'"
+    )
+
+
 #: Default chart of accounts created for a new entity: (code, name, type, role).
 DEFAULT_CHART: tuple[tuple[str, str, str, str | None], ...] = (
     ("1000", "Cash", "asset", "cash"),

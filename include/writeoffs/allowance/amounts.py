@@ -10,6 +10,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, Date, bindparam, select, text
 
 from writeoffs import ledger
+from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.allowance.config import RATE_DECIMALS
 from writeoffs.allowance.model import BucketEstimate
 from writeoffs.allowance.sql import _aged, _dec, _money_sum, _union_rows
@@ -157,8 +158,7 @@ def _allowance_balances(
                    SUM(l.functional_credit - l.functional_debit) AS fbal
             FROM journal_lines l
             JOIN pr ON pr.entity_code = l.entity_code AND pr.currency = l.currency
-            JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted' AND e.posting_date <= :d
-            JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'allowance'
+            {posted_lines_joins("allowance", through=":d")}
             GROUP BY l.entity_code, l.currency
             """
         ).bindparams(bindparam("d", type_=Date)),

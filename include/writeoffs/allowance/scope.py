@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, Date, bindparam, select, text
 
+from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.allowance.config import AllowanceConfig
 from writeoffs.allowance.model import ENTRY_PREFIX, SOURCE_TYPE, entry_key
 from writeoffs.allowance.sql import _aged
@@ -44,8 +45,7 @@ def _scope(conn: Connection, as_of: date, entities: Sequence[str]) -> list[tuple
             UNION
             SELECT l.entity_code, l.currency
             FROM journal_lines l
-            JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted' AND e.posting_date <= :d
-            JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'allowance'
+            {posted_lines_joins("allowance", through=":d")}
             WHERE l.entity_code IN ({ent_sql})
             GROUP BY l.entity_code, l.currency
             HAVING ROUND(SUM(l.credit - l.debit), 4) <> 0

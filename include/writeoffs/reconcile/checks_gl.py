@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, text
 
+from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.db.schema import accounts, invoices
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
@@ -34,11 +35,10 @@ from writeoffs.reconcile.model import (
     _tol_cte,
 )
 
-_POSTED_AR_LINES = """
+_POSTED_AR_LINES = f"""
     SELECT l.entity_code, l.currency, l.account_code, l.invoice_id, l.debit, l.credit
     FROM journal_lines l
-    JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted'
-    JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'ar_control'
+    {posted_lines_joins("ar_control")}
 """
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, text
 
+from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.db import bulk
 from writeoffs.db.money import from_db
 from writeoffs.subledger.aging import aged_params, later_movements_sql
@@ -45,8 +46,7 @@ def compare_with_gl(conn: Connection, as_of: date, *, known: Known = None) -> li
             gl AS (
                 SELECT l.entity_code, l.currency, SUM(l.debit - l.credit) AS amount
                 FROM journal_lines l
-                JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted' AND e.posting_date <= {day}
-                JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'ar_control'
+                {posted_lines_joins("ar_control", through=day)}
                 GROUP BY l.entity_code, l.currency),
             k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
             SELECT k.entity_code, k.currency, sub.amount, gl.amount

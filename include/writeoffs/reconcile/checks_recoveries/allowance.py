@@ -8,6 +8,7 @@ from datetime import date
 from sqlalchemy import Connection, and_, func, select, text
 
 from writeoffs.accounting import keys
+from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.db.schema import accounts, allowance_estimates
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
@@ -59,8 +60,7 @@ def _allowance_lines(sources: str) -> str:
                CASE WHEN e.source_type = 'writeoff'
                       OR (e.source_type = 'reversal' AND o.source_type = 'writeoff') THEN 1 ELSE 0 END AS from_writeoff
         FROM journal_lines l
-        JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted'
-        JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = 'allowance'
+        {posted_lines_joins("allowance")}
         LEFT JOIN journal_entries o ON o.id = e.reverses_entry_id
     """
 
