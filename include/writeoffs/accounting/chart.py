@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from sqlalchemy import Connection, select
 
-from writeoffs.db.schema import accounts, legal_entities
+from writeoffs.db.schema import ACCOUNT_ROLES, accounts, legal_entities
 from writeoffs.errors import ConfigError, LedgerError
 
 
@@ -36,14 +36,7 @@ class Role(StrEnum):
 
 #: Roles the ``accounts.role`` column can carry (its CHECK constraint dates from migration 0001). A role outside it
 #: is played by the account code in :data:`ROLE_DEFAULT_CODES`, which must exist in the entity's chart.
-CHART_ROLES: tuple[str, ...] = (
-    "ar_control",
-    "bad_debt_expense",
-    "allowance",
-    "recovery_income",
-    "cash",
-    "suspense",
-)
+CHART_ROLES: tuple[str, ...] = ACCOUNT_ROLES
 ROLE_DEFAULT_CODES: dict[Role, str] = {Role.UNAPPLIED_CASH: "2100"}
 
 
