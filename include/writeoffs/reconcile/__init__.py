@@ -19,16 +19,16 @@ Amounts are compared per currency with a tolerance (default 0, i.e. exact to the
 tolerance: they are wrong at any size.
 
 Layout: :mod:`~writeoffs.reconcile.model` (value objects, shared SQL helpers), the checks by subject
-(:mod:`~writeoffs.reconcile.checks_gl`, :mod:`~writeoffs.reconcile.checks_writeoffs`,
+(:mod:`~writeoffs.reconcile.checks_gl`, :mod:`~writeoffs.reconcile.checks_checkpoints`,
+:mod:`~writeoffs.reconcile.checks_writeoffs`,
 :mod:`~writeoffs.reconcile.checks_recoveries`), :mod:`~writeoffs.reconcile.run` (registry, running, storing),
 :mod:`~writeoffs.reconcile.report` (the Markdown report) and :mod:`~writeoffs.reconcile.cli` (the subcommand).
 Every name callers used from ``writeoffs.reconcile`` is re-exported here.
 """
 
+from writeoffs.reconcile.checks_checkpoints import CHECKPOINT_RECHECK_DAYS, check_checkpoints
 from writeoffs.reconcile.checks_gl import (
-    CHECKPOINT_RECHECK_DAYS,
     check_ar_functional,
-    check_checkpoints,
     check_entries_balanced,
     check_movements,
     check_subledger_vs_gl,

@@ -19,9 +19,9 @@ from writeoffs.db.schema import recon_breaks, recon_runs
 from writeoffs.period_seal import check_period_seals
 from writeoffs.recon_lines import check_approval_digests, check_writeoff_lines
 from writeoffs.reconcile.checks_audit import check_audit_chain
+from writeoffs.reconcile.checks_checkpoints import check_checkpoints
 from writeoffs.reconcile.checks_gl import (
     check_ar_functional,
-    check_checkpoints,
     check_entries_balanced,
     check_movements,
     check_subledger_vs_gl,
