@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ from sqlalchemy import Connection, select
 
 from writeoffs.approval_view.model import BatchItem, BatchView
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_of
-from writeoffs.db.schema import customers, invoices, writeoff_batches, writeoffs
+from writeoffs.db.schema import approvals, customers, invoices, legal_entities, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError
 
 
@@ -91,4 +92,36 @@ def load_batch_view(conn: Connection, batch_id: int, buckets: Sequence[Bucket] =
         batch_hash=b.batch_hash,
         prepared_by=b.prepared_by,
         items=tuple(items),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationFacts:
+    """What the confirm step shows besides the items: who approved, what they excluded, the entry's two sides."""
+
+    approved_by: str | None
+    excluded_refs: list[str]
+    debit_account: str
+    credit_account: str
+
+
+def confirmation_facts(conn: Connection, view: BatchView) -> ConfirmationFacts:
+    """The approve step's answer (approver, exclusions) and the accounts the write-off entry will use: the
+    allowance under the allowance method, the reason's bad-debt expense account under the direct method (the
+    posting rule, ``writeoffs.accounting.entries.writeoff``), against the AR control account."""
+    row = conn.execute(
+        select(approvals.c.approver, approvals.c.excluded_invoice_refs).where(
+            approvals.c.batch_id == view.batch_id, approvals.c.step == "approve"
+        )
+    ).first()
+    method = conn.execute(
+        select(legal_entities.c.writeoff_method).where(legal_entities.c.code == view.entity_code)
+    ).scalar()
+    return ConfirmationFacts(
+        approved_by=row.approver if row else None,
+        excluded_refs=json.loads(row.excluded_invoice_refs or "[]") if row else [],
+        debit_account=(
+            "Allowance for Doubtful Accounts" if method == "allowance" else "Bad Debt Expense (account by reason)"
+        ),
+        credit_account="Accounts Receivable (control)",
     )

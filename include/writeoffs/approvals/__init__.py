@@ -27,7 +27,8 @@ otherwise on SQLite the audit connection waits for the caller's write lock.
 
 Submodules: :mod:`.items` (the batch's current items and the batch hash), :mod:`.rules` (steps, decisions, who may
 answer, four eyes, the governing tiers), :mod:`.record` (recording or refusing a decision, escalation to an entitled
-tier), :mod:`.auto` (auto-approval under the small-balance tolerance), :mod:`.verify` (re-verification at posting).
+tier), :mod:`.auto` (auto-approval under the small-balance tolerance), :mod:`.verify` (re-verification at posting),
+:mod:`.runs` (the batches an approval run claims, and the auto-tier batches it posts).
 """
 
 from __future__ import annotations

@@ -416,30 +416,17 @@ class BatchConfirmOperator(BatchDecisionOperator):
     def render(
         self, engine: Engine, view: BatchView, tier: Tier, *, answerers: Sequence[str], deadline: str
     ) -> tuple[str, str]:
-        import json
-
-        from sqlalchemy import select
-
         from writeoffs.approval_view import candidates_csv_path, confirmation_markdown, subject
-        from writeoffs.db.schema import approvals, legal_entities
+        from writeoffs.approval_view.load import confirmation_facts
 
         with engine.connect() as conn:
-            row = conn.execute(
-                select(approvals.c.approver, approvals.c.excluded_invoice_refs).where(
-                    approvals.c.batch_id == view.batch_id, approvals.c.step == "approve"
-                )
-            ).first()
-            method = conn.execute(
-                select(legal_entities.c.writeoff_method).where(legal_entities.c.code == view.entity_code)
-            ).scalar()
-        excluded = json.loads(row.excluded_invoice_refs or "[]") if row else []
-        debit = "Allowance for Doubtful Accounts" if method == "allowance" else "Bad Debt Expense (account by reason)"
+            facts = confirmation_facts(conn, view)
         body = confirmation_markdown(
             view,
-            excluded,
-            approved_by=row.approver if row else None,
-            debit_account=debit,
-            credit_account="Accounts Receivable (control)",
+            facts.excluded_refs,
+            approved_by=facts.approved_by,
+            debit_account=facts.debit_account,
+            credit_account=facts.credit_account,
             candidates_link=candidates_link(candidates_csv_path(reports_dir(), view), view.batch_id),
             answerers=answerers,
             deadline=deadline,

@@ -25,54 +25,23 @@ def business_date_of(context: Any) -> str:
 
 
 def claim_batches(as_of: str, *, run_id: str, routed_by: str = SYSTEM_ACTOR) -> list[int]:
-    """Claim every proposed human-tier batch up to ``as_of`` for this run (status -> awaiting_approval).
-
-    Up to, not only on: a batch of an earlier business date that no run claimed (the run of its day was still open,
-    or failed) is claimed by the next run instead of staying ``proposed`` forever while its invoices are skipped as
-    "in flight". Concurrent runs never share a batch: the claim is one conditional UPDATE, and each run then reads
-    back what it holds. Idempotent: a retried task gets the batches it claimed before plus any newly proposed ones.
-    """
+    """Claim the batches this run asks about (:func:`writeoffs.approvals.runs.claim_batches`: every proposed
+    human-tier batch up to ``as_of``, idempotent, never shared between runs)."""
     from datetime import date
 
-    from sqlalchemy import select, update
+    from writeoffs.approvals.runs import claim_batches as claim
 
-    from writeoffs import audit
-    from writeoffs.db.schema import writeoff_batches as b
-    from writeoffs.tiers import AUTO_TIER
-
-    day = date.fromisoformat(as_of)
-    engine = _engine()
-    with engine.begin() as conn:
-        claimed = conn.execute(
-            update(b)
-            .where(b.c.as_of_date <= day, b.c.tier != AUTO_TIER, b.c.status == "proposed")
-            .values(status="awaiting_approval", dag_run_id=run_id, routed_by=routed_by)
-        ).rowcount
-        ids = list(
-            conn.execute(
-                select(b.c.id).where(b.c.dag_run_id == run_id, b.c.status == "awaiting_approval").order_by(b.c.id)
-            ).scalars()
-        )
-        if claimed:
-            audit.append(
-                conn,
-                actor=SYSTEM_ACTOR,
-                action="approval.batches_opened",
-                object_type="approval_run",
-                object_id=run_id,
-                details={"as_of": as_of, "batch_ids": ids, "routed_by": routed_by},
-            )
+    with _engine().begin() as conn:
+        ids = claim(conn, date.fromisoformat(as_of), run_id=run_id, routed_by=routed_by)
     log.info("Routing %d batch(es) up to %s for approval: %s", len(ids), as_of, ids)
     return ids
 
 
 def _posting_date(engine: Engine, batch_id: int):
-    from sqlalchemy import select
-
-    from writeoffs.db.schema import writeoff_batches
+    from writeoffs.approvals.runs import batch_state
 
     with engine.connect() as conn:
-        return conn.execute(select(writeoff_batches.c.as_of_date).where(writeoff_batches.c.id == batch_id)).scalar_one()
+        return batch_state(conn, batch_id)[1]
 
 
 def _summary(result: object) -> dict[str, str]:
@@ -87,24 +56,14 @@ def _summary(result: object) -> dict[str, str]:
 
 def post_confirmed(batch_id: int) -> dict[str, str]:
     """Post one batch after its confirmation; ``post_batch`` re-checks the recorded approval and posts once."""
-    from sqlalchemy import select
-
-    from writeoffs.db.schema import writeoff_batches
-    from writeoffs.posting import post_batch
+    from writeoffs.approvals.runs import batch_state
 
     engine = _engine()
     with engine.connect() as conn:
-        status = conn.execute(select(writeoff_batches.c.status).where(writeoff_batches.c.id == batch_id)).scalar_one()
+        status, _ = batch_state(conn, batch_id)
     if status in ("rejected", "expired"):
         raise AirflowSkipException(f"batch {batch_id} is {status}: nothing to post")
-    result = post_batch(
-        engine,
-        batch_id,
-        actor=SYSTEM_ACTOR,
-        tiers=batch_tiers(engine, batch_id),
-        posting_date=_posting_date(engine, batch_id),
-    )
-    return {"batch_id": str(batch_id), **_summary(result)}
+    return {"batch_id": str(batch_id), **_post(engine, batch_id)}
 
 
 def post_auto(as_of: str) -> list[dict[str, str]]:
@@ -112,35 +71,16 @@ def post_auto(as_of: str) -> list[dict[str, str]]:
     under the policy's tolerance (refusing anything above it), posts and audits."""
     from datetime import date
 
-    from sqlalchemy import select
-
-    from writeoffs.db.schema import writeoff_batches as b
-    from writeoffs.posting import post_batch
-    from writeoffs.tiers import AUTO_TIER
+    from writeoffs.approvals.runs import auto_batches
 
     engine = _engine()
     with engine.connect() as conn:
-        ids = list(
-            conn.execute(
-                select(b.c.id).where(
-                    b.c.as_of_date == date.fromisoformat(as_of),
-                    b.c.tier == AUTO_TIER,
-                    b.c.status.in_(("proposed", "awaiting_approval", "confirmed")),
-                )
-            ).scalars()
-        )
-    return [
-        {
-            "batch_id": str(batch_id),
-            **_summary(
-                post_batch(
-                    engine,
-                    batch_id,
-                    actor=SYSTEM_ACTOR,
-                    tiers=batch_tiers(engine, batch_id),
-                    posting_date=_posting_date(engine, batch_id),
-                )
-            ),
-        }
-        for batch_id in ids
-    ]
+        ids = auto_batches(conn, date.fromisoformat(as_of))
+    return [{"batch_id": str(batch_id), **_post(engine, batch_id)} for batch_id in ids]
+
+
+def _post(engine: Engine, batch_id: int) -> dict[str, str]:
+    from writeoffs.posting import post_batch
+
+    tiers, day = batch_tiers(engine, batch_id), _posting_date(engine, batch_id)
+    return _summary(post_batch(engine, batch_id, actor=SYSTEM_ACTOR, tiers=tiers, posting_date=day))
