@@ -358,18 +358,6 @@ def pg_ledger(make_ledger) -> Engine:
     return make_ledger("postgresql")
 
 
-#: Fixtures that reach the PostgreSQL server (``make_ledger`` does only when asked for a PostgreSQL ledger).
-_PG_FIXTURES = frozenset({"pg_admin", "pg_schema", "pg_ledger", "pg_ledger_schemas"})
-
-
-#: The unit tier (pure functions, in-memory objects) asks for none of these: a test that does is refused.
-_UNIT_DIR = Path(__file__).parent / "unit"
-_NOT_UNIT = frozenset(
-    _PG_FIXTURES
-    | {"ledger", "make_ledger", "ledger_templates", "airflow_db", "airflow_metadata_template", "ledger_env"}
-)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Markers and tiers follow what a test uses.
 
@@ -378,14 +366,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
       server, and passes with the server down.
     - ``tests/unit`` holds no test that creates a ledger or reaches a database or Airflow: collection stops.
     """
+    from tests.tiers import needs_postgres, not_unit
+
     misplaced = []
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if _PG_FIXTURES & fixtures or "postgresql" in params.values():
+        fixtures = getattr(item, "fixturenames", ())
+        if needs_postgres(fixtures, getattr(getattr(item, "callspec", None), "params", {})):
             item.add_marker(pytest.mark.postgres)
-        if _UNIT_DIR in Path(item.path).parents and _NOT_UNIT & fixtures:
-            misplaced.append(f"{item.nodeid} uses {', '.join(sorted(_NOT_UNIT & fixtures))}")
+        if wrong := not_unit(Path(item.path), fixtures):
+            misplaced.append(f"{item.nodeid} uses {', '.join(sorted(wrong))}")
     if misplaced:
         listed = "\n".join(misplaced)
         raise pytest.UsageError(f"tests/unit needs no database; move these to tests/integration:\n{listed}")

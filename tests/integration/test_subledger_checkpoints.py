@@ -221,3 +221,15 @@ def test_a_false_checkpoint_summary_is_found(ledger: Engine) -> None:
         (found,) = check_checkpoints(conn, AS_OF, Tolerances())
     assert "summary differ from its rows" in found.message
     assert [(d["due_date"], d["checkpoint"]) for d in found.documents] == [("2026-10-01", "2026-10-31")]
+
+
+def test_a_checkpoint_claiming_attribute_changes_that_do_not_exist_is_found(ledger: Engine) -> None:
+    """A checkpoint whose attribute mark is beyond the recorded changes would treat later real changes as known to
+    it (their invoices aged by its stale copies): its marks are false."""
+    _ledger(ledger)
+    with ledger.begin() as conn:
+        claimed = balance_checkpoints.c.attributes_through + 5
+        conn.execute(update(balance_checkpoints).values(attributes_through=claimed))
+    with ledger.connect() as conn:
+        (found,) = check_checkpoints(conn, AS_OF, Tolerances())
+    assert "marks are false" in found.message and "attribute changes up to id 5" in found.message

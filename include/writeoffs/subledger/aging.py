@@ -127,8 +127,9 @@ def aging_spec(conn: Connection, as_of: date) -> tuple[Basis, tuple[Bucket, ...]
 
 
 def aged_params(as_of: date, known: Known = None, checkpoint: Checkpoint | None = None) -> dict[str, Any]:
-    """Parameters of :func:`aged_invoices_sql` (and :func:`checkpoint_balances_sql` with ``checkpoint``), dates bound
-    as text (``'YYYY-MM-DD'`` is what both databases store)."""
+    """Parameters of the as-of queries, dates bound as text (``'YYYY-MM-DD'`` is what both databases store): of
+    :func:`aged_invoices_sql`, and with ``checkpoint`` of :func:`_checkpoint_aging_sql` (all of them) and
+    :func:`checkpoint_balances_sql` (all but ``ahw``: balances read no copied attribute)."""
     out = {"d": as_of.isoformat()} | ({} if known is None else {"known": known_param(known)})
     if checkpoint is not None:
         lo, hi = sorted((checkpoint.as_of, as_of))

@@ -48,7 +48,6 @@ from writeoffs_airflow.hitl.operators import (
     _load_view,
 )
 from writeoffs_airflow.hitl.tasks import (
-    _posting_date,
     _summary,
     business_date_of,
     claim_batches,
@@ -64,7 +63,6 @@ __all__ = [
     "BatchDecisionOperator",
     "_engine",
     "_load_view",
-    "_posting_date",
     "_summary",
     "approval_params",
     "batch_tiers",

@@ -12,6 +12,8 @@ from writeoffs.tiers import SYSTEM_ACTOR  # a constant; the module imports nothi
 from writeoffs_airflow.hitl.config import _engine, batch_tiers
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
@@ -37,13 +39,6 @@ def claim_batches(as_of: str, *, run_id: str, routed_by: str = SYSTEM_ACTOR) -> 
     return ids
 
 
-def _posting_date(engine: Engine, batch_id: int):
-    from writeoffs.approvals.runs import batch_state
-
-    with engine.connect() as conn:
-        return batch_state(conn, batch_id)[1]
-
-
 def _summary(result: object) -> dict[str, str]:
     # The posting result type belongs to writeoffs.posting; XCom gets strings only (money never as float).
     if isinstance(result, dict):
@@ -60,10 +55,10 @@ def post_confirmed(batch_id: int) -> dict[str, str]:
 
     engine = _engine()
     with engine.connect() as conn:
-        status, _ = batch_state(conn, batch_id)
+        status, day = batch_state(conn, batch_id)
     if status in ("rejected", "expired"):
         raise AirflowSkipException(f"batch {batch_id} is {status}: nothing to post")
-    return {"batch_id": str(batch_id), **_post(engine, batch_id)}
+    return {"batch_id": str(batch_id), **_post(engine, batch_id, day)}
 
 
 def post_auto(as_of: str) -> list[dict[str, str]]:
@@ -73,14 +68,16 @@ def post_auto(as_of: str) -> list[dict[str, str]]:
 
     from writeoffs.approvals.runs import auto_batches
 
+    day = date.fromisoformat(as_of)
     engine = _engine()
     with engine.connect() as conn:
-        ids = auto_batches(conn, date.fromisoformat(as_of))
-    return [{"batch_id": str(batch_id), **_post(engine, batch_id)} for batch_id in ids]
+        ids = auto_batches(conn, day)  # batches of that business date: it is their posting date
+    return [{"batch_id": str(batch_id), **_post(engine, batch_id, day)} for batch_id in ids]
 
 
-def _post(engine: Engine, batch_id: int) -> dict[str, str]:
+def _post(engine: Engine, batch_id: int, day: date) -> dict[str, str]:
+    """Post one batch on its business date under the tiers of its recorded policy."""
     from writeoffs.posting import post_batch
 
-    tiers, day = batch_tiers(engine, batch_id), _posting_date(engine, batch_id)
+    tiers = batch_tiers(engine, batch_id)
     return _summary(post_batch(engine, batch_id, actor=SYSTEM_ACTOR, tiers=tiers, posting_date=day))
