@@ -1,0 +1,159 @@
+"""The dialect adapter: the one module that tells SQLite from PostgreSQL.
+
+The ledger runs on PostgreSQL (production) and SQLite (the embedded default). Code elsewhere never asks which one it
+is on: it asks :func:`of` for the connection's :class:`Dialect` and uses what that offers —
+
+- **capabilities**, named by what they allow: ``row_locks`` (``SELECT … FOR UPDATE``, ``LOCK TABLE``), ``arrays``
+  (array parameters, ``= ANY``, ``unnest``), ``bulk_copy`` (``COPY`` and the bulk-load window), ``statistics``
+  (``ANALYZE`` feeds a cost-based planner worth refreshing), ``roles`` (database roles and grants), ``snapshots``
+  (a read-only repeatable-read transaction), ``savepoints_in_reads``, ``native_decimal`` (an exact decimal type;
+  SQLite stores money as integers, ``db.money``);
+- **SQL fragments** that differ in spelling: :meth:`Dialect.date`, :attr:`Dialect.is_distinct`,
+  :meth:`Dialect.days_between`, :meth:`Dialect.temp`;
+- **statements** that differ in form: :meth:`Dialect.insert` (with ``ON CONFLICT``), :func:`set_local`,
+  :func:`read_only` / :func:`end_read_only`, :func:`analyze`.
+
+A database that is neither is refused when asked (fail closed): nothing guesses a dialect. ``tests/unit/
+test_dialect_adapter.py`` fails on any module under ``include/``, ``plugins/`` or ``dags/`` (migrations aside: they
+are history) that reads a dialect's name or imports a SQLAlchemy dialect package itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Date, Integer, Table, cast, func, literal, text
+from sqlalchemy.dialects import postgresql as _postgresql
+from sqlalchemy.dialects import sqlite as _sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine.interfaces import Dialect as _SADialect
+
+from writeoffs.errors import LedgerError
+
+#: PostgreSQL's array type, for the set-wise paths that only run where :attr:`Dialect.arrays` holds.
+ARRAY = _postgresql.ARRAY
+
+
+class UnsupportedDatabase(LedgerError):
+    """The ledger is on a database that is neither PostgreSQL nor SQLite."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What one database offers the ledger's code (see the module docstring)."""
+
+    name: str  # for messages and logs only: code decides by the capabilities below
+    row_locks: bool
+    arrays: bool
+    bulk_copy: bool
+    statistics: bool
+    roles: bool
+    snapshots: bool
+    savepoints_in_reads: bool
+    native_decimal: bool
+    file_database: bool
+    is_distinct: str  # the null-safe "differs" operator
+
+    def date(self, param: str) -> str:
+        """``param`` (a bind such as ``:d``) as a date in SQL text: PostgreSQL needs the cast, SQLite keeps ISO text."""
+        return f"CAST({param} AS DATE)" if self.name == "postgresql" else param
+
+    def days_between(self, as_of: date, column: Any) -> Any:
+        """Whole days from ``column`` to ``as_of`` as an SQL expression."""
+        if self.name == "postgresql":
+            return cast(literal(as_of, Date) - column, Integer)  # date - date is an integer on PostgreSQL
+        return cast(func.julianday(literal(as_of.isoformat())) - func.julianday(column), Integer)
+
+    def temp(self, name: str) -> str:
+        """The qualified name of the session's temporary table ``name``."""
+        return f"pg_temp.{name}" if self.name == "postgresql" else f"temp.{name}"
+
+    def insert(self, table: Table) -> Any:
+        """An ``INSERT`` on ``table`` that offers ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+        return (_postgresql.insert if self.name == "postgresql" else _sqlite.insert)(table)
+
+    def sql_file(self, name: str) -> str:
+        """The file name of statement ``name``'s variant for this database (``db.sqlfiles``)."""
+        return f"{name}.{self.name}.sql"
+
+    def sqlalchemy_dialect(self) -> _SADialect:
+        """A SQLAlchemy dialect object, to compile statements to this database's SQL text."""
+        return _postgresql.dialect() if self.name == "postgresql" else _sqlite.dialect()
+
+
+POSTGRESQL = Dialect(
+    name="postgresql",
+    row_locks=True,
+    arrays=True,
+    bulk_copy=True,
+    statistics=True,
+    roles=True,
+    snapshots=True,
+    savepoints_in_reads=True,
+    native_decimal=True,
+    file_database=False,
+    is_distinct="IS DISTINCT FROM",
+)
+SQLITE = Dialect(
+    name="sqlite",
+    row_locks=False,
+    arrays=False,
+    bulk_copy=False,
+    statistics=False,
+    roles=False,
+    snapshots=False,
+    savepoints_in_reads=False,
+    native_decimal=False,
+    file_database=True,
+    is_distinct="IS NOT",
+)
+_BY_NAME = {d.name: d for d in (POSTGRESQL, SQLITE)}
+
+
+def of(bind: Connection | Engine | _SADialect | URL | Dialect | str) -> Dialect:
+    """The :class:`Dialect` of a connection, engine, SQLAlchemy dialect, URL or URL string; anything else is refused."""
+    if isinstance(bind, Dialect):
+        return bind
+    if isinstance(bind, (Connection, Engine)):
+        name = bind.dialect.name
+    elif isinstance(bind, URL):
+        name = bind.get_backend_name()
+    elif isinstance(bind, str):
+        name = make_url(bind).get_backend_name() if "://" in bind else bind
+    else:
+        name = getattr(bind, "name", None)
+    found = _BY_NAME.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise UnsupportedDatabase(f"the ledger runs on PostgreSQL or SQLite, not on {str(name)[:40]!r}")
+    return found
+
+
+def set_local(conn: Connection, setting: str, value: str) -> None:
+    """``SET LOCAL setting = 'value'`` for the rest of the caller's transaction (PostgreSQL; SQLite has no such
+    settings: a no-op). ``setting`` and ``value`` are the caller's constants, never input."""
+    if of(conn).name == "postgresql":
+        conn.execute(text(f"SET LOCAL {setting} = '{value}'"))
+
+
+def read_only(conn: Connection) -> None:
+    """Make the rest of ``conn``'s transaction read-only (SQLite: the connection, until :func:`end_read_only`)."""
+    if of(conn).name == "postgresql":
+        conn.execute(text("SET TRANSACTION READ ONLY"))
+    else:
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+
+
+def end_read_only(conn: Connection) -> None:
+    """Undo :func:`read_only` after the transaction ended (PostgreSQL ends it with the transaction: a no-op)."""
+    if of(conn).name == "sqlite":
+        conn.exec_driver_sql("PRAGMA query_only = OFF")
+
+
+def analyze(conn: Connection, tables: Iterable[str]) -> None:
+    """Refresh the planner's statistics of ``tables`` (our own table names) where a planner uses them."""
+    if of(conn).statistics:
+        for name in tables:
+            conn.execute(text(f"ANALYZE {name}"))
