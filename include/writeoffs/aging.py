@@ -17,10 +17,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Date, Integer, cast, delete, func, insert, literal, select, text
+from sqlalchemy import Connection, Date, delete, func, insert, literal, select, text
 
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case
-from writeoffs.db import bulk
+from writeoffs.db import bulk, dialect
 from writeoffs.db.schema import aging_runs, aging_snapshots, invoices
 from writeoffs.money import money_str
 
@@ -31,10 +31,8 @@ BULK_MIN_ROWS = 100_000
 
 
 def days_since(conn: Connection, as_of: date, column: Any) -> Any:
-    """Whole days from ``column`` to ``as_of`` as an SQL expression, per dialect."""
-    if conn.dialect.name == "postgresql":
-        return cast(literal(as_of, Date) - column, Integer)  # date - date is an integer on PostgreSQL
-    return cast(func.julianday(literal(as_of.isoformat())) - func.julianday(column), Integer)
+    """Whole days from ``column`` to ``as_of`` as an SQL expression (the adapter spells it per database)."""
+    return dialect.of(conn).days_between(as_of, column)
 
 
 def compute_aging(
@@ -112,7 +110,7 @@ def _enter_bulk(conn: Connection) -> bulk.BulkMode | None:
     The snapshot index stays: its key (date, entity, currency) has a handful of values, so maintaining it costs
     less than rebuilding it (measured), and a rebuild would cover every date the table keeps.
     """
-    if conn.dialect.name != "postgresql":
+    if not dialect.of(conn).bulk_copy:
         return None
     bulk.set_local_work_mem(conn)
     n = conn.execute(

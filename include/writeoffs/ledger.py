@@ -34,10 +34,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from writeoffs.accounting.chart import DEFAULT_CHART
+from writeoffs.db import dialect
 from writeoffs.db.schema import accounts, fiscal_periods, journal_entries, journal_lines, legal_entities
 from writeoffs.errors import ClosedPeriod, LedgerError, PostedEntryImmutable, UnbalancedEntry
 from writeoffs.journal import JournalEntry
@@ -59,14 +59,10 @@ def month_periods(first: date, last: date) -> list[tuple[str, date, date]]:
 
 
 def upsert_ignore(conn: Connection, table, rows: Sequence[dict], keys: Sequence[str]) -> int:
-    """Bulk INSERT ... ON CONFLICT (keys) DO NOTHING on either dialect; returns rows inserted."""
+    """Bulk INSERT ... ON CONFLICT (keys) DO NOTHING on either database; returns rows inserted."""
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    stmt = dialect.of(conn).insert(table).on_conflict_do_nothing(index_elements=list(keys))
     result = conn.execute(stmt, list(rows))
     return max(result.rowcount or 0, 0)
 
@@ -81,7 +77,7 @@ def insert_new(conn: Connection, table, rows: Sequence[dict], keys: Sequence[str
     """
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql":
+    if not dialect.of(conn).conflicts_refused:
         return upsert_ignore(conn, table, rows, keys)
     params = {c: bindparam(c, type_=table.c[c].type) for c in rows[0]}
     missing = ~exists().where(and_(*(table.c[k] == params[k] for k in keys)))
@@ -316,7 +312,7 @@ def post_entries(
             line_data["functional_credit"].append(ln.functional_credit)
             line_data["invoice_id"].append(ln.invoice_id)
             line_data["memo"].append(ln.memo[:200] if ln.memo else None)
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).arrays:
         return post_selected(
             conn,
             _unnest(ENTRY_SOURCE_COLUMNS, entry_data),
@@ -380,8 +376,8 @@ def _flip(conn: Connection, entry_ids: Sequence[int]) -> None:
     """pending -> posted in ONE statement: the database checks balance, line count and period of them all at once."""
     je = journal_entries
     among = (
-        je.c.id == any_(literal(list(entry_ids), ARRAY(BigInteger)))
-        if conn.dialect.name == "postgresql"
+        je.c.id == any_(literal(list(entry_ids), dialect.ARRAY(BigInteger)))
+        if dialect.of(conn).arrays
         else je.c.id.in_(entry_ids)
     )
     conn.execute(update(je).where(among, je.c.status == "pending").values(status="posted", posted_at=datetime.now(UTC)))
@@ -400,19 +396,17 @@ def post_selected(
     for balance here: the source owns its amounts (see ``posting.build._journal_sources``); the database refuses an
     unbalanced result. A closed period is refused by the database too; callers check it first for a clearer message.
     """
-    if conn.dialect.name != "postgresql":
+    if not dialect.of(conn).arrays:
         raise LedgerError("post_selected needs PostgreSQL; use post_entries")
     return _refusals_translated(lambda: _post_selected(conn, entries, lines, created_by, batch_id))
 
 
 def _post_selected(conn: Connection, entries, lines, created_by: str, batch_id: int | None) -> PostResult:
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
     je = journal_entries
     src = entries.cte("entry_source")
     cols = list(ENTRY_SOURCE_COLUMNS)
     inserted = (
-        pg_insert(je)
+        dialect.POSTGRESQL.insert(je)
         .from_select(
             [*cols, "status", "batch_id", "created_by"],
             select(
@@ -447,7 +441,7 @@ def _post_selected(conn: Connection, entries, lines, created_by: str, batch_id: 
             conn.execute(
                 select(journal_lines.c.entry_id)
                 .distinct()
-                .where(journal_lines.c.entry_id == any_(literal(leftovers, ARRAY(BigInteger))))
+                .where(journal_lines.c.entry_id == any_(literal(leftovers, dialect.ARRAY(BigInteger))))
             ).scalars()
         )
     need_lines = [i for i in fresh.values() if i not in has_lines]
@@ -460,7 +454,7 @@ def _post_selected(conn: Connection, entries, lines, created_by: str, batch_id: 
                 ["entry_id", *line_cols],
                 select(target.c.id, *(ln.c[c] for c in line_cols))
                 .select_from(ln.join(target, target.c.idempotency_key == ln.c.idempotency_key))
-                .where(target.c.id == any_(literal(need_lines, ARRAY(BigInteger)))),
+                .where(target.c.id == any_(literal(need_lines, dialect.ARRAY(BigInteger)))),
             )
         )
     _flip(conn, list(fresh.values()))

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Date, Engine, bindparam, select, text
 from writeoffs import audit, ledger
 from writeoffs.accounting import entries
 from writeoffs.accounting.chart import resolve_accounts
+from writeoffs.db import dialect
 from writeoffs.db.money import from_db_or_zero
 from writeoffs.db.schema import fiscal_periods
 from writeoffs.money import money_str, round_money
@@ -147,7 +148,7 @@ def _next_invoices(conn: Connection, as_of: date, after: int, limit: int) -> lis
 def _book_chunk(conn: Connection, invoice_ids: list[int], run: PendingRecoveries, actor: str) -> None:
     ids = bindparam("ids", expanding=True)
     # Lock the chunk's invoices before reading what is still recoverable (book_recovery re-checks under the lock).
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).row_locks:
         conn.execute(
             text("SELECT id FROM invoices WHERE id IN :ids ORDER BY id FOR UPDATE").bindparams(ids),
             {"ids": invoice_ids},

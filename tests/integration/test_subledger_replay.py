@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from tests.integration.posting_support import TIERS, approve, make_batch
 from tests.integration.test_recoveries_pipeline import INVOICE_HEADER, PAYMENT_HEADER
 from writeoffs import subledger
+from writeoffs.db import dialect
 from writeoffs.db.money import from_db
 from writeoffs.db.schema import invoice_movements, invoices
 from writeoffs.ingest import config as source_config
@@ -347,7 +348,7 @@ def test_every_checkpoint_answers_every_day_like_the_replay(ledger: Engine, tmp_
             select(func.min(invoice_movements.c.id)).where(invoice_movements.c.invoice_id == withheld)
         ).scalar_one()
         assert first > may.movements_through
-        sql = {k: subledger.checkpoint_balances_sql(ledger.dialect.name, known=k) for k in (False, True)}
+        sql = {k: subledger.checkpoint_balances_sql(dialect.of(ledger), known=k) for k in (False, True)}
         answered_then = 0
         for cp in built:
             for day in DAYS:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import Connection
 
 from writeoffs import subledger
+from writeoffs.db import dialect
 from writeoffs.db.money import from_db_or_zero
 
 _Q4 = Decimal("0.0001")
@@ -39,7 +40,7 @@ def _union_rows(prefix: str, columns: Sequence[tuple[str, str]], rows: Sequence[
 def _aged(conn: Connection, as_of: date) -> str:
     """The invoices' aging as of ``as_of`` from movements (one home: writeoffs.subledger), as an SQL subquery."""
     basis, buckets = subledger.aging_spec(conn, as_of)
-    return f"({subledger.aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets)})"
+    return f"({subledger.aged_invoices_sql(dialect.of(conn), basis=basis, buckets=buckets)})"
 
 
 def _money_sum(dialect: str, value: object) -> Decimal:

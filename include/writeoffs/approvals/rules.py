@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, select
 
 from writeoffs.approvals.items import _total, current_items
+from writeoffs.db import dialect
 from writeoffs.db.schema import approvals, writeoff_batches
 from writeoffs.errors import ApprovalError, ConfigError, SegregationOfDuties
 from writeoffs.identity import normalized as _norm
@@ -33,7 +34,7 @@ HUMAN = ("approved", "confirmed", "rejected")
 
 def _lock_batch(conn: Connection, batch_id: int):
     q = select(writeoff_batches).where(writeoff_batches.c.id == batch_id)
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).row_locks:
         q = q.with_for_update()
     row = conn.execute(q).first()
     if row is None:

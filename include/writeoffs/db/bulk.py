@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.exc import DBAPIError
 
+from writeoffs.db import dialect
 from writeoffs.errors import LedgerError
 
 #: ``work_mem`` for the ingestion's transactions (per hash/sort node): the default 4MB spills the million-row
@@ -101,7 +102,7 @@ def enter(
     ``keep_indexes`` names tables whose indexes stay (small tables whose indexes later statements of the load
     use: rebuilding them saves nothing).
     """
-    if conn.dialect.name != "postgresql":
+    if not dialect.of(conn).bulk_copy:
         return None
     names = list(tables)
     if user_triggers(conn, names) or not may_disable_triggers(conn):
@@ -209,13 +210,12 @@ def bulk_load(
 
 def set_local_work_mem(conn: Connection, value: str = WORK_MEM) -> None:
     """Raise ``work_mem`` for the rest of the caller's transaction only (PostgreSQL; a no-op elsewhere)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"SET LOCAL work_mem = '{value}'"))
+    dialect.set_local(conn, "work_mem", value)
 
 
 def require_origin(conn: Connection) -> None:
     """Refuse to go on while FK and ledger triggers are off (call before writing journal entries)."""
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).bulk_copy:  # where triggers can be switched off for a bulk load
         role = conn.execute(text("SHOW session_replication_role")).scalar_one()
         if role != "origin":
             raise LedgerError(f"session_replication_role is {role!r}: ledger triggers are off; refusing to post")

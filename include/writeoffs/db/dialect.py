@@ -6,12 +6,13 @@ is on: it asks :func:`of` for the connection's :class:`Dialect` and uses what th
 - **capabilities**, named by what they allow: ``row_locks`` (``SELECT … FOR UPDATE``, ``LOCK TABLE``), ``arrays``
   (array parameters, ``= ANY``, ``unnest``), ``bulk_copy`` (``COPY`` and the bulk-load window), ``statistics``
   (``ANALYZE`` feeds a cost-based planner worth refreshing), ``roles`` (database roles and grants), ``snapshots``
-  (a read-only repeatable-read transaction), ``savepoints_in_reads``, ``native_decimal`` (an exact decimal type;
-  SQLite stores money as integers, ``db.money``);
+  (a read-only repeatable-read transaction), ``errors_abort_transaction`` (guard a statement that may fail with a
+  savepoint), ``native_decimal`` (an exact decimal type; SQLite stores money as integers, ``db.money``),
+  ``native_dates``, ``conflicts_refused``, ``session_settings``, ``sha256``, ``row_json``;
 - **SQL fragments** that differ in spelling: :meth:`Dialect.date`, :attr:`Dialect.is_distinct`,
   :meth:`Dialect.days_between`, :meth:`Dialect.temp`;
 - **statements** that differ in form: :meth:`Dialect.insert` (with ``ON CONFLICT``), :func:`set_local`,
-  :func:`read_only` / :func:`end_read_only`, :func:`analyze`.
+  :func:`read_only` / :func:`end_read_only`. Statistics: ``db.stats``.
 
 A database that is neither is refused when asked (fail closed): nothing guesses a dialect. ``tests/unit/
 test_dialect_adapter.py`` fails on any module under ``include/``, ``plugins/`` or ``dags/`` (migrations aside: they
@@ -20,7 +21,6 @@ are history) that reads a dialect's name or imports a SQLAlchemy dialect package
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -52,14 +52,31 @@ class Dialect:
     statistics: bool
     roles: bool
     snapshots: bool
-    savepoints_in_reads: bool
+    #: a failed statement aborts the whole transaction unless it ran inside a savepoint (``begin_nested()``);
+    #: SQLite undoes the failed statement alone
+    errors_abort_transaction: bool
     native_decimal: bool
+    native_dates: bool  # DATE columns hold dates (SQLite: ISO text under a declared type)
+    row_json: bool  # row_to_json(row): a whole row as JSON without naming its columns
     file_database: bool
+    #: the ledger's guard triggers refuse every INSERT that collides with an existing row of a guarded table,
+    #: whatever its conflict clause (SQLite, where ``REPLACE`` exists: migration 0009): offer only new rows there
+    conflicts_refused: bool
+    #: transaction-scoped custom settings that triggers read (``set_config`` / ``current_setting``, ``SET LOCAL``);
+    #: SQLite's triggers read a context table instead (migration 0013)
+    session_settings: bool
+    sha256: bool  # sha256() and string_agg(... ORDER BY ...) in SQL: a digest computed on the server
     is_distinct: str  # the null-safe "differs" operator
 
     def date(self, param: str) -> str:
         """``param`` (a bind such as ``:d``) as a date in SQL text: PostgreSQL needs the cast, SQLite keeps ISO text."""
         return f"CAST({param} AS DATE)" if self.name == "postgresql" else param
+
+    def days_text(self, column: str, param: str = ":d") -> str:
+        """Whole days from ``column`` to the date bind ``param``, as SQL text (``column``: the caller's own SQL)."""
+        if self.name == "postgresql":
+            return f"(CAST({param} AS DATE) - {column})"
+        return f"CAST(julianday({param}) - julianday({column}) AS INTEGER)"
 
     def days_between(self, as_of: date, column: Any) -> Any:
         """Whole days from ``column`` to ``as_of`` as an SQL expression."""
@@ -74,6 +91,12 @@ class Dialect:
     def insert(self, table: Table) -> Any:
         """An ``INSERT`` on ``table`` that offers ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
         return (_postgresql.insert if self.name == "postgresql" else _sqlite.insert)(table)
+
+    def create_temp(self, name: str, columns: str) -> str:
+        """DDL of a temporary table ``name`` (from :meth:`temp`) with ``columns`` (the caller's constant DDL) that is
+        dropped at the end of the transaction where the database can (PostgreSQL ``ON COMMIT DROP``)."""
+        tail = " ON COMMIT DROP" if self.name == "postgresql" else ""
+        return f"CREATE TEMPORARY TABLE {name} ({columns}){tail}"
 
     def sql_file(self, name: str) -> str:
         """The file name of statement ``name``'s variant for this database (``db.sqlfiles``)."""
@@ -92,9 +115,14 @@ POSTGRESQL = Dialect(
     statistics=True,
     roles=True,
     snapshots=True,
-    savepoints_in_reads=True,
+    errors_abort_transaction=True,
     native_decimal=True,
+    native_dates=True,
+    row_json=True,
     file_database=False,
+    conflicts_refused=False,
+    sha256=True,
+    session_settings=True,
     is_distinct="IS DISTINCT FROM",
 )
 SQLITE = Dialect(
@@ -105,9 +133,14 @@ SQLITE = Dialect(
     statistics=False,
     roles=False,
     snapshots=False,
-    savepoints_in_reads=False,
+    errors_abort_transaction=False,
     native_decimal=False,
+    native_dates=False,
+    row_json=False,
     file_database=True,
+    conflicts_refused=True,
+    sha256=False,
+    session_settings=False,
     is_distinct="IS NOT",
 )
 _BY_NAME = {d.name: d for d in (POSTGRESQL, SQLITE)}
@@ -134,7 +167,7 @@ def of(bind: Connection | Engine | _SADialect | URL | Dialect | str) -> Dialect:
 def set_local(conn: Connection, setting: str, value: str) -> None:
     """``SET LOCAL setting = 'value'`` for the rest of the caller's transaction (PostgreSQL; SQLite has no such
     settings: a no-op). ``setting`` and ``value`` are the caller's constants, never input."""
-    if of(conn).name == "postgresql":
+    if of(conn).session_settings:
         conn.execute(text(f"SET LOCAL {setting} = '{value}'"))
 
 
@@ -150,10 +183,3 @@ def end_read_only(conn: Connection) -> None:
     """Undo :func:`read_only` after the transaction ended (PostgreSQL ends it with the transaction: a no-op)."""
     if of(conn).name == "sqlite":
         conn.exec_driver_sql("PRAGMA query_only = OFF")
-
-
-def analyze(conn: Connection, tables: Iterable[str]) -> None:
-    """Refresh the planner's statistics of ``tables`` (our own table names) where a planner uses them."""
-    if of(conn).statistics:
-        for name in tables:
-            conn.execute(text(f"ANALYZE {name}"))

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from writeoffs.db import dialect
 from writeoffs.errors import Unavailable, WriteoffError
 
 
@@ -69,7 +70,7 @@ def make_engine(
     from writeoffs.audit_anchor import bind, checkpoint_path, key_from_env
 
     full = make_url(ledger_url(url))
-    if full.get_backend_name() == "sqlite":
+    if dialect.of(full).file_database:
         if full.database and full.database != ":memory:":
             Path(full.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(full, connect_args={"timeout": 60}, **kwargs)
@@ -112,7 +113,7 @@ def open_ledger(url: str | None = None) -> Engine:
     full = make_url(normalise_url(target))
     shown = full.render_as_string(hide_password=True)
     hint = "run `python -m writeoffs init-db` first"
-    if full.get_backend_name() == "sqlite":
+    if dialect.of(full).file_database:
         if not full.database or full.database == ":memory:" or not Path(full.database).is_file():
             raise LedgerNotInitialised(f"no ledger at {shown}: {hint}")
     engine = make_engine(target)
@@ -143,6 +144,6 @@ def consistent_reads(conn: Connection) -> Connection:
     """``conn`` for reads that must agree with each other (a report, a page, all the checks of a run): a read-only
     repeatable-read transaction on PostgreSQL, which never blocks writers and never sees half a posting. SQLite
     (single-machine deployments) keeps the connection as it is."""
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).snapshots:
         return conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
     return conn

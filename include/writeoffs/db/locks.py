@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, select, text, update
 
+from writeoffs.db import dialect
+
 #: Purposes, one key each (any int4 not used by another purpose).
 AUDIT_APPEND = 7_311_001
 ALLOWANCE_ESTIMATE = 7_311_007
@@ -20,7 +22,7 @@ SAMPLE_SEED = 7_311_017
 
 def ledger_lock(conn: Connection, purpose: int) -> None:
     """Serialise ``purpose`` within this ledger until the transaction ends."""
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).row_locks:
         conn.execute(
             text("SELECT pg_advisory_xact_lock(CAST(:k AS integer), hashtext(current_schema()))"), {"k": purpose}
         )
@@ -41,7 +43,7 @@ def locked(conn: Connection, table: Table, *where: Any, columns: tuple[Any, ...]
     """
     query = select(*columns).select_from(table) if columns else select(table)
     query = query.where(*where)
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).row_locks:
         return query.with_for_update()
     key = next(iter(table.primary_key.columns))
     conn.execute(update(table).where(*where).values({key.name: key}))

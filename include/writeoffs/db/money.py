@@ -28,6 +28,7 @@ from sqlalchemy import Integer, Numeric
 from sqlalchemy.sql import operators
 from sqlalchemy.types import TypeDecorator
 
+from writeoffs.db import dialect as db_dialect
 from writeoffs.errors import InvalidAmount
 from writeoffs.money import DB_SCALE, decimal_places, to_decimal
 
@@ -58,11 +59,9 @@ _MONEY_OPERANDS = frozenset(
 )
 
 
-def _is_sqlite(dialect: Any) -> bool:
-    name = dialect if isinstance(dialect, str) else getattr(dialect, "name", None)
-    if name is None:  # a Connection or an Engine
-        name = dialect.dialect.name
-    return name == "sqlite"
+def _is_sqlite(bind: Any) -> bool:
+    """Amounts are stored as integers where the database has no exact decimal type (SQLite)."""
+    return not db_dialect.of(bind).native_decimal
 
 
 def _too_many_decimals(dec: Decimal) -> InvalidAmount:

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from writeoffs.db import dialect
 from writeoffs.errors import WriteoffError
 
 #: Tables the runtime role may UPDATE: ``None`` = any column, else only these columns.
@@ -126,7 +127,7 @@ def grant_runtime(conn: Connection, role: str, *, create: bool = False, password
     ``create`` also creates the role (LOGIN, no other attribute; needs CREATEROLE) when it does not exist.
     Run as the owner of the ledger's tables (the role that ran the migrations).
     """
-    if conn.dialect.name != "postgresql":
+    if not dialect.of(conn).roles:
         raise RoleError("db-roles: database roles exist on PostgreSQL only; an SQLite ledger is protected by its file")
     statements = grant_statements(conn.execute(text("SELECT current_schema()")).scalar_one(), role)
     exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar()

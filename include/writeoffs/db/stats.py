@@ -19,6 +19,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, text
 
+from writeoffs.db import dialect
+
 #: Rows changed since the last analysis above which a table is stale: STALE_ROWS + STALE_FRACTION * its rows
 #: (autovacuum's default is 50 + 10 %, but only after its naptime and the writer's commit).
 STALE_ROWS = 1_000
@@ -28,7 +30,7 @@ STALE_FRACTION = 0.1
 def analyze(conn: Connection, tables: Iterable[str]) -> list[str]:
     """``ANALYZE`` the named tables of the current schema (PostgreSQL; a no-op elsewhere). Names are the ledger's
     own table names (constants of the caller), never data."""
-    if conn.dialect.name != "postgresql":
+    if not dialect.of(conn).statistics:
         return []
     done = []
     for table in tables:
@@ -39,7 +41,7 @@ def analyze(conn: Connection, tables: Iterable[str]) -> list[str]:
 
 def analyze_stale(conn: Connection) -> list[str]:
     """``ANALYZE`` the tables of the current schema whose statistics are stale (see module doc); returns them."""
-    if conn.dialect.name != "postgresql":
+    if not dialect.of(conn).statistics:
         return []
     stale = (
         conn.execute(

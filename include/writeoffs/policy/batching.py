@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Connection, String, and_, delete, exists, func, select, text, update
 
+from writeoffs.db import dialect
 from writeoffs.db.schema import invoices, writeoff_batches, writeoffs
 from writeoffs.ledger import upsert_ignore
 from writeoffs.money import money_str
@@ -159,7 +160,7 @@ def finish_batches(conn: Connection, policy: Policy, as_of: date) -> BatchingRes
         count_q = select(func.count()).where(w.c.batch_id == b.c.id).scalar_subquery()
         total_q = select(func.coalesce(func.sum(w.c.amount), 0)).where(w.c.batch_id == b.c.id).scalar_subquery()
         conn.execute(update(b).where(b.c.id.in_(ids)).values(item_count=count_q, total_amount=total_q))
-        if conn.dialect.name == "postgresql":
+        if dialect.of(conn).sha256:
             _hash_batches_pg(conn, ids)
         else:
             _hash_batches_python(conn, ids)

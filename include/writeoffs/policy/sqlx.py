@@ -38,6 +38,8 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.expression import ClauseElement, ColumnElement, FunctionElement
 from sqlalchemy.types import TypeEngine
 
+from writeoffs.db import dialect
+
 
 class days_between(FunctionElement[int]):
     """``later - earlier`` in whole days."""
@@ -202,7 +204,7 @@ def _cta_sqlite(element: _CreateTempAs, compiler: Any, **kw: Any) -> str:
 
 def _temp_name(conn: Connection, name: str) -> str:
     # Qualified, so a DROP can only ever hit the session's own temporary table, never a real one of that name.
-    return f"pg_temp.{name}" if conn.dialect.name == "postgresql" else f"temp.{name}"
+    return dialect.of(conn).temp(name)
 
 
 def drop_temp(conn: Connection, name: str) -> None:

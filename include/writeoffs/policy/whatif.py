@@ -22,8 +22,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, select, text, union_all
+from sqlalchemy import Connection, Engine, case, func, select, union_all
 
+from writeoffs.db import dialect
 from writeoffs.db.schema import writeoffs
 from writeoffs.money import money_str
 from writeoffs.policy.schema import Policy
@@ -87,23 +88,15 @@ class WhatIfReport:
         return "\n".join(out)
 
 
-def _read_only(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SET TRANSACTION READ ONLY"))
-    else:
-        conn.exec_driver_sql("PRAGMA query_only = ON")
-
-
 def whatif(engine: Engine, draft: Policy, as_of: date) -> WhatIfReport:
     """Run the backtest in its own read-only transaction, always rolled back."""
     with engine.connect() as conn:
         try:
-            _read_only(conn)
+            dialect.read_only(conn)
             return whatif_on(conn, draft, as_of)
         finally:
             conn.rollback()
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("PRAGMA query_only = OFF")
+            dialect.end_read_only(conn)
 
 
 def whatif_on(conn: Connection, draft: Policy, as_of: date) -> WhatIfReport:

@@ -23,11 +23,11 @@ from sqlalchemy import (
     select,
     values,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from writeoffs import ledger
 from writeoffs.accounting import entries
 from writeoffs.accounting.chart import Role
+from writeoffs.db import dialect
 from writeoffs.db.schema import currencies, invoices, writeoffs
 from writeoffs.journal import JournalEntry
 from writeoffs.posting.model import _Context
@@ -80,7 +80,7 @@ def _journal_sources(ctx: _Context, writeoff_ids: Sequence[int]) -> tuple[Select
         .join(cur, cur.c.code == w.c.currency)
         .join(fcur, fcur.c.code == literal(ctx.functional_currency))
     )
-    in_chunk = w.c.id == any_(literal(list(writeoff_ids), ARRAY(BigInteger)))
+    in_chunk = w.c.id == any_(literal(list(writeoff_ids), dialect.ARRAY(BigInteger)))
     key = w.c.idempotency_key.label("idempotency_key")  # keys.writeoff_entry: already wo:-prefixed (_context)
     description = (
         literal("Write-off ")

@@ -29,9 +29,9 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import bindparam
 
+from writeoffs.db import dialect
 from writeoffs.db.schema import (
     aging_snapshots,
     customers,
@@ -118,7 +118,7 @@ def _recheck_rows(conn: Connection, ctx: _Context, chunk_size: int) -> list[_Ite
         .where(w.c.id.in_(next_ids))
         .order_by(w.c.id)
     )
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).row_locks:
         # Lock the invoices (a payment or another write-off touching them waits until this chunk commits) and the
         # items (checked against the approval below, then read again by the set-wise SQL: nobody may edit them in
         # between).
@@ -142,8 +142,8 @@ _CHUNK_ARRAYS = (
 
 
 @functools.lru_cache(maxsize=8)
-def _findings_query(dialect: str):
-    """The findings statement (built once per dialect; parameters: the chunk, ``posting_date``).
+def _findings_query(d: dialect.Dialect):
+    """The findings statement (built once per database; parameters: the chunk, ``posting_date``).
 
     The chunk comes from the locking read: on PostgreSQL as one array literal per column (``'{1,2,3}'::BIGINT[]``,
     unnested), so that no join depends on the statistics of ``writeoffs`` (stale while a batch changes status under
@@ -151,7 +151,7 @@ def _findings_query(dialect: str):
     writer lock held) as the chunk's id range, ids outside the chunk being ignored by the caller. The other write-offs
     of an invoice are looked up per item through their invoice index, for the same reason.
     """
-    c = _chunk_items(dialect)
+    c = _chunk_items(d)
     pa = payment_allocations
     late = exists(
         select(1)
@@ -205,14 +205,14 @@ def _findings_query(dialect: str):
     )
 
 
-def _chunk_items(dialect: str):
+def _chunk_items(d: dialect.Dialect):
     """The chunk's items (CTE ``chunk_items``): unnested from the parameter arrays on PostgreSQL, read by id range on
     SQLite (see :func:`_findings_query`)."""
-    if dialect == "postgresql":
+    if d.arrays:
         arrays = (
             func.unnest(
                 *(
-                    cast(bindparam(f"chunk_{name}", type_=String), ARRAY(getattr(type_, "impl", type_)))
+                    cast(bindparam(f"chunk_{name}", type_=String), dialect.ARRAY(getattr(type_, "impl", type_)))
                     for name, type_ in _CHUNK_ARRAYS
                 )
             )
@@ -257,7 +257,7 @@ def _findings(conn: Connection, ctx: _Context, items: list[_Item]) -> None:
     """
     by_id = {it.id: it for it in items}
     params: dict[str, Any] = {"posting_date": ctx.posting_date}
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).arrays:
         # One array literal per column: the driver's per-element adaptation of 5,000-element lists costs more than
         # the query. ``str`` of these ints, dates and Decimals is valid PostgreSQL input; none is NULL (NOT NULL
         # columns) or needs quoting.
@@ -265,7 +265,7 @@ def _findings(conn: Connection, ctx: _Context, items: list[_Item]) -> None:
             params[f"chunk_{name}"] = "{" + ",".join(map(str, map(attrgetter(name), items))) + "}"
     else:
         params |= {"batch_id": ctx.batch_id, "lo": items[0].id, "hi": items[-1].id}
-    for wid, kind, money, stamp, parent, segment in conn.execute(_findings_query(conn.dialect.name), params).all():
+    for wid, kind, money, stamp, parent, segment in conn.execute(_findings_query(dialect.of(conn)), params).all():
         it = by_id.get(wid)
         if it is None:
             continue

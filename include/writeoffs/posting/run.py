@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, and_, case, func, select, update
 from sqlalchemy.sql import bindparam
 
 from writeoffs import approvals, audit, ledger, subledger
+from writeoffs.db import dialect
 from writeoffs.db.schema import invoices, journal_entries, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError, LedgerError
 from writeoffs.posting.allowance_cover import _cover_allowance
@@ -72,7 +73,7 @@ def _mark_skipped(conn: Connection, skipped) -> None:
 
 def _post_journal(conn: Connection, ctx: _Context, ok) -> float:
     """Post the journal entries of the items to post; returns when building them ended (``time.perf_counter``)."""
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).arrays:  # the set-wise path: the entries' sources as arrays, unnested by one INSERT
         sources = _journal_sources(ctx, [r.id for r in ok])
         built_at = time.perf_counter()
         ledger.post_selected(conn, *sources, created_by=ctx.actor, batch_id=ctx.batch_id)

@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from writeoffs import audit, ledger
 from writeoffs.accounting import entries
 from writeoffs.accounting.chart import resolve_accounts
-from writeoffs.db import bulk
+from writeoffs.db import bulk, dialect
 from writeoffs.db.locks import SAMPLE_SEED, ledger_lock
 from writeoffs.db.schema import (
     audit_log,
@@ -126,7 +126,7 @@ def seed_ledger(
     stages: dict[str, float] = {}
     u = build_universe(spec)
     r = Renderer(u)
-    pg = engine.dialect.name == "postgresql"
+    pg = dialect.of(engine).bulk_copy  # COPY, and the bulk-load window
     style = PG_COPY if pg else SQLITE_LEDGER
     with engine.begin() as conn:
         ledger_lock(conn, SAMPLE_SEED)  # two concurrent seeds of one ledger serialise, the second sees the first

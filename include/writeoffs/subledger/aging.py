@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select, text
 
 from writeoffs.aging import Basis, days_since, summarise
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case, bucket_case_text
-from writeoffs.db import bulk
+from writeoffs.db import bulk, dialect
 from writeoffs.db.money import from_db
 from writeoffs.db.schema import aging_runs, invoices
 from writeoffs.subledger.checkpoint import Checkpoint, checkpoint_moves_sql, choose_checkpoint
@@ -31,24 +31,13 @@ def later_movements_sql(*, known: bool = False, day: str = ":d") -> str:
                WHERE m.effective_date > {day}{recorded} GROUP BY m.invoice_id"""
 
 
-def _days_past_due_sql(dialect: str, column: str) -> str:
-    """Whole days from ``column`` to the date ``:d``, as SQL text."""
-    if dialect == "postgresql":
-        return f"(CAST(:d AS DATE) - {column})"
-    return f"CAST(julianday(:d) - julianday({column}) AS INTEGER)"
-
-
-def _day_param(dialect: str) -> str:
-    return "CAST(:d AS DATE)" if dialect == "postgresql" else ":d"
-
-
 def _check_basis(basis: str) -> None:
     if basis not in ("due_date", "invoice_date"):
         raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
 
 
 def aged_invoices_sql(
-    dialect: str,
+    d: dialect.Dialect,
     *,
     basis: Basis = "due_date",
     buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
@@ -61,7 +50,7 @@ def aged_invoices_sql(
     :func:`aging_as_of` may start from a checkpoint instead, :func:`_checkpoint_aging_sql`); money comes back as
     stored (read it with ``writeoffs.db.money.from_db``)."""
     _check_basis(basis)
-    dpd, day = _days_past_due_sql(dialect, f"i.{basis}"), _day_param(dialect)
+    dpd, day = d.days_text(f"i.{basis}"), d.date(":d")
     return f"""
         SELECT i.id AS invoice_id, i.entity_code, i.currency, i.customer_id, {dpd} AS days_past_due,
                {bucket_case_text(dpd, buckets)} AS bucket, i.open_balance - COALESCE(x.later, 0) AS open_balance
@@ -72,7 +61,7 @@ def aged_invoices_sql(
     """
 
 
-def _checkpoint_aging_sql(dialect: str, *, basis: Basis, buckets: Sequence[Bucket], known: bool) -> str:
+def _checkpoint_aging_sql(d: dialect.Dialect, *, basis: Basis, buckets: Sequence[Bucket], known: bool) -> str:
     """The aging of ``:d`` per entity, currency and bucket (``entity_code, currency, bucket, invoices, balance``)
     from a checkpoint, reading neither every invoice nor every checkpoint row.
 
@@ -84,10 +73,10 @@ def _checkpoint_aging_sql(dialect: str, *, basis: Basis, buckets: Sequence[Bucke
     date) and puts its balance on the date in (read from ``invoices``, as the aging from the movements alone reads
     it). Same answer (``test_subledger_checkpoints.py``, ``test_subledger_replay.py``)."""
     _check_basis(basis)
-    day = _day_param(dialect)
-    bucket = bucket_case_text(_days_past_due_sql(dialect, "p.basis_date"), buckets)
+    day = d.date(":d")
+    bucket = bucket_case_text(d.days_text("p.basis_date"), buckets)
     return f"""
-        WITH x AS ({checkpoint_moves_sql(dialect, known=known)}),
+        WITH x AS ({checkpoint_moves_sql(d, known=known)}),
         t AS (SELECT x.invoice_id FROM x
               UNION SELECT a.invoice_id FROM invoice_attribute_changes a WHERE a.id > :ahw),
         p AS (
@@ -161,9 +150,9 @@ def aging_as_of(
     """
     cp = choose_checkpoint(conn, as_of, known) if use_checkpoints else None
     if cp is not None:
-        sql = _checkpoint_aging_sql(conn.dialect.name, basis=basis, buckets=buckets, known=known is not None)
+        sql = _checkpoint_aging_sql(dialect.of(conn), basis=basis, buckets=buckets, known=known is not None)
     else:
-        aged = aged_invoices_sql(conn.dialect.name, basis=basis, buckets=buckets, known=known is not None)
+        aged = aged_invoices_sql(dialect.of(conn), basis=basis, buckets=buckets, known=known is not None)
         sql = (
             f"SELECT a.entity_code, a.currency, a.bucket, COUNT(*), SUM(a.open_balance) FROM ({aged}) a "
             "GROUP BY a.entity_code, a.currency, a.bucket"

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, func, literal, or_, select, text
 
-from writeoffs.db import bulk
+from writeoffs.db import bulk, dialect
 from writeoffs.db.schema import ID, MONEY, customers, invoice_movements, invoices
 from writeoffs.errors import WriteoffError
 from writeoffs.subledger.aging import aged_params
@@ -52,7 +52,7 @@ def balances_as_of(
     ent = literal("") if level == "currency" else i.entity_code
     cp = choose_checkpoint(conn, as_of, known) if use_checkpoints else None
     if cp is not None:  # from the nearest checkpoint (see writeoffs.subledger.checkpoint)
-        sql = checkpoint_balances_sql(conn.dialect.name, known=known is not None)
+        sql = checkpoint_balances_sql(dialect.of(conn), known=known is not None)
         params = {k: v for k, v in aged_params(as_of, known, cp).items() if k != "ahw"}  # reads no copied attribute
         moved = text(sql).bindparams(**params).columns(invoice_id=ID, balance=MONEY).subquery()
         balance = func.coalesce(moved.c.balance, 0)

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import Connection, func, select, text
 
-from writeoffs.db import bulk
+from writeoffs.db import bulk, dialect
 from writeoffs.db.schema import aging_runs, balance_checkpoints, invoice_movements
 from writeoffs.errors import WriteoffError
 from writeoffs.subledger.common import Known, known_param
@@ -53,10 +53,6 @@ def checkpoints(conn: Connection, as_of: date | None = None) -> list[Checkpoint]
 CHECKPOINT_ATTRIBUTES = ("entity_code", "currency", "customer_id", "invoice_date", "due_date")
 
 
-def _day_sql(dialect: str, param: str) -> str:
-    return f"CAST({param} AS DATE)" if dialect == "postgresql" else param
-
-
 def build_checkpoint(conn: Connection, as_of: date) -> Checkpoint:
     """Build the checkpoint of ``as_of`` in the caller's transaction; idempotent (an existing one is returned as is).
 
@@ -72,12 +68,12 @@ def build_checkpoint(conn: Connection, as_of: date) -> Checkpoint:
     found = checkpoints(conn, as_of)
     if found:
         return found[0]
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).row_locks:  # SQLite: the writer lock of the transaction's first write serialises builds
         conn.execute(text("LOCK TABLE invoices IN SHARE ROW EXCLUSIVE MODE"))
         found = checkpoints(conn, as_of)  # built meanwhile by another run (the lock excludes itself)
         if found:
             return found[0]
-    day = _day_sql(conn.dialect.name, ":d")
+    day = dialect.of(conn).date(":d")
     conn.execute(
         text(
             f"""INSERT INTO balance_checkpoints (as_of_date, movements_through, recorded_through, attributes_through)
@@ -156,13 +152,13 @@ def choose_checkpoint(conn: Connection, as_of: date, known: Known = None) -> Che
     return best
 
 
-def checkpoint_moves_sql(dialect: str, *, known: bool = False) -> str:
+def checkpoint_moves_sql(d: dialect.Dialect, *, known: bool = False) -> str:
     """SQL of ``invoice_id, change``: per invoice, what the movements add to the checkpoint ``:cp`` (of date ``:c``,
     high-water mark ``:hw``) to reach the end of ``:d`` (see "checkpoints" above); with ``known``, only what was
     recorded up to ``:known``. Parameters from :func:`aged_params`."""
-    d, c, lo, hi = (_day_sql(dialect, p) for p in (":d", ":c", ":lo", ":hi"))
+    day, c, lo, hi = (d.date(p) for p in (":d", ":c", ":lo", ":hi"))
     rec = " AND m.recorded_at <= :known" if known else ""
-    plus = f"m.effective_date <= {d}{rec}"
+    plus = f"m.effective_date <= {day}{rec}"
     minus = f"m.effective_date <= {c} AND m.id <= :hw"
     return f"""
         SELECT u.invoice_id, SUM(u.amount) AS change FROM (
@@ -175,20 +171,20 @@ def checkpoint_moves_sql(dialect: str, *, known: bool = False) -> str:
         ) u GROUP BY u.invoice_id"""
 
 
-def checkpoint_join_sql(dialect: str, *, known: bool = False) -> tuple[str, str, str]:
+def checkpoint_join_sql(d: dialect.Dialect, *, known: bool = False) -> tuple[str, str, str]:
     """How a query over ``invoices i`` reads balances at the end of ``:d`` from a checkpoint: the joins to add after
     ``FROM invoices i``, the balance expression, and the condition "may have a balance" (the checkpoint's row or a
     movement). Joined to the invoices like the later movements of the exact path: the invoices are scanned once and
     the checkpoint's rows and the movements' sums are hashed."""
     joins = f"""
         LEFT JOIN balance_checkpoint_rows b ON b.checkpoint_id = :cp AND b.invoice_id = i.id
-        LEFT JOIN ({checkpoint_moves_sql(dialect, known=known)}) x ON x.invoice_id = i.id"""
+        LEFT JOIN ({checkpoint_moves_sql(d, known=known)}) x ON x.invoice_id = i.id"""
     present = "(b.invoice_id IS NOT NULL OR x.invoice_id IS NOT NULL)"
     return joins, "COALESCE(b.balance, 0) + COALESCE(x.change, 0)", present
 
 
-def checkpoint_balances_sql(dialect: str, *, known: bool = False) -> str:
+def checkpoint_balances_sql(d: dialect.Dialect, *, known: bool = False) -> str:
     """SQL of ``invoice_id, balance`` at the end of ``:d`` for every invoice whose balance may be non-zero, from a
     checkpoint (:func:`checkpoint_join_sql`)."""
-    joins, balance, present = checkpoint_join_sql(dialect, known=known)
+    joins, balance, present = checkpoint_join_sql(d, known=known)
     return f"SELECT i.id AS invoice_id, {balance} AS balance FROM invoices i {joins} WHERE {present}"

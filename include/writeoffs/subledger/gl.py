@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, text
 
 from writeoffs.accounting.chart import posted_lines_joins
-from writeoffs.db import bulk
+from writeoffs.db import bulk, dialect
 from writeoffs.db.money import from_db
 from writeoffs.subledger.aging import aged_params, later_movements_sql
 from writeoffs.subledger.common import Known
@@ -32,7 +32,7 @@ def compare_with_gl(conn: Connection, as_of: date, *, known: Known = None) -> li
     that extract.
     """
     params = aged_params(as_of, known)
-    day = "CAST(:d AS DATE)" if conn.dialect.name == "postgresql" else ":d"
+    day = dialect.of(conn).date(":d")
     later = later_movements_sql(known=known is not None, day=day)
     bulk.set_local_work_mem(conn)
     rows = conn.execute(

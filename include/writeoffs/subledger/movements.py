@@ -8,6 +8,7 @@ from datetime import date
 
 from sqlalchemy import Connection, text
 
+from writeoffs.db import dialect
 from writeoffs.db.schema import MOVEMENT_KINDS
 from writeoffs.errors import WriteoffError
 
@@ -26,7 +27,7 @@ def movement(conn: Connection, kind: str, effective_date: date, ref: str | None 
     if kind not in MOVEMENT_KINDS or kind in ("opening", "direct"):
         raise WriteoffError(f"unknown movement kind {kind!r}")
     ref = None if ref is None else str(ref)[:200]
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).session_settings:
         _pg_set(conn, kind, effective_date.isoformat(), ref or "")
         yield
         _pg_set(conn, "", "", "")

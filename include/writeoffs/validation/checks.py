@@ -16,6 +16,7 @@ from datetime import date
 from decimal import Decimal
 
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_case_text
+from writeoffs.db.dialect import POSTGRESQL, Dialect
 from writeoffs.db.money import to_db
 from writeoffs.validation.config import Severity
 from writeoffs.validation.rules import (
@@ -123,7 +124,7 @@ class Scope:
     control_amount: Decimal | None = None
     buckets: tuple[Bucket, ...] = DEFAULT_BUCKETS
     tolerance: Decimal = Decimal("0.01")
-    dialect: str = "postgresql"
+    dialect: Dialect = POSTGRESQL
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -246,18 +247,15 @@ def _tie_out(s: Scope) -> Rule:
     return TieOut(s.as_of, to_db(s.dialect, s.tolerance), s.tables)  # type: ignore[return-value]
 
 
-def expected_types(dataset: str, column: str, dialect: str) -> tuple[str, ...]:
+def expected_types(dataset: str, column: str, dialect: Dialect) -> tuple[str, ...]:
     """Accepted type names of a staged column: the staging DDL's type as the database spells it (PostgreSQL: GX
     compares the reflected type text, e.g. ``NUMERIC(20, 4)``), and the bare type name (SQLite: GX resolves it to
     a SQLAlchemy type class and compares with isinstance). The DDL is the ingest's table definition: the contract,
     not a copy of it."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
     from writeoffs.ingest.tables import STAGING
 
     col_type = STAGING[dataset].c[column].type
-    d = postgresql.dialect() if dialect == "postgresql" else sqlite.dialect()
-    spelled = str(col_type.compile(dialect=d))
+    spelled = str(col_type.compile(dialect=dialect.sqlalchemy_dialect()))
     return (spelled, spelled.split("(", 1)[0])
 
 
@@ -265,7 +263,7 @@ def _types(dataset: str, cols: tuple[tuple[str, tuple[str, ...]], ...]) -> Build
     def build(s: Scope) -> Rule:
         # SQLite has declared types only (a DATE column holds ISO text) and GX cannot match its DATE reflection
         # with any type name; dates are still checked row by row (ranges) there. PostgreSQL checks every column.
-        keep = [c for c, accepted in cols if not (s.dialect == "sqlite" and accepted == DATE_TYPES)]
+        keep = [c for c, accepted in cols if not (not s.dialect.native_dates and accepted == DATE_TYPES)]
         return ColumnTypes(tuple((c, expected_types(dataset, c, s.dialect)) for c in keep))
 
     return build

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from writeoffs.db import dialect
 from writeoffs.validation.checks import Check, Scope
 from writeoffs.validation.config import Severity
 from writeoffs.validation.rules import ColumnsPresent, ColumnTypes, Rule, expectations_of
@@ -80,16 +81,15 @@ def _datasource(context: Any, engine: Engine) -> Any:
     from writeoffs.db.engine import search_path_option
 
     url = engine.url.render_as_string(hide_password=False)
-    if engine.dialect.name == "postgresql":
+    db = dialect.of(engine)  # refuses a database that is neither
+    if db is dialect.POSTGRESQL:
         with engine.connect() as conn:
             search_path = conn.execute(text("SHOW search_path")).scalar_one()
         # GX opens its own connections: give them the ledger's search_path so unqualified names resolve the same.
         return context.data_sources.add_postgres(
             "ledger", connection_string=url, kwargs={"connect_args": {"options": search_path_option(search_path)}}
         )
-    if engine.dialect.name == "sqlite":
-        return context.data_sources.add_sqlite("ledger", connection_string=url)
-    raise ValueError(f"validation supports PostgreSQL and SQLite ledgers, not {engine.dialect.name}")
+    return context.data_sources.add_sqlite("ledger", connection_string=url)
 
 
 def _error(info: Any) -> str | None:

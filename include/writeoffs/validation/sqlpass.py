@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from writeoffs.db import dialect
 from writeoffs.db.migrate import full_metadata
 from writeoffs.db.money import ExactMoney, sqlite_decimal_text_sql
 from writeoffs.validation.checks import Check, Scope
@@ -51,7 +52,7 @@ class RowCounts:
 
 def raw_json(conn: Connection, table: str) -> str:
     """SQL for the whole staged row as JSON text (the quarantine's ``raw``)."""
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).row_json:
         return f"CAST(row_to_json({ROW}) AS TEXT)"
     cols = [r[1] for r in conn.execute(text(f"PRAGMA table_info({table})"))]
     known = full_metadata().tables.get(table)
@@ -71,7 +72,7 @@ def analyze_if_stale(conn: Connection, tables: Sequence[str], *, share: float = 
     statistics the planner can pick a nested loop for the uniqueness and customer joins, which at a million rows
     turns seconds into hours. Fresh statistics cost ~0.3 s for 1.3M rows; current ones cost nothing.
     """
-    if conn.dialect.name != "postgresql":
+    if not dialect.of(conn).statistics:
         return []
     stale = []
     for table in dict.fromkeys(tables):
@@ -93,14 +94,16 @@ class BadRows:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.postgres = conn.dialect.name == "postgresql"
-        self.table = "pg_temp.wo_validation_bad" if self.postgres else "temp.wo_validation_bad"
+        self.db = dialect.of(conn)
+        self.table = self.db.temp("wo_validation_bad")
         conn.execute(text(f"DROP TABLE IF EXISTS {self.table}"))
         conn.execute(
             text(
-                f"CREATE TEMPORARY TABLE {self.table} (target INTEGER NOT NULL, reason VARCHAR(32) NOT NULL,"
-                " source_file VARCHAR(300) NOT NULL, source_row INTEGER NOT NULL, raw TEXT)"
-                + (" ON COMMIT DROP" if self.postgres else "")
+                self.db.create_temp(
+                    self.table,
+                    "target INTEGER NOT NULL, reason VARCHAR(32) NOT NULL,"
+                    " source_file VARCHAR(300) NOT NULL, source_row INTEGER NOT NULL, raw TEXT",
+                )
             )
         )
 
@@ -116,7 +119,7 @@ class BadRows:
         """
         # A savepoint on PostgreSQL, where a failed statement aborts the transaction; SQLite fails such a statement
         # when preparing it, and undoes a statement that fails half-way by itself.
-        guard = self.conn.begin_nested() if self.postgres else nullcontext()
+        guard = self.conn.begin_nested() if self.db.errors_abort_transaction else nullcontext()
         try:
             with guard:
                 self._collect(target, scope, checks)

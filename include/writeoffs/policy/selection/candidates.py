@@ -9,10 +9,9 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection, Date, Integer, Select, String, and_, case, func, literal, select, true
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from writeoffs.accounting.keys import writeoff_candidate_prefix
+from writeoffs.db import dialect
 from writeoffs.db.schema import writeoffs
 from writeoffs.policy.schema import Policy
 from writeoffs.policy.selection.model import Scope
@@ -151,7 +150,7 @@ def _insert(conn: Connection, policy: Policy, as_of: date, src: Select[Any]) -> 
         "batch_id",
         "skip_reason",
     ]
-    ins = (pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert)(writeoffs)
+    ins = dialect.of(conn).insert(writeoffs)
     # Counted, not taken from rowcount: Python's sqlite3 reports -1 for a statement that starts with WITH.
     mine = select(func.count()).where(writeoffs.c.as_of_date == as_of, writeoffs.c.policy_hash == policy.content_hash)
     before = conn.execute(mine).scalar_one()

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, text
 
 from writeoffs.audit import canonical_json
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, make_buckets
+from writeoffs.db import dialect
 from writeoffs.db.money import from_db_or_zero, to_db
 from writeoffs.errors import ConfigError
 from writeoffs.report_store import StorePath
@@ -76,7 +77,7 @@ def validate_aging(
     cfg = config or load_config()
     with engine.connect() as conn:
         buckets, origin = _aging_buckets(conn, as_of)
-    scope = Scope("aging", as_of, tables, buckets=buckets, tolerance=cfg.tie_out.tolerance, dialect=engine.dialect.name)
+    scope = Scope("aging", as_of, tables, buckets=buckets, tolerance=cfg.tie_out.tolerance, dialect=dialect.of(engine))
     planned, skipped = _plan(scope, cfg, {})
     docs = _docs_dir(cfg, as_of, run_key)
     outcomes, index = run_suites(engine, [(scope, "aging", planned, None)], run_name=run_key, docs_dir=docs)

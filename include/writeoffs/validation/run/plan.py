@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from writeoffs.db import dialect
 from writeoffs.errors import ConfigError, WriteoffError
 from writeoffs.validation.checks import STAGED, Check, Scope, Tables, checks_for
 from writeoffs.validation.config import ValidationConfig
@@ -102,7 +103,7 @@ def _batch_scopes(
                     control_rows=rows,
                     control_amount=amount,
                     tolerance=cfg.tie_out.tolerance,
-                    dialect=conn.dialect.name,
+                    dialect=dialect.of(conn),
                 ),
                 notes,
             )
