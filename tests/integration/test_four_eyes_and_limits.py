@@ -127,6 +127,39 @@ def test_whoever_routed_the_batch_may_answer_no_step(ledger: Engine) -> None:
         eligible_answerers(conn, batch, "approve", TIERS)
 
 
+def test_nobody_is_asked_to_approve_a_batch_nobody_could_then_confirm(ledger: Engine) -> None:
+    """Controller tier: the controller approves, the controller or the CFO confirms, four eyes at every amount. When
+    the CFO routed the batch, nobody may confirm after the controller's approval: the approval is refused before it
+    is given (and the UI asks nobody), not after the approver acted with the batch left stuck at "approved"."""
+    batch = batch_of(ledger, [("30000.00", UNCOLLECTIBLE)], tier="controller")
+    with ledger.begin() as conn:
+        conn.execute(update(writeoff_batches).where(writeoff_batches.c.id == batch).values(routed_by="cfo"))
+    with ledger.connect() as conn, pytest.raises(SegregationOfDuties, match="nobody could then confirm"):
+        eligible_answerers(conn, batch, "approve", TIERS)
+    with pytest.raises(SegregationOfDuties, match="nobody could then confirm"):
+        decide(ledger, batch, "approve", "controller", "approved")
+    assert status(ledger, batch) == "proposed"
+    # A rejection is still open to the approver: it needs no confirmation.
+    decide(ledger, batch, "approve", "controller", "rejected")
+    assert status(ledger, batch) == "rejected"
+
+
+def test_an_approver_after_whom_a_confirmer_remains_is_still_asked(ledger: Engine) -> None:
+    """Two approvers, one confirmer who is also an approver, four eyes: only the approver after whom the
+    confirmer remains is asked, and the other one's approval is refused before it is given."""
+    tiers = tuple(
+        replace(t, approvers=("controller", "cfo"), confirmers=("cfo",)) if t.name == "controller" else t for t in TIERS
+    )
+    batch = batch_of(ledger, [("30000.00", UNCOLLECTIBLE)], tier="controller")
+    with ledger.connect() as conn:
+        assert eligible_answerers(conn, batch, "approve", tiers) == ("controller",)
+    with pytest.raises(SegregationOfDuties, match="nobody could then confirm"):
+        decide(ledger, batch, "approve", "cfo", "approved", tiers)
+    decide(ledger, batch, "approve", "controller", "approved", tiers)
+    decide(ledger, batch, "confirm", "cfo", "confirmed", tiers)
+    assert status(ledger, batch) == "confirmed"
+
+
 def test_a_policy_whose_top_tier_has_no_second_person_is_refused() -> None:
     import yaml
 

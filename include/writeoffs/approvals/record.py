@@ -22,6 +22,7 @@ from writeoffs.approvals.rules import (
     _four_eyes_problem,
     _lock_batch,
     _tier,
+    no_confirmer_problem,
 )
 from writeoffs.db.schema import approvals, invoices, writeoff_batches, writeoffs
 from writeoffs.errors import AnswerNotTaken, ApprovalError, SegregationOfDuties
@@ -219,8 +220,10 @@ def _check_grant(
             select(approvals.c.approver).where(approvals.c.batch_id == batch_id, approvals.c.step == "approve")
         ).scalar()
         problem = _four_eyes_problem(tier, batch.currency, total, approved_by or "", approver)
-        if problem:
-            raise SegregationOfDuties(f"batch {batch_id}: {problem}")
+    else:
+        problem = no_confirmer_problem(tier, batch, approver, total)
+    if problem:
+        raise SegregationOfDuties(f"batch {batch_id}: {problem}")
 
 
 def _details(

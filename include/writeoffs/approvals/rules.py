@@ -76,10 +76,33 @@ def _four_eyes_problem(tier: Tier, currency: str, total: Decimal | None, approve
     )
 
 
+def _confirmers_left(tier: Tier, batch, approver: str, total: Decimal | None) -> tuple[str, ...]:
+    """Who could confirm the batch once ``approver`` approved it at ``total``: the tier's confirmers minus its
+    preparer and whoever routed it, and under four eyes minus the approver."""
+    barred = {_norm(batch.prepared_by), _norm(batch.routed_by)}
+    if tier.four_eyes(batch.currency, total):
+        barred.add(_norm(approver))
+    return tuple(p for p in tier.answerers("confirm") if _norm(p) not in barred)
+
+
+def no_confirmer_problem(tier: Tier, batch, approver: str, total: Decimal | None) -> str | None:
+    """Why an approval by ``approver`` may not be given: nobody could confirm the batch after it (it would stay
+    "approved" until it expired) - or None."""
+    if _confirmers_left(tier, batch, approver, total):
+        return None
+    return (
+        f"nobody could then confirm batch {batch.id} if {approver!r} approved it: the confirmers of tier "
+        f"{tier.name!r} ({', '.join(tier.answerers('confirm'))}) prepared or routed it, or are that approver under "
+        "four eyes; add another confirmer to the tier"
+    )
+
+
 def eligible_answerers(conn: Connection, batch_id: int, step: str, tiers: Sequence[Tier]) -> tuple[str, ...]:
     """Who may answer ``step`` of the batch now: the tier's answerers for the step, minus its preparer and the
-    person who routed it, and for the confirm step under four eyes minus its approver. The approval UI asks exactly
-    these people; :func:`record_decision` refuses anyone else whatever the UI did. Empty: nobody may (refused)."""
+    person who routed it, and for the confirm step under four eyes minus its approver; for the approve step only
+    those after whose approval someone could still confirm (:func:`no_confirmer_problem`). The approval UI asks
+    exactly these people; :func:`record_decision` refuses anyone else whatever the UI did. Empty: nobody may
+    (refused)."""
     batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == batch_id)).first()
     if batch is None:
         raise ApprovalError(f"write-off batch {batch_id} does not exist")
@@ -98,6 +121,12 @@ def eligible_answerers(conn: Connection, batch_id: int, step: str, tiers: Sequen
             f"{'approvers' if step == 'approve' else 'confirmers'} ({', '.join(tier.answerers(step))}) prepared, "
             "routed or approved the batch; add another person to the tier"
         )
+    if step == "approve":
+        total = _total(current_items(conn, batch_id))
+        completing = tuple(p for p in people if no_confirmer_problem(tier, batch, p, total) is None)
+        if not completing:
+            raise SegregationOfDuties(f"batch {batch_id}: {no_confirmer_problem(tier, batch, people[0], total)}")
+        people = completing
     return people
 
 
