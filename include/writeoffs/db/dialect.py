@@ -157,3 +157,11 @@ def analyze(conn: Connection, tables: Iterable[str]) -> None:
     if of(conn).statistics:
         for name in tables:
             conn.execute(text(f"ANALYZE {name}"))
+
+
+# --- added for kpi/allowance: whole days between two SQL date expressions (columns), where days_between takes a date
+def days_apart(d: Dialect, start: Any, end: Any) -> Any:
+    """Whole days from the date expression ``start`` to ``end`` (e.g. two columns) as an SQL expression of ``d``."""
+    if d.name == "postgresql":
+        return end - start  # date - date is an integer on PostgreSQL
+    return cast(func.julianday(end) - func.julianday(start), Integer)
