@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, Date, bindparam, select, text
+from sqlalchemy import Connection, Date, bindparam, column, select, text, union
 
 from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.allowance.config import AllowanceConfig
@@ -32,27 +32,23 @@ def _check_rates_cover_aging(
 
 def _scope(conn: Connection, as_of: date, entities: Sequence[str]) -> list[tuple[str, str]]:
     """(entity, currency) pairs to estimate: open AR as of the date, or a non-zero allowance balance to release."""
-    params = {"d": as_of, "entities": list(entities)}
     s = _aged(conn, as_of)
-    in_entities = s.c.entity_code.in_(bindparam("entities", expanding=True))
-    aged = conn.execute(select(s.c.entity_code, s.c.currency).where(in_entities), params).all()
+    aged = select(s.c.entity_code, s.c.currency).where(s.c.entity_code.in_(bindparam("entities", expanding=True)))
     # The pairs with a non-zero allowance balance. The posted-lines joins are accounting.chart's text (the one home of
     # "an account's posted lines"); the entities travel as one expanding parameter.
-    released = conn.execute(
-        text(
-            f"""
-            SELECT l.entity_code, l.currency
-            FROM journal_lines l
-            {posted_lines_joins("allowance", through=":d")}
-            WHERE l.entity_code IN :entities
-            GROUP BY l.entity_code, l.currency
-            HAVING ROUND(SUM(l.credit - l.debit), 4) <> 0
-                OR ROUND(SUM(l.functional_credit - l.functional_debit), 4) <> 0
-            """
-        ).bindparams(bindparam("d", type_=Date), bindparam("entities", expanding=True)),
-        params,
-    ).all()
-    rows = [*aged, *released]
+    released = text(
+        f"""
+        SELECT l.entity_code, l.currency
+        FROM journal_lines l
+        {posted_lines_joins("allowance", through=":d")}
+        WHERE l.entity_code IN :entities
+        GROUP BY l.entity_code, l.currency
+        HAVING ROUND(SUM(l.credit - l.debit), 4) <> 0
+            OR ROUND(SUM(l.functional_credit - l.functional_debit), 4) <> 0
+        """
+    ).bindparams(bindparam("d", type_=Date), bindparam("entities", expanding=True))
+    pairs = union(aged, released.columns(column("entity_code"), column("currency")))
+    rows = conn.execute(pairs, {"d": as_of, "entities": list(entities)}).all()
     return sorted({(r[0], r[1]) for r in rows})
 
 
