@@ -7,24 +7,48 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, Date, bindparam, select, text
+from sqlalchemy import CTE, Connection, Date, Select, and_, bindparam, column, func, select, table, text
 
 from writeoffs import ledger
 from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.allowance.config import RATE_DECIMALS
 from writeoffs.allowance.model import BucketEstimate
-from writeoffs.allowance.sql import _aged, _dec, _money_sum, _union_rows
+from writeoffs.allowance.sql import PAIR_COLUMNS, RATE_COLUMNS, _aged, _dec, _money_sum, _union_rows
 from writeoffs.buckets import DEFAULT_BUCKETS
+from writeoffs.db import dialect
 from writeoffs.db.schema import allowance_estimates
 from writeoffs.money import round_money
 
+#: The as-of date of the stored rows (``:d``, bound as a date).
+_D = bindparam("d", type_=Date)
 
-def _rates_table(rates: Mapping[str, Mapping[str, Decimal]], entities: Iterable[str]) -> tuple[str, dict]:
+
+def _rates_table(rates: Mapping[str, Mapping[str, Decimal]], entities: Iterable[str]) -> CTE:
     rows = [(e, b, r) for e in sorted(set(entities)) for b, r in sorted(rates[e].items())]
-    return _union_rows(
-        "r",
-        (("entity_code", "VARCHAR(16)"), ("bucket", "VARCHAR(16)"), ("rate", "NUMERIC(9, 6)")),
-        [(e, b, str(r)) for e, b, r in rows],
+    return _union_rows("rt", RATE_COLUMNS, [(e, b, str(r)) for e, b, r in rows])
+
+
+def _estimate_rows(
+    conn: Connection, as_of: date, todo: Sequence[tuple[str, str]], rates: Mapping[str, Mapping[str, Decimal]]
+) -> Select:
+    """Per pair and configured bucket: the rate, the currency's minor unit and the open balance summed as of ``:d``."""
+    rt, pr = _rates_table(rates, (e for e, _ in todo)), _union_rows("pr", PAIR_COLUMNS, list(todo))
+    s = _aged(conn, as_of)
+    ag = (
+        select(s.c.entity_code, s.c.currency, s.c.bucket, func.sum(s.c.open_balance).label("open_sum"))
+        .group_by(s.c.entity_code, s.c.currency, s.c.bucket)
+        .cte("ag")
+    )
+    c = table("currencies", column("code"), column("minor_unit")).alias("c")
+    joined = (
+        pr.join(rt, rt.c.entity_code == pr.c.entity_code)
+        .join(c, c.c.code == pr.c.currency)
+        .outerjoin(
+            ag, and_(ag.c.entity_code == pr.c.entity_code, ag.c.currency == pr.c.currency, ag.c.bucket == rt.c.bucket)
+        )
+    )
+    return select(pr.c.entity_code, pr.c.currency, rt.c.bucket, rt.c.rate, c.c.minor_unit, ag.c.open_sum).select_from(
+        joined
     )
 
 
@@ -32,40 +56,31 @@ def _store_estimates(
     conn: Connection, as_of: date, todo: Sequence[tuple[str, str]], rates: Mapping[str, Mapping[str, Decimal]]
 ) -> None:
     """One row per (entity, currency, configured bucket), zeros included; ``ON CONFLICT DO NOTHING``."""
-    dialect = conn.dialect.name
-    rates_sql, params = _rates_table(rates, (e for e, _ in todo))
-    pairs_sql, p2 = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
-    params |= p2 | {"d": as_of}
-    select_sql = f"""
-        WITH rt AS ({rates_sql}), pr AS ({pairs_sql}),
-        ag AS (SELECT s.entity_code, s.currency, s.bucket, SUM(s.open_balance) AS open_sum
-               FROM {_aged(conn, as_of)} s GROUP BY s.entity_code, s.currency, s.bucket)
-        SELECT pr.entity_code, pr.currency, rt.bucket, rt.rate, c.minor_unit, ag.open_sum
-        FROM pr
-        JOIN rt ON rt.entity_code = pr.entity_code
-        JOIN currencies c ON c.code = pr.currency
-        LEFT JOIN ag ON ag.entity_code = pr.entity_code AND ag.currency = pr.currency AND ag.bucket = rt.bucket
-    """
-    if dialect == "postgresql":
+    d = dialect.of(conn)
+    rows_of = _estimate_rows(conn, as_of, todo, rates)
+    keys = ["as_of_date", "entity_code", "currency", "bucket"]
+    if d.native_decimal:
         # Exact NUMERIC; ROUND on numeric rounds half away from zero = half-up for these non-negative amounts.
+        x = rows_of.subquery("x")
+        open_sum = func.coalesce(x.c.open_sum, 0)
+        rows = select(
+            _D,
+            x.c.entity_code,
+            x.c.currency,
+            x.c.bucket,
+            open_sum,
+            x.c.rate,
+            func.round(open_sum * x.c.rate, x.c.minor_unit),
+        )
+        columns = [*keys, "open_balance", "loss_rate", "required_allowance"]
         conn.execute(
-            text(
-                f"""
-                INSERT INTO allowance_estimates
-                    (as_of_date, entity_code, currency, bucket, open_balance, loss_rate, required_allowance)
-                SELECT :d, x.entity_code, x.currency, x.bucket, COALESCE(x.open_sum, 0), x.rate,
-                       ROUND(COALESCE(x.open_sum, 0) * x.rate, x.minor_unit)
-                FROM ({select_sql}) x
-                ON CONFLICT (as_of_date, entity_code, currency, bucket) DO NOTHING
-                """
-            ).bindparams(bindparam("d", type_=Date)),
-            params,
+            d.insert(allowance_estimates).from_select(columns, rows).on_conflict_do_nothing(index_elements=keys),
+            {"d": as_of},
         )
         return
-    rows = conn.execute(text(select_sql).bindparams(bindparam("d", type_=Date)), params).all()
     out = []
-    for r in rows:
-        open_sum = _money_sum(dialect, r.open_sum)
+    for r in conn.execute(rows_of, {"d": as_of}).all():
+        open_sum = _money_sum(d, r.open_sum)
         rate = Decimal(str(r.rate)).quantize(Decimal(1).scaleb(-RATE_DECIMALS))
         out.append(
             {
@@ -78,7 +93,7 @@ def _store_estimates(
                 "required_allowance": round_money(open_sum * rate, r.currency),
             }
         )
-    ledger.upsert_ignore(conn, allowance_estimates, out, ["as_of_date", "entity_code", "currency", "bucket"])
+    ledger.upsert_ignore(conn, allowance_estimates, out, keys)
 
 
 def _stored(
@@ -115,26 +130,23 @@ def _functional_required(
     """
     if not todo:
         return {}
-    dialect = conn.dialect.name
-    pairs_sql, params = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
-    params["d"] = as_of
-    rows = conn.execute(
-        text(
-            f"""
-            WITH pr AS ({pairs_sql})
-            SELECT s.entity_code, s.currency, s.bucket, i.fx_rate, SUM(s.open_balance) AS open_sum
-            FROM {_aged(conn, as_of)} s
-            JOIN pr ON pr.entity_code = s.entity_code AND pr.currency = s.currency
-            JOIN invoices i ON i.id = s.invoice_id
-            GROUP BY s.entity_code, s.currency, s.bucket, i.fx_rate
-            """
-        ).bindparams(bindparam("d", type_=Date)),
-        params,
-    ).all()
+    d = dialect.of(conn)
+    pr, s = _union_rows("pr", PAIR_COLUMNS, list(todo)), _aged(conn, as_of)
+    i = table("invoices", column("id"), column("fx_rate")).alias("i")
+    stmt = (
+        select(s.c.entity_code, s.c.currency, s.c.bucket, i.c.fx_rate, func.sum(s.c.open_balance).label("open_sum"))
+        .select_from(
+            s.join(pr, and_(pr.c.entity_code == s.c.entity_code, pr.c.currency == s.c.currency)).join(
+                i, i.c.id == s.c.invoice_id
+            )
+        )
+        .group_by(s.c.entity_code, s.c.currency, s.c.bucket, i.c.fx_rate)
+    )
+    rows = conn.execute(stmt, {"d": as_of}).all()
     per_bucket: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     for r in rows:
         fx = Decimal(str(r.fx_rate)).quantize(Decimal("0.0000000001"))
-        per_bucket[(r.entity_code, r.currency, r.bucket)] += _money_sum(dialect, r.open_sum) * fx
+        per_bucket[(r.entity_code, r.currency, r.bucket)] += _money_sum(d, r.open_sum) * fx
     out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for (entity, cur, bucket), amount in per_bucket.items():
         rate = rates[entity].get(bucket, Decimal(0))
@@ -148,23 +160,22 @@ def _allowance_balances(
     """GL allowance credit balance (credit - debit) up to ``as_of``, per pair: (transaction, functional)."""
     if not todo:
         return {}
-    pairs_sql, params = _union_rows("p", (("entity_code", "VARCHAR(16)"), ("currency", "VARCHAR(3)")), list(todo))
-    params["d"] = as_of
-    rows = conn.execute(
-        text(
-            f"""
-            WITH pr AS ({pairs_sql})
-            SELECT l.entity_code, l.currency, SUM(l.credit - l.debit) AS bal,
-                   SUM(l.functional_credit - l.functional_debit) AS fbal
-            FROM journal_lines l
-            JOIN pr ON pr.entity_code = l.entity_code AND pr.currency = l.currency
-            {posted_lines_joins("allowance", through=":d")}
-            GROUP BY l.entity_code, l.currency
-            """
-        ).bindparams(bindparam("d", type_=Date)),
-        params,
-    ).all()
+    # The entities' allowance lines (their pairs kept in Python). The posted-lines joins are accounting.chart's text
+    # (the one home of "an account's posted lines"); the entities travel as one expanding parameter.
+    stmt = text(
+        f"""
+        SELECT l.entity_code, l.currency, SUM(l.credit - l.debit) AS bal,
+               SUM(l.functional_credit - l.functional_debit) AS fbal
+        FROM journal_lines l
+        {posted_lines_joins("allowance", through=":d")}
+        WHERE l.entity_code IN :entities
+        GROUP BY l.entity_code, l.currency
+        """
+    ).bindparams(bindparam("d", type_=Date), bindparam("entities", expanding=True))
+    rows = conn.execute(stmt, {"d": as_of, "entities": sorted({e for e, _ in todo})}).all()
+    d, wanted = dialect.of(conn), set(todo)
     return {
-        (r.entity_code, r.currency): (_money_sum(conn.dialect.name, r.bal), _money_sum(conn.dialect.name, r.fbal))
+        (r.entity_code, r.currency): (_money_sum(d, r.bal), _money_sum(d, r.fbal))
         for r in rows
+        if (r.entity_code, r.currency) in wanted
     }

@@ -31,8 +31,7 @@ def estimate_allowance(
 ) -> AllowanceResult:
     """Estimate and post in the caller's transaction (see :mod:`writeoffs.allowance`). Idempotent per date."""
     ledger_lock(conn, ALLOWANCE_ESTIMATE)
-    if conn.dialect.name == "postgresql":
-        bulk.set_local_work_mem(conn)  # the aging from movements hashes per-invoice sums: in memory
+    bulk.set_local_work_mem(conn)  # the aging from movements hashes per-invoice sums: in memory (where a setting)
     functional = _allowance_entities(conn, entities)
     if not functional:
         return AllowanceResult(as_of, config.version, ())

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, Date, bindparam, select, text
+from sqlalchemy import Connection, Date, bindparam, column, select, text, union
 
 from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.allowance.config import AllowanceConfig
@@ -19,12 +19,8 @@ from writeoffs.errors import ConfigError, LedgerError
 def _check_rates_cover_aging(
     conn: Connection, as_of: date, rates: Mapping[str, Mapping[str, Decimal]], config: AllowanceConfig
 ) -> None:
-    rows = conn.execute(
-        text(f"SELECT DISTINCT s.entity_code, s.bucket FROM {_aged(conn, as_of)} s").bindparams(
-            bindparam("d", type_=Date)
-        ),
-        {"d": as_of},
-    ).all()
+    s = _aged(conn, as_of)
+    rows = conn.execute(select(s.c.entity_code, s.c.bucket).distinct(), {"d": as_of}).all()
     missing = sorted((e, b) for e, b in rows if e in rates and b not in rates[e])
     if missing:
         detail = ", ".join(f"{e}: {b!r}" for e, b in missing)
@@ -36,24 +32,23 @@ def _check_rates_cover_aging(
 
 def _scope(conn: Connection, as_of: date, entities: Sequence[str]) -> list[tuple[str, str]]:
     """(entity, currency) pairs to estimate: open AR as of the date, or a non-zero allowance balance to release."""
-    ent_sql = ", ".join(f":e{n}" for n in range(len(entities)))
-    params: dict[str, object] = {f"e{n}": e for n, e in enumerate(entities)} | {"d": as_of}
-    rows = conn.execute(
-        text(
-            f"""
-            SELECT s.entity_code, s.currency FROM {_aged(conn, as_of)} s WHERE s.entity_code IN ({ent_sql})
-            UNION
-            SELECT l.entity_code, l.currency
-            FROM journal_lines l
-            {posted_lines_joins("allowance", through=":d")}
-            WHERE l.entity_code IN ({ent_sql})
-            GROUP BY l.entity_code, l.currency
-            HAVING ROUND(SUM(l.credit - l.debit), 4) <> 0
-                OR ROUND(SUM(l.functional_credit - l.functional_debit), 4) <> 0
-            """
-        ).bindparams(bindparam("d", type_=Date)),
-        params,
-    ).all()
+    s = _aged(conn, as_of)
+    aged = select(s.c.entity_code, s.c.currency).where(s.c.entity_code.in_(bindparam("entities", expanding=True)))
+    # The pairs with a non-zero allowance balance. The posted-lines joins are accounting.chart's text (the one home of
+    # "an account's posted lines"); the entities travel as one expanding parameter.
+    released = text(
+        f"""
+        SELECT l.entity_code, l.currency
+        FROM journal_lines l
+        {posted_lines_joins("allowance", through=":d")}
+        WHERE l.entity_code IN :entities
+        GROUP BY l.entity_code, l.currency
+        HAVING ROUND(SUM(l.credit - l.debit), 4) <> 0
+            OR ROUND(SUM(l.functional_credit - l.functional_debit), 4) <> 0
+        """
+    ).bindparams(bindparam("d", type_=Date), bindparam("entities", expanding=True))
+    pairs = union(aged, released.columns(column("entity_code"), column("currency")))
+    rows = conn.execute(pairs, {"d": as_of, "entities": list(entities)}).all()
     return sorted({(r[0], r[1]) for r in rows})
 
 

@@ -78,6 +78,12 @@ class Dialect:
             return f"(CAST({param} AS DATE) - {column})"
         return f"CAST(julianday({param}) - julianday({column}) AS INTEGER)"
 
+    def days_apart(self, start: Any, end: Any) -> Any:
+        """Whole days from the date expression ``start`` to ``end`` (e.g. two columns) as an SQL expression."""
+        if self.name == "postgresql":
+            return end - start  # date - date is an integer on PostgreSQL
+        return cast(func.julianday(end) - func.julianday(start), Integer)
+
     def days_between(self, as_of: date, column: Any) -> Any:
         """Whole days from ``column`` to ``as_of`` as an SQL expression."""
         if self.name == "postgresql":

@@ -15,13 +15,13 @@ from writeoffs.db import bulk
 from writeoffs.kpi.model import Kpi, KpiReport, TrendRow
 from writeoffs.kpi.period import Period, Thresholds, percent
 from writeoffs.kpi.queries import (
-    _AR_MOVEMENTS,
-    _RECOVERIES,
-    _SALES,
+    _ar_movements,
     _breakdowns,
     _functional_currencies,
     _listing,
     _net_by_pair,
+    _recoveries,
+    _sales,
     _sums,
     _writeoffs,
 )
@@ -79,11 +79,11 @@ def kpi_report(
     fcur = _functional_currencies(conn)
     wo = _writeoffs(conn, start, end)
     cum = _writeoffs(conn, _EPOCH, end)
-    sales = _sums(conn, _SALES, start, end)
-    ar = _sums(conn, _AR_MOVEMENTS, start, end)
+    sales = _sums(conn, _sales(), start, end)
+    ar = _sums(conn, _ar_movements(), start, end)
     ar_basis = f"sub-ledger as of {end} (invoice movements)"
-    rec = _sums(conn, _RECOVERIES, start, end)
-    cum_rec = _sums(conn, _RECOVERIES, _EPOCH, end)
+    rec = _sums(conn, _recoveries(), start, end)
+    cum_rec = _sums(conn, _recoveries(), _EPOCH, end)
     by_currency, ent_acc = _per_currency(fcur, wo, cum, sales, ar, rec, cum_rec, th)
     by_entity = _per_entity(ent_acc, th)
 
