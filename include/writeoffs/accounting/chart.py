@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Join, Table, and_, select
 
-from writeoffs.db.schema import ACCOUNT_ROLES, accounts, legal_entities
+from writeoffs.db.schema import ACCOUNT_ROLES, accounts, journal_entries, journal_lines, legal_entities
 from writeoffs.errors import ConfigError, LedgerError
 
 
@@ -40,13 +41,43 @@ CHART_ROLES: tuple[str, ...] = ACCOUNT_ROLES
 ROLE_DEFAULT_CODES: dict[Role, str] = {Role.UNAPPLIED_CASH: "2100"}
 
 
+class PostedLines(NamedTuple):
+    """:func:`posted_lines`: the join to select from, and its tables (``l`` lines, ``e`` entries, ``a`` accounts)."""
+
+    join: Join
+    l: Any  # noqa: E741 - the lines, as in the SQL text of posted_lines_joins
+    e: Any
+    a: Any
+
+
+def _check_role(role: str) -> None:
+    if role not in CHART_ROLES:
+        raise ValueError(f"not a chart role: {role!r}")
+
+
+def posted_lines(role: str, *, through: Any = None) -> PostedLines:
+    """An account's posted lines as SQLAlchemy Core: ``journal_lines`` joined to its posted entry (posted on or
+    before ``through``, a date or bind parameter, when given) and to its account of the chart role ``role``; the
+    same rule as :func:`posted_lines_joins`, which states it for raw SQL."""
+    _check_role(role)
+    lines: Table = journal_lines.alias("l")  # type: ignore[assignment]
+    entries: Table = journal_entries.alias("e")  # type: ignore[assignment]
+    accts: Table = accounts.alias("a")  # type: ignore[assignment]
+    posted = and_(entries.c.id == lines.c.entry_id, entries.c.status == "posted")
+    if through is not None:
+        posted = and_(posted, entries.c.posting_date <= through)
+    of_role = and_(
+        accts.c.entity_code == lines.c.entity_code, accts.c.code == lines.c.account_code, accts.c.role == role
+    )
+    return PostedLines(lines.join(entries, posted).join(accts, of_role), lines, entries, accts)
+
+
 def posted_lines_joins(role: str, *, through: str | None = None) -> str:
     """SQL joins from ``journal_lines l`` to its posted entry ``e`` (posted on or before ``through``, an SQL
     expression such as ``:d``, when given) and to its account ``a`` of the chart role ``role``: the lines whose sum
     is that account's balance in the GL. The one home of "an account's posted lines", for the raw-SQL checks and
     reports. ``role`` is one of :data:`CHART_ROLES` (a constant of the caller, never data)."""
-    if role not in CHART_ROLES:
-        raise ValueError(f"not a chart role: {role!r}")
+    _check_role(role)
     dated = f" AND e.posting_date <= {through}" if through else ""
     return (
         f"JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted'{dated}\n"

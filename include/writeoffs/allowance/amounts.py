@@ -7,10 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import CTE, Connection, Date, Select, and_, bindparam, column, func, select, table, text
+from sqlalchemy import CTE, Connection, Date, Select, and_, bindparam, column, func, select, table
 
 from writeoffs import ledger
-from writeoffs.accounting.chart import posted_lines_joins
+from writeoffs.accounting.chart import posted_lines
 from writeoffs.allowance.config import RATE_DECIMALS
 from writeoffs.allowance.model import BucketEstimate
 from writeoffs.allowance.sql import PAIR_COLUMNS, RATE_COLUMNS, _aged, _dec, _money_sum, _union_rows
@@ -160,18 +160,21 @@ def _allowance_balances(
     """GL allowance credit balance (credit - debit) up to ``as_of``, per pair: (transaction, functional)."""
     if not todo:
         return {}
-    # The entities' allowance lines (their pairs kept in Python). The posted-lines joins are accounting.chart's text
-    # (the one home of "an account's posted lines"); the entities travel as one expanding parameter.
-    stmt = text(
-        f"""
-        SELECT l.entity_code, l.currency, SUM(l.credit - l.debit) AS bal,
-               SUM(l.functional_credit - l.functional_debit) AS fbal
-        FROM journal_lines l
-        {posted_lines_joins("allowance", through=":d")}
-        WHERE l.entity_code IN :entities
-        GROUP BY l.entity_code, l.currency
-        """
-    ).bindparams(bindparam("d", type_=Date), bindparam("entities", expanding=True))
+    # The entities' allowance lines (their pairs kept in Python; accounting.chart: the one home of "an account's
+    # posted lines").
+    p = posted_lines("allowance", through=bindparam("d", type_=Date))
+    l = p.l  # noqa: E741
+    stmt = (
+        select(
+            l.c.entity_code,
+            l.c.currency,
+            func.sum(l.c.credit - l.c.debit).label("bal"),
+            func.sum(l.c.functional_credit - l.c.functional_debit).label("fbal"),
+        )
+        .select_from(p.join)
+        .where(l.c.entity_code.in_(bindparam("entities", expanding=True)))
+        .group_by(l.c.entity_code, l.c.currency)
+    )
     rows = conn.execute(stmt, {"d": as_of, "entities": sorted({e for e, _ in todo})}).all()
     d, wanted = dialect.of(conn), set(todo)
     return {

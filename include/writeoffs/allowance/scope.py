@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, Date, bindparam, column, select, text, union
+from sqlalchemy import Connection, Date, bindparam, func, or_, select, union
 
-from writeoffs.accounting.chart import posted_lines_joins
+from writeoffs.accounting.chart import posted_lines
 from writeoffs.allowance.config import AllowanceConfig
 from writeoffs.allowance.model import ENTRY_PREFIX, SOURCE_TYPE, entry_key
 from writeoffs.allowance.sql import _aged
@@ -34,20 +34,22 @@ def _scope(conn: Connection, as_of: date, entities: Sequence[str]) -> list[tuple
     """(entity, currency) pairs to estimate: open AR as of the date, or a non-zero allowance balance to release."""
     s = _aged(conn, as_of)
     aged = select(s.c.entity_code, s.c.currency).where(s.c.entity_code.in_(bindparam("entities", expanding=True)))
-    # The pairs with a non-zero allowance balance. The posted-lines joins are accounting.chart's text (the one home of
-    # "an account's posted lines"); the entities travel as one expanding parameter.
-    released = text(
-        f"""
-        SELECT l.entity_code, l.currency
-        FROM journal_lines l
-        {posted_lines_joins("allowance", through=":d")}
-        WHERE l.entity_code IN :entities
-        GROUP BY l.entity_code, l.currency
-        HAVING ROUND(SUM(l.credit - l.debit), 4) <> 0
-            OR ROUND(SUM(l.functional_credit - l.functional_debit), 4) <> 0
-        """
-    ).bindparams(bindparam("d", type_=Date), bindparam("entities", expanding=True))
-    pairs = union(aged, released.columns(column("entity_code"), column("currency")))
+    # The pairs with a non-zero allowance balance (accounting.chart: the one home of "an account's posted lines").
+    p = posted_lines("allowance", through=bindparam("d", type_=Date))
+    l = p.l  # noqa: E741
+    released = (
+        select(l.c.entity_code, l.c.currency)
+        .select_from(p.join)
+        .where(l.c.entity_code.in_(bindparam("entities", expanding=True)))
+        .group_by(l.c.entity_code, l.c.currency)
+        .having(
+            or_(
+                func.round(func.sum(l.c.credit - l.c.debit), 4) != 0,
+                func.round(func.sum(l.c.functional_credit - l.c.functional_debit), 4) != 0,
+            )
+        )
+    )
+    pairs = union(aged, released)
     rows = conn.execute(pairs, {"d": as_of, "entities": list(entities)}).all()
     return sorted({(r[0], r[1]) for r in rows})
 

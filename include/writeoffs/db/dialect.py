@@ -170,6 +170,14 @@ def of(bind: Connection | Engine | _SADialect | URL | Dialect | str) -> Dialect:
     return found
 
 
+def money_as_integers(bind: Any) -> bool:
+    """Does ``bind``'s database store money as integers (no exact decimal type; ``db.money``)? SQLAlchemy's generic
+    compiler (``str(statement)``: text for a log or a test, never executed) answers no, as it always did."""
+    if getattr(bind, "name", None) == "default" and isinstance(bind, _SADialect):
+        return False
+    return not of(bind).native_decimal
+
+
 def set_local(conn: Connection, setting: str, value: str) -> None:
     """``SET LOCAL setting = 'value'`` for the rest of the caller's transaction (PostgreSQL; SQLite has no such
     settings: a no-op). ``setting`` and ``value`` are the caller's constants, never input."""

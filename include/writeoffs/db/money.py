@@ -61,7 +61,7 @@ _MONEY_OPERANDS = frozenset(
 
 def _is_sqlite(bind: Any) -> bool:
     """Amounts are stored as integers where the database has no exact decimal type (SQLite)."""
-    return not db_dialect.of(bind).native_decimal
+    return db_dialect.money_as_integers(bind)
 
 
 def _too_many_decimals(dec: Decimal) -> InvalidAmount:
