@@ -27,7 +27,8 @@ Rules that protect the ledger's own state:
   (``unknown_entities: bootstrap``), otherwise the merge is refused with the entity named.
 
 Layout (imports go one way, downward): :mod:`~writeoffs.ingest.merge.common` (the ledger-owned statuses, the logger,
-``_sql``), then side by side the per-table merges :mod:`~writeoffs.ingest.merge.customers`,
+``_sql`` and ``statement``, which run the statements kept in ``sql/*.sql`` beside these modules), then side by side
+the per-table merges :mod:`~writeoffs.ingest.merge.customers`,
 :mod:`~writeoffs.ingest.merge.invoices`, :mod:`~writeoffs.ingest.merge.holds`, :mod:`~writeoffs.ingest.merge.payments`
 (with the allocations), :mod:`~writeoffs.ingest.merge.activities` and :mod:`~writeoffs.ingest.merge.ar_sync` (open AR
 before/after, the AR sync entry), and on top :mod:`~writeoffs.ingest.merge.batch` (:func:`merge`, one batch, bulk mode,

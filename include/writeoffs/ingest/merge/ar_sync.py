@@ -9,12 +9,12 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text
+from sqlalchemy import Connection, case, func, select
 
 from writeoffs import ledger
 from writeoffs.accounting import entries as entry_rules
 from writeoffs.accounting.chart import resolve_accounts
-from writeoffs.db import bulk
+from writeoffs.db import bulk, dialect
 from writeoffs.db.schema import invoices, legal_entities
 from writeoffs.journal import JournalEntry
 from writeoffs.money import MINOR_UNITS, money_str, round_money, to_decimal
@@ -38,26 +38,25 @@ def _open_ar(conn: Connection, entities: list[str]) -> dict[tuple[str, str], tup
         ).all()
     )
     out: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
-    if conn.dialect.name == "postgresql":
+    if dialect.of(conn).native_decimal:
         # Exact NUMERIC arithmetic; ROUND(numeric, n) rounds half away from zero = ROUND_HALF_UP (tested against
-        # entries.functional in tests/unit/test_posting_entries.py-style checks of the merge).
-        minor = (
-            "CASE "
-            + " ".join(
-                f"WHEN entity_code = '{code}' THEN {MINOR_UNITS.get(cur, 2)}"
-                for code, cur in sorted(functional.items())
-            )
-            + " ELSE 2 END"
+        # entries.functional in tests/unit/test_posting_entries.py-style checks of the merge). n is the functional
+        # currency's minor units, per entity (a CASE over the entities, their minor units bound as parameters).
+        minor = case(
+            *((invoices.c.entity_code == code, MINOR_UNITS.get(cur, 2)) for code, cur in sorted(functional.items())),
+            else_=2,
         )
-        rows = conn.execute(
-            text(
-                "SELECT entity_code, currency, COALESCE(SUM(open_balance), 0), "
-                f"COALESCE(SUM(ROUND(open_balance * fx_rate, {minor})), 0) "
-                "FROM invoices WHERE entity_code IN :ents AND open_balance <> 0 GROUP BY entity_code, currency"
-            ).bindparams(bindparam("ents", expanding=True)),
-            {"ents": entities},
-        ).all()
-        for r in rows:
+        q = (
+            select(
+                invoices.c.entity_code,
+                invoices.c.currency,
+                func.coalesce(func.sum(invoices.c.open_balance), 0),
+                func.coalesce(func.sum(func.round(invoices.c.open_balance * invoices.c.fx_rate, minor)), 0),
+            )
+            .where(invoices.c.entity_code.in_(entities), invoices.c.open_balance != 0)
+            .group_by(invoices.c.entity_code, invoices.c.currency)
+        )
+        for r in conn.execute(q).all():
             out[(r[0], r[1])] = (to_decimal(r[2]), to_decimal(r[3]))
         return out
     # SQLite has no exact decimal arithmetic: the typed columns come back as Decimal and are summed here.

@@ -10,10 +10,10 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Connection, Engine, func, select, text, update
 
 from writeoffs import audit, ledger, subledger
-from writeoffs.db import bulk, stats
+from writeoffs.db import bulk, dialect, stats
 from writeoffs.db.locks import locked
 from writeoffs.db.schema import (
     collection_activities,
@@ -62,7 +62,7 @@ def merge(
     """Merge the given staged batches (ids from the staging step); idempotent per batch load."""
     results = []
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
+        if dialect.of(conn).row_locks:
             # Writers of invoices (write-off posting, recoveries) wait for the merge: the before/after totals that
             # drive the AR sync entry must measure this merge only.
             conn.execute(text("LOCK TABLE invoices IN SHARE ROW EXCLUSIVE MODE"))
@@ -131,7 +131,7 @@ def _check_staged(conn: Connection, b: Any, details: dict[str, Any]) -> None:
     batch_id = b.id
     for dataset, t in STAGING.items():
         expected = details.get(dataset, {}).get("accepted", 0)
-        have = conn.execute(text(f"SELECT COUNT(*) FROM {t.name} WHERE batch_id = :b"), {"b": batch_id}).scalar_one()
+        have = conn.execute(select(func.count()).select_from(t).where(t.c.batch_id == batch_id)).scalar_one()
         if have != expected:
             raise StagingLost(
                 f"batch {batch_id} ({b.source} {b.as_of_date}): {dataset} has {have} staged rows, {expected} expected;"
@@ -195,7 +195,7 @@ def _bulk_worthy(conn: Connection, staged_invoices: int) -> bool:
     """Bulk mode pays off when the load is big and at least twice the size of the table, i.e. at least half of it
     can be new (index rebuilds and the FK validation then cost less than the load itself). A daily load over a
     full table (most rows unchanged) takes the normal path: only changed rows are updated, new ones inserted."""
-    if conn.dialect.name != "postgresql" or staged_invoices < BULK_MIN_ROWS:
+    if not dialect.of(conn).bulk_copy or staged_invoices < BULK_MIN_ROWS:
         return False
     half = staged_invoices // 2
     existing = conn.execute(
@@ -207,9 +207,7 @@ def _bulk_worthy(conn: Connection, staged_invoices: int) -> bool:
 def _ensure_entities(conn: Connection, config: SourcesConfig, batch_id: int, as_of: date) -> list[str]:
     wanted = set()
     for t in STAGING.values():
-        wanted |= set(
-            conn.execute(text(f"SELECT DISTINCT entity FROM {t.name} WHERE batch_id = :b"), {"b": batch_id}).scalars()
-        )
+        wanted |= set(conn.execute(select(t.c.entity).distinct().where(t.c.batch_id == batch_id)).scalars())
     known = set(conn.execute(select(legal_entities.c.code)).scalars())
     for code in sorted(wanted - known):
         ent = config.entities.get(code)

@@ -1,0 +1,19 @@
+UPDATE collection_activities SET end_date = r.end_date, outcome = r.outcome
+FROM (
+    SELECT s.activity_type, s.activity_date, s.end_date, s.outcome, c.id AS customer_id, i.id AS invoice_id,
+           CAST(ROW_NUMBER() OVER (PARTITION BY c.id, i.id, s.activity_type, s.activity_date
+                                   ORDER BY s.source_file, s.source_row)
+                AS VARCHAR(12)) AS occurrence
+    FROM stg_activities s
+    JOIN customers c ON c.entity_code = s.entity AND c.customer_ref = s.customer_ref
+    LEFT JOIN invoices i ON i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref
+    WHERE s.batch_id = :b AND (s.invoice_ref IS NULL OR i.id IS NOT NULL)
+) AS r
+WHERE collection_activities.customer_id = r.customer_id AND collection_activities.source = :src
+  AND collection_activities.activity_type = r.activity_type
+  AND collection_activities.activity_date = r.activity_date
+  AND collection_activities.source_ref = r.occurrence
+  AND (collection_activities.invoice_id = r.invoice_id
+       OR (collection_activities.invoice_id IS NULL AND r.invoice_id IS NULL))
+  AND (collection_activities.end_date IS NOT r.end_date
+       OR collection_activities.outcome IS NOT r.outcome)

@@ -1,0 +1,1 @@
+CREATE TEMPORARY TABLE merge_new_invoices ON COMMIT DROP AS SELECT s.entity, s.invoice_ref FROM stg_invoices s WHERE s.batch_id = :b AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.entity_code = s.entity AND i.invoice_ref = s.invoice_ref)
