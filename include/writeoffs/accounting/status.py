@@ -109,8 +109,3 @@ def check(kind: str, old: str, new: str) -> None:
         raise LedgerError(f"{kind} status move {str(old)!r} -> {str(new)!r}: unknown status") from None
     if target not in allowed:
         raise LedgerError(f"{kind} status move {str(old)!r} -> {str(new)!r} is not allowed")
-
-
-def sql_list(statuses: tuple[str, ...]) -> str:
-    """``('a', 'b')`` for raw SQL (the values are this module's constants, never input)."""
-    return "(" + ", ".join(f"'{s}'" for s in statuses) + ")"

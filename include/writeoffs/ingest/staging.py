@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
 from writeoffs import audit
-from writeoffs.db import bulk, dialect
+from writeoffs.db import bulk, dialect, stats
 from writeoffs.db.locks import locked
 from writeoffs.db.schema import legal_entities
 from writeoffs.errors import InputError, WriteoffError
@@ -114,7 +114,7 @@ def _stage(conn: Connection, config: SourcesConfig, source: Source, as_of: date,
     _quarantine_all_set_checks(conn, cfg, batch_id, unique_keys, counts, reasons)
     # Fresh statistics (where a planner uses them): without them the planner takes a million-row staging table for
     # empty and picks nested loops for the duplicate checks and the merge.
-    dialect.analyze(conn, [table.name for table in STAGING.values()])
+    stats.analyze(conn, [table.name for table in STAGING.values()])
     totals = _accepted_totals(conn, batch_id, {ds: c.totals_template(ds) for ds, c in counts.items()})
     _check_invariant(conn, batch_id, counts)
     files = [dataclasses.asdict(a) for a in source.artifacts()]
