@@ -122,3 +122,30 @@ def test_a_run_param_can_tighten_the_configured_tolerance(monkeypatch: pytest.Mo
     assert configured.tightened_by(Tolerances.parse("")).for_currency("USD") == Decimal("0")
     monkeypatch.delenv("WRITEOFFS_RECON_TOLERANCE")
     assert Tolerances.configured() == Tolerances()
+
+
+@pytest.mark.parametrize(
+    ("db", "bound"),
+    [("postgresql", [D("0.01"), D("0.5")]), ("sqlite", [100, 5000])],
+)
+def test_tolerances_travel_as_money_binds_never_in_the_sql_text(db: str, bound: list) -> None:
+    """The tolerance CTE (SQLAlchemy Core) binds each currency and amount, amounts encoded like the money they are
+    compared with (SQLite: integer ten-thousandths); nothing is written into the statement."""
+    from sqlalchemy import select
+
+    from writeoffs.db import dialect
+    from writeoffs.reconcile.model import _tol
+
+    tol, amount = _tol(dialect.of(db), Tolerances(D("0.5"), {"USD": D("0.01")}))
+    compiled = select(tol.c.currency, amount).select_from(tol).compile(dialect=dialect.of(db).sqlalchemy_dialect())
+    assert "USD" not in str(compiled) and "0.01" not in str(compiled) and "100" not in str(compiled)
+    assert sorted(v for v in compiled.params.values() if v != "USD") == bound
+
+
+def test_a_tolerance_beyond_the_ledger_scale_is_refused_when_the_query_is_built() -> None:
+    from writeoffs.db import dialect
+    from writeoffs.errors import InvalidAmount
+    from writeoffs.reconcile.model import _tol
+
+    with pytest.raises(InvalidAmount):
+        _tol(dialect.of("postgresql"), Tolerances(D(0), {"USD": D("0.00001")}))

@@ -7,8 +7,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Date, bindparam, func, literal_column, or_, select, text, union_all
 
+from writeoffs.db.schema import (
+    balance_checkpoint_rows,
+    balance_checkpoint_summary,
+    invoice_attribute_changes,
+    invoices,
+)
+from writeoffs.db.sqlfiles import sql
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
     MAX_FINDINGS,
@@ -38,13 +45,12 @@ def check_checkpoints(conn: Connection, as_of: date, tolerance: Tolerances) -> l
     can change one afterwards (the runtime role may only insert and read them; tests/integration/test_pg_roles.py)."""
     from writeoffs.subledger import checkpoints
 
-    day = "CAST(:d AS DATE)" if conn.dialect.name == "postgresql" else ":d"
     out = []
     since = as_of - timedelta(days=CHECKPOINT_RECHECK_DAYS)
     for cp in (cp for cp in checkpoints(conn) if cp.as_of >= since):
-        params = {"cp": cp.id, "d": cp.as_of.isoformat(), "hw": cp.movements_through, "ahw": cp.attributes_through}
+        params = {"cp": cp.id, "d": cp.as_of, "hw": cp.movements_through, "ahw": cp.attributes_through}
         out += _checkpoint_marks(conn, cp, params)
-        rows = _checkpoint_balances(conn, cp, params, day) + _checkpoint_attributes(conn, cp, params)
+        rows = _checkpoint_balances(conn, cp, params) + _checkpoint_attributes(conn, cp, params)
         out += rows
         if not rows:  # the rows are what the movements and invoices say: then the summary must be what they say
             out += _checkpoint_summary(conn, cp, params)
@@ -89,27 +95,12 @@ def _checkpoint_marks(conn: Connection, cp: Any, params: dict[str, Any]) -> list
     return []
 
 
-def _checkpoint_balances(conn: Connection, cp: Any, params: dict[str, Any], day: str) -> list[Break]:
+def _checkpoint_balances(conn: Connection, cp: Any, params: dict[str, Any]) -> list[Break]:
     """Per entity and currency, the invoices whose checkpoint balance differs from their movements (one statement
-    recomputes the checkpoint)."""
+    recomputes the checkpoint; ``sql/checkpoint_balances.sql``, its date bound as a date)."""
     out = []
     rows = conn.execute(
-        text(
-            f"""
-            SELECT i.entity_code, i.currency, x.invoice_id, i.invoice_ref, x.expected, x.actual
-            FROM (SELECT u.invoice_id, SUM(u.expected) AS expected, SUM(u.actual) AS actual FROM (
-                    SELECT m.invoice_id, m.balance_change AS expected, 0 AS actual FROM invoice_movements m
-                    WHERE m.effective_date <= {day} AND m.id <= :hw
-                    UNION ALL
-                    SELECT b.invoice_id, 0, b.balance FROM balance_checkpoint_rows b
-                    WHERE b.checkpoint_id = :cp) u
-                  GROUP BY u.invoice_id HAVING SUM(u.expected) <> SUM(u.actual)) x
-            LEFT JOIN invoices i ON i.id = x.invoice_id
-            ORDER BY i.entity_code, i.currency, x.invoice_id
-            LIMIT {MAX_FINDINGS}
-            """
-        ),
-        params,
+        sql(__package__, "checkpoint_balances").bindparams(bindparam("d", type_=Date)), params | {"cap": MAX_FINDINGS}
     ).all()
     for (entity, currency), items in sorted(_group(rows, lambda r: (r.entity_code or "", r.currency or "")).items()):
         out.append(
@@ -144,20 +135,19 @@ def _checkpoint_attributes(conn: Connection, cp: Any, params: dict[str, Any]) ->
     invoice wrongly."""
     from writeoffs.subledger.checkpoint import CHECKPOINT_ATTRIBUTES
 
-    differs = " OR ".join(f"b.{a} <> i.{a}" for a in CHECKPOINT_ATTRIBUTES)
+    b, i, a = balance_checkpoint_rows.alias("b"), invoices.alias("i"), invoice_attribute_changes.alias("a")
+    changed_since = select(literal_column("1")).where(a.c.invoice_id == b.c.invoice_id, a.c.id > bindparam("ahw"))
     rows = conn.execute(
-        text(
-            f"""
-            SELECT i.entity_code, i.currency, b.invoice_id, i.invoice_ref
-            FROM balance_checkpoint_rows b JOIN invoices i ON i.id = b.invoice_id
-            WHERE b.checkpoint_id = :cp AND ({differs})
-              AND NOT EXISTS (SELECT 1 FROM invoice_attribute_changes a WHERE a.invoice_id = b.invoice_id
-                                                                        AND a.id > :ahw)
-            ORDER BY b.invoice_id
-            LIMIT :cap
-            """
-        ),
-        params | {"cap": MAX_FINDINGS},
+        select(i.c.entity_code, i.c.currency, b.c.invoice_id, i.c.invoice_ref)
+        .select_from(b.join(i, i.c.id == b.c.invoice_id))
+        .where(
+            b.c.checkpoint_id == bindparam("cp"),
+            or_(*(b.c[x] != i.c[x] for x in CHECKPOINT_ATTRIBUTES)),
+            ~changed_since.exists(),
+        )
+        .order_by(b.c.invoice_id)
+        .limit(MAX_FINDINGS),
+        params,
     ).all()
     if not rows:
         return []
@@ -179,24 +169,23 @@ def _checkpoint_summary(conn: Connection, cp: Any, params: dict[str, Any]) -> li
     positive rows per entity, currency, invoice date and due date."""
     from writeoffs.subledger.checkpoint import SUMMARY_GROUPS
 
-    groups = ", ".join(SUMMARY_GROUPS)
-    rows = conn.execute(
-        text(
-            f"""
-            SELECT {", ".join(f"g.{c}" for c in SUMMARY_GROUPS)}, SUM(g.n) AS n FROM (
-                SELECT {groups}, invoice_count AS n, balance AS amount FROM balance_checkpoint_summary
-                WHERE checkpoint_id = :cp
-                UNION ALL
-                SELECT {groups}, -COUNT(*), -SUM(balance) FROM balance_checkpoint_rows
-                WHERE checkpoint_id = :cp AND balance > 0 GROUP BY {groups}
-            ) g
-            GROUP BY {", ".join(f"g.{c}" for c in SUMMARY_GROUPS)}
-            HAVING SUM(g.n) <> 0 OR SUM(g.amount) <> 0
-            ORDER BY {", ".join(f"g.{c}" for c in SUMMARY_GROUPS)}
-            LIMIT :cap
-            """
+    sm, b = balance_checkpoint_summary, balance_checkpoint_rows
+    g = union_all(
+        select(*(sm.c[c] for c in SUMMARY_GROUPS), sm.c.invoice_count.label("n"), sm.c.balance.label("amount")).where(
+            sm.c.checkpoint_id == bindparam("cp")
         ),
-        params | {"cap": MAX_FINDINGS},
+        select(*(b.c[c] for c in SUMMARY_GROUPS), -func.count(), -func.sum(b.c.balance))
+        .where(b.c.checkpoint_id == bindparam("cp"), b.c.balance > literal_column("0"))
+        .group_by(*(b.c[c] for c in SUMMARY_GROUPS)),
+    ).subquery("g")
+    groups = [g.c[c] for c in SUMMARY_GROUPS]
+    rows = conn.execute(
+        select(*groups, func.sum(g.c.n).label("n"))
+        .group_by(*groups)
+        .having(or_(func.sum(g.c.n) != literal_column("0"), func.sum(g.c.amount) != literal_column("0")))
+        .order_by(*groups)
+        .limit(MAX_FINDINGS),
+        params,
     ).all()
     if not rows:
         return []

@@ -12,14 +12,16 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, text
+from sqlalchemy import Connection, and_, bindparam, case, func, select
 
-from writeoffs.accounting.chart import posted_lines_joins
 from writeoffs.db.schema import accounts, invoices
+from writeoffs.db.sqlfiles import sql
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
     _JE,
     _JL,
+    _ONE,
+    _ZERO,
     MAX_DOCUMENTS,
     MAX_FINDINGS,
     Break,
@@ -30,38 +32,51 @@ from writeoffs.reconcile.model import (
     _group,
     _listed_break,
     _posted_lines_of_role,
+    _round4,
     _sub_vs_gl,
     _sum,
-    _tol_cte,
+    _tol,
 )
 
-_POSTED_AR_LINES = f"""
-    SELECT l.entity_code, l.currency, l.account_code, l.invoice_id, l.debit, l.credit
-    FROM journal_lines l
-    {posted_lines_joins("ar_control")}
-"""
+
+def _posted_ar_lines() -> Any:
+    """The posted lines of the AR control accounts (entity, currency, account, invoice, debit, credit): a subquery."""
+    ln, e, a = _JL.alias("l"), _JE.alias("e"), accounts.alias("a")
+    cols = (ln.c.entity_code, ln.c.currency, ln.c.account_code, ln.c.invoice_id, ln.c.debit, ln.c.credit)
+    return select(*cols).select_from(_posted_lines_of_role(ln, e, a, "ar_control")).subquery("ar")
 
 
 def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """Open AR per entity and currency (sum of invoice open balances) = posted balance of the AR control account."""
-    tol_sql, params = _tol_cte(conn, tolerance)
-    rows = conn.execute(
-        text(
-            _sub_vs_gl(
-                f"""{tol_sql},
-                sub AS (SELECT entity_code, currency, SUM(open_balance) AS amount, COUNT(*) AS n
-                        FROM invoices GROUP BY entity_code, currency),
-                gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
-                              SUM(debit - credit) AS amount,
-                              SUM(CASE WHEN invoice_id IS NULL THEN 1 ELSE 0 END) AS untagged
-                       FROM ({_POSTED_AR_LINES}) ar GROUP BY entity_code, currency)""",
-                columns=""", COALESCE(gl.untagged, 0) AS untagged,
-                   (SELECT a.code FROM accounts a WHERE a.entity_code = k.entity_code AND a.role = 'ar_control')
-                       AS ar_account""",
-            )
-        ),
-        params,
-    ).all()
+    tol, tol_amount = _tol(conn, tolerance)
+    i = invoices
+    sub = (
+        select(i.c.entity_code, i.c.currency, func.sum(i.c.open_balance).label("amount"), func.count().label("n"))
+        .group_by(i.c.entity_code, i.c.currency)
+        .cte("sub")
+    )
+    ar = _posted_ar_lines()
+    gl = (
+        select(
+            ar.c.entity_code,
+            ar.c.currency,
+            func.min(ar.c.account_code).label("account_code"),
+            func.sum(ar.c.debit - ar.c.credit).label("amount"),
+            func.sum(case((ar.c.invoice_id.is_(None), _ONE), else_=_ZERO)).label("untagged"),
+        )
+        .group_by(ar.c.entity_code, ar.c.currency)
+        .cte("gl")
+    )
+
+    def more(k: Any) -> tuple[list, list]:
+        a = accounts.alias("a")
+        ar_account = select(a.c.code).where(a.c.entity_code == k.c.entity_code, a.c.role == "ar_control")
+        return [
+            func.coalesce(gl.c.untagged, _ZERO).label("untagged"),
+            ar_account.scalar_subquery().label("ar_account"),
+        ], []
+
+    rows = conn.execute(_sub_vs_gl(tol, tol_amount, sub, gl, more)).all()
     out = []
     for r in rows:
         docs: list[dict[str, Any]] = []
@@ -76,21 +91,7 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
                     "open_balance": money_str(_dec(conn, d.expected)),
                     "gl_balance": money_str(_dec(conn, d.actual)),
                 }
-                for d in conn.execute(
-                    text(
-                        f"""
-                        SELECT i.id, i.invoice_ref, i.open_balance AS expected, COALESCE(g.amount, 0) AS actual
-                        FROM invoices i
-                        LEFT JOIN (SELECT invoice_id, SUM(debit - credit) AS amount FROM ({_POSTED_AR_LINES}) ar
-                                   WHERE entity_code = :e AND currency = :c GROUP BY invoice_id) g
-                               ON g.invoice_id = i.id
-                        WHERE i.entity_code = :e AND i.currency = :c
-                          AND ROUND(i.open_balance - COALESCE(g.amount, 0), 4) <> 0
-                        ORDER BY i.id LIMIT {MAX_DOCUMENTS}
-                        """
-                    ),
-                    {"e": r.entity_code, "c": r.currency},
-                )
+                for d in conn.execute(_invoices_off_gl(), {"e": r.entity_code, "c": r.currency})
             ]
         else:
             hint = f"; {r.untagged} AR lines carry no invoice, so the difference cannot be pinned to invoices"
@@ -113,35 +114,36 @@ def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) 
     return out
 
 
+def _invoices_off_gl() -> Any:
+    """The invoices of entity ``:e`` and currency ``:c`` whose open balance differs from their posted AR lines (the
+    first :data:`MAX_DOCUMENTS`)."""
+    ar, i = _posted_ar_lines(), invoices.alias("i")
+    g = (
+        select(ar.c.invoice_id, func.sum(ar.c.debit - ar.c.credit).label("amount"))
+        .where(ar.c.entity_code == bindparam("e"), ar.c.currency == bindparam("c"))
+        .group_by(ar.c.invoice_id)
+        .subquery("g")
+    )
+    actual = func.coalesce(g.c.amount, _ZERO)
+    return (
+        select(i.c.id, i.c.invoice_ref, i.c.open_balance.label("expected"), actual.label("actual"))
+        .select_from(i.outerjoin(g, g.c.invoice_id == i.c.id))
+        .where(
+            i.c.entity_code == bindparam("e"),
+            i.c.currency == bindparam("c"),
+            _round4(i.c.open_balance - actual) != _ZERO,
+        )
+        .order_by(i.c.id)
+        .limit(MAX_DOCUMENTS)
+    )
+
+
 def check_entries_balanced(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
     """Every journal entry balances per transaction currency and per functional currency; posted ones have 2+ lines.
 
     No tolerance: the database refuses unbalanced entries, so any imbalance here means someone got around it.
     """
-    rows = conn.execute(
-        text(
-            """
-            SELECT x.entry_id, x.kind, x.currency, x.dr, x.cr, e.idempotency_key, e.entity_code, e.status,
-                   e.source_type
-            FROM (
-                SELECT entry_id, 'transaction' AS kind, currency, SUM(debit) AS dr, SUM(credit) AS cr
-                FROM journal_lines GROUP BY entry_id, currency
-                HAVING ROUND(SUM(debit) - SUM(credit), 4) <> 0
-                UNION ALL
-                SELECT entry_id, 'functional' AS kind, functional_currency, SUM(functional_debit),
-                       SUM(functional_credit)
-                FROM journal_lines GROUP BY entry_id, functional_currency
-                HAVING ROUND(SUM(functional_debit) - SUM(functional_credit), 4) <> 0
-            ) x
-            JOIN journal_entries e ON e.id = x.entry_id
-            UNION ALL
-            SELECT e.id, 'lines', NULL, NULL, NULL, e.idempotency_key, e.entity_code, e.status, e.source_type
-            FROM journal_entries e
-            WHERE e.status = 'posted' AND (SELECT COUNT(*) FROM journal_lines l WHERE l.entry_id = e.id) < 2
-            ORDER BY 7, 3, 1
-            """
-        )
-    ).all()
+    rows = conn.execute(sql(__package__, "entries_balanced")).all()
     groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
         groups[(r.entity_code, r.kind, r.currency)].append(r)
@@ -263,20 +265,7 @@ def check_movements(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
     0013) add up to the current open balance. They can only disagree if the triggers that write them were bypassed
     (a superuser's replica session, a dropped trigger), which is exactly when the as-of answers would be wrong.
     Structural: no tolerance."""
-    rows = conn.execute(
-        text(
-            f"""
-            SELECT i.entity_code, i.currency, i.id, i.invoice_ref, i.open_balance AS expected,
-                   COALESCE(m.total, 0) AS actual
-            FROM invoices i
-            LEFT JOIN (SELECT invoice_id, SUM(balance_change) AS total FROM invoice_movements GROUP BY invoice_id) m
-                   ON m.invoice_id = i.id
-            WHERE ROUND(i.open_balance - COALESCE(m.total, 0), 4) <> 0
-            ORDER BY i.entity_code, i.currency, i.id
-            LIMIT {MAX_FINDINGS}
-            """
-        )
-    ).all()
+    rows = conn.execute(sql(__package__, "movements"), {"cap": MAX_FINDINGS}).all()
     out = []
     for (entity, currency), items in sorted(_group(rows, lambda r: (r.entity_code, r.currency)).items()):
         expected = _sum(conn, (r.expected for r in items))

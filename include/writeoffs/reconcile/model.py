@@ -2,8 +2,9 @@
 
 Value objects: :class:`Break` (one finding), :class:`Tolerances` (accepted difference per currency), :class:`Check`
 (a registered check), :class:`CheckOutcome` and :class:`ReconResult` (what a run produced). Shared helpers: money
-read by raw SQL at the ledger's 4 decimals (``_dec``, ``_sum``), the tolerance CTE, bound IN lists, capped document
-lists, the journal tables' short names, the posted lines of an account role and row grouping.
+read by raw SQL at the ledger's 4 decimals (``_dec``, ``_sum``), the tolerance CTE and the sub-ledger-vs-GL query
+(SQLAlchemy Core), capped document lists, the journal tables' short names, the posted lines of an account role and
+row grouping.
 """
 
 from __future__ import annotations
@@ -16,10 +17,26 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Numeric,
+    Select,
+    String,
+    and_,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    type_coerce,
+    union,
+    union_all,
+)
 
 from writeoffs.db.money import from_db_or_zero, to_db
-from writeoffs.db.schema import journal_entries, journal_lines
+from writeoffs.db.schema import MONEY, journal_entries, journal_lines
 from writeoffs.errors import ConfigError
 from writeoffs.money import check_currency, money_str, to_decimal
 from writeoffs.report_store import StorePath, location
@@ -224,50 +241,73 @@ class ReconResult:
 # --- SQL helpers ------------------------------------------------------------------------------------------------
 
 
-def _tol_cte(conn: Connection, tolerance: Tolerances) -> tuple[str, dict[str, object]]:
-    """A ``tol(currency, amount)`` CTE so that tolerances are applied inside the set-wise query, not in Python.
+#: SQL constants written as such (not bound): the zero of ``COALESCE(x, 0)``, the flags of ``CASE``.
+_ZERO, _ONE = literal_column("0"), literal_column("1")
 
-    Tolerances are bound like the money they are compared with (``writeoffs.db.money.to_db``)."""
-    params: dict[str, object] = {"default_tol": to_db(conn, tolerance.default)}
-    rows = []
-    for n, (cur, amt) in enumerate(sorted(tolerance.per_currency.items())):
-        rows.append(f"SELECT CAST(:tc{n} AS VARCHAR(3)) AS currency, CAST(:ta{n} AS NUMERIC(20, 4)) AS amount")
-        params[f"tc{n}"] = cur
-        params[f"ta{n}"] = to_db(conn, amt)
+
+def _round4(expr: Any) -> Any:
+    """``ROUND(expr, 4)``: money at the ledger's 4 decimals (SQLAlchemy Core)."""
+    return func.round(expr, literal_column("4"))
+
+
+def _tol(conn: Connection, tolerance: Tolerances) -> tuple[CTE, Any]:
+    """A ``tol(currency, amount)`` CTE, so that tolerances are applied inside the set-wise query, not in Python, and
+    the tolerance of a row joined to it (``COALESCE(tol.amount, <default>)``). SQLAlchemy Core.
+
+    Tolerances are bound like the money they are compared with (``writeoffs.db.money.to_db``, encoded here so that
+    an amount it refuses fails as it did), as ``CAST(:x AS NUMERIC(20, 4))``; read back, they decode as money."""
+
+    def amount(value: Decimal | None) -> Any:
+        bound = null() if value is None else literal(to_db(conn, value))
+        return type_coerce(cast(bound, Numeric(20, 4)), MONEY)
+
+    rows = [
+        select(cast(literal(cur), String(3)).label("currency"), amount(amt).label("amount"))
+        for cur, amt in sorted(tolerance.per_currency.items())
+    ]
     if not rows:
-        rows.append("SELECT CAST(NULL AS VARCHAR(3)) AS currency, CAST(NULL AS NUMERIC(20, 4)) AS amount WHERE 1 = 0")
-    return "tol AS (" + " UNION ALL ".join(rows) + ")", params
+        rows.append(
+            select(cast(null(), String(3)).label("currency"), amount(None).label("amount")).where(_ONE == _ZERO)
+        )
+    tol = (rows[0] if len(rows) == 1 else union_all(*rows)).cte("tol")
+    return tol, func.coalesce(tol.c.amount, amount(tolerance.default))
 
 
-#: Tolerance for currency column ``col``: joined CTE row or the default.
-def _tol_of(alias: str) -> str:
-    return f"COALESCE({alias}.amount, CAST(:default_tol AS NUMERIC(20, 4)))"
+def _sub_vs_gl(
+    tol: CTE, tol_amount: Any, sub: CTE, gl: CTE, more: Callable[[CTE], tuple[Sequence, Sequence]] | None = None
+) -> Select:
+    """The entities and currencies whose GL amount differs from the sub-ledger's beyond the currency's tolerance.
 
-
-def _sub_vs_gl(ctes: str, columns: str = "", joins: str = "") -> str:
-    """SQL: the entities and currencies whose GL amount differs from the sub-ledger's beyond the currency's tolerance.
-
-    ``ctes`` define ``tol`` (:func:`_tol_cte`), ``sub`` (``entity_code``, ``currency``, ``amount``, ``n``: the
-    sub-ledger's) and ``gl`` (``entity_code``, ``currency``, ``account_code``, ``amount``: the GL's); a side without
-    a row counts 0. Rows: ``entity_code``, ``currency``, ``account_code``, ``expected`` (the sub-ledger's), ``actual``
-    (the GL's), ``n``, then ``columns`` (each with a leading comma), from ``k`` (the keys) and ``joins``."""
-    return f"""
-        WITH {ctes},
-        k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
-        SELECT k.entity_code, k.currency, gl.account_code, COALESCE(sub.amount, 0) AS expected,
-               COALESCE(gl.amount, 0) AS actual, COALESCE(sub.n, 0) AS n{columns}
-        FROM k{joins}
-        LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
-        LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
-        LEFT JOIN tol ON tol.currency = k.currency
-        WHERE ABS(ROUND(COALESCE(gl.amount, 0) - COALESCE(sub.amount, 0), 4)) > {_tol_of("tol")}
-        ORDER BY k.entity_code, k.currency
-    """
-
-
-def _in_list(name: str, values: Sequence[object]) -> tuple[str, dict[str, object]]:
-    keys = {f"{name}{n}": v for n, v in enumerate(values)}
-    return ", ".join(f":{k}" for k in keys), keys
+    ``tol`` and ``tol_amount`` come from :func:`_tol`; ``sub`` (``entity_code``, ``currency``, ``amount``, ``n``: the
+    sub-ledger's) and ``gl`` (``entity_code``, ``currency``, ``account_code``, ``amount``: the GL's) are CTEs; a side
+    without a row counts 0. Rows: ``entity_code``, ``currency``, ``account_code``, ``expected`` (the sub-ledger's),
+    ``actual`` (the GL's), ``n``, then the columns ``more(k)`` returns with the (table, on) pairs to join to ``k``
+    (the keys). SQLAlchemy Core."""
+    k = union(select(sub.c.entity_code, sub.c.currency), select(gl.c.entity_code, gl.c.currency)).cte("k")
+    columns, joins = more(k) if more is not None else ((), ())
+    keys = k
+    for table, on in joins:
+        keys = keys.join(table, on)
+    keys = (
+        keys.outerjoin(sub, and_(sub.c.entity_code == k.c.entity_code, sub.c.currency == k.c.currency))
+        .outerjoin(gl, and_(gl.c.entity_code == k.c.entity_code, gl.c.currency == k.c.currency))
+        .outerjoin(tol, tol.c.currency == k.c.currency)
+    )
+    expected, actual = func.coalesce(sub.c.amount, _ZERO), func.coalesce(gl.c.amount, _ZERO)
+    return (
+        select(
+            k.c.entity_code,
+            k.c.currency,
+            gl.c.account_code,
+            expected.label("expected"),
+            actual.label("actual"),
+            func.coalesce(sub.c.n, _ZERO).label("n"),
+            *columns,
+        )
+        .select_from(keys)
+        .where(func.abs(_round4(actual - expected)) > tol_amount)
+        .order_by(k.c.entity_code, k.c.currency)
+    )
 
 
 def _capped(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from writeoffs import audit
-from writeoffs.db import stats
+from writeoffs.db import dialect, stats
 from writeoffs.db.engine import consistent_reads
 from writeoffs.db.schema import recon_breaks, recon_runs
 from writeoffs.period_seal import check_period_seals
@@ -99,8 +99,9 @@ def run_checks(
     outcomes = []
     for chk in checks:
         t0 = time.perf_counter()
-        # PostgreSQL aborts the whole transaction on an error: a savepoint keeps the other checks running.
-        savepoint = conn.begin_nested() if conn.dialect.name == "postgresql" else None
+        # PostgreSQL aborts the whole transaction on an error: a savepoint keeps the other checks running where the
+        # read snapshot takes savepoints (db.dialect: savepoints_in_reads; SQLite's takes none, as before).
+        savepoint = conn.begin_nested() if dialect.of(conn).savepoints_in_reads else None
         try:
             breaks = tuple(chk.fn(conn, as_of, tolerance))
             if savepoint is not None:

@@ -4,27 +4,28 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, text
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, or_, select
 
 from writeoffs.accounting import keys
-from writeoffs.accounting.chart import posted_lines_joins
-from writeoffs.db.schema import accounts, allowance_estimates
+from writeoffs.db.schema import accounts, allowance_estimates, invoices, legal_entities
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
     _JE,
     _JL,
+    _ONE,
+    _ZERO,
     MAX_DOCUMENTS,
     Break,
     Tolerances,
     _dec,
-    _in_list,
     _of_role,
     _posted,
     _posted_lines_of_role,
+    _round4,
     _sub_vs_gl,
-    _tol_cte,
-    _tol_of,
+    _tol,
 )
 
 #: Journal sources allowed to move the allowance account (plus reversals of entries of these sources).
@@ -40,49 +41,52 @@ def check_allowance(conn: Connection, as_of: date, tolerance: Tolerances) -> lis
        ``written_off_amount`` for allowance-method entities, and 0 for direct-method entities (whose write-offs go
        to bad-debt expense and must not touch the reserve).
     """
-    tol_sql, params = _tol_cte(conn, tolerance)
-    sources, p2 = _in_list("src", ALLOWANCE_SOURCES)
-    params.update(p2)
-    allowance_lines = _allowance_lines(sources)
-    out = _unexplained_allowance(conn, tol_sql, params, p2, allowance_lines)
-    out += _allowance_vs_writeoffs(conn, tol_sql, params, allowance_lines)
+    tol, tol_amount = _tol(conn, tolerance)
+    al = _allowance_lines().cte("al")
+    out = _unexplained_allowance(conn, tol, tol_amount, al)
+    out += _allowance_vs_writeoffs(conn, tol, tol_amount, al)
     return out
 
 
-def _allowance_lines(sources: str) -> str:
-    """SQL: the posted lines of allowance-role accounts, flagged ``explained`` (moved by one of ``sources`` or a
-    reversal of one) and ``from_writeoff``."""
-    return f"""
-        SELECT l.entity_code, l.currency, l.account_code, l.debit, l.credit, e.id AS entry_id,
-               e.idempotency_key, e.source_type,
-               CASE WHEN e.source_type IN ({sources})
-                      OR (e.source_type = 'reversal' AND o.source_type IN ({sources})) THEN 1 ELSE 0 END AS explained,
-               CASE WHEN e.source_type = 'writeoff'
-                      OR (e.source_type = 'reversal' AND o.source_type = 'writeoff') THEN 1 ELSE 0 END AS from_writeoff
-        FROM journal_lines l
-        {posted_lines_joins("allowance")}
-        LEFT JOIN journal_entries o ON o.id = e.reverses_entry_id
-    """
+def _allowance_lines() -> Select:
+    """The posted lines of allowance-role accounts, flagged ``explained`` (moved by one of :data:`ALLOWANCE_SOURCES`
+    or a reversal of one) and ``from_writeoff`` (SQLAlchemy Core; the sources an expanding bind)."""
+    ln, e, a, o = _JL.alias("l"), _JE.alias("e"), accounts.alias("a"), _JE.alias("o")
+    sources = bindparam("sources", list(ALLOWANCE_SOURCES), expanding=True)
+    reversal = e.c.source_type == "reversal"
+    explained = or_(e.c.source_type.in_(sources), and_(reversal, o.c.source_type.in_(sources)))
+    from_writeoff = or_(e.c.source_type == "writeoff", and_(reversal, o.c.source_type == "writeoff"))
+    return select(
+        ln.c.entity_code,
+        ln.c.currency,
+        ln.c.account_code,
+        ln.c.debit,
+        ln.c.credit,
+        e.c.id.label("entry_id"),
+        e.c.idempotency_key,
+        e.c.source_type,
+        case((explained, _ONE), else_=_ZERO).label("explained"),
+        case((from_writeoff, _ONE), else_=_ZERO).label("from_writeoff"),
+    ).select_from(_posted_lines_of_role(ln, e, a, "allowance").outerjoin(o, o.c.id == e.c.reverses_entry_id))
 
 
-def _unexplained_allowance(conn: Connection, tol_sql: str, params: dict, p2: dict, allowance_lines: str) -> list[Break]:
+def _unexplained_allowance(conn: Connection, tol: Any, tol_amount: Any, al: Any) -> list[Break]:
     """1. Per entity and currency, the allowance balance moved by entries of other sources, with those entries."""
     out: list[Break] = []
+    net = al.c.credit - al.c.debit
     unexplained = conn.execute(
-        text(
-            f"""
-            WITH {tol_sql}, al AS ({allowance_lines})
-            SELECT al.entity_code, al.currency, MIN(al.account_code) AS account_code,
-                   SUM(al.credit - al.debit) AS balance,
-                   SUM(CASE WHEN al.explained = 1 THEN al.credit - al.debit ELSE 0 END) AS explained
-            FROM al LEFT JOIN tol ON tol.currency = al.currency
-            GROUP BY al.entity_code, al.currency, tol.amount
-            HAVING ABS(ROUND(SUM(CASE WHEN al.explained = 0 THEN al.credit - al.debit ELSE 0 END), 4))
-                   > {_tol_of("tol")}
-            """
-        ),
-        params,
+        select(
+            al.c.entity_code,
+            al.c.currency,
+            func.min(al.c.account_code).label("account_code"),
+            func.sum(net).label("balance"),
+            func.sum(case((al.c.explained == _ONE, net), else_=_ZERO)).label("explained"),
+        )
+        .select_from(al.outerjoin(tol, tol.c.currency == al.c.currency))
+        .group_by(al.c.entity_code, al.c.currency, tol.c.amount)
+        .having(func.abs(_round4(func.sum(case((al.c.explained == _ZERO, net), else_=_ZERO)))) > tol_amount)
     ).all()
+    entries = _unexplained_entries()
     for r in unexplained:
         docs = [
             {
@@ -92,17 +96,7 @@ def _unexplained_allowance(conn: Connection, tol_sql: str, params: dict, p2: dic
                 "source_type": d.source_type,
                 "net_credit": money_str(_dec(conn, d.net)),
             }
-            for d in conn.execute(
-                text(
-                    f"""
-                    SELECT entry_id, idempotency_key, source_type, SUM(credit - debit) AS net
-                    FROM ({allowance_lines}) al
-                    WHERE explained = 0 AND entity_code = :e AND currency = :c
-                    GROUP BY entry_id, idempotency_key, source_type ORDER BY entry_id LIMIT {MAX_DOCUMENTS}
-                    """
-                ),
-                {**p2, "e": r.entity_code, "c": r.currency},
-            )
+            for d in conn.execute(entries, {"e": r.entity_code, "c": r.currency})
         ]
         expected, actual = _dec(conn, r.explained), _dec(conn, r.balance)
         out.append(
@@ -124,26 +118,47 @@ def _unexplained_allowance(conn: Connection, tol_sql: str, params: dict, p2: dic
     return out
 
 
-def _allowance_vs_writeoffs(conn: Connection, tol_sql: str, params: dict, allowance_lines: str) -> list[Break]:
+def _unexplained_entries() -> Select:
+    """The entries of entity ``:e`` and currency ``:c`` that moved the allowance unexplained, with their net credit
+    (the first :data:`MAX_DOCUMENTS`)."""
+    al = _allowance_lines().subquery("al")
+    return (
+        select(al.c.entry_id, al.c.idempotency_key, al.c.source_type, func.sum(al.c.credit - al.c.debit).label("net"))
+        .where(al.c.explained == _ZERO, al.c.entity_code == bindparam("e"), al.c.currency == bindparam("c"))
+        .group_by(al.c.entry_id, al.c.idempotency_key, al.c.source_type)
+        .order_by(al.c.entry_id)
+        .limit(MAX_DOCUMENTS)
+    )
+
+
+def _allowance_vs_writeoffs(conn: Connection, tol: Any, tol_amount: Any, al: Any) -> list[Break]:
     """2. Per entity and currency, allowance debits from write-offs vs the sub-ledger's written-off amounts."""
     out: list[Break] = []
-    rows = conn.execute(
-        text(
-            _sub_vs_gl(
-                f"""{tol_sql}, al AS ({allowance_lines}),
-                gl AS (SELECT entity_code, currency, MIN(account_code) AS account_code,
-                              SUM(debit - credit) AS amount
-                       FROM al WHERE from_writeoff = 1 GROUP BY entity_code, currency),
-                sub AS (SELECT i.entity_code, i.currency, SUM(i.written_off_amount) AS amount, COUNT(*) AS n
-                        FROM invoices i JOIN legal_entities le ON le.code = i.entity_code
-                        WHERE le.writeoff_method = 'allowance' AND i.written_off_amount > 0
-                        GROUP BY i.entity_code, i.currency)""",
-                columns=", le.writeoff_method",
-                joins="\n        JOIN legal_entities le ON le.code = k.entity_code",
-            )
-        ),
-        params,
-    ).all()
+    gl = (
+        select(
+            al.c.entity_code,
+            al.c.currency,
+            func.min(al.c.account_code).label("account_code"),
+            func.sum(al.c.debit - al.c.credit).label("amount"),
+        )
+        .where(al.c.from_writeoff == _ONE)
+        .group_by(al.c.entity_code, al.c.currency)
+        .cte("gl")
+    )
+    i, le = invoices.alias("i"), legal_entities.alias("le")
+    sub = (
+        select(i.c.entity_code, i.c.currency, func.sum(i.c.written_off_amount).label("amount"), func.count().label("n"))
+        .select_from(i.join(le, le.c.code == i.c.entity_code))
+        .where(le.c.writeoff_method == "allowance", i.c.written_off_amount > _ZERO)
+        .group_by(i.c.entity_code, i.c.currency)
+        .cte("sub")
+    )
+
+    def more(k: Any) -> tuple[list, list]:
+        lek = legal_entities.alias("le")
+        return [lek.c.writeoff_method], [(lek, lek.c.code == k.c.entity_code)]
+
+    rows = conn.execute(_sub_vs_gl(tol, tol_amount, sub, gl, more)).all()
     for r in rows:
         expected, actual = _dec(conn, r.expected), _dec(conn, r.actual)
         what = (

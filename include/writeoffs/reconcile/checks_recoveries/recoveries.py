@@ -7,22 +7,24 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, literal, or_, select, text, union_all
+from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select, union_all
 
 from writeoffs.db.schema import MONEY, accounts, invoices, payment_allocations, recoveries
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
     _JE,
     _JL,
+    _ONE,
+    _ZERO,
     Break,
     Tolerances,
     _dec,
     _group,
     _listed_break,
     _posted_lines_of_role,
+    _round4,
     _sum,
-    _tol_cte,
-    _tol_of,
+    _tol,
 )
 
 
@@ -45,42 +47,48 @@ def check_recoveries(conn: Connection, as_of: date, tolerance: Tolerances) -> li
 
 def _recovery_findings(conn: Connection, tolerance: Tolerances) -> list[Any]:
     """The invoices whose recoveries break a rule, with a flag per rule (one SQL statement)."""
-    tol_sql, params = _tol_cte(conn, tolerance)
+    tol, tol_amount = _tol(conn, tolerance)
+    c = _recovery_rows()
+    exceeds = _round4(c.c.recovered - c.c.written_off_amount) > tol_amount
+    mismatch = func.abs(_round4(c.c.recovered - c.c.recovered_amount)) > tol_amount
     return conn.execute(
-        text(
-            f"""
-            WITH {tol_sql},
-            r AS (SELECT rc.invoice_id, SUM(rc.amount) AS amount, COUNT(*) AS n,
-                         SUM(CASE WHEN e.id IS NULL OR e.status <> 'posted' THEN 1 ELSE 0 END) AS unposted,
-                         SUM(CASE WHEN rc.currency <> i.currency THEN 1 ELSE 0 END) AS wrong_currency
-                  FROM recoveries rc
-                  JOIN invoices i ON i.id = rc.invoice_id
-                  LEFT JOIN journal_entries e ON e.id = rc.journal_entry_id
-                  GROUP BY rc.invoice_id),
-            c AS (
-                SELECT i.id, i.invoice_ref, i.entity_code, i.currency, i.written_off_amount, i.recovered_amount,
-                       r.amount AS recovered, r.n, r.unposted, r.wrong_currency
-                FROM r JOIN invoices i ON i.id = r.invoice_id
-                UNION ALL
-                SELECT i.id, i.invoice_ref, i.entity_code, i.currency, i.written_off_amount, i.recovered_amount,
-                       0, 0, 0, 0
-                FROM invoices i
-                WHERE i.recovered_amount <> 0 AND NOT EXISTS (SELECT 1 FROM recoveries x WHERE x.invoice_id = i.id)
-            )
-            SELECT c.*,
-                   CASE WHEN ROUND(c.recovered - c.written_off_amount, 4) > {_tol_of("tol")} THEN 1 ELSE 0 END
-                       AS exceeds,
-                   CASE WHEN ABS(ROUND(c.recovered - c.recovered_amount, 4)) > {_tol_of("tol")} THEN 1 ELSE 0 END
-                       AS mismatch
-            FROM c LEFT JOIN tol ON tol.currency = c.currency
-            WHERE ROUND(c.recovered - c.written_off_amount, 4) > {_tol_of("tol")}
-               OR ABS(ROUND(c.recovered - c.recovered_amount, 4)) > {_tol_of("tol")}
-               OR c.unposted > 0 OR c.wrong_currency > 0
-            ORDER BY c.entity_code, c.currency, c.id
-            """
-        ),
-        params,
+        select(
+            c,
+            case((exceeds, _ONE), else_=_ZERO).label("exceeds"),
+            case((mismatch, _ONE), else_=_ZERO).label("mismatch"),
+        )
+        .select_from(c.outerjoin(tol, tol.c.currency == c.c.currency))
+        .where(or_(exceeds, mismatch, c.c.unposted > _ZERO, c.c.wrong_currency > _ZERO))
+        .order_by(c.c.entity_code, c.c.currency, c.c.id)
     ).all()
+
+
+def _recovery_rows() -> Any:
+    """CTE ``c``: per invoice with recoveries (or a ``recovered_amount`` without any), its written-off and recovered
+    amounts, the sum and count of its recoveries and how many are unposted or in another currency."""
+    rc, i, e = recoveries.alias("rc"), invoices.alias("i"), _JE.alias("e")
+    r = (
+        select(
+            rc.c.invoice_id,
+            func.sum(rc.c.amount).label("amount"),
+            func.count().label("n"),
+            func.sum(case((or_(e.c.id.is_(None), e.c.status != "posted"), _ONE), else_=_ZERO)).label("unposted"),
+            func.sum(case((rc.c.currency != i.c.currency, _ONE), else_=_ZERO)).label("wrong_currency"),
+        )
+        .select_from(rc.join(i, i.c.id == rc.c.invoice_id).outerjoin(e, e.c.id == rc.c.journal_entry_id))
+        .group_by(rc.c.invoice_id)
+        .cte("r")
+    )
+    ci, x = invoices.alias("i"), recoveries.alias("x")
+    cols = (ci.c.id, ci.c.invoice_ref, ci.c.entity_code, ci.c.currency, ci.c.written_off_amount, ci.c.recovered_amount)
+    return union_all(
+        select(*cols, r.c.amount.label("recovered"), r.c.n, r.c.unposted, r.c.wrong_currency).select_from(
+            r.join(ci, ci.c.id == r.c.invoice_id)
+        ),
+        select(*cols, _ZERO, _ZERO, _ZERO, _ZERO).where(
+            ci.c.recovered_amount != _ZERO, ~select(_ONE).where(x.c.invoice_id == ci.c.id).exists()
+        ),
+    ).cte("c")
 
 
 def _recovery_break(conn: Connection, key: tuple, items: list[Any]) -> Break:

@@ -5,14 +5,15 @@
 ``posting_rules`` (no posted write-off of a paid invoice, under a hold, or of a child the parent paid).
 
 Layout: :mod:`~writeoffs.reconcile.checks_writeoffs.posted` (``approved_vs_posted``, ``writeoff_entries``, in SQL
-text) and :mod:`~writeoffs.reconcile.checks_writeoffs.rules` (``paid_after_selection``, ``posting_rules``, in
-SQLAlchemy Core). Every name callers used from ``writeoffs.reconcile.checks_writeoffs`` is re-exported here.
+files under ``sql/`` and SQLAlchemy Core) and :mod:`~writeoffs.reconcile.checks_writeoffs.rules`
+(``paid_after_selection``, ``posting_rules``, in SQLAlchemy Core). Every name callers used from
+``writeoffs.reconcile.checks_writeoffs`` is re-exported here.
 """
 
 from writeoffs.reconcile.checks_writeoffs.posted import (
-    _ACTIVE_WRITEOFF_ENTRIES,
     POSTED_BATCH_STATUSES,
     SETTLED_ITEM_STATUSES,
+    _active_writeoff_entries,
     check_approved_vs_posted,
     check_writeoff_entries,
 )
@@ -26,8 +27,8 @@ from writeoffs.reconcile.checks_writeoffs.rules import (
 __all__ = [
     "POSTED_BATCH_STATUSES",
     "SETTLED_ITEM_STATUSES",
-    "_ACTIVE_WRITEOFF_ENTRIES",
     "_active_posted_writeoffs",
+    "_active_writeoff_entries",
     "_wo_doc",
     "check_approved_vs_posted",
     "check_paid_after_selection",

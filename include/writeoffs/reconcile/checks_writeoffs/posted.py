@@ -7,19 +7,24 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select
 
+from writeoffs.db.schema import accounts, invoices, writeoffs
+from writeoffs.db.sqlfiles import sql
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
+    _JE,
+    _JL,
+    _ONE,
+    _ZERO,
     MAX_DOCUMENTS,
     Break,
     Tolerances,
     _dec,
-    _in_list,
     _listed_break,
+    _round4,
     _sum,
-    _tol_cte,
-    _tol_of,
+    _tol,
 )
 
 #: Batch statuses in which posting has finished, so every item must be accounted for.
@@ -49,30 +54,11 @@ def check_approved_vs_posted(conn: Connection, as_of: date, tolerance: Tolerance
 
 def _unaccounted_items(conn: Connection) -> list[Any]:
     """The write-off items not accounted for, with their batch, invoice and journal entry."""
-    statuses, params = _in_list("bs", POSTED_BATCH_STATUSES)
-    settled, p2 = _in_list("ss", SETTLED_ITEM_STATUSES)
-    params.update(p2)
+    stmt = sql(__package__, "unaccounted_items").bindparams(
+        bindparam("batch_statuses", expanding=True), bindparam("settled_statuses", expanding=True)
+    )
     return conn.execute(
-        text(
-            f"""
-            SELECT w.id, w.batch_id, b.batch_key, b.status AS batch_status, i.entity_code, w.currency, w.amount,
-                   w.status, w.skip_reason, w.journal_entry_id, e.status AS entry_status,
-                   e.source_type, i.invoice_ref
-            FROM writeoffs w
-            JOIN invoices i ON i.id = w.invoice_id
-            LEFT JOIN writeoff_batches b ON b.id = w.batch_id
-            LEFT JOIN journal_entries e ON e.id = w.journal_entry_id
-            WHERE (w.status IN ('posted', 'reversed')
-                   AND (e.id IS NULL OR e.status <> 'posted' OR e.source_type <> 'writeoff'))
-               OR (w.status = 'posted' AND EXISTS (SELECT 1 FROM journal_entries rv
-                                                  WHERE rv.reverses_entry_id = w.journal_entry_id
-                                                    AND rv.status = 'posted'))
-               OR (w.status = 'skipped' AND (w.skip_reason IS NULL OR TRIM(w.skip_reason) = ''))
-               OR (b.status IN ({statuses}) AND w.status NOT IN ({settled}))
-            ORDER BY w.batch_id, w.id
-            """
-        ),
-        params,
+        stmt, {"batch_statuses": list(POSTED_BATCH_STATUSES), "settled_statuses": list(SETTLED_ITEM_STATUSES)}
     ).all()
 
 
@@ -81,26 +67,8 @@ def _batch_totals(conn: Connection, batch_ids: list[int]) -> dict[int, Any]:
     the number of items."""
     if not batch_ids:
         return {}
-    ids, p3 = _in_list("b", batch_ids)
-    return {
-        t.batch_id: t
-        for t in conn.execute(
-            text(
-                f"""
-                SELECT w.batch_id,
-                       SUM(CASE WHEN w.status <> 'excluded' THEN w.amount ELSE 0 END) AS expected,
-                       SUM(CASE WHEN (w.status IN ('posted', 'reversed') AND e.status = 'posted'
-                                      AND e.source_type = 'writeoff')
-                                  OR (w.status = 'skipped' AND TRIM(COALESCE(w.skip_reason, '')) <> '')
-                                THEN w.amount ELSE 0 END) AS actual,
-                       COUNT(*) AS n
-                FROM writeoffs w LEFT JOIN journal_entries e ON e.id = w.journal_entry_id
-                WHERE w.batch_id IN ({ids}) GROUP BY w.batch_id
-                """
-            ),
-            p3,
-        )
-    }
+    stmt = sql(__package__, "batch_totals").bindparams(bindparam("batch_ids", expanding=True))
+    return {t.batch_id: t for t in conn.execute(stmt, {"batch_ids": batch_ids})}
 
 
 def _item_problem(r: Any) -> tuple[str, str]:
@@ -163,11 +131,13 @@ def _unaccounted_break(conn: Connection, key: tuple, items: list[Any], t: Any) -
     )
 
 
-_ACTIVE_WRITEOFF_ENTRIES = """
-    SELECT e.id, e.idempotency_key FROM journal_entries e
-    WHERE e.status = 'posted' AND e.source_type = 'writeoff'
-      AND NOT EXISTS (SELECT 1 FROM journal_entries r WHERE r.reverses_entry_id = e.id AND r.status = 'posted')
-"""
+def _active_writeoff_entries() -> Any:
+    """The active write-off entries (posted, ``source_type = 'writeoff'``, not reversed by a posted entry): ``id`` and
+    ``idempotency_key`` (a select, SQLAlchemy Core)."""
+    e, rv = _JE.alias("e"), _JE.alias("r")
+    reversed_ = select(_ONE).where(rv.c.reverses_entry_id == e.c.id, rv.c.status == "posted").exists()
+    return select(e.c.id, e.c.idempotency_key).where(e.c.status == "posted", e.c.source_type == "writeoff", ~reversed_)
+
 
 #: What each kind of ``writeoff_entries`` finding says about its invoices.
 _ENTRY_FINDINGS = {
@@ -203,68 +173,99 @@ def check_writeoff_entries(conn: Connection, as_of: date, tolerance: Tolerances)
 
 def _writeoff_entry_findings(conn: Connection, tolerance: Tolerances) -> list[Any]:
     """The invoices whose write-off entries disagree with the sub-ledger (one SQL statement)."""
-    tol_sql, params = _tol_cte(conn, tolerance)
+    tol, tol_amount = _tol(conn, tolerance)
+    c = _writeoff_entry_rows(tol, tol_amount)
+    at_most = case((c.c.n_posted > _ONE, c.c.n_posted), else_=_ONE)
     return conn.execute(
-        text(
-            f"""
-            WITH {tol_sql},
-            active AS ({_ACTIVE_WRITEOFF_ENTRIES}),
-            gl AS (
-                SELECT l.invoice_id, COUNT(DISTINCT l.entry_id) AS n_entries,
-                       SUM(CASE WHEN a.role = 'ar_control' THEN l.credit - l.debit ELSE 0 END) AS ar_credit
-                FROM journal_lines l
-                JOIN active ON active.id = l.entry_id
-                JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code
-                WHERE l.invoice_id IS NOT NULL
-                GROUP BY l.invoice_id
-            ),
-            wo AS (
-                SELECT invoice_id, COUNT(*) AS n_posted, SUM(amount) AS posted_total
-                FROM writeoffs WHERE status = 'posted' GROUP BY invoice_id
-            ),
-            c AS (
-                SELECT i.id, i.invoice_ref, i.entity_code, i.currency, i.status, i.written_off_amount, i.amount,
-                       COALESCE(gl.n_entries, 0) AS n_entries, COALESCE(gl.ar_credit, 0) AS ar_credit,
-                       COALESCE(wo.n_posted, 0) AS n_posted, COALESCE(wo.posted_total, 0) AS posted_total,
-                       CASE WHEN i.written_off_amount > 0 THEN 1 ELSE 0 END AS written_off,
-                       CASE WHEN ROUND(COALESCE(wo.posted_total, 0) - i.amount, 4) > 0 THEN 1 ELSE 0 END AS exceeds,
-                       {_tol_of("tol")} AS tol
-                FROM invoices i
-                LEFT JOIN gl ON gl.invoice_id = i.id
-                LEFT JOIN wo ON wo.invoice_id = i.id
-                LEFT JOIN tol ON tol.currency = i.currency
-                -- every finding needs one of these: skip the untouched invoices before any arithmetic
-                WHERE i.written_off_amount > 0 OR gl.invoice_id IS NOT NULL OR wo.invoice_id IS NOT NULL
+        select(c)
+        .where(
+            or_(
+                and_(
+                    c.c.written_off == _ONE,
+                    or_(
+                        c.c.n_entries == _ZERO,
+                        c.c.n_entries > at_most,
+                        func.abs(_round4(c.c.ar_credit - c.c.written_off_amount)) > c.c.tol,
+                    ),
+                ),
+                and_(c.c.written_off == _ZERO, c.c.n_entries > _ZERO),
+                c.c.exceeds == _ONE,
             )
-            SELECT * FROM c
-            WHERE (c.written_off = 1
-                   AND (c.n_entries = 0
-                        OR c.n_entries > CASE WHEN c.n_posted > 1 THEN c.n_posted ELSE 1 END
-                        OR ABS(ROUND(c.ar_credit - c.written_off_amount, 4)) > c.tol))
-               OR (c.written_off = 0 AND c.n_entries > 0)
-               OR c.exceeds = 1
-            ORDER BY c.entity_code, c.currency, c.id
-            """
-        ),
-        params,
+        )
+        .order_by(c.c.entity_code, c.c.currency, c.c.id)
     ).all()
+
+
+def _writeoff_entry_rows(tol: Any, tol_amount: Any) -> Any:
+    """CTE ``c``: per invoice written off, or with an active write-off entry or a posted write-off, what its active
+    entries and posted write-offs amount to, its flags and its tolerance."""
+    active = _active_writeoff_entries().cte("active")
+    ln, a = _JL.alias("l"), accounts.alias("a")
+    gl = (
+        select(
+            ln.c.invoice_id,
+            func.count(ln.c.entry_id.distinct()).label("n_entries"),
+            func.sum(case((a.c.role == "ar_control", ln.c.credit - ln.c.debit), else_=_ZERO)).label("ar_credit"),
+        )
+        .select_from(
+            ln.join(active, active.c.id == ln.c.entry_id).join(
+                a, and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code)
+            )
+        )
+        .where(ln.c.invoice_id.is_not(None))
+        .group_by(ln.c.invoice_id)
+        .cte("gl")
+    )
+    w = writeoffs
+    wo = (
+        select(w.c.invoice_id, func.count().label("n_posted"), func.sum(w.c.amount).label("posted_total"))
+        .where(w.c.status == "posted")
+        .group_by(w.c.invoice_id)
+        .cte("wo")
+    )
+    i = invoices.alias("i")
+    posted_total = func.coalesce(wo.c.posted_total, _ZERO)
+    return (
+        select(
+            i.c.id,
+            i.c.invoice_ref,
+            i.c.entity_code,
+            i.c.currency,
+            i.c.status,
+            i.c.written_off_amount,
+            i.c.amount,
+            func.coalesce(gl.c.n_entries, _ZERO).label("n_entries"),
+            func.coalesce(gl.c.ar_credit, _ZERO).label("ar_credit"),
+            func.coalesce(wo.c.n_posted, _ZERO).label("n_posted"),
+            posted_total.label("posted_total"),
+            case((i.c.written_off_amount > _ZERO, _ONE), else_=_ZERO).label("written_off"),
+            case((_round4(posted_total - i.c.amount) > _ZERO, _ONE), else_=_ZERO).label("exceeds"),
+            tol_amount.label("tol"),
+        )
+        .select_from(
+            i.outerjoin(gl, gl.c.invoice_id == i.c.id)
+            .outerjoin(wo, wo.c.invoice_id == i.c.id)
+            .outerjoin(tol, tol.c.currency == i.c.currency)
+        )
+        # every finding needs one of these: skip the untouched invoices before any arithmetic
+        .where(or_(i.c.written_off_amount > _ZERO, gl.c.invoice_id.is_not(None), wo.c.invoice_id.is_not(None)))
+        .cte("c")
+    )
 
 
 def _active_entries_of(conn: Connection, listed: list[int]) -> dict[int, list[dict[str, Any]]]:
     """The active write-off entries of the listed invoices (id and idempotency key), for the break's documents."""
     entries: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if listed:
-        ids, p2 = _in_list("inv", listed)
-        for e in conn.execute(
-            text(
-                f"""
-                SELECT DISTINCT l.invoice_id, active.id, active.idempotency_key
-                FROM journal_lines l JOIN ({_ACTIVE_WRITEOFF_ENTRIES}) active ON active.id = l.entry_id
-                WHERE l.invoice_id IN ({ids}) ORDER BY 1, 2
-                """
-            ),
-            p2,
-        ):
+        active, ln = _active_writeoff_entries().subquery("active"), _JL.alias("l")
+        stmt = (
+            select(ln.c.invoice_id, active.c.id, active.c.idempotency_key)
+            .distinct()
+            .select_from(ln.join(active, active.c.id == ln.c.entry_id))
+            .where(ln.c.invoice_id.in_(bindparam("invoice_ids", expanding=True)))
+            .order_by(ln.c.invoice_id, active.c.id)
+        )
+        for e in conn.execute(stmt, {"invoice_ids": listed}):
             entries[e.invoice_id].append({"id": e.id, "key": e.idempotency_key})
     return entries
 
