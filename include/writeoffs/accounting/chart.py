@@ -45,7 +45,7 @@ class PostedLines(NamedTuple):
     """:func:`posted_lines`: the join to select from, and its tables (``l`` lines, ``e`` entries, ``a`` accounts)."""
 
     join: Join
-    l: Any  # noqa: E741 - the lines, as in the SQL text of posted_lines_joins
+    l: Any  # noqa: E741 - the lines (alias l)
     e: Any
     a: Any
 
@@ -55,34 +55,34 @@ def _check_role(role: str) -> None:
         raise ValueError(f"not a chart role: {role!r}")
 
 
-def posted_lines(role: str, *, through: Any = None) -> PostedLines:
-    """An account's posted lines as SQLAlchemy Core: ``journal_lines`` joined to its posted entry (posted on or
-    before ``through``, a date or bind parameter, when given) and to its account of the chart role ``role``; the
-    same rule as :func:`posted_lines_joins`, which states it for raw SQL."""
+def posted_condition(ln: Any, e: Any, through: Any = None) -> Any:
+    """Join condition (Core): the journal line ``ln`` belongs to the entry ``e``, and ``e`` is posted (on or before
+    ``through``, a date or bind parameter, when given)."""
+    cond = and_(e.c.id == ln.c.entry_id, e.c.status == "posted")
+    return cond if through is None else and_(cond, e.c.posting_date <= through)
+
+
+def role_condition(ln: Any, a: Any, role: str) -> Any:
+    """Join condition (Core): the journal line ``ln`` is on the account ``a``, and ``a`` plays the chart role
+    ``role``."""
     _check_role(role)
+    return and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == role)
+
+
+def posted_lines_join(ln: Any, e: Any, a: Any, role: str, *, through: Any = None) -> Join:
+    """The one home of "an account's posted lines" (SQLAlchemy Core): the journal lines ``ln`` of posted entries
+    ``e`` (on or before ``through``, when given) on accounts ``a`` of the chart role ``role`` - the lines whose sum
+    is that account's balance in the GL. ``ln``, ``e``, ``a``: ``journal_lines``, ``journal_entries``, ``accounts``
+    or aliases of them."""
+    return ln.join(e, posted_condition(ln, e, through)).join(a, role_condition(ln, a, role))
+
+
+def posted_lines(role: str, *, through: Any = None) -> PostedLines:
+    """:func:`posted_lines_join` on the aliases ``l``, ``e`` and ``a``, returned with the join."""
     lines: Table = journal_lines.alias("l")  # type: ignore[assignment]
     entries: Table = journal_entries.alias("e")  # type: ignore[assignment]
     accts: Table = accounts.alias("a")  # type: ignore[assignment]
-    posted = and_(entries.c.id == lines.c.entry_id, entries.c.status == "posted")
-    if through is not None:
-        posted = and_(posted, entries.c.posting_date <= through)
-    of_role = and_(
-        accts.c.entity_code == lines.c.entity_code, accts.c.code == lines.c.account_code, accts.c.role == role
-    )
-    return PostedLines(lines.join(entries, posted).join(accts, of_role), lines, entries, accts)
-
-
-def posted_lines_joins(role: str, *, through: str | None = None) -> str:
-    """SQL joins from ``journal_lines l`` to its posted entry ``e`` (posted on or before ``through``, an SQL
-    expression such as ``:d``, when given) and to its account ``a`` of the chart role ``role``: the lines whose sum
-    is that account's balance in the GL. The one home of "an account's posted lines", for the raw-SQL checks and
-    reports. ``role`` is one of :data:`CHART_ROLES` (a constant of the caller, never data)."""
-    _check_role(role)
-    dated = f" AND e.posting_date <= {through}" if through else ""
-    return (
-        f"JOIN journal_entries e ON e.id = l.entry_id AND e.status = 'posted'{dated}\n"
-        f"JOIN accounts a ON a.entity_code = l.entity_code AND a.code = l.account_code AND a.role = '{role}'"
-    )
+    return PostedLines(posted_lines_join(lines, entries, accts, role, through=through), lines, entries, accts)
 
 
 #: Default chart of accounts created for a new entity: (code, name, type, role).

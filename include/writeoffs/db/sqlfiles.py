@@ -5,10 +5,14 @@ spelling differs per database, in ``<name>.postgresql.sql`` and ``<name>.sqlite.
 :mod:`writeoffs.db.dialect`). Values travel only as named bind parameters (``:batch_id``); a list is bound with
 ``bindparam(name, expanding=True)`` by the caller. Nothing is formatted into the text. Files are read once per
 process.
+
+A ``:word`` in a ``--`` comment is refused when the file is read: ``text()`` would take it for a bind parameter too
+(SQLite then fails with "Incorrect number of bindings supplied", PostgreSQL not at all).
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
@@ -17,10 +21,18 @@ from sqlalchemy import TextClause, text
 from writeoffs.db.dialect import Dialect
 
 
+_COMMENTED_PARAM = re.compile(r"--[^\n]*?(?<![:\w]):[A-Za-z_]")
+
+
 @cache
 def _read(package: str, filename: str) -> str | None:
     path = resources.files(package).joinpath("sql", filename)
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    if not path.is_file():
+        return None
+    body = path.read_text(encoding="utf-8")
+    if _COMMENTED_PARAM.search(body):
+        raise ValueError(f"{package.replace('.', '/')}/sql/{filename}: a comment names a :parameter (drop the colon)")
+    return body
 
 
 def sql(package: str, name: str, dialect: Dialect | None = None) -> TextClause:

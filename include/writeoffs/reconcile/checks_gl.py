@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, func, select
 
+from writeoffs.accounting.chart import posted_lines_join
 from writeoffs.db.schema import accounts, invoices
 from writeoffs.db.sqlfiles import sql
 from writeoffs.money import money_str
@@ -31,7 +32,6 @@ from writeoffs.reconcile.model import (
     _dec,
     _group,
     _listed_break,
-    _posted_lines_of_role,
     _round4,
     _sub_vs_gl,
     _sum,
@@ -43,7 +43,7 @@ def _posted_ar_lines() -> Any:
     """The posted lines of the AR control accounts (entity, currency, account, invoice, debit, credit): a subquery."""
     ln, e, a = _JL.alias("l"), _JE.alias("e"), accounts.alias("a")
     cols = (ln.c.entity_code, ln.c.currency, ln.c.account_code, ln.c.invoice_id, ln.c.debit, ln.c.credit)
-    return select(*cols).select_from(_posted_lines_of_role(ln, e, a, "ar_control")).subquery("ar")
+    return select(*cols).select_from(posted_lines_join(ln, e, a, "ar_control")).subquery("ar")
 
 
 def check_subledger_vs_gl(conn: Connection, as_of: date, tolerance: Tolerances) -> list[Break]:
@@ -196,7 +196,7 @@ def check_ar_functional(conn: Connection, as_of: date, tolerance: Tolerances) ->
     invoice raised at 15.05 and written off at 15.04 leaves 0.01 behind). Expected 0; actual the functional
     residue, in the entity's functional currency (tolerance of that currency)."""
     ln, e, a = _JL.alias("l"), _JE.alias("e"), accounts.alias("a")
-    ar = _posted_lines_of_role(ln, e, a, "ar_control")
+    ar = posted_lines_join(ln, e, a, "ar_control")
     txn = func.sum(ln.c.debit - ln.c.credit)
     fun = func.sum(ln.c.functional_debit - ln.c.functional_credit)
     cols = (

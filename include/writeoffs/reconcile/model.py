@@ -335,21 +335,6 @@ _JE = journal_entries
 _JL = journal_lines
 
 
-def _posted(ln: Any, e: Any) -> Any:
-    """Join condition (SQLAlchemy Core): the journal line ``ln`` belongs to the entry ``e``, and ``e`` is posted."""
-    return and_(e.c.id == ln.c.entry_id, e.c.status == "posted")
-
-
-def _of_role(ln: Any, a: Any, role: str) -> Any:
-    """Join condition (SQLAlchemy Core): the journal line ``ln`` is on the account ``a``, and ``a`` has ``role``."""
-    return and_(a.c.entity_code == ln.c.entity_code, a.c.code == ln.c.account_code, a.c.role == role)
-
-
-def _posted_lines_of_role(ln: Any, e: Any, a: Any, role: str) -> Any:
-    """The journal lines ``ln`` of posted entries ``e`` on accounts ``a`` of ``role`` (a join to select from)."""
-    return ln.join(e, _posted(ln, e)).join(a, _of_role(ln, a, role))
-
-
 def _group(rows: Iterable[Any], key: Callable[[Any], tuple]) -> dict[tuple, list[Any]]:
     groups: dict[tuple, list[Any]] = defaultdict(list)
     for r in rows:

@@ -100,8 +100,8 @@ def run_checks(
     for chk in checks:
         t0 = time.perf_counter()
         # PostgreSQL aborts the whole transaction on an error: a savepoint keeps the other checks running where the
-        # read snapshot takes savepoints (db.dialect: savepoints_in_reads; SQLite's takes none, as before).
-        savepoint = conn.begin_nested() if dialect.of(conn).savepoints_in_reads else None
+        # read snapshot takes savepoints (db.dialect: errors_abort_transaction; SQLite's takes none, as before).
+        savepoint = conn.begin_nested() if dialect.of(conn).errors_abort_transaction else None
         try:
             breaks = tuple(chk.fn(conn, as_of, tolerance))
             if savepoint is not None:

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Date, and_, bindparam, column, func, select, text, union
 
-from writeoffs.accounting.chart import posted_lines_joins
+from writeoffs.accounting.chart import posted_lines
 from writeoffs.db import bulk, dialect
 from writeoffs.db.money import from_db
+from writeoffs.db.schema import invoices
 from writeoffs.subledger.aging import aged_params, later_movements_sql
 from writeoffs.subledger.common import Known
 
@@ -31,33 +32,37 @@ def compare_with_gl(conn: Connection, as_of: date, *, known: Known = None) -> li
     extract is in the sub-ledger as of its invoice date, while the AR sync entry that booked it is dated the day of
     that extract.
     """
-    params = aged_params(as_of, known)
-    day = dialect.of(conn).date(":d")
-    later = later_movements_sql(known=known is not None, day=day)
+    params = aged_params(as_of, known) | {"d": as_of}
+    day = bindparam("d", type_=Date)
+    later = text(later_movements_sql(known=known is not None, day=dialect.of(conn).date(":d")))
+    x = later.bindparams(day).columns(column("invoice_id"), column("later")).subquery("x")
+    i = invoices.alias("i")
+    sub = (
+        select(i.c.entity_code, i.c.currency, func.sum(i.c.open_balance - func.coalesce(x.c.later, 0)).label("amount"))
+        .select_from(i.outerjoin(x, x.c.invoice_id == i.c.id))
+        .where(i.c.invoice_date <= day)
+        .group_by(i.c.entity_code, i.c.currency)
+        .cte("sub")
+    )
+    p = posted_lines("ar_control", through=day)
+    gl = (
+        select(p.l.c.entity_code, p.l.c.currency, func.sum(p.l.c.debit - p.l.c.credit).label("amount"))
+        .select_from(p.join)
+        .group_by(p.l.c.entity_code, p.l.c.currency)
+        .cte("gl")
+    )
+    k = union(select(sub.c.entity_code, sub.c.currency), select(gl.c.entity_code, gl.c.currency)).cte("k")
+    query = (
+        select(k.c.entity_code, k.c.currency, sub.c.amount, gl.c.amount)
+        .select_from(
+            k.outerjoin(sub, and_(sub.c.entity_code == k.c.entity_code, sub.c.currency == k.c.currency)).outerjoin(
+                gl, and_(gl.c.entity_code == k.c.entity_code, gl.c.currency == k.c.currency)
+            )
+        )
+        .order_by(k.c.entity_code, k.c.currency)
+    )
     bulk.set_local_work_mem(conn)
-    rows = conn.execute(
-        text(
-            f"""
-            WITH sub AS (
-                SELECT i.entity_code, i.currency, SUM(i.open_balance - COALESCE(x.later, 0)) AS amount
-                FROM invoices i LEFT JOIN ({later}) x ON x.invoice_id = i.id
-                WHERE i.invoice_date <= {day}
-                GROUP BY i.entity_code, i.currency),
-            gl AS (
-                SELECT l.entity_code, l.currency, SUM(l.debit - l.credit) AS amount
-                FROM journal_lines l
-                {posted_lines_joins("ar_control", through=day)}
-                GROUP BY l.entity_code, l.currency),
-            k AS (SELECT entity_code, currency FROM sub UNION SELECT entity_code, currency FROM gl)
-            SELECT k.entity_code, k.currency, sub.amount, gl.amount
-            FROM k
-            LEFT JOIN sub ON sub.entity_code = k.entity_code AND sub.currency = k.currency
-            LEFT JOIN gl ON gl.entity_code = k.entity_code AND gl.currency = k.currency
-            ORDER BY k.entity_code, k.currency
-            """
-        ),
-        params,
-    ).all()
+    rows = conn.execute(query, params).all()
     out = []
     for entity, currency, sub, gl in rows:
         s = from_db(conn, sub) or Decimal(0)

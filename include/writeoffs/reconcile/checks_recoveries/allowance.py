@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, bindparam, case, func, or_, select
 
 from writeoffs.accounting import keys
+from writeoffs.accounting.chart import posted_condition, posted_lines_join, role_condition
 from writeoffs.db.schema import accounts, allowance_estimates, invoices, legal_entities
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
@@ -20,9 +21,6 @@ from writeoffs.reconcile.model import (
     Break,
     Tolerances,
     _dec,
-    _of_role,
-    _posted,
-    _posted_lines_of_role,
     _round4,
     _sub_vs_gl,
     _tol,
@@ -67,7 +65,7 @@ def _allowance_lines() -> Select:
         e.c.source_type,
         case((explained, _ONE), else_=_ZERO).label("explained"),
         case((from_writeoff, _ONE), else_=_ZERO).label("from_writeoff"),
-    ).select_from(_posted_lines_of_role(ln, e, a, "allowance").outerjoin(o, o.c.id == e.c.reverses_entry_id))
+    ).select_from(posted_lines_join(ln, e, a, "allowance").outerjoin(o, o.c.id == e.c.reverses_entry_id))
 
 
 def _unexplained_allowance(conn: Connection, tol: Any, tol_amount: Any, al: Any) -> list[Break]:
@@ -199,7 +197,7 @@ def check_allowance_sign(conn: Connection, as_of: date, tolerance: Tolerances) -
 
 def _debit_balances(conn: Connection, tolerance: Tolerances, ln, e, a) -> list[Break]:
     """Sign: allowance accounts with a debit balance beyond the tolerance."""
-    allowance_lines = _posted_lines_of_role(ln, e, a, "allowance")
+    allowance_lines = posted_lines_join(ln, e, a, "allowance")
     out: list[Break] = []
     sign = conn.execute(
         select(
@@ -272,7 +270,7 @@ def _trueup_cut(as_of: date, ln, e, a):
                     e.c.idempotency_key.like(f"{keys.ALLOWANCE_PREFIX}%"),
                 ),
             )
-            .join(a, _of_role(ln, a, "allowance"))
+            .join(a, role_condition(ln, a, "allowance"))
         )
         .group_by(req.c.entity_code, req.c.currency, req.c.day, req.c.req)
         .subquery("cut")
@@ -300,8 +298,8 @@ def _adequacy_breaks(conn: Connection, as_of: date, tolerance: Tolerances, ln, e
                     ln.c.entity_code == cut.c.entity_code, ln.c.currency == cut.c.currency, ln.c.entry_id <= cut.c.cut
                 ),
             )
-            .join(e, _posted(ln, e))
-            .join(a, _of_role(ln, a, "allowance"))
+            .join(e, posted_condition(ln, e))
+            .join(a, role_condition(ln, a, "allowance"))
         )
         .group_by(cut.c.entity_code, cut.c.currency, cut.c.day, cut.c.req, cut.c.cut)
         .order_by(cut.c.entity_code, cut.c.currency)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select, union_all
 
+from writeoffs.accounting.chart import posted_lines_join
 from writeoffs.db.schema import MONEY, accounts, invoices, payment_allocations, recoveries
 from writeoffs.money import money_str
 from writeoffs.reconcile.model import (
@@ -21,7 +22,6 @@ from writeoffs.reconcile.model import (
     _dec,
     _group,
     _listed_break,
-    _posted_lines_of_role,
     _round4,
     _sum,
     _tol,
@@ -182,7 +182,7 @@ def _recovery_cash_query(as_of: date):
     sources = list(RECOVERY_CASH_SOURCES)
     booked = (
         select(ln.c.entity_code, ln.c.currency, ln.c.invoice_id, zero, (ln.c.debit - ln.c.credit))
-        .select_from(_posted_lines_of_role(ln, e, a, "cash").outerjoin(o, o.c.id == e.c.reverses_entry_id))
+        .select_from(posted_lines_join(ln, e, a, "cash").outerjoin(o, o.c.id == e.c.reverses_entry_id))
         .where(or_(e.c.source_type.in_(sources), and_(e.c.source_type == "reversal", o.c.source_type.in_(sources))))
     )
     u = union_all(received_alloc, received_manual, booked).subquery("u")
