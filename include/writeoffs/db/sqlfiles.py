@@ -20,7 +20,6 @@ from sqlalchemy import TextClause, text
 
 from writeoffs.db.dialect import Dialect
 
-
 _COMMENTED_PARAM = re.compile(r"--[^\n]*?(?<![:\w]):[A-Za-z_]")
 
 
