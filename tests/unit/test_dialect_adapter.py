@@ -82,7 +82,18 @@ def test_each_bind_resolves_to_its_dialect():
 def test_fragments_differ_where_the_databases_do():
     assert dialect.POSTGRESQL.date(":d") == "CAST(:d AS DATE)" and dialect.SQLITE.date(":d") == ":d"
     assert dialect.POSTGRESQL.temp("t") == "pg_temp.t" and dialect.SQLITE.temp("t") == "temp.t"
-    assert dialect.POSTGRESQL.is_distinct == "IS DISTINCT FROM" and dialect.SQLITE.is_distinct == "IS NOT"
+    assert dialect.POSTGRESQL.days_text("i.due_date") == "(CAST(:d AS DATE) - i.due_date)"
+
+
+def test_an_sqlite_too_old_for_the_ledger_sql_is_refused_with_what_to_do():
+    with pytest.raises(
+        dialect.UnsupportedDatabase, match=r"needs SQLite 3\.39\.0 or later; this Python links SQLite 3\.38\.5"
+    ):
+        dialect.check_sqlite((3, 38, 5))
+    dialect.check_sqlite((3, 39, 0))
+    dialect.check_sqlite()  # the SQLite this Python links: the ledger's SQL runs on it (IS DISTINCT FROM)
+    with create_engine("sqlite://").connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1 IS DISTINCT FROM NULL, NULL IS DISTINCT FROM NULL").one() == (1, 0)
 
 
 def test_a_statement_with_money_still_prints_without_a_database():

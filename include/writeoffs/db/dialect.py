@@ -8,8 +8,8 @@ is on: it asks :func:`of` for the connection's :class:`Dialect` and uses what th
   (``ANALYZE`` feeds a cost-based planner worth refreshing), ``roles`` (database roles and grants), ``snapshots``
   (a read-only repeatable-read transaction), ``errors_abort_transaction`` (guard a statement that may fail with a
   savepoint), ``native_decimal`` (an exact decimal type; SQLite stores money as integers, ``db.money``),
-  ``native_dates``, ``conflicts_refused``, ``session_settings``, ``sha256``, ``row_json``;
-- **SQL fragments** that differ in spelling: :meth:`Dialect.date`, :attr:`Dialect.is_distinct`,
+  ``native_dates``, ``conflicts_refused``, ``session_settings``, ``sha256``, ``row_json``, ``writable_ctes``;
+- **SQL fragments** that differ in spelling: :meth:`Dialect.date`,
   :meth:`Dialect.days_between`, :meth:`Dialect.temp`;
 - **statements** that differ in form: :meth:`Dialect.insert` (with ``ON CONFLICT``), :func:`set_local`,
   :func:`read_only` / :func:`end_read_only`. Statistics: ``db.stats``.
@@ -65,8 +65,8 @@ class Dialect:
     #: transaction-scoped custom settings that triggers read (``set_config`` / ``current_setting``, ``SET LOCAL``);
     #: SQLite's triggers read a context table instead (migration 0013)
     session_settings: bool
+    writable_ctes: bool  # INSERT/UPDATE/DELETE … RETURNING as a CTE of a statement (WITH ins AS (INSERT …) SELECT …)
     sha256: bool  # sha256() and string_agg(... ORDER BY ...) in SQL: a digest computed on the server
-    is_distinct: str  # the null-safe "differs" operator
 
     def date(self, param: str) -> str:
         """``param`` (a bind such as ``:d``) as a date in SQL text: PostgreSQL needs the cast, SQLite keeps ISO text."""
@@ -128,8 +128,8 @@ POSTGRESQL = Dialect(
     file_database=False,
     conflicts_refused=False,
     sha256=True,
+    writable_ctes=True,
     session_settings=True,
-    is_distinct="IS DISTINCT FROM",
 )
 SQLITE = Dialect(
     name="sqlite",
@@ -146,8 +146,8 @@ SQLITE = Dialect(
     file_database=True,
     conflicts_refused=True,
     sha256=False,
+    writable_ctes=False,
     session_settings=False,
-    is_distinct="IS NOT",
 )
 _BY_NAME = {d.name: d for d in (POSTGRESQL, SQLITE)}
 
@@ -168,6 +168,24 @@ def of(bind: Connection | Engine | _SADialect | URL | Dialect | str) -> Dialect:
     if found is None:
         raise UnsupportedDatabase(f"the ledger runs on PostgreSQL or SQLite, not on {str(name)[:40]!r}")
     return found
+
+
+#: The oldest SQLite the ledger's SQL runs on: ``IS DISTINCT FROM`` (3.39), ``RETURNING`` (3.35), ``UPDATE … FROM``
+#: (3.33). Python links the system's SQLite; Debian 12 ships 3.40.
+SQLITE_MIN = (3, 39, 0)
+
+
+def check_sqlite(version: tuple[int, ...] | None = None) -> None:
+    """Refuse an SQLite older than :data:`SQLITE_MIN` (``version``: the linked library's, by default) with one line
+    saying what to do, before any statement fails half-way with a syntax error."""
+    import sqlite3
+
+    found = version or sqlite3.sqlite_version_info
+    if tuple(found) < SQLITE_MIN:
+        raise UnsupportedDatabase(
+            f"the ledger needs SQLite {'.'.join(map(str, SQLITE_MIN))} or later; this Python links SQLite "
+            f"{'.'.join(map(str, found))} (use a newer Python build or OS, or a PostgreSQL ledger)"
+        )
 
 
 def money_as_integers(bind: Any) -> bool:

@@ -71,6 +71,7 @@ def make_engine(
 
     full = make_url(ledger_url(url))
     if dialect.of(full).file_database:
+        dialect.check_sqlite()
         if full.database and full.database != ":memory:":
             Path(full.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(full, connect_args={"timeout": 60}, **kwargs)

@@ -13,7 +13,7 @@ from writeoffs.ingest.merge.common import _sql
 
 def _merge_customers(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     # Unchanged customers are not rewritten (a daily load repeats nearly all of them): the upsert's DO UPDATE has a
-    # null-safe "differs" condition on every column it sets (spelled per database: customers_upsert.<dialect>.sql).
+    # null-safe "differs" condition on every column it sets (IS DISTINCT FROM: sql/customers_upsert.sql).
     # PostgreSQL still row-locks every conflicting customer, changed or not, which the bulk path relies on (see
     # _merge_batch).
     upserted = _sql(conn, "customers_upsert", p)

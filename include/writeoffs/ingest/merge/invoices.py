@@ -41,7 +41,7 @@ def _update_invoices(conn: Connection, p: dict[str, Any]) -> int:
     s.open_balance > invoices.written_off_amount ...`` in the statement), or the write-off's reduction would be
     undone and the sub-ledger would no longer tie to the GL. Its status becomes 'paid' at a zero net balance, keeps
     a status the ledger declared (charged_off, reversed) while open, else 'open'. A row is updated only when a
-    column differs (the null-safe operator is spelled per database: ``invoices_update.<dialect>.sql``).
+    column differs (``IS DISTINCT FROM``, null-safe: ``sql/invoices_update.sql``).
     """
     return _sql(conn, "invoices_update", p)
 

@@ -5,10 +5,12 @@ written off (:func:`_merge_allocations`).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, column, func, select
 
+from writeoffs.db import dialect
 from writeoffs.ingest.merge.common import _sql, log, statement
 
 
@@ -50,12 +52,17 @@ def _merge_allocations(conn: Connection, p: dict[str, Any]) -> dict[str, int]:
     # SQLite, see writeoffs.db.money): no rounding needed, only + and - of amounts. The regular allocations
     # already recorded are aggregated once (prior), not looked up per row: the statement inserts into the table it
     # reads, and a per-row subquery would rescan the rows it has just added (quadratic on a first load).
-    # PostgreSQL counts in the database (a first load can insert a million allocations): the insert is a
-    # data-modifying CTE whose RETURNING rows are grouped by kind. SQLite has no data-modifying CTE: its insert
-    # returns (kind, 1) per row, summed here. Both are sql/allocations_insert.<dialect>.sql, the same CTEs.
+    # One statement, sql/allocations_insert.sql (the allocation rule's one home), returning each new row's kind.
+    # Where the database has data-modifying CTEs (PostgreSQL), it counts them itself (a first load can insert a
+    # million allocations): the insert becomes the CTE ``ins`` of a count by kind. SQLite returns the kinds, counted
+    # here.
     t0 = time.perf_counter()
-    counts: dict[str, int] = {}
-    for kind, n in conn.execute(statement(conn, "allocations_insert"), {"b": p["b"]}):
-        counts[kind] = counts.get(kind, 0) + int(n)
+    inserting = statement(conn, "allocations_insert").columns(column("kind"))
+    if dialect.of(conn).writable_ctes:
+        ins = inserting.cte("ins")
+        found = conn.execute(select(ins.c.kind, func.count()).group_by(ins.c.kind), {"b": p["b"]}).all()
+    else:
+        found = list(Counter(kind for (kind,) in conn.execute(inserting, {"b": p["b"]})).items())
+    counts = {kind: int(n) for kind, n in found}
     log.debug("%.2fs allocations %s", time.perf_counter() - t0, counts)
     return {"regular": counts.get("regular", 0), "recovery": counts.get("recovery", 0)}

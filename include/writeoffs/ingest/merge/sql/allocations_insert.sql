@@ -35,13 +35,10 @@ split AS (
            CASE WHEN room <= 0 THEN 0 WHEN room >= applied THEN applied ELSE room END AS regular
     FROM roomy
 )
-, ins AS (
-    INSERT INTO payment_allocations (payment_id, invoice_id, amount, allocated_on, kind)
-    SELECT payment_id, invoice_id, regular, paid_on, 'regular' FROM split
-    WHERE regular > 0 AND status NOT IN :protected
-    UNION ALL
-    SELECT payment_id, invoice_id, applied - regular, paid_on, 'recovery' FROM split
-    WHERE applied - regular > 0
-    ON CONFLICT (payment_id, invoice_id, kind) DO NOTHING RETURNING kind
-)
-SELECT kind, COUNT(*) FROM ins GROUP BY kind
+INSERT INTO payment_allocations (payment_id, invoice_id, amount, allocated_on, kind)
+SELECT payment_id, invoice_id, regular, paid_on, 'regular' FROM split
+WHERE regular > 0 AND status NOT IN :protected
+UNION ALL
+SELECT payment_id, invoice_id, applied - regular, paid_on, 'recovery' FROM split
+WHERE applied - regular > 0
+ON CONFLICT (payment_id, invoice_id, kind) DO NOTHING RETURNING kind
