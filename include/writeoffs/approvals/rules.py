@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, select
 
-from writeoffs.approvals.items import _total, current_items
+from writeoffs.approvals.items import current_total
 from writeoffs.db import dialect
 from writeoffs.db.schema import approvals, writeoff_batches
 from writeoffs.errors import ApprovalError, ConfigError, SegregationOfDuties
@@ -112,7 +112,7 @@ def eligible_answerers(conn: Connection, batch_id: int, step: str, tiers: Sequen
         approved_by = conn.execute(
             select(approvals.c.approver).where(approvals.c.batch_id == batch_id, approvals.c.step == "approve")
         ).scalar()
-        if approved_by is not None and tier.four_eyes(batch.currency, _total(current_items(conn, batch_id))):
+        if approved_by is not None and tier.four_eyes(batch.currency, current_total(conn, batch_id)):
             barred.add(_norm(approved_by))
     people = tuple(p for p in tier.answerers(step) if _norm(p) not in barred)
     if not people:
@@ -122,7 +122,7 @@ def eligible_answerers(conn: Connection, batch_id: int, step: str, tiers: Sequen
             "routed or approved the batch; add another person to the tier"
         )
     if step == "approve":
-        total = _total(current_items(conn, batch_id))
+        total = current_total(conn, batch_id)
         completing = tuple(p for p in people if no_confirmer_problem(tier, batch, p, total) is None)
         if not completing:
             raise SegregationOfDuties(f"batch {batch_id}: {no_confirmer_problem(tier, batch, people[0], total)}")

@@ -18,6 +18,14 @@ from writeoffs.audit_anchor.store import (
 from writeoffs.db.schema import audit_log
 
 
+def _last_checkpoint(store, key: bytes) -> tuple[Checkpoint | None, list[AuditFinding]]:
+    """The last checkpoint of the chain, or None with the finding that it is not valid (written without the key)."""
+    try:
+        return store.last(key), []
+    except CheckpointInvalid as exc:
+        return None, [AuditFinding(0, str(exc))]
+
+
 def verify_anchored(engine: Engine) -> list[AuditFinding]:
     """Verify the whole chain with the key and against the last checkpoint; findings (empty: intact and anchored).
 
@@ -26,12 +34,7 @@ def verify_anchored(engine: Engine) -> list[AuditFinding]:
     finding (fail closed), and so is a checkpoint line not written with the key.
     """
     key, store = bound(engine)
-    findings: list[AuditFinding] = []
-    cp: Checkpoint | None = None
-    try:
-        cp = store.last(key)
-    except CheckpointInvalid as exc:
-        findings.append(AuditFinding(0, str(exc)))
+    cp, findings = _last_checkpoint(store, key)
     with engine.connect() as conn:
         findings.extend(audit.verify(conn, key=key, checkpoint=cp))
         rows = audit.count(conn)
@@ -115,12 +118,7 @@ def chain_status(engine: Engine, own_rows: Iterable[int] = ()) -> ChainStatus:
         key, store = bound(engine)
     except audit.AuditKeyMissing as exc:
         return ChainStatus(None, 0, problem=str(exc))
-    findings: list[AuditFinding] = []
-    cp: Checkpoint | None = None
-    try:
-        cp = store.last(key)
-    except CheckpointInvalid as exc:
-        findings.append(AuditFinding(0, str(exc)))
+    cp, findings = _last_checkpoint(store, key)
     cols = [audit_log.c[name] for name in audit.CHAIN_COLUMNS]
     wanted = sorted({int(i) for i in own_rows})
     with engine.connect() as conn:
