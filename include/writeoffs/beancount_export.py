@@ -47,7 +47,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 
-from writeoffs.db import dialect
+from writeoffs.db.engine import consistent_reads
 from writeoffs.db.money import from_db_or_zero
 from writeoffs.errors import LedgerError
 from writeoffs.money import DB_SCALE, check_currency, quantum, to_decimal
@@ -315,10 +315,11 @@ def functional_path(out: Path) -> Path:
 
 def write_exports(engine: Engine, out: Path, *, as_of: date | None = None) -> list[tuple[Path, BeancountExport]]:
     """Both views from one consistent read: the transaction view to ``out``, the functional one beside it."""
-    opts = {"isolation_level": "REPEATABLE READ"} if dialect.of(engine).snapshots else {}
-    with engine.connect().execution_options(**opts) as conn, conn.begin():
-        day = resolve_as_of(conn, as_of)
-        exports = [export_beancount(conn, view=v, as_of=day) for v in VIEWS]
+    with engine.connect() as raw:
+        conn = consistent_reads(raw)
+        with conn.begin():
+            day = resolve_as_of(conn, as_of)
+            exports = [export_beancount(conn, view=v, as_of=day) for v in VIEWS]
     written = []
     for path, exp in zip((out, functional_path(out)), exports, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -37,9 +37,9 @@ from sqlalchemy import Connection, Date, Engine, bindparam, select, text
 from writeoffs import audit, ledger
 from writeoffs.accounting import entries
 from writeoffs.accounting.chart import resolve_accounts
-from writeoffs.db import dialect
+from writeoffs.db.locks import locked
 from writeoffs.db.money import from_db_or_zero
-from writeoffs.db.schema import fiscal_periods
+from writeoffs.db.schema import fiscal_periods, invoices
 from writeoffs.money import money_str, round_money
 from writeoffs.recovery import book_recovery
 
@@ -148,13 +148,9 @@ def _next_invoices(conn: Connection, as_of: date, after: int, limit: int) -> lis
 def _book_chunk(conn: Connection, invoice_ids: list[int], run: PendingRecoveries, actor: str) -> None:
     ids = bindparam("ids", expanding=True)
     # Lock the chunk's invoices before reading what is still recoverable (book_recovery re-checks under the lock).
-    if dialect.of(conn).row_locks:
-        conn.execute(
-            text("SELECT id FROM invoices WHERE id IN :ids ORDER BY id FOR UPDATE").bindparams(ids),
-            {"ids": invoice_ids},
-        )
-    else:  # SQLite: the first write takes the single writer lock
-        conn.execute(text("UPDATE invoices SET id = id WHERE id IN :ids").bindparams(ids), {"ids": invoice_ids})
+    conn.execute(
+        locked(conn, invoices, invoices.c.id.in_(invoice_ids), columns=(invoices.c.id,)).order_by(invoices.c.id)
+    ).all()
     rows = conn.execute(
         text(
             f"""

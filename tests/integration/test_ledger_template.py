@@ -149,6 +149,7 @@ def test_a_cloned_ledger_equals_a_freshly_migrated_one(make_ledger, scratch_ledg
     assert fingerprint(clone) != expected
 
 
+@pytest.mark.postgres  # it makes its PostgreSQL ledger in the body: no fixture says so
 @pytest.mark.skipif(shutil.which("pg_dump") is None, reason="pg_dump is not installed")
 def test_a_cloned_postgres_ledger_dumps_like_a_freshly_migrated_one(make_ledger, scratch_ledger) -> None:
     def dump(engine: Engine) -> str:

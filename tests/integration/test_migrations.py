@@ -54,7 +54,7 @@ def target(request, tmp_path) -> Iterator[Target]:
     engine.dispose()
 
 
-#: Triggers and trigger functions created by migrations 0002 and 0009, per dialect (later migrations may add more).
+#: Triggers and trigger functions created by the migrations (0002, 0009, 0013, 0017), per dialect.
 EXPECTED_GUARDS: dict[str, tuple[set[str], set[str]]] = {
     "sqlite": (
         {
@@ -86,6 +86,11 @@ EXPECTED_GUARDS: dict[str, tuple[set[str], set[str]]] = {
             "trg_movements_no_update",
             "trg_movements_no_delete",
             "trg_movements_no_collision",
+            # 0017: attribute changes recorded by the database, immutable
+            "trg_invoices_attributes_changed",
+            "trg_attribute_changes_no_update",
+            "trg_attribute_changes_no_delete",
+            "trg_attribute_changes_no_collision",
         },
         set(),
     ),
@@ -103,6 +108,8 @@ EXPECTED_GUARDS: dict[str, tuple[set[str], set[str]]] = {
             "trg_invoices_moved_update",
             "trg_movements_guard",
             "trg_movements_no_truncate",
+            "trg_attribute_changes_guard",  # 0017
+            "trg_attribute_changes_no_truncate",
         },
         {
             "ledger_je_guard",
@@ -112,6 +119,7 @@ EXPECTED_GUARDS: dict[str, tuple[set[str], set[str]]] = {
             "ledger_fp_guard",
             "ledger_invoice_moved",
             "ledger_movements_guard",
+            "ledger_attribute_changes_guard",  # 0017
         },
     ),
 }

@@ -172,6 +172,24 @@ def test_sqlite_replace_cannot_rewrite_a_movement(make_ledger) -> None:
         )
 
 
+def test_sqlite_replace_cannot_rewrite_an_attribute_change(make_ledger) -> None:
+    """REPLACE deletes the row in its way without firing DELETE triggers: migration 0017 refuses a colliding insert
+    into the record of attribute changes (what keeps a checkpoint's copied due dates honest) as for movements."""
+    engine = make_ledger("sqlite")
+    with engine.begin() as conn:
+        f.entity(conn)
+        inv = f.invoice(conn, f.customer(conn), amount="500.00")
+        conn.execute(text("UPDATE invoices SET due_date = '2026-12-31' WHERE id = :i"), {"i": inv})
+        assert conn.execute(text("SELECT COUNT(*) FROM invoice_attribute_changes")).scalar() == 1
+    with pytest.raises(DBAPIError, match="ledger: invoice attribute changes are immutable"), engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT OR REPLACE INTO invoice_attribute_changes (id, invoice_id, recorded_at)"
+                " SELECT id, invoice_id, '1999-01-01 00:00:00.000000' FROM invoice_attribute_changes"
+            )
+        )
+
+
 @pytest.mark.postgres
 def test_postgres_truncate_of_movements_is_refused(pg_ledger: Engine) -> None:
     with pytest.raises(DBAPIError, match="ledger: invoice movements are immutable"), pg_ledger.begin() as conn:

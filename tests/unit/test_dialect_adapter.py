@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import Date, create_engine, literal, select
 
 from writeoffs.db import dialect
 
@@ -103,3 +103,22 @@ def test_a_statement_with_money_still_prints_without_a_database():
     p = posted_lines("allowance")
     text_of = str(select(p.l.c.credit - p.l.c.debit).select_from(p.join))
     assert "JOIN journal_entries AS e" in text_of and "a.role = :role_1" in text_of
+
+
+def test_the_ledger_engine_refuses_an_unknown_database_and_an_old_sqlite(tmp_path, monkeypatch):
+    """Both refusals happen where every ledger engine is made (``db.engine.make_engine``), before any statement."""
+    import sqlite3
+
+    from writeoffs.db.engine import make_engine
+
+    with pytest.raises(dialect.UnsupportedDatabase, match="mysql"):
+        make_engine("mysql://u@127.0.0.1/ledger")
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 38, 5))
+    with pytest.raises(dialect.UnsupportedDatabase, match=r"needs SQLite 3\.39\.0 or later"):
+        make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def test_days_apart_and_days_between_agree_on_sqlite():
+    with create_engine("sqlite://").connect() as conn:
+        apart = dialect.SQLITE.days_apart(literal(date(2026, 2, 1), Date), literal(date(2026, 3, 1), Date))
+        assert conn.execute(select(apart)).scalar() == 28

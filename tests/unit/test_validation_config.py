@@ -62,10 +62,21 @@ def test_missing_explicit_config_file_is_an_error(tmp_path) -> None:
 
 def test_a_configured_file_that_is_missing_is_an_error_not_the_defaults(tmp_path, monkeypatch) -> None:
     """Fail closed: $WRITEOFFS_VALIDATION_CONFIG naming a file that is not there used to mean the built-in
-    defaults, silently; only when no file is named at all do the built-in defaults apply."""
+    defaults, silently."""
     monkeypatch.setenv("WRITEOFFS_VALIDATION_CONFIG", str(tmp_path / "typo.yaml"))
     with pytest.raises(ConfigError, match=r"typo.yaml: cannot read"):
         load()
+
+
+def test_a_deployment_without_the_committed_file_is_refused_not_given_defaults(tmp_path, monkeypatch) -> None:
+    """Nothing named and the committed ``include/config/validation.yaml`` missing (a deployment that left it out):
+    refused like every other configuration file, never silently the built-in severities."""
+    import writeoffs.validation.config as config
+
+    monkeypatch.delenv("WRITEOFFS_VALIDATION_CONFIG", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_PATH", tmp_path / "config" / "validation.yaml")
+    with pytest.raises(ConfigError, match=r"validation config .*validation\.yaml: cannot read"):
+        config.load()
 
 
 def test_registry_names_fit_the_quarantine_reason_column() -> None:

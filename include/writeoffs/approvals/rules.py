@@ -33,6 +33,10 @@ HUMAN = ("approved", "confirmed", "rejected")
 
 
 def _lock_batch(conn: Connection, batch_id: int):
+    """The batch's row, locked until the transaction ends on PostgreSQL. Not ``db.locks.locked``: on SQLite its
+    early writer lock would block the refusal audit, written in its own transaction while this one is still open
+    (``record.audit_refusal``). On SQLite the second of two decisions that both read the batch open is refused by
+    the unique key of ``approvals`` (one row per batch and step)."""
     q = select(writeoff_batches).where(writeoff_batches.c.id == batch_id)
     if dialect.of(conn).row_locks:
         q = q.with_for_update()

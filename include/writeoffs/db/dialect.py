@@ -81,14 +81,12 @@ class Dialect:
     def days_apart(self, start: Any, end: Any) -> Any:
         """Whole days from the date expression ``start`` to ``end`` (e.g. two columns) as an SQL expression."""
         if self.name == "postgresql":
-            return end - start  # date - date is an integer on PostgreSQL
+            return cast(end - start, Integer)  # date - date is an integer on PostgreSQL
         return cast(func.julianday(end) - func.julianday(start), Integer)
 
     def days_between(self, as_of: date, column: Any) -> Any:
-        """Whole days from ``column`` to ``as_of`` as an SQL expression."""
-        if self.name == "postgresql":
-            return cast(literal(as_of, Date) - column, Integer)  # date - date is an integer on PostgreSQL
-        return cast(func.julianday(literal(as_of.isoformat())) - func.julianday(column), Integer)
+        """Whole days from ``column`` to ``as_of`` as an SQL expression (:meth:`days_apart` from a date)."""
+        return self.days_apart(column, literal(as_of, Date))
 
     def temp(self, name: str) -> str:
         """The qualified name of the session's temporary table ``name``."""

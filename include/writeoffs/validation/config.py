@@ -139,11 +139,9 @@ def parse(data: dict[str, Any] | None, *, origin: str = "<dict>", content_hash: 
 
 
 def load(path: str | Path | None = None) -> ValidationConfig:
-    """Load ``WRITEOFFS_VALIDATION_CONFIG`` or the committed default; a missing file means built-in defaults."""
-
+    """Load ``path``, else ``WRITEOFFS_VALIDATION_CONFIG``, else the committed default; a missing file is refused
+    (``strict_yaml.config_file``), as for every configuration file."""
     p = strict_yaml.config_file(path, "WRITEOFFS_VALIDATION_CONFIG", DEFAULT_PATH)
-    if not path and not os.environ.get("WRITEOFFS_VALIDATION_CONFIG") and not p.exists():
-        return parse({}, origin="<builtin>")  # no file named and none committed: the built-in defaults
     raw = strict_yaml.read_config(p, "validation config")
     data = strict_yaml.load(raw, str(p))  # duplicate keys are an error naming the line
     if data is not None and not isinstance(data, dict):

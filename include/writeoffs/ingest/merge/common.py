@@ -9,6 +9,7 @@ PostgreSQL receives is kept as it was. Status lists travel as expanding bind par
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -32,6 +33,9 @@ STATUS_BINDS: dict[str, list[str]] = {
 }
 
 
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
 def statement(conn: Connection, name: str) -> TextClause:
     """The merge statement ``name`` (``sql/<name>[.<dialect>].sql``) with its typed and expanding parameters bound:
     ``:d`` is a date, the status lists of :data:`STATUS_BINDS` are expanding (values of the statement itself)."""
@@ -40,9 +44,9 @@ def statement(conn: Connection, name: str) -> TextClause:
 
 
 def _typed(stmt: TextClause) -> TextClause:
-    body = stmt.text
-    binds = [bindparam(k, v, expanding=True) for k, v in STATUS_BINDS.items() if f":{k}" in body]
-    if ":d" in body:
+    named = set(_PARAM.findall(stmt.text))  # the bind parameters text() itself finds (":x", not "::x")
+    binds = [bindparam(k, v, expanding=True) for k, v in STATUS_BINDS.items() if k in named]
+    if "d" in named:
         binds.append(bindparam("d", type_=Date))
     return stmt.bindparams(*binds) if binds else stmt
 
