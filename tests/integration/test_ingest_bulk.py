@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from conftest import AS_OF
 from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from writeoffs import aging as aging_mod
 from writeoffs import ledger
@@ -306,6 +308,67 @@ def test_bulk_aging_equals_normal_aging(make_ledger, tmp_path: Path, monkeypatch
             assert conn.execute(text("SELECT COUNT(*) FROM aging_runs")).scalar_one() == 1
     assert snapshots[0] == snapshots[1] == snapshots[2]
     assert snapshots[0][0]["invoices"] == 12
+
+
+def test_the_first_snapshot_rebuilds_its_key_and_the_next_keeps_it(
+    make_ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first aging goes into an empty table: its key and index are dropped for the copy and built after. The
+    next date's rows go in with both kept (a rebuild would cover every date). Either way the same indexes remain."""
+    engine = make_ledger("postgresql")
+    ingest(engine, write_export(tmp_path / "erp_export", [_row(i) for i in range(1, 6)]))
+    monkeypatch.setattr(aging_mod, "BULK_MIN_ROWS", 1)
+    dropped: list[list] = []
+    real = bulk.drop_keys
+    monkeypatch.setattr(bulk, "drop_keys", lambda conn, tables: dropped.append(real(conn, tables)) or dropped[-1])
+    with engine.connect() as conn:
+        indexes = conn.execute(INDEXES).all()
+    config = source_config.load()
+    age(engine, config, AS_OF)
+    age(engine, config, AS_OF)  # the same date again: the table holds only that date, deleted first
+    age(engine, config, date(2026, 11, 25))
+    assert [[name for _t, name, _ddl in d] for d in dropped] == [["pk_aging_snapshots"]] * 2
+    with engine.connect() as conn:
+        assert conn.execute(INDEXES).all() == indexes
+        assert conn.execute(text("SELECT COUNT(*) FROM aging_snapshots")).scalar_one() == 10
+
+
+def test_a_key_dropped_for_a_load_refuses_a_repeated_key_at_leave(pg_ledger: Engine) -> None:
+    """Attack: with the key of an empty table off for the load, two rows with one key get in; re-adding the key
+    must refuse them and the whole load must roll back, the key restored."""
+    with pg_ledger.connect() as conn:
+        indexes = conn.execute(INDEXES).all()
+    with pytest.raises(
+        bulk.DuplicateKeys, match="rows of customers repeat a key of uq_customers_entity_code_customer_ref"
+    ):
+        with pg_ledger.begin() as conn:
+            ledger.bootstrap_entity(
+                conn, code="US01", name="US", functional_currency="USD", periods_from=AS_OF, periods_to=AS_OF
+            )
+            mode = bulk.enter(conn, {"customers": customers}, rebuild_if_empty=frozenset({"customers"}))
+            assert mode is not None and [name for _t, name, _ddl in mode.key_ddl] == [
+                "uq_customers_entity_code_customer_ref"  # the primary key stays: invoices refer to it
+            ]
+            for _ in range(2):
+                conn.execute(text("INSERT INTO customers (entity_code, customer_ref, name) VALUES ('US01', 'C1', 'C')"))
+            bulk.leave(conn, mode, context="test")
+    with pg_ledger.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM customers")).scalar_one() == 0
+        assert conn.execute(INDEXES).all() == indexes
+
+
+def test_a_table_with_rows_keeps_its_key_during_the_load(pg_ledger: Engine) -> None:
+    """Only an empty table's key is rebuilt: on a table with rows the key stays and refuses at once."""
+    with pg_ledger.begin() as conn:
+        ledger.bootstrap_entity(
+            conn, code="US01", name="US", functional_currency="USD", periods_from=AS_OF, periods_to=AS_OF
+        )
+        conn.execute(text("INSERT INTO customers (entity_code, customer_ref, name) VALUES ('US01', 'C0', 'C')"))
+    with pytest.raises(IntegrityError, match="uq_customers_entity_code_customer_ref"), pg_ledger.begin() as conn:
+        mode = bulk.enter(conn, {"customers": customers}, rebuild_if_empty=frozenset({"customers"}))
+        assert mode is not None and mode.key_ddl == []
+        for _ in range(2):
+            conn.execute(text("INSERT INTO customers (entity_code, customer_ref, name) VALUES ('US01', 'C1', 'C')"))
 
 
 # -- staging on PostgreSQL: one streaming COPY per dataset, quarantine flushed between COPYs -----------------------

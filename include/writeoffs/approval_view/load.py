@@ -12,7 +12,7 @@ from sqlalchemy import Connection, select
 
 from writeoffs.approval_view.model import BatchItem, BatchView
 from writeoffs.buckets import DEFAULT_BUCKETS, Bucket, bucket_of
-from writeoffs.db.schema import approvals, customers, invoices, legal_entities, writeoff_batches, writeoffs
+from writeoffs.db.schema import accounts, approvals, customers, invoices, writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError
 
 
@@ -106,22 +106,52 @@ class ConfirmationFacts:
 
 
 def confirmation_facts(conn: Connection, view: BatchView) -> ConfirmationFacts:
-    """The approve step's answer (approver, exclusions) and the accounts the write-off entry will use: the
-    allowance under the allowance method, the reason's bad-debt expense account under the direct method (the
-    posting rule, ``writeoffs.accounting.entries.writeoff``), against the AR control account."""
+    """The approve step's answer (approver, exclusions) and the accounts the write-off entry will use."""
     row = conn.execute(
         select(approvals.c.approver, approvals.c.excluded_invoice_refs).where(
             approvals.c.batch_id == view.batch_id, approvals.c.step == "approve"
         )
     ).first()
-    method = conn.execute(
-        select(legal_entities.c.writeoff_method).where(legal_entities.c.code == view.entity_code)
-    ).scalar()
+    excluded = json.loads(row.excluded_invoice_refs or "[]") if row else []
+    debit, credit = entry_accounts(conn, view, excluded)
     return ConfirmationFacts(
         approved_by=row.approver if row else None,
-        excluded_refs=json.loads(row.excluded_invoice_refs or "[]") if row else [],
-        debit_account=(
-            "Allowance for Doubtful Accounts" if method == "allowance" else "Bad Debt Expense (account by reason)"
-        ),
-        credit_account="Accounts Receivable (control)",
+        excluded_refs=excluded,
+        debit_account=debit,
+        credit_account=credit,
     )
+
+
+def entry_accounts(conn: Connection, view: BatchView, excluded_refs: Sequence[str] = ()) -> tuple[str, str]:
+    """The write-off entries' debit and credit accounts, code and name, resolved exactly as posting resolves them
+    (``writeoffs.accounting.chart.accounts_for_batch``: the entity's chart and the reason map of the policy version
+    the batch was selected under): the allowance under the allowance method, each posted reason's expense account
+    under the direct method; the AR control account. What cannot be resolved is said (posting will refuse it)
+    rather than guessed."""
+    from writeoffs.accounting.chart import Role, accounts_for_batch
+    from writeoffs.errors import WriteoffError, shorten
+
+    batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == view.batch_id)).one()
+    excluded = set(excluded_refs)
+    reasons = sorted({i.reason_code for i in view.items if i.invoice_ref not in excluded and i.status != "excluded"})
+    try:
+        accts = accounts_for_batch(conn, batch)
+        debits: dict[str, list[str]] = {}
+        for reason in reasons:
+            debits.setdefault(accts.writeoff_debit(reason), []).append(reason)
+        ar = accts.role(Role.AR_CONTROL)
+    except WriteoffError as exc:
+        problem = f"cannot be resolved: {shorten(str(exc), 200)} (posting will refuse)"
+        return problem, problem
+    names = dict(
+        conn.execute(
+            select(accounts.c.code, accounts.c.name).where(
+                accounts.c.entity_code == view.entity_code, accounts.c.code.in_([*debits, ar])
+            )
+        ).all()
+    )
+    if len(debits) == 1:
+        debit = f"{next(iter(debits))} {names.get(next(iter(debits)), '?')}"
+    else:  # the direct method with several reasons: each account with the reasons it takes
+        debit = ", ".join(f"{code} {names.get(code, '?')} ({', '.join(rs)})" for code, rs in debits.items())
+    return debit or "(no item to post)", f"{ar} {names.get(ar, '?')}"

@@ -172,8 +172,9 @@ def confirmation_markdown(
     excluded = [i for i in view.items if i.invoice_ref in set(excluded_refs) or i.status == "excluded"]
     posting = to_post(view, excluded_refs)
     total = sum((i.amount for i in posting), Decimal(0))
-    dr = debit_account or "Bad Debt Expense (or Allowance, by the entity's method)"
-    cr = credit_account or "Accounts Receivable"
+    # Account names come from the ledger's chart: escaped like any other value shown.
+    dr = _cell(debit_account or "Bad Debt Expense (or Allowance, by the entity's method)")
+    cr = _cell(credit_account or "Accounts Receivable")
     out = [
         f"### Confirm: post write-off batch {view.batch_id} — {view.entity_code} / {view.currency}",
         "",

@@ -50,18 +50,21 @@ class Lines:
 
 
 _BLANK = re.compile(rb"\n(?=\r?\n)")
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 def count_lines(path: str | Path, *, blank_lines: bool = False) -> Lines:
     """Physical lines of ``path`` (less blank ones when ``blank_lines``): the independent record count when no
     value contains a line break.
 
-    Single-byte ``bytes.count`` runs at memory speed; the multi-byte searches (CRLF, blank lines) only run when
-    the file has carriage returns / when asked. Blocks are cut right after a line feed, so a pattern can only
-    straddle two blocks at the very start of a block, which is carried over explicitly.
+    Single-byte ``bytes.count`` runs at memory speed; a carriage return is looked for with ``memchr`` (``in``) and,
+    only where there is one, a lone one (not followed by a line feed) with one regex pass; blank lines only when
+    asked. Blocks are cut right after a line feed, so a pattern can only straddle two blocks at the very start of a
+    block, which is carried over explicitly (a carriage return ends a block only at the end of the file, where it
+    is lone).
     """
-    lf = cr = crlf = blank = 0
-    nul = False
+    lf = blank = 0
+    lone_cr = nul = False
     size = 0
     prev_ended_lf = True  # the start of the file behaves like the start of a line
     last = b""
@@ -78,10 +81,8 @@ def count_lines(path: str | Path, *, blank_lines: bool = False) -> Lines:
             first = False
             size += len(block)
             lf += block.count(b"\n")
-            n_cr = block.count(b"\r")
-            if n_cr:
-                cr += n_cr
-                crlf += block.count(b"\r\n")
+            if not lone_cr and b"\r" in block:
+                lone_cr = _LONE_CR.search(block) is not None
             nul = nul or b"\x00" in block
             if blank_lines:
                 blank += len(_BLANK.findall(block))
@@ -90,7 +91,7 @@ def count_lines(path: str | Path, *, blank_lines: bool = False) -> Lines:
             prev_ended_lf = block.endswith(b"\n")
             last = block[-1:]
     lines = lf + (1 if size and last != b"\n" else 0)
-    return Lines(records=lines - blank, lone_cr=cr != crlf, nul=nul)
+    return Lines(records=lines - blank, lone_cr=lone_cr, nul=nul)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,9 +47,17 @@ def check_checkpoints(conn: Connection, as_of: date, tolerance: Tolerances) -> l
 
     out = []
     since = as_of - timedelta(days=CHECKPOINT_RECHECK_DAYS)
-    for cp in (cp for cp in checkpoints(conn) if cp.as_of >= since):
+    recent = [cp for cp in checkpoints(conn) if cp.as_of >= since]
+    if not recent:
+        return out
+    # The tops of both logs are the same for every checkpoint: read once.
+    tops = (
+        conn.execute(text("SELECT MAX(id) FROM invoice_movements")).scalar() or 0,
+        conn.execute(text("SELECT MAX(id) FROM invoice_attribute_changes")).scalar() or 0,
+    )
+    for cp in recent:
         params = {"cp": cp.id, "d": cp.as_of, "hw": cp.movements_through, "ahw": cp.attributes_through}
-        out += _checkpoint_marks(conn, cp, params)
+        out += _checkpoint_marks(conn, cp, params, tops)
         rows = _checkpoint_balances(conn, cp, params) + _checkpoint_attributes(conn, cp, params)
         out += rows
         if not rows:  # the rows are what the movements and invoices say: then the summary must be what they say
@@ -68,18 +76,13 @@ def _false_checkpoint(cp: Any, what: str, documents: list[dict[str, Any]], **fie
     )
 
 
-def _checkpoint_marks(conn: Connection, cp: Any, params: dict[str, Any]) -> list[Break]:
+def _checkpoint_marks(conn: Connection, cp: Any, params: dict[str, Any], tops: tuple[int, int]) -> list[Break]:
     """A break if the checkpoint's high-water marks are false (a movement it claims to cover is missing, or was
-    recorded after its ``recorded_through``; an attribute change it claims to know of is missing)."""
-    top, covered = conn.execute(
-        text("SELECT MAX(id), MAX(CASE WHEN id <= :hw THEN recorded_at END) FROM invoice_movements"), params
-    ).one()
-    attributes_top = conn.execute(text("SELECT MAX(id) FROM invoice_attribute_changes")).scalar()
-    if (
-        cp.movements_through > (top or 0)
-        or (covered or "") > cp.recorded_through
-        or cp.attributes_through > (attributes_top or 0)
-    ):
+    recorded after its ``recorded_through``; an attribute change it claims to know of is missing). ``tops``: the
+    highest movement and attribute-change ids."""
+    top, attributes_top = tops
+    covered = conn.execute(text("SELECT MAX(recorded_at) FROM invoice_movements WHERE id <= :hw"), params).scalar()
+    if cp.movements_through > top or (covered or "") > cp.recorded_through or cp.attributes_through > attributes_top:
         return [
             Break(
                 check="checkpoints",

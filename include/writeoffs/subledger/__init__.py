@@ -40,14 +40,12 @@ from writeoffs.subledger.checkpoint import (
     Checkpoint,
     build_checkpoint,
     checkpoint_balances_sql,
-    checkpoint_join_sql,
-    checkpoint_moves_sql,
     checkpoint_period_end,
     checkpoints,
     choose_checkpoint,
     period_end_on_or_before,
 )
-from writeoffs.subledger.common import EVERYTHING, LEVELS, Known, Level, known_param, last_recorded, recorded_text
+from writeoffs.subledger.common import EVERYTHING, LEVELS, Known, Level, last_recorded
 from writeoffs.subledger.gl import GlComparison, compare_with_gl
 from writeoffs.subledger.movements import movement
 
@@ -70,17 +68,13 @@ __all__ = [
     "changes_between",
     "changes_level",
     "checkpoint_balances_sql",
-    "checkpoint_join_sql",
-    "checkpoint_moves_sql",
     "checkpoint_period_end",
     "checkpoints",
     "choose_checkpoint",
     "compare_with_gl",
     "invoice_history",
-    "known_param",
     "last_recorded",
     "later_movements_sql",
     "movement",
     "period_end_on_or_before",
-    "recorded_text",
 ]

@@ -25,11 +25,10 @@ Layout: :mod:`~writeoffs_airflow.hitl.config` (governing tiers, ledger engine, r
 assigned users, the form's fields), :mod:`~writeoffs_airflow.hitl.notifier` (:class:`ApproverNotifier` and the
 notices it and refusals send), :mod:`~writeoffs_airflow.hitl.operators` (the request operators) and
 :mod:`~writeoffs_airflow.hitl.tasks` (claiming and posting batches). Every name callers used from
-``writeoffs_airflow.hitl`` is re-exported here.
+``writeoffs_airflow.hitl`` is re-exported here (private helpers stay in their modules).
 """
 
 from writeoffs_airflow.hitl.config import (
-    _engine,
     approval_params,
     batch_tiers,
     candidates_link,
@@ -45,10 +44,8 @@ from writeoffs_airflow.hitl.operators import (
     BatchApprovalOperator,
     BatchConfirmOperator,
     BatchDecisionOperator,
-    _load_view,
 )
 from writeoffs_airflow.hitl.tasks import (
-    _summary,
     business_date_of,
     claim_batches,
     post_auto,
@@ -61,9 +58,6 @@ __all__ = [
     "BatchApprovalOperator",
     "BatchConfirmOperator",
     "BatchDecisionOperator",
-    "_engine",
-    "_load_view",
-    "_summary",
     "approval_params",
     "batch_tiers",
     "business_date_of",

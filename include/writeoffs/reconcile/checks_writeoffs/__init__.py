@@ -13,13 +13,10 @@ files under ``sql/`` and SQLAlchemy Core) and :mod:`~writeoffs.reconcile.checks_
 from writeoffs.reconcile.checks_writeoffs.posted import (
     POSTED_BATCH_STATUSES,
     SETTLED_ITEM_STATUSES,
-    _active_writeoff_entries,
     check_approved_vs_posted,
     check_writeoff_entries,
 )
 from writeoffs.reconcile.checks_writeoffs.rules import (
-    _active_posted_writeoffs,
-    _wo_doc,
     check_paid_after_selection,
     check_posting_rules,
 )
@@ -27,9 +24,6 @@ from writeoffs.reconcile.checks_writeoffs.rules import (
 __all__ = [
     "POSTED_BATCH_STATUSES",
     "SETTLED_ITEM_STATUSES",
-    "_active_posted_writeoffs",
-    "_active_writeoff_entries",
-    "_wo_doc",
     "check_approved_vs_posted",
     "check_paid_after_selection",
     "check_posting_rules",

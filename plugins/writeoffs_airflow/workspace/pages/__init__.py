@@ -10,7 +10,7 @@ and :mod:`~writeoffs_airflow.workspace.pages.subledger` (the point-in-time sub-l
 ``writeoffs_airflow.workspace.pages`` is re-exported here.
 """
 
-from writeoffs_airflow.workspace.pages.batches import _md_cell, _sort_link, answer_page, batch_page, queue_page
+from writeoffs_airflow.workspace.pages.batches import answer_page, batch_page, queue_page
 from writeoffs_airflow.workspace.pages.reports import (
     chain_block,
     kpi_page,
@@ -20,20 +20,10 @@ from writeoffs_airflow.workspace.pages.reports import (
     validation_page,
 )
 from writeoffs_airflow.workspace.pages.subledger import (
-    _balance_table,
-    _ends_table,
-    _key_cells,
-    _key_header,
     subledger_page,
 )
 
 __all__ = [
-    "_balance_table",
-    "_ends_table",
-    "_key_cells",
-    "_key_header",
-    "_md_cell",
-    "_sort_link",
     "answer_page",
     "batch_page",
     "chain_block",
