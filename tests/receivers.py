@@ -3,6 +3,8 @@
 - :class:`WebhookReceiver`: an HTTP server that records every POST (path, headers, JSON body) and answers ``200 ok``
   like Slack's incoming webhooks do (any status can be configured to test failure handling).
 - :class:`SmtpReceiver`: an aiosmtpd server that records every message (envelope and parsed MIME).
+- :class:`S3Receiver`: moto's S3-compatible HTTP server (``moto.server.ThreadedMotoServer``), with a boto3 client
+  to look into its buckets directly.
 
 Both are context managers and give the ``AIRFLOW_CONN_*`` value that points an Airflow connection at them::
 
@@ -21,6 +23,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -169,3 +172,67 @@ class SmtpReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self._controller.stop()
+
+
+class S3Receiver:
+    """An S3-compatible HTTP server (moto's, in a thread) on 127.0.0.1 and a port the system picks. Nothing is
+    written to disk: moto keeps the buckets in memory. ``airflow_conn`` points an Amazon ``aws`` connection at it
+    through the connection extra ``endpoint_url`` (the field that points Airflow at MinIO or another S3-compatible
+    store too)."""
+
+    KEY = "testing"  # moto accepts any key pair; fixed so tests can check it never shows in a message
+    REGION = "us-east-1"
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the port it got: endpoint
+        self.running = False
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def client(self) -> Any:
+        """A boto3 S3 client of its own (not Airflow's, not s3fs's): what the bucket really holds."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.KEY,
+            aws_secret_access_key=self.KEY,
+            region_name=self.REGION,
+        )
+
+    def new_bucket(self) -> str:
+        bucket = f"writeoffs-{uuid.uuid4().hex[:16]}"
+        self.client().create_bucket(Bucket=bucket)
+        return bucket
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def airflow_conn(self, endpoint: str | None = None, **extra: Any) -> str:
+        """The connection's JSON; ``endpoint`` another URL (one nobody answers on), ``extra`` more extra fields
+        (``config_kwargs``: botocore's ``Config``)."""
+        extra = {"endpoint_url": endpoint or self.endpoint, "region_name": self.REGION, **extra}
+        return json.dumps({"conn_type": "aws", "login": self.KEY, "password": self.KEY, "extra": extra})
+
+    def stop(self) -> None:
+        if self.running:
+            self.server.stop()
+            self.running = False
+
+    def __enter__(self) -> S3Receiver:
+        self.server.start()
+        self.running = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

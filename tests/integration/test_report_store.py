@@ -1,16 +1,20 @@
 """The reports store (``WRITEOFFS_REPORTS_STORE``): what one worker writes, the workspace serves.
 
-Each test runs on a local ``file://`` store and on fsspec's in-memory store (``memory://``, standing in for S3: a
-store with no local files at all, reached only through Airflow's ``ObjectStoragePath``). The "worker" writes
+Each test runs on a local ``file://`` store, on fsspec's in-memory store (``memory://``: a store with no local
+files at all, reached only through Airflow's ``ObjectStoragePath``) and on S3: ``s3://aws_reports@<bucket>/reports``
+through the Amazon provider's filesystem and the Airflow connection ``aws_reports`` (``AIRFLOW_CONN_AWS_REPORTS``),
+whose extra ``endpoint_url`` points at moto's S3-compatible HTTP server started by this module
+(:class:`tests.receivers.S3Receiver`); what lands in the bucket is read back with boto3 of its own. The "worker" writes
 through the real writers (KPI report and charts, reconciliation report, candidate list, a published Data Docs
 site) with its own handle on the store; the "api-server" is the workspace app with a fresh handle, read over HTTP.
 The controls attacked first: names that climb out of a folder, the candidate lists' folder, unknown or read-only
-schemes, an unreachable store.
+schemes, an unreachable store (an S3 endpoint that is down too).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from tests.factories import entity
+from tests.receivers import S3Receiver
 from tests.unit.test_approval_view import WORKED
 from writeoffs import report_store
 from writeoffs.approval_view import write_candidates_csv
@@ -29,11 +34,13 @@ from writeoffs.kpi_charts import write_report_charts
 from writeoffs.reconcile import reconcile
 from writeoffs.validation.config import ValidationConfig
 from writeoffs.validation.run import publish_docs
-from writeoffs_airflow.storage import reports_root
+from writeoffs_airflow.storage import docs_store, reports_root
 from writeoffs_airflow.workspace import reports
 from writeoffs_airflow.workspace.app import create_app
 
 NOV = Period.month(2026, 11)
+#: The Airflow connection the S3 store is reached with, as docs/deploy.md names it.
+S3_CONN = "aws_reports"
 
 
 class FakeUser:
@@ -47,16 +54,60 @@ class FakeUser:
         return self.name
 
 
-@pytest.fixture(params=["file", "memory"])
+def forget_s3_filesystems() -> None:
+    """Drop the S3 filesystems this process has opened, as a new process would start without them.
+
+    Airflow's ``attach`` keeps one store per scheme and connection id for the life of the process
+    (``airflow.sdk.io.store._STORE_CACHE``, key ``s3-aws_reports``), built from the connection when first used:
+    its ``endpoint_url`` stays in it. Kept, the next test (another server, a stopped one) would reach the old
+    endpoint. ``memory://`` needs none of this: its filesystem is one process-wide dict, and each test has its
+    own bucket name. There is no public call to forget a store, hence the private dict. s3fs also caches its
+    instances; cleared too, so nothing of one test's S3 session is reused by the next.
+    """
+    from airflow.sdk.io import store as airflow_store
+    from s3fs import S3FileSystem
+
+    for alias in [a for a in airflow_store._STORE_CACHE if a.split("-", 1)[0] in ("s3", "s3a", "s3n")]:
+        del airflow_store._STORE_CACHE[alias]
+    S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[S3Receiver]:
+    """moto's S3 server for the module's S3 tests (started on first use); each test gets a bucket of its own."""
+    with S3Receiver() as s3:
+        yield s3
+
+
+@pytest.fixture
+def s3_env(monkeypatch) -> Iterator[None]:
+    """No S3 filesystem of an earlier test, and none left behind; only the connection's credentials count."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    forget_s3_filesystems()
+    yield
+    forget_s3_filesystems()
+
+
+@pytest.fixture(params=["file", "memory", "s3"])
 def store(request, tmp_path: Path, monkeypatch) -> str:
     """The store URL, set for the test; the data folder is elsewhere, so nothing is found there by accident."""
     monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path / "data"))
     if request.param == "file":
         url = (tmp_path / "shared" / "reports").as_uri()
-    else:
+    elif request.param == "memory":
         url = f"memory://writeoffs-{uuid.uuid4().hex}/reports"
+    else:
+        s3 = request.getfixturevalue("s3_server")
+        request.getfixturevalue("s3_env")
+        monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN.upper()}", s3.airflow_conn())
+        url = f"s3://{S3_CONN}@{s3.new_bucket()}/reports"
     monkeypatch.setenv(report_store.ENV, url)
     return url
+
+
+def bucket_of(store: str) -> str:
+    return store.removeprefix(f"s3://{S3_CONN}@").split("/")[0]
 
 
 @pytest.fixture
@@ -73,7 +124,7 @@ def client_for(engine: Engine, user: str = "controller") -> TestClient:
     return TestClient(app, root_path="/writeoffs")
 
 
-def test_what_a_worker_writes_the_workspace_serves(store: str, engine: Engine, tmp_path: Path) -> None:
+def test_what_a_worker_writes_the_workspace_serves(request, store: str, engine: Engine, tmp_path: Path) -> None:
     worker = reports_root()
     with engine.connect() as conn:
         report = kpi_report(conn, NOV.start, NOV.end, previous=True)
@@ -88,6 +139,15 @@ def test_what_a_worker_writes_the_workspace_serves(store: str, engine: Engine, t
     if store.startswith("memory://"):
         assert files.summary()["markdown"].startswith(store)
         assert recon.summary()["report_path"].startswith(store)
+    if store.startswith("s3://"):
+        # Locations in task results and run records name the bucket, never the connection.
+        plain = store.replace(f"{S3_CONN}@", "")
+        assert files.summary()["markdown"] == f"{plain}/kpi/2026-11.md"
+        assert recon.summary()["report_path"].startswith(f"{plain}/reconciliation/")
+        assert S3_CONN not in str(files.summary()) + str(recon.summary())
+        forget_s3_filesystems()  # the api-server is another process: it opens S3 from the connection itself
+    if not store.startswith("file://"):
+        assert not [p for p in tmp_path.rglob("*") if p.name in ("2026-11.md", csv_path.name)]  # no local copy
 
     c = client_for(engine)
     names = {n.split('"')[0] for n in c.get("/reports").text.split('href="/writeoffs/reports/')[1:]}
@@ -109,8 +169,22 @@ def test_what_a_worker_writes_the_workspace_serves(store: str, engine: Engine, t
     assert again.read_text(encoding="utf-8").splitlines()[0].startswith("batch_id,")
     assert c.get(f"/reports/batches/{csv_path.name}").status_code == 404
 
+    if store.startswith("s3://"):
+        # Really in the bucket: read back with boto3 of its own from the S3 server, not through Airflow or s3fs.
+        s3 = request.getfixturevalue("s3_server")
+        bucket = bucket_of(store)
+        keys = s3.keys(bucket)
+        expected = {"reports/kpi/2026-11.md", "reports/kpi/2026-11.json", "reports/kpi/2026-11-tax-listing.csv"}
+        expected |= {f"reports/kpi/{p.name}" for p in charts}
+        expected |= {f"reports/reconciliation/{recon.report_path.name}", f"reports/batches/{csv_path.name}"}
+        assert expected <= set(keys), keys
+        assert all(k.startswith("reports/") for k in keys)
+        assert s3.read(bucket, "reports/kpi/2026-11.md").decode("utf-8") == md.text
+        assert s3.read(bucket, f"reports/kpi/{png.name}") == got.content
+        assert s3.read(bucket, f"reports/batches/{csv_path.name}").startswith(b"batch_id,")
 
-def test_data_docs_built_locally_are_published_and_served(store: str, engine: Engine, tmp_path: Path) -> None:
+
+def test_data_docs_built_locally_are_published_and_served(request, store: str, engine: Engine, tmp_path: Path) -> None:
     built = tmp_path / "gx-build"
     cfg = ValidationConfig(reports_dir=str(built))
     site = built / "2026-11-24" / "run-1"
@@ -120,7 +194,11 @@ def test_data_docs_built_locally_are_published_and_served(store: str, engine: En
     (site / "index.html").write_text("<html>index</html>")
     (site / "notes.txt").write_text("not a Data Docs type")
 
-    publish_docs(site, cfg, None)  # None: the configured store
+    if store.startswith("s3://"):
+        # An Airflow connection is read on the Airflow side only: the DAG passes docs_store(), as here.
+        publish_docs(site, cfg, docs_store())
+    else:
+        publish_docs(site, cfg, None)  # None: the configured store, opened by the library itself
 
     c = client_for(engine)
     listing = c.get("/validation").text
@@ -130,6 +208,9 @@ def test_data_docs_built_locally_are_published_and_served(store: str, engine: En
     rel = "2026-11-24/run-1/validations/invoices/run-1/20261124T010203.000000Z/batch.html"
     assert c.get(f"/validation/files/{rel}").text == "<html>invoices result</html>"
     assert c.get("/validation/files/2026-11-24/run-1/notes.txt").status_code == 404
+    if store.startswith("s3://"):
+        published = request.getfixturevalue("s3_server").keys(bucket_of(store), "reports/validation/")
+        assert {"reports/validation/2026-11-24/run-1/index.html", f"reports/validation/{rel}"} <= set(published)
 
 
 @pytest.mark.parametrize(
@@ -234,3 +315,42 @@ def test_a_local_store_that_cannot_be_made_is_unavailable(monkeypatch, tmp_path:
     monkeypatch.setenv(report_store.ENV, (blocker / "reports").as_uri())
     with pytest.raises(Unavailable, match=r"^reports store file:///.*/mount/reports cannot be reached: "):
         reports_root()
+
+
+@pytest.mark.parametrize(
+    ("down", "retries"),
+    [
+        ("stopped", 1),
+        ("never started", 1),
+        # botocore's default retries: about 35 s before the store is reported (measured), so marked slow.
+        pytest.param("never started", None, marks=pytest.mark.slow, id="never started-default retries"),
+    ],
+)
+def test_an_s3_store_whose_endpoint_is_down_is_unavailable(
+    down: str, retries: int | None, s3_env: None, monkeypatch, tmp_path: Path
+) -> None:
+    """Fail closed on S3: the connection's endpoint does not answer (its server stopped, or nothing ever listened
+    on that port). One line naming the bucket, never the connection or its keys; nothing on the local disk.
+    ``retries``: the connection extra ``config_kwargs`` (botocore's ``Config``) that bounds how long it tries."""
+    monkeypatch.setenv("WRITEOFFS_DATA_DIR", str(tmp_path / "data"))
+    extra = {"config_kwargs": {"retries": {"max_attempts": retries}}} if retries else {}
+    conn = f"AIRFLOW_CONN_{S3_CONN.upper()}"
+    with S3Receiver() as s3:
+        bucket = s3.new_bucket()
+        monkeypatch.setenv(report_store.ENV, f"s3://{S3_CONN}@{bucket}/reports")
+        if down == "stopped":
+            monkeypatch.setenv(conn, s3.airflow_conn(**extra))
+            (reports_root() / "kpi" / "before.md").write_text("written while the store answered")
+            assert s3.keys(bucket) == ["reports/kpi/before.md"]
+        else:
+            monkeypatch.setenv(conn, s3.airflow_conn("http://127.0.0.1:1", **extra))
+    forget_s3_filesystems()  # a worker starting now: it opens the store from the connection
+
+    with pytest.raises(Unavailable) as raised:
+        reports_root()
+    message = str(raised.value)
+    assert message.startswith(f"reports store s3://{bucket}/reports cannot be reached: "), message
+    assert "\n" not in message
+    assert S3_CONN not in message and S3Receiver.KEY not in message
+    assert not (tmp_path / "data" / "reports").exists()
+    assert not [p for p in tmp_path.rglob("*") if p.name == "before.md"]
