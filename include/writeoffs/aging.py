@@ -47,6 +47,11 @@ def compute_aging(
         raise ValueError(f"aging basis must be due_date or invoice_date, not {basis!r}")
     taken_at = datetime.now(UTC)  # the snapshot's cut-off (allowance estimates compare write-offs posted after it)
     dpd = days_since(conn, as_of, invoices.c[basis])
+    if dialect.of(conn).row_locks:
+        # One snapshot writer at a time (SHARE ROW EXCLUSIVE conflicts with itself, not with readers): the first
+        # snapshot's bulk path then upgrades to the key drop's ACCESS EXCLUSIVE lock without a second writer holding
+        # the table (two first agings at once would otherwise deadlock on the upgrade).
+        conn.execute(text("LOCK TABLE aging_snapshots IN SHARE ROW EXCLUSIVE MODE"))
     conn.execute(delete(aging_snapshots).where(aging_snapshots.c.as_of_date == as_of))
     conn.execute(delete(aging_runs).where(aging_runs.c.as_of_date == as_of))
     mode = _enter_bulk(conn)
@@ -108,8 +113,9 @@ def _enter_bulk(conn: Connection) -> bulk.BulkMode | None:
     """PostgreSQL, a big ledger: the snapshot goes in with the per-row FK trigger off (checked set-wise after).
 
     The snapshot's indexes stay while the table keeps other dates: a rebuild would cover every date the table
-    keeps. The ledger's first snapshot goes into an empty table, and there its key and index are built after the
-    copy instead (``rebuild_if_empty``): 1.83 s against 3.08 s for 893,060 rows (BENCHMARKS.md).
+    keeps. The ledger's first snapshot (or a re-run of the only date stored) goes into an empty table, and there its
+    key and index are built after the copy instead (``rebuild_if_empty``): 1.83 s against 3.08 s for 893,060 rows
+    (docs/ingestion.md). Dropping the key locks the table: its readers wait for that step's commit.
     """
     if not dialect.of(conn).bulk_copy:
         return None

@@ -72,3 +72,12 @@ def test_account_names_from_the_chart_are_escaped_in_the_markdown(ledger: Engine
         debit, credit = entry_accounts(conn, view)
     md = confirmation_markdown(view, debit_account=debit, credit_account=credit)
     assert "[x](http://evil)" not in md and "Allowance | [x]" not in md
+
+
+def test_an_excluded_item_with_an_unmapped_reason_still_blocks_as_in_posting(ledger: Engine) -> None:
+    """Posting checks the reason of every item of the batch, excluded ones too: so does the confirm step (it must
+    not show accounts for a batch posting will refuse)."""
+    batch = _batch(ledger, "direct", reasons={"bankruptcy": "6999"})
+    with ledger.connect() as conn:
+        debit, _credit = entry_accounts(conn, load_batch_view(conn, batch), ["INV-A"])  # INV-A: the bankruptcy
+    assert debit.startswith("cannot be resolved: ") and "6999" in debit

@@ -38,7 +38,11 @@ HEADER = (
     '"Currency","Amount","Open Balance","FX Rate","Disputed","Dispute Since","Payment Plan","Bankrupt",'
     '"Transferred To Parent","Description"'
 )
-INDEXES = text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() ORDER BY indexname")
+INDEXES = text(
+    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+    "UNION ALL SELECT c.conname::text, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+    "WHERE c.connamespace = current_schema()::regnamespace AND c.contype IN ('p', 'u') ORDER BY 1, 2"
+)  # every index and every key (a primary key put back as a plain unique one would show)
 TRIGGERS = text(
     "SELECT t.relname, tg.tgname, tg.tgenabled FROM pg_trigger tg JOIN pg_class t ON t.oid = tg.tgrelid "
     "WHERE t.relnamespace = current_schema()::regnamespace ORDER BY 1, 2"

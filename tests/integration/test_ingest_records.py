@@ -207,11 +207,17 @@ def test_scan(tmp_path, text: str, records: int | None, line: int | None) -> Non
         ("a,b\r\n\r\n1,2\r\n\r\n", 4, 2, False, False),
         ("a,b\r1,2\r", 1, 1, True, False),
         ("a,b\n1,\x002\n", 2, 2, False, True),
+        ("a,b\r\n1\r2,3\r\n", 2, 2, True, False),  # CRLF endings with one lone CR inside a line
+        ("a,b\r\n1,2\r\n3,4\r", 3, 3, True, False),  # a CR ending the file is lone
     ],
 )
-def test_count_lines(tmp_path, text, lines, non_blank, lone_cr, nul) -> None:
+@pytest.mark.parametrize("block", [None, 3])  # 3 bytes: every pattern meets a block boundary somewhere
+def test_count_lines(tmp_path, monkeypatch, text, lines, non_blank, lone_cr, nul, block) -> None:
+    from writeoffs.ingest import records
     from writeoffs.ingest.records import count_lines
 
+    if block:
+        monkeypatch.setattr(records, "_BLOCK", block)
     p = tmp_path / "f.csv"
     p.write_bytes(text.encode("utf-8"))
     fast = count_lines(p)

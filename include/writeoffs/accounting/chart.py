@@ -12,7 +12,7 @@ account.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -146,6 +146,17 @@ class Accounts:
     def writeoff_debit(self, reason: str) -> str:
         """The account a write-off debits: the allowance (allowance method) or the reason's expense account."""
         return self.role(Role.ALLOWANCE) if self.method == "allowance" else self.expense_for(reason)
+
+
+def check_postable(accts: Accounts, reasons: Iterable[str]) -> None:
+    """What a batch needs to post, resolved or refused (fail closed, :class:`LedgerError`): the AR control account,
+    the allowance under the allowance method, and the debit account of every reason among the batch's items,
+    whatever their status. Posting checks this before the first entry; the confirm step shows what it found."""
+    accts.role(Role.AR_CONTROL)
+    if accts.method == "allowance":
+        accts.role(Role.ALLOWANCE)
+    for reason in sorted(set(reasons)):
+        accts.writeoff_debit(reason)  # raises for a reason the batch's policy does not map
 
 
 def resolve_accounts(

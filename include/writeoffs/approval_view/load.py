@@ -124,20 +124,20 @@ def confirmation_facts(conn: Connection, view: BatchView) -> ConfirmationFacts:
 
 def entry_accounts(conn: Connection, view: BatchView, excluded_refs: Sequence[str] = ()) -> tuple[str, str]:
     """The write-off entries' debit and credit accounts, code and name, resolved exactly as posting resolves them
-    (``writeoffs.accounting.chart.accounts_for_batch``: the entity's chart and the reason map of the policy version
-    the batch was selected under): the allowance under the allowance method, each posted reason's expense account
-    under the direct method; the AR control account. What cannot be resolved is said (posting will refuse it)
-    rather than guessed."""
-    from writeoffs.accounting.chart import Role, accounts_for_batch
+    (``writeoffs.accounting.chart``: :func:`accounts_for_batch`, the entity's chart and the reason map of the
+    policy version the batch was selected under, checked by :func:`check_postable` over every item's reason, as
+    posting checks them): the allowance under the allowance method, the expense account of each reason that will
+    post under the direct method; the AR control account. What posting would refuse is said, not guessed."""
+    from writeoffs.accounting.chart import Role, accounts_for_batch, check_postable
+    from writeoffs.approval_view.items import to_post
     from writeoffs.errors import WriteoffError, shorten
 
     batch = conn.execute(select(writeoff_batches).where(writeoff_batches.c.id == view.batch_id)).one()
-    excluded = set(excluded_refs)
-    reasons = sorted({i.reason_code for i in view.items if i.invoice_ref not in excluded and i.status != "excluded"})
     try:
         accts = accounts_for_batch(conn, batch)
+        check_postable(accts, (i.reason_code for i in view.items))
         debits: dict[str, list[str]] = {}
-        for reason in reasons:
+        for reason in sorted({i.reason_code for i in to_post(view, excluded_refs)}):
             debits.setdefault(accts.writeoff_debit(reason), []).append(reason)
         ar = accts.role(Role.AR_CONTROL)
     except WriteoffError as exc:

@@ -20,9 +20,9 @@ non-unique indexes were most of the time of a large ``INSERT``/``COPY``. Bulk mo
 journal tables: nothing may write a journal entry between :func:`enter` and :func:`leave`
 (:func:`require_origin` lets posting code assert it). CHECK constraints always stay on; primary keys and unique
 constraints stay on except on the empty tables named in ``rebuild_if_empty``, where they are checked set-wise when
-re-added: building a key over a million sorted rows costs a fraction of maintaining it row by row (measured at
-1,000,000 invoices: the aging snapshot's 893,060 rows went in 3.08 s with their key and index kept, 1.83 s with both
-built after; BENCHMARKS.md). The caller names only tables whose load needs no key on the way (no ``ON CONFLICT``
+re-added: building a key over a million rows costs a fraction of maintaining it row by row (measured at 1,000,000
+invoices: the aging snapshot's 893,060 rows went in 3.08 s with their key and index kept, 1.83 s with both built
+after; docs/ingestion.md). The caller names only tables whose load needs no key on the way (no ``ON CONFLICT``
 on them between :func:`enter` and :func:`leave`).
 """
 
@@ -109,11 +109,13 @@ def empty_tables(conn: Connection, tables: list[str]) -> list[str]:
 
 def drop_keys(conn: Connection, tables: list[str]) -> list[tuple[str, str, str]]:
     """Drop the primary-key and unique constraints of ``tables`` that no foreign key refers to; returns
-    ``(table, constraint, DDL to re-add it)`` in a stable order."""
+    ``(table, constraint, DDL to re-add it)`` in a stable order. The statements are composed by the server
+    (``format('%I')`` quotes the names) and sent as they are (no bind-parameter parsing of catalog text)."""
     rows = conn.execute(
         text(
-            "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
-            "JOIN pg_class t ON t.oid = c.conrelid "
+            "SELECT t.relname, c.conname, format('ALTER TABLE %I DROP CONSTRAINT %I', t.relname, c.conname), "
+            "format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, pg_get_constraintdef(c.oid)) "
+            "FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
             "WHERE t.relname = ANY(:tables) AND t.relnamespace = current_schema()::regnamespace "
             "AND c.contype IN ('p', 'u') "
             "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid) "
@@ -121,20 +123,19 @@ def drop_keys(conn: Connection, tables: list[str]) -> list[tuple[str, str, str]]
         ),
         {"tables": tables},
     ).all()
-    for table, name, _definition in rows:
-        conn.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
-    return [
-        (table, name, f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}') for table, name, definition in rows
-    ]
+    for _table, _name, drop, _add in rows:
+        conn.exec_driver_sql(drop)
+    return [(table, name, add) for table, name, _drop, add in rows]
 
 
 def restore_keys(conn: Connection, key_ddl: list[tuple[str, str, str]], *, context: str) -> None:
     """Re-add the constraints :func:`drop_keys` dropped; a repeated key raises :class:`DuplicateKeys`."""
     for table, name, ddl in key_ddl:
         try:
-            conn.execute(text(ddl))
+            conn.exec_driver_sql(ddl)
         except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) != "23505":  # unique_violation
+            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)  # psycopg 3 / 2
+            if code != "23505":  # unique_violation
                 raise
             raise DuplicateKeys(f"{context}: rows of {table} repeat a key of {name}; nothing was loaded") from exc
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, case, func, or_, select
 
 from writeoffs import approvals
 from writeoffs.accounting import keys
-from writeoffs.accounting.chart import Role, accounts_for_batch, batch_policy
+from writeoffs.accounting.chart import accounts_for_batch, batch_policy, check_postable
 from writeoffs.db.locks import locked
 from writeoffs.db.schema import writeoff_batches, writeoffs
 from writeoffs.errors import ApprovalError, LedgerError
@@ -38,9 +38,6 @@ def _context(
     """Everything a chunk needs, resolved once under the batch lock; refuses what cannot post (fail closed)."""
     policy = batch_policy(conn, batch)
     accts = accounts_for_batch(conn, batch, policy)
-    accts.role(Role.AR_CONTROL)
-    if accts.method == "allowance":
-        accts.role(Role.ALLOWANCE)
     # One pass over the batch's items: its reasons, the keys off the scheme, the items already posted.
     bad_key = or_(
         ~writeoffs.c.idempotency_key.startswith(keys.WRITEOFF_PREFIX),
@@ -55,8 +52,7 @@ def _context(
         .where(writeoffs.c.batch_id == batch.id)
         .group_by(writeoffs.c.reason_code)
     ).all()
-    for reason in sorted(r[0] for r in per_reason):
-        accts.writeoff_debit(reason)  # raises for a reason the batch's policy does not map
+    check_postable(accts, (r[0] for r in per_reason))
     bad_keys = sum(r[1] for r in per_reason)
     if bad_keys:
         raise LedgerError(
