@@ -8,6 +8,7 @@ every key checked set-wise before commit.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import date
 from decimal import Decimal
@@ -335,6 +336,64 @@ def test_the_first_snapshot_rebuilds_its_key_and_the_next_keeps_it(
     with engine.connect() as conn:
         assert conn.execute(INDEXES).all() == indexes
         assert conn.execute(text("SELECT COUNT(*) FROM aging_snapshots")).scalar_one() == 10
+
+
+def test_two_first_agings_at_once_take_turns_instead_of_deadlocking(
+    make_ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: two agings of an empty snapshot table at the same time. Each would delete its date (a ROW EXCLUSIVE
+    lock), then upgrade to the key drop's ACCESS EXCLUSIVE lock, which the other one's lock blocks: a deadlock.
+    compute_aging's SHARE ROW EXCLUSIVE lock, taken first, makes the second wait for the first's commit; both
+    succeed. The first is held right before its key drop until the second is waiting on a lock."""
+    engine = make_ledger("postgresql")
+    ingest(engine, write_export(tmp_path / "erp_export", [_row(i) for i in range(1, 6)]))
+    monkeypatch.setattr(aging_mod, "BULK_MIN_ROWS", 1)
+    main = threading.current_thread()  # runs the second aging
+    real = bulk.empty_tables
+
+    def empty_tables(conn, tables):
+        if threading.current_thread() is not main:  # the first aging: wait until the second is blocked
+            with engine.connect() as watch:
+                for _ in range(200):
+                    waiting = watch.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND query ILIKE '%aging_snapshots%'"
+                        )
+                    ).scalar_one()
+                    if waiting:
+                        break
+                    time.sleep(0.05)
+        return real(conn, tables)
+
+    monkeypatch.setattr(bulk, "empty_tables", empty_tables)
+    errors: list[BaseException] = []
+
+    def aging(day: date) -> None:
+        try:
+            with engine.begin() as conn:
+                aging_mod.compute_aging(conn, day)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    worker = threading.Thread(target=aging, args=(AS_OF,))
+    worker.start()
+    for _ in range(200):  # the worker has locked the table (or, without the lock, deleted its date)
+        with engine.connect() as watch:
+            if watch.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class t ON t.oid = l.relation "
+                    "WHERE t.relname = 'aging_snapshots' AND l.pid <> pg_backend_pid() AND l.granted"
+                )
+            ).scalar_one():
+                break
+        time.sleep(0.05)
+    aging(date(2026, 11, 25))
+    worker.join(timeout=60)
+    assert not errors, errors
+    with engine.connect() as conn:
+        days = conn.execute(text("SELECT DISTINCT as_of_date FROM aging_snapshots ORDER BY 1")).scalars().all()
+    assert days == [AS_OF, date(2026, 11, 25)]
 
 
 def test_a_key_dropped_for_a_load_refuses_a_repeated_key_at_leave(pg_ledger: Engine) -> None:

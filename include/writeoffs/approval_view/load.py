@@ -150,8 +150,10 @@ def entry_accounts(conn: Connection, view: BatchView, excluded_refs: Sequence[st
             )
         ).all()
     )
-    if len(debits) == 1:
-        debit = f"{next(iter(debits))} {names.get(next(iter(debits)), '?')}"
-    else:  # the direct method with several reasons: each account with the reasons it takes
-        debit = ", ".join(f"{code} {names.get(code, '?')} ({', '.join(rs)})" for code, rs in debits.items())
-    return debit or "(no item to post)", f"{ar} {names.get(ar, '?')}"
+
+    def named(code: str) -> str:
+        return f"{code} {names[code]}"  # every code resolved above is an account of the entity's chart
+
+    # One account: its name; several (the direct method, reasons on different accounts): each with its reasons.
+    parts = [named(code) if len(debits) == 1 else f"{named(code)} ({', '.join(rs)})" for code, rs in debits.items()]
+    return ", ".join(parts) or "(no item to post)", named(ar)
